@@ -1,0 +1,76 @@
+"""Consumer that keeps ``metrics_streaming_daily`` current: counts and revenue per UTC day and type.
+
+Each batch is summed in memory and added to the table with one upsert, in the same transaction
+as the offsets (core.sink), so a crash can neither lose nor double-count an event.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from core import cli
+from core.config import Settings
+from core.sink import Consumed, Cursor, Sink
+
+DEFAULT_GROUP = "streaming-metrics"
+
+
+def aggregate(events: list[Consumed]) -> dict[tuple[date, str], tuple[int, Decimal]]:
+    """Count and revenue per (UTC day, event type) for one batch."""
+    counts: dict[tuple[date, str], int] = defaultdict(int)
+    revenue: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+    for item in events:
+        key = (item.event.event_date, item.event.event_type)
+        counts[key] += 1
+        if item.event.amount is not None:
+            revenue[key] += item.event.amount
+    return {key: (count, revenue[key]) for key, count in counts.items()}
+
+
+class StreamingMetricsWriter:
+    """Adds each batch's per-day, per-type deltas to ``metrics_streaming_daily``."""
+
+    def prepare(self, conn: psycopg2.extensions.connection) -> None:
+        """Nothing to prepare: the upsert needs no session state."""
+
+    def write(self, cur: Cursor, events: list[Consumed]) -> None:
+        deltas = aggregate(events)
+        execute_values(
+            cur,
+            "INSERT INTO metrics_streaming_daily AS m (event_date, event_type, event_count, revenue) VALUES %s"
+            " ON CONFLICT (event_date, event_type) DO UPDATE SET"
+            " event_count = m.event_count + EXCLUDED.event_count,"
+            " revenue = m.revenue + EXCLUDED.revenue, updated_at = now()",
+            sorted((day, kind, count, amount) for (day, kind), (count, amount) in deltas.items()),
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumers.streaming_metrics",
+        description="Maintain metrics_streaming_daily (event count and revenue per UTC day and event type) "
+        "from the events topic, exactly once. Stops cleanly on Ctrl+C / SIGTERM.",
+    )
+    parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group (default: {DEFAULT_GROUP})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    def execute(settings: Settings) -> int:
+        stop = cli.install_stop_handlers()
+        Sink(settings, args.group, StreamingMetricsWriter(), stop, record_dead_letters=False).run()
+        return 0
+
+    cli.run(execute)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared core: configuration, database and migrator, Kafka factories, events, the sink, the embedded stack."""

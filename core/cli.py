@@ -1,0 +1,118 @@
+"""Helpers every entry point shares: logging set-up, date arguments and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from core.config import Settings, load_settings
+from core.errors import PlatformError
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Configure the root logger once, for an entry point."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+
+
+def today_utc() -> date:
+    """The current date in UTC: every day in this platform is a UTC day."""
+    return datetime.now(UTC).date()
+
+
+def parse_day(text: str) -> date:
+    """argparse type for YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from e
+
+
+def add_day_argument(parser: argparse.ArgumentParser) -> None:
+    """The optional positional day most commands take, defaulting to today in UTC."""
+    parser.add_argument(
+        "day",
+        nargs="?",
+        type=parse_day,
+        default=None,
+        help="the UTC day, YYYY-MM-DD (default: today in UTC)",
+    )
+
+
+def run(main: Callable[[Settings], int]) -> None:
+    """Load settings, set up logging, run ``main`` and turn expected failures into one line.
+
+    Exit status: what ``main`` returns; 2 for a platform error (bad input, service down);
+    130 on Ctrl+C.
+    """
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level)
+        logger.debug("settings: %s", settings.describe())
+        code = main(settings)
+    except PlatformError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code)
+
+
+def install_stop_handlers() -> threading.Event:
+    """SIGINT/SIGTERM set the returned flag so a loop can finish its transaction and exit.
+
+    A second signal exits at once: nothing is lost, as an uncommitted transaction is simply
+    rolled back by PostgreSQL and redone from the stored offsets.
+    """
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(130)
+        logger.info("%s received: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+class Progress:
+    """Progress lines for long work, at most one a second, on stderr (stdout keeps the results)."""
+
+    def __init__(self, label: str, total: int | None = None, every_s: float = 1.0) -> None:
+        self.label = label
+        self.total = total
+        self.every_s = every_s
+        self.done = 0
+        self.started = time.monotonic()
+        self._next = self.started + every_s
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-9)
+
+    def advance(self, n: int, extra: str = "") -> None:
+        self.done += n
+        if time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.every_s
+            self.show(extra)
+
+    def show(self, extra: str = "") -> None:
+        of = f"/{self.total:,}" if self.total is not None else ""
+        tail = f", {extra}" if extra else ""
+        print(f"{self.label}: {self.done:,}{of} ({self.rate:,.0f}/s{tail})", file=sys.stderr, flush=True)

@@ -1,0 +1,168 @@
+"""Settings for every module, read from the environment in one place.
+
+Precedence, lowest first: built-in defaults (the same as docker-compose), the URLs the embedded
+stack recorded in ``.local/stack.env`` (so nothing needs an ``export``), then the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STACK_FILE = PROJECT_ROOT / ".local" / "stack.env"
+
+DEFAULTS: dict[str, str] = {
+    "DATABASE_URL": "postgresql://de_user:de_password@localhost:5432/de_db",
+    "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+    "EVENTS_TOPIC": "user_events",
+    "EVENTS_TOPIC_PARTITIONS": "3",
+    # 5,000 rows or 1 s per transaction: large enough that COPY dominates the commit cost,
+    # small enough that the streaming metrics are at most about a second behind.
+    "SINK_BATCH_SIZE": "5000",
+    "SINK_BATCH_SECONDS": "1.0",
+    # A service statement that runs longer than this is stuck, not slow.
+    "DB_STATEMENT_TIMEOUT_MS": "60000",
+    "REPORTS_DIR": "reports/output",
+    "GDPR_HMAC_KEY": "dev-only-change-me",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=VALUE`` file (blank lines and ``#`` comments ignored)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where PostgreSQL is and how services talk to it."""
+
+    url: str
+    statement_timeout_ms: int
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.url)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the broker is and which topic carries the events."""
+
+    bootstrap_servers: str
+    topic: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """How the consumers batch: N records or T seconds, whichever comes first."""
+
+    batch_size: int
+    batch_seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the platform, validated once at start-up."""
+
+    database: DatabaseSettings
+    kafka: KafkaSettings
+    sink: SinkSettings
+    reports_dir: Path
+    gdpr_hmac_key: bytes
+    log_level: str
+
+    def describe(self) -> str:
+        """One log line with the settings, secrets masked."""
+        return (
+            f"database={self.database.display_url} kafka={self.kafka.bootstrap_servers} "
+            f"topic={self.kafka.topic} batch={self.sink.batch_size}/{self.sink.batch_seconds}s "
+            f"reports_dir={self.reports_dir}"
+        )
+
+
+def _int(values: Mapping[str, str], key: str, minimum: int = 1) -> int:
+    raw = values[key]
+    try:
+        number = int(raw)
+    except ValueError as e:
+        raise ConfigError(f"{key}={raw!r} is not an integer") from e
+    if number < minimum:
+        raise ConfigError(f"{key}={number} must be at least {minimum}")
+    return number
+
+
+def _float(values: Mapping[str, str], key: str) -> float:
+    raw = values[key]
+    try:
+        number = float(raw)
+    except ValueError as e:
+        raise ConfigError(f"{key}={raw!r} is not a number") from e
+    if number <= 0:
+        raise ConfigError(f"{key}={number} must be positive")
+    return number
+
+
+def merged_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Defaults, then the embedded stack's recorded URLs, then the environment."""
+    env = os.environ if environ is None else environ
+    stack_file = Path(env.get("STACK_FILE", str(DEFAULT_STACK_FILE)))
+    values = dict(DEFAULTS)
+    values.update(read_env_file(stack_file))
+    values.update({k: v for k, v in env.items() if k in DEFAULTS})
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; raise ConfigError with the offending variable."""
+    values = merged_values(environ)
+    url = values["DATABASE_URL"]
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
+    if not values["KAFKA_BOOTSTRAP_SERVERS"].strip():
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
+    if not values["EVENTS_TOPIC"].strip():
+        raise ConfigError("EVENTS_TOPIC is empty")
+    level = values["LOG_LEVEL"].upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    return Settings(
+        database=DatabaseSettings(url=url, statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS")),
+        kafka=KafkaSettings(
+            bootstrap_servers=values["KAFKA_BOOTSTRAP_SERVERS"],
+            topic=values["EVENTS_TOPIC"],
+            partitions=_int(values, "EVENTS_TOPIC_PARTITIONS"),
+        ),
+        sink=SinkSettings(batch_size=_int(values, "SINK_BATCH_SIZE"), batch_seconds=_float(values, "SINK_BATCH_SECONDS")),
+        reports_dir=Path(values["REPORTS_DIR"]),
+        gdpr_hmac_key=values["GDPR_HMAC_KEY"].encode("utf-8"),
+        log_level=level,
+    )

@@ -1,0 +1,108 @@
+"""PostgreSQL connections with errors a user can act on, and the idempotent schema migrator."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+
+from core import cli
+from core.config import PROJECT_ROOT, DatabaseSettings, Settings, mask_url
+from core.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+SQL_DIR = PROJECT_ROOT / "sql"
+START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
+# Serialises concurrent migrators (compose's init service and a developer's `make up`).
+MIGRATION_LOCK_ID = 715_001
+
+
+def connect(settings: DatabaseSettings, *, application_name: str = "analytics") -> psycopg2.extensions.connection:
+    """Open a connection; raise ServiceUnavailable naming the URL and how to start the stack."""
+    try:
+        conn = psycopg2.connect(
+            settings.url,
+            application_name=application_name,
+            connect_timeout=5,
+            options=f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC",
+        )
+    except psycopg2.OperationalError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else "connection failed"
+        raise ServiceUnavailable(f"PostgreSQL at {mask_url(settings.url)} is not reachable ({reason}): {START_HINT}") from e
+    return conn
+
+
+@contextmanager
+def connection(settings: DatabaseSettings, *, application_name: str = "analytics") -> Iterator[psycopg2.extensions.connection]:
+    """A connection closed on exit; transactions are the caller's (``with conn:`` commits)."""
+    conn = connect(settings, application_name=application_name)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The numbered migration files, in the order they apply."""
+    return sorted(p for p in sql_dir.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def migrate(settings: DatabaseSettings, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply every migration not applied yet, each in its own transaction; return their names.
+
+    An applied file is never edited: its checksum is recorded and a changed file is an error.
+    """
+    applied_now: list[str] = []
+    with connection(settings, application_name="migrator") as conn:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+        try:
+            for path in migration_files(sql_dir):
+                checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (path.name,))
+                    row = cur.fetchone()
+                    if row is not None:
+                        if row[0] != checksum:
+                            logger.warning("migration %s changed after it was applied; add a new file instead", path.name)
+                        continue
+                    cur.execute(path.read_text(encoding="utf-8"))
+                    cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (path.name, checksum))
+                applied_now.append(path.name)
+                logger.info("applied migration %s", path.name)
+        finally:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied_now
+
+
+def _main(settings: Settings) -> int:
+    applied = migrate(settings.database)
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m core.db``: apply the migrations in sql/."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core.db",
+        description="Apply the numbered SQL migrations in sql/ that are not applied yet (idempotent).",
+    )
+    parser.parse_args(argv)
+    cli.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The event model: one frozen dataclass, its JSON wire format, and validation with reasons."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+EVENT_TYPES = ("page_view", "add_to_cart", "purchase")
+# A real event is a few hundred bytes; anything this large is abuse or a bug.
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Amounts are NUMERIC(12, 2) in PostgreSQL.
+MAX_AMOUNT = Decimal("9999999999.99")
+CENT = Decimal("0.01")
+# Events from before the platform existed or from the far future are clock bugs, not data.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(days=1)
+# Dead-letter payloads are for diagnosis; the first few KiB tell what went wrong.
+DEAD_LETTER_PAYLOAD_CHARS = 4096
+
+
+class InvalidEvent(ValueError):
+    """The message is not a valid event; ``reason`` is a short, stable category."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A user event. ``amount`` is set for purchases only, in euros, exact to the cent."""
+
+    event_id: uuid.UUID
+    user_id: int
+    event_type: str
+    event_timestamp: datetime
+    amount: Decimal | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_date(self) -> date:
+        """The UTC day the event belongs to, in both the streaming and the batch path."""
+        return self.event_timestamp.astimezone(UTC).date()
+
+    def to_json(self) -> bytes:
+        """Wire format: amount as a string so no float ever touches money."""
+        body: dict[str, Any] = {
+            "event_id": str(self.event_id),
+            "user_id": self.user_id,
+            "event_type": self.event_type,
+            "event_timestamp": self.event_timestamp.astimezone(UTC).isoformat(),
+            "amount": None if self.amount is None else str(self.amount),
+            "metadata": self.metadata,
+        }
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: all of a user's events go to one partition, in order."""
+        return str(self.user_id).encode("ascii")
+
+
+def _parse_amount(raw: Any, event_type: str) -> Decimal | None:
+    if event_type != "purchase":
+        if raw is not None:
+            raise InvalidEvent("unexpected_amount", f"{event_type} carries an amount")
+        return None
+    if raw is None:
+        raise InvalidEvent("missing_field", "purchase without amount")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise InvalidEvent("wrong_type", "amount must be a decimal string or number")
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation as e:
+        raise InvalidEvent("invalid_amount", "amount is not a number") from e
+    if not amount.is_finite():
+        raise InvalidEvent("invalid_amount", "amount is not finite")
+    if amount < 0:
+        raise InvalidEvent("negative_amount", "amount is negative")
+    if amount > MAX_AMOUNT:
+        raise InvalidEvent("invalid_amount", "amount is too large")
+    if amount != amount.quantize(CENT):
+        raise InvalidEvent("invalid_amount", "amount has more than two decimals")
+    return amount.quantize(CENT)
+
+
+def _parse_timestamp(raw: Any, now: datetime) -> datetime:
+    if not isinstance(raw, str):
+        raise InvalidEvent("wrong_type", "event_timestamp must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as e:
+        raise InvalidEvent("invalid_timestamp", "event_timestamp is not ISO 8601") from e
+    if parsed.tzinfo is None:
+        raise InvalidEvent("invalid_timestamp", "event_timestamp has no time zone")
+    parsed = parsed.astimezone(UTC)
+    if parsed < EARLIEST_EVENT or parsed > now + MAX_CLOCK_SKEW:
+        raise InvalidEvent("absurd_timestamp", "event_timestamp is out of the plausible range")
+    return parsed
+
+
+def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
+    """Decode and validate one message; raise InvalidEvent with a reason category."""
+    if payload is None:
+        raise InvalidEvent("empty_payload")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent("oversized_payload", f"{len(payload)} bytes")
+    try:
+        body = json.loads(payload, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidEvent("not_json") from e
+    if not isinstance(body, dict):
+        raise InvalidEvent("not_an_object")
+    for name in ("event_id", "user_id", "event_type", "event_timestamp"):
+        if body.get(name) is None:
+            raise InvalidEvent("missing_field", name)
+    raw_id = body["event_id"]
+    if not isinstance(raw_id, str):
+        raise InvalidEvent("wrong_type", "event_id must be a string")
+    try:
+        event_id = uuid.UUID(raw_id)
+    except ValueError as e:
+        raise InvalidEvent("invalid_event_id", "event_id is not a UUID") from e
+    user_id = body["user_id"]
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        raise InvalidEvent("wrong_type", "user_id must be an integer")
+    if not 0 < user_id < 2**63:
+        raise InvalidEvent("invalid_user_id", "user_id out of range")
+    event_type = body["event_type"]
+    if not isinstance(event_type, str):
+        raise InvalidEvent("wrong_type", "event_type must be a string")
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent("unknown_event_type")
+    timestamp = _parse_timestamp(body["event_timestamp"], now or datetime.now(UTC))
+    amount = _parse_amount(body.get("amount"), event_type)
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidEvent("wrong_type", "metadata must be an object")
+    return Event(event_id, user_id, event_type, timestamp, amount, metadata)
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_PII_KEYS = re.compile(r'"(email|e-mail|name|full_name|first_name|last_name|address|phone|ip|ip_address)"\s*:\s*"[^"]*"', re.I)
+
+
+def redact_payload(payload: bytes | None) -> str:
+    """A printable, truncated copy of a rejected message with personal data removed."""
+    if payload is None:
+        return ""
+    text = payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", errors="replace")
+    text = _PII_KEYS.sub(lambda m: f'"{m.group(1)}":"[redacted]"', text)
+    text = _EMAIL.sub("[redacted-email]", text)
+    text = text.replace("\x00", "\\x00")
+    if len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
+        text += f"... [{len(payload) - DEAD_LETTER_PAYLOAD_CHARS} more bytes]"
+    return text

@@ -1,0 +1,305 @@
+"""The one sink mechanism both consumers share: exactly-once from Kafka into PostgreSQL.
+
+Each batch ("N records or T seconds") is written together with the next offset of every
+partition it covers, in ONE PostgreSQL transaction. Offsets are never committed to Kafka; on
+assignment the consumer starts from the offsets stored in PostgreSQL. Inside the transaction
+the stored offsets are locked and every message below them is dropped, so even a stale
+instance that still holds a revoked partition can never write a message twice.
+
+A writer only says what a batch of valid events becomes (raw rows, metric deltas); polling,
+validation, dead-lettering, offsets, retries and shutdown live here, once. Dead letters are
+recorded by the sink that is the system of record (the raw-events consumer); the others skip
+invalid messages and count them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import psycopg2
+import psycopg2.extensions
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from psycopg2.extras import execute_values
+
+from core import db, kafka
+from core.config import Settings
+from core.errors import PlatformError
+from core.events import Event, InvalidEvent, parse_event, redact_payload
+
+logger = logging.getLogger(__name__)
+
+Cursor = psycopg2.extensions.cursor
+# Reconnecting to PostgreSQL: start quickly, back off to at most 10 s between attempts.
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 10.0
+PROGRESS_EVERY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """A valid event and where it came from."""
+
+    event: Event
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that failed validation."""
+
+    partition: int
+    offset: int
+    reason: str
+    payload: str
+
+
+class SinkWriter(Protocol):
+    """What a consumer writes; called inside the sink's transaction."""
+
+    def prepare(self, conn: psycopg2.extensions.connection) -> None:
+        """Once per connection (temporary tables, prepared statements)."""
+
+    def write(self, cur: Cursor, events: list[Consumed]) -> None:
+        """Write one batch of valid events with ``cur``; never commit."""
+
+
+class OffsetsBeyondLog(PlatformError):
+    """PostgreSQL remembers more of a partition than the broker holds: the topic was recreated."""
+
+
+@dataclass
+class SinkStats:
+    """Counts since start, for progress lines and for callers."""
+
+    events: int = 0
+    dead_letters: int = 0
+    skipped_already_done: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Sink:
+    """Consume ``settings.kafka.topic`` as ``group_id`` and hand valid events to ``writer``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        writer: SinkWriter,
+        stop: threading.Event,
+        *,
+        record_dead_letters: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.record_dead_letters = record_dead_letters
+        self.group_id = group_id
+        self.topic = settings.kafka.topic
+        self.writer = writer
+        self.stop = stop
+        self.stats = SinkStats()
+        self._conn: psycopg2.extensions.connection | None = None
+        self._consumer: Consumer | None = None
+
+    # -- PostgreSQL -------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg2.extensions.connection:
+        """The open connection, reconnecting with backoff while PostgreSQL is away."""
+        delay = RETRY_INITIAL_S
+        while self._conn is None or self._conn.closed:
+            try:
+                self._conn = db.connect(self.settings.database, application_name=self.group_id)
+                self.writer.prepare(self._conn)
+            except PlatformError as e:
+                if self.stop.is_set():
+                    raise
+                logger.warning("%s; retrying in %.1f s", e, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        return self._conn
+
+    def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """Next offset per partition as recorded in PostgreSQL (absent: never consumed)."""
+        conn = self._connection()
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
+                (self.group_id, self.topic, partitions),
+            )
+            return dict(cur.fetchall())
+
+    # -- Kafka callbacks --------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self.stored_offsets([p.partition for p in partitions])
+        for tp in partitions:
+            if tp.partition in stored:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=kafka.REACHABLE_TIMEOUT_S)
+                if stored[tp.partition] > high:
+                    raise OffsetsBeyondLog(
+                        f"PostgreSQL says {self.group_id} consumed {self.topic}[{tp.partition}] up to offset "
+                        f"{stored[tp.partition]} but the broker holds only {high} messages: the topic was "
+                        "recreated (the embedded broker keeps topics in memory). `make up` resets the stored "
+                        "offsets of a fresh topic."
+                    )
+            tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        logger.info(
+            "assigned %s from PostgreSQL offsets %s",
+            self.topic,
+            {tp.partition: stored.get(tp.partition, "beginning") for tp in partitions},
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Nothing to flush: every batch is committed before the next poll.
+        logger.info("revoked %s partitions %s", self.topic, [tp.partition for tp in partitions])
+        consumer.unassign()
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def _split(self, messages: list[Message]) -> tuple[list[Consumed], list[DeadLetter]]:
+        valid: list[Consumed] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("kafka: %s", error)
+                continue
+            partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None:  # only error messages lack them
+                continue
+            try:
+                valid.append(Consumed(parse_event(message.value()), partition, offset))
+            except InvalidEvent as e:
+                dead.append(DeadLetter(partition, offset, e.reason, redact_payload(message.value())))
+        return valid, dead
+
+    def _commit_batch(self, valid: list[Consumed], dead: list[DeadLetter]) -> None:
+        """Rows, dead letters and offsets in one transaction, fenced by the stored offsets."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = defaultdict(lambda: -1)
+        for partition, offset in [(c.partition, c.offset) for c in valid] + [(d.partition, d.offset) for d in dead]:
+            first[partition] = min(first.get(partition, offset), offset)
+            last[partition] = max(last[partition], offset)
+        partitions = sorted(first)
+        conn = self._connection()
+        with conn, conn.cursor() as cur:
+            execute_values(
+                cur,
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES %s ON CONFLICT DO NOTHING",
+                [(self.group_id, self.topic, p, first[p]) for p in partitions],
+            )
+            cur.execute(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)"
+                " ORDER BY partition FOR UPDATE",
+                (self.group_id, self.topic, partitions),
+            )
+            stored: dict[int, int] = dict(cur.fetchall())
+            gaps = [p for p in partitions if first[p] > stored[p]]
+            if gaps:
+                self._rewind({p: stored[p] for p in gaps})
+            done = set(gaps)
+            fresh_valid = [c for c in valid if c.partition not in done and c.offset >= stored[c.partition]]
+            fresh_dead = [d for d in dead if d.partition not in done and d.offset >= stored[d.partition]]
+            skipped = len(valid) + len(dead) - len(fresh_valid) - len(fresh_dead)
+            if fresh_valid:
+                self.writer.write(cur, fresh_valid)
+            if fresh_dead and self.record_dead_letters:
+                execute_values(
+                    cur,
+                    "INSERT INTO dead_letter_events (consumer_group, topic, kafka_partition, kafka_offset, reason, payload)"
+                    " VALUES %s",
+                    [(self.group_id, self.topic, d.partition, d.offset, d.reason, d.payload) for d in fresh_dead],
+                )
+            advanced = [
+                (self.group_id, self.topic, p, last[p] + 1) for p in partitions if p not in done and last[p] + 1 > stored[p]
+            ]
+            if advanced:
+                execute_values(
+                    cur,
+                    "UPDATE consumer_offsets AS c SET next_offset = v.next_offset, updated_at = now()"
+                    " FROM (VALUES %s) AS v (consumer_group, topic, partition, next_offset)"
+                    " WHERE c.consumer_group = v.consumer_group AND c.topic = v.topic AND c.partition = v.partition",
+                    advanced,
+                )
+        self.stats.events += len(fresh_valid)
+        self.stats.dead_letters += len(fresh_dead)
+        self.stats.skipped_already_done += skipped
+        self.stats.batches += 1
+        if skipped:
+            logger.info("skipped %d messages another instance had already stored", skipped)
+
+    def _rewind(self, positions: dict[int, int]) -> None:
+        """Seek partitions back to the stored offsets so no message is ever skipped."""
+        if self._consumer is None:
+            return
+        for partition, offset in positions.items():
+            logger.warning("%s[%d]: batch starts past the stored offset %d; rewinding", self.topic, partition, offset)
+            self._consumer.seek(TopicPartition(self.topic, partition, offset))
+
+    def _process(self, messages: list[Message]) -> None:
+        valid, dead = self._split(messages)
+        if not valid and not dead:
+            return
+        delay = RETRY_INITIAL_S
+        while True:
+            try:
+                self._commit_batch(valid, dead)
+                return
+            except psycopg2.Error as e:
+                # The transaction rolled back: nothing of this batch is stored. Retry the same
+                # batch once PostgreSQL is back; the offset fence makes the retry safe.
+                logger.warning("PostgreSQL write failed (%s); retrying the batch in %.1f s", type(e).__name__, delay)
+                if self._conn is not None and not self._conn.closed:
+                    try:
+                        self._conn.rollback()
+                    except psycopg2.Error:
+                        self._conn.close()
+                if self.stop.is_set():
+                    # Stopping mid-outage: the batch is simply redone from the stored offsets.
+                    raise PlatformError("stopped while PostgreSQL was unavailable; the batch will be redone on restart") from e
+                self.stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _log_progress(self) -> None:
+        elapsed = max(time.monotonic() - self.stats.started, 1e-9)
+        logger.info(
+            "%s: %d events stored (%.0f/s), %d dead letters, %d batches",
+            self.group_id,
+            self.stats.events,
+            self.stats.events / elapsed,
+            self.stats.dead_letters,
+            self.stats.batches,
+        )
+
+    def run(self) -> SinkStats:
+        """Consume until the stop flag is set; the last batch is committed before returning."""
+        kafka.ensure_reachable(self.settings.kafka)
+        self._connection()
+        self._consumer = kafka.consumer(self.settings.kafka, self.group_id)
+        batch_size, batch_seconds = self.settings.sink.batch_size, self.settings.sink.batch_seconds
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        logger.info("%s consuming %s (batches of %d or %.1f s)", self.group_id, self.topic, batch_size, batch_seconds)
+        next_progress = time.monotonic() + PROGRESS_EVERY_S
+        try:
+            while not self.stop.is_set():
+                self._process(self._consumer.consume(num_messages=batch_size, timeout=batch_seconds))
+                if time.monotonic() >= next_progress:
+                    self._log_progress()
+                    next_progress = time.monotonic() + PROGRESS_EVERY_S
+        finally:
+            self._consumer.close()
+            if self._conn is not None:
+                self._conn.close()
+        self._log_progress()
+        return self.stats

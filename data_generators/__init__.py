@@ -1,0 +1,1 @@
+"""Synthetic data: Faker users into PostgreSQL, user events into Kafka."""
