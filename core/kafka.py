@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -97,12 +98,36 @@ def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
     return sorted(info.partitions)
 
 
-def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
-    """High watermark per partition: the offset the next produced message will get."""
+def end_offsets(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The true end of each partition: the offset the next produced message will get.
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of the last record batch, not
+    the end of the log. So this starts at the reported high watermark and reads to the
+    partition EOF, which gives the right answer on any broker (on Apache Kafka nothing is read).
+    """
     parts = partitions_of(settings, topic)
-    probe = consumer(settings, group_id="offset-probe")
+    probe = consumer(settings, group_id="end-offset-probe", **{"enable.partition.eof": True})
     try:
-        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=REACHABLE_TIMEOUT_S)[1] for p in parts}
+        ends = {
+            p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=REACHABLE_TIMEOUT_S, cached=False)[1] for p in parts
+        }
+        probe.assign([TopicPartition(topic, p, ends[p]) for p in parts])
+        pending = set(parts)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for message in probe.consume(num_messages=10_000, timeout=0.05):
+                partition, offset = message.partition(), message.offset()
+                if partition is None or offset is None:
+                    continue
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    ends[partition] = max(ends[partition], offset)
+                    pending.discard(partition)
+                elif error is None:
+                    ends[partition] = max(ends[partition], offset + 1)
+        if pending:
+            raise ServiceUnavailable(f"Kafka at {settings.bootstrap_servers} did not report the end of {topic} {sorted(pending)}")
+        return ends
     except KafkaException as e:
         raise ServiceUnavailable(f"Kafka at {settings.bootstrap_servers} did not report offsets: {START_HINT}") from e
     finally:

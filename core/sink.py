@@ -138,16 +138,8 @@ class Sink:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored = self.stored_offsets([p.partition for p in partitions])
+        self._check_offsets_within_log(consumer, stored)
         for tp in partitions:
-            if tp.partition in stored:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=kafka.REACHABLE_TIMEOUT_S)
-                if stored[tp.partition] > high:
-                    raise OffsetsBeyondLog(
-                        f"PostgreSQL says {self.group_id} consumed {self.topic}[{tp.partition}] up to offset "
-                        f"{stored[tp.partition]} but the broker holds only {high} messages: the topic was "
-                        "recreated (the embedded broker keeps topics in memory). `make up` resets the stored "
-                        "offsets of a fresh topic."
-                    )
             tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
         consumer.assign(partitions)
         logger.info(
@@ -155,6 +147,26 @@ class Sink:
             self.topic,
             {tp.partition: stored.get(tp.partition, "beginning") for tp in partitions},
         )
+
+    def _check_offsets_within_log(self, consumer: Consumer, stored: dict[int, int]) -> None:
+        """Refuse to start from offsets the broker does not have: the topic was recreated and
+        starting over would silently drop its new messages below the stored offsets."""
+        suspicious = {
+            p: offset
+            for p, offset in stored.items()
+            if offset > consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=kafka.REACHABLE_TIMEOUT_S)[1]
+        }
+        if not suspicious:
+            return
+        # The reported watermark can be short of the real end (Tansu); check the real end.
+        ends = kafka.end_offsets(self.settings.kafka, self.topic)
+        beyond = {p: offset for p, offset in suspicious.items() if offset > ends.get(p, 0)}
+        if beyond:
+            raise OffsetsBeyondLog(
+                f"PostgreSQL says {self.group_id} consumed {self.topic} up to offsets {beyond} but the broker ends at "
+                f"{ {p: ends.get(p, 0) for p in beyond} }: the topic was recreated (the embedded broker keeps topics in "
+                "memory). `make up` resets the stored offsets of a fresh topic."
+            )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing to flush: every batch is committed before the next poll.
@@ -303,3 +315,16 @@ class Sink:
                 self._conn.close()
         self._log_progress()
         return self.stats
+
+
+def lag(settings: Settings, group_id: str, topic: str | None = None) -> dict[int, int]:
+    """Messages per partition not yet stored by ``group_id``: end offset minus stored offset."""
+    name = topic or settings.kafka.topic
+    ends = kafka.end_offsets(settings.kafka, name)
+    with db.connection(settings.database, application_name="lag") as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %s AND topic = %s",
+            (group_id, name),
+        )
+        stored = dict(cur.fetchall())
+    return {p: end - stored.get(p, 0) for p, end in ends.items()}

@@ -1,0 +1,127 @@
+"""Helpers for integration tests: run the real commands, produce events, wait for consumers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from core import db, kafka
+from core.config import Settings, load_settings
+from core.events import Event
+from core.sink import lag
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RAW = "consumers.store_raw_events"
+STREAMING = "consumers.streaming_metrics"
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def run_command(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` as a user would, from the project root."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Service:
+    """A long-running command (a consumer) started in the background."""
+
+    process: subprocess.Popen[str]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+    log = log_dir / f"{module}.{group}.{uuid.uuid4().hex[:6]}.log"
+    handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - owned by the child process
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--group", group],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    handle.close()
+    return Service(process, log)
+
+
+def produce(settings: Settings, payloads: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) pairs to the settings' topic and wait until all are acknowledged."""
+    producer = kafka.producer(settings.kafka)
+    failures: list[str] = []
+    sent = 0
+    for key, value in payloads:
+        producer.produce(
+            settings.kafka.topic, value=value, key=key, on_delivery=lambda err, _m: err and failures.append(str(err))
+        )
+        producer.poll(0)
+        sent += 1
+    assert producer.flush(30) == 0
+    assert not failures, failures
+    return sent
+
+
+def produce_events(settings: Settings, events: Iterable[Event]) -> int:
+    return produce(settings, ((e.key, e.to_json()) for e in events))
+
+
+def wait_until(condition, timeout: float = 90, interval: float = 0.1, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_caught_up(settings: Settings, group: str, timeout: float = 90) -> None:
+    """Wait until ``group`` has stored every message of the topic in PostgreSQL."""
+    wait_until(lambda: sum(lag(settings, group).values()) == 0, timeout, what=f"{group} to catch up")
+
+
+def query(settings: Settings, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def expected_metrics(events: Iterable[Event]) -> dict[tuple[date, str], tuple[int, Decimal]]:
+    """What the daily metrics must be for these events, computed independently of the code under test."""
+    out: dict[tuple[date, str], tuple[int, Decimal]] = {}
+    for e in events:
+        count, revenue = out.get((e.event_date, e.event_type), (0, Decimal("0")))
+        out[(e.event_date, e.event_type)] = (count + 1, revenue + (e.amount or Decimal("0")))
+    return out
+
+
+def metrics_table(settings: Settings, table: str) -> dict[tuple[date, str], tuple[int, Decimal]]:
+    rows = query(settings, f"SELECT event_date, event_type, event_count, revenue FROM {table}")
+    return {(d, t): (int(c), Decimal(r)) for d, t, c, r in rows}  # type: ignore[call-overload,arg-type]

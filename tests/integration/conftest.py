@@ -1,0 +1,102 @@
+"""Fixtures for integration tests: a real Kafka-protocol broker and a real PostgreSQL.
+
+Which stack, in this order:
+- ``TEST_DATABASE_URL`` and ``TEST_KAFKA_BOOTSTRAP_SERVERS`` set: that existing stack (its tables
+  are truncated: point it at a disposable database);
+- ``TEST_STACK=testcontainers`` (needs Docker): Kafka and postgres:15 containers;
+- otherwise an isolated embedded stack (Tansu + PostgreSQL) on free ports in a temporary folder,
+  never the user's ``.local/``.
+Every test gets a fresh topic and fresh consumer group names; tables are truncated before it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core import db, kafka, stack
+from core.config import Settings, load_settings
+
+DATA_TABLES = (
+    "events_raw",
+    "metrics_streaming_daily",
+    "metrics_batch_daily",
+    "consumer_offsets",
+    "dead_letter_events",
+    "privacy_requests",
+    "users_public",
+    "users_pii",
+)
+
+
+def _existing_stack() -> Iterator[dict[str, str]]:
+    yield {"DATABASE_URL": os.environ["TEST_DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": os.environ["TEST_KAFKA_BOOTSTRAP_SERVERS"]}
+
+
+def _testcontainers_stack() -> Iterator[dict[str, str]]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with (
+        PostgresContainer("postgres:15", username="de_user", password="de_password", dbname="de_db", driver=None) as pg,
+        KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as broker,
+    ):
+        yield {"DATABASE_URL": pg.get_connection_url(), "KAFKA_BOOTSTRAP_SERVERS": broker.get_bootstrap_server()}
+
+
+def _embedded_stack(base: Path) -> Iterator[dict[str, str]]:
+    info = stack.up(base, pg_port=stack.free_port(), kafka_port=stack.free_port(), fast=True)
+    try:
+        yield info.env()
+    finally:
+        stack.down(base)
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Start (or find) the stack once per session and point every module at it."""
+    if os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS"):
+        source = _existing_stack()
+    elif os.environ.get("TEST_STACK") == "testcontainers":
+        source = _testcontainers_stack()
+    else:
+        source = _embedded_stack(tmp_path_factory.mktemp("stack"))
+    saved = dict(os.environ)
+    try:
+        env = next(source)
+        os.environ.update(env)
+        # Never read the developer's .local/stack.env, whatever the stack.
+        os.environ["STACK_FILE"] = str(tmp_path_factory.mktemp("nostack") / "stack.env")
+        os.environ["LOG_LEVEL"] = "INFO"
+        db.migrate(load_settings().database)
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        source.close()
+
+
+@pytest.fixture
+def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings for one test: a fresh topic, reports in a temporary folder, empty tables."""
+    topic = f"user_events_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("EVENTS_TOPIC", topic)
+    monkeypatch.setenv("REPORTS_DIR", str(tmp_path / "reports"))
+    # Small, quick batches so a test sees several transactions per consumer.
+    monkeypatch.setenv("SINK_BATCH_SIZE", "500")
+    monkeypatch.setenv("SINK_BATCH_SECONDS", "0.2")
+    current = load_settings()
+    with db.connection(current.database) as conn, conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY")
+    kafka.ensure_topic(current.kafka, topic, partitions=3)
+    yield current
+
+
+@pytest.fixture
+def group() -> str:
+    """A consumer-group suffix unique to the test."""
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,135 @@
+"""End to end through the real broker and PostgreSQL: generator format -> both consumers -> batch -> compare."""
+
+from __future__ import annotations
+
+import random
+import signal
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.events import Event
+from tests.helpers import (
+    RAW,
+    STREAMING,
+    expected_metrics,
+    metrics_table,
+    produce,
+    produce_events,
+    query,
+    run_command,
+    start_service,
+    wait_caught_up,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def known_events(n: int, seed: int, days: list[date]) -> list[Event]:
+    """n events with unique ids spread over ``days``, purchases with exact cent amounts."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        day = days[i % len(days)]
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
+        kind = rng.choices(["page_view", "add_to_cart", "purchase"], [70, 20, 10])[0]
+        amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2) if kind == "purchase" else None
+        events.append(
+            Event(uuid.UUID(int=rng.getrandbits(128), version=4), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"})
+        )
+    return events
+
+
+def test_every_event_once_and_streaming_equals_batch(settings: Settings, group: str, tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=1), today]
+    events = known_events(3000, seed=7, days=days)
+    invalid = [b"not json", b'{"event_id": "x"}', b'{"event_id":"' + str(uuid.uuid4()).encode() + b'","user_id":1,'
+               b'"event_type":"refund","event_timestamp":"2026-01-01T00:00:00+00:00"}']  # fmt: skip
+    produce_events(settings, events[:1500])
+    produce(settings, [(None, payload) for payload in invalid])
+    produce_events(settings, events[1500:])
+
+    raw = start_service(RAW, f"raw-{group}", tmp_path)
+    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
+    try:
+        wait_caught_up(settings, f"raw-{group}")
+        wait_caught_up(settings, f"stream-{group}")
+    finally:
+        assert raw.stop() == 0, raw.output()
+        assert streaming.stop() == 0, streaming.output()
+
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == len(events)
+    stored_ids = {row[0] for row in query(settings, "SELECT event_id::text FROM events_raw")}
+    assert stored_ids == {str(e.event_id) for e in events}
+
+    reasons = sorted(str(r[0]) for r in query(settings, "SELECT reason FROM dead_letter_events"))
+    assert reasons == ["missing_field", "not_json", "unknown_event_type"]
+
+    expected = expected_metrics(events)
+    assert metrics_table(settings, "metrics_streaming_daily") == expected
+    for day in days:
+        assert run_command("batch.batch_metrics", day.isoformat()).returncode == 0
+    assert metrics_table(settings, "metrics_batch_daily") == expected
+    for day in days:
+        result = run_command("batch.compare_batch_vs_stream", day.isoformat())
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "agree exactly" in result.stdout
+
+
+def test_comparison_exits_non_zero_on_drift(settings: Settings) -> None:
+    day = date(2026, 3, 1)
+    query(
+        settings,
+        "INSERT INTO metrics_batch_daily (event_date, event_type, event_count, revenue) VALUES (%s, 'purchase', 2, 10.00)",
+        (day,),
+    )
+    query(
+        settings,
+        "INSERT INTO metrics_streaming_daily (event_date, event_type, event_count, revenue) VALUES (%s, 'purchase', 2, 10.01)",
+        (day,),
+    )
+    result = run_command("batch.compare_batch_vs_stream", day.isoformat())
+    assert result.returncode == 1
+    assert "DRIFT" in result.stdout and "+0.01" in result.stdout
+
+
+def test_consumer_stopped_mid_stream_resumes_without_loss_or_double_count(settings: Settings, group: str, tmp_path: Path) -> None:
+    events = known_events(20_000, seed=11, days=[datetime.now(UTC).date()])
+    produce_events(settings, events[:12_000])
+    # Tiny batches: many transactions, so the stop lands mid-stream.
+    env = {"SINK_BATCH_SIZE": "50", "SINK_BATCH_SECONDS": "0.05"}
+    raw_group, stream_group = f"raw-{group}", f"stream-{group}"
+
+    def stored(group_id: str) -> int:
+        rows = query(
+            settings, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group_id,)
+        )
+        return int(rows[0][0])  # type: ignore[call-overload]
+
+    raw = start_service(RAW, raw_group, tmp_path, env)
+    streaming = start_service(STREAMING, stream_group, tmp_path, env)
+    wait_until(lambda: stored(raw_group) > 0 and stored(stream_group) > 0, what="first batches")
+    assert raw.stop(signal.SIGINT) == 0, raw.output()
+    assert streaming.stop(signal.SIGTERM) == 0, streaming.output()
+    assert 0 < stored(raw_group) < len(events) and 0 < stored(stream_group) < len(events)
+
+    produce_events(settings, events[12_000:])
+    raw = start_service(RAW, raw_group, tmp_path)
+    streaming = start_service(STREAMING, stream_group, tmp_path)
+    try:
+        wait_caught_up(settings, raw_group)
+        wait_caught_up(settings, stream_group)
+    finally:
+        raw.stop()
+        streaming.stop()
+
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == len(events)
+    assert metrics_table(settings, "metrics_streaming_daily") == expected_metrics(events)
