@@ -111,6 +111,9 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         raise InvalidEvent("empty_payload")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InvalidEvent("oversized_payload", f"{len(payload)} bytes")
+    if b"\\u0000" in payload:
+        # PostgreSQL's jsonb and text cannot hold NUL characters.
+        raise InvalidEvent("invalid_characters", "payload contains a NUL character")
     try:
         body = json.loads(payload, parse_float=Decimal)
     except (UnicodeDecodeError, ValueError) as e:

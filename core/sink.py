@@ -296,8 +296,11 @@ class Sink:
 
     def run(self) -> SinkStats:
         """Consume until the stop flag is set; the last batch is committed before returning."""
+        # At start-up a missing service is an error the user should see at once; once
+        # running, an outage is waited out (see _connection and _process).
+        self._conn = db.connect(self.settings.database, application_name=self.group_id)
+        self.writer.prepare(self._conn)
         kafka.ensure_reachable(self.settings.kafka)
-        self._connection()
         self._consumer = kafka.consumer(self.settings.kafka, self.group_id)
         batch_size, batch_seconds = self.settings.sink.batch_size, self.settings.sink.batch_seconds
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)

@@ -125,3 +125,18 @@ def expected_metrics(events: Iterable[Event]) -> dict[tuple[date, str], tuple[in
 def metrics_table(settings: Settings, table: str) -> dict[tuple[date, str], tuple[int, Decimal]]:
     rows = query(settings, f"SELECT event_date, event_type, event_count, revenue FROM {table}")
     return {(d, t): (int(c), Decimal(r)) for d, t, c, r in rows}  # type: ignore[call-overload,arg-type]
+
+
+def read_topic(settings: Settings, count: int, timeout: float = 60) -> list[bytes]:
+    """The values of the first ``count`` messages of the settings' topic (any partition order)."""
+    probe = kafka.consumer(settings.kafka, f"probe-{uuid.uuid4().hex[:8]}")
+    probe.subscribe([settings.kafka.topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(values) < count:
+            assert time.monotonic() < deadline, f"read {len(values)} of {count} messages"
+            values += [m.value() for m in probe.consume(1000, 0.5) if m.error() is None]  # type: ignore[misc]
+    finally:
+        probe.close()
+    return values

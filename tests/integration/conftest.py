@@ -51,7 +51,7 @@ def _testcontainers_stack() -> Iterator[dict[str, str]]:
 def _embedded_stack(base: Path) -> Iterator[dict[str, str]]:
     info = stack.up(base, pg_port=stack.free_port(), kafka_port=stack.free_port(), fast=True)
     try:
-        yield info.env()
+        yield {**info.env(), "TEST_STACK_DATA_DIR": str(base)}
     finally:
         stack.down(base)
 

@@ -1,0 +1,16 @@
+# One image for every service of the platform (consumers, generator, migrator, batch, reports).
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY core ./core
+COPY sql ./sql
+COPY data_generators ./data_generators
+COPY consumers ./consumers
+COPY batch ./batch
+COPY gdpr ./gdpr
+COPY reports ./reports
+RUN useradd --create-home app && mkdir -p reports/output && chown -R app reports/output
+USER app
+CMD ["python", "-m", "core.db", "--help"]

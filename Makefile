@@ -1,0 +1,48 @@
+# GDPR-compliant real-time analytics platform. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status demo test test-unit lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install everything (runtime, tests, lint)
+
+up: install ## start the embedded stack (Tansu + PostgreSQL) and print its URLs
+	$(PY) -m core.stack up
+
+down: install ## stop the embedded stack (its PostgreSQL data stays in .local/)
+	$(PY) -m core.stack down
+
+status: install ## is the embedded stack running, and where
+	$(PY) -m core.stack status
+
+demo: install ## the whole pipeline end to end on the embedded stack, then both reports
+	$(PY) -m core.demo
+
+test: install ## the whole test suite; it starts its own isolated stack on free ports
+	$(PY) -m pytest
+
+test-unit: install ## only the tests that need no services
+	$(PY) -m pytest tests/unit
+
+lint: install ## ruff (with security rules) and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean: ## remove the virtual environment and caches (not .local/ data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

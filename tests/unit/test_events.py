@@ -1,0 +1,98 @@
+"""Event validation: every valid event parses exactly; every invalid kind has its own reason."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from core.events import MAX_PAYLOAD_BYTES, Event, InvalidEvent, parse_event, redact_payload
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def body(**changes: object) -> bytes:
+    event: dict[str, object] = {
+        "event_id": "5b7c5a52-6d3e-4a57-9a0e-0d3c2b1f8e11",
+        "user_id": 42,
+        "event_type": "purchase",
+        "event_timestamp": "2026-11-21T23:59:59.5+00:00",
+        "amount": "19.99",
+        "metadata": {"page": "/checkout"},
+    }
+    for key, value in changes.items():
+        if value is ...:
+            event.pop(key)
+        else:
+            event[key] = value
+    return json.dumps(event).encode()
+
+
+def test_round_trip_keeps_money_exact_and_day_in_utc() -> None:
+    event = Event(uuid.uuid4(), 7, "purchase", datetime(2026, 1, 1, 0, 30, tzinfo=UTC) + timedelta(hours=-1), Decimal("0.10"), {})
+    parsed = parse_event(event.to_json(), now=NOW)
+    assert parsed == event
+    assert parsed.amount == Decimal("0.10") and isinstance(parsed.amount, Decimal)
+    assert parsed.event_date.isoformat() == "2025-12-31"
+    assert event.key == b"7"
+
+
+def test_numeric_amount_is_read_as_decimal_not_float() -> None:
+    parsed = parse_event(b'{"event_id":"5b7c5a52-6d3e-4a57-9a0e-0d3c2b1f8e11","user_id":1,"event_type":"purchase",'
+                         b'"event_timestamp":"2026-11-21T10:00:00Z","amount":0.1}', now=NOW)  # fmt: skip
+    assert parsed.amount == Decimal("0.10")
+
+
+def test_timestamp_with_offset_is_counted_on_its_utc_day() -> None:
+    parsed = parse_event(body(event_timestamp="2026-11-22T00:30:00+02:00"), now=NOW)
+    assert parsed.event_date.isoformat() == "2026-11-21"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x00\xff\xfe garbage", "not_json"),
+        (b"", "not_json"),
+        (b"[1, 2]", "not_an_object"),
+        (body(event_id=...), "missing_field"),
+        (body(user_id=None), "missing_field"),
+        (body(event_id=12), "wrong_type"),
+        (body(event_id="not-a-uuid"), "invalid_event_id"),
+        (body(user_id="42"), "wrong_type"),
+        (body(user_id=True), "wrong_type"),
+        (body(user_id=-1), "invalid_user_id"),
+        (body(event_type="refund"), "unknown_event_type"),
+        (body(event_type=["purchase"]), "wrong_type"),
+        (body(amount="-1.00"), "negative_amount"),
+        (body(amount="ten euros"), "invalid_amount"),
+        (body(amount="NaN"), "invalid_amount"),
+        (body(amount="1.001"), "invalid_amount"),
+        (body(amount=...), "missing_field"),
+        (body(event_type="page_view"), "unexpected_amount"),
+        (body(event_timestamp="yesterday"), "invalid_timestamp"),
+        (body(event_timestamp="2026-11-21T10:00:00"), "invalid_timestamp"),
+        (body(event_timestamp="1970-01-01T00:00:00+00:00"), "absurd_timestamp"),
+        (body(event_timestamp="2099-01-01T00:00:00+00:00"), "absurd_timestamp"),
+        (body(event_timestamp=1700000000), "wrong_type"),
+        (body(metadata="x"), "wrong_type"),
+        (body(metadata={"note": "\u0000"}), "invalid_characters"),
+        (body(metadata={"blob": "x" * MAX_PAYLOAD_BYTES}), "oversized_payload"),
+        (None, "empty_payload"),
+    ],
+)
+def test_invalid_events_are_rejected_with_a_reason(payload: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(payload, now=NOW)
+    assert caught.value.reason == reason
+
+
+def test_dead_letter_payload_is_redacted_and_truncated() -> None:
+    payload = json.dumps({"email": "jane.doe@example.com", "name": "Jane Doe", "note": "mail me at j.d@example.org"}).encode()
+    text = redact_payload(payload + b" " * 10_000)
+    assert "jane" not in text.lower() and "j.d@" not in text and "Doe" not in text
+    assert '"email":"[redacted]"' in text and "[redacted-email]" in text
+    assert text.endswith("more bytes]")
+    assert redact_payload(b"\xff\x00") == "\ufffd\\x00"
