@@ -1,6 +1,6 @@
-"""Recompute ``metrics_batch_daily`` for one UTC day from ``events_raw``, in SQL.
+"""Recompute ``metrics_batch_daily`` from ``events_raw``, in SQL, for one UTC day or a range.
 
-The day's rows are replaced in one transaction, so a reader sees either the old or the new
+Each day's rows are replaced in one transaction, so a reader sees either the old or the new
 figures, never a mix; re-running gives the same result.
 """
 
@@ -23,39 +23,50 @@ GROUP BY event_date, event_type
 """
 
 
+def recompute_day_in(cur: db.Cursor, day: date) -> list[tuple[str, int, str]]:
+    """Replace the batch metrics of ``day`` inside the caller's transaction."""
+    cur.execute("DELETE FROM metrics_batch_daily WHERE event_date = %(day)s", {"day": day})
+    cur.execute(RECOMPUTE_SQL, {"day": day})
+    cur.execute(
+        "SELECT event_type, event_count, revenue FROM metrics_batch_daily WHERE event_date = %s ORDER BY event_type",
+        (day,),
+    )
+    return [(kind, int(count), str(revenue)) for kind, count, revenue in cur.fetchall()]
+
+
 def recompute_day(conn: psycopg2.extensions.connection, day: date) -> list[tuple[str, int, str]]:
-    """Replace the batch metrics of ``day``; return (event_type, count, revenue) rows."""
+    """Replace the batch metrics of ``day`` in a transaction of its own; return (type, count, revenue)."""
     with conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM metrics_batch_daily WHERE event_date = %(day)s", {"day": day})
-        cur.execute(RECOMPUTE_SQL, {"day": day})
-        cur.execute(
-            "SELECT event_type, event_count, revenue FROM metrics_batch_daily WHERE event_date = %s ORDER BY event_type",
-            (day,),
-        )
-        return [(kind, int(count), str(revenue)) for kind, count, revenue in cur.fetchall()]
+        return recompute_day_in(cur, day)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m batch.batch_metrics",
-        description="Recompute metrics_batch_daily (event count and revenue per event type) for one UTC day from events_raw.",
+        description="Recompute metrics_batch_daily (event count and revenue per event type) from events_raw, "
+        "for one UTC day or a range of days.",
     )
-    cli.add_day_argument(parser)
+    cli.add_day_range_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    days = cli.days_from_arguments(parser, args)
 
     def execute(settings: Settings) -> int:
-        day = args.day or cli.today_utc()
+        progress = cli.Progress("days", total=len(days))
         with db.connection(settings.database, application_name="batch_metrics") as conn:
-            rows = recompute_day(conn, day)
-        print(f"batch metrics for {day}:")
-        if not rows:
-            print("  no events stored for this day")
-        for kind, count, revenue in rows:
-            print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
+            for day in days:
+                rows = recompute_day(conn, day)
+                print(f"batch metrics for {day}:")
+                if not rows:
+                    print("  no events stored for this day")
+                for kind, count, revenue in rows:
+                    print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
+                if len(days) > 1:
+                    progress.advance(1)
         return 0
 
     cli.run(execute)

@@ -10,12 +10,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from core.config import Settings, load_settings
 from core.errors import PlatformError
 
 logger = logging.getLogger(__name__)
+
+# Ten years of days: a typo in a year should not start a run over centuries.
+MAX_RANGE_DAYS = 3660
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -49,6 +52,28 @@ def add_day_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the UTC day, YYYY-MM-DD (default: today in UTC)",
     )
+
+
+def add_day_range_arguments(parser: argparse.ArgumentParser) -> None:
+    """One day (positional, default today in UTC) or a range with --from/--to (inclusive)."""
+    add_day_argument(parser)
+    parser.add_argument("--from", dest="from_day", type=parse_day, help="first UTC day of a range, YYYY-MM-DD")
+    parser.add_argument("--to", dest="to_day", type=parse_day, help="last UTC day of a range (default: today)")
+
+
+def days_from_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[date]:
+    """The days chosen by add_day_range_arguments' options; parser.error() on a contradiction."""
+    if args.from_day is None and args.to_day is None:
+        return [args.day or today_utc()]
+    if args.day is not None:
+        parser.error("give either a DAY or --from/--to, not both")
+    first = args.from_day or args.to_day
+    last = args.to_day or today_utc()
+    if first > last:
+        parser.error(f"--from {first} is after --to {last}")
+    if (last - first).days > MAX_RANGE_DAYS:
+        parser.error(f"a range may span at most {MAX_RANGE_DAYS} days")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def run(main: Callable[[Settings], int]) -> None:

@@ -18,6 +18,8 @@ from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
+Cursor = psycopg2.extensions.cursor
+
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
 # Serialises concurrent migrators (compose's init service and a developer's `make up`).

@@ -19,10 +19,24 @@ START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or s
 REACHABLE_TIMEOUT_S = 5.0
 
 
+# librdkafka reconnects by itself and reports the same error every few hundred milliseconds
+# while a broker is away: one warning per error kind per 30 s says it without flooding the log.
+ERROR_LOG_INTERVAL_S = 30.0
+_last_logged: dict[int, float] = {}
+
+
 def _quiet_errors(err: KafkaError) -> None:
-    # librdkafka retries by itself; a refused connection is reported once, clearly, by
-    # ensure_reachable() rather than as a log line every second.
-    logger.debug("kafka client: %s", err)
+    now = time.monotonic()
+    if now - _last_logged.get(err.code(), -ERROR_LOG_INTERVAL_S) >= ERROR_LOG_INTERVAL_S:
+        _last_logged[err.code()] = now
+        logger.warning("Kafka: %s (the client keeps retrying)", err.str())
+    else:
+        logger.debug("Kafka: %s", err.str())
+
+
+def _debug_errors(err: KafkaError) -> None:
+    # Admin clients answer "is the broker there?": the caller reports a failure itself.
+    logger.debug("Kafka admin: %s", err.str())
 
 
 def producer(settings: KafkaSettings, **overrides: Any) -> Producer:
@@ -35,6 +49,8 @@ def producer(settings: KafkaSettings, **overrides: Any) -> Producer:
         "linger.ms": 20,
         "compression.type": "lz4",
         "error_cb": _quiet_errors,
+        # librdkafka's own log repeats every connection failure; error_cb reports them once.
+        "log_level": 2,
     }
     config.update(overrides)
     return Producer(config)
@@ -53,6 +69,8 @@ def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consum
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "error_cb": _quiet_errors,
+        # librdkafka's own log repeats every connection failure; error_cb reports them once.
+        "log_level": 2,
     }
     config.update(overrides)
     return Consumer(config)
@@ -60,7 +78,7 @@ def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consum
 
 def admin(settings: KafkaSettings) -> AdminClient:
     # log_level 0: a refused connection surfaces once, as ServiceUnavailable, not as log noise.
-    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, "error_cb": _quiet_errors, "log_level": 0}
+    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, "error_cb": _debug_errors, "log_level": 0}
     return AdminClient(config)
 
 

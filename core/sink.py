@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -33,11 +34,15 @@ from core.events import Event, InvalidEvent, parse_event, redact_payload
 
 logger = logging.getLogger(__name__)
 
-Cursor = psycopg2.extensions.cursor
+Cursor = db.Cursor
+T = TypeVar("T")
 # Reconnecting to PostgreSQL: start quickly, back off to at most 10 s between attempts.
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
 PROGRESS_EVERY_S = 10.0
+# consumer_batches feeds the status command's events/s; an hour of history is plenty.
+BATCH_HISTORY = "1 hour"
+PRUNE_EVERY_BATCHES = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +130,41 @@ class Sink:
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Next offset per partition as recorded in PostgreSQL (absent: never consumed)."""
-        conn = self._connection()
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT partition, next_offset FROM consumer_offsets"
-                " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
-                (self.group_id, self.topic, partitions),
-            )
-            return dict(cur.fetchall())
+
+        def read() -> dict[int, int]:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT partition, next_offset FROM consumer_offsets"
+                    " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
+                    (self.group_id, self.topic, partitions),
+                )
+                return dict(cur.fetchall())
+
+        return self._with_retry("reading stored offsets", read)
+
+    def _with_retry(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action`` until it succeeds, waiting out PostgreSQL outages with backoff.
+
+        Every action is one transaction, rolled back on failure, so retrying it is safe. A stop
+        request during an outage ends the wait: the work is redone from the stored offsets.
+        """
+        delay = RETRY_INITIAL_S
+        while True:
+            try:
+                return action()
+            except psycopg2.Error as e:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                logger.warning("PostgreSQL failed while %s (%s); retrying in %.1f s", what, reason, delay)
+                if self._conn is not None and not self._conn.closed:
+                    try:
+                        self._conn.rollback()
+                    except psycopg2.Error:
+                        self._conn.close()
+                if self.stop.is_set():
+                    raise PlatformError(f"stopped while PostgreSQL was unavailable ({what}); nothing of it was stored") from e
+                self.stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     # -- Kafka callbacks --------------------------------------------------------------------
 
@@ -231,6 +263,15 @@ class Sink:
                     " VALUES %s",
                     [(self.group_id, self.topic, d.partition, d.offset, d.reason, d.payload) for d in fresh_dead],
                 )
+            cur.execute(
+                "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters) VALUES (%s, %s, %s, %s)",
+                (self.group_id, self.topic, len(fresh_valid), len(fresh_dead)),
+            )
+            if self.stats.batches % PRUNE_EVERY_BATCHES == 0:
+                cur.execute(
+                    "DELETE FROM consumer_batches WHERE consumer_group = %s AND committed_at < now() - %s::interval",
+                    (self.group_id, BATCH_HISTORY),
+                )
             advanced = [
                 (self.group_id, self.topic, p, last[p] + 1) for p in partitions if p not in done and last[p] + 1 > stored[p]
             ]
@@ -259,27 +300,10 @@ class Sink:
 
     def _process(self, messages: list[Message]) -> None:
         valid, dead = self._split(messages)
-        if not valid and not dead:
-            return
-        delay = RETRY_INITIAL_S
-        while True:
-            try:
-                self._commit_batch(valid, dead)
-                return
-            except psycopg2.Error as e:
-                # The transaction rolled back: nothing of this batch is stored. Retry the same
-                # batch once PostgreSQL is back; the offset fence makes the retry safe.
-                logger.warning("PostgreSQL write failed (%s); retrying the batch in %.1f s", type(e).__name__, delay)
-                if self._conn is not None and not self._conn.closed:
-                    try:
-                        self._conn.rollback()
-                    except psycopg2.Error:
-                        self._conn.close()
-                if self.stop.is_set():
-                    # Stopping mid-outage: the batch is simply redone from the stored offsets.
-                    raise PlatformError("stopped while PostgreSQL was unavailable; the batch will be redone on restart") from e
-                self.stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        if valid or dead:
+            # The transaction rolled back on failure: nothing of the batch is stored, so the
+            # same batch is retried once PostgreSQL is back; the offset fence makes it safe.
+            self._with_retry("writing a batch", lambda: self._commit_batch(valid, dead))
 
     # -- the loop ---------------------------------------------------------------------------
 

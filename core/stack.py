@@ -174,7 +174,7 @@ def _pg_running_port(pgdata: Path) -> int | None:
     return int(lines[3])
 
 
-def _start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
+def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     """Start (or find running) PostgreSQL on ``data_dir``; return the app's DATABASE_URL."""
     pgdata = data_dir / "postgres"
     user = _run_as()
@@ -234,7 +234,8 @@ def _ensure_app_database(admin_url: str) -> None:
         conn.close()
 
 
-def _stop_postgres(data_dir: Path) -> bool:
+def stop_postgres(data_dir: Path) -> bool:
+    """Stop the PostgreSQL of ``data_dir`` (fast shutdown); return whether it was running."""
     pgdata = data_dir / "postgres"
     if _pg_running_port(pgdata) is None:
         return False
@@ -299,7 +300,8 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
     return bootstrap, True
 
 
-def _stop_tansu(data_dir: Path) -> bool:
+def stop_tansu(data_dir: Path) -> bool:
+    """Stop the broker of ``data_dir``; return whether it was running. Its topics are lost."""
     found = _tansu_pid(data_dir)
     if found is None:
         return False
@@ -331,7 +333,7 @@ def up(
     """Start both services (idempotent), create the topic, apply migrations, record the URLs."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    database_url = _start_postgres(data_dir, pg_port, fast)
+    database_url = start_postgres(data_dir, pg_port, fast)
     bootstrap, fresh_broker = _start_tansu(data_dir, kafka_port)
     database = DatabaseSettings(database_url, statement_timeout_ms=60000)
     kafka_settings = KafkaSettings(bootstrap, topic, partitions)
@@ -360,8 +362,8 @@ def _forget_offsets_of_lost_topic(database: DatabaseSettings, topic: str) -> Non
 def down(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[bool, bool]:
     """Stop both services; return which ones were running."""
     data_dir = data_dir.resolve()
-    kafka_stopped = _stop_tansu(data_dir)
-    pg_stopped = _stop_postgres(data_dir)
+    kafka_stopped = stop_tansu(data_dir)
+    pg_stopped = stop_postgres(data_dir)
     (data_dir / "stack.env").unlink(missing_ok=True)
     return pg_stopped, kafka_stopped
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 
 from core import cli, db, kafka
 from core.config import Settings
@@ -93,6 +93,23 @@ class DeliveryReport:
             self.last_error = err.str()
 
 
+def produce_blocking(producer: Producer, topic: str, event: Event, report: DeliveryReport, stop: threading.Event) -> bool:
+    """Queue one event; while the local queue is full (broker slow or away), wait rather than
+    drop it. Return False when asked to stop while waiting (the event was not produced)."""
+    warned = False
+    while True:
+        try:
+            producer.produce(topic, value=event.to_json(), key=event.key, on_delivery=report.callback)
+            return True
+        except BufferError:
+            if not warned:
+                warned = True
+                logger.warning("the producer queue is full (is the broker reachable?); waiting instead of dropping events")
+            if stop.is_set():
+                return False
+            producer.poll(0.1)
+
+
 def paced(rate: float, stop: threading.Event) -> Iterator[None]:
     """Yield at ``rate`` per second on average (0: as fast as possible) until ``stop`` is set."""
     started = time.monotonic()
@@ -107,7 +124,15 @@ def paced(rate: float, stop: threading.Event) -> Iterator[None]:
         sent += 1
 
 
-def generate(settings: Settings, *, rate: float, count: int | None, seed: int | None, stop: threading.Event) -> DeliveryReport:
+def generate(
+    settings: Settings,
+    *,
+    rate: float,
+    count: int | None,
+    seed: int | None,
+    stop: threading.Event,
+    flush_timeout: float = FLUSH_TIMEOUT_S,
+) -> DeliveryReport:
     """Produce events until ``count`` is reached or ``stop`` is set; flush before returning."""
     kafka.ensure_reachable(settings.kafka)
     users = active_user_ids(settings)
@@ -123,19 +148,16 @@ def generate(settings: Settings, *, rate: float, count: int | None, seed: int | 
         if count is not None and produced >= count:
             break
         event = factory.make(datetime.now(UTC))
-        while True:
-            try:
-                producer.produce(topic, value=event.to_json(), key=event.key, on_delivery=report.callback)
-                break
-            except BufferError:
-                # The local queue is full: wait for the broker instead of dropping the event.
-                producer.poll(0.1)
+        if not produce_blocking(producer, topic, event, report, stop):
+            break
         producer.poll(0)
         progress.advance(1, f"delivered {report.delivered:,}, failed {report.failed:,}")
         if time.monotonic() >= next_refresh:
             next_refresh = time.monotonic() + USERS_REFRESH_S
             factory.user_ids = active_user_ids(settings) or factory.user_ids
-    remaining = producer.flush(FLUSH_TIMEOUT_S)
+    remaining = producer.flush(flush_timeout)
+    if remaining:
+        logger.warning("%d events still undelivered after %.0f s of flushing", remaining, flush_timeout)
     report.failed += remaining
     progress.show(f"delivered {report.delivered:,}, failed {report.failed:,}")
     return report
@@ -151,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second; 0 = as fast as possible (default: 100)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many events (default: run until Ctrl+C)")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible events")
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=FLUSH_TIMEOUT_S,
+        help=f"seconds to keep delivering queued events when stopping (default: {FLUSH_TIMEOUT_S:.0f})",
+    )
     return parser
 
 
@@ -163,7 +191,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--count must be 0 or more")
 
     def execute(settings: Settings) -> int:
-        report = generate(settings, rate=args.rate, count=args.count, seed=args.seed, stop=cli.install_stop_handlers())
+        report = generate(
+            settings,
+            rate=args.rate,
+            count=args.count,
+            seed=args.seed,
+            stop=cli.install_stop_handlers(),
+            flush_timeout=args.flush_timeout,
+        )
         print(f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.failed:,} not delivered")
         if report.failed:
             print(f"last delivery error: {report.last_error}")

@@ -8,7 +8,7 @@ of truth), otherwise from the streaming metrics; the report says which.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +28,7 @@ class DailyReport:
     day: date
     rows: list[Comparison]
     source: str  # "batch" or "streaming"
+    dead_letters: dict[str, int] = field(default_factory=dict)  # received on the day, by reason
 
     @property
     def total_events(self) -> int:
@@ -49,7 +50,14 @@ class DailyReport:
 def build_report(conn: psycopg2.extensions.connection, day: date) -> DailyReport:
     rows = compare_day(conn, day)
     source = "batch" if any(r.batch_count for r in rows) else "streaming"
-    return DailyReport(day, rows, source)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT reason, count(*) FROM dead_letter_events WHERE received_at >= %(day)s::date AT TIME ZONE 'UTC'"
+            " AND received_at < (%(day)s::date + 1) AT TIME ZONE 'UTC' GROUP BY reason ORDER BY reason",
+            {"day": day},
+        )
+        dead = {reason: int(n) for reason, n in cur.fetchall()}
+    return DailyReport(day, rows, source, dead)
 
 
 def render_markdown(report: DailyReport) -> str:
@@ -63,6 +71,8 @@ def render_markdown(report: DailyReport) -> str:
         f"- Figures from: **{report.source}** metrics"
         + (" (batch job has run for this day)" if report.source == "batch" else " (no batch run for this day yet)"),
         f"- Batch vs streaming: **{'agree exactly' if report.agrees else 'DIFFER'}**",
+        f"- Events rejected at ingest (dead letters received this day): **{sum(report.dead_letters.values()):,}**"
+        + (" (" + ", ".join(f"{reason} {n:,}" for reason, n in report.dead_letters.items()) + ")" if report.dead_letters else ""),
         "",
         "## Batch vs streaming per event type",
         "",

@@ -17,20 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg2 import sql
 
 from core import db, kafka, stack
 from core.config import Settings, load_settings
-
-DATA_TABLES = (
-    "events_raw",
-    "metrics_streaming_daily",
-    "metrics_batch_daily",
-    "consumer_offsets",
-    "dead_letter_events",
-    "privacy_requests",
-    "users_public",
-    "users_pii",
-)
 
 
 def _existing_stack() -> Iterator[dict[str, str]]:
@@ -91,7 +81,10 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("SINK_BATCH_SECONDS", "0.2")
     current = load_settings()
     with db.connection(current.database) as conn, conn, conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY")
+        # Every table but the migrations' record, so a table added by a migration is reset too.
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+        tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in cur.fetchall())
+        cur.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(tables))
     kafka.ensure_topic(current.kafka, topic, partitions=3)
     yield current
 

@@ -1,0 +1,97 @@
+"""Lambda reconciliation: ranges, tolerance, and repair of closed days from the batch figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from tests.helpers import (
+    RAW,
+    STREAMING,
+    expected_metrics,
+    metrics_table,
+    produce_events,
+    query,
+    run_command,
+    start_service,
+    wait_caught_up,
+)
+from tests.integration.test_pipeline import known_events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def two_days(settings: Settings, group: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Yesterday and today through the default consumer groups, batch run for both."""
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=1), today]
+    events = known_events(2_000, seed=31, days=days)
+    produce_events(settings, events)
+    raw = start_service(RAW, "raw-events-sink", tmp_path)
+    streaming = start_service(STREAMING, "streaming-metrics", tmp_path)
+    try:
+        wait_caught_up(settings, "raw-events-sink")
+        wait_caught_up(settings, "streaming-metrics")
+    finally:
+        raw.stop()
+        streaming.stop()
+    assert run_command("batch.batch_metrics", "--from", days[0].isoformat()).returncode == 0
+    return days, events
+
+
+def test_repair_rewrites_a_drifting_closed_day_and_records_it(settings: Settings, two_days) -> None:  # type: ignore[no-untyped-def]
+    (yesterday, today), events = two_days
+    query(
+        settings,
+        "UPDATE metrics_streaming_daily SET event_count = event_count + 5, revenue = revenue + 1.23"
+        " WHERE event_date IN (%s, %s) AND event_type = 'purchase'",
+        (yesterday, today),
+    )
+    drift = run_command("batch.compare_batch_vs_stream", "--from", yesterday.isoformat())
+    assert drift.returncode == 1
+    assert drift.stdout.count("DRIFT in 1 event type(s): purchase") == 2
+
+    repaired = run_command("batch.compare_batch_vs_stream", "--from", yesterday.isoformat(), "--repair")
+    assert repaired.returncode == 1, repaired.stdout  # today is not closed: not repaired, still drifting
+    assert f"REPAIRED: 1 streaming row(s) of {yesterday}" in repaired.stdout
+    assert f"not repaired: {today} is not closed yet" in repaired.stdout
+    expected = expected_metrics(events)
+    assert {k: v for k, v in metrics_table(settings, "metrics_streaming_daily").items() if k[0] == yesterday} == {
+        k: v for k, v in expected.items() if k[0] == yesterday
+    }
+    [(day, kind, s_count, b_count)] = query(
+        settings, "SELECT event_date, event_type, streaming_count, batch_count FROM metrics_repairs"
+    )
+    assert (day, kind) == (yesterday, "purchase") and s_count == b_count + 5
+    assert run_command("batch.compare_batch_vs_stream", yesterday.isoformat()).returncode == 0
+
+
+def test_repair_refuses_when_the_consumers_are_not_in_step(settings: Settings, two_days) -> None:  # type: ignore[no-untyped-def]
+    (yesterday, _today), _events = two_days
+    query(settings, "UPDATE metrics_streaming_daily SET event_count = event_count + 1 WHERE event_date = %s", (yesterday,))
+    query(
+        settings,
+        "UPDATE consumer_offsets SET next_offset = next_offset - 1 WHERE consumer_group = 'streaming-metrics' AND partition = 0",
+    )
+    before = metrics_table(settings, "metrics_streaming_daily")
+    result = run_command("batch.compare_batch_vs_stream", yesterday.isoformat(), "--repair", "--repair-wait", "0.5")
+    assert result.returncode == 2
+    assert "have not stored the same offsets" in result.stderr
+    assert metrics_table(settings, "metrics_streaming_daily") == before
+    assert query(settings, "SELECT count(*) FROM metrics_repairs") == [(0,)]
+
+
+def test_tolerance_accepts_small_relative_differences(settings: Settings, two_days) -> None:  # type: ignore[no-untyped-def]
+    (yesterday, _today), _events = two_days
+    query(
+        settings,
+        "UPDATE metrics_streaming_daily SET event_count = event_count + 1 WHERE event_date = %s AND event_type = 'page_view'",
+        (yesterday,),
+    )
+    assert run_command("batch.compare_batch_vs_stream", yesterday.isoformat()).returncode == 1
+    loose = run_command("batch.compare_batch_vs_stream", yesterday.isoformat(), "--tolerance", "0.01")
+    assert loose.returncode == 0 and "within 0.01" in loose.stdout

@@ -1,0 +1,240 @@
+"""Exactly-once under hard kills and rebalances, PostgreSQL and broker outages, SIGTERM.
+
+The checks are the ones Kafka and Flink use for their own claims: every event carries a unique
+id; after the chaos, ``count(*) = count(distinct event_id) = sent`` and the streaming totals equal
+both the batch totals and the totals computed independently in the test.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from core import stack
+from core.config import Settings
+from tests.helpers import (
+    RAW,
+    STREAMING,
+    Service,
+    expected_metrics,
+    metrics_table,
+    produce_events,
+    query,
+    run_command,
+    start_service,
+    wait_caught_up,
+    wait_until,
+)
+from tests.integration.test_pipeline import known_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Small batches: many transactions per second, so a kill at a random moment often lands inside one.
+SMALL_BATCHES = {"SINK_BATCH_SIZE": "200", "SINK_BATCH_SECONDS": "0.05"}
+
+
+def stored(settings: Settings, group: str) -> int:
+    rows = query(settings, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group,))
+    return int(rows[0][0])  # type: ignore[call-overload]
+
+
+def assert_exactly_once(settings: Settings, events: list, days: list) -> None:  # type: ignore[type-arg]
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == len(events)
+    expected = expected_metrics(events)
+    assert metrics_table(settings, "metrics_streaming_daily") == expected
+    for day in days:
+        assert run_command("batch.batch_metrics", day.isoformat()).returncode == 0
+        result = run_command("batch.compare_batch_vs_stream", day.isoformat())
+        assert result.returncode == 0, result.stdout
+    assert metrics_table(settings, "metrics_batch_daily") == expected
+
+
+def test_sigkill_at_random_moments_neither_loses_nor_double_counts(settings: Settings, group: str, tmp_path: Path) -> None:
+    rng = random.Random(2026)
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=2), today]
+    events = known_events(40_000, seed=3, days=days)
+    chunks = [events[i : i + 10_000] for i in range(0, len(events), 10_000)]
+    raw_group, stream_group = f"raw-{group}", f"stream-{group}"
+    kills = 0
+    for chunk in chunks[:-1]:
+        produce_events(settings, chunk)
+        before = (stored(settings, raw_group), stored(settings, stream_group))
+        raw = start_service(RAW, raw_group, tmp_path, SMALL_BATCHES)
+        streaming = start_service(STREAMING, stream_group, tmp_path, SMALL_BATCHES)
+        # Kill only once both have committed something in this round, then at a random moment.
+        wait_until(
+            lambda: stored(settings, raw_group) > before[0] and stored(settings, stream_group) > before[1],  # noqa: B023
+            what="progress before the kill",
+        )
+        time.sleep(rng.uniform(0, 0.5))  # the random moment of the kill, not a wait for anything
+        for service in (raw, streaming):
+            service.process.kill()
+            assert service.process.wait(timeout=10) == -signal.SIGKILL
+            kills += 1
+    produce_events(settings, chunks[-1])
+    raw = start_service(RAW, raw_group, tmp_path)
+    streaming = start_service(STREAMING, stream_group, tmp_path)
+    try:
+        wait_caught_up(settings, raw_group, timeout=120)
+        wait_caught_up(settings, stream_group, timeout=120)
+    finally:
+        raw.stop()
+        streaming.stop()
+    assert kills == 6
+    assert_exactly_once(settings, events, days)
+
+
+def test_two_instances_per_group_with_rebalances_and_a_kill(settings: Settings, group: str, tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    events = known_events(30_000, seed=5, days=[today])
+    raw_group, stream_group = f"raw-{group}", f"stream-{group}"
+    producer_done = threading.Event()
+
+    def produce_slowly() -> None:
+        for i in range(0, len(events), 1_000):
+            produce_events(settings, events[i : i + 1_000])
+            time.sleep(0.3)  # pacing the producer so rebalances happen while events flow
+        producer_done.set()
+
+    feeder = threading.Thread(target=produce_slowly)
+    feeder.start()
+    first: list[Service] = [
+        start_service(m, g, tmp_path, SMALL_BATCHES) for m, g in ((RAW, raw_group), (STREAMING, stream_group))
+    ]
+    wait_until(lambda: stored(settings, raw_group) > 0 and stored(settings, stream_group) > 0, what="first commits")
+    second = [start_service(m, g, tmp_path, SMALL_BATCHES) for m, g in ((RAW, raw_group), (STREAMING, stream_group))]
+    # Wait for the rebalance: the second instances log their assignment.
+    wait_until(lambda: all("assigned" in s.output() for s in second), timeout=60, what="second instances assigned")
+    for service in first:
+        service.process.kill()
+        service.process.wait(timeout=10)
+    feeder.join(timeout=120)
+    assert producer_done.is_set()
+    try:
+        wait_caught_up(settings, raw_group, timeout=120)
+        wait_caught_up(settings, stream_group, timeout=120)
+    finally:
+        for service in second:
+            assert service.stop() == 0, service.output()
+    assert_exactly_once(settings, events, [today])
+
+
+def test_postgres_outage_is_waited_out_without_loss(settings: Settings, group: str, tmp_path: Path) -> None:
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack, whose PostgreSQL the test can stop and start")
+    today = datetime.now(UTC).date()
+    events = known_events(10_000, seed=9, days=[today])
+    raw_group, stream_group = f"raw-{group}", f"stream-{group}"
+    produce_events(settings, events[:5_000])
+    raw = start_service(RAW, raw_group, tmp_path, SMALL_BATCHES)
+    streaming = start_service(STREAMING, stream_group, tmp_path, SMALL_BATCHES)
+    try:
+        wait_caught_up(settings, raw_group)
+        wait_caught_up(settings, stream_group)
+        port = urlsplit(settings.database.url).port
+        assert stack.stop_postgres(Path(data_dir))
+        produce_events(settings, events[5_000:])
+        wait_until(
+            lambda: all("retrying" in s.output() for s in (raw, streaming)), timeout=60, what="consumers to notice the outage"
+        )
+        assert raw.process.poll() is None and streaming.process.poll() is None, "a consumer died during the outage"
+        stack.start_postgres(Path(data_dir), port, fast=True)
+        wait_caught_up(settings, raw_group, timeout=120)
+        wait_caught_up(settings, stream_group, timeout=120)
+    finally:
+        stack.start_postgres(Path(data_dir), urlsplit(settings.database.url).port, fast=True)
+        raw.stop()
+        streaming.stop()
+    assert "PostgreSQL failed while" in raw.output() or "not reachable" in raw.output()
+    assert_exactly_once(settings, events, [today])
+
+
+def test_sigterm_finishes_the_transaction_and_exits(settings: Settings, group: str, tmp_path: Path) -> None:
+    events = known_events(20_000, seed=13, days=[datetime.now(UTC).date()])
+    produce_events(settings, events)
+    raw = start_service(RAW, f"raw-{group}", tmp_path, SMALL_BATCHES)
+    wait_until(lambda: stored(settings, f"raw-{group}") > 0, what="first commit")
+    assert raw.stop(signal.SIGTERM, timeout=10) == 0
+    [(rows,)] = query(settings, "SELECT count(*) FROM events_raw")
+    # What is stored is exactly what the stored offsets say: the last transaction was whole.
+    assert rows == stored(settings, f"raw-{group}")
+    assert "finishing the current batch" in raw.output()
+
+
+def test_late_events_count_on_their_own_day_in_both_paths(settings: Settings, group: str, tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    late_day = today - timedelta(days=3)
+    on_time = known_events(3_000, seed=17, days=[today])
+    late = known_events(1_000, seed=19, days=[late_day])
+    raw = start_service(RAW, f"raw-{group}", tmp_path)
+    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
+    try:
+        produce_events(settings, on_time)
+        wait_caught_up(settings, f"raw-{group}")
+        wait_caught_up(settings, f"stream-{group}")
+        produce_events(settings, late)
+        wait_caught_up(settings, f"raw-{group}")
+        wait_caught_up(settings, f"stream-{group}")
+    finally:
+        raw.stop()
+        streaming.stop()
+    streaming_rows = metrics_table(settings, "metrics_streaming_daily")
+    assert {k: v for k, v in streaming_rows.items() if k[0] == late_day} == expected_metrics(late)
+    assert run_command("batch.batch_metrics", "--from", late_day.isoformat()).returncode == 0
+    result = run_command("batch.compare_batch_vs_stream", "--from", late_day.isoformat())
+    assert result.returncode == 0, result.stdout
+    assert f"batch vs streaming for {late_day}" in result.stdout and f"batch vs streaming for {today}" in result.stdout
+    assert metrics_table(settings, "metrics_batch_daily") == expected_metrics(on_time + late)
+
+
+def test_generator_reports_what_it_could_not_deliver_when_the_broker_is_gone(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack, whose broker the test can stop and start")
+    assert run_command("data_generators.generate_users", "--count", "10").returncode == 0
+    raw = start_service(RAW, f"raw-{group}", tmp_path)
+    wait_until(lambda: "assigned" in raw.output(), what="consumer assignment")
+    log = tmp_path / "generator.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        import subprocess
+        import sys
+
+        from tests.helpers import PROJECT_ROOT
+
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "data_generators.generate_events", "--rate", "500", "--flush-timeout", "2"],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    kafka_port = int(settings.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    try:
+        wait_until(lambda: stored(settings, f"raw-{group}") > 0, what="events flowing")
+        assert stack.stop_tansu(Path(data_dir))
+        wait_until(lambda: "Kafka:" in log.read_text() or "Connect" in log.read_text(), timeout=30, what="generator to notice")
+        assert generator.poll() is None and raw.process.poll() is None, "a process died when the broker went away"
+        generator.send_signal(signal.SIGINT)
+        assert generator.wait(timeout=30) == 1
+        output = log.read_text()
+        assert "not delivered" in output and ", 0 not delivered" not in output
+        assert raw.stop(timeout=30) == 0, raw.output()
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+        if raw.process.poll() is None:
+            raw.process.kill()
+        stack.up(Path(data_dir), pg_port=urlsplit(settings.database.url).port, kafka_port=kafka_port, fast=True)
