@@ -2,7 +2,9 @@
 
 Rows are staged with COPY into a temporary table and inserted with ``ON CONFLICT (event_id)
 DO NOTHING``: the offsets make each message count once, and the event id guards against a
-producer that sent the same event twice.
+producer that sent the same event twice. Before anything is stored, personal data in the
+metadata (emails, phones, IPs, card numbers, IBANs) is redacted and counted, and an event of a
+user who has been erased is stored under a fresh random id, never the former one.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import argparse
 import csv
 import io
 import json
+from collections import Counter
 
 import psycopg2.extensions
+from psycopg2.extras import execute_values
 
-from core import cli
+from core import cli, db
 from core.config import Settings
+from core.pii import new_pseudonymous_user_id, redact_value
 from core.sink import Consumed, Cursor, Sink
 
 DEFAULT_GROUP = "raw-events-sink"
@@ -35,19 +40,28 @@ class RawEventsWriter:
             )
 
     def write(self, cur: Cursor, events: list[Consumed]) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        cur.execute(
+            "SELECT user_id FROM users_pii WHERE user_id = ANY(%s) AND anonymized_at IS NOT NULL",
+            (list({item.event.user_id for item in events}),),
+        )
+        erased = {row[0] for row in cur.fetchall()}
+        redactions: Counter[str] = Counter()
         buffer = io.StringIO()
         out = csv.writer(buffer)
         for item in events:
             e = item.event
+            user_id = new_pseudonymous_user_id() if e.user_id in erased else e.user_id
+            metadata = redact_value(e.metadata, redactions) if e.metadata else e.metadata
             out.writerow(
                 (
                     e.event_id,
-                    e.user_id,
+                    user_id,
                     e.event_type,
                     e.event_timestamp.isoformat(),
                     e.event_date.isoformat(),
                     "" if e.amount is None else e.amount,
-                    json.dumps(e.metadata, separators=(",", ":"), default=str),
+                    json.dumps(metadata, separators=(",", ":"), default=str),
                     item.partition,
                     item.offset,
                 )
@@ -56,6 +70,14 @@ class RawEventsWriter:
         cur.copy_expert(f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer)
         cur.execute(f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT (event_id) DO NOTHING")
         self.duplicates += len(events) - cur.rowcount
+        if redactions:
+            execute_values(
+                cur,
+                "INSERT INTO ingest_redactions AS r (day, kind, redactions) VALUES %s ON CONFLICT (day, kind)"
+                " DO UPDATE SET redactions = r.redactions + EXCLUDED.redactions",
+                sorted(redactions.items()),
+                template="((now() AT TIME ZONE 'UTC')::date, %s, %s)",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
 
 from core import cli
 from core.config import PROJECT_ROOT, DatabaseSettings, Settings, mask_url
@@ -20,14 +21,27 @@ logger = logging.getLogger(__name__)
 
 Cursor = psycopg2.extensions.cursor
 
+# Least-privilege roles created by sql/003_gdpr.sql; each component switches to its own.
+ANALYTICS_ROLE = "analytics_reader"
+INGEST_ROLE = "ingest_writer"
+GDPR_ROLE = "gdpr_processor"
+AUDITOR_ROLE = "privacy_auditor"
+
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
+# Erasure takes this lock exclusively while it re-keys a person's events; each raw-events batch
+# takes it shared, so a batch either commits before the erasure (and is re-keyed by it) or sees
+# the user as erased (and re-keys the late events itself).
+ERASURE_LOCK_ID = 715_003
 # Serialises concurrent migrators (compose's init service and a developer's `make up`).
 MIGRATION_LOCK_ID = 715_001
 
 
-def connect(settings: DatabaseSettings, *, application_name: str = "analytics") -> psycopg2.extensions.connection:
-    """Open a connection; raise ServiceUnavailable naming the URL and how to start the stack."""
+def connect(
+    settings: DatabaseSettings, *, application_name: str = "analytics", role: str | None = None
+) -> psycopg2.extensions.connection:
+    """Open a connection, as ``role`` when given (SET ROLE, so only that role's privileges apply);
+    raise ServiceUnavailable naming the URL and how to start the stack."""
     try:
         conn = psycopg2.connect(
             settings.url,
@@ -38,13 +52,25 @@ def connect(settings: DatabaseSettings, *, application_name: str = "analytics") 
     except psycopg2.OperationalError as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "connection failed"
         raise ServiceUnavailable(f"PostgreSQL at {mask_url(settings.url)} is not reachable ({reason}): {START_HINT}") from e
+    if role is not None:
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        except psycopg2.Error as e:
+            conn.close()
+            raise ServiceUnavailable(
+                f"cannot act as database role {role!r} at {mask_url(settings.url)}: apply the migrations "
+                "(`make up` or `python -m core.db`) with a user allowed to create roles"
+            ) from e
     return conn
 
 
 @contextmanager
-def connection(settings: DatabaseSettings, *, application_name: str = "analytics") -> Iterator[psycopg2.extensions.connection]:
+def connection(
+    settings: DatabaseSettings, *, application_name: str = "analytics", role: str | None = None
+) -> Iterator[psycopg2.extensions.connection]:
     """A connection closed on exit; transactions are the caller's (``with conn:`` commits)."""
-    conn = connect(settings, application_name=application_name)
+    conn = connect(settings, application_name=application_name, role=role)
     try:
         yield conn
     finally:

@@ -118,7 +118,7 @@ class Sink:
         delay = RETRY_INITIAL_S
         while self._conn is None or self._conn.closed:
             try:
-                self._conn = db.connect(self.settings.database, application_name=self.group_id)
+                self._conn = db.connect(self.settings.database, application_name=self.group_id, role=db.INGEST_ROLE)
                 self.writer.prepare(self._conn)
             except PlatformError as e:
                 if self.stop.is_set():
@@ -322,7 +322,7 @@ class Sink:
         """Consume until the stop flag is set; the last batch is committed before returning."""
         # At start-up a missing service is an error the user should see at once; once
         # running, an outage is waited out (see _connection and _process).
-        self._conn = db.connect(self.settings.database, application_name=self.group_id)
+        self._conn = db.connect(self.settings.database, application_name=self.group_id, role=db.INGEST_ROLE)
         self.writer.prepare(self._conn)
         kafka.ensure_reachable(self.settings.kafka)
         self._consumer = kafka.consumer(self.settings.kafka, self.group_id)

@@ -227,6 +227,8 @@ def _ensure_app_database(admin_url: str) -> None:
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,))
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(APP_USER)), (APP_PASSWORD,))
+            # The migrations create the least-privilege roles (compose's de_user is a superuser).
+            cur.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(APP_USER)))
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DB,))
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DB), sql.Identifier(APP_USER)))

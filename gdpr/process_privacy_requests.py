@@ -1,11 +1,18 @@
-"""Process pending ``privacy_requests``: erase the person's PII and record the outcome.
+"""Process data-subject requests from ``privacy_requests``: erasure (Art. 17) and access (Art. 15/20).
 
-For each pending erasure request: find the user by email (case-insensitively), set email,
-full_name and address to NULL in ``users_pii``, mark the user erased in ``users_public`` (the
-generator stops sending their events), and close the request as ``completed``. A request whose
-email matches nobody is closed as ``not_found``; one without a valid email as ``rejected``. The
-requester's email is not kept: only a keyed HMAC of the normalised address, for proof. Several
-processors can run at once: each request is locked with ``FOR UPDATE SKIP LOCKED``.
+Erasure makes the platform forget the person: email, name and address are set to NULL in
+``users_pii``; their public profile and events are moved to a fresh random user id with no
+``users_pii`` row (pseudonymised data is personal data, Recital 26), so the aggregates stay
+exactly as they were but nothing links them to the person; dead letters that mention them are
+scrubbed; earlier access exports of theirs are deleted. Access writes a JSON export of
+everything held about the person to ``REPORTS_DIR/access/``.
+
+Every request ends ``completed``, ``not_found`` or ``rejected`` (not a plausible email), with an
+outcome and ``processed_at``; the requester's email is then removed and only a keyed HMAC of it
+is kept, for proof. Each step is appended to ``privacy_audit_log``. Requests are locked with
+``FOR UPDATE SKIP LOCKED``, so several processors never handle one twice; processing is
+idempotent. ``--watch`` keeps running and handles a new request within about a second
+(LISTEN/NOTIFY from a trigger, with a periodic sweep as a safety net).
 """
 
 from __future__ import annotations
@@ -13,30 +20,57 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import json
 import logging
+import os
 import re
+import select
+import threading
+import time
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import psycopg2.extensions
+from psycopg2.extras import Json
 
 from core import cli, db
 from core.config import Settings
+from core.pii import new_pseudonymous_user_id
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gdpr.process_privacy_requests")
 
+ACTOR = "gdpr_processor"
 # Requests handled per transaction: a crash re-does at most this many, and they are idempotent.
-BATCH = 200
+DEFAULT_BATCH = 200
+# --watch: the notification normally wakes the processor; the sweep catches anything missed.
+SWEEP_INTERVAL_S = 30.0
 MAX_EMAIL_LENGTH = 254  # RFC 5321
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
+ERASED_PAYLOAD = "[erased: this payload mentioned a person who asked to be forgotten]"
 
 
-def normalise_email(raw: str | None) -> str | None:
-    """Lower-cased, trimmed email, or None when it is not a plausible address."""
-    if raw is None:
-        return None
+class RejectedRequest(ValueError):
+    """The request cannot be acted on; the message is the outcome recorded (never the input)."""
+
+
+def normalise_email(raw: str | None) -> str:
+    """Lower-cased, trimmed email; RejectedRequest for anything that is not a plain address.
+
+    Non-ASCII, invisible and control characters are refused, not normalised: a look-alike
+    address must never erase somebody else.
+    """
+    if raw is None or not raw.strip():
+        raise RejectedRequest("no email address given")
     email = raw.strip().lower()
-    if not email or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
-        return None
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise RejectedRequest(f"email address longer than {MAX_EMAIL_LENGTH} characters")
+    if not email.isascii() or not email.isprintable():
+        raise RejectedRequest("email address contains non-ASCII, invisible or control characters")
+    if not _EMAIL.match(email):
+        raise RejectedRequest("not a valid email address")
     return email
 
 
@@ -45,75 +79,249 @@ def email_hmac(key: bytes, email: str) -> str:
     return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def erase(cur: psycopg2.extensions.cursor, email: str) -> int:
-    """Null the PII of the user with this email; return how many users were erased (0 or 1)."""
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    outcome: str
+    proof: str | None = None  # HMAC of the normalised email, kept instead of the email
+    export_path: str | None = None
+
+
+def audit(cur: db.Cursor, request_id: int, action: str, details: dict[str, Any] | None = None) -> None:
+    """Append one entry to the audit trail; ``details`` must never hold personal data."""
     cur.execute(
-        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now()"
-        " WHERE lower(email) = %s RETURNING user_id",
+        "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES (%s, %s, %s, %s)",
+        (request_id, action, ACTOR, Json(details or {})),
+    )
+
+
+def _find_user(cur: db.Cursor, email: str) -> tuple[int, str | None, str | None, str | None] | None:
+    cur.execute(
+        "SELECT user_id, email, full_name, address FROM users_pii WHERE lower(email) = %s FOR UPDATE",
         (email,),
     )
-    user_ids = [row[0] for row in cur.fetchall()]
-    if user_ids:
-        cur.execute("UPDATE users_public SET is_erased = true WHERE user_id = ANY(%s)", (user_ids,))
-    return len(user_ids)
+    row = cur.fetchone()
+    return (int(row[0]), row[1], row[2], row[3]) if row else None
 
 
-def process_batch(conn: psycopg2.extensions.connection, key: bytes) -> Counter[str]:
-    """Lock up to BATCH pending requests, process them and commit; return counts by status."""
+def erase_user(cur: db.Cursor, user_id: int, pii_values: list[str]) -> dict[str, int]:
+    """Forget one person; return counts for the audit trail. Runs inside the caller's transaction,
+    which holds the erasure lock (ingest batches wait for it)."""
+    cur.execute(
+        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = %s",
+        (user_id,),
+    )
+    pseudonym = new_pseudonymous_user_id()
+    cur.execute("UPDATE users_public SET user_id = %s, is_erased = true WHERE user_id = %s", (pseudonym, user_id))
+    cur.execute("UPDATE events_raw SET user_id = %s WHERE user_id = %s", (pseudonym, user_id))
+    events = cur.rowcount
+    values = [v.lower() for v in pii_values if v and len(v) >= 3]
+    cur.execute(
+        "UPDATE dead_letter_events SET payload = %s WHERE"
+        " EXISTS (SELECT 1 FROM unnest(%s::text[]) AS v WHERE strpos(lower(payload), v) > 0)"
+        " OR payload ~ %s",
+        (ERASED_PAYLOAD, values, rf'"user_id"\s*:\s*{user_id}([^0-9]|$)'),
+    )
+    return {"events_rekeyed": events, "dead_letters_scrubbed": cur.rowcount}
+
+
+def delete_access_exports(cur: db.Cursor, proof: str) -> None:
+    """Earlier access exports of an erased person hold their data: delete the files."""
+    cur.execute(
+        "SELECT request_id, export_path FROM privacy_requests WHERE email_hmac = %s AND export_path IS NOT NULL FOR UPDATE",
+        (proof,),
+    )
+    for request_id, path in cur.fetchall():
+        Path(path).unlink(missing_ok=True)
+        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE request_id = %s", (request_id,))
+        audit(cur, request_id, "export_deleted", {"reason": "the person was erased"})
+
+
+def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, directory: Path) -> Path:
+    """Write everything held about the user as JSON (Art. 15 and 20); return the file."""
+    cur.execute("SELECT user_id, email, full_name, address, created_at FROM users_pii WHERE user_id = %s", (user_id,))
+    pii = cur.fetchone()
+    cur.execute("SELECT country, signup_date FROM users_public WHERE user_id = %s", (user_id,))
+    public = cur.fetchone()
+    cur.execute(
+        "SELECT event_id, event_type, event_timestamp, amount, metadata FROM events_raw WHERE user_id = %s"
+        " ORDER BY event_timestamp, event_id",
+        (user_id,),
+    )
+    events = [
+        {
+            "event_id": str(event_id),
+            "event_type": kind,
+            "event_timestamp": ts.isoformat(),
+            "amount": None if amount is None else str(amount),
+            "metadata": metadata,
+        }
+        for event_id, kind, ts, amount, metadata in cur.fetchall()
+    ]
+    cur.execute(
+        "SELECT request_id, request_type, status, requested_at, processed_at, due_at FROM privacy_requests"
+        " WHERE email_hmac = %s OR request_id = %s ORDER BY request_id",
+        (proof, request_id),
+    )
+    requests = [
+        {
+            "request_id": rid,
+            "request_type": kind,
+            "status": status,
+            "requested_at": requested.isoformat(),
+            "processed_at": processed.isoformat() if processed else None,
+            "due_at": due.isoformat(),
+        }
+        for rid, kind, status, requested, processed, due in cur.fetchall()
+    ]
+    document = {
+        "request_id": request_id,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "controller_note": "Everything this analytics platform holds about you (GDPR Art. 15 and 20).",
+        "personal_data": {
+            "user_id": pii[0],
+            "email": pii[1],
+            "full_name": pii[2],
+            "address": pii[3],
+            "created_at": pii[4].isoformat(),
+        }
+        if pii
+        else None,
+        "public_profile": {"country": public[0].strip(), "signup_date": public[1].isoformat()} if public else None,
+        "events": events,
+        "privacy_requests": requests,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"access_request_{request_id}.json"
+    partial = path.with_suffix(".json.partial")
+    # Only the owner may read an export: it is the person's data.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False)
+    partial.replace(path)
+    return path
+
+
+def handle_request(cur: db.Cursor, request_id: int, request_type: str, raw_email: str | None, settings: Settings) -> Outcome:
+    """Carry out one locked request inside the caller's transaction."""
+    try:
+        email = normalise_email(raw_email)
+    except RejectedRequest as e:
+        audit(cur, request_id, "rejected", {"reason": str(e)})
+        return Outcome("rejected", str(e))
+    audit(cur, request_id, "verified")
+    proof = email_hmac(settings.gdpr_hmac_key, email)
+    user = _find_user(cur, email)
+    if user is None:
+        audit(cur, request_id, "not_found")
+        return Outcome("not_found", "no user with this email", proof)
+    user_id, *pii_values = user
+    if request_type == "access":
+        path = export_user(cur, request_id, user_id, proof, settings.reports_dir / "access")
+        audit(cur, request_id, "exported", {"file": path.name})
+        audit(cur, request_id, "completed")
+        return Outcome("completed", "access export written", proof, str(path))
+    counts = erase_user(cur, user_id, [v for v in pii_values if v])
+    delete_access_exports(cur, proof)
+    audit(cur, request_id, "erased", counts)
+    audit(cur, request_id, "completed")
+    return Outcome("completed", "personal data erased; events re-keyed to a random id", proof)
+
+
+def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
+    """Lock up to ``batch_size`` pending requests, process them and commit; return counts by status."""
     outcomes: Counter[str] = Counter()
     with conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT request_id, email FROM privacy_requests WHERE status = 'pending'"
+            "SELECT request_id, request_type, email FROM privacy_requests WHERE status = 'pending'"
             " ORDER BY requested_at, request_id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (BATCH,),
+            (batch_size,),
         )
-        for request_id, raw_email in cur.fetchall():
-            email = normalise_email(raw_email)
-            if email is None:
-                status, outcome, proof = "rejected", "invalid email address", None
-            elif erase(cur, email):
-                status, outcome, proof = "completed", "personal data erased", email_hmac(key, email)
-            else:
-                status, outcome, proof = "not_found", "no user with this email", email_hmac(key, email)
+        requests = cur.fetchall()
+        if not requests:
+            return outcomes
+        # Taken after the requests are locked, so two processors never wait on each other in a cycle.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
+        for request_id, request_type, raw_email in requests:
+            result = handle_request(cur, request_id, request_type, raw_email, settings)
             cur.execute(
                 "UPDATE privacy_requests SET status = %s, outcome = %s, email = NULL, email_hmac = %s,"
-                " processed_at = now() WHERE request_id = %s",
-                (status, outcome, proof, request_id),
+                " export_path = %s, processed_at = now() WHERE request_id = %s",
+                (result.status, result.outcome, result.proof, result.export_path, request_id),
             )
-            logger.info("privacy request %d: %s", request_id, status)
-            outcomes[status] += 1
+            logger.info("privacy request %d (%s): %s", request_id, request_type, result.status)
+            outcomes[result.status] += 1
     return outcomes
 
 
-def process_pending(settings: Settings) -> Counter[str]:
+def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
     """Process every pending request; return counts by resulting status."""
     total: Counter[str] = Counter()
-    with db.connection(settings.database, application_name="gdpr_processor") as conn:
+    with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
         while True:
-            outcomes = process_batch(conn, settings.gdpr_hmac_key)
+            outcomes = process_batch(conn, settings, batch_size)
             if not outcomes:
                 return total
             total.update(outcomes)
 
 
+def watch(
+    settings: Settings, stop: threading.Event, batch_size: int = DEFAULT_BATCH, sweep_s: float = SWEEP_INTERVAL_S
+) -> Counter[str]:
+    """Process requests as they arrive until ``stop`` is set."""
+    total: Counter[str] = Counter()
+    with db.connection(settings.database, application_name="gdpr_watch", role=db.GDPR_ROLE) as listener:
+        listener.autocommit = True
+        with listener.cursor() as cur:
+            cur.execute("LISTEN privacy_requests")
+        logger.info("watching privacy_requests (sweep every %.0f s)", sweep_s)
+        while not stop.is_set():
+            total.update(process_pending(settings, batch_size))
+            # Wake on a notification, on the sweep timer, or (within 1 s) on a stop request.
+            deadline = time.monotonic() + sweep_s
+            while not stop.is_set() and time.monotonic() < deadline:
+                ready, _w, _x = select.select([listener], [], [], 1.0)
+                if ready:
+                    listener.poll()
+                    if listener.notifies:
+                        listener.notifies.clear()
+                        break
+    return total
+
+
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m gdpr.process_privacy_requests",
-        description="Process every pending row of privacy_requests (erasure): null the person's email, name "
-        "and address, stop their events, and close the request as completed, not_found or rejected.",
+        description="Process pending privacy_requests: erasure (default) forgets the person, access writes a JSON "
+        "export to REPORTS_DIR/access/. Each request ends completed, not_found or rejected, and every step is "
+        "recorded in privacy_audit_log. Without --watch: process what is pending and exit.",
     )
+    parser.add_argument("--watch", action="store_true", help="keep running; process each new request within about a second")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"requests per transaction (default: {DEFAULT_BATCH})"
+    )
+    return parser
+
+
+def _summary(outcomes: Counter[str]) -> str:
+    if not outcomes:
+        return "privacy requests: none pending"
+    detail = ", ".join(f"{status} {n}" for status, n in sorted(outcomes.items()))
+    return f"privacy requests: {sum(outcomes.values())} processed ({detail})"
 
 
 def main(argv: list[str] | None = None) -> None:
-    build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
 
     def execute(settings: Settings) -> int:
-        outcomes = process_pending(settings)
-        if not outcomes:
-            print("privacy requests: none pending")
+        if args.watch:
+            outcomes = watch(settings, cli.install_stop_handlers(), args.batch_size)
         else:
-            detail = ", ".join(f"{status} {n}" for status, n in sorted(outcomes.items()))
-            print(f"privacy requests: {sum(outcomes.values())} processed ({detail})")
+            outcomes = process_pending(settings, args.batch_size)
+        print(_summary(outcomes))
         return 0
 
     cli.run(execute)

@@ -98,7 +98,7 @@ def render_markdown(report: DailyReport) -> str:
 
 def generate(settings: Settings, day: date) -> tuple[str, Path]:
     """Build, render and write the report; return its text and file."""
-    with db.connection(settings.database, application_name="daily_report") as conn:
+    with db.connection(settings.database, application_name="daily_report", role=db.ANALYTICS_ROLE) as conn:
         report = build_report(conn, day)
     text = render_markdown(report)
     return text, write_report(settings.reports_dir, f"business_report_{day.isoformat()}.md", text)

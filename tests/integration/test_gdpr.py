@@ -1,38 +1,62 @@
-"""Erasure through the real command: PII gone, requests closed, aggregates unchanged."""
+"""GDPR through the real commands: erasure leaves no trace, access exports, lifecycle, audit trail,
+trigger-driven processing, least privilege, and PII kept out of the analytics tables."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import os
+import signal
+import stat
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
 import pytest
 
+from core import db
 from core.config import Settings
+from core.events import Event
 from data_generators.generate_events import EventFactory
 from tests.helpers import (
+    PROJECT_ROOT,
     RAW,
     STREAMING,
     metrics_table,
+    produce,
     produce_events,
     query,
     read_topic,
     run_command,
     start_service,
     wait_caught_up,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
 
+TEXT_COLUMNS = """
+SELECT c.table_name, c.column_name FROM information_schema.columns c
+JOIN information_schema.tables t USING (table_schema, table_name)
+WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+  AND c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb')
+"""
 
-def test_erasure_nulls_pii_closes_requests_and_keeps_aggregates(settings: Settings, group: str, tmp_path: Path) -> None:
-    assert run_command("data_generators.generate_users", "--count", "50", "--seed", "3").returncode == 0
-    [(email, name)] = query(settings, "SELECT email, full_name FROM users_pii WHERE user_id = 7")
-    assert email and name
 
-    factory = EventFactory(list(range(1, 51)), seed=5)
-    now = datetime.now(UTC)
-    produce_events(settings, [factory.make(now) for _ in range(2000)])
+def find_anywhere(settings: Settings, needle: str) -> list[str]:
+    """Every table.column whose text (or JSON text) contains ``needle``, case-insensitively."""
+    hits = []
+    for table, column in query(settings, TEXT_COLUMNS):
+        rows = query(settings, f'SELECT count(*) FROM "{table}" WHERE strpos(lower("{column}"::text), lower(%s)) > 0', (needle,))
+        if rows[0][0]:
+            hits.append(f"{table}.{column}")
+    return hits
+
+
+def consume_all(settings: Settings, group: str, tmp_path: Path) -> str:
+    """Run both consumers until caught up; return their logs."""
     raw = start_service(RAW, f"raw-{group}", tmp_path)
     streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
     try:
@@ -41,43 +65,293 @@ def test_erasure_nulls_pii_closes_requests_and_keeps_aggregates(settings: Settin
     finally:
         raw.stop()
         streaming.stop()
+    return raw.output() + streaming.output()
+
+
+def person(settings: Settings, user_id: int) -> tuple[str, str, str]:
+    [(email, name, address)] = query(settings, "SELECT email, full_name, address FROM users_pii WHERE user_id = %s", (user_id,))
+    return str(email), str(name), str(address)
+
+
+def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, group: str, tmp_path: Path) -> None:
+    assert run_command("data_generators.generate_users", "--count", "50", "--seed", "3").returncode == 0
+    email, name, address = person(settings, 7)
+    factory = EventFactory(list(range(1, 51)), seed=5)
+    now = datetime.now(UTC)
+    events = [factory.make(now) for _ in range(2000)]
+    produce_events(settings, events)
+    # A rejected message that names the person in free text: the dead-letter table must forget it too.
+    produce(settings, [(b"7", json.dumps({"user_id": 7, "event_type": "refund", "note": f"from {name}"}).encode())])
+    logs = consume_all(settings, group, tmp_path)
+
+    # An access request first: its export holds the person's data, so erasure must delete it.
+    query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access')", (email,))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    [(export_path,)] = query(settings, "SELECT export_path FROM privacy_requests WHERE request_type = 'access'")
+    assert name in Path(str(export_path)).read_text(encoding="utf-8")
+
     day = now.date().isoformat()
     assert run_command("batch.batch_metrics", day).returncode == 0
     streaming_before = metrics_table(settings, "metrics_streaming_daily")
     batch_before = metrics_table(settings, "metrics_batch_daily")
     report_before = run_command("reports.generate_daily_report", day)
+    report_file = settings.reports_dir / f"business_report_{day}.md"
+    report_bytes_before = report_file.read_bytes()
+    [(events_of_7,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7")
+    assert events_of_7 > 0
 
-    mixed_case = str(email).upper()
     query(
         settings,
         "INSERT INTO privacy_requests (email) VALUES (%s), ('nobody@example.invalid'), ('not an email'), (NULL)",
-        (mixed_case,),
+        (f"  {email.upper()} ",),
     )
     result = run_command("gdpr.process_privacy_requests")
     assert result.returncode == 0, result.stderr
     assert "4 processed" in result.stdout
+    logs += result.stdout + result.stderr
 
+    statuses = query(settings, "SELECT status FROM privacy_requests WHERE request_type = 'erasure' ORDER BY request_id")
+    assert statuses == [("completed",), ("not_found",), ("rejected",), ("rejected",)]
+    assert query(settings, "SELECT count(*) FROM privacy_requests WHERE email IS NOT NULL") == [(0,)]
     assert query(settings, "SELECT email, full_name, address FROM users_pii WHERE user_id = 7") == [(None, None, None)]
-    assert query(settings, "SELECT is_erased FROM users_public WHERE user_id = 7") == [(True,)]
-    assert query(settings, "SELECT count(*) FROM users_pii WHERE email IS NULL") == [(1,)]
-    statuses = query(settings, "SELECT status, email IS NULL, processed_at IS NOT NULL FROM privacy_requests ORDER BY request_id")
-    assert statuses == [("completed", True, True), ("not_found", True, True), ("rejected", True, True), ("rejected", True, True)]
-    leftovers = query(settings, "SELECT count(*) FROM privacy_requests WHERE email ILIKE %s", (str(email),))
-    assert leftovers == [(0,)]
+    assert not Path(str(export_path)).exists()
 
+    # Nothing links the person's identity to any row, file or log line.
+    assert run_command("reports.gdpr_audit_report").returncode == 0
+    for value in (email, name, address):
+        assert find_anywhere(settings, value) == [], value
+        for path in settings.reports_dir.rglob("*"):
+            if path.is_file():
+                assert value.lower() not in path.read_text(encoding="utf-8").lower(), path
+        assert value.lower() not in logs.lower()
+    # Nor to the former user id: the events moved to one fresh random id, the profile with them.
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM users_public WHERE user_id = 7") == [(0,)]
+    [(pseudonym, moved)] = query(
+        settings, "SELECT user_id, count(*) FROM events_raw WHERE user_id >= %s GROUP BY user_id", (1 << 62,)
+    )
+    assert moved == events_of_7 and query(settings, "SELECT is_erased FROM users_public WHERE user_id = %s", (pseudonym,)) == [
+        (True,)
+    ]
+    assert find_anywhere(settings, '"user_id": 7,') == []
+
+    # The aggregates and the business report are exactly as before.
     assert metrics_table(settings, "metrics_streaming_daily") == streaming_before
     assert run_command("batch.batch_metrics", day).returncode == 0
     assert metrics_table(settings, "metrics_batch_daily") == batch_before
     assert run_command("reports.generate_daily_report", day).stdout == report_before.stdout
+    assert report_file.read_bytes() == report_bytes_before
 
-    # Processing again changes nothing: nothing is pending.
+    # Late events of the erased user get fresh random ids too.
+    late = [Event(uuid.uuid4(), 7, "page_view", now, None, {}) for _ in range(20)]
+    produce_events(settings, late)
+    consume_all(settings, group, tmp_path)
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7") == [(0,)]
+    [(late_ids,)] = query(
+        settings,
+        "SELECT count(DISTINCT user_id) FROM events_raw WHERE event_id = ANY(%s::uuid[])",
+        ([str(e.event_id) for e in late],),
+    )
+    assert late_ids == 20
+    audit = run_command("reports.gdpr_audit_report").stdout
+    assert "Residual-PII check: 0" in audit and "Erasures completed: **1**" in audit
+
     again = run_command("gdpr.process_privacy_requests")
     assert again.returncode == 0 and "none pending" in again.stdout
 
 
+def test_access_request_exports_everything_held_as_json(settings: Settings, group: str, tmp_path: Path) -> None:
+    assert run_command("data_generators.generate_users", "--count", "5").returncode == 0
+    email, name, address = person(settings, 2)
+    factory = EventFactory([2, 3], seed=1)
+    produce_events(settings, [factory.make(datetime.now(UTC)) for _ in range(300)])
+    consume_all(settings, group, tmp_path)
+    [(held,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 2")
+
+    query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access')", (email.title(),))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    [(request_id, status, path)] = query(settings, "SELECT request_id, status, export_path FROM privacy_requests")
+    assert status == "completed"
+    export = Path(str(path))
+    assert export.parent == settings.reports_dir / "access"
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600
+    document = json.loads(export.read_text(encoding="utf-8"))
+    assert document["personal_data"]["email"] == email and document["personal_data"]["full_name"] == name
+    assert document["personal_data"]["address"] == address
+    assert document["public_profile"]["country"]
+    assert len(document["events"]) == held > 0
+    assert [r["request_id"] for r in document["privacy_requests"]] == [request_id]
+    actions = [
+        a for (a,) in query(settings, "SELECT action FROM privacy_audit_log WHERE request_id = %s ORDER BY id", (request_id,))
+    ]
+    assert actions == ["received", "verified", "exported", "completed"]
+
+
+def test_request_lifecycle_due_date_and_append_only_audit(settings: Settings) -> None:
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('someone@example.invalid')")
+    [(requested, due, status)] = query(settings, "SELECT requested_at, due_at, status FROM privacy_requests")
+    assert status == "pending"
+    assert due.date() == (requested + timedelta(days=31)).date() or (due - requested).days in (28, 29, 30, 31)  # type: ignore[operator,union-attr]
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    assert query(settings, "SELECT status, processed_at IS NOT NULL FROM privacy_requests") == [("not_found", True)]
+    for statement in ("UPDATE privacy_audit_log SET actor = 'x'", "DELETE FROM privacy_audit_log", "TRUNCATE privacy_audit_log"):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="append-only"):
+            query(settings, statement)
+    assert query(settings, "SELECT count(*) FROM privacy_audit_log") == [(3,)]
+    entries = query(settings, "SELECT details::text FROM privacy_audit_log")
+    assert not any("someone" in str(d) for (d,) in entries)
+
+
+def test_malicious_requests_are_rejected_and_harm_nothing(settings: Settings) -> None:
+    assert run_command("data_generators.generate_users", "--count", "20").returncode == 0
+    hostile = [
+        "'; DROP TABLE users_pii; --",
+        "x' OR '1'='1@example.com",
+        "a" * 200_000,
+        "",
+        "not-an-email",
+        "admin@ex\u0430mple.com",
+        "user\u200b@example.com",
+        "\uff55ser@example.com",
+        "user@example.com\u202e",
+        "%@example.com",
+    ]
+    for value in hostile:
+        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (value,))
+    result = run_command("gdpr.process_privacy_requests")
+    assert result.returncode == 0, result.stderr
+    rows = query(settings, "SELECT status, outcome FROM privacy_requests ORDER BY request_id")
+    assert [status for status, _ in rows] == ["rejected"] * 9 + ["not_found"]
+    assert all(outcome for _status, outcome in rows)
+    assert query(settings, "SELECT count(*) FROM users_pii WHERE email IS NOT NULL") == [(20,)]
+    assert "DROP" not in result.stdout + result.stderr
+
+
+def test_two_processors_never_handle_a_request_twice(settings: Settings) -> None:
+    assert run_command("data_generators.generate_users", "--count", "100").returncode == 0
+    emails = [e for (e,) in query(settings, "SELECT email FROM users_pii ORDER BY user_id")]
+    values = emails + [f"ghost{i}@example.invalid" for i in range(100)] + ["bad"] * 100
+    for value in values:
+        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (value,))
+    processors = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gdpr.process_privacy_requests", "--batch-size", "5"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processors]
+    assert all(p.returncode == 0 for p in processors)
+    handled = sum(int(out.split("privacy requests: ")[1].split(" processed")[0]) for out in outputs if "processed" in out)
+    assert handled == len(values)
+    terminal = query(
+        settings,
+        "SELECT request_id, count(*) FROM privacy_audit_log WHERE action IN ('completed', 'not_found', 'rejected')"
+        " GROUP BY request_id HAVING count(*) <> 1",
+    )
+    assert terminal == []
+    assert query(settings, "SELECT status, count(*) FROM privacy_requests GROUP BY status ORDER BY status") == [
+        ("completed", 100),
+        ("not_found", 100),
+        ("rejected", 100),
+    ]
+
+
+def test_watch_processes_a_new_request_within_about_a_second(settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "watch.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "gdpr.process_privacy_requests", "--watch"],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOG_LEVEL": "INFO"},
+        )
+    try:
+        wait_until(lambda: "watching privacy_requests" in log.read_text(), what="the watcher to listen")
+        query(settings, "INSERT INTO privacy_requests (email) VALUES ('late.comer@example.invalid')")
+        # The sweep runs every 30 s; finishing well before proves the notification woke it.
+        wait_until(
+            lambda: query(settings, "SELECT status FROM privacy_requests") == [("not_found",)], timeout=10, what="the request"
+        )
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=15) == 0, log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("role", "statement"),
+    [
+        (db.ANALYTICS_ROLE, "SELECT * FROM users_pii"),
+        (db.ANALYTICS_ROLE, "SELECT * FROM privacy_requests"),
+        (db.ANALYTICS_ROLE, "INSERT INTO events_raw (event_id) VALUES (gen_random_uuid())"),
+        (db.INGEST_ROLE, "SELECT email FROM users_pii"),
+        (db.INGEST_ROLE, "UPDATE users_pii SET anonymized_at = now()"),
+        (db.INGEST_ROLE, "DELETE FROM events_raw"),
+        (db.INGEST_ROLE, "SELECT * FROM privacy_requests"),
+        (db.GDPR_ROLE, "INSERT INTO events_raw (event_id) VALUES (gen_random_uuid())"),
+        (db.GDPR_ROLE, "DELETE FROM privacy_audit_log"),
+        (db.AUDITOR_ROLE, "SELECT email FROM privacy_requests"),
+        (db.AUDITOR_ROLE, "SELECT email FROM users_pii"),
+    ],
+)
+def test_roles_are_denied_what_they_do_not_need(settings: Settings, role: str, statement: str) -> None:
+    with (
+        db.connection(settings.database, role=role) as conn,
+        pytest.raises(psycopg2.errors.InsufficientPrivilege),
+        conn.cursor() as cur,
+    ):
+        cur.execute(statement)
+
+
+@pytest.mark.parametrize(
+    ("role", "statement"),
+    [
+        (db.ANALYTICS_ROLE, "SELECT count(*) FROM events_raw JOIN users_public USING (user_id)"),
+        (db.ANALYTICS_ROLE, "SELECT sum(revenue) FROM metrics_batch_daily"),
+        (db.INGEST_ROLE, "SELECT user_id FROM users_pii WHERE anonymized_at IS NOT NULL"),
+        (db.AUDITOR_ROLE, "SELECT status, count(*) FROM privacy_requests GROUP BY status"),
+    ],
+)
+def test_roles_can_do_their_job(settings: Settings, role: str, statement: str) -> None:
+    with db.connection(settings.database, role=role) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        assert cur.fetchall() is not None
+
+
+def test_personal_data_in_metadata_is_redacted_before_storage(settings: Settings, group: str, tmp_path: Path) -> None:
+    planted = {
+        "email": "carla.rossi@example.com",
+        "phone": "+39 06 6982 1234",
+        "ip": "203.0.113.77",
+        "card": "4111 1111 1111 1111",
+        "iban": "DE89 3704 0044 0532 0130 00",
+    }
+    now = datetime.now(UTC)
+    events = [
+        Event(uuid.uuid4(), 1, "page_view", now, None, {"note": f"contact {value}", "page": "/help", "order": "1234567890123"})
+        for value in planted.values()
+    ]
+    produce_events(settings, events)
+    consume_all(settings, group, tmp_path)
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(5,)]
+    for value in planted.values():
+        assert find_anywhere(settings, value) == [], value
+    assert dict(query(settings, "SELECT kind, redactions FROM ingest_redactions")) == {k: 1 for k in planted}
+    stored = {json.dumps(m) for (m,) in query(settings, "SELECT metadata FROM events_raw")}
+    assert all('"order": "1234567890123"' in m for m in stored)
+    audit = run_command("reports.gdpr_audit_report")
+    assert "Personal data redacted at ingest: **5**" in audit.stdout
+
+
 def test_generator_skips_erased_users(settings: Settings) -> None:
     assert run_command("data_generators.generate_users", "--count", "3").returncode == 0
-    query(settings, "UPDATE users_public SET is_erased = true WHERE user_id IN (1, 2)")
+    for user_id in (1, 2):
+        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (person(settings, user_id)[0],))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
     result = run_command("data_generators.generate_events", "--count", "200", "--rate", "0", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert "200 delivered" in result.stdout

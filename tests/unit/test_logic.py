@@ -6,13 +6,15 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pytest
+
 from batch.compare_batch_vs_stream import Comparison, render_table
 from consumers.streaming_metrics import aggregate
 from core.events import Event
 from core.sink import Consumed
 from data_generators.generate_events import EVENT_MIX, EventFactory
 from data_generators.generate_users import build_pools, email_part, generate_rows
-from gdpr.process_privacy_requests import email_hmac, normalise_email
+from gdpr.process_privacy_requests import RejectedRequest, email_hmac, normalise_email
 from reports.generate_daily_report import DailyReport, render_markdown
 
 
@@ -38,10 +40,18 @@ def test_aggregate_sums_per_utc_day_and_type_exactly() -> None:
     }
 
 
-def test_normalise_email_lowercases_and_rejects_garbage() -> None:
+def test_normalise_email_lowercases_and_rejects_garbage_and_look_alikes() -> None:
     assert normalise_email("  Jane.Doe@Example.COM ") == "jane.doe@example.com"
-    for bad in (None, "", "   ", "no-at-sign", "a@b", "x" * 250 + "@example.com", "a b@example.com", "a@@example.com"):
-        assert normalise_email(bad) is None, bad
+    assert normalise_email("o'brien+news@example.com") == "o'brien+news@example.com"
+    bad = [
+        None, "", "   ", "no-at-sign", "a@b", "x" * 250 + "@example.com", "a b@example.com", "a@@example.com",
+        "'; DROP TABLE users_pii; --", "admin@ex\u0430mple.com",  # Cyrillic a
+        "user\u200b@example.com", "user@example.com\u202e",
+        "\uff55ser@example.com", "user@example.com\x00",
+    ]  # fmt: skip
+    for raw in bad:
+        with pytest.raises(RejectedRequest):
+            normalise_email(raw)
 
 
 def test_email_hmac_is_keyed() -> None:
