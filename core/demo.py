@@ -124,11 +124,15 @@ def run_steps(users: int, events: int) -> None:
         command("batch.batch_metrics", day)
         command("batch.compare_batch_vs_stream", day)
 
-    banner("5. privacy requests (erasure)")
-    requests = [emails[0], emails[1].upper(), "nobody@example.invalid"] if len(emails) >= 2 else ["nobody@example.invalid"]
+    banner("5. privacy requests: erasure and access")
+    requests = [(e, "erasure") for e in (emails[0], emails[1].upper())] + [(emails[2], "access")] if len(emails) >= 3 else []
+    requests.append(("nobody@example.invalid", "erasure"))
     with db.connection(settings.database, application_name="demo") as conn, conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO privacy_requests (email) VALUES (%s)", [(e,) for e in requests])
-    print(f"inserted {len(requests)} rows into privacy_requests (two real users, one in upper case, one unknown)")
+        cur.executemany("INSERT INTO privacy_requests (email, request_type) VALUES (%s, %s)", requests)
+    print(
+        f"inserted {len(requests)} rows into privacy_requests: two erasures (one email in upper case), "
+        "one access request, one unknown email"
+    )
     command("gdpr.process_privacy_requests")
 
     banner("6. reports")
