@@ -23,6 +23,10 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 DEAD_LETTER_PAYLOAD_CHARS = 4096
 
 
+# One decoder for every message: json.loads(..., parse_float=...) would build one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 class InvalidEvent(ValueError):
     """The message is not a valid event; ``reason`` is a short, stable category."""
 
@@ -115,7 +119,7 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         # PostgreSQL's jsonb and text cannot hold NUL characters.
         raise InvalidEvent("invalid_characters", "payload contains a NUL character")
     try:
-        body = json.loads(payload, parse_float=Decimal)
+        body = _DECODER.decode(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise InvalidEvent("not_json") from e
     if not isinstance(body, dict):

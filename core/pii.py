@@ -20,8 +20,20 @@ CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{6,}\d(?!\w)")
-# Strings without a digit or an @ cannot hold any of the above: most metadata is skipped at once.
-_MAYBE_PII = re.compile(r"[\d@]")
+# A cheap necessary condition for every kind, checked with bytes.translate (a regex alternation
+# costs microseconds per event): an @ (email), a run of 7+ digits, spaces, dots, parentheses or
+# dashes (phone, card, IBAN, IPv4), or a colon next to a hex digit or another colon (IPv6).
+_DIGIT_RUNS = bytes.maketrans(b"0123456789 .()-", b"#" * 15)
+_HEX = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
+
+
+def might_contain_pii(text: str) -> bool:
+    """False when ``text`` certainly holds nothing a detector below would redact."""
+    data = text.encode("utf-8")
+    if b"@" in data or b"#######" in data.translate(_DIGIT_RUNS):
+        return True
+    hexed = data.translate(_HEX)
+    return b"h:h" in hexed or b"::" in data
 
 
 def luhn_valid(digits: str) -> bool:
@@ -76,7 +88,7 @@ DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
 
 def redact_text(text: str, counts: Counter[str]) -> str:
     """``text`` with every detected piece of personal data replaced; ``counts`` gets the kinds."""
-    if not _MAYBE_PII.search(text):
+    if not might_contain_pii(text):
         return text
     for kind, pattern, accept in DETECTORS:
 

@@ -10,7 +10,7 @@ import pytest
 
 from batch.compare_batch_vs_stream import Comparison, render_table
 from consumers.streaming_metrics import aggregate
-from core.events import Event
+from core.events import Event, parse_event
 from core.sink import Consumed
 from data_generators.generate_events import EVENT_MIX, EventFactory
 from data_generators.generate_users import build_pools, email_part, generate_rows
@@ -91,3 +91,19 @@ def test_comparison_table_and_report_show_differences() -> None:
     text = render_markdown(DailyReport(date(2026, 1, 2), rows, "streaming"))
     assert "Total events: **8**" in text and "Total revenue: **12.50 EUR**" in text
     assert "DIFFER" in text and "streaming" in text
+
+
+def test_fast_payloads_are_valid_events_with_the_same_mix() -> None:
+    factory = EventFactory(list(range(1, 101)), seed=2)
+    now = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
+    pairs = factory.payloads(20_000, now)
+    events = [parse_event(value, now=now) for _key, value in pairs]
+    assert all(key == str(e.user_id).encode() for (key, _v), e in zip(pairs, events, strict=True))
+    assert all(e.event_timestamp == now and e.event_id.version == 4 for e in events)
+    assert len({e.event_id for e in events}) == len(events)
+    share = {kind: sum(e.event_type == kind for e in events) / len(events) for kind in EVENT_MIX}
+    assert abs(share["page_view"] - 0.7) < 0.02 and abs(share["purchase"] - 0.1) < 0.02
+    purchases = [e.amount for e in events if e.event_type == "purchase"]
+    assert purchases and all(a is not None and Decimal("5.00") <= a <= Decimal("500.00") for a in purchases)
+    assert all(e.amount is None for e in events if e.event_type != "purchase")
+    assert {e.user_id for e in events} <= set(range(1, 101))
