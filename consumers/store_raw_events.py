@@ -79,7 +79,9 @@ class RawEventsWriter:
             cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
             buffer.seek(0)
             cur.copy_expert(f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer)
-            cur.execute(f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT (event_id) DO NOTHING")
+            cur.execute(
+                f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT (event_id) DO NOTHING"
+            )
             self.duplicates += len(events) - cur.rowcount
         else:
             cur.execute("RELEASE SAVEPOINT direct_copy")

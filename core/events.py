@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import msgspec
 
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase")
 # A real event is a few hundred bytes; anything this large is abuse or a bug.
@@ -23,8 +24,22 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 DEAD_LETTER_PAYLOAD_CHARS = 4096
 
 
-# One decoder for every message: json.loads(..., parse_float=...) would build one per call.
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+class _Wire(msgspec.Struct):
+    """The fields of an event as they arrive, any JSON type: parse_event checks each itself so
+    that every kind of bad input gets its own reason. Unknown fields are ignored."""
+
+    event_id: Any = None
+    user_id: Any = None
+    event_type: Any = None
+    event_timestamp: Any = None
+    amount: Any = None
+    metadata: Any = None
+
+
+# msgspec decodes in C about three times faster than json.loads; float_hook keeps a numeric
+# amount exact (Decimal from the digits, never a binary float).
+_DECODER = msgspec.json.Decoder(_Wire, float_hook=Decimal)
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 class InvalidEvent(ValueError):
@@ -40,7 +55,7 @@ class InvalidEvent(ValueError):
 class Event:
     """A user event. ``amount`` is set for purchases only, in euros, exact to the cent."""
 
-    event_id: uuid.UUID
+    event_id: str  # canonical lower-case UUID text
     user_id: int
     event_type: str
     event_timestamp: datetime
@@ -55,7 +70,7 @@ class Event:
     def to_json(self) -> bytes:
         """Wire format: amount as a string so no float ever touches money."""
         body: dict[str, Any] = {
-            "event_id": str(self.event_id),
+            "event_id": str(self.event_id).lower(),
             "user_id": self.user_id,
             "event_type": self.event_type,
             "event_timestamp": self.event_timestamp.astimezone(UTC).isoformat(),
@@ -119,34 +134,33 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         # PostgreSQL's jsonb and text cannot hold NUL characters.
         raise InvalidEvent("invalid_characters", "payload contains a NUL character")
     try:
-        body = _DECODER.decode(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        body = _DECODER.decode(payload)
+    except msgspec.ValidationError as e:
+        raise InvalidEvent("not_an_object") from e
+    except msgspec.DecodeError as e:
         raise InvalidEvent("not_json") from e
-    if not isinstance(body, dict):
-        raise InvalidEvent("not_an_object")
     for name in ("event_id", "user_id", "event_type", "event_timestamp"):
-        if body.get(name) is None:
+        if getattr(body, name) is None:
             raise InvalidEvent("missing_field", name)
-    raw_id = body["event_id"]
+    raw_id = body.event_id
     if not isinstance(raw_id, str):
         raise InvalidEvent("wrong_type", "event_id must be a string")
-    try:
-        event_id = uuid.UUID(raw_id)
-    except ValueError as e:
-        raise InvalidEvent("invalid_event_id", "event_id is not a UUID") from e
-    user_id = body["user_id"]
+    if not _UUID.match(raw_id):
+        raise InvalidEvent("invalid_event_id", "event_id is not a UUID")
+    event_id = raw_id.lower()
+    user_id = body.user_id
     if isinstance(user_id, bool) or not isinstance(user_id, int):
         raise InvalidEvent("wrong_type", "user_id must be an integer")
     if not 0 < user_id < 2**63:
         raise InvalidEvent("invalid_user_id", "user_id out of range")
-    event_type = body["event_type"]
+    event_type = body.event_type
     if not isinstance(event_type, str):
         raise InvalidEvent("wrong_type", "event_type must be a string")
     if event_type not in EVENT_TYPES:
         raise InvalidEvent("unknown_event_type")
-    timestamp = _parse_timestamp(body["event_timestamp"], now or datetime.now(UTC))
-    amount = _parse_amount(body.get("amount"), event_type)
-    metadata = body.get("metadata") or {}
+    timestamp = _parse_timestamp(body.event_timestamp, now or datetime.now(UTC))
+    amount = _parse_amount(body.amount, event_type)
+    metadata = body.metadata or {}
     if not isinstance(metadata, dict):
         raise InvalidEvent("wrong_type", "metadata must be an object")
     return Event(event_id, user_id, event_type, timestamp, amount, metadata)

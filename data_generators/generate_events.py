@@ -104,7 +104,7 @@ class EventFactory:
         kind = self.kind_table[int(rng.random() * len(self.kind_table))]
         amount = Decimal(self._amount_cents()).scaleb(-2) if kind == "purchase" else None
         return Event(
-            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             user_id=self.user_ids[int(rng.random() * len(self.user_ids))],
             event_type=kind,
             event_timestamp=now,

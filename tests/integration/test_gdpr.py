@@ -143,7 +143,7 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
     assert report_file.read_bytes() == report_bytes_before
 
     # Late events of the erased user get fresh random ids too.
-    late = [Event(uuid.uuid4(), 7, "page_view", now, None, {}) for _ in range(20)]
+    late = [Event(str(uuid.uuid4()), 7, "page_view", now, None, {}) for _ in range(20)]
     produce_events(settings, late)
     consume_all(settings, group, tmp_path)
     assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7") == [(0,)]
@@ -332,7 +332,9 @@ def test_personal_data_in_metadata_is_redacted_before_storage(settings: Settings
     }
     now = datetime.now(UTC)
     events = [
-        Event(uuid.uuid4(), 1, "page_view", now, None, {"note": f"contact {value}", "page": "/help", "order": "1234567890123"})
+        Event(
+            str(uuid.uuid4()), 1, "page_view", now, None, {"note": f"contact {value}", "page": "/help", "order": "1234567890123"}
+        )
         for value in planted.values()
     ]
     produce_events(settings, events)

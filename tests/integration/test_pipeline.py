@@ -40,7 +40,9 @@ def known_events(n: int, seed: int, days: list[date]) -> list[Event]:
         kind = rng.choices(["page_view", "add_to_cart", "purchase"], [70, 20, 10])[0]
         amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2) if kind == "purchase" else None
         events.append(
-            Event(uuid.UUID(int=rng.getrandbits(128), version=4), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"})
+            Event(
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"}
+            )
         )
     return events
 

@@ -32,7 +32,9 @@ def body(**changes: object) -> bytes:
 
 
 def test_round_trip_keeps_money_exact_and_day_in_utc() -> None:
-    event = Event(uuid.uuid4(), 7, "purchase", datetime(2026, 1, 1, 0, 30, tzinfo=UTC) + timedelta(hours=-1), Decimal("0.10"), {})
+    event = Event(
+        str(uuid.uuid4()), 7, "purchase", datetime(2026, 1, 1, 0, 30, tzinfo=UTC) + timedelta(hours=-1), Decimal("0.10"), {}
+    )
     parsed = parse_event(event.to_json(), now=NOW)
     assert parsed == event
     assert parsed.amount == Decimal("0.10") and isinstance(parsed.amount, Decimal)

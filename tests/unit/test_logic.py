@@ -19,7 +19,7 @@ from reports.generate_daily_report import DailyReport, render_markdown
 
 
 def consumed(kind: str, when: datetime, amount: str | None = None) -> Consumed:
-    return Consumed(Event(uuid.uuid4(), 1, kind, when, Decimal(amount) if amount else None, {}), 0, 0)
+    return Consumed(Event(str(uuid.uuid4()), 1, kind, when, Decimal(amount) if amount else None, {}), 0, 0)
 
 
 def test_aggregate_sums_per_utc_day_and_type_exactly() -> None:
@@ -99,7 +99,7 @@ def test_fast_payloads_are_valid_events_with_the_same_mix() -> None:
     pairs = factory.payloads(20_000, now)
     events = [parse_event(value, now=now) for _key, value in pairs]
     assert all(key == str(e.user_id).encode() for (key, _v), e in zip(pairs, events, strict=True))
-    assert all(e.event_timestamp == now and e.event_id.version == 4 for e in events)
+    assert all(e.event_timestamp == now and uuid.UUID(e.event_id).version == 4 for e in events)
     assert len({e.event_id for e in events}) == len(events)
     share = {kind: sum(e.event_type == kind for e in events) / len(events) for kind in EVENT_MIX}
     assert abs(share["page_view"] - 0.7) < 0.02 and abs(share["purchase"] - 0.1) < 0.02
