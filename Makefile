@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test test-unit lint format clean
+.PHONY: help install up down status demo test test-unit lint format clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,3 +46,7 @@ format: install ## apply ruff's formatting and safe fixes
 
 clean: ## remove the virtual environment and caches (not .local/ data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+SCALE ?= small
+bench: install ## benchmarks with same-run baselines (SCALE=small|large); results in bench/results/
+	$(PY) -m bench.run --scale $(SCALE)

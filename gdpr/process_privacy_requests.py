@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
-from psycopg2.extras import Json
+from psycopg2.extras import Json, execute_values
 
 from core import cli, db
 from core.config import Settings
@@ -87,54 +87,89 @@ class Outcome:
     export_path: str | None = None
 
 
-def audit(cur: db.Cursor, request_id: int, action: str, details: dict[str, Any] | None = None) -> None:
-    """Append one entry to the audit trail; ``details`` must never hold personal data."""
+class AuditLog:
+    """The audit entries of one transaction, written with one INSERT; never personal data."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, str, Json]] = []
+
+    def add(self, request_id: int, action: str, details: dict[str, Any] | None = None) -> None:
+        self.rows.append((request_id, action, ACTOR, Json(details or {})))
+
+    def write(self, cur: db.Cursor) -> None:
+        if self.rows:
+            execute_values(cur, "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES %s", self.rows)
+
+
+@dataclass(frozen=True)
+class Person:
+    user_id: int
+    pii_values: list[str]  # email, name, address as stored
+
+
+def find_people(cur: db.Cursor, emails: list[str]) -> dict[str, Person]:
+    """The users with these (normalised) emails, locked for the transaction."""
     cur.execute(
-        "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES (%s, %s, %s, %s)",
-        (request_id, action, ACTOR, Json(details or {})),
+        "SELECT lower(email), user_id, email, full_name, address FROM users_pii WHERE lower(email) = ANY(%s)"
+        " ORDER BY user_id FOR UPDATE",
+        (emails,),
     )
+    return {key: Person(int(user_id), [v for v in values if v]) for key, user_id, *values in cur.fetchall()}
 
 
-def _find_user(cur: db.Cursor, email: str) -> tuple[int, str | None, str | None, str | None] | None:
+def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, int]:
+    """Forget these people, set-based; return events re-keyed per former user id. Runs inside the
+    caller's transaction, which holds the erasure lock (ingest batches wait for it)."""
+    if not people:
+        return {}
+    ids = [p.user_id for p in people]
+    moves = [(p.user_id, new_pseudonymous_user_id()) for p in people]
     cur.execute(
-        "SELECT user_id, email, full_name, address FROM users_pii WHERE lower(email) = %s FOR UPDATE",
-        (email,),
+        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = ANY(%s)",
+        (ids,),
     )
-    row = cur.fetchone()
-    return (int(row[0]), row[1], row[2], row[3]) if row else None
-
-
-def erase_user(cur: db.Cursor, user_id: int, pii_values: list[str]) -> dict[str, int]:
-    """Forget one person; return counts for the audit trail. Runs inside the caller's transaction,
-    which holds the erasure lock (ingest batches wait for it)."""
-    cur.execute(
-        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = %s",
-        (user_id,),
+    execute_values(
+        cur,
+        "UPDATE users_public AS t SET user_id = v.new_id, is_erased = true FROM (VALUES %s) AS v (old_id, new_id)"
+        " WHERE t.user_id = v.old_id",
+        moves,
+        page_size=len(moves),
     )
-    pseudonym = new_pseudonymous_user_id()
-    cur.execute("UPDATE users_public SET user_id = %s, is_erased = true WHERE user_id = %s", (pseudonym, user_id))
-    cur.execute("UPDATE events_raw SET user_id = %s WHERE user_id = %s", (pseudonym, user_id))
-    events = cur.rowcount
-    values = [v.lower() for v in pii_values if v and len(v) >= 3]
+    rekeyed = execute_values(
+        cur,
+        "WITH moved AS (UPDATE events_raw AS t SET user_id = v.new_id FROM (VALUES %s) AS v (old_id, new_id)"
+        " WHERE t.user_id = v.old_id RETURNING v.old_id) SELECT old_id, count(*) FROM moved GROUP BY old_id",
+        moves,
+        page_size=len(moves),
+        fetch=True,
+    )
+    values = sorted({v.lower() for p in people for v in p.pii_values if len(v) >= 3})
     cur.execute(
         "UPDATE dead_letter_events SET payload = %s WHERE"
         " EXISTS (SELECT 1 FROM unnest(%s::text[]) AS v WHERE strpos(lower(payload), v) > 0)"
         " OR payload ~ %s",
-        (ERASED_PAYLOAD, values, rf'"user_id"\s*:\s*{user_id}([^0-9]|$)'),
+        (ERASED_PAYLOAD, values, rf'"user_id"\s*:\s*({"|".join(str(i) for i in ids)})([^0-9]|$)'),
     )
-    return {"events_rekeyed": events, "dead_letters_scrubbed": cur.rowcount}
+    if cur.rowcount:
+        logger.info("scrubbed %d dead letters that mentioned erased people", cur.rowcount)
+    return {int(old): int(n) for old, n in rekeyed}
 
 
-def delete_access_exports(cur: db.Cursor, proof: str) -> None:
-    """Earlier access exports of an erased person hold their data: delete the files."""
+def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) -> None:
+    """Earlier access exports of erased people hold their data: delete the files."""
+    if not proofs:
+        return
     cur.execute(
-        "SELECT request_id, export_path FROM privacy_requests WHERE email_hmac = %s AND export_path IS NOT NULL FOR UPDATE",
-        (proof,),
+        "SELECT request_id, export_path FROM privacy_requests WHERE email_hmac = ANY(%s) AND export_path IS NOT NULL FOR UPDATE",
+        (proofs,),
     )
+    deleted = []
     for request_id, path in cur.fetchall():
         Path(path).unlink(missing_ok=True)
-        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE request_id = %s", (request_id,))
-        audit(cur, request_id, "export_deleted", {"reason": "the person was erased"})
+        deleted.append(request_id)
+        audit.add(request_id, "export_deleted", {"reason": "the person was erased"})
+    if deleted:
+        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE request_id = ANY(%s)", (deleted,))
 
 
 def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, directory: Path) -> Path:
@@ -202,34 +237,18 @@ def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, direc
     return path
 
 
-def handle_request(cur: db.Cursor, request_id: int, request_type: str, raw_email: str | None, settings: Settings) -> Outcome:
-    """Carry out one locked request inside the caller's transaction."""
-    try:
-        email = normalise_email(raw_email)
-    except RejectedRequest as e:
-        audit(cur, request_id, "rejected", {"reason": str(e)})
-        return Outcome("rejected", str(e))
-    audit(cur, request_id, "verified")
-    proof = email_hmac(settings.gdpr_hmac_key, email)
-    user = _find_user(cur, email)
-    if user is None:
-        audit(cur, request_id, "not_found")
-        return Outcome("not_found", "no user with this email", proof)
-    user_id, *pii_values = user
-    if request_type == "access":
-        path = export_user(cur, request_id, user_id, proof, settings.reports_dir / "access")
-        audit(cur, request_id, "exported", {"file": path.name})
-        audit(cur, request_id, "completed")
-        return Outcome("completed", "access export written", proof, str(path))
-    counts = erase_user(cur, user_id, [v for v in pii_values if v])
-    delete_access_exports(cur, proof)
-    audit(cur, request_id, "erased", counts)
-    audit(cur, request_id, "completed")
-    return Outcome("completed", "personal data erased; events re-keyed to a random id", proof)
+@dataclass(frozen=True)
+class Request:
+    request_id: int
+    request_type: str
+    email: str | None  # normalised; None when rejected
+    rejection: str | None
 
 
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
-    """Lock up to ``batch_size`` pending requests, process them and commit; return counts by status."""
+    """Lock up to ``batch_size`` pending requests, process them set-based and commit; return
+    counts by status. Access requests are answered before erasures, so an erasure in the same
+    batch also deletes a fresh export of the same person."""
     outcomes: Counter[str] = Counter()
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -237,20 +256,62 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
             " ORDER BY requested_at, request_id LIMIT %s FOR UPDATE SKIP LOCKED",
             (batch_size,),
         )
-        requests = cur.fetchall()
-        if not requests:
+        rows = cur.fetchall()
+        if not rows:
             return outcomes
         # Taken after the requests are locked, so two processors never wait on each other in a cycle.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
-        for request_id, request_type, raw_email in requests:
-            result = handle_request(cur, request_id, request_type, raw_email, settings)
-            cur.execute(
-                "UPDATE privacy_requests SET status = %s, outcome = %s, email = NULL, email_hmac = %s,"
-                " export_path = %s, processed_at = now() WHERE request_id = %s",
-                (result.status, result.outcome, result.proof, result.export_path, request_id),
+        audit = AuditLog()
+        requests = []
+        for request_id, request_type, raw_email in rows:
+            try:
+                requests.append(Request(request_id, request_type, normalise_email(raw_email), None))
+                audit.add(request_id, "verified")
+            except RejectedRequest as e:
+                requests.append(Request(request_id, request_type, None, str(e)))
+                audit.add(request_id, "rejected", {"reason": str(e)})
+        people = find_people(cur, sorted({r.email for r in requests if r.email}))
+        results: dict[int, Outcome] = {}
+        for r in requests:
+            if r.email is None:
+                results[r.request_id] = Outcome("rejected", r.rejection or "rejected")
+                continue
+            proof = email_hmac(settings.gdpr_hmac_key, r.email)
+            person = people.get(r.email)
+            if person is None:
+                audit.add(r.request_id, "not_found")
+                results[r.request_id] = Outcome("not_found", "no user with this email", proof)
+            elif r.request_type == "access":
+                path = export_user(cur, r.request_id, person.user_id, proof, settings.reports_dir / "access")
+                audit.add(r.request_id, "exported", {"file": path.name})
+                audit.add(r.request_id, "completed")
+                results[r.request_id] = Outcome("completed", "access export written", proof, str(path))
+        erasures = [r for r in requests if r.email and r.request_type == "erasure" and r.email in people]
+        to_erase = {people[r.email].user_id: people[r.email] for r in erasures if r.email}
+        rekeyed = erase_people(cur, list(to_erase.values()))
+        proofs = sorted({email_hmac(settings.gdpr_hmac_key, r.email) for r in erasures if r.email})
+        delete_access_exports(cur, proofs, audit)
+        for r in erasures:
+            assert r.email is not None  # noqa: S101 - filtered above
+            user_id = people[r.email].user_id
+            audit.add(r.request_id, "erased", {"events_rekeyed": rekeyed.get(user_id, 0)})
+            audit.add(r.request_id, "completed")
+            results[r.request_id] = Outcome(
+                "completed", "personal data erased; events re-keyed to a random id", email_hmac(settings.gdpr_hmac_key, r.email)
             )
-            logger.info("privacy request %d (%s): %s", request_id, request_type, result.status)
-            outcomes[result.status] += 1
+        audit.write(cur)
+        execute_values(
+            cur,
+            "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, email_hmac = v.proof,"
+            " export_path = v.export_path, processed_at = now()"
+            " FROM (VALUES %s) AS v (request_id, status, outcome, proof, export_path) WHERE t.request_id = v.request_id",
+            [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
+            template="(%s::bigint, %s, %s, %s, %s)",
+            page_size=len(results),
+        )
+        for r in requests:
+            logger.info("privacy request %d (%s): %s", r.request_id, r.request_type, results[r.request_id].status)
+            outcomes[results[r.request_id].status] += 1
     return outcomes
 
 

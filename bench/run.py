@@ -1,0 +1,490 @@
+"""``make bench``: every stage on the same generated events, each against a baseline measured in
+the same run, printed as ratios and written to ``bench/results/`` (JSON and Markdown).
+
+An isolated embedded stack is started in a temporary folder (never ``.local/``). Stages:
+users seeded; generator vs a bare producer of pre-serialised messages; raw sink vs a bare COPY
+and vs one INSERT and commit per event (the original design); streaming metrics vs Quix Streams
+(its own virtual environment); batch metrics vs a bare GROUP BY; GDPR erasure of 10,000 requests
+and ``--watch`` latency. Peak memory (RSS) of every process, and its growth over the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from core import db, kafka, stack
+from core.config import PROJECT_ROOT, load_settings
+from data_generators.generate_events import EventFactory
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+QUIX_VENV = PROJECT_ROOT / "bench" / ".venv-quix"
+QUIX_REQUIREMENT = "quixstreams==3.28.1"
+SCALES = {
+    "small": {"users": 1_000_000, "events": 1_000_000},
+    "large": {"users": 1_000_000, "events": 10_000_000},
+}
+# The original design's consumer (one INSERT and commit per event) is slow by design: a few
+# thousand events measure its rate well enough.
+NAIVE_EVENTS = 3_000
+ERASURES = 10_000
+WATCH_REQUESTS = 40
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    stage: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    target: str
+    passed: bool | None
+    peak_rss_mib: float | None = None
+    rss_growth_pct: float | None = None
+    notes: str = ""
+
+
+@dataclass
+class Sampler:
+    """Samples a process's RSS every 0.2 s: peak, and growth from the first third to the end."""
+
+    pid: int
+    samples: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            process = psutil.Process(self.pid)
+            while not self._stop.is_set():
+                self.samples.append(process.memory_info().rss)
+                self._stop.wait(0.2)
+        except psutil.Error:
+            return
+
+    def stop(self) -> tuple[float | None, float | None]:
+        self._stop.set()
+        self._thread.join()
+        if not self.samples:
+            return None, None
+        peak = max(self.samples) / 2**20
+        third = self.samples[len(self.samples) // 3]
+        growth = (self.samples[-1] - third) / third * 100 if len(self.samples) >= 6 else None
+        return peak, growth
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, str, float | None, float | None]:
+    """Run to completion; return (seconds, stdout+stderr, peak RSS MiB, RSS growth %)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = Sampler(process.pid)
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - started
+    peak, growth = sampler.stop()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-2000:]}")
+    return seconds, output, peak, growth
+
+
+def ratio_row(stage: str, value: float, base_name: str, base: float, target: float, *, unit: str = "events/s") -> Row:
+    ratio = value / base if base else None
+    return Row(
+        stage,
+        f"{value:,.0f} {unit}",
+        f"{base_name}: {base:,.0f} {unit}",
+        ratio,
+        f">= {target}x",
+        None if ratio is None else ratio >= target,
+    )
+
+
+class Bench:
+    def __init__(self, scale: str, data_dir: Path) -> None:
+        self.scale = SCALES[scale]
+        self.scale_name = scale
+        self.data_dir = data_dir
+        self.rows: list[Row] = []
+        self.topic = "bench_events"
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def start_stack(self) -> None:
+        log(f"starting an isolated embedded stack in {self.data_dir}")
+        info = stack.up(self.data_dir, pg_port=stack.free_port(), kafka_port=stack.free_port(), topic=self.topic)
+        self.env = {
+            **os.environ,
+            **info.env(),
+            "EVENTS_TOPIC": self.topic,
+            "STACK_FILE": str(self.data_dir / "none.env"),
+            "LOG_LEVEL": "WARNING",
+            "REPORTS_DIR": str(self.data_dir / "reports"),
+        }
+        os.environ.update({k: self.env[k] for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "EVENTS_TOPIC", "STACK_FILE")})
+        self.settings = load_settings()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def users(self) -> None:
+        n = self.scale["users"]
+        log(f"seeding {n:,} users")
+        seconds, _out, peak, _g = run_measured(python_module("data_generators.generate_users", "--count", str(n)), self.env)
+        self.rows.append(
+            Row(
+                "users seeded",
+                f"{n:,} in {seconds:.1f} s ({n / seconds:,.0f}/s)",
+                "target only",
+                None,
+                "< 60 s",
+                seconds < 60,
+                peak,
+            )
+        )
+
+    def generator(self) -> None:
+        n = self.scale["events"]
+        log(f"generator: {n:,} events")
+        _s, output, peak, growth = run_measured(
+            python_module("data_generators.generate_events", "--rate", "0", "--count", str(n), "--seed", "1"), self.env
+        )
+        rate = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
+        log("baseline: bare producer of pre-serialised messages")
+        kafka.ensure_topic(self.settings.kafka, "bench_bare", 3)
+        pairs = EventFactory(list(range(1, 10_001)), seed=2).payloads(min(n, 1_000_000), datetime.now(UTC))
+        producer = kafka.producer(self.settings.kafka)
+        started = time.perf_counter()
+        for key, value in pairs:
+            while True:
+                try:
+                    producer.produce("bench_bare", value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        producer.flush(60)
+        bare = len(pairs) / (time.perf_counter() - started)
+        row = ratio_row("generator (realistic events, produced)", rate, "bare producer, pre-serialised", bare, 0.6)
+        row.peak_rss_mib, row.rss_growth_pct = peak, growth
+        self.rows.append(row)
+
+    def _consume(self, module: str, group: str) -> tuple[float, float | None, float | None]:
+        """Run a consumer until it has stored the whole topic; rate from its commit log."""
+        process = subprocess.Popen(
+            python_module(module, "--group", group),
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sampler = Sampler(process.pid)
+        total = sum(kafka.end_offsets(self.settings.kafka, self.topic).values())
+        while True:
+            [(done,)] = self.query(
+                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group,)
+            )
+            if int(done) >= total:
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{module} exited early with {process.returncode}")
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        peak, growth = sampler.stop()
+        # From the end of the first batch to the last commit: the steady rate, without start-up.
+        [(first, last, events, first_events)] = self.query(
+            "SELECT min(committed_at), max(committed_at), sum(events),"
+            " (array_agg(events ORDER BY committed_at))[1] FROM consumer_batches WHERE consumer_group = %s",
+            (group,),
+        )
+        rate = (int(events) - int(first_events)) / max((last - first).total_seconds(), 1e-6)
+        return rate, peak, growth
+
+    def raw_sink(self) -> None:
+        log("raw sink (exactly-once into events_raw)")
+        rate, peak, growth = self._consume("consumers.store_raw_events", "bench-raw")
+        [(rows,)] = self.query("SELECT count(*) FROM events_raw")
+        log("baseline: bare COPY of the same rows into an identical table")
+        buffer = io.StringIO()
+        with db.connection(self.settings.database) as conn:
+            with conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE IF EXISTS bench_copy")
+                cur.execute("CREATE TABLE bench_copy (LIKE events_raw INCLUDING ALL)")
+                cur.copy_expert("COPY events_raw TO STDOUT", buffer)
+            buffer.seek(0)
+            started = time.perf_counter()
+            with conn, conn.cursor() as cur:
+                cur.copy_expert("COPY bench_copy FROM STDIN", buffer)
+            bare = int(rows) / (time.perf_counter() - started)
+            with conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE bench_copy")
+        naive = self._naive_consumer()
+        row = ratio_row("raw sink (events stored/s, exactly-once)", rate, "bare COPY", bare, 0.5)
+        row.peak_rss_mib, row.rss_growth_pct = peak, growth
+        row.notes = f"{rate / naive:,.0f}x the one-INSERT-and-commit-per-event consumer ({naive:,.0f} events/s); target >= 40x"
+        self.rows.append(row)
+        self.rows.append(ratio_row("raw sink vs the original design", rate, "one INSERT + commit per event", naive, 40))
+
+    def _naive_consumer(self) -> float:
+        """The original design, reimplemented: consume, INSERT one row, commit, per event."""
+        log(f"baseline: one INSERT and commit per event ({NAIVE_EVENTS:,} events)")
+        consumer = kafka.consumer(self.settings.kafka, "bench-naive")
+        consumer.subscribe([self.topic])
+        done = 0
+        with db.connection(self.settings.database) as conn:
+            with conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE IF EXISTS bench_naive")
+                cur.execute("CREATE TABLE bench_naive (LIKE events_raw INCLUDING ALL)")
+            started = None
+            while done < NAIVE_EVENTS:
+                for message in consumer.consume(100, 1.0):
+                    if message.error() or done >= NAIVE_EVENTS:
+                        continue
+                    started = started or time.perf_counter()
+                    e = json.loads(message.value())
+                    with conn, conn.cursor() as cur:
+                        cur.execute(
+                            "INSERT INTO bench_naive (event_id, user_id, event_type, event_timestamp, event_date, amount,"
+                            " metadata, kafka_partition, kafka_offset) VALUES (%s, %s, %s, %s, %s::timestamptz::date, %s, %s, %s, %s)",
+                            (
+                                e["event_id"], e["user_id"], e["event_type"], e["event_timestamp"], e["event_timestamp"],
+                                e["amount"], json.dumps(e["metadata"]), message.partition(), message.offset(),
+                            ),
+                        )  # fmt: skip
+                    done += 1
+            rate = done / (time.perf_counter() - (started or time.perf_counter()))
+            with conn, conn.cursor() as cur:
+                cur.execute("DROP TABLE bench_naive")
+        consumer.close()
+        return rate
+
+    def streaming(self) -> None:
+        log("streaming metrics (exactly-once into metrics_streaming_daily)")
+        rate, peak, growth = self._consume("consumers.streaming_metrics", "bench-stream")
+        quix = self._quix()
+        if quix is None:
+            row = Row(
+                "streaming metrics (events/s, exactly-once)",
+                f"{rate:,.0f} events/s",
+                "Quix Streams: not run",
+                None,
+                ">= 1.5x",
+                None,
+            )
+            row.notes = "the Quix Streams environment could not be installed"
+        else:
+            row = ratio_row("streaming metrics (events/s, exactly-once)", rate, "Quix Streams, in-memory sum", quix, 1.5)
+        row.peak_rss_mib, row.rss_growth_pct = peak, growth
+        self.rows.append(row)
+
+    def _quix(self) -> float | None:
+        python = QUIX_VENV / "bin" / "python"
+        if not python.exists():
+            log(f"creating {QUIX_VENV} with {QUIX_REQUIREMENT} (it pins confluent-kafka below 2.13)")
+            result = subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=False)
+            result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", QUIX_REQUIREMENT], check=False)
+            if result.returncode != 0:
+                return None
+        total = sum(kafka.end_offsets(self.settings.kafka, self.topic).values())
+        log(f"baseline: Quix Streams over the same {total:,} events")
+        output = subprocess.run(
+            [str(python), str(PROJECT_ROOT / "bench" / "quix_baseline.py"), "--broker", self.settings.kafka.bootstrap_servers,
+             "--topic", self.topic, "--count", str(total)],
+            capture_output=True, text=True, check=True, timeout=3600,
+        ).stdout  # fmt: skip
+        result = json.loads(output.strip().splitlines()[-1])
+        return float(result["events"]) / float(result["seconds"])
+
+    def batch(self) -> None:
+        [(day, events)] = self.query("SELECT event_date, count(*) FROM events_raw GROUP BY 1 ORDER BY 2 DESC LIMIT 1")
+        log(f"batch metrics for {day} ({events:,} events) vs a bare GROUP BY")
+        from batch.batch_metrics import recompute_day
+
+        bare_times, batch_times = [], []
+        with db.connection(self.settings.database) as conn:
+            for _ in range(3):  # alternate, best of three: the first run also warms the cache
+                with conn, conn.cursor() as cur:
+                    started = time.perf_counter()
+                    cur.execute(
+                        "SELECT event_date, event_type, count(*), sum(amount) FROM events_raw WHERE event_date = %s GROUP BY 1, 2",
+                        (day,),
+                    )
+                    cur.fetchall()
+                    bare_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                recompute_day(conn, day)
+                batch_times.append(time.perf_counter() - started)
+        bare, ours = min(bare_times), min(batch_times)
+        self.rows.append(
+            Row(
+                f"batch metrics, one day of {events:,} events",
+                f"{ours:.2f} s",
+                f"bare GROUP BY: {bare:.2f} s",
+                ours / bare,
+                "<= 1.5x the bare query's time",
+                ours / bare <= 1.5,
+            )
+        )
+
+    def gdpr(self) -> None:
+        log(f"GDPR: {ERASURES:,} erasure requests")
+        self.query(
+            "INSERT INTO privacy_requests (email) SELECT email FROM users_pii WHERE email IS NOT NULL ORDER BY user_id LIMIT %s",
+            (ERASURES,),
+        )
+        seconds, _out, peak, _g = run_measured(python_module("gdpr.process_privacy_requests"), self.env)
+        [(done,)] = self.query("SELECT count(*) FROM privacy_requests WHERE status = 'completed'")
+        self.rows.append(
+            Row(
+                f"GDPR erasure, {ERASURES:,} requests",
+                f"{seconds:.1f} s ({int(done):,} completed)",
+                "target only",
+                None,
+                "< 10 s",
+                seconds < 10 and int(done) == ERASURES,
+                peak,
+            )
+        )
+        log(f"GDPR --watch latency over {WATCH_REQUESTS} requests")
+        watcher = subprocess.Popen(
+            python_module("gdpr.process_privacy_requests", "--watch"), cwd=PROJECT_ROOT, env={**self.env, "LOG_LEVEL": "INFO"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert watcher.stderr is not None
+        for line in watcher.stderr:
+            if "watching privacy_requests" in line:
+                break
+        emails = [e for (e,) in self.query("SELECT email FROM users_pii WHERE email IS NOT NULL LIMIT %s", (WATCH_REQUESTS,))]
+        for email in emails:
+            self.query("INSERT INTO privacy_requests (email) VALUES (%s)", (email,))
+            time.sleep(0.1)  # a request every 100 ms: the load pattern, not a wait for a result
+        deadline = time.monotonic() + 60
+        while self.query("SELECT count(*) FROM privacy_requests WHERE status = 'pending'")[0][0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.send_signal(signal.SIGTERM)
+        watcher.wait(timeout=30)
+        latencies = [
+            float(s)
+            for (s,) in self.query(
+                "SELECT extract(epoch FROM a.at - r.requested_at) FROM privacy_audit_log a JOIN privacy_requests r"
+                " USING (request_id) WHERE a.action = 'completed' ORDER BY r.request_id DESC LIMIT %s",
+                (len(emails),),
+            )
+        ]
+        p95 = statistics.quantiles(latencies, n=20)[-1]
+        self.rows.append(
+            Row("GDPR --watch latency", f"p95 {p95 * 1000:,.0f} ms (max {max(latencies) * 1000:,.0f} ms)", "target only", None,
+                "p95 < 1 s", p95 < 1.0)
+        )  # fmt: skip
+
+    def end_to_end_check(self) -> None:
+        day = self.query("SELECT max(event_date) FROM events_raw")[0][0]
+        result = subprocess.run(
+            python_module("batch.compare_batch_vs_stream", day.isoformat(), "--raw-group", "bench-raw", "--streaming-group", "bench-stream"),
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        self.rows.append(
+            Row("batch vs streaming after the run", "agree exactly" if result.returncode == 0 else "DRIFT", "", None, "0 difference",
+                result.returncode == 0)
+        )  # fmt: skip
+
+    # -- output ---------------------------------------------------------------------------
+
+    def report(self, wall: float) -> str:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+        lines = [
+            f"# Benchmark ({self.scale_name}: {self.scale['users']:,} users, {self.scale['events']:,} events)",
+            "",
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; embedded stack (Tansu + PostgreSQL) on the same host; "
+            f"whole run {wall / 60:.1f} min. Reproduce: `make bench` (or `make bench SCALE=large`).",
+            "",
+            "| stage | measured | baseline (same run) | ratio | target | ok | peak RSS | RSS growth |",
+            "|---|---:|---:|---:|---|---|---:|---:|",
+        ]
+        for r in self.rows:
+            lines.append(
+                f"| {r.stage} | {r.measured} | {r.baseline} | {'' if r.ratio is None else f'{r.ratio:.2f}x'} | {r.target} | "
+                f"{'' if r.passed is None else ('yes' if r.passed else 'NO')} | "
+                f"{'' if r.peak_rss_mib is None else f'{r.peak_rss_mib:,.0f} MiB'} | "
+                f"{'' if r.rss_growth_pct is None else f'{r.rss_growth_pct:+.0f} %'} |"
+            )
+        notes = [f"- {r.stage}: {r.notes}" for r in self.rows if r.notes]
+        if notes:
+            lines += ["", *notes]
+        return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="small: 1M users, 1M events; large: 10M events")
+    parser.add_argument("--events", type=int, help="override the number of events")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running and its folder in place")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    bench = Bench(args.scale, data_dir)
+    if args.events:
+        bench.scale = {**bench.scale, "events": args.events}
+    try:
+        bench.start_stack()
+        for step in (
+            bench.users,
+            bench.generator,
+            bench.raw_sink,
+            bench.streaming,
+            bench.batch,
+            bench.end_to_end_check,
+            bench.gdpr,
+        ):
+            step()
+    except KeyboardInterrupt:
+        log("interrupted")
+    finally:
+        if not args.keep:
+            stack.down(data_dir)
+    text = bench.report(time.perf_counter() - started)
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{args.scale}"
+    (RESULTS_DIR / f"{stem}.md").write_text(text, encoding="utf-8")
+    (RESULTS_DIR / f"{stem}.json").write_text(
+        json.dumps({"scale": args.scale, **bench.scale, "rows": [asdict(r) for r in bench.rows]}, indent=2), encoding="utf-8"
+    )
+    log(f"results written to {RESULTS_DIR / stem}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
