@@ -65,7 +65,8 @@ class Event:
     @property
     def event_date(self) -> date:
         """The UTC day the event belongs to, in both the streaming and the batch path."""
-        return self.event_timestamp.astimezone(UTC).date()
+        stamp = self.event_timestamp
+        return (stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)).date()
 
     def to_json(self) -> bytes:
         """Wire format: amount as a string so no float ever touches money."""
