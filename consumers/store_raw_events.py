@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 from collections import Counter
+from typing import NamedTuple
 
 import msgspec
 import psycopg2.errors
@@ -20,13 +21,24 @@ from psycopg2.extras import execute_values
 
 from core import cli, db
 from core.config import Settings
-from core.pii import new_pseudonymous_user_id, redact_text
+from core.pii import redact_text
 from core.sink import Consumed, Cursor, Sink
 
 DEFAULT_GROUP = "raw-events-sink"
 # Decimals in metadata stay JSON numbers, as they arrived.
 _METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
+# COPY reads its input in chunks, taking the GIL for each: large chunks keep the writer thread
+# from queueing behind the polling thread on every 8 KiB.
+COPY_CHUNK = 4 << 20
 COLUMNS = "event_id, user_id, event_type, event_timestamp, event_date, amount, metadata, kafka_partition, kafka_offset"
+
+
+class RawBatch(NamedTuple):
+    """A batch encoded for COPY, with what the transaction needs beside it."""
+
+    csv: str
+    redactions: Counter[str]
+    user_ids: list[int]
 
 
 class RawEventsWriter:
@@ -41,17 +53,11 @@ class RawEventsWriter:
                 "CREATE TEMPORARY TABLE IF NOT EXISTS events_stage (LIKE events_raw INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
 
-    def write(self, cur: Cursor, events: list[Consumed]) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
-        cur.execute(
-            "SELECT user_id FROM users_pii WHERE user_id = ANY(%s) AND anonymized_at IS NOT NULL",
-            (list({item.event.user_id for item in events}),),
-        )
-        erased = {row[0] for row in cur.fetchall()}
+    def encode(self, events: list[Consumed]) -> RawBatch:
+        """CSV rows with the metadata redacted (CPU only: runs while the previous batch is written)."""
         redactions: Counter[str] = Counter()
         lines = []
         for e, partition, offset in events:
-            user_id = new_pseudonymous_user_id() if e.user_id in erased else e.user_id
             # One scan of the serialised metadata: the detectors match neither quotes nor
             # backslashes, so a replacement never breaks the JSON.
             metadata = redact_text(_METADATA_ENCODER.encode(e.metadata).decode(), redactions)
@@ -59,31 +65,45 @@ class RawEventsWriter:
             # validated to contain no comma, quote or newline; the metadata is quoted.
             amount = "" if e.amount is None else e.amount
             lines.append(
-                f"{e.event_id},{user_id},{e.event_type},{e.event_timestamp.isoformat()},{e.event_date.isoformat()},"
+                f"{e.event_id},{e.user_id},{e.event_type},{e.event_timestamp.isoformat()},{e.event_date.isoformat()},"
                 f'{amount},"{metadata.replace(chr(34), chr(34) * 2)}",{partition},{offset}\n'
             )
-        buffer = io.StringIO("".join(lines))
+        return RawBatch("".join(lines), redactions, sorted({e.user_id for e, _p, _o in events}))
+
+    def write(self, cur: Cursor, events: list[Consumed], encoded: RawBatch) -> None:
+        # Shared erasure lock: an erasure either committed before this batch (and the check
+        # below sees it) or waits until this batch is stored (and re-keys it).
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        cur.execute("SELECT user_id FROM users_pii WHERE user_id = ANY(%s) AND anonymized_at IS NOT NULL", (encoded.user_ids,))
+        erased = [row[0] for row in cur.fetchall()]
+        buffer = io.StringIO(encoded.csv)
         # Fast path: COPY straight into events_raw. Only when an event id is already stored (a
         # producer that sent an event twice) does the batch go through the staging table.
         cur.execute("SAVEPOINT direct_copy")
         try:
-            cur.copy_expert(f"COPY events_raw ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cur.copy_expert(f"COPY events_raw ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer, size=COPY_CHUNK)
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
             buffer.seek(0)
             cur.copy_expert(f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer)
-            cur.execute(
-                f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT (event_id) DO NOTHING"
-            )
+            cur.execute(f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT DO NOTHING")
             self.duplicates += len(events) - cur.rowcount
         else:
             cur.execute("RELEASE SAVEPOINT direct_copy")
-        if redactions:
+        if erased:
+            # Late events of erased users: each gets a fresh random id in [2**62, 2**63), before
+            # the transaction commits, so the former id is never visible.
+            cur.execute(
+                "UPDATE events_raw SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint"
+                " WHERE event_id = ANY(%s::uuid[]) AND user_id = ANY(%s)",
+                ([e.event_id for e, _p, _o in events if e.user_id in set(erased)], erased),
+            )
+        if encoded.redactions:
             execute_values(
                 cur,
                 "INSERT INTO ingest_redactions AS r (day, kind, redactions) VALUES %s ON CONFLICT (day, kind)"
                 " DO UPDATE SET redactions = r.redactions + EXCLUDED.redactions",
-                sorted(redactions.items()),
+                sorted(encoded.redactions.items()),
                 template="((now() AT TIME ZONE 'UTC')::date, %s, %s)",
             )
 

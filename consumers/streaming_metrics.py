@@ -39,8 +39,11 @@ class StreamingMetricsWriter:
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         """Nothing to prepare: the upsert needs no session state."""
 
-    def write(self, cur: Cursor, events: list[Consumed]) -> None:
-        deltas = aggregate(events)
+    def encode(self, events: list[Consumed]) -> dict[tuple[date, str], tuple[int, Decimal]]:
+        return aggregate(events)
+
+    def write(self, cur: Cursor, events: list[Consumed], encoded: dict[tuple[date, str], tuple[int, Decimal]]) -> None:
+        deltas = encoded
         execute_values(
             cur,
             "INSERT INTO metrics_streaming_daily AS m (event_date, event_type, event_count, revenue) VALUES %s"

@@ -15,13 +15,14 @@ invalid messages and count them.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -64,13 +65,17 @@ class DeadLetter(NamedTuple):
 
 
 class SinkWriter(Protocol):
-    """What a consumer writes; called inside the sink's transaction."""
+    """What a consumer writes. ``encode`` does a batch's CPU work in the polling thread while the
+    previous batch is being written; ``write`` runs inside the sink's transaction."""
 
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         """Once per connection (temporary tables, prepared statements)."""
 
-    def write(self, cur: Cursor, events: list[Consumed]) -> None:
-        """Write one batch of valid events with ``cur``; never commit."""
+    def encode(self, events: list[Consumed]) -> Any:
+        """Turn a batch of valid events into what ``write`` sends; no database access."""
+
+    def write(self, cur: Cursor, events: list[Consumed], encoded: Any) -> None:
+        """Write one encoded batch with ``cur``; never commit."""
 
 
 class OffsetsBeyondLog(PlatformError):
@@ -109,15 +114,28 @@ class Sink:
         self.stats = SinkStats()
         self._conn: psycopg2.extensions.connection | None = None
         self._consumer: Consumer | None = None
+        # Pipelining: the polling thread decodes and encodes batch N+1 while the writer thread
+        # writes batch N. One batch waits at most, so memory stays bounded.
+        self._pending: queue.Queue[tuple[list[Consumed], list[DeadLetter], Any] | None] = queue.Queue(maxsize=1)
+        self._writer_error: BaseException | None = None
 
     # -- PostgreSQL -------------------------------------------------------------------------
+
+    def _open_connection(self) -> psycopg2.extensions.connection:
+        conn = db.connect(self.settings.database, application_name=self.group_id, role=db.INGEST_ROLE)
+        with conn, conn.cursor() as cur:
+            # Safe here, and it removes the WAL flush wait from every batch: a commit lost in a
+            # PostgreSQL crash loses its rows AND its offsets together, so the batch is simply
+            # consumed again from Kafka. Exactly-once needs atomicity, not synchronous durability.
+            cur.execute("SET synchronous_commit TO off")
+        return conn
 
     def _connection(self) -> psycopg2.extensions.connection:
         """The open connection, reconnecting with backoff while PostgreSQL is away."""
         delay = RETRY_INITIAL_S
         while self._conn is None or self._conn.closed:
             try:
-                self._conn = db.connect(self.settings.database, application_name=self.group_id, role=db.INGEST_ROLE)
+                self._conn = self._open_connection()
                 self.writer.prepare(self._conn)
             except PlatformError as e:
                 if self.stop.is_set():
@@ -168,6 +186,7 @@ class Sink:
     # -- Kafka callbacks --------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drain()
         stored = self.stored_offsets([p.partition for p in partitions])
         self._check_offsets_within_log(consumer, stored)
         for tp in partitions:
@@ -200,7 +219,8 @@ class Sink:
             )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing to flush: every batch is committed before the next poll.
+        # Batches in flight are committed before the partitions go to another instance.
+        self._drain()
         logger.info("revoked %s partitions %s", self.topic, [tp.partition for tp in partitions])
         consumer.unassign()
 
@@ -225,7 +245,7 @@ class Sink:
                 dead.append(DeadLetter(partition, offset, e.reason, redact_payload(message.value())))
         return valid, dead
 
-    def _commit_batch(self, valid: list[Consumed], dead: list[DeadLetter]) -> None:
+    def _commit_batch(self, valid: list[Consumed], dead: list[DeadLetter], encoded: Any) -> None:
         """Rows, dead letters and offsets in one transaction, fenced by the stored offsets."""
         first: dict[int, int] = {}
         last: dict[int, int] = defaultdict(lambda: -1)
@@ -255,7 +275,10 @@ class Sink:
             fresh_dead = [d for d in dead if d.partition not in done and d.offset >= stored[d.partition]]
             skipped = len(valid) + len(dead) - len(fresh_valid) - len(fresh_dead)
             if fresh_valid:
-                self.writer.write(cur, fresh_valid)
+                # Rarely (after a rebalance) part of the batch was already stored: encode the rest anew.
+                self.writer.write(
+                    cur, fresh_valid, encoded if len(fresh_valid) == len(valid) else self.writer.encode(fresh_valid)
+                )
             if fresh_dead and self.record_dead_letters:
                 execute_values(
                     cur,
@@ -301,9 +324,36 @@ class Sink:
     def _process(self, messages: list[Message]) -> None:
         valid, dead = self._split(messages)
         if valid or dead:
-            # The transaction rolled back on failure: nothing of the batch is stored, so the
-            # same batch is retried once PostgreSQL is back; the offset fence makes it safe.
-            self._with_retry("writing a batch", lambda: self._commit_batch(valid, dead))
+            encoded = self.writer.encode(valid) if valid else None
+            self._raise_writer_error()
+            self._pending.put((valid, dead, encoded))
+
+    def _write_batches(self) -> None:
+        """The writer thread: one transaction per batch, in order."""
+        while True:
+            item = self._pending.get()
+            try:
+                if item is None:
+                    return
+                if self._writer_error is None:
+                    valid, dead, encoded = item
+                    # The transaction rolled back on failure: nothing of the batch is stored, so
+                    # the same batch is retried once PostgreSQL is back; the offset fence makes it safe.
+                    self._with_retry("writing a batch", lambda: self._commit_batch(valid, dead, encoded))
+            except BaseException as e:  # handed to the polling thread, which raises it
+                self._writer_error = e
+                self.stop.set()
+            finally:
+                self._pending.task_done()
+
+    def _raise_writer_error(self) -> None:
+        if self._writer_error is not None:
+            raise self._writer_error
+
+    def _drain(self) -> None:
+        """Wait until every batch handed to the writer is committed."""
+        self._pending.join()
+        self._raise_writer_error()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -322,7 +372,7 @@ class Sink:
         """Consume until the stop flag is set; the last batch is committed before returning."""
         # At start-up a missing service is an error the user should see at once; once
         # running, an outage is waited out (see _connection and _process).
-        self._conn = db.connect(self.settings.database, application_name=self.group_id, role=db.INGEST_ROLE)
+        self._conn = self._open_connection()
         self.writer.prepare(self._conn)
         kafka.ensure_reachable(self.settings.kafka)
         self._consumer = kafka.consumer(self.settings.kafka, self.group_id)
@@ -330,6 +380,8 @@ class Sink:
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         logger.info("%s consuming %s (batches of %d or %.1f s)", self.group_id, self.topic, batch_size, batch_seconds)
         next_progress = time.monotonic() + PROGRESS_EVERY_S
+        writer = threading.Thread(target=self._write_batches, name=f"{self.group_id}-writer", daemon=True)
+        writer.start()
         try:
             while not self.stop.is_set():
                 self._process(self._consumer.consume(num_messages=batch_size, timeout=batch_seconds))
@@ -337,9 +389,12 @@ class Sink:
                     self._log_progress()
                     next_progress = time.monotonic() + PROGRESS_EVERY_S
         finally:
+            self._pending.put(None)
+            writer.join()
             self._consumer.close()
             if self._conn is not None:
                 self._conn.close()
+        self._raise_writer_error()
         self._log_progress()
         return self.stats
 
