@@ -14,6 +14,7 @@ invalid messages and count them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -339,7 +340,7 @@ class Sink:
                     valid, dead, encoded = item
                     # The transaction rolled back on failure: nothing of the batch is stored, so
                     # the same batch is retried once PostgreSQL is back; the offset fence makes it safe.
-                    self._with_retry("writing a batch", lambda: self._commit_batch(valid, dead, encoded))
+                    self._with_retry("writing a batch", functools.partial(self._commit_batch, valid, dead, encoded))
             except BaseException as e:  # handed to the polling thread, which raises it
                 self._writer_error = e
                 self.stop.set()
