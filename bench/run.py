@@ -184,7 +184,8 @@ class Bench:
         rate = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
         log("baseline: bare producer of pre-serialised messages")
         kafka.ensure_topic(self.settings.kafka, "bench_bare", 3)
-        pairs = EventFactory(list(range(1, 10_001)), seed=2).payloads(min(n, 1_000_000), datetime.now(UTC))
+        # The same population of users: how well a batch compresses depends on it.
+        pairs = EventFactory(list(range(1, self.scale["users"] + 1)), seed=2).payloads(min(n, 1_000_000), datetime.now(UTC))
         producer = kafka.producer(self.settings.kafka)
         started = time.perf_counter()
         for key, value in pairs:

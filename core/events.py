@@ -140,9 +140,9 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         raise InvalidEvent("not_an_object") from e
     except msgspec.DecodeError as e:
         raise InvalidEvent("not_json") from e
-    for name in ("event_id", "user_id", "event_type", "event_timestamp"):
-        if getattr(body, name) is None:
-            raise InvalidEvent("missing_field", name)
+    if body.event_id is None or body.user_id is None or body.event_type is None or body.event_timestamp is None:
+        missing = next(n for n in ("event_id", "user_id", "event_type", "event_timestamp") if getattr(body, n) is None)
+        raise InvalidEvent("missing_field", missing)
     raw_id = body.event_id
     if not isinstance(raw_id, str):
         raise InvalidEvent("wrong_type", "event_id must be a string")
