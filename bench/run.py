@@ -148,8 +148,15 @@ class Bench:
             "STACK_FILE": str(self.data_dir / "none.env"),
             "LOG_LEVEL": "WARNING",
             "REPORTS_DIR": str(self.data_dir / "reports"),
+            # A bare COPY of ten million rows runs for minutes: no service timeout here.
+            "DB_STATEMENT_TIMEOUT_MS": str(6 * 3600 * 1000),
         }
-        os.environ.update({k: self.env[k] for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "EVENTS_TOPIC", "STACK_FILE")})
+        os.environ.update(
+            {
+                k: self.env[k]
+                for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "EVENTS_TOPIC", "STACK_FILE", "DB_STATEMENT_TIMEOUT_MS")
+            }
+        )
         self.settings = load_settings()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -470,7 +477,11 @@ def main(argv: list[str] | None = None) -> None:
             bench.end_to_end_check,
             bench.gdpr,
         ):
-            step()
+            try:
+                step()
+            except Exception as e:  # one failed stage must not lose the others' results
+                log(f"stage {step.__name__} failed: {e}")
+                bench.rows.append(Row(step.__name__, "FAILED", "", None, "", False, notes=str(e).splitlines()[0][:200]))
     except KeyboardInterrupt:
         log("interrupted")
     finally:
