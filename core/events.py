@@ -137,6 +137,12 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     try:
         body = _DECODER.decode(payload)
     except msgspec.ValidationError as e:
+        # msgspec checks the top-level type before the rest of the input: only a valid JSON
+        # document that is not an object is "not_an_object".
+        try:
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as not_json:
+            raise InvalidEvent("not_json") from not_json
         raise InvalidEvent("not_an_object") from e
     except msgspec.DecodeError as e:
         raise InvalidEvent("not_json") from e

@@ -171,7 +171,10 @@ class Sink:
         while True:
             try:
                 return action()
-            except psycopg2.Error as e:
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+                # Transient: connection lost, server restarting, deadlock, serialization failure.
+                # Anything else (a permission, a constraint) would fail the same way forever and
+                # is raised instead.
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 logger.warning("PostgreSQL failed while %s (%s); retrying in %.1f s", what, reason, delay)
                 if self._conn is not None and not self._conn.closed:

