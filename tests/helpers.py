@@ -140,3 +140,16 @@ def read_topic(settings: Settings, count: int, timeout: float = 60) -> list[byte
     finally:
         probe.close()
     return values
+
+
+def consume_all(settings: Settings, group: str, tmp_path: Path) -> str:
+    """Run both consumers until caught up; return their logs."""
+    raw = start_service(RAW, f"raw-{group}", tmp_path)
+    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
+    try:
+        wait_caught_up(settings, f"raw-{group}")
+        wait_caught_up(settings, f"stream-{group}")
+    finally:
+        assert raw.stop() == 0, raw.output()
+        assert streaming.stop() == 0, streaming.output()
+    return raw.output() + streaming.output()

@@ -14,15 +14,12 @@ import pytest
 from core.config import Settings
 from core.events import MAX_PAYLOAD_BYTES
 from tests.helpers import (
-    RAW,
-    STREAMING,
+    consume_all,
     expected_metrics,
     metrics_table,
     produce,
     query,
     run_command,
-    start_service,
-    wait_caught_up,
 )
 from tests.integration.test_pipeline import known_events
 
@@ -71,14 +68,7 @@ def test_mixed_stream_splits_exactly_into_events_and_dead_letters(settings: Sett
     rng.shuffle(messages)
     produce(settings, ((key, value) for key, value, _reason in messages))
 
-    raw = start_service(RAW, f"raw-{group}", tmp_path)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
-    try:
-        wait_caught_up(settings, f"raw-{group}")
-        wait_caught_up(settings, f"stream-{group}")
-    finally:
-        assert raw.stop() == 0, raw.output()
-        assert streaming.stop() == 0, streaming.output()
+    consume_all(settings, group, tmp_path)
 
     [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
     assert total == distinct == len(valid)

@@ -22,16 +22,13 @@ from core.events import Event
 from data_generators.generate_events import EventFactory
 from tests.helpers import (
     PROJECT_ROOT,
-    RAW,
-    STREAMING,
+    consume_all,
     metrics_table,
     produce,
     produce_events,
     query,
     read_topic,
     run_command,
-    start_service,
-    wait_caught_up,
     wait_until,
 )
 
@@ -53,19 +50,6 @@ def find_anywhere(settings: Settings, needle: str) -> list[str]:
         if rows[0][0]:
             hits.append(f"{table}.{column}")
     return hits
-
-
-def consume_all(settings: Settings, group: str, tmp_path: Path) -> str:
-    """Run both consumers until caught up; return their logs."""
-    raw = start_service(RAW, f"raw-{group}", tmp_path)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
-    try:
-        wait_caught_up(settings, f"raw-{group}")
-        wait_caught_up(settings, f"stream-{group}")
-    finally:
-        raw.stop()
-        streaming.stop()
-    return raw.output() + streaming.output()
 
 
 def person(settings: Settings, user_id: int) -> tuple[str, str, str]:

@@ -16,6 +16,7 @@ from core.events import Event
 from tests.helpers import (
     RAW,
     STREAMING,
+    consume_all,
     expected_metrics,
     metrics_table,
     produce,
@@ -57,14 +58,7 @@ def test_every_event_once_and_streaming_equals_batch(settings: Settings, group: 
     produce(settings, [(None, payload) for payload in invalid])
     produce_events(settings, events[1500:])
 
-    raw = start_service(RAW, f"raw-{group}", tmp_path)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
-    try:
-        wait_caught_up(settings, f"raw-{group}")
-        wait_caught_up(settings, f"stream-{group}")
-    finally:
-        assert raw.stop() == 0, raw.output()
-        assert streaming.stop() == 0, streaming.output()
+    consume_all(settings, group, tmp_path)
 
     [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
     assert total == distinct == len(events)
