@@ -37,7 +37,7 @@ def recompute_day_in(cur: db.Cursor, day: date) -> list[tuple[str, int, str]]:
             "INSERT INTO metrics_batch_daily (event_date, event_type, event_count, revenue) VALUES %s",
             [(day, kind, count, revenue) for kind, count, revenue in rows],
         )
-    return [(kind, count, str(revenue)) for kind, count, revenue in rows]
+    return [(kind, count, f"{revenue:.2f}") for kind, count, revenue in rows]
 
 
 def recompute_day(conn: psycopg2.extensions.connection, day: date) -> list[tuple[str, int, str]]:
