@@ -12,7 +12,6 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
@@ -109,14 +108,3 @@ def new_pseudonymous_user_id() -> int:
     user gets one of its own, so nothing can be joined back to the former id (Recital 26).
     """
     return (1 << 62) | secrets.randbits(62)
-
-
-def redact_value(value: Any, counts: Counter[str]) -> Any:
-    """Redact every string inside a JSON value (keys too), recursively."""
-    if isinstance(value, str):
-        return redact_text(value, counts)
-    if isinstance(value, dict):
-        return {redact_text(str(k), counts): redact_value(v, counts) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(v, counts) for v in value]
-    return value
