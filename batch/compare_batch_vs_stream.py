@@ -72,11 +72,16 @@ class RepairRefused(PlatformError):
     """The consumers are not in step, so the streaming rows cannot be rewritten safely."""
 
 
+def compare_in(cur: db.Cursor, day: date) -> list[Comparison]:
+    """One row per known event type, zero where a side has no row, in the caller's transaction."""
+    cur.execute(COMPARE_SQL, {"types": list(EVENT_TYPES), "day": day})
+    return [Comparison(k, int(bc), Decimal(br), int(sc), Decimal(sr)) for k, bc, br, sc, sr in cur.fetchall()]
+
+
 def compare_day(conn: psycopg2.extensions.connection, day: date) -> list[Comparison]:
-    """One row per known event type, zero where a side has no row."""
+    """compare_in in a transaction of its own."""
     with conn, conn.cursor() as cur:
-        cur.execute(COMPARE_SQL, {"types": list(EVENT_TYPES), "day": day})
-        return [Comparison(k, int(bc), Decimal(br), int(sc), Decimal(sr)) for k, bc, br, sc, sr in cur.fetchall()]
+        return compare_in(cur, day)
 
 
 def render_table(rows: list[Comparison]) -> str:
@@ -122,9 +127,7 @@ def repair_day(
         with conn, conn.cursor() as cur:
             if _consumers_in_step(cur, topic, raw_group, stream_group):
                 recompute_day_in(cur, day)
-                cur.execute(COMPARE_SQL, {"types": list(EVENT_TYPES), "day": day})
-                rows = [Comparison(k, int(bc), Decimal(br), int(sc), Decimal(sr)) for k, bc, br, sc, sr in cur.fetchall()]
-                changed = [r for r in rows if not r.agrees]
+                changed = [r for r in compare_in(cur, day) if not r.agrees]
                 for r in changed:
                     cur.execute(
                         "INSERT INTO metrics_repairs (event_date, event_type, streaming_count, streaming_revenue,"

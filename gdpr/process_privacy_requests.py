@@ -237,8 +237,8 @@ def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, direc
 class Request:
     request_id: int
     request_type: str
-    email: str | None  # normalised; None when rejected
-    rejection: str | None
+    email: str  # normalised
+    proof: str  # keyed HMAC of the email, computed once
 
 
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
@@ -258,43 +258,36 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
         # Taken after the requests are locked, so two processors never wait on each other in a cycle.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
         audit = AuditLog()
-        requests = []
+        requests: list[Request] = []
+        results: dict[int, Outcome] = {}
         for request_id, request_type, raw_email in rows:
             try:
-                requests.append(Request(request_id, request_type, normalise_email(raw_email), None))
-                audit.add(request_id, "verified")
+                email = normalise_email(raw_email)
             except RejectedRequest as e:
-                requests.append(Request(request_id, request_type, None, str(e)))
                 audit.add(request_id, "rejected", {"reason": str(e)})
-        people = find_people(cur, sorted({r.email for r in requests if r.email}))
-        results: dict[int, Outcome] = {}
-        for r in requests:
-            if r.email is None:
-                results[r.request_id] = Outcome("rejected", r.rejection or "rejected")
+                results[request_id] = Outcome("rejected", str(e))
                 continue
-            proof = email_hmac(settings.gdpr_hmac_key, r.email)
+            requests.append(Request(request_id, request_type, email, email_hmac(settings.gdpr_hmac_key, email)))
+            audit.add(request_id, "verified")
+        people = find_people(cur, sorted({r.email for r in requests}))
+        for r in requests:
             person = people.get(r.email)
             if person is None:
                 audit.add(r.request_id, "not_found")
-                results[r.request_id] = Outcome("not_found", "no user with this email", proof)
+                results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
             elif r.request_type == "access":
-                path = export_user(cur, r.request_id, person.user_id, proof, settings.reports_dir / "access")
+                path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
                 audit.add(r.request_id, "exported", {"file": path.name})
                 audit.add(r.request_id, "completed")
-                results[r.request_id] = Outcome("completed", "access export written", proof, str(path))
-        erasures = [r for r in requests if r.email and r.request_type == "erasure" and r.email in people]
-        to_erase = {people[r.email].user_id: people[r.email] for r in erasures if r.email}
-        rekeyed = erase_people(cur, list(to_erase.values()))
-        proofs = sorted({email_hmac(settings.gdpr_hmac_key, r.email) for r in erasures if r.email})
-        delete_access_exports(cur, proofs, audit)
+                results[r.request_id] = Outcome("completed", "access export written", r.proof, str(path))
+        erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
+        rekeyed = erase_people(cur, list({people[r.email].user_id: people[r.email] for r in erasures}.values()))
+        delete_access_exports(cur, sorted({r.proof for r in erasures}), audit)
         for r in erasures:
-            assert r.email is not None  # noqa: S101 - filtered above
             user_id = people[r.email].user_id
             audit.add(r.request_id, "erased", {"events_rekeyed": rekeyed.get(user_id, 0)})
             audit.add(r.request_id, "completed")
-            results[r.request_id] = Outcome(
-                "completed", "personal data erased; events re-keyed to a random id", email_hmac(settings.gdpr_hmac_key, r.email)
-            )
+            results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
         audit.write(cur)
         execute_values(
             cur,
@@ -305,9 +298,9 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
             template="(%s::bigint, %s, %s, %s, %s)",
             page_size=len(results),
         )
-        for r in requests:
-            logger.info("privacy request %d (%s): %s", r.request_id, r.request_type, results[r.request_id].status)
-            outcomes[results[r.request_id].status] += 1
+        for request_id, request_type, _email in rows:
+            logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
+            outcomes[results[request_id].status] += 1
     return outcomes
 
 
