@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from core import events as events_module
 from core.events import MAX_PAYLOAD_BYTES, Event, InvalidEvent, parse_event, redact_payload
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -98,3 +99,47 @@ def test_dead_letter_payload_is_redacted_and_truncated() -> None:
     assert '"email":"[redacted]"' in text and "[redacted-email]" in text
     assert text.endswith("more bytes]")
     assert redact_payload(b"\xff\x00") == "\ufffd\\x00"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"event_id": "5B7C5A52-6D3E-4A57-9A0E-0D3C2B1F8E11"},
+        {"event_timestamp": "2026-11-21T23:59:59.9999999+00:00"},  # seven digits: truncated, same day
+        {"event_timestamp": "2026-11-22T01:00:00+02:00"},
+        {"event_timestamp": "2026-11-21 10:00:00+00:00"},  # not RFC 3339, still ISO 8601
+        {"amount": 12.5},
+        {"amount": "1e2"},
+        {"amount": 7},
+        {"metadata": None},
+        {"metadata": ...},
+        {"extra": {"ignored": True}},
+        {"event_type": "page_view", "amount": None},
+    ],
+)
+def test_fast_and_thorough_paths_read_a_valid_event_identically(changes: dict[str, object]) -> None:
+    """The C-checked fast path and the field-by-field path must give one reading of each event."""
+    payload = body(**changes)
+    fast = parse_event(payload, now=NOW)
+    thorough = events_module._parse_slowly(payload, NOW)
+    assert fast == thorough
+    assert fast.event_timestamp.tzinfo is UTC and fast.event_id == fast.event_id.lower()
+    assert fast.event_date.isoformat() in ("2026-11-21", "2026-11-22")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"user_id": 2**63}, "invalid_user_id"),
+        ({"amount": "NaN"}, "invalid_amount"),
+        ({"amount": "1.001"}, "invalid_amount"),
+        ({"event_type": "page_view"}, "unexpected_amount"),
+        ({"event_timestamp": "2026-11-21T10:00:00"}, "invalid_timestamp"),
+        ({"event_timestamp": "1999-12-31T23:59:59Z"}, "absurd_timestamp"),
+    ],
+)
+def test_fast_path_applies_the_same_range_checks(changes: dict[str, object], reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(**changes), now=NOW)
+    assert caught.value.reason == reason
