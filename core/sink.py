@@ -15,6 +15,7 @@ invalid messages and count them.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import queue
 import threading
@@ -46,6 +47,8 @@ PROGRESS_EVERY_S = 10.0
 # consumer_batches feeds the status command's events/s; an hour of history is plenty.
 BATCH_HISTORY = "1 hour"
 PRUNE_EVERY_BATCHES = 500
+# A full garbage collection this often; every batch gets a young-generation one (see run).
+FULL_GC_EVERY_BATCHES = 50
 
 
 class Consumed(NamedTuple):
@@ -386,13 +389,24 @@ class Sink:
         next_progress = time.monotonic() + PROGRESS_EVERY_S
         writer = threading.Thread(target=self._write_batches, name=f"{self.group_id}-writer", daemon=True)
         writer.start()
+        # Automatic cyclic garbage collection runs every few hundred allocations and rescans the
+        # whole batch in flight each time: 15 % of a consumer's CPU. Batches hold no reference
+        # cycles, so it is switched off and done once per batch instead (young objects only,
+        # everything now and then), which keeps memory bounded at a fraction of the cost.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        polled = 0
         try:
             while not self.stop.is_set():
                 self._process(self._consumer.consume(num_messages=batch_size, timeout=batch_seconds))
+                polled += 1
+                gc.collect(2 if polled % FULL_GC_EVERY_BATCHES == 0 else 0)
                 if time.monotonic() >= next_progress:
                     self._log_progress()
                     next_progress = time.monotonic() + PROGRESS_EVERY_S
         finally:
+            gc.enable()
             self._pending.put(None)
             writer.join()
             self._consumer.close()
