@@ -192,7 +192,8 @@ class Bench:
         log("baseline: bare producer of pre-serialised messages")
         kafka.ensure_topic(self.settings.kafka, "bench_bare", 3)
         # The same population of users: how well a batch compresses depends on it.
-        pairs = EventFactory(list(range(1, self.scale["users"] + 1)), seed=2).payloads(min(n, 1_000_000), datetime.now(UTC))
+        messages = EventFactory(list(range(1, self.scale["users"] + 1)), seed=2).messages(min(n, 1_000_000), datetime.now(UTC))
+        pairs = [(m["key"], m["value"]) for m in messages]
         producer = kafka.producer(self.settings.kafka)
         started = time.perf_counter()
         for key, value in pairs:
