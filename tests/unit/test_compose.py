@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from core.config import DEFAULTS
+from core.stack import SERVER_TUNING
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -71,3 +72,10 @@ def test_app_services_run_under_the_app_profile_from_one_image() -> None:
         assert env["EVENTS_TOPIC"] == DEFAULTS["EVENTS_TOPIC"]
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert "INTERNAL://kafka:29092" in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_postgres_gets_the_embedded_stacks_server_tuning() -> None:
+    command = SERVICES["postgres"]["command"]
+    assert command[0] == "postgres"
+    settings = {command[i + 1] for i in range(1, len(command), 2) if command[i] == "-c"}
+    assert settings == {option.removeprefix("-c ") for option in SERVER_TUNING}
