@@ -184,11 +184,23 @@ class Bench:
 
     def generator(self) -> None:
         n = self.scale["events"]
-        log(f"generator: {n:,} events")
+        processes = os.cpu_count() or 1
+        log(f"generator: {n:,} events, {processes} processes (one per core)")
         _s, output, peak, growth = run_measured(
-            python_module("data_generators.generate_events", "--rate", "0", "--count", str(n), "--seed", "1"), self.env
+            python_module(
+                "data_generators.generate_events", "--rate", "0", "--count", str(n), "--seed", "1", "--processes", str(processes)
+            ),
+            self.env,
         )
         rate = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
+        single_n = min(n, 1_000_000)
+        log(f"generator again with one process: {single_n:,} events to a separate topic")
+        kafka.ensure_topic(self.settings.kafka, "bench_single", 3)
+        _s, output, _p, _g = run_measured(
+            python_module("data_generators.generate_events", "--rate", "0", "--count", str(single_n), "--seed", "2"),
+            {**self.env, "EVENTS_TOPIC": "bench_single"},
+        )
+        single = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
         log("baseline: bare producer of pre-serialised messages")
         kafka.ensure_topic(self.settings.kafka, "bench_bare", 3)
         # The same population of users: how well a batch compresses depends on it.
@@ -206,8 +218,9 @@ class Bench:
             producer.poll(0)
         producer.flush(60)
         bare = len(pairs) / (time.perf_counter() - started)
-        row = ratio_row("generator (realistic events, produced)", rate, "bare producer, pre-serialised", bare, 0.6)
+        row = ratio_row(f"generator (realistic events, {processes} processes)", rate, "bare producer, pre-serialised", bare, 0.6)
         row.peak_rss_mib, row.rss_growth_pct = peak, growth
+        row.notes = f"one generator process: {single:,.0f} events/s = {single / bare:.2f}x the bare producer (one process)"
         self.rows.append(row)
 
     def _consume(self, module: str, group: str) -> tuple[float, float | None, float | None]:

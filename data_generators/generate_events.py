@@ -12,19 +12,23 @@ import argparse
 import gc
 import json
 import logging
+import multiprocessing
+import multiprocessing.queues
+import queue
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from core import cli, db, kafka
 from core.config import Settings
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PlatformError
 from core.events import Event
 
 logger = logging.getLogger(__name__)
@@ -193,6 +197,26 @@ class DeliveryReport:
     failed: int = 0
     undelivered: int = 0
     last_error: str = ""
+    # Wall-clock time of the first and last event produced (time.time(): comparable across processes).
+    started: float = 0.0
+    finished: float = 0.0
+
+    @classmethod
+    def combine(cls, reports: list[DeliveryReport]) -> DeliveryReport:
+        """One report for several generator processes."""
+        return cls(
+            produced=sum(r.produced for r in reports),
+            failed=sum(r.failed for r in reports),
+            undelivered=sum(r.undelivered for r in reports),
+            last_error=next((r.last_error for r in reports if r.last_error), ""),
+            started=min((r.started for r in reports), default=0.0),
+            finished=max((r.finished for r in reports), default=0.0),
+        )
+
+    @property
+    def rate(self) -> float:
+        """Events produced per second, from the first to the last."""
+        return self.produced / max(self.finished - self.started, 1e-9)
 
     def on_error(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -266,6 +290,7 @@ def generate(
     seed: int | None,
     stop: threading.Event,
     flush_timeout: float = FLUSH_TIMEOUT_S,
+    label: str = "events",
 ) -> DeliveryReport:
     """Produce events until ``count`` is reached or ``stop`` is set; flush before returning."""
     kafka.ensure_reachable(settings.kafka)
@@ -279,7 +304,8 @@ def generate(
     gc.freeze()
     report = DeliveryReport()
     producer = kafka.producer(settings.kafka, **{"on_delivery": report.on_error, "delivery.report.only.error": True})
-    progress = cli.Progress("events", total=count, every_s=5.0)
+    progress = cli.Progress(label, total=count, every_s=5.0)
+    report.started = time.time()
     next_refresh = time.monotonic() + USERS_REFRESH_S
     topic = settings.kafka.topic
     started = time.monotonic()
@@ -297,12 +323,103 @@ def generate(
             if users_version(settings) != version:
                 version = users_version(settings)
                 factory.user_ids = active_user_ids(settings) or factory.user_ids
+    report.finished = time.time()
     report.undelivered = producer.flush(flush_timeout)
     if report.undelivered:
         logger.warning("%d events still undelivered after %.0f s of flushing", report.undelivered, flush_timeout)
     progress.done = report.produced
     progress.show(f"delivered {report.delivered:,}, not delivered {report.not_delivered:,}")
     return report
+
+
+def _shares(total: int | None, parts: int) -> list[int | None]:
+    if total is None:
+        return [None] * parts
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+class WorkerJob(NamedTuple):
+    """One generator process's share of the work."""
+
+    settings: Settings
+    number: int
+    rate: float
+    events: int | None
+    seed: int | None
+    flush_timeout: float
+
+
+def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
+    """One generator process. It stops on SIGTERM from the parent only: a Ctrl+C reaches every
+    process of the terminal at once, and the parent forwards it exactly once."""
+    cli.setup_logging(job.settings.log_level)
+    stop = cli.install_stop_handlers()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report = generate(
+            job.settings,
+            rate=job.rate,
+            count=job.events,
+            seed=job.seed,
+            stop=stop,
+            flush_timeout=job.flush_timeout,
+            label=f"events[{job.number}]",
+        )
+    except PlatformError as e:
+        logger.error("generator process %d: %s", job.number, e)
+        results.put(None)
+        return
+    results.put(report)
+
+
+def generate_in_processes(
+    settings: Settings,
+    *,
+    processes: int,
+    rate: float,
+    count: int | None,
+    seed: int | None,
+    stop: threading.Event,
+    flush_timeout: float = FLUSH_TIMEOUT_S,
+) -> DeliveryReport:
+    """Run ``processes`` generators, each with its own producer and an equal share of ``count``
+    and ``rate``. Generation is CPU-bound Python: one process per core is how it scales."""
+    if processes <= 1:
+        return generate(settings, rate=rate, count=count, seed=seed, stop=stop, flush_timeout=flush_timeout)
+    kafka.ensure_reachable(settings.kafka)
+    if not users_version(settings)[0]:
+        raise InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.queues.Queue[DeliveryReport | None] = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(WorkerJob(settings, i, rate / processes, share, None if seed is None else seed + i, flush_timeout), results),
+            name=f"generator-{i}",
+        )
+        for i, share in enumerate(_shares(count, processes))
+    ]
+    for worker in workers:
+        worker.start()
+    reports: list[DeliveryReport | None] = []
+    forwarded = False
+    while len(reports) < len(workers):
+        if stop.is_set() and not forwarded:
+            forwarded = True
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()  # SIGTERM: the worker finishes its chunk and flushes
+        try:
+            reports.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers) and results.empty():
+                break
+    for worker in workers:
+        worker.join()
+    done = [r for r in reports if r is not None]
+    if len(done) < len(workers):
+        raise PlatformError(f"{len(workers) - len(done)} of {len(workers)} generator processes failed (see above)")
+    return DeliveryReport.combine(done)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second; 0 = as fast as possible (default: 100)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many events (default: run until Ctrl+C)")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible events")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="generator processes, each with its own producer (default: 1; one per core is fastest)",
+    )
     parser.add_argument(
         "--flush-timeout",
         type=float,
@@ -331,17 +454,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rate must be 0 or more")
     if args.count is not None and args.count < 0:
         parser.error("--count must be 0 or more")
+    if args.processes < 1:
+        parser.error("--processes must be 1 or more")
 
     def execute(settings: Settings) -> int:
-        report = generate(
+        report = generate_in_processes(
             settings,
+            processes=args.processes,
             rate=args.rate,
             count=args.count,
             seed=args.seed,
             stop=cli.install_stop_handlers(),
             flush_timeout=args.flush_timeout,
         )
-        print(f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered")
+        print(
+            f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered "
+            f"({report.rate:,.0f}/s produced, {args.processes} process{'es' if args.processes > 1 else ''})"
+        )
         if report.not_delivered:
             print(f"last delivery error: {report.last_error}")
             return 1

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -11,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from core import kafka
 from core.config import Settings
-from core.events import Event
+from core.events import Event, parse_event
 from tests.helpers import (
+    PROJECT_ROOT,
     RAW,
     STREAMING,
     consume_all,
@@ -22,6 +28,7 @@ from tests.helpers import (
     produce,
     produce_events,
     query,
+    read_topic,
     run_command,
     start_service,
     wait_caught_up,
@@ -129,3 +136,41 @@ def test_consumer_stopped_mid_stream_resumes_without_loss_or_double_count(settin
     [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
     assert total == distinct == len(events)
     assert metrics_table(settings, "metrics_streaming_daily") == expected_metrics(events)
+
+
+def test_generator_processes_share_the_count_and_never_repeat_an_id(settings: Settings, tmp_path: Path) -> None:
+    assert run_command("data_generators.generate_users", "--count", "20").returncode == 0
+    result = run_command("data_generators.generate_events", "--count", "3001", "--rate", "0", "--processes", "2")
+    assert result.returncode == 0, result.stderr
+    assert "3,001 delivered" in result.stdout and "2 processes" in result.stdout
+    events = [parse_event(value) for value in read_topic(settings, 3001)]
+    assert len({e.event_id for e in events}) == 3001
+    assert {e.user_id for e in events} <= set(range(1, 21))
+
+
+def test_ctrl_c_stops_every_generator_process_and_flushes(settings: Settings, tmp_path: Path) -> None:
+    """Ctrl+C in a terminal signals the whole process group: every process must stop once,
+    flush what it produced, and the parent must report the sum."""
+    assert run_command("data_generators.generate_users", "--count", "20").returncode == 0
+    log = tmp_path / "generator.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "data_generators.generate_events", "--rate", "400", "--processes", "2"],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        read_topic(settings, 50)  # polls until the first 50 events are there
+        os.killpg(generator.pid, signal.SIGINT)
+        assert generator.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if generator.poll() is None:
+            os.killpg(generator.pid, signal.SIGKILL)
+    output = log.read_text()
+    delivered = int(re.search(r"events: ([\d,]+) delivered to", output).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert ", 0 not delivered" in output and "2 processes" in output
+    assert sum(kafka.end_offsets(settings.kafka, settings.kafka.topic).values()) == delivered
+    assert len({parse_event(v).event_id for v in read_topic(settings, delivered)}) == delivered
