@@ -31,6 +31,8 @@ from core.sink import lag
 logger = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S = 600.0
+# Days of event history the demo generates (see generate_events --backfill-days).
+DEMO_DAYS = 14
 
 
 def banner(text: str) -> None:
@@ -109,7 +111,8 @@ def run_steps(users: int, events: int) -> None:
         consumers = [start_consumer(m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
         for process in consumers:
             running.callback(stop_consumer, process)
-        command("data_generators.generate_events", "--rate", "0", "--count", str(events))
+        # Two weeks of history, so the reports have a trend and a previous day to compare with.
+        command("data_generators.generate_events", "--rate", "0", "--count", str(events), "--backfill-days", str(DEMO_DAYS))
         wait_for_consumers(consumers)
 
     settings = load_settings()
@@ -120,9 +123,9 @@ def run_steps(users: int, events: int) -> None:
         emails = [row[0] for row in cur.fetchall()]
 
     banner("4. batch job and Lambda reconciliation")
-    for day in days:
-        command("batch.batch_metrics", day)
-        command("batch.compare_batch_vs_stream", day)
+    if days:
+        command("batch.batch_metrics", "--from", days[0], "--to", days[-1])
+        command("batch.compare_batch_vs_stream", "--from", days[0], "--to", days[-1])
 
     banner("5. privacy requests: erasure and access")
     requests = [(e, "erasure") for e in (emails[0], emails[1].upper())] + [(emails[2], "access")] if len(emails) >= 3 else []
@@ -136,7 +139,8 @@ def run_steps(users: int, events: int) -> None:
     command("gdpr.process_privacy_requests")
 
     banner("6. reports")
-    for day in days:
+    # The last closed day (batch figures) and today (streaming figures); --from/--to for all.
+    for day in days[-2:]:
         command("reports.generate_daily_report", day)
     command("reports.gdpr_audit_report")
     print(f"\nreport files are in {settings.reports_dir.resolve()}")

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -66,6 +66,10 @@ def active_user_ids(settings: Settings) -> list[int]:
 _COUNTER_BITS = 48
 # Pre-serialised endings per event slot: the 70/20/10 mix times this many metadata variants.
 METADATA_VARIANTS = 64
+# Relative traffic per UTC hour for --backfill-days: quiet nights, a lunch bump, busy evenings.
+HOURLY_TRAFFIC = (2, 1, 1, 1, 1, 2, 3, 5, 6, 7, 7, 8, 9, 8, 7, 7, 8, 9, 10, 10, 9, 7, 5, 3)
+MAX_BACKFILL_DAYS = 365
+BACKFILL_CHUNK = 20
 # Purchase amounts are redrawn this often (in chunks), so revenue varies like real orders.
 PURCHASE_REDRAW_CHUNKS = 20
 # Events serialised and handed to the producer per step; also the pacing granularity.
@@ -129,6 +133,14 @@ class EventFactory:
     def _amount_cents(self) -> int:
         # Whole cents, from 5.00 to 500.00 EUR: exact, never a float.
         return self.rng.randrange(500, 50_001)
+
+    def backfill_time(self, now: datetime, days: float) -> datetime:
+        """A moment in the last ``days`` days, more likely at busy hours (HOURLY_TRAFFIC)."""
+        top = max(HOURLY_TRAFFIC)
+        while True:
+            moment = now - timedelta(seconds=self.rng.random() * days * 86_400)
+            if self.rng.random() * top < HOURLY_TRAFFIC[moment.astimezone(UTC).hour]:
+                return moment
 
     def _id_prefix(self, now: datetime) -> str:
         """The first 20 characters of a UUIDv7 for ``now``: time, version, variant, random bits."""
@@ -291,6 +303,7 @@ def generate(
     stop: threading.Event,
     flush_timeout: float = FLUSH_TIMEOUT_S,
     label: str = "events",
+    backfill_days: float = 0.0,
 ) -> DeliveryReport:
     """Produce events until ``count`` is reached or ``stop`` is set; flush before returning."""
     kafka.ensure_reachable(settings.kafka)
@@ -314,7 +327,11 @@ def generate(
         n = allowance(rate, started, report.produced, stop)
         if count is not None:
             n = min(n, count - report.produced)
-        if n and not produce_chunk(producer, topic, factory.messages(n, datetime.now(UTC)), report, stop):
+        stamp = datetime.now(UTC)
+        if backfill_days:
+            # Small chunks: every chunk shares one moment, and history should not come in lumps.
+            stamp, n = factory.backfill_time(stamp, backfill_days), min(n, BACKFILL_CHUNK)
+        if n and not produce_chunk(producer, topic, factory.messages(n, stamp), report, stop):
             stopped = True
         producer.poll(0)
         progress.advance(n, f"in flight {len(producer):,}, failed {report.failed:,}")
@@ -338,6 +355,10 @@ def _shares(total: int | None, parts: int) -> list[int | None]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+def _worker_seed(seed: int | None, number: int) -> int | None:
+    return None if seed is None else seed + number
+
+
 class WorkerJob(NamedTuple):
     """One generator process's share of the work."""
 
@@ -347,6 +368,7 @@ class WorkerJob(NamedTuple):
     events: int | None
     seed: int | None
     flush_timeout: float
+    backfill_days: float
 
 
 def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
@@ -364,6 +386,7 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
             stop=stop,
             flush_timeout=job.flush_timeout,
             label=f"events[{job.number}]",
+            backfill_days=job.backfill_days,
         )
     except PlatformError as e:
         logger.error("generator process %d: %s", job.number, e)
@@ -381,11 +404,14 @@ def generate_in_processes(
     seed: int | None,
     stop: threading.Event,
     flush_timeout: float = FLUSH_TIMEOUT_S,
+    backfill_days: float = 0.0,
 ) -> DeliveryReport:
     """Run ``processes`` generators, each with its own producer and an equal share of ``count``
     and ``rate``. Generation is CPU-bound Python: one process per core is how it scales."""
     if processes <= 1:
-        return generate(settings, rate=rate, count=count, seed=seed, stop=stop, flush_timeout=flush_timeout)
+        return generate(
+            settings, rate=rate, count=count, seed=seed, stop=stop, flush_timeout=flush_timeout, backfill_days=backfill_days
+        )
     kafka.ensure_reachable(settings.kafka)
     if not users_version(settings)[0]:
         raise InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
@@ -394,7 +420,7 @@ def generate_in_processes(
     workers = [
         context.Process(
             target=_worker,
-            args=(WorkerJob(settings, i, rate / processes, share, None if seed is None else seed + i, flush_timeout), results),
+            args=(WorkerJob(settings, i, rate / processes, share, _worker_seed(seed, i), flush_timeout, backfill_days), results),
             name=f"generator-{i}",
         )
         for i, share in enumerate(_shares(count, processes))
@@ -433,6 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, default=None, help="stop after this many events (default: run until Ctrl+C)")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible events")
     parser.add_argument(
+        "--backfill-days",
+        type=float,
+        default=0.0,
+        metavar="DAYS",
+        help="stamp events at random moments of the last DAYS days, busier at busy hours, instead of now "
+        "(for demos and reports with history; default: 0)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -454,6 +488,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rate must be 0 or more")
     if args.count is not None and args.count < 0:
         parser.error("--count must be 0 or more")
+    if not 0 <= args.backfill_days <= MAX_BACKFILL_DAYS:
+        parser.error(f"--backfill-days must be between 0 and {MAX_BACKFILL_DAYS}")
     if args.processes < 1:
         parser.error("--processes must be 1 or more")
 
@@ -466,6 +502,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             stop=cli.install_stop_handlers(),
             flush_timeout=args.flush_timeout,
+            backfill_days=args.backfill_days,
         )
         print(
             f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered "
