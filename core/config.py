@@ -33,6 +33,8 @@ DEFAULTS: dict[str, str] = {
     # A service statement that runs longer than this is stuck, not slow.
     "DB_STATEMENT_TIMEOUT_MS": "60000",
     "REPORTS_DIR": "reports/output",
+    # Report cells describing fewer people than this are suppressed (k-anonymity style).
+    "REPORT_MIN_CELL_USERS": "5",
     "GDPR_HMAC_KEY": "dev-only-change-me",
     "LOG_LEVEL": "INFO",
 }
@@ -100,6 +102,7 @@ class Settings:
     reports_dir: Path
     gdpr_hmac_key: bytes
     log_level: str
+    report_min_cell_users: int = 5
 
     def describe(self) -> str:
         """One log line with the settings, secrets masked."""
@@ -166,4 +169,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reports_dir=Path(values["REPORTS_DIR"]),
         gdpr_hmac_key=values["GDPR_HMAC_KEY"].encode("utf-8"),
         log_level=level,
+        report_min_cell_users=_int(values, "REPORT_MIN_CELL_USERS"),
     )

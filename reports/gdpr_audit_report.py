@@ -5,24 +5,37 @@ p50/p95/max, erasures and exports completed, personal data redacted at ingest, d
 and a residual-PII check: rows in the analytics tables that still link to an erased user (must
 be 0). Printed on the console and written to ``REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.md``.
 It runs as the ``privacy_auditor`` role, which cannot read an email, and holds counts and
-durations only.
+durations only. ``--format md,html,json`` chooses the files; the HTML embeds a chart of requests
+received and processing time per day over the last 30 days.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg2.extensions
 
 from core import cli, db
 from core.config import Settings
-from reports.render import markdown_table, write_report
+from reports import charts
+from reports.render import FORMATS, Document, Section, Table, parse_formats, render_markdown, write_document
 
 STATUSES = ("pending", "completed", "not_found", "rejected")
 REQUEST_TYPES = ("erasure", "access")
+HISTORY_DAYS = 30
+
+
+@dataclass(frozen=True)
+class RequestDay:
+    """Requests received on one UTC day, and how long the processed ones took."""
+
+    day: date
+    received: dict[str, int]  # by request type
+    p95_hours: float | None
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class AuditFigures:
     residual_links: int
     redactions: dict[str, int]
     dead_letters: dict[str, int]
+    history: list[RequestDay] = field(default_factory=list)
 
     def count(self, *, request_type: str | None = None, status: str | None = None) -> int:
         return sum(
@@ -61,7 +75,7 @@ def _scalar(cur: db.Cursor, query: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def collect(conn: psycopg2.extensions.connection) -> AuditFigures:
+def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT request_type, status, count(*) FROM privacy_requests GROUP BY 1, 2")
         by_type_status = {(kind, status): int(n) for kind, status, n in cur.fetchall()}
@@ -83,14 +97,35 @@ def collect(conn: psycopg2.extensions.connection) -> AuditFigures:
         redactions = {kind: int(n) for kind, n in cur.fetchall()}
         cur.execute("SELECT reason, count(*) FROM dead_letter_events GROUP BY reason ORDER BY reason")
         dead = {reason: int(n) for reason, n in cur.fetchall()}
-    return AuditFigures(by_type_status, overdue, processing, anonymized, residual, redactions, dead)
+        history = _history(cur, today)
+    return AuditFigures(by_type_status, overdue, processing, anonymized, residual, redactions, dead, history)
+
+
+def _history(cur: db.Cursor, today: date) -> list[RequestDay]:
+    first = today - timedelta(days=HISTORY_DAYS - 1)
+    cur.execute(
+        "SELECT (requested_at AT TIME ZONE 'UTC')::date, request_type, count(*),"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - requested_at))"
+        " FILTER (WHERE processed_at IS NOT NULL)"
+        " FROM privacy_requests WHERE requested_at >= %s::date AT TIME ZONE 'UTC' GROUP BY 1, 2",
+        (first,),
+    )
+    received: dict[date, dict[str, int]] = {}
+    p95: dict[date, float] = {}
+    for day, kind, n, seconds in cur.fetchall():
+        received.setdefault(day, {})[kind] = int(n)
+        if seconds is not None:
+            p95[day] = max(p95.get(day, 0.0), float(seconds) / 3600)
+    days = [first + timedelta(days=i) for i in range(HISTORY_DAYS)]
+    return [RequestDay(d, {k: received.get(d, {}).get(k, 0) for k in REQUEST_TYPES}, p95.get(d)) for d in days]
 
 
 def _seconds(value: float) -> str:
     return f"{value:,.1f} s" if value < 3600 else f"{value / 3600:,.1f} h"
 
 
-def render_markdown(figures: AuditFigures, day: date) -> str:
+def build_document(figures: AuditFigures, day: date) -> Document:
+    """The audit report as a Document (rendered to Markdown and HTML)."""
     timing = (
         "n/a (nothing processed yet)"
         if figures.processing_s is None
@@ -99,66 +134,112 @@ def render_markdown(figures: AuditFigures, day: date) -> str:
     residual = (
         "0 (no analytics row links to an erased user)" if figures.residual_links == 0 else f"**{figures.residual_links:,} FAIL**"
     )
-    lines = [
-        f"# GDPR audit report {day.isoformat()}",
-        "",
-        f"- Privacy requests: **{figures.total:,}** ({figures.processed:,} processed, {figures.pending:,} pending)",
-        f"- Overdue (pending past the one-month deadline of Art. 12(3)): **{figures.overdue:,}**",
-        f"- Processing time: **{timing}**",
-        f"- Erasures completed: **{figures.count(request_type='erasure', status='completed'):,}**;"
+    bullets = [
+        f"Privacy requests: **{figures.total:,}** ({figures.processed:,} processed, {figures.pending:,} pending)",
+        f"Overdue (pending past the one-month deadline of Art. 12(3)): **{figures.overdue:,}**",
+        f"Processing time: **{timing}**",
+        f"Erasures completed: **{figures.count(request_type='erasure', status='completed'):,}**;"
         f" access exports completed: **{figures.count(request_type='access', status='completed'):,}**",
-        f"- Users with anonymized PII: **{figures.anonymized_users:,}**",
-        f"- Residual-PII check: {residual}",
-        f"- Personal data redacted at ingest: **{sum(figures.redactions.values()):,}**"
+        f"Users with anonymized PII: **{figures.anonymized_users:,}**",
+        f"Residual-PII check: {residual}",
+        f"Personal data redacted at ingest: **{sum(figures.redactions.values()):,}**"
         + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in figures.redactions.items()) + ")" if figures.redactions else ""),
-        f"- Dead-lettered events (rejected at ingest): **{sum(figures.dead_letters.values()):,}**"
+        f"Dead-lettered events (rejected at ingest): **{sum(figures.dead_letters.values()):,}**"
         + (
             " (" + ", ".join(f"{reason} {n:,}" for reason, n in figures.dead_letters.items()) + ")"
             if figures.dead_letters
             else ""
         ),
-        "",
-        "## Requests by type and status",
-        "",
-        markdown_table(
-            ["status", *REQUEST_TYPES, "total"],
-            [
-                (
-                    status,
-                    *(figures.count(request_type=kind, status=status) for kind in REQUEST_TYPES),
-                    figures.count(status=status),
-                )
-                for status in STATUSES
-            ],
-        ),
-        "",
     ]
-    return "\n".join(lines)
+    sections = [
+        Section(
+            "Requests by type and status",
+            table=Table(
+                ["status", *REQUEST_TYPES, "total"],
+                [
+                    (
+                        status,
+                        *(figures.count(request_type=kind, status=status) for kind in REQUEST_TYPES),
+                        figures.count(status=status),
+                    )
+                    for status in STATUSES
+                ],
+            ),
+        )
+    ]
+    if figures.history:
+        sections.append(
+            Section(
+                f"Requests and processing time, last {len(figures.history)} days",
+                paragraphs=["Requests received per UTC day by type, and the 95th percentile of their processing time."],
+                chart=charts.privacy_requests_over_time(
+                    [h.day for h in figures.history],
+                    {kind: [h.received[kind] for h in figures.history] for kind in REQUEST_TYPES},
+                    [h.p95_hours for h in figures.history],
+                ),
+            )
+        )
+    return Document(f"GDPR audit report {day.isoformat()}", bullets, sections)
 
 
-def generate(settings: Settings, day: date) -> tuple[str, Path]:
+def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
+    """The figures for the JSON file: counts and durations only, like the pages."""
+    return {
+        "report": "gdpr_audit",
+        "day": day,
+        "requests": [
+            {"request_type": kind, "status": status, "count": n} for (kind, status), n in sorted(figures.by_type_status.items())
+        ],
+        "total": figures.total,
+        "pending": figures.pending,
+        "overdue": figures.overdue,
+        "processing_seconds": None
+        if figures.processing_s is None
+        else dict(zip(("p50", "p95", "max"), figures.processing_s, strict=True)),
+        "anonymized_users": figures.anonymized_users,
+        "residual_links_to_erased_users": figures.residual_links,
+        "redactions_at_ingest": figures.redactions,
+        "dead_letters": figures.dead_letters,
+        "history": [asdict(h) for h in figures.history],
+    }
+
+
+def generate(settings: Settings, day: date, formats: list[str] | None = None) -> tuple[str, list[Path]]:
+    """Collect, render and write the audit report; return the Markdown and the files."""
     with db.connection(settings.database, application_name="gdpr_audit_report", role=db.AUDITOR_ROLE) as conn:
-        figures = collect(conn)
-    text = render_markdown(figures, day)
-    return text, write_report(settings.reports_dir, f"gdpr_audit_report_{day.isoformat()}.md", text)
+        figures = collect(conn, day)
+    doc = build_document(figures, day)
+    stem = f"gdpr_audit_report_{day.isoformat()}"
+    files = write_document(settings.reports_dir, stem, doc, build_data(figures, day), formats or list(FORMATS))
+    return render_markdown(doc, stem), files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m reports.gdpr_audit_report",
         description="Print the GDPR audit report (requests by type and status, overdue requests, processing time, "
-        "erasures and exports, redactions at ingest, dead letters, residual-PII check) and write it to "
-        "REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.md.",
+        "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days) "
+        "and write it to REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.{md,html,json}.",
     )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=parse_formats,
+        default=list(FORMATS),
+        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
-        text, path = generate(settings, cli.today_utc())
+        text, files = generate(settings, cli.today_utc(), args.formats)
         print(text)
-        print(f"written to {path}")
+        for path in files:
+            if path.suffix != ".png":
+                print(f"written to {path}")
         return 0
 
     cli.run(execute)

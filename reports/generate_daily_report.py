@@ -1,126 +1,317 @@
-"""Daily business report: total events and revenue, and batch vs streaming per event type.
+"""Daily business report: KPIs with their change, funnel, countries, charts, batch vs streaming.
 
-Printed on the console and written to ``reports/output/business_report_YYYY-MM-DD.md``. The
-headline figures come from the batch metrics when the batch job has run for the day (the source
-of truth), otherwise from the streaming metrics; the report says which.
+``python -m reports.generate_daily_report [YYYY-MM-DD | --from D --to D] [--format md,html,json]``
+prints the Markdown on the console and writes ``REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}``
+(the Markdown with its charts as PNG files beside it; the HTML self-contained).
+
+Headline figures come from the batch metrics for a closed day the batch job has run for, from
+the streaming metrics otherwise (today); the report says which. Breakdowns by people (unique
+users, funnel, hours, countries) come from ``events_raw`` and ``users_public``, never from
+personal data, and any cell describing fewer than k users (default 5) is suppressed.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import asdict
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-import psycopg2.extensions
-
-from batch.compare_batch_vs_stream import Comparison, compare_day
+from batch.compare_batch_vs_stream import Comparison
 from core import cli, db
 from core.config import Settings
-from reports.render import markdown_table, write_report
+from reports import business, charts, privacy
+from reports.business import BusinessFigures, DayKpis
+from reports.render import FORMATS, Document, Section, Table, parse_formats, render_markdown, write_document
+
+FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 
 
-@dataclass(frozen=True)
-class DailyReport:
-    """Everything the business report shows for one day."""
-
-    day: date
-    rows: list[Comparison]
-    source: str  # "batch" or "streaming"
-    dead_letters: dict[str, int] = field(default_factory=dict)  # received on the day, by reason
-
-    @property
-    def total_events(self) -> int:
-        if self.source == "batch":
-            return sum(r.batch_count for r in self.rows)
-        return sum(r.stream_count for r in self.rows)
-
-    @property
-    def total_revenue(self) -> Decimal:
-        if self.source == "batch":
-            return sum((r.batch_revenue for r in self.rows), Decimal("0.00"))
-        return sum((r.stream_revenue for r in self.rows), Decimal("0.00"))
-
-    @property
-    def agrees(self) -> bool:
-        return all(r.agrees for r in self.rows)
+def _money(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f} EUR"
 
 
-def build_report(conn: psycopg2.extensions.connection, day: date) -> DailyReport:
-    rows = compare_day(conn, day)
-    source = "batch" if any(r.batch_count for r in rows) else "streaming"
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT reason, count(*) FROM dead_letter_events WHERE received_at >= %(day)s::date AT TIME ZONE 'UTC'"
-            " AND received_at < (%(day)s::date + 1) AT TIME ZONE 'UTC' GROUP BY reason ORDER BY reason",
-            {"day": day},
-        )
-        dead = {reason: int(n) for reason, n in cur.fetchall()}
-    return DailyReport(day, rows, source, dead)
+# A KPI is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
+Figure = int | Decimal | str | None
+SUPPRESSED = privacy.SUPPRESSED
 
 
-def render_markdown(report: DailyReport) -> str:
-    """The report as Markdown (the console shows the same text)."""
-    lines = [f"# Business report {report.day.isoformat()}", ""]
-    if report.total_events == 0:
-        lines += ["No events were recorded for this day.", ""]
-    lines += [
-        f"- Total events: **{report.total_events:,}**",
-        f"- Total revenue: **{report.total_revenue:,.2f} EUR**",
-        f"- Figures from: **{report.source}** metrics"
-        + (" (batch job has run for this day)" if report.source == "batch" else " (no batch run for this day yet)"),
-        f"- Batch vs streaming: **{'agree exactly' if report.agrees else 'DIFFER'}**",
-        f"- Events rejected at ingest (dead letters received this day): **{sum(report.dead_letters.values()):,}**"
-        + (" (" + ", ".join(f"{reason} {n:,}" for reason, n in report.dead_letters.items()) + ")" if report.dead_letters else ""),
-        "",
-        "## Batch vs streaming per event type",
-        "",
-        markdown_table(
-            ["event_type", "batch count", "streaming count", "count diff", "batch EUR", "streaming EUR", "EUR diff"],
-            [
-                (
-                    r.event_type,
-                    f"{r.batch_count:,}",
-                    f"{r.stream_count:,}",
-                    f"{r.count_diff:+,}",
-                    f"{r.batch_revenue:,.2f}",
-                    f"{r.stream_revenue:,.2f}",
-                    f"{r.revenue_diff:+,.2f}",
-                )
-                for r in report.rows
-            ],
-        ),
-        "",
+def _change(now: Figure, before: Figure) -> str:
+    if SUPPRESSED in (now, before):
+        return "n/a (suppressed)"
+    if not isinstance(now, int | Decimal) or not isinstance(before, int | Decimal) or before == 0:
+        return "n/a"
+    return f"{(Decimal(now) - Decimal(before)) / Decimal(before) * 100:+.1f} %"
+
+
+def kpi_values(kpis: DayKpis) -> dict[str, Figure]:
+    """The headline KPIs of a day. Day totals are not breakdowns: small-cell protection applies
+    to the funnel, the hours and the countries."""
+    return {
+        "events": kpis.events,
+        "unique users": kpis.users,
+        "purchases": kpis.purchases,
+        "revenue (EUR)": kpis.revenue,
+        "average order value (EUR)": kpis.average_order_value,
+    }
+
+
+def _shown(value: Figure, k: int) -> str:
+    if value is None:
+        return "n/a"
+    if value == SUPPRESSED:
+        return privacy.marker(k)
+    return f"{value:,.2f}" if isinstance(value, Decimal) else f"{value:,}"
+
+
+def _versus(now: Figure, before: Figure, what: str) -> str:
+    change = _change(now, before)
+    return "" if change == "n/a" else f" ({change} vs {what})"
+
+
+def funnel_values(kpis: DayKpis, k: int) -> list[tuple[str, int | str]]:
+    hidden = privacy.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
+    return [(step, SUPPRESSED if step in hidden else n) for step, n in zip(FUNNEL_STEPS, kpis.funnel, strict=True)]
+
+
+def _counts(values: list[tuple[str, int | str]]) -> list[tuple[str, int | None]]:
+    return [(label, n if isinstance(n, int) else None) for label, n in values]
+
+
+def country_rows(figures: BusinessFigures, k: int) -> list[dict[str, Any]]:
+    """Per country: users and revenue, each suppressed below k (revenue: below k buyers)."""
+    rows = figures.countries
+    hidden_users = privacy.suppressed_cells({r.country: r.users for r in rows}, k)
+    hidden_revenue = privacy.suppressed_cells({r.country: r.purchasers for r in rows}, k)
+    total_revenue = sum((r.revenue for r in rows), Decimal(0))
+    return [
+        {
+            "country": r.country,
+            "users": SUPPRESSED if r.country in hidden_users else r.users,
+            "purchases": SUPPRESSED if r.country in hidden_revenue else r.purchases,
+            "revenue": SUPPRESSED if r.country in hidden_revenue else r.revenue,
+            "revenue_share": None if r.country in hidden_revenue or not total_revenue else r.revenue / total_revenue,
+        }
+        for r in rows
     ]
-    return "\n".join(lines)
 
 
-def generate(settings: Settings, day: date) -> tuple[str, Path]:
-    """Build, render and write the report; return its text and file."""
+def hourly_values(figures: BusinessFigures, k: int) -> tuple[dict[str, list[int | None]], list[Decimal | None]]:
+    """Events per hour per type and revenue per hour, suppressed where fewer than k users."""
+    events: dict[str, list[int | None]] = {}
+    for kind, cells in figures.hourly.items():
+        hidden = privacy.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
+        events[kind] = [None if hour in hidden else cell.events for hour, cell in enumerate(cells)]
+    hidden_revenue = privacy.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
+    revenue = [None if hour in hidden_revenue else amount for hour, (amount, _b) in enumerate(figures.hourly_revenue)]
+    return events, revenue
+
+
+def _comparison_table(rows: list[Comparison]) -> Table:
+    return Table(
+        ["event type", "batch count", "streaming count", "count diff", "batch EUR", "streaming EUR", "EUR diff"],
+        [
+            (
+                r.event_type,
+                f"{r.batch_count:,}",
+                f"{r.stream_count:,}",
+                f"{r.count_diff:+,}",
+                f"{r.batch_revenue:,.2f}",
+                f"{r.stream_revenue:,.2f}",
+                f"{r.revenue_diff:+,.2f}",
+            )
+            for r in rows
+        ],
+    )
+
+
+def _no_data_document(figures: BusinessFigures, latest: date | None) -> Document:
+    hint = f" The most recent day with events is {latest.isoformat()}." if latest else " There are no events at all yet."
+    return Document(
+        f"Business report {figures.day.isoformat()}",
+        [f"**No events were recorded for {figures.day.isoformat()}** (UTC).{hint}"],
+        [Section("Batch vs streaming per event type", table=_comparison_table(figures.comparison))],
+    )
+
+
+def build_document(figures: BusinessFigures, k: int, latest: date | None = None) -> Document:
+    """The report as a Document (rendered to Markdown and HTML)."""
+    if not figures.has_data:
+        return _no_data_document(figures, latest)
+    day = figures.day
+    today, previous, last_week = (kpi_values(x) for x in (figures.kpis, figures.previous_day, figures.same_weekday_last_week))
+    agrees = all(r.agrees for r in figures.comparison)
+    dead = sum(figures.dead_letters.values())
+    bullets = [
+        f"Figures from: **{figures.kpis.source}** ({figures.source_reason})",
+        f"Events: **{_shown(today['events'], k)}**{_versus(today['events'], previous['events'], 'previous day')}",
+        f"Unique users: **{_shown(today['unique users'], k)}**",
+        f"Purchases: **{_shown(today['purchases'], k)}**",
+        f"Revenue: **{_shown(today['revenue (EUR)'], k)} EUR**"
+        f"{_versus(today['revenue (EUR)'], previous['revenue (EUR)'], 'previous day')}",
+        f"Average order value: **{_shown(today['average order value (EUR)'], k)} EUR**",
+        f"Batch vs streaming: **{'agree exactly' if agrees else 'DIFFER'}**",
+        f"Events rejected at ingest (dead letters received this day): **{dead:,}**",
+    ]
+    kpi_table = Table(
+        ["KPI", day.isoformat(), "previous day", "change", "same weekday last week", "change"],
+        [
+            (name, _shown(value, k), _shown(previous[name], k), _change(value, previous[name]),
+             _shown(last_week[name], k), _change(value, last_week[name]))
+            for name, value in today.items()
+        ],
+    )  # fmt: skip
+    funnel = _counts(funnel_values(figures.kpis, k))
+    first = funnel[0][1]
+    funnel_table = Table(
+        ["step", "users", "of the step before", "of all viewers"],
+        [
+            (
+                step,
+                _shown(SUPPRESSED if n is None else n, k),
+                "" if i == 0 or n is None or not (before := funnel[i - 1][1]) else f"{n / before:.1%}",
+                "" if n is None or not first else f"{n / first:.1%}",
+            )
+            for i, (step, n) in enumerate(funnel)
+        ],
+    )
+    countries = country_rows(figures, k)
+    country_table = Table(
+        ["country", "users", "purchases", "revenue (EUR)", "share of revenue"],
+        [
+            (
+                c["country"],
+                _shown(c["users"], k),
+                _shown(c["purchases"], k),
+                _shown(c["revenue"], k),
+                "" if c["revenue_share"] is None else f"{c['revenue_share']:.1%}",
+            )
+            for c in countries
+        ],
+    )
+    hourly_events, hourly_revenue = hourly_values(figures, k)
+    trend = figures.trend
+    sections = [
+        Section("Key figures compared", table=kpi_table),
+        Section("Events per hour by type", chart=charts.events_per_hour(hourly_events, k)),
+        Section("Revenue per hour", chart=charts.revenue_per_hour(hourly_revenue, k)),
+        Section(
+            "Conversion funnel (users)",
+            paragraphs=["Users who viewed a product; of them, who added to cart; of them, who purchased (UTC day)."],
+            chart=charts.funnel(funnel, k),
+            table=funnel_table,
+        ),
+        Section(
+            "Revenue and users by country",
+            paragraphs=["Country from `users_public` (never from personal data); `unknown`: events of erased people."],
+            table=country_table,
+        ),
+        Section(
+            f"Last {len(trend)} days",
+            paragraphs=["Batch metrics for closed days the batch job has covered, streaming metrics otherwise."],
+            chart=charts.daily_trend([t.day for t in trend], [t.events for t in trend], [t.revenue for t in trend]),
+        ),
+        Section(
+            "Batch vs streaming per event type",
+            paragraphs=[f"Headline figures above come from the **{figures.kpis.source}** metrics."],
+            table=_comparison_table(figures.comparison),
+        ),
+    ]
+    footer = (
+        f"Small-cell protection: any breakdown cell describing fewer than {k} users is shown as "
+        f"'{privacy.marker(k)}', and further cells are hidden until the hidden ones together describe at "
+        f"least {k} users, so no total gives them back."
+    )
+    return Document(f"Business report {day.isoformat()}", bullets, sections, footer)
+
+
+def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
+    """The figures for the JSON file, with the same suppression (null + a flag) as the pages."""
+
+    def kpis(x: DayKpis) -> dict[str, Any]:
+        return {"day": x.day, "source": x.source, **{name.split(" (")[0]: v for name, v in kpi_values(x).items()}}
+
+    hourly_events, hourly_revenue = hourly_values(figures, k)
+    return {
+        "report": "business",
+        "day": figures.day,
+        "generated_at": datetime.now(UTC),
+        "has_data": figures.has_data,
+        "source": figures.kpis.source,
+        "source_reason": figures.source_reason,
+        "min_cell_users": k,
+        "kpis": kpis(figures.kpis),
+        "previous_day": kpis(figures.previous_day),
+        "same_weekday_last_week": kpis(figures.same_weekday_last_week),
+        "funnel": [{"step": step, "users": n} for step, n in funnel_values(figures.kpis, k)],
+        "countries": country_rows(figures, k),
+        "events_per_hour": {kind: [SUPPRESSED if v is None else v for v in values] for kind, values in hourly_events.items()},
+        "revenue_per_hour": [SUPPRESSED if v is None else v for v in hourly_revenue],
+        "trend": [asdict(t) for t in figures.trend],
+        "batch_vs_streaming": [{**asdict(r), "agrees": r.agrees} for r in figures.comparison],
+        "dead_letters": figures.dead_letters,
+    }
+
+
+def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple[str, list[Path]]:
+    """Collect, render and write the report for ``day``; return the Markdown and the files."""
     with db.connection(settings.database, application_name="daily_report", role=db.ANALYTICS_ROLE) as conn:
-        report = build_report(conn, day)
-    text = render_markdown(report)
-    return text, write_report(settings.reports_dir, f"business_report_{day.isoformat()}.md", text)
+        figures = business.collect(conn, day, cli.today_utc())
+        latest = None if figures.has_data else business.latest_day_with_events(conn)
+    doc = build_document(figures, k, latest)
+    stem = f"business_report_{day.isoformat()}"
+    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k), formats)
+    return render_markdown(doc, stem), files
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reports.generate_daily_report",
-        description="Print the daily business report (events, revenue, batch vs streaming per event type) and "
-        "write it to REPORTS_DIR/business_report_YYYY-MM-DD.md.",
+        description="Print the daily business report (KPIs vs the previous day and the same weekday last week, "
+        "funnel, countries, hourly charts, 14-day trend, batch vs streaming) and write it to "
+        "REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}. Several days with --from/--to.",
     )
-    cli.add_day_argument(parser)
+    cli.add_day_range_arguments(parser)
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=parse_formats,
+        default=list(FORMATS),
+        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
+    )
+    parser.add_argument(
+        "--min-cell-users",
+        type=int,
+        default=None,
+        metavar="K",
+        help="suppress breakdown cells describing fewer than K users (default: REPORT_MIN_CELL_USERS, 5)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    days = cli.days_from_arguments(parser, args)
+    if args.min_cell_users is not None and args.min_cell_users < 1:
+        parser.error("--min-cell-users must be 1 or more")
 
     def execute(settings: Settings) -> int:
-        text, path = generate(settings, args.day or cli.today_utc())
-        print(text)
-        print(f"written to {path}")
+        k = args.min_cell_users or settings.report_min_cell_users
+        progress = cli.Progress("reports", total=len(days)) if len(days) > 1 else None
+        for day in days:
+            text, files = generate(settings, day, args.formats, k)
+            if progress is None:
+                print(text)
+            else:
+                progress.advance(1, day.isoformat())
+            for path in files:
+                if path.suffix != ".png":
+                    print(f"written to {path}")
+        if progress is not None:
+            progress.show("done")
         return 0
 
     cli.run(execute)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,8 +51,8 @@ def test_business_report_file_has_the_day_figures(settings: Settings) -> None:
     path = settings.reports_dir / "business_report_2026-05-04.md"
     text = path.read_text(encoding="utf-8")
     assert str(path) in result.stdout
-    assert "Total events: **6**" in text
-    assert "Total revenue: **30.50 EUR**" in text
+    assert "Events: **6**" in text
+    assert "Revenue: **30.50 EUR**" in text
     assert "Figures from: **batch**" in text
     assert "| purchase | 2 | 2 | +0 | 30.50 | 30.50 | +0.00 |" in text
     assert "| page_view | 3 | 3 | +0 |" in text
@@ -55,7 +62,9 @@ def test_business_report_file_has_the_day_figures(settings: Settings) -> None:
 def test_business_report_for_a_day_without_data_says_so(settings: Settings) -> None:
     result = run_command("reports.generate_daily_report", "2020-01-01")
     assert result.returncode == 0
-    assert "No events were recorded for this day." in (settings.reports_dir / "business_report_2020-01-01.md").read_text()
+    text = (settings.reports_dir / "business_report_2020-01-01.md").read_text()
+    assert "No events were recorded for 2020-01-01" in text and "There are no events at all yet." in text
+    assert "No events were recorded for 2020-01-01" in result.stdout
 
 
 def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_path: Path) -> None:
@@ -73,3 +82,142 @@ def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_
     assert "Users with anonymized PII: **1**" in text
     assert "| completed | 1 |" in text and "| not_found | 1 |" in text and "| pending | 1 |" in text
     assert str(email) not in text
+
+
+def insert_events(settings: Settings, day: date, rows: list[tuple[int, str, str | None, int]]) -> None:
+    """(user_id, event_type, amount, hour) rows on ``day``."""
+    for offset, (user_id, kind, amount, hour) in enumerate(rows):
+        query(
+            settings,
+            "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, kafka_partition,"
+            " kafka_offset) VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, 0, %s)",
+            (user_id, kind, f"{day.isoformat()}T{hour:02d}:15:00+00:00", day, amount, offset),
+        )
+
+
+def known_history(settings: Settings) -> dict[str, str]:
+    """40 users; DAY: every user views, even ids add to cart, ids divisible by 4 buy 10.00 at
+    hour id % 24; the day before 10 views, a week before 20 views. Batch metrics for all three."""
+    assert run_command("data_generators.generate_users", "--count", "40", "--seed", "3").returncode == 0
+    rows: list[tuple[int, str, str | None, int]] = []
+    for user in range(1, 41):
+        rows.append((user, "page_view", None, user % 24))
+        if user % 2 == 0:
+            rows.append((user, "add_to_cart", None, user % 24))
+        if user % 4 == 0:
+            rows.append((user, "purchase", "10.00", user % 24))
+    insert_events(settings, DAY, rows)
+    insert_events(settings, DAY - timedelta(days=1), [(u, "page_view", None, 12) for u in range(1, 11)])
+    insert_events(settings, DAY - timedelta(days=7), [(u, "page_view", None, 12) for u in range(1, 21)])
+    result = run_command("batch.batch_metrics", "--from", (DAY - timedelta(days=7)).isoformat(), "--to", DAY.isoformat())
+    assert result.returncode == 0, result.stderr
+    return {str(u): str(c) for u, c in query(settings, "SELECT user_id, country FROM users_public")}
+
+
+def test_business_report_figures_breakdowns_and_files(settings: Settings) -> None:
+    countries = known_history(settings)
+    result = run_command("reports.generate_daily_report", DAY.isoformat(), "--format", "md,html,json")
+    assert result.returncode == 0, result.stderr
+    stem = settings.reports_dir / "business_report_2026-05-04"
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+
+    assert data["source"] == "batch" and data["min_cell_users"] == 5
+    assert data["kpis"] == {"day": "2026-05-04", "source": "batch", "events": 70, "unique users": 40, "purchases": 10,
+                            "revenue": "100.00", "average order value": "10.00"}  # fmt: skip
+    assert data["previous_day"]["events"] == 10 and data["same_weekday_last_week"]["events"] == 20
+    assert [s["users"] for s in data["funnel"]] == [40, 20, 10]
+    # Countries: exact where at least 5 users, suppressed (and never the figure) below.
+    users_by_country: dict[str, int] = defaultdict(int)
+    buyers_by_country: dict[str, int] = defaultdict(int)
+    for user in range(1, 41):
+        users_by_country[countries[str(user)]] += 1
+        buyers_by_country[countries[str(user)]] += user % 4 == 0
+    shown = {c["country"]: c for c in data["countries"]}
+    assert set(shown) == set(users_by_country)
+    for country, row in shown.items():
+        if row["users"] != "suppressed":
+            assert row["users"] == users_by_country[country] >= 5
+        if row["revenue"] != "suppressed":
+            assert Decimal(row["revenue"]) == 10 * buyers_by_country[country]
+            assert buyers_by_country[country] == 0 or buyers_by_country[country] >= 5
+    assert any(users_by_country[c] < 5 for c in users_by_country), "the seed should give at least one small country"
+    assert all(row["users"] == "suppressed" for c, row in shown.items() if users_by_country[c] < 5)
+    # Hours: every page_view cell describes 1 or 2 users, so all of them are suppressed.
+    assert set(data["events_per_hour"]["page_view"]) <= {"suppressed", 0}
+
+    markdown = stem.with_suffix(".md").read_text(encoding="utf-8")
+    assert "Events: **70** (+600.0 % vs previous day)" in markdown
+    for png in re.findall(r"\]\((business_report_2026-05-04_[a-z_0-9]+\.png)\)", markdown):
+        assert (settings.reports_dir / png).read_bytes().startswith(b"\x89PNG")
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    assert "http" not in html.lower() and html.count('src="data:image/png;base64,') == 4
+
+
+def test_report_over_several_days_shows_progress(settings: Settings) -> None:
+    known_history(settings)
+    first = DAY - timedelta(days=7)
+    result = run_command(
+        "reports.generate_daily_report", "--from", first.isoformat(), "--to", DAY.isoformat(), "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "reports: 8/8" in result.stderr
+    written = sorted(p.name for p in settings.reports_dir.glob("business_report_*.json"))
+    assert written == [f"business_report_{(first + timedelta(days=i)).isoformat()}.json" for i in range(8)]
+    assert not list(settings.reports_dir.glob("*.html"))
+
+
+def test_wrong_format_is_a_clear_error(settings: Settings) -> None:
+    result = run_command("reports.generate_daily_report", "--format", "pdf")
+    assert result.returncode == 2 and "formats are a comma-separated list of md, html, json" in result.stderr
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_html_report_renders_in_headless_chromium_with_every_chart(settings: Settings, tmp_path: Path) -> None:
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is not installed (REQUIRE_CHROMIUM is set): apt-get install chromium")
+        pytest.skip("chromium is not installed; `.ci/run` installs it")
+    known_history(settings)
+    assert run_command("reports.generate_daily_report", DAY.isoformat(), "--format", "html").returncode == 0
+    page = (settings.reports_dir / "business_report_2026-05-04.html").resolve()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout  # fmt: skip
+    body = re.search(r"<body[^>]*>", dom)
+    assert body, f"chromium rendered no page: {dom[:300]!r}"
+    expected = re.search(r'data-charts="(\d+)"', body.group(0))
+    rendered = re.search(r'data-charts-rendered="(\d+)"', body.group(0))
+    assert expected and int(expected.group(1)) == 4
+    assert rendered, "the page's load handler did not run"
+    assert rendered.group(1) == expected.group(1), "some charts did not decode"
+    assert "Business report 2026-05-04" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
+
+
+def test_gdpr_audit_report_has_html_json_and_its_chart(settings: Settings) -> None:
+    assert run_command("data_generators.generate_users", "--count", "5").returncode == 0
+    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = 3")
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (email,))
+    query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES ('x@example.invalid', 'access')")
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    result = run_command("reports.gdpr_audit_report", "--format", "html,json")
+    assert result.returncode == 0, result.stderr
+    [html] = list(settings.reports_dir.glob("gdpr_audit_report_*.html"))
+    [data_file] = list(settings.reports_dir.glob("gdpr_audit_report_*.json"))
+    data = json.loads(data_file.read_text(encoding="utf-8"))
+    assert data["total"] == 2 and data["residual_links_to_erased_users"] == 0
+    assert sum(sum(day["received"].values()) for day in data["history"]) == 2
+    page = html.read_text(encoding="utf-8")
+    assert "http" not in page.lower() and page.count('src="data:image/png;base64,') == 1
+    assert str(email) not in page and str(email) not in data_file.read_text(encoding="utf-8")
+    assert not list(settings.reports_dir.glob("gdpr_audit_report_*.md"))

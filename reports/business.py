@@ -1,0 +1,211 @@
+"""The figures of the daily business report, read from PostgreSQL as the analytics role.
+
+Headline counts and revenue come from the daily metrics: the batch metrics for a closed day the
+batch job has run for (the source of truth), the streaming metrics for today or for a day the
+batch job has not covered yet. Everything that needs people rather than totals (unique users,
+the funnel, hours, countries) comes from ``events_raw`` joined to ``users_public``, never to
+``users_pii``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+import psycopg2.extensions
+
+from batch.compare_batch_vs_stream import Comparison, compare_in
+from core import db
+from core.events import EVENT_TYPES
+
+TREND_DAYS = 14
+CENT = Decimal("0.01")
+UNKNOWN_COUNTRY = "unknown"
+
+
+@dataclass(frozen=True)
+class DayKpis:
+    """One day's key figures."""
+
+    day: date
+    source: str  # "batch" or "streaming"
+    events: int
+    purchases: int
+    revenue: Decimal
+    users: int  # distinct users with any event
+    purchasers: int  # distinct users with a purchase
+    funnel: tuple[int, int, int]  # users who viewed; of them, added to cart; of them, purchased
+
+    @property
+    def average_order_value(self) -> Decimal | None:
+        return (self.revenue / self.purchases).quantize(CENT) if self.purchases else None
+
+
+@dataclass(frozen=True)
+class HourCell:
+    events: int
+    users: int
+
+
+@dataclass(frozen=True)
+class CountryRow:
+    country: str
+    users: int
+    purchasers: int
+    purchases: int
+    revenue: Decimal
+
+
+@dataclass(frozen=True)
+class TrendDay:
+    day: date
+    source: str
+    events: int
+    revenue: Decimal
+
+
+@dataclass(frozen=True)
+class BusinessFigures:
+    """Everything the daily business report shows."""
+
+    day: date
+    today: date
+    kpis: DayKpis
+    previous_day: DayKpis
+    same_weekday_last_week: DayKpis
+    comparison: list[Comparison]
+    hourly: dict[str, list[HourCell]]  # event type -> 24 cells
+    hourly_revenue: list[tuple[Decimal, int]]  # per hour: revenue, purchasers
+    countries: list[CountryRow]
+    trend: list[TrendDay]
+    dead_letters: dict[str, int]
+
+    @property
+    def has_data(self) -> bool:
+        return self.kpis.events > 0 or self.kpis.users > 0
+
+    @property
+    def source_reason(self) -> str:
+        if self.kpis.source == "batch":
+            return "the day is closed and the batch job has run for it"
+        if self.day >= self.today:
+            return "the day is still running; batch metrics cover closed days"
+        return "the batch job has not run for this closed day yet"
+
+
+def choose_source(day: date, today: date, comparison: list[Comparison]) -> str:
+    """Batch for a closed day the batch job has covered, streaming otherwise."""
+    return "batch" if day < today and any(r.batch_count for r in comparison) else "streaming"
+
+
+def _day_kpis(cur: db.Cursor, day: date, today: date) -> tuple[DayKpis, list[Comparison]]:
+    comparison = compare_in(cur, day)
+    source = choose_source(day, today, comparison)
+    batch = source == "batch"
+    events = sum(r.batch_count if batch else r.stream_count for r in comparison)
+    purchases = sum(r.batch_count if batch else r.stream_count for r in comparison if r.event_type == "purchase")
+    revenue = sum((r.batch_revenue if batch else r.stream_revenue for r in comparison), Decimal("0.00"))
+    cur.execute(
+        "WITH per_user AS (SELECT user_id, bool_or(event_type = 'page_view') AS viewed,"
+        " bool_or(event_type = 'add_to_cart') AS carted, bool_or(event_type = 'purchase') AS bought"
+        " FROM events_raw WHERE event_date = %s GROUP BY user_id)"
+        " SELECT count(*), count(*) FILTER (WHERE bought), count(*) FILTER (WHERE viewed),"
+        " count(*) FILTER (WHERE viewed AND carted), count(*) FILTER (WHERE viewed AND carted AND bought) FROM per_user",
+        (day,),
+    )
+    users, purchasers, viewed, carted, bought = (int(v) for v in cur.fetchone() or (0, 0, 0, 0, 0))
+    kpis = DayKpis(day, source, events, purchases, revenue, users, purchasers, (viewed, carted, bought))
+    return kpis, comparison
+
+
+def _hourly(cur: db.Cursor, day: date) -> tuple[dict[str, list[HourCell]], list[tuple[Decimal, int]]]:
+    cur.execute(
+        "SELECT extract(hour FROM event_timestamp AT TIME ZONE 'UTC')::int, event_type, count(*),"
+        " count(DISTINCT user_id), coalesce(sum(amount), 0) FROM events_raw WHERE event_date = %s GROUP BY 1, 2",
+        (day,),
+    )
+    hourly = {kind: [HourCell(0, 0) for _ in range(24)] for kind in EVENT_TYPES}
+    revenue: list[tuple[Decimal, int]] = [(Decimal("0.00"), 0) for _ in range(24)]
+    for hour, kind, events, users, amount in cur.fetchall():
+        hourly.setdefault(kind, [HourCell(0, 0) for _ in range(24)])[hour] = HourCell(int(events), int(users))
+        if kind == "purchase":
+            revenue[hour] = (Decimal(amount), int(users))
+    return hourly, revenue
+
+
+def _countries(cur: db.Cursor, day: date) -> list[CountryRow]:
+    # Events of users without a users_public row (late events of erased people carry a fresh
+    # random id) count under "unknown".
+    cur.execute(
+        "SELECT coalesce(u.country, %s), count(DISTINCT e.user_id),"
+        " count(DISTINCT e.user_id) FILTER (WHERE e.event_type = 'purchase'),"
+        " count(*) FILTER (WHERE e.event_type = 'purchase'), coalesce(sum(e.amount), 0)"
+        " FROM events_raw e LEFT JOIN users_public u ON u.user_id = e.user_id"
+        " WHERE e.event_date = %s GROUP BY 1 ORDER BY 5 DESC, 2 DESC, 1",
+        (UNKNOWN_COUNTRY, day),
+    )
+    return [CountryRow(str(c), int(u), int(p), int(n), Decimal(r)) for c, u, p, n, r in cur.fetchall()]
+
+
+def _trend(cur: db.Cursor, day: date, today: date) -> list[TrendDay]:
+    first = day - timedelta(days=TREND_DAYS - 1)
+    cur.execute(
+        "SELECT d::date,"
+        " (SELECT sum(event_count) FROM metrics_batch_daily WHERE event_date = d::date),"
+        " (SELECT sum(revenue) FROM metrics_batch_daily WHERE event_date = d::date),"
+        " (SELECT sum(event_count) FROM metrics_streaming_daily WHERE event_date = d::date),"
+        " (SELECT sum(revenue) FROM metrics_streaming_daily WHERE event_date = d::date)"
+        " FROM generate_series(%s::date, %s::date, interval '1 day') AS d ORDER BY 1",
+        (first, day),
+    )
+    trend = []
+    for d, batch_events, batch_revenue, stream_events, stream_revenue in cur.fetchall():
+        if d < today and batch_events:
+            trend.append(TrendDay(d, "batch", int(batch_events), Decimal(batch_revenue or 0)))
+        else:
+            trend.append(TrendDay(d, "streaming", int(stream_events or 0), Decimal(stream_revenue or 0)))
+    return trend
+
+
+def _dead_letters(cur: db.Cursor, day: date) -> dict[str, int]:
+    cur.execute(
+        "SELECT reason, count(*) FROM dead_letter_events WHERE received_at >= %(day)s::date AT TIME ZONE 'UTC'"
+        " AND received_at < (%(day)s::date + 1) AT TIME ZONE 'UTC' GROUP BY reason ORDER BY reason",
+        {"day": day},
+    )
+    return {reason: int(n) for reason, n in cur.fetchall()}
+
+
+def collect(conn: psycopg2.extensions.connection, day: date, today: date) -> BusinessFigures:
+    """All figures for ``day`` in one read-only transaction (one consistent snapshot)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        kpis, comparison = _day_kpis(cur, day, today)
+        previous, _ = _day_kpis(cur, day - timedelta(days=1), today)
+        last_week, _ = _day_kpis(cur, day - timedelta(days=7), today)
+        hourly, hourly_revenue = _hourly(cur, day)
+        return BusinessFigures(
+            day=day,
+            today=today,
+            kpis=kpis,
+            previous_day=previous,
+            same_weekday_last_week=last_week,
+            comparison=comparison,
+            hourly=hourly,
+            hourly_revenue=hourly_revenue,
+            countries=_countries(cur, day),
+            trend=_trend(cur, day, today),
+            dead_letters=_dead_letters(cur, day),
+        )
+
+
+def latest_day_with_events(conn: psycopg2.extensions.connection) -> date | None:
+    """The most recent day with any metrics, to point at when the asked-for day is empty."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT max(d) FROM (SELECT max(event_date) AS d FROM metrics_streaming_daily"
+            " UNION ALL SELECT max(event_date) FROM metrics_batch_daily) AS t"
+        )
+        row = cur.fetchone()
+        return row[0] if row else None

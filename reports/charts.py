@@ -1,0 +1,146 @@
+"""Charts for the reports, drawn with matplotlib's object API into PNG bytes (no display needed).
+
+Suppressed cells (see reports.privacy) arrive as ``None`` and are left out of a chart rather
+than drawn as zero; the chart says so.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
+
+from reports.render import Chart
+
+WIDTH_IN, HEIGHT_IN, DPI = 8.0, 3.2, 110
+COLOURS = {"page_view": "#3e7cb1", "add_to_cart": "#f0a202", "purchase": "#2e933c"}
+GREY = "#616e7c"
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No Software metadata: it carries a URL, and the HTML report must not contain any.
+    fig.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _figure() -> Figure:
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
+    return fig
+
+
+_THOUSANDS = StrMethodFormatter("{x:,.0f}")
+FUNNEL_COLOURS = (COLOURS["page_view"], COLOURS["add_to_cart"], COLOURS["purchase"])
+
+
+def _style(ax: Axes, *, value_axis: Literal["x", "y"] = "y") -> None:
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.grid(axis=value_axis, alpha=0.3)
+    (ax.yaxis if value_axis == "y" else ax.xaxis).set_major_formatter(_THOUSANDS)
+
+
+def _note_suppressed(fig: Figure, any_suppressed: bool, k: int) -> None:
+    if any_suppressed:
+        fig.text(0.01, 0.01, f"gaps: cells of fewer than {k} users are suppressed", fontsize=8, color=GREY)
+
+
+def events_per_hour(series: Mapping[str, Sequence[int | None]], k: int) -> Chart:
+    """Events per UTC hour, one line per event type."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    hours = list(range(24))
+    for kind, values in series.items():
+        ax.plot(hours, [float("nan") if v is None else v for v in values], marker="o", markersize=3, label=kind,
+                color=COLOURS.get(kind))  # fmt: skip
+    ax.set_xticks(range(0, 24, 2))
+    ax.set_xlabel("hour (UTC)")
+    ax.set_ylabel("events")
+    ax.legend(frameon=False, ncols=3, loc="upper left")
+    _style(ax)
+    _note_suppressed(fig, any(v is None for values in series.values() for v in values), k)
+    return Chart("events_per_hour", "Events per hour by type", _png(fig))
+
+
+def revenue_per_hour(values: Sequence[Decimal | None], k: int) -> Chart:
+    """Revenue (EUR) per UTC hour."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.bar(range(24), [0.0 if v is None else float(v) for v in values], color=COLOURS["purchase"])
+    ax.set_xticks(range(0, 24, 2))
+    ax.set_xlabel("hour (UTC)")
+    ax.set_ylabel("revenue (EUR)")
+    _style(ax)
+    _note_suppressed(fig, any(v is None for v in values), k)
+    return Chart("revenue_per_hour", "Revenue per hour", _png(fig))
+
+
+def funnel(steps: Sequence[tuple[str, int | None]], k: int) -> Chart:
+    """Users reaching each step, widest at the top, with the conversion from the step before."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    labels = [label for label, _n in steps][::-1]
+    counts: list[int] = [0 if n is None else n for _label, n in steps][::-1]
+    bars = ax.barh(labels, counts, color=list(FUNNEL_COLOURS[: len(labels)])[::-1])
+    top = max([1, *counts])
+    for i, (bar, (_label, n)) in enumerate(zip(bars, list(steps)[::-1], strict=True)):
+        before = steps[len(steps) - i - 2][1] if i < len(steps) - 1 else None
+        text = "suppressed" if n is None else f"{n:,}"
+        if n is not None and before:
+            text += f"  ({n / before:.1%} of the step before)"
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=9)
+    ax.set_xlim(0, top * 1.45)
+    ax.set_xlabel("users")
+    _style(ax, value_axis="x")
+    _note_suppressed(fig, any(n is None for _label, n in steps), k)
+    return Chart("funnel", "Conversion funnel (users)", _png(fig))
+
+
+def daily_trend(days: Sequence[date], events: Sequence[int], revenue: Sequence[Decimal]) -> Chart:
+    """Events (bars) and revenue (line, second axis) per day."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    labels = [d.strftime("%m-%d") for d in days]
+    ax.bar(labels, events, color=COLOURS["page_view"], alpha=0.7, label="events")
+    ax.set_ylabel("events")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    money = ax.twinx()
+    money.plot(labels, [float(r) for r in revenue], color=COLOURS["purchase"], marker="o", markersize=3, label="revenue")
+    money.set_ylabel("revenue (EUR)")
+    money.set_ylim(bottom=0)
+    money.yaxis.set_major_formatter(_THOUSANDS)
+    _style(ax)
+    money.spines["top"].set_visible(False)
+    fig.legend(loc="outside upper left", ncols=2, frameon=False)
+    return Chart("trend_14_days", f"Last {len(days)} days", _png(fig))
+
+
+def privacy_requests_over_time(
+    days: Sequence[date], received: Mapping[str, Sequence[int]], p95_hours: Sequence[float | None]
+) -> Chart:
+    """Requests received per day by type (bars) and the p95 processing time (line)."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    labels = [d.strftime("%m-%d") for d in days]
+    bottom = [0] * len(days)
+    palette = {"erasure": "#c0392b", "access": "#3e7cb1"}
+    for kind, counts in received.items():
+        ax.bar(labels, counts, bottom=bottom, label=f"{kind} requests", color=palette.get(kind, GREY))
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    ax.set_ylabel("requests received")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    hours = ax.twinx()
+    hours.plot(labels, [float("nan") if h is None else h for h in p95_hours], color="#1f2933", marker="o", markersize=3,
+               label="p95 processing time")  # fmt: skip
+    hours.set_ylabel("p95 processing (hours)")
+    hours.set_ylim(bottom=0)
+    _style(ax)
+    hours.spines["top"].set_visible(False)
+    fig.legend(loc="outside upper left", ncols=3, frameon=False)
+    return Chart("requests_over_time", "Privacy requests and processing time", _png(fig))

@@ -1,0 +1,139 @@
+"""Report logic without services: small-cell suppression, KPI figures, self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from batch.compare_batch_vs_stream import Comparison
+from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
+from reports.generate_daily_report import build_data, build_document
+from reports.privacy import marker, suppressed_cells
+from reports.render import render_html, render_json, render_markdown
+
+DAY = date(2026, 5, 4)  # a Monday
+K = 5
+
+
+def test_cells_below_k_are_suppressed_but_zero_is_not() -> None:
+    assert suppressed_cells({"DE": 40, "FR": 0, "IT": 12}, K) == set()
+    assert suppressed_cells({"DE": 40, "FR": 3, "IT": 2, "ES": 9}, K) == {"FR", "IT"}
+
+
+def test_a_lone_small_cell_takes_the_next_smallest_with_it() -> None:
+    # Only FR hidden: total minus the others would give FR back, so ES (the smallest) goes too.
+    assert suppressed_cells({"DE": 40, "FR": 3, "ES": 9, "IT": 12}, K) == {"FR", "ES"}
+    # Everything small: all hidden, nothing to give back.
+    assert suppressed_cells({"a": 1, "b": 2}, K) == {"a", "b"}
+
+
+def test_k_of_one_suppresses_nothing() -> None:
+    assert suppressed_cells({"DE": 1}, 1) == set()
+
+
+def test_source_is_batch_only_for_a_closed_day_the_batch_job_covered() -> None:
+    covered = [Comparison("page_view", 3, Decimal(0), 3, Decimal(0))]
+    uncovered = [Comparison("page_view", 0, Decimal(0), 3, Decimal(0))]
+    assert choose_source(DAY, DAY + timedelta(days=1), covered) == "batch"
+    assert choose_source(DAY, DAY + timedelta(days=1), uncovered) == "streaming"
+    assert choose_source(DAY, DAY, covered) == "streaming"
+
+
+def kpis(day: date, events: int, purchases: int, revenue: str, users: int) -> DayKpis:
+    return DayKpis(day, "batch", events, purchases, Decimal(revenue), users, purchases, (users, users // 2, purchases))
+
+
+def figures(*, with_data: bool = True) -> BusinessFigures:
+    hourly = {kind: [HourCell(0, 0) for _ in range(24)] for kind in ("page_view", "add_to_cart", "purchase")}
+    hourly["page_view"][9] = HourCell(120, 30)
+    hourly["page_view"][10] = HourCell(20, 6)
+    hourly["page_view"][3] = HourCell(4, 2)  # two night owls: must not show
+    return BusinessFigures(
+        day=DAY,
+        today=DAY + timedelta(days=1),
+        kpis=kpis(DAY, 200, 10, "250.00", 40) if with_data else kpis(DAY, 0, 0, "0", 0),
+        previous_day=kpis(DAY - timedelta(days=1), 100, 8, "200.00", 30),
+        same_weekday_last_week=kpis(DAY - timedelta(days=7), 400, 0, "0", 60),
+        comparison=[Comparison("purchase", 10, Decimal("250.00"), 10, Decimal("250.00"))],
+        hourly=hourly,
+        hourly_revenue=[(Decimal("250.00"), 10) if h == 9 else (Decimal(0), 0) for h in range(24)],
+        countries=[
+            CountryRow("DE", 30, 8, 8, Decimal("200.00")),
+            CountryRow("ES", 12, 6, 6, Decimal("60.00")),
+            CountryRow("FR", 7, 1, 1, Decimal("40.00")),  # one buyer: revenue hidden
+            CountryRow("IT", 3, 1, 1, Decimal("10.00")),  # three users: hidden
+        ],
+        trend=[TrendDay(DAY - timedelta(days=i), "batch", 100 + i, Decimal(i)) for i in range(13, -1, -1)],
+        dead_letters={"not_json": 2},
+    )
+
+
+def test_business_figures_and_changes_are_right() -> None:
+    data = build_data(figures(), K)
+    assert data["kpis"]["events"] == 200 and data["kpis"]["revenue"] == Decimal("250.00")
+    assert data["kpis"]["average order value"] == Decimal("25.00")
+    text = render_markdown(build_document(figures(), K))
+    assert "Events: **200** (+100.0 % vs previous day)" in text
+    assert "Revenue: **250.00 EUR** (+25.0 % vs previous day)" in text
+    assert "| events | 200 | 100 | +100.0 % | 400 | -50.0 % |" in text
+    # No purchases a week ago: no average order value, and no change to compute.
+    assert "| average order value (EUR) | 25.00 | 25.00 | +0.0 % | n/a | n/a |" in text
+    assert "Figures from: **batch**" in text and "agree exactly" in text
+    assert "dead letters received this day): **2**" in text
+
+
+def test_small_cells_are_suppressed_and_marked_everywhere() -> None:
+    data = build_data(figures(), K)
+    countries = {c["country"]: c for c in data["countries"]}
+    assert countries["DE"]["users"] == 30 and countries["DE"]["revenue"] == Decimal("200.00")
+    # Users: IT has 3 (hidden); alone it would come back from the total, so FR (7, the
+    # smallest shown) is hidden with it.
+    assert countries["IT"]["users"] == "suppressed" and countries["FR"]["users"] == "suppressed"
+    assert countries["ES"]["users"] == 12
+    # Revenue counts buyers: FR and IT have one each (hidden), two together, so ES goes too.
+    assert [countries[c]["revenue"] for c in ("FR", "IT", "ES")] == ["suppressed"] * 3
+    assert data["events_per_hour"]["page_view"][3] == "suppressed"
+    assert data["events_per_hour"]["page_view"][10] == "suppressed"  # else 3 comes back from the day total
+    assert data["events_per_hour"]["page_view"][9] == 120
+    text = render_markdown(build_document(figures(), K))
+    assert f"| IT | {marker(K)} |" in text and "| DE | 30 | 8 | 200.00 |" in text
+    assert not re.search(r"\b(40|10|60)\.00\b", text.split("## Revenue and users by country")[1].split("##")[0])
+    json.loads(render_json(data))  # serialisable
+
+
+def test_html_is_self_contained_and_embeds_every_chart_as_a_png() -> None:
+    doc = build_document(figures(), K)
+    html = render_html(doc)
+    assert "http" not in html.lower()
+    assert not re.search(r"<(link|iframe|object)\b", html) and not re.search(r"<script[^>]+src=", html)
+    images = re.findall(r'<img class="chart" alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
+    assert [alt for alt, _ in images] == [c.title for c in doc.charts] and len(images) == 4
+    assert all(base64.b64decode(b64).startswith(b"\x89PNG\r\n\x1a\n") for _alt, b64 in images)
+    assert f'data-charts="{len(images)}"' in html
+
+
+def test_markdown_links_one_png_per_chart() -> None:
+    doc = build_document(figures(), K)
+    text = render_markdown(doc, "business_report_2026-05-04")
+    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text)
+    assert links == [f"business_report_2026-05-04_{c.name}.png" for c in doc.charts]
+
+
+def test_a_day_without_data_says_so_instead_of_empty_tables() -> None:
+    doc = build_document(figures(with_data=False), K, latest=DAY - timedelta(days=2))
+    text = render_markdown(doc)
+    assert "No events were recorded for 2026-05-04" in text and "2026-05-02" in text
+    assert not doc.charts
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_k_is_honoured(k: int) -> None:
+    data = build_data(figures(), k)
+    shown = [c for c in data["countries"] if c["users"] != "suppressed"]
+    assert all(c["users"] >= k for c in shown)
+    assert data["min_cell_users"] == k
