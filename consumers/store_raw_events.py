@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 from collections import Counter
+from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
@@ -21,7 +22,7 @@ from psycopg2.extras import execute_values
 
 from core import cli, db
 from core.config import Settings
-from core.pii import redact_text
+from core.pii import might_contain_pii_each, redact_text
 from core.sink import Consumed, Cursor, Sink
 
 DEFAULT_GROUP = "raw-events-sink"
@@ -56,16 +57,25 @@ class RawEventsWriter:
     def encode(self, events: list[Consumed]) -> RawBatch:
         """CSV rows with the metadata redacted (CPU only: runs while the previous batch is written)."""
         redactions: Counter[str] = Counter()
+        serialised = [_METADATA_ENCODER.encode(e.metadata) for e, _p, _o in events]
+        # One scan of the whole batch finds the few events whose metadata needs the detectors.
+        suspects = might_contain_pii_each(serialised)
+        # Events come in bursts with one timestamp: its two text forms are computed once.
+        stamps: dict[datetime, str] = {}
         lines = []
-        for e, partition, offset in events:
-            # One scan of the serialised metadata: the detectors match neither quotes nor
-            # backslashes, so a replacement never breaks the JSON.
-            metadata = redact_text(_METADATA_ENCODER.encode(e.metadata).decode(), redactions)
+        for i, (e, partition, offset) in enumerate(events):
+            metadata = serialised[i].decode()
+            if i in suspects:
+                # The detectors match neither quotes nor backslashes: a replacement never breaks the JSON.
+                metadata = redact_text(metadata, redactions)
+            stamp = stamps.get(e.event_timestamp)
+            if stamp is None:
+                stamp = stamps[e.event_timestamp] = f"{e.event_timestamp.isoformat()},{e.event_date.isoformat()}"
             # CSV by hand (2.5x faster than csv.writer here): every field but the metadata is
             # validated to contain no comma, quote or newline; the metadata is quoted.
             amount = "" if e.amount is None else e.amount
             lines.append(
-                f"{e.event_id},{e.user_id},{e.event_type},{e.event_timestamp.isoformat()},{e.event_date.isoformat()},"
+                f"{e.event_id},{e.user_id},{e.event_type},{stamp},"
                 f'{amount},"{metadata.replace(chr(34), chr(34) * 2)}",{partition},{offset}\n'
             )
         return RawBatch("".join(lines), redactions, sorted({e.user_id for e, _p, _o in events}))
@@ -74,7 +84,12 @@ class RawEventsWriter:
         # Shared erasure lock: an erasure either committed before this batch (and the check
         # below sees it) or waits until this batch is stored (and re-keys it).
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
-        cur.execute("SELECT user_id FROM users_pii WHERE user_id = ANY(%s) AND anonymized_at IS NOT NULL", (encoded.user_ids,))
+        # The ids go as one array literal: psycopg2 would adapt a list of 50,000 ints one by one,
+        # holding the GIL the polling thread needs.
+        cur.execute(
+            "SELECT user_id FROM users_pii WHERE user_id = ANY(%s::bigint[]) AND anonymized_at IS NOT NULL",
+            ("{" + ",".join(map(str, encoded.user_ids)) + "}",),
+        )
         erased = [row[0] for row in cur.fetchall()]
         buffer = io.StringIO(encoded.csv)
         # Fast path: COPY straight into events_raw. Only when an event id is already stored (a

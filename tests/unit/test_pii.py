@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from core.pii import iban_valid, luhn_valid, new_pseudonymous_user_id, redact_text
+from core.pii import iban_valid, luhn_valid, might_contain_pii, might_contain_pii_each, new_pseudonymous_user_id, redact_text
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,23 @@ def test_checksums_and_pseudonyms() -> None:
     assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE88 3704 0044 0532 0130 00")
     ids = {new_pseudonymous_user_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(2**62 <= i < 2**63 for i in ids)
+
+
+def test_the_batch_scan_finds_exactly_the_texts_the_single_check_would() -> None:
+    texts = [
+        '{"page":"/shoes/product/12","device":"mobile"}',
+        '{"note":"mail me at anna@example.com"}',
+        '{"product_id":1234}',
+        '{"call":"+49 30 1234567"}',
+        '{"ip":"2001:db8::1"}',
+        '{"page":"/checkout/confirmation","browser":"chrome"}',
+        '{"order":"1234567890123"}',
+        '{"über":"café ☕"}',
+        '{"a":"b:c"}',
+        "{}",
+    ]
+    for n in range(1, len(texts) + 1):
+        batch = texts[:n] + texts[: len(texts) - n]  # every text at several positions
+        expected = {i for i, text in enumerate(batch) if might_contain_pii(text)}
+        assert might_contain_pii_each([t.encode() for t in batch]) == expected
+    assert might_contain_pii_each([texts[0].encode()] * 1000) == set()
