@@ -37,8 +37,14 @@ def might_contain_pii(text: str) -> bool:
     return b"h:h" in hexed or b"::" in data
 
 
-_CANDIDATE = re.compile(rb"@|#{7}")
-_HEX_COLON = re.compile(rb"h:h|::")
+def _positions(data: bytes, needle: bytes) -> list[int]:
+    """Every start of ``needle`` in ``data`` (bytes.find: far faster than a regex scan)."""
+    found = []
+    at = data.find(needle)
+    while at != -1:
+        found.append(at)
+        at = data.find(needle, at + 1)
+    return found
 
 
 def might_contain_pii_each(texts: list[bytes]) -> set[int]:
@@ -46,8 +52,8 @@ def might_contain_pii_each(texts: list[bytes]) -> set[int]:
     the whole batch: the same conditions on the texts joined by newlines (a newline breaks
     every run and pattern), about ten times cheaper than a check per text."""
     blob = b"\n".join(texts)
-    hits = [m.start() for m in _CANDIDATE.finditer(blob.translate(_DIGIT_RUNS))]
-    hits += [m.start() for m in _HEX_COLON.finditer(blob.translate(_HEX))]
+    hits = _positions(blob, b"@") + _positions(blob, b"::")
+    hits += _positions(blob.translate(_DIGIT_RUNS), b"#######") + _positions(blob.translate(_HEX), b"h:h")
     if not hits:
         return set()
     starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
