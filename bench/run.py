@@ -65,7 +65,8 @@ class Row:
 
 @dataclass
 class Sampler:
-    """Samples a process's RSS every 0.2 s: peak, and growth from the first third to the end."""
+    """Samples the RSS of a process and its children (summed) every 0.2 s: peak, and growth
+    from the first third to the end."""
 
     pid: int
     samples: list[int] = field(default_factory=list)
@@ -79,7 +80,13 @@ class Sampler:
         try:
             process = psutil.Process(self.pid)
             while not self._stop.is_set():
-                self.samples.append(process.memory_info().rss)
+                total = process.memory_info().rss
+                for child in process.children(recursive=True):
+                    try:
+                        total += child.memory_info().rss
+                    except psutil.Error:  # a child that just ended
+                        continue
+                self.samples.append(total)
                 self._stop.wait(0.2)
         except psutil.Error:
             return

@@ -112,7 +112,6 @@ class EventFactory:
     def user_ids(self, ids: list[int]) -> None:
         self._user_ids = ids
         self._user_strs = [str(u) for u in ids]
-        self._user_keys = [s.encode("ascii") for s in self._user_strs]
         self._user_indices = range(len(ids))
 
     def _metadata(self, kind: str) -> dict[str, str | int]:
@@ -176,19 +175,15 @@ class EventFactory:
         if self._chunks % PURCHASE_REDRAW_CHUNKS == 0:
             self._draw_purchase_endings()
         head = f'{{"event_timestamp":"{now.astimezone(UTC).isoformat()}","event_id":"{self._id_prefix(now)}'
-        strs, keys = self._user_strs, self._user_keys
+        strs = self._user_strs
         first = self._take_sequence(n)
-        # In index order: a million users' ids are 100 MB of small objects, and visiting them in
-        # address order instead of at random halves the time spent waiting on memory.
+        # In index order: a million users' ids are 60 MB of small objects, and visiting them in
+        # address order instead of at random halves the time spent waiting on memory. The key
+        # is encoded from the same string rather than read from a second list (one miss, not two).
         users = sorted(self.rng.choices(self._user_indices, k=n))
         return [
-            {"key": keys[u], "value": f'{head}{sequence:012x}","user_id":{strs[u]}{ending}'.encode()}
-            for sequence, u, ending in zip(
-                range(first, first + n),
-                users,
-                self.rng.choices(self.endings, k=n),
-                strict=True,
-            )
+            {"key": (user := strs[u]).encode(), "value": f'{head}{sequence:012x}","user_id":{user}{ending}'.encode()}
+            for sequence, u, ending in zip(range(first, first + n), users, self.rng.choices(self.endings, k=n), strict=True)
         ]
 
     def _draw_purchase_endings(self) -> None:
