@@ -3,7 +3,9 @@
 Default mix: page_view 70 %, add_to_cart 20 %, purchase 10 % with an amount in euros. Metadata
 (page, device, browser, product) never carries personal data. Runs until Ctrl+C unless
 ``--count`` is given; on the way out it flushes what it produced and says what, if anything,
-could not be delivered.
+could not be delivered. ``--processes N`` runs N generator processes (generation is CPU-bound
+Python; one per core is fastest); ``--backfill-days D`` stamps events over the last D days
+along a daily traffic curve, for demos and reports with history. Event ids are UUIDv7.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import psycopg2.extensions
 from core import cli, db
 from core.config import Settings
 from reports import charts
-from reports.render import FORMATS, Document, Section, Table, parse_formats, render_markdown, write_document
+from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
 STATUSES = ("pending", "completed", "not_found", "rejected")
 REQUEST_TYPES = ("erasure", "access")
@@ -221,13 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days) "
         "and write it to REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.{md,html,json}.",
     )
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        type=parse_formats,
-        default=list(FORMATS),
-        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
-    )
+    add_format_argument(parser)
     return parser
 
 
@@ -237,9 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     def execute(settings: Settings) -> int:
         text, files = generate(settings, cli.today_utc(), args.formats)
         print(text)
-        for path in files:
-            if path.suffix != ".png":
-                print(f"written to {path}")
+        print_written(files)
         return 0
 
     cli.run(execute)

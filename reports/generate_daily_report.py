@@ -24,7 +24,7 @@ from core import cli, db
 from core.config import Settings
 from reports import business, charts, privacy
 from reports.business import BusinessFigures, DayKpis
-from reports.render import FORMATS, Document, Section, Table, parse_formats, render_markdown, write_document
+from reports.render import Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 
@@ -274,13 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}. Several days with --from/--to.",
     )
     cli.add_day_range_arguments(parser)
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        type=parse_formats,
-        default=list(FORMATS),
-        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
-    )
+    add_format_argument(parser)
     parser.add_argument(
         "--min-cell-users",
         type=int,
@@ -307,9 +301,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(text)
             else:
                 progress.advance(1, day.isoformat())
-            for path in files:
-                if path.suffix != ".png":
-                    print(f"written to {path}")
+            print_written(files)
         if progress is not None:
             progress.show("done")
         return 0

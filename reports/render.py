@@ -168,6 +168,24 @@ def write_document(directory: Path, stem: str, doc: Document, data: dict[str, An
     return written
 
 
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--format md,html,json`` (default: all three), as both reports take it."""
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=parse_formats,
+        default=list(FORMATS),
+        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
+    )
+
+
+def print_written(files: Sequence[Path]) -> None:
+    """Name the report files written (their charts' PNGs go without saying)."""
+    for path in files:
+        if path.suffix != ".png":
+            print(f"written to {path}")
+
+
 def parse_formats(text: str) -> list[str]:
     """argparse type for ``--format md,html,json``."""
     chosen = [part.strip().lower() for part in text.split(",") if part.strip()]
