@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -508,6 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep:
             stack.down(data_dir)
+            # Ten million events leave several GB behind.
+            shutil.rmtree(data_dir, ignore_errors=True)
     text = bench.report(time.perf_counter() - started)
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

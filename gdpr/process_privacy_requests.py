@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
-from psycopg2.extras import Json, execute_batch, execute_values
+from psycopg2.extras import Json, execute_values
 
 from core import cli, db
 from core.config import Settings
@@ -128,13 +128,27 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, int]:
         "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = ANY(%s)",
         (ids,),
     )
-    cur.execute("SELECT user_id, count(*) FROM events_raw WHERE user_id = ANY(%s) GROUP BY user_id", (ids,))
-    rekeyed = cur.fetchall()
-    # One statement per person, sent in pages: each is an index lookup on user_id. A join with
-    # a VALUES list let the planner pick a scan of all of events_raw (65 s for 10,000 erasures
-    # over 10M events, measured).
-    execute_batch(cur, "UPDATE users_public SET user_id = %(new)s, is_erased = true WHERE user_id = %(old)s", _pairs(moves))
-    execute_batch(cur, "UPDATE events_raw SET user_id = %(new)s WHERE user_id = %(old)s", _pairs(moves))
+    olds, news = [old for old, _new in moves], [new for _old, new in moves]
+    # One statement per table, each person found through the user_id index: the planner is told
+    # to walk the index for every pair. Left to itself it once chose a scan of all of events_raw
+    # per batch (65 s for 10,000 erasures over 10M events, measured); per-person statements
+    # avoided that but cost a round trip each and a second pass to count the events.
+    cur.execute("SET LOCAL enable_seqscan = off")
+    cur.execute("SET LOCAL enable_hashjoin = off")
+    cur.execute("SET LOCAL enable_mergejoin = off")
+    cur.execute(
+        "UPDATE users_public AS u SET user_id = m.new, is_erased = true"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS m (old, new) WHERE u.user_id = m.old",
+        (olds, news),
+    )
+    cur.execute(
+        "UPDATE events_raw AS e SET user_id = m.new"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS m (old, new) WHERE e.user_id = m.old RETURNING m.old",
+        (olds, news),
+    )
+    rekeyed = Counter(int(old) for (old,) in cur.fetchall())
+    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+        cur.execute(f"SET LOCAL {setting} = on")
     values = sorted({v.lower() for p in people for v in p.pii_values if len(v) >= 3})
     cur.execute(
         "UPDATE dead_letter_events SET payload = %s WHERE"
@@ -144,11 +158,7 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, int]:
     )
     if cur.rowcount:
         logger.info("scrubbed %d dead letters that mentioned erased people", cur.rowcount)
-    return {int(old): int(n) for old, n in rekeyed}
-
-
-def _pairs(moves: list[tuple[int, int]]) -> list[dict[str, int]]:
-    return [{"old": old, "new": new} for old, new in moves]
+    return dict(rekeyed)
 
 
 def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) -> None:
