@@ -97,9 +97,14 @@ class Sampler:
         self._thread.join()
         if not self.samples:
             return None, None
-        peak = max(self.samples) / 2**20
-        third = self.samples[len(self.samples) // 3]
-        growth = (self.samples[-1] - third) / third * 100 if len(self.samples) >= 6 else None
+        samples = [s for s in self.samples if s]  # 0: sampled while the process was ending
+        if not samples:
+            return None, None
+        peak = max(samples) / 2**20
+        # From a third of the run to nine tenths: the steady state, not start-up or shutdown
+        # (child processes exit before their parent, a consumer drops its buffers as it stops).
+        third, late = samples[len(samples) // 3], samples[len(samples) * 9 // 10]
+        growth = (late - third) / third * 100 if len(samples) >= 10 else None
         return peak, growth
 
 
