@@ -57,13 +57,14 @@ class RawEventsWriter:
     def encode(self, events: list[Consumed]) -> RawBatch:
         """CSV rows with the metadata redacted (CPU only: runs while the previous batch is written)."""
         redactions: Counter[str] = Counter()
-        serialised = [_METADATA_ENCODER.encode(e.metadata) for e, _p, _o in events]
+        serialised = [_METADATA_ENCODER.encode(c.event.metadata) for c in events]
         # One scan of the whole batch finds the few events whose metadata needs the detectors.
         suspects = might_contain_pii_each(serialised)
         # Events come in bursts with one timestamp: its two text forms are computed once.
         stamps: dict[datetime, str] = {}
         lines = []
-        for i, (e, partition, offset) in enumerate(events):
+        for i, consumed in enumerate(events):
+            e = consumed.event
             metadata = serialised[i].decode()
             if i in suspects:
                 # The detectors match neither quotes nor backslashes: a replacement never breaks the JSON.
@@ -76,9 +77,9 @@ class RawEventsWriter:
             amount = "" if e.amount is None else e.amount
             lines.append(
                 f"{e.event_id},{e.user_id},{e.event_type},{stamp},"
-                f'{amount},"{metadata.replace(chr(34), chr(34) * 2)}",{partition},{offset}\n'
+                f'{amount},"{metadata.replace(chr(34), chr(34) * 2)}",{consumed.partition},{consumed.offset}\n'
             )
-        return RawBatch("".join(lines), redactions, sorted({e.user_id for e, _p, _o in events}))
+        return RawBatch("".join(lines), redactions, sorted({c.event.user_id for c in events}))
 
     def write(self, cur: Cursor, events: list[Consumed], encoded: RawBatch) -> None:
         # Shared erasure lock: an erasure either committed before this batch (and the check
@@ -111,7 +112,7 @@ class RawEventsWriter:
             cur.execute(
                 "UPDATE events_raw SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint"
                 " WHERE event_id = ANY(%s::uuid[]) AND user_id = ANY(%s)",
-                ([e.event_id for e, _p, _o in events if e.user_id in set(erased)], erased),
+                ([c.event.event_id for c in events if c.event.user_id in set(erased)], erased),
             )
         if encoded.redactions:
             execute_values(

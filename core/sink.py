@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+import msgspec
 import psycopg2
 import psycopg2.extensions
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -51,8 +52,9 @@ PRUNE_EVERY_BATCHES = 500
 FULL_GC_EVERY_BATCHES = 50
 
 
-class Consumed(NamedTuple):
-    """A valid event and where it came from (a tuple: built once per event, so it must be cheap)."""
+class Consumed(msgspec.Struct, frozen=True, gc=False):
+    """A valid event and where it came from. Built once per event: a msgspec Struct's C
+    constructor costs a tenth of a NamedTuple's."""
 
     event: Event
     partition: int
