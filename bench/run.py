@@ -342,8 +342,29 @@ class Bench:
             row.notes = "the Quix Streams environment could not be installed"
         else:
             row = ratio_row("streaming metrics (events/s, exactly-once)", rate, "Quix Streams, in-memory sum", quix, 1.5)
+        ceiling = self._bare_consume()
+        row.notes = (
+            f"a bare consume loop that does nothing with the messages reads this topic at {ceiling:,.0f} events/s: "
+            f"the streaming consumer runs at {rate / ceiling:.0%} of what the broker serves"
+        )
         row.peak_rss_mib, row.rss_growth_pct = peak, growth
         self.rows.append(row)
+
+    def _bare_consume(self) -> float:
+        """Context for the streaming row: how fast the broker hands out the topic at all."""
+        total = sum(kafka.end_offsets(self.settings.kafka, self.topic).values())
+        log(f"context: a bare consume loop over the same {total:,} events")
+        consumer = kafka.consumer(self.settings.kafka, "bench-bare-consume")
+        consumer.subscribe([self.topic])
+        done, started, last = 0, 0.0, 0.0
+        while done < total:
+            messages = consumer.consume(50_000, 5.0)
+            if messages and not started:
+                started = time.perf_counter()
+            done += len(messages)
+            last = time.perf_counter()
+        consumer.close()
+        return done / max(last - started, 1e-9)
 
     def _quix(self) -> float | None:
         python = QUIX_VENV / "bin" / "python"
