@@ -121,8 +121,18 @@ def daily_trend(days: Sequence[date], events: Sequence[int], revenue: Sequence[D
     return Chart("trend_14_days", f"Last {len(days)} days", _png(fig))
 
 
+def _duration_unit(seconds: Sequence[float | None]) -> tuple[str, float]:
+    """Seconds, minutes or hours, whichever reads best for the longest duration."""
+    longest = max((s for s in seconds if s is not None), default=0.0)
+    if longest < 120:
+        return "seconds", 1.0
+    if longest < 2 * 3600:
+        return "minutes", 60.0
+    return "hours", 3600.0
+
+
 def privacy_requests_over_time(
-    days: Sequence[date], received: Mapping[str, Sequence[int]], p95_hours: Sequence[float | None]
+    days: Sequence[date], received: Mapping[str, Sequence[int]], p95_seconds: Sequence[float | None]
 ) -> Chart:
     """Requests received per day by type (bars) and the p95 processing time (line)."""
     fig = _figure()
@@ -135,12 +145,13 @@ def privacy_requests_over_time(
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     ax.set_ylabel("requests received")
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-    hours = ax.twinx()
-    hours.plot(labels, [float("nan") if h is None else h for h in p95_hours], color="#1f2933", marker="o", markersize=3,
-               label="p95 processing time")  # fmt: skip
-    hours.set_ylabel("p95 processing (hours)")
-    hours.set_ylim(bottom=0)
+    unit, scale = _duration_unit(p95_seconds)
+    times = ax.twinx()
+    times.plot(labels, [float("nan") if s is None else s / scale for s in p95_seconds], color="#1f2933", marker="o",
+               markersize=3, label="p95 processing time")  # fmt: skip
+    times.set_ylabel(f"p95 processing ({unit})")
+    times.set_ylim(bottom=0)
     _style(ax)
-    hours.spines["top"].set_visible(False)
+    times.spines["top"].set_visible(False)
     fig.legend(loc="outside upper left", ncols=3, frameon=False)
     return Chart("requests_over_time", "Privacy requests and processing time", _png(fig))

@@ -35,7 +35,7 @@ class RequestDay:
 
     day: date
     received: dict[str, int]  # by request type
-    p95_hours: float | None
+    p95_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _history(cur: db.Cursor, today: date) -> list[RequestDay]:
     for day, kind, n, seconds in cur.fetchall():
         received.setdefault(day, {})[kind] = int(n)
         if seconds is not None:
-            p95[day] = max(p95.get(day, 0.0), float(seconds) / 3600)
+            p95[day] = max(p95.get(day, 0.0), float(seconds))
     days = [first + timedelta(days=i) for i in range(HISTORY_DAYS)]
     return [RequestDay(d, {k: received.get(d, {}).get(k, 0) for k in REQUEST_TYPES}, p95.get(d)) for d in days]
 
@@ -175,7 +175,7 @@ def build_document(figures: AuditFigures, day: date) -> Document:
                 chart=charts.privacy_requests_over_time(
                     [h.day for h in figures.history],
                     {kind: [h.received[kind] for h in figures.history] for kind in REQUEST_TYPES},
-                    [h.p95_hours for h in figures.history],
+                    [h.p95_seconds for h in figures.history],
                 ),
             )
         )

@@ -12,6 +12,7 @@ import pytest
 
 from batch.compare_batch_vs_stream import Comparison
 from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
+from reports.charts import _duration_unit
 from reports.generate_daily_report import build_data, build_document
 from reports.privacy import marker, suppressed_cells
 from reports.render import render_html, render_json, render_markdown
@@ -137,3 +138,9 @@ def test_k_is_honoured(k: int) -> None:
     shown = [c for c in data["countries"] if c["users"] != "suppressed"]
     assert all(c["users"] >= k for c in shown)
     assert data["min_cell_users"] == k
+
+
+def test_processing_times_are_charted_in_a_readable_unit() -> None:
+    assert _duration_unit([0.2, None, 30.0]) == ("seconds", 1.0)
+    assert _duration_unit([600.0]) == ("minutes", 60.0)
+    assert _duration_unit([None, 3 * 86_400.0]) == ("hours", 3600.0)
