@@ -159,8 +159,8 @@ def build_document(figures: AuditFigures, day: date) -> Document:
                 [
                     (
                         status,
-                        *(figures.count(request_type=kind, status=status) for kind in REQUEST_TYPES),
-                        figures.count(status=status),
+                        *(f"{figures.count(request_type=kind, status=status):,}" for kind in REQUEST_TYPES),
+                        f"{figures.count(status=status):,}",
                     )
                     for status in STATUSES
                 ],
