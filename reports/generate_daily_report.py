@@ -29,18 +29,13 @@ from reports.render import Document, Section, Table, add_format_argument, print_
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 
 
-def _money(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value:,.2f} EUR"
-
-
-# A KPI is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
+# A cell is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
 Figure = int | Decimal | str | None
 SUPPRESSED = privacy.SUPPRESSED
 
 
 def _change(now: Figure, before: Figure) -> str:
-    if SUPPRESSED in (now, before):
-        return "n/a (suppressed)"
+    """Relative change of a KPI (KPIs are day totals, never suppressed)."""
     if not isinstance(now, int | Decimal) or not isinstance(before, int | Decimal) or before == 0:
         return "n/a"
     return f"{(Decimal(now) - Decimal(before)) / Decimal(before) * 100:+.1f} %"
