@@ -73,6 +73,20 @@ def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | 
     return Service(process, log)
 
 
+def start_generator(log: Path, *args: str, new_session: bool = False) -> subprocess.Popen[str]:
+    """``python -m data_generators.generate_events args`` in the background, output to ``log``;
+    with ``new_session`` in a process group of its own, as a terminal's Ctrl+C would reach it."""
+    with open(log, "w", encoding="utf-8") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "data_generators.generate_events", *args],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=new_session,
+        )
+
+
 def produce(settings: Settings, payloads: Iterable[tuple[bytes | None, bytes]]) -> int:
     """Send (key, value) pairs to the settings' topic and wait until all are acknowledged."""
     producer = kafka.producer(settings.kafka)

@@ -6,8 +6,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +17,6 @@ from core import kafka
 from core.config import Settings
 from core.events import Event, parse_event
 from tests.helpers import (
-    PROJECT_ROOT,
     RAW,
     STREAMING,
     consume_all,
@@ -30,6 +27,7 @@ from tests.helpers import (
     query,
     read_topic,
     run_command,
+    start_generator,
     start_service,
     wait_caught_up,
     wait_until,
@@ -153,15 +151,7 @@ def test_ctrl_c_stops_every_generator_process_and_flushes(settings: Settings, tm
     flush what it produced, and the parent must report the sum."""
     assert run_command("data_generators.generate_users", "--count", "20").returncode == 0
     log = tmp_path / "generator.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        generator = subprocess.Popen(
-            [sys.executable, "-m", "data_generators.generate_events", "--rate", "400", "--processes", "2"],
-            cwd=PROJECT_ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+    generator = start_generator(log, "--rate", "400", "--processes", "2", new_session=True)
     try:
         read_topic(settings, 50)  # polls until the first 50 events are there
         os.killpg(generator.pid, signal.SIGINT)

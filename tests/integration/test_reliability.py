@@ -29,6 +29,7 @@ from tests.helpers import (
     produce_events,
     query,
     run_command,
+    start_generator,
     start_service,
     wait_caught_up,
     wait_until,
@@ -208,19 +209,7 @@ def test_generator_reports_what_it_could_not_deliver_when_the_broker_is_gone(
     raw = start_service(RAW, f"raw-{group}", tmp_path)
     wait_until(lambda: "assigned" in raw.output(), what="consumer assignment")
     log = tmp_path / "generator.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        import subprocess
-        import sys
-
-        from tests.helpers import PROJECT_ROOT
-
-        generator = subprocess.Popen(
-            [sys.executable, "-m", "data_generators.generate_events", "--rate", "500", "--flush-timeout", "2"],
-            cwd=PROJECT_ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    generator = start_generator(log, "--rate", "500", "--flush-timeout", "2")
     kafka_port = int(settings.kafka.bootstrap_servers.rsplit(":", 1)[1])
     try:
         wait_until(lambda: stored(settings, f"raw-{group}") > 0, what="events flowing")
