@@ -37,6 +37,48 @@ ERASURE_LOCK_ID = 715_003
 MIGRATION_LOCK_ID = 715_001
 
 
+# SQLSTATE classes (PostgreSQL's "Appendix A"): which failures are worth retrying, which mean
+# the data itself was refused. Connection exceptions (08), transaction rollbacks (40:
+# serialization failure, deadlock), too many connections (53300) and a server shutting down or
+# starting (57P01-57P03) pass; a full disk (53100), a statement timeout (57014) or a permission
+# fail the same way on every attempt and are reported instead.
+TRANSIENT_CLASSES = ("08", "40")
+TRANSIENT_CODES = ("53300", "57P01", "57P02", "57P03")
+DATA_ERROR_CLASSES = ("22", "23")
+QUERY_CANCELED = "57014"
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when retrying the same transaction later may succeed."""
+    if isinstance(error, psycopg2.InterfaceError):
+        return True  # the connection is closed: reconnect
+    if not isinstance(error, psycopg2.Error):
+        return False
+    code = error.pgcode
+    if code is None:
+        # No SQLSTATE: the client lost the server (connection reset, server gone).
+        return isinstance(error, psycopg2.OperationalError)
+    return code[:2] in TRANSIENT_CLASSES or code in TRANSIENT_CODES
+
+
+def is_data_error(error: BaseException) -> bool:
+    """True when the database refused the data itself (data exception or constraint violation)."""
+    return isinstance(error, psycopg2.Error) and error.pgcode is not None and error.pgcode[:2] in DATA_ERROR_CLASSES
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    return isinstance(error, psycopg2.Error) and error.pgcode == QUERY_CANCELED
+
+
+def describe_error(error: BaseException) -> str:
+    """SQLSTATE and the primary message only: details and context may quote the data."""
+    if isinstance(error, psycopg2.Error):
+        primary = error.diag.message_primary if error.diag is not None else None
+        text = primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"{error.pgcode}: {text}" if error.pgcode else text
+    return type(error).__name__
+
+
 def connect(
     settings: DatabaseSettings, *, application_name: str = "analytics", role: str | None = None
 ) -> psycopg2.extensions.connection:

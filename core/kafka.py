@@ -25,7 +25,8 @@ ERROR_LOG_INTERVAL_S = 30.0
 _last_logged: dict[int, float] = {}
 
 
-def _quiet_errors(err: KafkaError) -> None:
+def log_client_error(err: KafkaError) -> None:
+    """librdkafka's error callback: one warning per error kind per 30 s, the rest at debug."""
     now = time.monotonic()
     if now - _last_logged.get(err.code(), -ERROR_LOG_INTERVAL_S) >= ERROR_LOG_INTERVAL_S:
         _last_logged[err.code()] = now
@@ -48,7 +49,7 @@ def producer(settings: KafkaSettings, **overrides: Any) -> Producer:
         # 20 ms of batching and lz4 trade a little latency for an order of magnitude in throughput.
         "linger.ms": 20,
         "compression.type": "lz4",
-        "error_cb": _quiet_errors,
+        "error_cb": log_client_error,
         # librdkafka's own log repeats every connection failure; error_cb reports them once.
         "log_level": 2,
     }
@@ -68,7 +69,7 @@ def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consum
         # about 3 s (DESIGN.md).
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
-        "error_cb": _quiet_errors,
+        "error_cb": log_client_error,
         # librdkafka's own log repeats every connection failure; error_cb reports them once.
         "log_level": 2,
     }

@@ -1,0 +1,193 @@
+"""Consumer progress: the one owner of ``consumer_offsets`` (and its telemetry tables).
+
+PostgreSQL, not Kafka, records how far each consumer group has got: the next offset of every
+partition, written in the same transaction as the rows it covers. Every reader and writer of
+that record goes through this module: the sink's checkpoint (lock, fence, advance), the status
+command (lag, rate, health), the reconciliation ("are both groups at the same offsets"), the
+embedded stack (forget a topic the broker lost) and the tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg2.extras import execute_values
+
+from core import db, kafka
+from core.config import Settings
+
+Cursor = db.Cursor
+# consumer_batches feeds the status command's events/s; an hour of history is plenty.
+BATCH_HISTORY = "1 hour"
+# A heartbeat older than this belongs to an instance that is gone (stopped or killed).
+INSTANCE_STALE_S = 60
+
+
+def stored(cur: Cursor, group: str, topic: str, partitions: Iterable[int] | None = None) -> dict[int, int]:
+    """Next offset per partition as recorded for ``group`` (absent: never consumed)."""
+    if partitions is None:
+        cur.execute(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %s AND topic = %s", (group, topic)
+        )
+    else:
+        cur.execute(
+            "SELECT partition, next_offset FROM consumer_offsets"
+            " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
+            (group, topic, list(partitions)),
+        )
+    return {int(p): int(offset) for p, offset in cur.fetchall()}
+
+
+def lock(cur: Cursor, group: str, topic: str, first: Mapping[int, int]) -> dict[int, int]:
+    """Lock the stored offsets of the partitions in ``first`` for this transaction and return
+    them; a partition never seen before is recorded at its first offset in the batch.
+
+    The lock is the fence: an instance that still holds a revoked partition waits here and then
+    sees what the new owner stored, so it can drop what is already done.
+    """
+    partitions = sorted(first)
+    execute_values(
+        cur,
+        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES %s ON CONFLICT DO NOTHING",
+        [(group, topic, p, first[p]) for p in partitions],
+    )
+    cur.execute(
+        "SELECT partition, next_offset FROM consumer_offsets"
+        " WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s) ORDER BY partition FOR UPDATE",
+        (group, topic, partitions),
+    )
+    return {int(p): int(offset) for p, offset in cur.fetchall()}
+
+
+def advance(cur: Cursor, group: str, topic: str, next_offsets: Mapping[int, int]) -> None:
+    """Record the next offset of each partition (rows locked by ``lock`` in this transaction)."""
+    if not next_offsets:
+        return
+    execute_values(
+        cur,
+        "UPDATE consumer_offsets AS c SET next_offset = v.next_offset, updated_at = now()"
+        " FROM (VALUES %s) AS v (consumer_group, topic, partition, next_offset)"
+        " WHERE c.consumer_group = v.consumer_group AND c.topic = v.topic AND c.partition = v.partition",
+        [(group, topic, p, offset) for p, offset in sorted(next_offsets.items())],
+    )
+
+
+def record_batch(cur: Cursor, group: str, topic: str, events: int, dead_letters: int, *, prune: bool = False) -> None:
+    """One row of batch telemetry (the status command's events/s); ``prune`` drops old rows."""
+    cur.execute(
+        "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters) VALUES (%s, %s, %s, %s)",
+        (group, topic, events, dead_letters),
+    )
+    if prune:
+        cur.execute(
+            "DELETE FROM consumer_batches WHERE consumer_group = %s AND committed_at < now() - %s::interval",
+            (group, BATCH_HISTORY),
+        )
+
+
+def heartbeat(cur: Cursor, group: str, topic: str, instance: str, *, broker_ok: bool) -> None:
+    """Say that ``instance`` is alive and whether it reaches its broker (kept since when not)."""
+    cur.execute(
+        "INSERT INTO consumer_instances AS i (consumer_group, topic, instance, broker_ok, broker_lost_since)"
+        " VALUES (%s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END)"
+        " ON CONFLICT (consumer_group, topic, instance) DO UPDATE SET broker_ok = EXCLUDED.broker_ok, seen_at = now(),"
+        " broker_lost_since = CASE WHEN EXCLUDED.broker_ok THEN NULL ELSE coalesce(i.broker_lost_since, now()) END",
+        (group, topic, instance, broker_ok, broker_ok),
+    )
+
+
+def retire(cur: Cursor, group: str, topic: str, instance: str) -> None:
+    """A cleanly stopped instance leaves no heartbeat behind."""
+    cur.execute(
+        "DELETE FROM consumer_instances WHERE consumer_group = %s AND topic = %s AND instance = %s", (group, topic, instance)
+    )
+
+
+def forget_topic(cur: Cursor, topic: str) -> int:
+    """Drop every group's stored offsets of ``topic`` (its log is gone); return how many."""
+    cur.execute("DELETE FROM consumer_offsets WHERE topic = %s", (topic,))
+    return int(cur.rowcount)
+
+
+def groups_in_step(cur: Cursor, topic: str, groups: tuple[str, str]) -> bool:
+    """Lock both groups' stored offsets (their commits wait) and say whether they are equal."""
+    cur.execute(
+        "SELECT consumer_group, partition, next_offset FROM consumer_offsets"
+        " WHERE topic = %s AND consumer_group = ANY(%s) ORDER BY consumer_group, partition FOR UPDATE",
+        (topic, list(groups)),
+    )
+    offsets: dict[str, dict[int, int]] = {g: {} for g in groups}
+    for group, partition, offset in cur.fetchall():
+        offsets[group][int(partition)] = int(offset)
+    return offsets[groups[0]] == offsets[groups[1]]
+
+
+def total_stored(cur: Cursor, group: str) -> int:
+    """Sum of the next offsets of every partition of ``group``: messages it has finished."""
+    cur.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group,))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    """What PostgreSQL knows of one group: offsets, recent rate, dead letters, liveness."""
+
+    group: str
+    offsets: dict[int, int]
+    last_commit: datetime | None
+    events_last_window: int
+    dead_letters: int
+    instances: int
+    broker_lost_since: datetime | None
+
+
+def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]:
+    """Every group that stored offsets of ``topic`` or has a live instance on it."""
+    cur.execute(
+        "SELECT consumer_group, partition, next_offset, updated_at FROM consumer_offsets WHERE topic = %s"
+        " ORDER BY consumer_group, partition",
+        (topic,),
+    )
+    offsets: dict[str, dict[int, int]] = {}
+    last_commit: dict[str, datetime] = {}
+    for group, partition, offset, updated_at in cur.fetchall():
+        offsets.setdefault(group, {})[int(partition)] = int(offset)
+        last_commit[group] = max(last_commit.get(group, updated_at), updated_at)
+    cur.execute(
+        "SELECT consumer_group, coalesce(sum(events), 0) FROM consumer_batches"
+        " WHERE topic = %s AND committed_at > now() - make_interval(secs => %s) GROUP BY consumer_group",
+        (topic, window_s),
+    )
+    recent = {group: int(events) for group, events in cur.fetchall()}
+    cur.execute("SELECT consumer_group, count(*) FROM dead_letter_events WHERE topic = %s GROUP BY consumer_group", (topic,))
+    dead = {group: int(n) for group, n in cur.fetchall()}
+    cur.execute(
+        "SELECT consumer_group, count(*), min(broker_lost_since) FROM consumer_instances"
+        " WHERE topic = %s AND seen_at > now() - make_interval(secs => %s) GROUP BY consumer_group",
+        (topic, INSTANCE_STALE_S),
+    )
+    live = {group: (int(n), lost) for group, n, lost in cur.fetchall()}
+    return {
+        name: GroupProgress(
+            group=name,
+            offsets=offsets.get(name, {}),
+            last_commit=last_commit.get(name),
+            events_last_window=recent.get(name, 0),
+            dead_letters=dead.get(name, 0),
+            instances=live.get(name, (0, None))[0],
+            broker_lost_since=live.get(name, (0, None))[1],
+        )
+        for name in sorted(set(offsets) | set(live))
+    }
+
+
+def lag(settings: Settings, group_id: str, topic: str | None = None) -> dict[int, int]:
+    """Messages per partition not yet stored by ``group_id``: end offset minus stored offset."""
+    name = topic or settings.kafka.topic
+    ends = kafka.end_offsets(settings.kafka, name)
+    with db.connection(settings.database, application_name="lag") as conn, conn, conn.cursor() as cur:
+        done = stored(cur, group_id, name)
+    return {p: end - done.get(p, 0) for p, end in ends.items()}
