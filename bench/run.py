@@ -31,7 +31,7 @@ from typing import Any
 
 import psutil
 
-from core import db, kafka, stack
+from core import db, kafka, progress, stack
 from core.config import PROJECT_ROOT, load_settings
 from data_generators.generate_events import EventFactory
 
@@ -248,10 +248,9 @@ class Bench:
         sampler = Sampler(process.pid)
         total = sum(kafka.end_offsets(self.settings.kafka, self.topic).values())
         while True:
-            [(done,)] = self.query(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group,)
-            )
-            if int(done) >= total:
+            with db.connection(self.settings.database) as conn, conn, conn.cursor() as cur:
+                done = progress.total_stored(cur, group)
+            if done >= total:
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited early with {process.returncode}")
@@ -387,7 +386,7 @@ class Bench:
     def batch(self) -> None:
         [(day, events)] = self.query("SELECT event_date, count(*) FROM events_raw GROUP BY 1 ORDER BY 2 DESC LIMIT 1")
         log(f"batch metrics for {day} ({events:,} events) vs a bare GROUP BY")
-        from batch.batch_metrics import recompute_day
+        from batch.metrics import recompute_day
 
         bare_times, batch_times = [], []
         with db.connection(self.settings.database) as conn:

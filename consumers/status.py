@@ -1,4 +1,4 @@
-"""Consumer status: per consumer group, lag per partition, events/s over the last minute, dead letters.
+"""Consumer status per group: running instances, lag, events/s, dead letters, and a lost broker.
 
 Lag is the end of each partition in Kafka minus the offset the group stored in PostgreSQL (the
 only record of progress: nothing is committed to Kafka).
@@ -10,8 +10,9 @@ import argparse
 from dataclasses import dataclass
 from datetime import datetime
 
-from core import cli, db, kafka
+from core import cli, db, kafka, progress
 from core.config import Settings
+from core.errors import ServiceUnavailable
 
 RATE_WINDOW_S = 60
 
@@ -19,63 +20,66 @@ RATE_WINDOW_S = 60
 @dataclass(frozen=True)
 class GroupStatus:
     group: str
-    lag: dict[int, int]
+    lag: dict[int, int] | None  # None: the broker could not be asked for its end offsets
     events_per_s: float
     dead_letters: int
     last_commit: datetime | None
+    instances: int = 0
+    broker_lost_since: datetime | None = None
 
     @property
-    def total_lag(self) -> int:
-        return sum(self.lag.values())
+    def total_lag(self) -> int | None:
+        return None if self.lag is None else sum(self.lag.values())
 
 
 def collect(settings: Settings, groups: list[str] | None = None) -> list[GroupStatus]:
-    """Status of ``groups`` (default: every group that stored offsets of the topic)."""
+    """Status of ``groups`` (default: every group that stored offsets of the topic or runs on it)."""
     topic = settings.kafka.topic
-    ends = kafka.end_offsets(settings.kafka, topic)
+    try:
+        ends: dict[int, int] | None = kafka.end_offsets(settings.kafka, topic)
+    except ServiceUnavailable:
+        # What PostgreSQL knows is still worth showing, a lost broker above all.
+        ends = None
     with db.connection(settings.database, application_name="status") as conn, conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT consumer_group, partition, next_offset, updated_at FROM consumer_offsets WHERE topic = %s"
-            " ORDER BY consumer_group, partition",
-            (topic,),
+        known = progress.overview(cur, topic, RATE_WINDOW_S)
+    statuses = []
+    for name in groups or sorted(known):
+        found = known.get(name)
+        offsets = found.offsets if found else {}
+        statuses.append(
+            GroupStatus(
+                group=name,
+                lag=None if ends is None else {p: end - offsets.get(p, 0) for p, end in sorted(ends.items())},
+                events_per_s=(found.events_last_window if found else 0) / RATE_WINDOW_S,
+                dead_letters=found.dead_letters if found else 0,
+                last_commit=found.last_commit if found else None,
+                instances=found.instances if found else 0,
+                broker_lost_since=found.broker_lost_since if found else None,
+            )
         )
-        stored: dict[str, dict[int, int]] = {}
-        last_commit: dict[str, datetime] = {}
-        for group, partition, offset, updated_at in cur.fetchall():
-            stored.setdefault(group, {})[partition] = offset
-            last_commit[group] = max(last_commit.get(group, updated_at), updated_at)
-        cur.execute(
-            "SELECT consumer_group, coalesce(sum(events), 0) FROM consumer_batches"
-            " WHERE topic = %s AND committed_at > now() - make_interval(secs => %s) GROUP BY consumer_group",
-            (topic, RATE_WINDOW_S),
-        )
-        recent = {group: int(events) for group, events in cur.fetchall()}
-        cur.execute("SELECT consumer_group, count(*) FROM dead_letter_events WHERE topic = %s GROUP BY consumer_group", (topic,))
-        dead = {group: int(n) for group, n in cur.fetchall()}
-    names = groups or sorted(stored)
-    return [
-        GroupStatus(
-            group=name,
-            lag={p: end - stored.get(name, {}).get(p, 0) for p, end in sorted(ends.items())},
-            events_per_s=recent.get(name, 0) / RATE_WINDOW_S,
-            dead_letters=dead.get(name, 0),
-            last_commit=last_commit.get(name),
-        )
-        for name in names
-    ]
+    return statuses
 
 
-def render(statuses: list[GroupStatus], topic: str) -> str:
+def render(statuses: list[GroupStatus], topic: str, kafka_at: str = "") -> str:
     if not statuses:
         return f"no consumer group has stored offsets of {topic} yet"
     lines = [f"topic {topic}"]
     for s in statuses:
-        per_partition = ", ".join(f"p{p}={n:,}" for p, n in s.lag.items())
+        if s.lag is None:
+            lag = f"lag unknown (Kafka at {kafka_at} is not reachable)"
+        else:
+            lag = f"lag {s.total_lag:,} ({', '.join(f'p{p}={n:,}' for p, n in s.lag.items())})"
         last = s.last_commit.isoformat(timespec="seconds") if s.last_commit else "never"
+        running = f"{s.instances} running" if s.instances else "not running"
         lines.append(
-            f"{s.group}: lag {s.total_lag:,} ({per_partition}); {s.events_per_s:,.1f} events/s over the last minute; "
-            f"{s.dead_letters:,} dead letters; last commit {last}"
+            f"{s.group}: {running}; {lag}; {s.events_per_s:,.1f} events/s over the last "
+            f"minute; {s.dead_letters:,} dead letters; last commit {last}"
         )
+        if s.broker_lost_since is not None:
+            lines.append(
+                f"  BROKER UNREACHABLE since {s.broker_lost_since.isoformat(timespec='seconds')}: "
+                "an instance of this group cannot reach Kafka and consumes nothing"
+            )
     return "\n".join(lines)
 
 
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
-        print(render(collect(settings, args.group), settings.kafka.topic))
+        print(render(collect(settings, args.group), settings.kafka.topic, settings.kafka.bootstrap_servers))
         return 0
 
     cli.run(execute)

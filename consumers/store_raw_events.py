@@ -22,10 +22,10 @@ from psycopg2.extras import execute_values
 
 from core import cli, db
 from core.config import Settings
-from core.pii import might_contain_pii_each, redact_text
-from core.sink import Consumed, Cursor, Sink
+from core.db import Cursor
+from core.pii import might_contain_pii_each, redact_metadata
+from core.sink import Consumed, Sink, SinkBatch
 
-DEFAULT_GROUP = "raw-events-sink"
 # Decimals in metadata stay JSON numbers, as they arrived.
 _METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
 # COPY reads its input in chunks, taking the GIL for each: large chunks keep the writer thread
@@ -58,17 +58,17 @@ class RawEventsWriter:
         """CSV rows with the metadata redacted (CPU only: runs while the previous batch is written)."""
         redactions: Counter[str] = Counter()
         serialised = [_METADATA_ENCODER.encode(c.event.metadata) for c in events]
-        # One scan of the whole batch finds the few events whose metadata needs the detectors.
-        suspects = might_contain_pii_each(serialised)
+        # One scan of the whole batch finds the few events whose metadata needs the detectors;
+        # those are redacted value by value (keys stay, a redacted number becomes a string), so
+        # what is stored is always valid JSON.
+        for i in might_contain_pii_each(serialised):
+            serialised[i] = _METADATA_ENCODER.encode(redact_metadata(events[i].event.metadata, redactions))
         # Events come in bursts with one timestamp: its two text forms are computed once.
         stamps: dict[datetime, str] = {}
         lines = []
         for i, consumed in enumerate(events):
             e = consumed.event
             metadata = serialised[i].decode()
-            if i in suspects:
-                # The detectors match neither quotes nor backslashes: a replacement never breaks the JSON.
-                metadata = redact_text(metadata, redactions)
             stamp = stamps.get(e.event_timestamp)
             if stamp is None:
                 stamp = stamps[e.event_timestamp] = f"{e.event_timestamp.isoformat()},{e.event_date.isoformat()}"
@@ -81,7 +81,8 @@ class RawEventsWriter:
             )
         return RawBatch("".join(lines), redactions, sorted({c.event.user_id for c in events}))
 
-    def write(self, cur: Cursor, events: list[Consumed], encoded: RawBatch) -> None:
+    def write(self, cur: Cursor, batch: SinkBatch[RawBatch]) -> None:
+        events, encoded = batch.events, batch.encoded
         # Shared erasure lock: an erasure either committed before this batch (and the check
         # below sees it) or waits until this batch is stored (and re-keys it).
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Store every valid event from the events topic in events_raw, exactly once. "
         "Invalid events go to dead_letter_events with the reason. Stops cleanly on Ctrl+C / SIGTERM.",
     )
-    parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group (default: {DEFAULT_GROUP})")
+    parser.add_argument("--group", help="consumer group (default: RAW_EVENTS_GROUP, raw-events-sink)")
     return parser
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
-        Sink(settings, args.group, RawEventsWriter(), cli.install_stop_handlers()).run()
+        Sink(settings, args.group or settings.groups.raw_events, RawEventsWriter(), cli.install_stop_handlers()).run()
         return 0
 
     cli.run(execute)

@@ -16,12 +16,13 @@ from psycopg2.extras import execute_values
 
 from core import cli
 from core.config import Settings
-from core.sink import Consumed, Cursor, Sink
+from core.db import Cursor
+from core.sink import Consumed, Sink, SinkBatch
 
-DEFAULT_GROUP = "streaming-metrics"
+Deltas = dict[tuple[date, str], tuple[int, Decimal]]
 
 
-def aggregate(events: list[Consumed]) -> dict[tuple[date, str], tuple[int, Decimal]]:
+def aggregate(events: list[Consumed]) -> Deltas:
     """Count and revenue per (UTC day, event type) for one batch."""
     counts: dict[tuple[date, str], int] = defaultdict(int)
     revenue: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
@@ -39,11 +40,11 @@ class StreamingMetricsWriter:
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         """Nothing to prepare: the upsert needs no session state."""
 
-    def encode(self, events: list[Consumed]) -> dict[tuple[date, str], tuple[int, Decimal]]:
+    def encode(self, events: list[Consumed]) -> Deltas:
         return aggregate(events)
 
-    def write(self, cur: Cursor, events: list[Consumed], encoded: dict[tuple[date, str], tuple[int, Decimal]]) -> None:
-        deltas = encoded
+    def write(self, cur: Cursor, batch: SinkBatch[Deltas]) -> None:
+        deltas = batch.encoded
         execute_values(
             cur,
             "INSERT INTO metrics_streaming_daily AS m (event_date, event_type, event_count, revenue) VALUES %s"
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Maintain metrics_streaming_daily (event count and revenue per UTC day and event type) "
         "from the events topic, exactly once. Stops cleanly on Ctrl+C / SIGTERM.",
     )
-    parser.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group (default: {DEFAULT_GROUP})")
+    parser.add_argument("--group", help="consumer group (default: STREAMING_GROUP, streaming-metrics)")
     return parser
 
 
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         stop = cli.install_stop_handlers()
-        Sink(settings, args.group, StreamingMetricsWriter(), stop, record_dead_letters=False).run()
+        Sink(
+            settings, args.group or settings.groups.streaming_metrics, StreamingMetricsWriter(), stop, record_dead_letters=False
+        ).run()
         return 0
 
     cli.run(execute)

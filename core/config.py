@@ -32,6 +32,13 @@ DEFAULTS: dict[str, str] = {
     "SINK_BATCH_SECONDS": "1.0",
     # A service statement that runs longer than this is stuck, not slow.
     "DB_STATEMENT_TIMEOUT_MS": "60000",
+    # How long a consumer retries a transient PostgreSQL failure before it stops with an error
+    # (psycopg_pool's reconnect_timeout is also 5 minutes): long enough for a restart or failover.
+    "DB_RETRY_TIMEOUT_S": "300",
+    # Consumer groups: the raw-events sink and the streaming metrics (the reconciliation and the
+    # demo need both names, so they live here rather than in the consumer modules).
+    "RAW_EVENTS_GROUP": "raw-events-sink",
+    "STREAMING_GROUP": "streaming-metrics",
     "REPORTS_DIR": "reports/output",
     # Report cells describing fewer people than this are suppressed (k-anonymity style).
     "REPORT_MIN_CELL_USERS": "5",
@@ -69,6 +76,7 @@ class DatabaseSettings:
 
     url: str
     statement_timeout_ms: int
+    retry_timeout_s: float = 300.0
 
     @property
     def display_url(self) -> str:
@@ -93,6 +101,14 @@ class SinkSettings:
 
 
 @dataclass(frozen=True)
+class ConsumerGroups:
+    """The consumer group of each sink; every instance of a group shares its partitions."""
+
+    raw_events: str = "raw-events-sink"
+    streaming_metrics: str = "streaming-metrics"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the platform, validated once at start-up."""
 
@@ -103,6 +119,7 @@ class Settings:
     gdpr_hmac_key: bytes
     log_level: str
     report_min_cell_users: int = 5
+    groups: ConsumerGroups = ConsumerGroups()
 
     def describe(self) -> str:
         """One log line with the settings, secrets masked."""
@@ -135,6 +152,13 @@ def _float(values: Mapping[str, str], key: str) -> float:
     return number
 
 
+def _name(values: Mapping[str, str], key: str) -> str:
+    name = values[key].strip()
+    if not name:
+        raise ConfigError(f"{key} is empty")
+    return name
+
+
 def merged_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Defaults, then the embedded stack's recorded URLs, then the environment."""
     env = os.environ if environ is None else environ
@@ -159,7 +183,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return Settings(
-        database=DatabaseSettings(url=url, statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS")),
+        database=DatabaseSettings(
+            url=url,
+            statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS"),
+            retry_timeout_s=_float(values, "DB_RETRY_TIMEOUT_S"),
+        ),
         kafka=KafkaSettings(
             bootstrap_servers=values["KAFKA_BOOTSTRAP_SERVERS"],
             topic=values["EVENTS_TOPIC"],
@@ -170,4 +198,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         gdpr_hmac_key=values["GDPR_HMAC_KEY"].encode("utf-8"),
         log_level=level,
         report_min_cell_users=_int(values, "REPORT_MIN_CELL_USERS"),
+        groups=ConsumerGroups(raw_events=_name(values, "RAW_EVENTS_GROUP"), streaming_metrics=_name(values, "STREAMING_GROUP")),
     )

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import psycopg2.extensions
 
-from batch.compare_batch_vs_stream import Comparison, compare_in
+from batch.reconcile import Comparison, compare_in
 from core import db
 from core.events import EVENT_TYPES
 

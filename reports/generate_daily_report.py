@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from batch.compare_batch_vs_stream import Comparison
+from batch.reconcile import Comparison
 from core import cli, db
 from core.config import Settings
 from reports import business, charts, privacy
