@@ -14,10 +14,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from core import db, kafka
+from core import db, kafka, progress
 from core.config import Settings, load_settings
 from core.events import Event
-from core.sink import lag
+from core.progress import lag
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RAW = "consumers.store_raw_events"
@@ -119,6 +119,12 @@ def wait_until(condition, timeout: float = 90, interval: float = 0.1, what: str 
 def wait_caught_up(settings: Settings, group: str, timeout: float = 90) -> None:
     """Wait until ``group`` has stored every message of the topic in PostgreSQL."""
     wait_until(lambda: sum(lag(settings, group).values()) == 0, timeout, what=f"{group} to catch up")
+
+
+def stored_total(settings: Settings, group: str) -> int:
+    """Messages ``group`` has finished, by the offsets it stored (core.progress)."""
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        return progress.total_stored(cur, group)
 
 
 def query(settings: Settings, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -7,19 +7,25 @@ import os
 import random
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from core.config import Settings
-from core.events import MAX_PAYLOAD_BYTES
+from core.events import MAX_PAYLOAD_BYTES, Event
 from tests.helpers import (
+    RAW,
     consume_all,
     expected_metrics,
     metrics_table,
     produce,
+    produce_events,
     query,
     run_command,
+    start_service,
+    wait_caught_up,
 )
 from tests.integration.test_pipeline import known_events
 
@@ -92,11 +98,74 @@ def test_mixed_stream_splits_exactly_into_events_and_dead_letters(settings: Sett
 
     status = run_command("consumers.status")
     assert status.returncode == 0, status.stderr
-    assert f"raw-{group}: lag 0 (p0=0, p1=0, p2=0)" in status.stdout
+    assert f"raw-{group}: not running; lag 0 (p0=0, p1=0, p2=0)" in status.stdout
     assert f"{len(invalid):,} dead letters" in status.stdout
-    assert f"stream-{group}: lag 0" in status.stdout
-    rate = float(status.stdout.split(f"raw-{group}: lag 0 (p0=0, p1=0, p2=0); ")[1].split(" events/s")[0].replace(",", ""))
+    assert f"stream-{group}: not running; lag 0" in status.stdout
+    rate = float(
+        status.stdout.split(f"raw-{group}: not running; lag 0 (p0=0, p1=0, p2=0); ")[1].split(" events/s")[0].replace(",", "")
+    )
     assert rate == pytest.approx(len(valid) / 60, rel=0.01)
 
     report = run_command("reports.generate_daily_report")
     assert f"dead letters received this day): **{len(invalid):,}**" in report.stdout
+
+
+def test_events_the_database_refuses_are_dead_lettered_and_ingestion_goes_on(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    """Valid events can still be refused by PostgreSQL (a metadata number beyond what jsonb holds):
+    the batch is bisected, the refused events are dead-lettered with the database's reason, the
+    rest is stored once, and the consumer keeps running. Phone-like numbers in metadata (order
+    ids) stay valid JSON whatever the redactor makes of them."""
+    today = datetime.now(UTC).date()
+    valid = known_events(2_000, seed=31, days=[today])
+    numbered = [
+        msgspec.structs.replace(e, metadata={"order": 4930123456 + i, "product_id": 1234567, "page": "/p"})
+        for i, e in enumerate(known_events(300, seed=37, days=[today]))
+    ]
+    refused = [
+        msgspec.structs.replace(e, metadata={"huge": Decimal("1e1000000")}) for e in known_events(7, seed=41, days=[today])
+    ]
+    encoder = msgspec.json.Encoder(decimal_format="number")
+
+    def wire(event: Event) -> bytes:
+        """The event as a producer would send it, metadata numbers as JSON numbers."""
+        return encoder.encode(
+            {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "event_type": event.event_type,
+                "event_timestamp": event.event_timestamp.isoformat(),
+                "amount": None if event.amount is None else str(event.amount),
+                "metadata": event.metadata,
+            }
+        )
+
+    messages = [(e.key, wire(e)) for e in valid + numbered + refused]
+    random.Random(43).shuffle(messages)
+    raw = start_service(RAW, f"raw-{group}", tmp_path, {"SINK_BATCH_SIZE": "500"})
+    try:
+        produce(settings, messages)
+        wait_caught_up(settings, f"raw-{group}")
+        assert raw.process.poll() is None, raw.output()
+        # Still consuming after the refusals: a later valid event is stored too.
+        later = known_events(1, seed=47, days=[today])
+        produce_events(settings, later)
+        wait_caught_up(settings, f"raw-{group}")
+        assert raw.process.poll() is None, raw.output()
+    finally:
+        assert raw.stop() == 0, raw.output()
+    [(stored, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    dead = query(settings, "SELECT reason, detail, payload FROM dead_letter_events")
+    assert stored == distinct == len(valid) + len(numbered) + len(later)
+    assert len(dead) == len(refused)
+    assert stored + len(dead) == len(messages) + len(later)
+    assert {(reason, detail) for reason, detail, _payload in dead} == {
+        ("refused_by_database", "22003: value overflows numeric format")
+    }
+    assert {str(row[0]) for row in query(settings, "SELECT event_id FROM events_raw")}.isdisjoint(e.event_id for e in refused)
+    # Metadata is stored as JSON objects; an order id is a number or a redaction marker string.
+    orders = query(settings, "SELECT jsonb_typeof(metadata->'order') FROM events_raw WHERE metadata ? 'order'")
+    assert len(orders) == len(numbered)
+    assert {kind for (kind,) in orders} <= {"number", "string"}
+    assert "Traceback" not in raw.output()

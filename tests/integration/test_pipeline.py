@@ -29,6 +29,7 @@ from tests.helpers import (
     run_command,
     start_generator,
     start_service,
+    stored_total,
     wait_caught_up,
     wait_until,
 )
@@ -109,10 +110,7 @@ def test_consumer_stopped_mid_stream_resumes_without_loss_or_double_count(settin
     raw_group, stream_group = f"raw-{group}", f"stream-{group}"
 
     def stored(group_id: str) -> int:
-        rows = query(
-            settings, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group_id,)
-        )
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return stored_total(settings, group_id)
 
     raw = start_service(RAW, raw_group, tmp_path, env)
     streaming = start_service(STREAMING, stream_group, tmp_path, env)

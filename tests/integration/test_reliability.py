@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core import stack
+from core import db, kafka, stack
 from core.config import Settings
 from tests.helpers import (
     RAW,
@@ -31,6 +31,7 @@ from tests.helpers import (
     run_command,
     start_generator,
     start_service,
+    stored_total,
     wait_caught_up,
     wait_until,
 )
@@ -42,9 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMALL_BATCHES = {"SINK_BATCH_SIZE": "200", "SINK_BATCH_SECONDS": "0.05"}
 
 
-def stored(settings: Settings, group: str) -> int:
-    rows = query(settings, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s", (group,))
-    return int(rows[0][0])  # type: ignore[call-overload]
+stored = stored_total
 
 
 def assert_exactly_once(settings: Settings, events: list, days: list) -> None:  # type: ignore[type-arg]
@@ -227,3 +226,103 @@ def test_generator_reports_what_it_could_not_deliver_when_the_broker_is_gone(
         if raw.process.poll() is None:
             raw.process.kill()
         stack.up(Path(data_dir), pg_port=urlsplit(settings.database.url).port, kafka_port=kafka_port, fast=True)
+
+
+def test_a_batch_that_keeps_timing_out_stops_the_consumer_with_the_reason(settings: Settings, group: str, tmp_path: Path) -> None:
+    """A statement timeout is not retried blindly: the batch is split, and when the halves time
+    out too the consumer stops with exit status 2, names the timeout and stores nothing; once the
+    cause is gone a restart stores every event exactly once."""
+    raw_group = f"raw-{group}"
+    events = known_events(600, seed=53, days=[datetime.now(UTC).date()])
+    produce_events(settings, events)
+    query(
+        settings,
+        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES (%s, %s, 0, 0), (%s, %s, 1, 0),"
+        " (%s, %s, 2, 0)",
+        (raw_group, settings.kafka.topic) * 3,
+    )
+    # Another session holds the consumer's progress rows: every commit waits, then times out.
+    holder = db.connect(settings.database)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT * FROM consumer_offsets WHERE consumer_group = %s FOR UPDATE", (raw_group,))
+        raw = start_service(RAW, raw_group, tmp_path, {"DB_STATEMENT_TIMEOUT_MS": "500", "SINK_BATCH_SIZE": "200"})
+        assert raw.process.wait(timeout=120) == 2, raw.output()
+    finally:
+        holder.rollback()
+        holder.close()
+    output = raw.output()
+    assert "statement timeout (DB_STATEMENT_TIMEOUT_MS=500)" in output and "Traceback" not in output
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(0,)]
+    assert stored(settings, raw_group) == 0
+    again = start_service(RAW, raw_group, tmp_path)
+    try:
+        wait_caught_up(settings, raw_group)
+    finally:
+        assert again.stop() == 0, again.output()
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == len(events)
+
+
+def test_postgres_gone_longer_than_the_retry_budget_stops_the_consumer(settings: Settings, group: str, tmp_path: Path) -> None:
+    """Transient failures are retried for DB_RETRY_TIMEOUT_S, then the consumer exits 2 with a clear
+    line; the batch in hand is not stored and a restart resumes without loss or double count."""
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack, whose PostgreSQL the test can stop and start")
+    raw_group = f"raw-{group}"
+    events = known_events(2_000, seed=59, days=[datetime.now(UTC).date()])
+    produce_events(settings, events[:1_000])
+    raw = start_service(RAW, raw_group, tmp_path, {"DB_RETRY_TIMEOUT_S": "2", **SMALL_BATCHES})
+    port = urlsplit(settings.database.url).port
+    try:
+        wait_caught_up(settings, raw_group)
+        assert stack.stop_postgres(Path(data_dir))
+        produce_events(settings, events[1_000:])
+        assert raw.process.wait(timeout=60) == 2, raw.output()
+    finally:
+        stack.start_postgres(Path(data_dir), port, fast=True)
+        if raw.process.poll() is None:
+            raw.process.kill()
+    output = raw.output()
+    assert "kept failing for 2 s" in output and "a restart resumes" in output and "Traceback" not in output
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(1_000,)]
+    again = start_service(RAW, raw_group, tmp_path)
+    try:
+        wait_caught_up(settings, raw_group)
+    finally:
+        assert again.stop() == 0, again.output()
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == len(events)
+
+
+def test_a_consumer_that_lost_its_broker_says_so_and_recovers(settings: Settings, group: str, tmp_path: Path) -> None:
+    """No healthy "events stored" lines against a dead broker: the log and consumers.status say the
+    broker is unreachable, and the consumer resumes once it answers again."""
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack, whose broker the test can stop and start")
+    raw_group = f"raw-{group}"
+    kafka_port = int(settings.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    raw = start_service(RAW, raw_group, tmp_path)
+    try:
+        wait_until(lambda: "assigned" in raw.output(), what="consumer assignment")
+        assert stack.stop_tansu(Path(data_dir))
+        wait_until(lambda: "lost the broker" in raw.output(), timeout=60, what="the consumer to notice")
+        assert raw.process.poll() is None, raw.output()
+        wait_until(lambda: "BROKER UNREACHABLE" in run_command("consumers.status").stdout, timeout=30, what="status to show it")
+        status = run_command("consumers.status")
+        assert status.returncode == 0, status.stderr
+        assert f"{raw_group}: 1 running" in status.stdout and "lag unknown" in status.stdout
+    finally:
+        stack.up(Path(data_dir), pg_port=urlsplit(settings.database.url).port, kafka_port=kafka_port, fast=True)
+    kafka.ensure_topic(settings.kafka)
+    wait_until(lambda: "answers again" in raw.output(), timeout=60, what="the consumer to reconnect")
+    events = known_events(500, seed=61, days=[datetime.now(UTC).date()])
+    produce_events(settings, events)
+    try:
+        wait_caught_up(settings, raw_group)
+        wait_until(lambda: "BROKER UNREACHABLE" not in run_command("consumers.status").stdout, timeout=30, what="status to clear")
+    finally:
+        assert raw.stop() == 0, raw.output()
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(len(events),)]

@@ -43,6 +43,8 @@ COMMANDS = [
     ("data_generators.generate_events", ["--count", "1"]),
     ("consumers.store_raw_events", []),
     ("consumers.streaming_metrics", []),
+    ("consumers.status", []),
+    ("consumers.dead_letters", []),
     ("batch.batch_metrics", []),
     ("batch.compare_batch_vs_stream", []),
     ("gdpr.process_privacy_requests", []),
@@ -90,3 +92,11 @@ def test_bad_setting_is_named(settings: Settings) -> None:
     result = run_command("batch.batch_metrics", env={"SINK_BATCH_SIZE": "lots"})
     assert result.returncode == 2
     assert "SINK_BATCH_SIZE='lots' is not an integer" in result.stderr
+
+
+@pytest.mark.parametrize("tolerance", ["abc", "-0.1", "nan"])
+def test_bad_tolerance_is_one_clear_line(tolerance: str) -> None:
+    result = run_command("batch.compare_batch_vs_stream", "--tolerance", tolerance)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"argument --tolerance: {tolerance!r}" in result.stderr

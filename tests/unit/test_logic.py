@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from batch.compare_batch_vs_stream import Comparison, render_table
+from batch.reconcile import Comparison, render_table
 from consumers.streaming_metrics import aggregate
 from core.events import Event, parse_event
 from core.sink import Consumed

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from batch.compare_batch_vs_stream import Comparison
+from batch.reconcile import Comparison
 from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
 from reports.generate_daily_report import build_data, build_document

@@ -1,0 +1,71 @@
+"""The layout is the architecture: imports only point down (core is the library every stage
+imports; no stage reaches into another stage's command-line entry point)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from core.config import PROJECT_ROOT
+
+STAGES = ("data_generators", "consumers", "batch", "gdpr", "reports")
+APPLICATIONS = ("demo", "devstack", "bench")
+PACKAGES = ("core", *STAGES, *APPLICATIONS)
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the project's packages, by dotted name."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imported(path: Path) -> set[str]:
+    """The project modules ``path`` imports (``from a.b import c`` counts as a.b and a.b.c)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] in PACKAGES}
+
+
+def is_entry_point(path: Path) -> bool:
+    return path.name == "__main__.py" or 'if __name__ == "__main__"' in path.read_text(encoding="utf-8")
+
+
+ALL = modules()
+
+
+def test_the_packages_are_where_the_layout_says() -> None:
+    assert {name.split(".")[0] for name in ALL} == set(PACKAGES)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if n.split(".")[0] == "core"))
+def test_core_imports_no_stage_and_no_application(name: str) -> None:
+    outside = {i for i in imported(ALL[name]) if i.split(".")[0] != "core"}
+    assert not outside, f"{name} (library) imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if n.split(".")[0] in STAGES))
+def test_stages_import_no_application(name: str) -> None:
+    apps = {i for i in imported(ALL[name]) if i.split(".")[0] in APPLICATIONS}
+    assert not apps, f"{name} imports {sorted(apps)}"
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_no_module_imports_another_stages_entry_point(name: str) -> None:
+    """Shared code lives in library modules (batch.metrics, batch.reconcile, ...), not in commands.
+    core's two maintenance commands (core.db, core.init) are library modules with a CLI."""
+    package = name.split(".")[0]
+    entry_points = {
+        i for i in imported(ALL[name]) if i in ALL and i.split(".")[0] not in (package, "core") and is_entry_point(ALL[i])
+    }
+    assert not entry_points, f"{name} imports the command-line entry point(s) {sorted(entry_points)}"
