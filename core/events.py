@@ -217,20 +217,3 @@ def _parse_slowly(payload: bytes, now: datetime) -> Event:
     if not isinstance(metadata, dict):
         raise InvalidEvent("wrong_type", "metadata must be an object")
     return Event(event_id, user_id, event_type, timestamp, amount, metadata)
-
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PII_KEYS = re.compile(r'"(email|e-mail|name|full_name|first_name|last_name|address|phone|ip|ip_address)"\s*:\s*"[^"]*"', re.I)
-
-
-def redact_payload(payload: bytes | None) -> str:
-    """A printable, truncated copy of a rejected message with personal data removed."""
-    if payload is None:
-        return ""
-    text = payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", errors="replace")
-    text = _PII_KEYS.sub(lambda m: f'"{m.group(1)}":"[redacted]"', text)
-    text = _EMAIL.sub("[redacted-email]", text)
-    text = text.replace("\x00", "\\x00")
-    if len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
-        text += f"... [{len(payload) - DEAD_LETTER_PAYLOAD_CHARS} more bytes]"
-    return text

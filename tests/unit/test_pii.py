@@ -1,33 +1,76 @@
-"""Ingest redaction: each kind of personal data is found and replaced; look-alikes are kept."""
+"""The one redactor: each kind of personal data is found and replaced wherever it is stored (event
+metadata value by value, dead letters, text); look-alikes are kept; the prefilter never hides a
+positive; an erasure finds a known person's values in any of their obvious spellings."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
+from typing import Any
 
+import msgspec
 import pytest
 
-from core.pii import iban_valid, luhn_valid, might_contain_pii, might_contain_pii_each, new_pseudonymous_user_id, redact_text
-
-
-@pytest.mark.parametrize(
-    ("text", "kind"),
-    [
-        ("write to jane.doe+shop@example.co.uk", "email"),
-        ("call +49 30 1234567", "phone"),
-        ("call 0171 2345678", "phone"),
-        ("from 203.0.113.77", "ip"),
-        ("from 2001:db8::1", "ip"),
-        ("card 4111 1111 1111 1111", "card"),
-        ("iban DE89 3704 0044 0532 0130 00", "iban"),
-        ("iban GB29NWBK60161331926819", "iban"),
-    ],
+from core.events import DEAD_LETTER_PAYLOAD_CHARS
+from core.pii import (
+    EMAIL,
+    EMAIL_ADDRESS,
+    ERASED,
+    iban_valid,
+    known_values,
+    luhn_valid,
+    mentions_known_values,
+    might_contain_pii,
+    might_contain_pii_each,
+    new_pseudonymous_user_id,
+    redact_metadata,
+    redact_payload,
+    redact_text,
+    scrub_known_values,
 )
+
+# Every positive of every detector: (text, kind).
+POSITIVES = [
+    ("write to jane.doe+shop@example.co.uk", "email"),
+    ("write to jane.doe\uff20example.org", "email"),  # fullwidth at sign
+    ("write to jane.doe\ufe6bexample.org", "email"),  # small form at sign
+    ("write to j\u00fcrgen@m\u00fcller.example", "email"),
+    ("call +49 30 1234567", "phone"),
+    ("call 0171 2345678", "phone"),
+    ("call 030/12345678", "phone"),
+    ("call (030) 1234567", "phone"),
+    ("call +49 (0)30 1234567", "phone"),
+    ("call 0049 30 1234567", "phone"),
+    ("appelez le 06 12 34 56 78", "phone"),
+    ("ring 020 7946 0958", "phone"),
+    ("from 203.0.113.77", "ip"),
+    ("from 2001:db8::1", "ip"),
+    ("card 4111 1111 1111 1111", "card"),
+    ("card 4111-1111-1111-1111", "card"),
+    ("iban DE89 3704 0044 0532 0130 00", "iban"),
+    ("iban de89 3704 0044 0532 0130 00", "iban"),
+    ("iban GB29NWBK60161331926819", "iban"),
+    ("iban fr14 2004 1010 0505 0001 3m02 606 please", "iban"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), POSITIVES)
 def test_each_kind_is_redacted_and_counted(text: str, kind: str) -> None:
     counts: Counter[str] = Counter()
     redacted = redact_text(text, counts)
     assert f"[redacted-{kind}]" in redacted
     assert counts == Counter({kind: 1})
+    assert redacted.split(maxsplit=1)[0] == text.split(maxsplit=1)[0]  # the words around it are kept
+
+
+@pytest.mark.parametrize(("text", "kind"), POSITIVES)
+def test_the_prefilter_lets_every_positive_through(text: str, kind: str) -> None:
+    """The prefilter is a necessary condition for every detector: whatever a detector redacts, in
+    a string or inside serialised metadata, is a suspect."""
+    assert might_contain_pii(text), kind
+    serialised = msgspec.json.encode({"page": "/shoes/product/12", "note": text})
+    assert might_contain_pii_each([b'{"page":"/x"}', serialised, b"{}"]) == {1}
 
 
 @pytest.mark.parametrize(
@@ -35,10 +78,15 @@ def test_each_kind_is_redacted_and_counted(text: str, kind: str) -> None:
     [
         '{"page":"/shoes/product/1234","device":"mobile","product_id":1234}',
         "order 1234567890123",  # 13 digits, no separators: an order number, not a phone
+        "order 4930123456",  # a bare digit run: an order number, not a phone without its prefix
+        "sent 1700000000",  # a Unix timestamp
         "card 4111 1111 1111 1112",  # fails the Luhn check
+        "iban DE88 3704 0044 0532 0130",  # fails the mod-97 check
         "at 2026-11-22T10:00:00 12:30:45",
+        "on 01.05.2024 10:30",
         "version 1.2.3",
         "999.1.1.1 is no address",
+        "/archive/2024/11/22/0123456789",
     ],
 )
 def test_look_alikes_are_kept(text: str) -> None:
@@ -47,7 +95,7 @@ def test_look_alikes_are_kept(text: str) -> None:
     assert not counts
 
 
-def test_redaction_inside_json_keeps_it_valid() -> None:
+def test_redaction_inside_json_text_keeps_it_valid() -> None:
     document = json.dumps({"note": 'mail "x" to a@b.org, card 4111-1111-1111-1111', "ip": "10.0.0.1"}, separators=(",", ":"))
     counts: Counter[str] = Counter()
     assert json.loads(redact_text(document, counts)) == {
@@ -56,9 +104,128 @@ def test_redaction_inside_json_keeps_it_valid() -> None:
     }
 
 
+def test_metadata_is_redacted_value_by_value_and_stays_valid_json() -> None:
+    """A number that looks like a phone stays a number (as redact_text keeps a bare digit run);
+    a number that is a card becomes the marker string, never an unquoted marker in the JSON."""
+    metadata: dict[str, Any] = {
+        "order": 4930123456,
+        "card": 4111111111111111,
+        "amount": Decimal("4111111111111111"),
+        "price": Decimal("19.99"),
+        "gift": True,
+        "lines": [{"note": "call 030/12345678"}, 1.5, None],
+        "jane@example.org": "opted in",
+    }
+    original = json.dumps(metadata, default=str)
+    counts: Counter[str] = Counter()
+    redacted = redact_metadata(metadata, counts)
+    assert redacted == {
+        "order": 4930123456,
+        "card": "[redacted-card]",
+        "amount": "[redacted-card]",
+        "price": Decimal("19.99"),
+        "gift": True,
+        "lines": [{"note": "call [redacted-phone]"}, 1.5, None],
+        "[redacted-email]": "opted in",
+    }
+    assert counts == Counter({"card": 2, "phone": 1, "email": 1})
+    assert json.dumps(metadata, default=str) == original  # the input is not changed
+    encoded = msgspec.json.Encoder(decimal_format="number").encode(redacted)
+    assert json.loads(encoded)["order"] == 4930123456
+
+
+def test_metadata_keys_redacted_alike_keep_both_values() -> None:
+    redacted = redact_metadata({"a@example.org": 1, "b@example.org": 2}, Counter())
+    assert sorted(redacted.values()) == [1, 2]
+
+
+def test_numbers_beyond_any_kind_are_left_alone_cheaply() -> None:
+    huge = {"big": Decimal("1e1000000"), "long": 10**400, "float": 1e300, "nan": float("nan")}
+    assert redact_metadata(huge, Counter()) is not huge
+    assert redact_metadata(huge, Counter())["big"] == Decimal("1e1000000")
+
+
+def test_a_text_built_to_be_expensive_degrades_to_redacting_more() -> None:
+    """Thousands of phone-like runs: after a budget of library checks the digit count decides."""
+    text = " x ".join(f"0{n:010d}" for n in range(3000))
+    counts: Counter[str] = Counter()
+    redacted = redact_text(text, counts)
+    assert counts["phone"] > 2500 and "[redacted-phone]" in redacted
+
+
+# -- Dead letters
+
+
+@pytest.mark.parametrize(("value", "kind"), [(text, kind) for text, kind in POSITIVES if kind in ("phone", "card", "ip", "iban")])
+def test_a_dead_letter_is_redacted_by_the_same_detectors(value: str, kind: str) -> None:
+    payload = json.dumps({"event_type": "refund", "metadata": {"note": value}}).encode()
+    counts: Counter[str] = Counter()
+    text = redact_payload(payload, counts)
+    assert f"[redacted-{kind}]" in text and counts[kind] == 1
+    assert json.loads(text)["event_type"] == "refund"
+
+
+def test_a_dead_letter_loses_the_values_under_personal_keys() -> None:
+    payload = json.dumps(
+        {
+            "email": "jane.doe@example.com",
+            "Full-Name": "Jane Doe",
+            "address": {"street": "Hauptstr. 5"},
+            "note": "j.d@example.org",
+        }
+    ).encode()
+    text = redact_payload(payload)
+    assert "jane" not in text.lower() and "Doe" not in text and "Hauptstr" not in text
+    assert json.loads(text) == {
+        "email": "[redacted]",
+        "Full-Name": "[redacted]",
+        "address": "[redacted]",
+        "note": "[redacted-email]",
+    }
+
+
+def test_a_dead_letter_that_is_not_json_is_redacted_as_text() -> None:
+    payload = b'{"name": "Jane Doe", \'phone\': \'0171 2345678\', "iban":"de89 3704 0044 0532 0130 00" ,,, call 030/12345678'
+    text = redact_payload(payload)
+    assert "Jane" not in text and "2345678" not in text and "3704" not in text and "12345678" not in text
+    assert text.startswith('{"name": "[redacted]"')
+
+
+def test_a_long_dead_letter_is_cut_after_redaction() -> None:
+    # An address across the cut must not survive in part.
+    prefix = b'{"note":"' + b"x" * (DEAD_LETTER_PAYLOAD_CHARS - 16)
+    text = redact_payload(prefix + b" jane.doe@example.org and more" + b"y" * 10_000)
+    assert len(text) < DEAD_LETTER_PAYLOAD_CHARS + 40 and text.endswith("more bytes]")
+    assert "jane" not in text
+    big = json.dumps({"blob": "z" * 10_000, "email": "jane@example.org"}).encode()
+    text = redact_payload(big)
+    assert text.startswith('{"blob":"zzz') and text.endswith("more bytes]") and "jane" not in text
+
+
+def test_a_dead_letter_is_printable_text_for_postgresql() -> None:
+    assert redact_payload(None) == ""
+    assert redact_payload(b"\xff\x00") == "\ufffd\\x00"
+    assert "\x00" not in redact_payload(b'{"a":"\\u0000"}')
+
+
+# -- One email definition
+
+
+@pytest.mark.parametrize("address", ["jane.doe+shop@example.co.uk", "o'brien@example.ie", "x@sub-domain.example"])
+def test_one_email_definition_validates_and_finds(address: str) -> None:
+    assert EMAIL_ADDRESS.fullmatch(address)
+    assert EMAIL.search(f"write to {address} today")
+
+
+@pytest.mark.parametrize("address", ["jane@localhost", "jane@@example.org", "jane doe@example.org", "j\u00fcrgen@example.org"])
+def test_an_implausible_requester_address_is_refused(address: str) -> None:
+    assert not EMAIL_ADDRESS.fullmatch(address)
+
+
 def test_checksums_and_pseudonyms() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE88 3704 0044 0532 0130 00")
+    assert iban_valid("de89370400440532013000")
     ids = {new_pseudonymous_user_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(2**62 <= i < 2**63 for i in ids)
 
@@ -72,8 +239,9 @@ def test_the_batch_scan_finds_exactly_the_texts_the_single_check_would() -> None
         '{"ip":"2001:db8::1"}',
         '{"page":"/checkout/confirmation","browser":"chrome"}',
         '{"order":"1234567890123"}',
-        '{"über":"café ☕"}',
+        '{"\u00fcber":"caf\u00e9 \u2615"}',
         '{"a":"b:c"}',
+        '{"mail":"anna\uff20example.com"}',
         "{}",
     ]
     for n in range(1, len(texts) + 1):
@@ -81,3 +249,69 @@ def test_the_batch_scan_finds_exactly_the_texts_the_single_check_would() -> None
         expected = {i for i, text in enumerate(batch) if might_contain_pii(text)}
         assert might_contain_pii_each([t.encode() for t in batch]) == expected
     assert might_contain_pii_each([texts[0].encode()] * 1000) == set()
+
+
+# -- Erasure: a known person's values
+
+
+JANE = known_values("jane.doe@example.org", "Jane M\u00fcller", "Hauptstra\u00dfe 5, 10115 Berlin")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "JANE.DOE@EXAMPLE.ORG",
+        "jane.doe\uff20example.org",
+        "jane.doe (at) example.org",
+        "jane.doe [at] example [dot] org",
+        "write to jane.doe",
+        "Jane   M\u00fcller",
+        "M\u00dcLLER, Jane",
+        "jane mueller",
+        "Jane Muller",
+        "hauptstra\u00dfe 5,\n10115 berlin",
+        "Hauptstrasse 5",
+        "deliver to Hauptstra\u00dfe",
+    ],
+)
+def test_an_erasure_finds_the_obvious_spellings_of_a_persons_values(text: str) -> None:
+    scrubbed, found = scrub_known_values({"note": text, "list": [text]}, JANE)
+    assert found >= 2
+    assert scrub_known_values(scrubbed, JANE)[1] == 0
+    assert ERASED in scrubbed["note"]
+    for word in ("jane", "m\u00fcller", "mueller", "hauptstra"):
+        assert word not in json.dumps(scrubbed, ensure_ascii=False).lower()
+
+
+@pytest.mark.parametrize("text", ["Janet Doe", "Muellerstadt", "Berlin", "10115", "example.org", "order", "/p/jane_x"])
+def test_an_erasure_keeps_words_that_only_contain_a_persons_values(text: str) -> None:
+    assert scrub_known_values({"note": text}, JANE) == ({"note": text}, 0)
+
+
+def test_an_erasure_leaves_numbers_and_structure_alone() -> None:
+    metadata = {"page": "/p", "n": 5, "items": [{"to": "Jane M\u00fcller"}], "Jane M\u00fcller": True}
+    scrubbed, found = scrub_known_values(metadata, JANE)
+    assert found == 2
+    assert scrubbed == {"page": "/p", "n": 5, "items": [{"to": ERASED}], ERASED: True}
+    assert metadata["items"] == [{"to": "Jane M\u00fcller"}]
+
+
+def test_rows_of_anybody_are_searched_for_whole_values_only() -> None:
+    """A dead letter may be about anybody: a first name or a street alone is somebody else's more
+    often than not, so only the whole email, local part, name or address line counts there."""
+    assert mentions_known_values('{"note":"from JANE.DOE (at) example.org"}', JANE) == 1
+    assert mentions_known_values('{"note":"for M\u00fcller, Jane"}', JANE) == 1
+    assert mentions_known_values('{"note":"Jane", "street":"Hauptstra\u00dfe 9"}', JANE) == 0
+
+
+def test_the_database_preselection_is_implied_by_every_match() -> None:
+    """Every match contains one of the anchors, which PostgreSQL finds with ``~*``: the rows it
+    skips hold nothing of the person's. Letters beyond ASCII get both cases spelled out."""
+    assert JANE.pattern is not None
+    samples = ["JANE.DOE\uff20EXAMPLE.ORG", "M\u00dcLLER", "HAUPTSTRASSE 5", "jane.doe"]
+    for sample in samples:
+        for match in JANE.pattern.finditer(sample):
+            assert any(anchor in match.group(0).lower() for anchor in JANE.anchors), match
+    assert "m[\u00fc\u00dc]ller" in (JANE.sql_regex() or "")
+    assert known_values(None, None, None).sql_regex() is None
+    assert scrub_known_values({"a": "b"}, known_values(None, "", None)) == ({"a": "b"}, 0)
