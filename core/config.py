@@ -2,6 +2,8 @@
 
 Precedence, lowest first: built-in defaults (the same as docker-compose), the URLs the embedded
 stack recorded in ``.local/stack.env`` (so nothing needs an ``export``), then the environment.
+No other module reads ``os.environ``: entry points that cannot load every setting yet (the
+embedded stack before it has recorded its URLs, the demo) use the narrower helpers here.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ DEFAULTS: dict[str, str] = {
     "REPORTS_DIR": "reports/output",
     # Report cells describing fewer people than this are suppressed (k-anonymity style).
     "REPORT_MIN_CELL_USERS": "5",
+    # Public, so proof hashes made with it could be forged: accepted on the embedded stack only.
     "GDPR_HMAC_KEY": "dev-only-change-me",
     "LOG_LEVEL": "INFO",
 }
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -126,7 +130,7 @@ class Settings:
         return (
             f"database={self.database.display_url} kafka={self.kafka.bootstrap_servers} "
             f"topic={self.kafka.topic} batch={self.sink.batch_size}/{self.sink.batch_seconds}s "
-            f"reports_dir={self.reports_dir}"
+            f"reports_dir={self.reports_dir} groups={self.groups.raw_events},{self.groups.streaming_metrics}"
         )
 
 
@@ -159,44 +163,111 @@ def _name(values: Mapping[str, str], key: str) -> str:
     return name
 
 
+def stack_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded stack's recorded URLs are read from (``STACK_FILE``)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("STACK_FILE", str(DEFAULT_STACK_FILE)))
+
+
 def merged_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Defaults, then the embedded stack's recorded URLs, then the environment."""
     env = os.environ if environ is None else environ
-    stack_file = Path(env.get("STACK_FILE", str(DEFAULT_STACK_FILE)))
     values = dict(DEFAULTS)
-    values.update(read_env_file(stack_file))
+    values.update(read_env_file(stack_file(env)))
     values.update({k: v for k, v in env.items() if k in DEFAULTS})
     return values
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides``, for a child process that must see other
+    settings than its parent (the demo points every command at the stack it started)."""
+    return {**os.environ, **overrides}
+
+
+def default_login() -> tuple[str, str, str]:
+    """User, password and database of the default DATABASE_URL: what docker-compose's
+    PostgreSQL has and what the embedded stack creates."""
+    url = urlsplit(DEFAULTS["DATABASE_URL"])
+    if url.username is None or url.password is None:
+        raise ConfigError("the default DATABASE_URL names no user and password")
+    return url.username, url.password, url.path.lstrip("/")
+
+
+def log_level(environ: Mapping[str, str] | None = None, default: str = DEFAULTS["LOG_LEVEL"]) -> str:
+    """LOG_LEVEL, validated, for entry points that do not load every setting (the embedded
+    stack, the demo); ``default`` when it is set nowhere."""
+    env = os.environ if environ is None else environ
+    return _level(env.get("LOG_LEVEL") or read_env_file(stack_file(env)).get("LOG_LEVEL") or default)
+
+
+def _level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _database(values: Mapping[str, str], url: str) -> DatabaseSettings:
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
+    return DatabaseSettings(
+        url=url,
+        statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS"),
+        retry_timeout_s=_float(values, "DB_RETRY_TIMEOUT_S"),
+    )
+
+
+def _kafka(values: Mapping[str, str], bootstrap: str) -> KafkaSettings:
+    if not bootstrap.strip():
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
+    return KafkaSettings(
+        bootstrap_servers=bootstrap, topic=_name(values, "EVENTS_TOPIC"), partitions=_int(values, "EVENTS_TOPIC_PARTITIONS")
+    )
+
+
+def load_database_settings(url: str | None = None, environ: Mapping[str, str] | None = None) -> DatabaseSettings:
+    """The database settings alone, for ``url`` (default: DATABASE_URL): the embedded stack
+    talks to the PostgreSQL it started before any URL is recorded."""
+    values = merged_values(environ)
+    return _database(values, values["DATABASE_URL"] if url is None else url)
+
+
+def load_kafka_settings(bootstrap: str | None = None, environ: Mapping[str, str] | None = None) -> KafkaSettings:
+    """The Kafka settings alone, for ``bootstrap`` (default: KAFKA_BOOTSTRAP_SERVERS)."""
+    values = merged_values(environ)
+    return _kafka(values, values["KAFKA_BOOTSTRAP_SERVERS"] if bootstrap is None else bootstrap)
+
+
+def on_embedded_stack(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the DATABASE_URL in effect is the one the embedded stack recorded in its stack
+    file: the developer's own throwaway PostgreSQL, never a shared or production one."""
+    recorded = read_env_file(stack_file(environ)).get("DATABASE_URL")
+    return recorded is not None and recorded == merged_values(environ)["DATABASE_URL"]
+
+
+def _hmac_key(values: Mapping[str, str], environ: Mapping[str, str] | None) -> bytes:
+    key = values["GDPR_HMAC_KEY"]
+    if not key.strip():
+        raise ConfigError("GDPR_HMAC_KEY is empty; set it to a secret (e.g. `openssl rand -hex 32`)")
+    if key == DEFAULTS["GDPR_HMAC_KEY"] and not on_embedded_stack(environ):
+        # Anybody can read the default, and with it forge the proof hashes of erased requesters.
+        raise ConfigError(
+            "GDPR_HMAC_KEY is the public development default; set it to a secret (e.g. `openssl rand -hex 32`)"
+            " - the default is only accepted on the embedded stack (`make up`)"
+        )
+    return key.encode("utf-8")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise ConfigError with the offending variable."""
     values = merged_values(environ)
-    url = values["DATABASE_URL"]
-    if urlsplit(url).scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
-    if not values["KAFKA_BOOTSTRAP_SERVERS"].strip():
-        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
-    if not values["EVENTS_TOPIC"].strip():
-        raise ConfigError("EVENTS_TOPIC is empty")
-    level = values["LOG_LEVEL"].upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return Settings(
-        database=DatabaseSettings(
-            url=url,
-            statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS"),
-            retry_timeout_s=_float(values, "DB_RETRY_TIMEOUT_S"),
-        ),
-        kafka=KafkaSettings(
-            bootstrap_servers=values["KAFKA_BOOTSTRAP_SERVERS"],
-            topic=values["EVENTS_TOPIC"],
-            partitions=_int(values, "EVENTS_TOPIC_PARTITIONS"),
-        ),
+        database=_database(values, values["DATABASE_URL"]),
+        kafka=_kafka(values, values["KAFKA_BOOTSTRAP_SERVERS"]),
         sink=SinkSettings(batch_size=_int(values, "SINK_BATCH_SIZE"), batch_seconds=_float(values, "SINK_BATCH_SECONDS")),
         reports_dir=Path(values["REPORTS_DIR"]),
-        gdpr_hmac_key=values["GDPR_HMAC_KEY"].encode("utf-8"),
-        log_level=level,
+        gdpr_hmac_key=_hmac_key(values, environ),
+        log_level=_level(values["LOG_LEVEL"]),
         report_min_cell_users=_int(values, "REPORT_MIN_CELL_USERS"),
         groups=ConsumerGroups(raw_events=_name(values, "RAW_EVENTS_GROUP"), streaming_metrics=_name(values, "STREAMING_GROUP")),
     )
