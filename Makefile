@@ -18,16 +18,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 install: $(VENV)/.installed ## create .venv and install everything (runtime, tests, lint)
 
 up: install ## start the embedded stack (Tansu + PostgreSQL) and print its URLs
-	$(PY) -m core.stack up
+	$(PY) -m devstack up
 
 down: install ## stop the embedded stack (its PostgreSQL data stays in .local/)
-	$(PY) -m core.stack down
+	$(PY) -m devstack down
 
 status: install ## is the embedded stack running, and where
-	$(PY) -m core.stack status
+	$(PY) -m devstack status
 
 demo: install ## the whole pipeline end to end on the embedded stack, then both reports
-	$(PY) -m core.demo
+	$(PY) -m demo
 
 test: install ## the whole test suite; it starts its own isolated stack on free ports
 	$(PY) -m pytest

@@ -31,7 +31,8 @@ from typing import Any
 
 import psutil
 
-from core import db, kafka, progress, stack
+import devstack
+from core import db, kafka, progress
 from core.config import PROJECT_ROOT, load_settings
 from data_generators.generate_events import EventFactory
 
@@ -153,12 +154,12 @@ class Bench:
 
     def start_stack(self) -> None:
         log(f"starting an isolated embedded stack in {self.data_dir}")
-        info = stack.up(self.data_dir, pg_port=stack.free_port(), kafka_port=stack.free_port(), topic=self.topic)
+        info = devstack.up(self.data_dir, pg_port=devstack.free_port(), kafka_port=devstack.free_port(), topic=self.topic)
         self.env = {
             **os.environ,
             **info.env(),
             "EVENTS_TOPIC": self.topic,
-            "STACK_FILE": str(self.data_dir / "none.env"),
+            "STACK_FILE": str(info.stack_file),  # its own stack: never .local/, and the dev key is accepted
             "LOG_LEVEL": "WARNING",
             "REPORTS_DIR": str(self.data_dir / "reports"),
             # A bare COPY of ten million rows runs for minutes: no service timeout here.
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         log("interrupted")
     finally:
         if not args.keep:
-            stack.down(data_dir)
+            devstack.down(data_dir)
             # Ten million events leave several GB behind.
             shutil.rmtree(data_dir, ignore_errors=True)
     text = bench.report(time.perf_counter() - started)

@@ -5,8 +5,10 @@ Which stack, in this order:
   are truncated: point it at a disposable database);
 - ``TEST_STACK=testcontainers`` (needs Docker): Kafka and postgres:15 containers;
 - otherwise an isolated embedded stack (Tansu + PostgreSQL) on free ports in a temporary folder,
-  never the user's ``.local/``.
+  never the user's ``.local/``; ``STACK_FILE`` points at that stack's own file.
 Every test gets a fresh topic and fresh consumer group names; tables are truncated before it.
+The session sets a test ``GDPR_HMAC_KEY`` whatever the stack: tests point commands at other URLs
+(an unreachable one, say), where the public development key is refused.
 """
 
 from __future__ import annotations
@@ -19,15 +21,23 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from core import db, kafka, stack
+import devstack
+from core import db, kafka
 from core.config import Settings, load_settings
 
+# Not the public development default, which is refused off the embedded stack.
+TEST_HMAC_KEY = "test-only-" + uuid.uuid4().hex
 
-def _existing_stack() -> Iterator[dict[str, str]]:
-    yield {"DATABASE_URL": os.environ["TEST_DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": os.environ["TEST_KAFKA_BOOTSTRAP_SERVERS"]}
+
+def _existing_stack(nowhere: Path) -> Iterator[dict[str, str]]:
+    yield {
+        "DATABASE_URL": os.environ["TEST_DATABASE_URL"],
+        "KAFKA_BOOTSTRAP_SERVERS": os.environ["TEST_KAFKA_BOOTSTRAP_SERVERS"],
+        "STACK_FILE": str(nowhere),
+    }
 
 
-def _testcontainers_stack() -> Iterator[dict[str, str]]:
+def _testcontainers_stack(nowhere: Path) -> Iterator[dict[str, str]]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.postgres import PostgresContainer
 
@@ -35,32 +45,38 @@ def _testcontainers_stack() -> Iterator[dict[str, str]]:
         PostgresContainer("postgres:15", username="de_user", password="de_password", dbname="de_db", driver=None) as pg,
         KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as broker,
     ):
-        yield {"DATABASE_URL": pg.get_connection_url(), "KAFKA_BOOTSTRAP_SERVERS": broker.get_bootstrap_server()}
+        yield {
+            "DATABASE_URL": pg.get_connection_url(),
+            "KAFKA_BOOTSTRAP_SERVERS": broker.get_bootstrap_server(),
+            "STACK_FILE": str(nowhere),
+        }
 
 
 def _embedded_stack(base: Path) -> Iterator[dict[str, str]]:
-    info = stack.up(base, pg_port=stack.free_port(), kafka_port=stack.free_port(), fast=True)
+    info = devstack.up(base, pg_port=devstack.free_port(), kafka_port=devstack.free_port(), fast=True)
     try:
-        yield {**info.env(), "TEST_STACK_DATA_DIR": str(base)}
+        # Its own stack file, as `make up` writes .local/stack.env: never the developer's.
+        yield {**info.env(), "STACK_FILE": str(info.stack_file), "TEST_STACK_DATA_DIR": str(info.data_dir)}
     finally:
-        stack.down(base)
+        devstack.down(base)
 
 
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Start (or find) the stack once per session and point every module at it."""
+    # Never read the developer's .local/stack.env, whatever the stack.
+    nowhere = tmp_path_factory.mktemp("nostack") / "stack.env"
     if os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS"):
-        source = _existing_stack()
+        source = _existing_stack(nowhere)
     elif os.environ.get("TEST_STACK") == "testcontainers":
-        source = _testcontainers_stack()
+        source = _testcontainers_stack(nowhere)
     else:
         source = _embedded_stack(tmp_path_factory.mktemp("stack"))
     saved = dict(os.environ)
     try:
         env = next(source)
         os.environ.update(env)
-        # Never read the developer's .local/stack.env, whatever the stack.
-        os.environ["STACK_FILE"] = str(tmp_path_factory.mktemp("nostack") / "stack.env")
+        os.environ["GDPR_HMAC_KEY"] = TEST_HMAC_KEY
         os.environ["LOG_LEVEL"] = "INFO"
         db.migrate(load_settings().database)
         yield env

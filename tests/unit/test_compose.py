@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from core.config import DEFAULTS
-from core.stack import SERVER_TUNING
+from devstack import SERVER_TUNING
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

