@@ -79,3 +79,11 @@ def test_postgres_gets_the_embedded_stacks_server_tuning() -> None:
     assert command[0] == "postgres"
     settings = {command[i + 1] for i in range(1, len(command), 2) if command[i] == "-c"}
     assert settings == {option.removeprefix("-c ") for option in SERVER_TUNING}
+
+
+def test_every_service_of_the_platform_requires_a_gdpr_key_of_its_own() -> None:
+    """Compose stops with the message when GDPR_HMAC_KEY is unset: the public default is refused."""
+    for name in ("init", "raw-consumer", "streaming-consumer", "generator"):
+        key = SERVICES[name]["environment"]["GDPR_HMAC_KEY"]
+        assert key.startswith("${GDPR_HMAC_KEY:?set GDPR_HMAC_KEY") and key.endswith("}")
+        assert DEFAULTS["GDPR_HMAC_KEY"] not in key
