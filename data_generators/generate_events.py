@@ -3,9 +3,12 @@
 Default mix: page_view 70 %, add_to_cart 20 %, purchase 10 % with an amount in euros. Metadata
 (page, device, browser, product) never carries personal data. Runs until Ctrl+C unless
 ``--count`` is given; on the way out it flushes what it produced and says what, if anything,
-could not be delivered. ``--processes N`` runs N generator processes (generation is CPU-bound
-Python; one per core is fastest); ``--backfill-days D`` stamps events over the last D days
-along a daily traffic curve, for demos and reports with history. Event ids are UUIDv7.
+could not be delivered. It re-reads the users every ``--refresh-users`` seconds, so erased users
+stop receiving events; when PostgreSQL is away then, it goes on with the users it knows and
+retries with backoff (at start-up a missing service is a one-line error). ``--processes N``
+runs N generator processes (generation is CPU-bound Python; one per core is fastest);
+``--backfill-days D`` stamps events over the last D days along a daily traffic curve, for demos
+and reports with history. Event ids are UUIDv7.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import psycopg2
 from confluent_kafka import KafkaError, Message, Producer
 
 from core import cli, db, kafka
 from core.config import Settings
-from core.errors import InvalidInput, PlatformError
+from core.errors import InvalidInput, PlatformError, ServiceUnavailable
 from core.events import Event
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,10 @@ BROWSERS = ("chrome", "firefox", "safari", "edge")
 CATEGORIES = ("shoes", "books", "garden", "electronics", "toys", "kitchen", "sports", "beauty")
 # The generator re-reads the users this often, so erased users stop receiving events.
 USERS_REFRESH_S = 30.0
+# While PostgreSQL is away the users are re-read after 0.5 s, 1 s, 2 s ... at most 10 s apart:
+# quick to notice a restart, and one log line per attempt stays readable through a long outage.
+REFRESH_RETRY_FIRST_S = 0.5
+REFRESH_RETRY_MAX_S = 10.0
 FLUSH_TIMEOUT_S = 30.0
 # A full producer queue for a moment is normal at full speed; this long means the broker is away.
 QUEUE_FULL_WARNING_S = 5.0
@@ -198,6 +206,51 @@ class EventFactory:
             )
 
 
+class UsersRefresh:
+    """Re-reads the users now and then, so erased users stop receiving events.
+
+    A PostgreSQL outage does not stop the generator: it goes on with the users it knows, logs
+    each failed attempt and tries again with backoff; the next success takes the new list.
+    """
+
+    def __init__(self, settings: Settings, factory: EventFactory, version: tuple[int, int], every_s: float) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.version = version
+        self.every_s = every_s
+        self.failures = 0
+        self.due = time.monotonic() + every_s
+
+    def __call__(self) -> None:
+        """Refresh when due; never raises for a database that is away."""
+        if time.monotonic() < self.due:
+            return
+        try:
+            version = users_version(self.settings)
+            if version != self.version:
+                self.factory.user_ids = active_user_ids(self.settings) or self.factory.user_ids
+                self.version = version
+        except (ServiceUnavailable, psycopg2.Error) as e:
+            if isinstance(e, psycopg2.Error) and not db.is_transient(e):
+                raise
+            self.failures += 1
+            delay = min(REFRESH_RETRY_FIRST_S * 2 ** (self.failures - 1), REFRESH_RETRY_MAX_S)
+            reason = str(e) if isinstance(e, ServiceUnavailable) else db.describe_error(e)
+            logger.warning(
+                "cannot re-read the users (attempt %d): %s; producing for the %d users known, next attempt in %.1f s",
+                self.failures,
+                reason,
+                len(self.factory.user_ids),
+                delay,
+            )
+            self.due = time.monotonic() + delay
+            return
+        if self.failures:
+            logger.warning("PostgreSQL answers again after %d failed attempts: users re-read", self.failures)
+            self.failures = 0
+        self.due = time.monotonic() + self.every_s
+
+
 @dataclass
 class DeliveryReport:
     """Counts of what the producer did; the producer reports errors only (delivery.report.only.error)."""
@@ -301,6 +354,7 @@ def generate(
     flush_timeout: float = FLUSH_TIMEOUT_S,
     label: str = "events",
     backfill_days: float = 0.0,
+    refresh_users_s: float = USERS_REFRESH_S,
 ) -> DeliveryReport:
     """Produce events until ``count`` is reached or ``stop`` is set; flush before returning."""
     kafka.ensure_reachable(settings.kafka)
@@ -316,7 +370,7 @@ def generate(
     producer = kafka.producer(settings.kafka, **{"on_delivery": report.on_error, "delivery.report.only.error": True})
     progress = cli.Progress(label, total=count, every_s=5.0)
     report.started = time.time()
-    next_refresh = time.monotonic() + USERS_REFRESH_S
+    refresh_users = UsersRefresh(settings, factory, version, refresh_users_s)
     topic = settings.kafka.topic
     started = time.monotonic()
     stopped = False
@@ -332,11 +386,7 @@ def generate(
             stopped = True
         producer.poll(0)
         progress.advance(n, f"in flight {len(producer):,}, failed {report.failed:,}")
-        if time.monotonic() >= next_refresh:
-            next_refresh = time.monotonic() + USERS_REFRESH_S
-            if users_version(settings) != version:
-                version = users_version(settings)
-                factory.user_ids = active_user_ids(settings) or factory.user_ids
+        refresh_users()
     report.finished = time.time()
     report.undelivered = producer.flush(flush_timeout)
     if report.undelivered:
@@ -366,6 +416,7 @@ class WorkerJob(NamedTuple):
     seed: int | None
     flush_timeout: float
     backfill_days: float
+    refresh_users_s: float
 
 
 def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
@@ -384,6 +435,7 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
             flush_timeout=job.flush_timeout,
             label=f"events[{job.number}]",
             backfill_days=job.backfill_days,
+            refresh_users_s=job.refresh_users_s,
         )
     except PlatformError as e:
         logger.error("generator process %d: %s", job.number, e)
@@ -402,12 +454,20 @@ def generate_in_processes(
     stop: threading.Event,
     flush_timeout: float = FLUSH_TIMEOUT_S,
     backfill_days: float = 0.0,
+    refresh_users_s: float = USERS_REFRESH_S,
 ) -> DeliveryReport:
     """Run ``processes`` generators, each with its own producer and an equal share of ``count``
     and ``rate``. Generation is CPU-bound Python: one process per core is how it scales."""
     if processes <= 1:
         return generate(
-            settings, rate=rate, count=count, seed=seed, stop=stop, flush_timeout=flush_timeout, backfill_days=backfill_days
+            settings,
+            rate=rate,
+            count=count,
+            seed=seed,
+            stop=stop,
+            flush_timeout=flush_timeout,
+            backfill_days=backfill_days,
+            refresh_users_s=refresh_users_s,
         )
     kafka.ensure_reachable(settings.kafka)
     if not users_version(settings)[0]:
@@ -417,7 +477,12 @@ def generate_in_processes(
     workers = [
         context.Process(
             target=_worker,
-            args=(WorkerJob(settings, i, rate / processes, share, _worker_seed(seed, i), flush_timeout, backfill_days), results),
+            args=(
+                WorkerJob(
+                    settings, i, rate / processes, share, _worker_seed(seed, i), flush_timeout, backfill_days, refresh_users_s
+                ),
+                results,
+            ),
             name=f"generator-{i}",
         )
         for i, share in enumerate(_shares(count, processes))
@@ -464,6 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(for demos and reports with history; default: 0)",
     )
     parser.add_argument(
+        "--refresh-users",
+        type=float,
+        default=USERS_REFRESH_S,
+        metavar="SECONDS",
+        help=f"re-read the users this often, so erased users stop receiving events (default: {USERS_REFRESH_S:.0f})",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -489,6 +561,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--backfill-days must be between 0 and {MAX_BACKFILL_DAYS}")
     if args.processes < 1:
         parser.error("--processes must be 1 or more")
+    if args.refresh_users <= 0:
+        parser.error("--refresh-users must be more than 0")
 
     def execute(settings: Settings) -> int:
         report = generate_in_processes(
@@ -500,6 +574,7 @@ def main(argv: list[str] | None = None) -> None:
             stop=cli.install_stop_handlers(),
             flush_timeout=args.flush_timeout,
             backfill_days=args.backfill_days,
+            refresh_users_s=args.refresh_users,
         )
         print(
             f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered "
