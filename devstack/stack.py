@@ -160,6 +160,15 @@ def _pg_bin(name: str) -> str:
     return str(_pg_install() / name)
 
 
+def postgres_version() -> str:
+    """The version of the embedded PostgreSQL server, e.g. ``18.6`` (for reports and test headers)."""
+    result = _pg_run([_pg_bin("postgres"), "--version"], None, timeout=10)
+    words = result.stdout.split()
+    if result.returncode != 0 or not words:
+        raise StackError(f"cannot run the embedded PostgreSQL: {result.stderr.strip()[-200:]}")
+    return words[-1]
+
+
 def _run_as() -> str | None:
     """The system user PostgreSQL runs as: ourselves, or an unprivileged user when we are root."""
     if os.geteuid() != 0:

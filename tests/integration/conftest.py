@@ -24,6 +24,7 @@ from psycopg2 import sql
 import devstack
 from core import db, kafka
 from core.config import Settings, load_settings
+from tests import stacks
 
 # Not the public development default, which is refused off the embedded stack.
 TEST_HMAC_KEY = "test-only-" + uuid.uuid4().hex
@@ -66,9 +67,10 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """Start (or find) the stack once per session and point every module at it."""
     # Never read the developer's .local/stack.env, whatever the stack.
     nowhere = tmp_path_factory.mktemp("nostack") / "stack.env"
-    if os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS"):
+    kind = stacks.chosen()
+    if kind == "existing":
         source = _existing_stack(nowhere)
-    elif os.environ.get("TEST_STACK") == "testcontainers":
+    elif kind == "testcontainers":
         source = _testcontainers_stack(nowhere)
     else:
         source = _embedded_stack(tmp_path_factory.mktemp("stack"))
