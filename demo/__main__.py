@@ -52,7 +52,8 @@ def command(env: Mapping[str, str], *args: str, check: bool = True) -> int:
 def start_consumer(env: Mapping[str, str], module: str, log_dir: Path) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{module.rsplit('.', 1)[1]}.log"
-    print(f"$ python -m {module} &   (log: {log.relative_to(PROJECT_ROOT)})", flush=True)
+    shown = log.relative_to(PROJECT_ROOT) if log.is_relative_to(PROJECT_ROOT) else log
+    print(f"$ python -m {module} &   (log: {shown})", flush=True)
     with open(log, "ab") as handle:
         return subprocess.Popen(
             [sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -68,7 +69,7 @@ def stop_consumer(process: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
-def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[bytes]]) -> None:
+def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     next_line = 0.0
     groups = (settings.groups.raw_events, settings.groups.streaming_metrics)
@@ -78,7 +79,7 @@ def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[byte
             print("consumers caught up: lag 0 on every partition", flush=True)
             return
         if any(p.poll() is not None for p in processes):
-            raise PlatformError("a consumer exited early; see its log under .local/logs/")
+            raise PlatformError(f"a consumer exited early; see its log under {log_dir}")
         if time.monotonic() > deadline:
             raise PlatformError(f"consumers did not catch up within {CATCH_UP_TIMEOUT_S:.0f} s: lag {behind}")
         if time.monotonic() >= next_line:
@@ -87,20 +88,23 @@ def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[byte
         time.sleep(0.2)
 
 
-def demo(users: int, events: int, keep_running: bool) -> None:
+def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.DEFAULT_DATA_DIR) -> None:
     banner("1. embedded stack (python -m devstack up)")
-    info = devstack.up()
+    info = devstack.up(data_dir)
     print(f"PostgreSQL: {info.database_url}\nKafka:      {info.kafka_bootstrap}")
     # Every command of the demo goes to this stack, whatever DATABASE_URL the shell exports.
     env = config.child_environment({**info.env(), "STACK_FILE": str(info.stack_file)})
     try:
-        run_steps(env, users, events)
+        run_steps(env, users, events, info.data_dir / "logs")
     finally:
         if keep_running:
             print("\nthe embedded stack is still running (`make down` stops it)")
         else:
-            devstack.down()
-            print("\nembedded stack stopped; its data stays in .local/ (`make up` starts it again)")
+            devstack.down(info.data_dir)
+            again = (
+                "make up" if info.data_dir == devstack.DEFAULT_DATA_DIR else f"python -m devstack up --data-dir {info.data_dir}"
+            )
+            print(f"\nembedded stack stopped; its data stays in {info.data_dir} (`{again}` starts it again)")
 
 
 # -- what the demo reads and files itself, as a user at a psql prompt would ---------------------
@@ -126,7 +130,7 @@ def file_requests(settings: Settings, requests: list[tuple[str, str]]) -> None:
         cur.executemany("INSERT INTO privacy_requests (email, request_type) VALUES (%s, %s)", requests)
 
 
-def run_steps(env: Mapping[str, str], users: int, events: int) -> None:
+def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) -> None:
     started = datetime.now(UTC)
     settings = load_settings(env)
 
@@ -135,13 +139,12 @@ def run_steps(env: Mapping[str, str], users: int, events: int) -> None:
 
     with ExitStack() as running:
         banner(f"3. both consumers and the generator, {events:,} events")
-        log_dir = PROJECT_ROOT / ".local" / "logs"
         consumers = [start_consumer(env, m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
         for process in consumers:
             running.callback(stop_consumer, process)
         # Two weeks of history, so the reports have a trend and a previous day to compare with.
         command(env, "data_generators.generate_events", "--rate", "0", "--count", str(events), "--backfill-days", str(DEMO_DAYS))
-        wait_for_consumers(settings, consumers)
+        wait_for_consumers(settings, consumers, log_dir)
 
     days = [day.isoformat() for day in days_written_since(settings, started)]
     banner("4. batch job and Lambda reconciliation")
@@ -177,11 +180,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=10_000, help="users to seed (default: 10000)")
     parser.add_argument("--events", type=int, default=300_000, help="events to generate (default: 300000)")
     parser.add_argument("--keep-running", action="store_true", help="leave the embedded stack running at the end")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=devstack.DEFAULT_DATA_DIR,
+        help="where the embedded stack keeps its data and the consumers' logs (default: .local/)",
+    )
     args = parser.parse_args(argv)
     try:
         # Quiet unless asked: the demo's own output is the commands and what they print.
         setup_logging(config.log_level(default="WARNING"))
-        demo(args.users, args.events, args.keep_running)
+        demo(args.users, args.events, args.keep_running, args.data_dir)
     except PlatformError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
