@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import msgspec
 import phonenumbers
@@ -409,6 +410,33 @@ _AT_VARIANTS = rf"(?:\s*[{AT_SIGNS}]\s*|\s*[(\[{{<]\s*at\s*[)\]}}>]\s*|\s+at\s+)
 _DOT_VARIANTS = r"(?:\.|\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
 _SEPARATOR = r"[\W_]{1,4}"
 _TRANSLITERATION = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+# Letters that Unicode does not decompose into an ASCII letter and an accent.
+_ASCII_LETTERS = str.maketrans(
+    {"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D"}
+)
+
+
+class _Alternative(NamedTuple):
+    """One way a value may be written: its parts, written with any separator (or, for an
+    email, any spelling of @ and dots between them); the words every match holds (lower case);
+    and whether it is a single word (a first name, a street without its number)."""
+
+    parts: tuple[str, ...]
+    email_at: int  # 0: words; else parts[:email_at] are an email's local part, the rest its domain
+    words: frozenset[str]
+    single: bool
+
+    @property
+    def regex(self) -> str:
+        if not self.email_at:
+            return _SEPARATOR.join(map(re.escape, self.parts))
+        local = _DOT_VARIANTS.join(map(re.escape, self.parts[: self.email_at]))
+        domain = self.parts[self.email_at :]
+        return local + _AT_VARIANTS + _DOT_VARIANTS.join(map(re.escape, domain)) if domain else local
+
+    @property
+    def length(self) -> int:
+        return sum(map(len, self.parts)) + len(self.parts)
 
 
 @dataclass(frozen=True)
@@ -418,14 +446,58 @@ class KnownValues:
     and with accents spelled out or dropped.
 
     ``pattern`` finds them all, whole words only, for the person's own rows; ``whole`` leaves
-    out the single words (a first name, a street without its number), for rows of anybody,
-    where "Anna" is somebody else more often than not. ``anchors`` are lower-case words of
-    which every match contains at least one, so a database can preselect rows cheaply.
+    out the single words, for rows of anybody, where "Anna" is somebody else more often than
+    not. Every match holds all the words of one alternative: a text without them is skipped
+    before a pattern (milliseconds to compile) is built, and ``anchors``, the longest word of
+    each, let a database preselect rows cheaply.
     """
 
-    pattern: re.Pattern[str] | None
-    whole: re.Pattern[str] | None
+    # (parts, email_at, single, words) of each alternative, as known_values found them: the
+    # alternatives themselves are only built for a person with a row to look at.
+    found: frozenset[tuple[tuple[str, ...], int, bool, tuple[str, ...]]]
     anchors: tuple[str, ...]
+
+    @cached_property
+    def alternatives(self) -> tuple[_Alternative, ...]:
+        """Longest first: a regex takes the first alternative that matches, which should be the
+        whole email or address rather than one of its words."""
+        built = [_Alternative(parts, at, frozenset(map(str.lower, words)), single) for parts, at, single, words in self.found]
+        return tuple(sorted(built, key=lambda a: (-a.length, a.parts)))
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        return _any_of([a.regex for a in self.alternatives])
+
+    @cached_property
+    def whole(self) -> re.Pattern[str] | None:
+        return _any_of([a.regex for a in self.alternatives if not a.single])
+
+    def could_be_in(self, words: set[str], *, whole: bool = False) -> bool:
+        """False when a text with these (lower-case) words certainly holds none of the values."""
+        return any(a.words <= words for a in self.alternatives if not (whole and a.single))
+
+    @cached_property
+    def sql_words(self) -> tuple[str, ...]:
+        """``anchors`` as PostgreSQL's ``lower()`` may leave them in a text: under the C locale
+        it folds ASCII letters only, so a word with other letters comes with each case of them
+        (up to 16 spellings; beyond, all lower or all upper)."""
+        words: set[str] = set()
+        for anchor in self.anchors:
+            if anchor.isascii():
+                words.add(anchor)
+                continue
+            wide = [i for i, ch in enumerate(anchor) if not ch.isascii() and ch.upper() != ch and len(ch.upper()) == 1]
+            choices = (
+                itertools.product((False, True), repeat=len(wide))
+                if len(wide) <= 4
+                else [(False,) * len(wide), (True,) * len(wide)]
+            )
+            for upper in choices:
+                chars = list(anchor)
+                for i, up in zip(wide, upper, strict=True):
+                    chars[i] = chars[i].upper() if up else chars[i]
+                words.add("".join(chars))
+        return tuple(sorted(words))
 
     def sql_regex(self) -> str | None:
         """``anchors`` as a PostgreSQL regular expression for ``~*``: ASCII letters are folded
@@ -433,7 +505,35 @@ class KnownValues:
         would not fold (anchors are letters and digits only: nothing to escape)."""
         if not self.anchors:
             return None
-        return "|".join("".join(_both_cases(ch) for ch in anchor) for anchor in self.anchors)
+        return "|".join(anchor if anchor.isascii() else "".join(map(_both_cases, anchor)) for anchor in self.anchors)
+
+
+# How PostgreSQL splits a lower()-ed text into words to compare with ``KnownValues.sql_words``:
+# at anything but ASCII letters and digits and the letters of other scripts (Latin, Greek,
+# Cyrillic, CJK, Hangul, fullwidth Latin; punctuation, symbols and spaces between them split).
+SQL_WORD_SEPARATORS = (
+    "[^a-z0-9\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u1fff"
+    "\u2c00-\u2dff\u3040-\u9fff\uac00-\ud7af\uff21-\uff3a\uff41-\uff5a]+"
+)
+
+
+def words_of(text: str) -> set[str]:
+    """The lower-case words of a text, split as the values' words are."""
+    return set(_TOKEN.findall(text.lower()))
+
+
+def _words_in(value: Any, into: set[str]) -> set[str]:
+    """The lower-case words of every string (keys too) in JSON-like data."""
+    if isinstance(value, str):
+        into.update(_TOKEN.findall(value.lower()))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _words_in(key, into)
+            _words_in(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _words_in(item, into)
+    return into
 
 
 def _both_cases(ch: str) -> str:
@@ -443,8 +543,8 @@ def _both_cases(ch: str) -> str:
 
 
 def _spellings(value: str) -> set[str]:
-    """The value, with accents dropped, and with German umlauts spelled out."""
-    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    """The value, with German umlauts spelled out, and in plain ASCII (accents dropped)."""
+    folded = unicodedata.normalize("NFKD", value.translate(_ASCII_LETTERS)).encode("ascii", "ignore").decode("ascii")
     return {value, value.translate(_TRANSLITERATION), folded} - {""}
 
 
@@ -452,60 +552,38 @@ def _words(value: str) -> list[str]:
     return _TOKEN.findall(value)
 
 
-def _flexible(words: list[str], separator: str = _SEPARATOR) -> str:
-    return separator.join(re.escape(w) for w in words)
-
-
-def _email_pattern(email: str) -> tuple[list[str], list[str]]:
-    """Patterns for an email and for its local part, with their anchor words."""
-    local, _at, domain = email.partition("@")
-    local_words = [w for w in re.split(r"\.", local) if w]
-    domain_words = [w for w in domain.split(".") if w]
-    patterns, anchors = [], []
-    if local_words and domain_words:
-        patterns.append(_flexible(local_words, _DOT_VARIANTS) + _AT_VARIANTS + _flexible(domain_words, _DOT_VARIANTS))
-    if len(local) >= _MIN_PART + 1:
-        patterns.append(_flexible(local_words, _DOT_VARIANTS))
-    longest = max(_words(local) or [""], key=len)
-    if longest and patterns:
-        anchors.append(longest.lower())
-    return patterns, anchors
-
-
 def known_values(email: str | None, full_name: str | None, address: str | None) -> KnownValues:
     """What an erasure must remove from the person's own rows (see KnownValues)."""
-    alternatives: list[tuple[str, str, bool]] = []  # (regex, anchor, a single word)
+    found: set[tuple[tuple[str, ...], int, bool, tuple[str, ...]]] = set()
+    anchors: set[str] = set()
 
-    def add(words: list[str], single: bool = False) -> None:
-        words = [w for w in words if w]
+    def add(parts: list[str], single: bool = False, words: list[str] | None = None, email_at: int = 0) -> None:
+        words = parts if words is None else words
         if words and sum(map(len, words)) >= _MIN_PART:
-            alternatives.append((_flexible(words), max(words, key=len).lower(), single))
+            found.add((tuple(parts), email_at, single, tuple(words)))
+            anchors.add(max(words, key=len).lower())
 
-    if email:
-        patterns, anchors = _email_pattern(email.strip())
-        alternatives += [(p, anchors[0], False) for p in patterns if anchors]
+    local, _at, domain = (email or "").strip().partition("@")
+    local_parts, domain_parts = [p for p in local.split(".") if p], [p for p in domain.split(".") if p]
+    if local_parts and domain_parts:
+        add(local_parts + domain_parts, words=_words(local) + _words(domain), email_at=len(local_parts))
+    if len(local) > _MIN_PART:
+        add(local_parts, words=_words(local), email_at=len(local_parts))  # the local part alone, dots spelled any way
     for spelling in _spellings(full_name or ""):
         words = _words(spelling)
         add(words)
-        add(list(reversed(words)))
+        add(words[::-1])
         for word in words:
-            if len(word) >= _MIN_PART:
-                add([word], single=True)
+            add([word], single=True)
     for spelling in _spellings(address or ""):
         add(_words(spelling))
         lines = [words for words in map(_words, re.split(r"[,\n;]", spelling)) if any(not w.isdigit() for w in words)]
-        for words in lines:
-            add(words)
         if lines:
-            add([w for w in lines[0] if not w.isdigit()], single=True)  # the street without the house number
-    # Longest first: the regex takes the first alternative that matches, which should be the
-    # whole email or address rather than one of its words.
-    ordered = sorted(set(alternatives), key=lambda a: (-len(a[0]), a[0]))
-    return KnownValues(
-        _any_of([regex for regex, _anchor, _single in ordered]),
-        _any_of([regex for regex, _anchor, single in ordered if not single]),
-        tuple(sorted({anchor for _regex, anchor, _single in ordered})),
-    )
+            add(lines[0])  # the street and number
+            add([w for w in lines[0] if not w.isdigit()], single=True)  # the street alone
+        for words in lines[1:]:
+            add(words, single=True)  # "10115 Berlin": theirs in their rows, anybody's elsewhere
+    return KnownValues(frozenset(found), tuple(sorted(anchors)))
 
 
 def _any_of(regexes: list[str]) -> re.Pattern[str] | None:
@@ -518,8 +596,7 @@ def scrub_known_values(value: Any, known: KnownValues) -> tuple[Any, int]:
     """A copy of JSON-like data with the person's values replaced by ``[erased]`` in every string
     (keys too; numbers are left alone: a person's email, name and address are text); return it
     with the number of replacements (0: nothing of theirs was there)."""
-    pattern = known.pattern
-    if pattern is None:
+    if not known.could_be_in(_words_in(value, set())) or (pattern := known.pattern) is None:
         return value, 0
     found = 0
 
@@ -535,7 +612,9 @@ def scrub_known_values(value: Any, known: KnownValues) -> tuple[Any, int]:
 def mentions_known_values(text: str, known: KnownValues) -> int:
     """How many of the person's values, as a whole (``KnownValues.whole``), are written in a
     text that may be about anybody (a dead letter)."""
-    return 0 if known.whole is None else len(known.whole.findall(text))
+    if not known.could_be_in(words_of(text), whole=True) or known.whole is None:
+        return 0
+    return len(known.whole.findall(text))
 
 
 def new_pseudonymous_user_id() -> int:

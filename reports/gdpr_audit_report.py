@@ -2,9 +2,12 @@
 
 Requests by type and status, overdue pending requests (Art. 12(3): one month), processing time
 p50/p95/max, erasures and exports completed, personal data redacted at ingest, dead letters,
-and a residual-PII check: rows in the analytics tables that still link to an erased user (must
-be 0). Printed on the console and written to ``REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.md``.
-It runs as the ``privacy_auditor`` role, which cannot read an email, and holds counts and
+and a residual-PII check (must be 0): rows in the analytics tables that still link to an erased
+user, plus the values of erased people each erasure still found stored after scrubbing. The
+report cannot look for those values itself (they are gone, and it may not read them): the
+erasure searches for them before it forgets them and records the count in the audit trail.
+Printed on the console and written to ``REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.md``. It
+runs as the ``privacy_auditor`` role, which cannot read an email, and holds counts and
 durations only. ``--format md,html,json`` chooses the files; the HTML embeds a chart of requests
 received and processing time per day over the last 30 days.
 """
@@ -48,6 +51,11 @@ class AuditFigures:
     redactions: dict[str, int]
     dead_letters: dict[str, int]
     history: list[RequestDay] = field(default_factory=list)
+    erasure_residuals: int = 0  # values of erased people found still stored by their erasure
+
+    @property
+    def residual(self) -> int:
+        return self.residual_links + self.erasure_residuals
 
     def count(self, *, request_type: str | None = None, status: str | None = None) -> int:
         return sum(
@@ -93,12 +101,15 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
             "SELECT (SELECT count(*) FROM events_raw e JOIN users_pii p USING (user_id) WHERE p.anonymized_at IS NOT NULL)"
             " + (SELECT count(*) FROM users_public u JOIN users_pii p USING (user_id) WHERE p.anonymized_at IS NOT NULL)",
         )
+        erasure_residuals = _scalar(
+            cur, "SELECT sum((details->>'residual_values')::bigint) FROM privacy_audit_log WHERE action = 'erased'"
+        )
         cur.execute("SELECT kind, sum(redactions) FROM ingest_redactions GROUP BY kind ORDER BY kind")
         redactions = {kind: int(n) for kind, n in cur.fetchall()}
         cur.execute("SELECT reason, count(*) FROM dead_letter_events GROUP BY reason ORDER BY reason")
         dead = {reason: int(n) for reason, n in cur.fetchall()}
         history = _history(cur, today)
-    return AuditFigures(by_type_status, overdue, processing, anonymized, residual, redactions, dead, history)
+    return AuditFigures(by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals)
 
 
 def _history(cur: db.Cursor, today: date) -> list[RequestDay]:
@@ -132,7 +143,10 @@ def build_document(figures: AuditFigures, day: date) -> Document:
         else " / ".join(_seconds(v) for v in figures.processing_s) + " (p50 / p95 / max)"
     )
     residual = (
-        "0 (no analytics row links to an erased user)" if figures.residual_links == 0 else f"**{figures.residual_links:,} FAIL**"
+        "0 (no analytics row links to an erased user; no erasure found a value of the person still stored)"
+        if figures.residual == 0
+        else f"**{figures.residual:,} FAIL** ({figures.residual_links:,} rows linked to erased users,"
+        f" {figures.erasure_residuals:,} values of erased people still stored after their erasure)"
     )
     bullets = [
         f"Privacy requests: **{figures.total:,}** ({figures.processed:,} processed, {figures.pending:,} pending)",
@@ -198,6 +212,7 @@ def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
         else dict(zip(("p50", "p95", "max"), figures.processing_s, strict=True)),
         "anonymized_users": figures.anonymized_users,
         "residual_links_to_erased_users": figures.residual_links,
+        "erasure_residual_values": figures.erasure_residuals,
         "redactions_at_ingest": figures.redactions,
         "dead_letters": figures.dead_letters,
         "history": [asdict(h) for h in figures.history],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -20,6 +21,7 @@ from core import db
 from core.config import Settings
 from core.events import Event
 from data_generators.generate_events import EventFactory
+from gdpr.process_privacy_requests import ERASED_PAYLOAD
 from tests.helpers import (
     PROJECT_ROOT,
     consume_all,
@@ -343,3 +345,193 @@ def test_generator_skips_erased_users(settings: Settings) -> None:
     assert "200 delivered" in result.stdout
     users = {json.loads(value)["user_id"] for value in read_topic(settings, 200)}
     assert users == {3}
+
+
+JANE = ("jane.doe@example.org", "Jane Müller", "Hauptstraße 5, 10115 Berlin")
+MAX = ("max.mustermann@example.com", "Max Mustermann", "Lindenweg 12, 80331 München")
+
+
+def add_user(settings: Settings, user_id: int, email: str, name: str, address: str) -> None:
+    query(
+        settings,
+        "INSERT INTO users_pii (user_id, email, full_name, address) VALUES (%s, %s, %s, %s)",
+        (user_id, email, name, address),
+    )
+    query(settings, "INSERT INTO users_public (user_id, country, signup_date) VALUES (%s, 'DE', current_date)", (user_id,))
+
+
+def store_events(settings: Settings, user_id: int, metadata: list[dict[str, object] | str]) -> None:
+    """Events as the raw consumer would have stored them (metadata as objects or JSON text), written directly."""
+    for offset, md in enumerate(metadata):
+        query(
+            settings,
+            "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, metadata, kafka_partition,"
+            " kafka_offset) VALUES (gen_random_uuid(), %s, 'page_view', now(), current_date, %s::jsonb, 0, %s)",
+            (user_id, md if isinstance(md, str) else json.dumps(md, ensure_ascii=False), offset),
+        )
+
+
+def analytics_metadata(settings: Settings, *, but_user: int) -> list[str]:
+    """The metadata of every event but one user's, as the analytics role reads it."""
+    with db.connection(settings.database, role=db.ANALYTICS_ROLE) as conn, conn.cursor() as cur:
+        cur.execute("SELECT metadata::text FROM events_raw WHERE user_id <> %s", (but_user,))
+        return [str(text) for (text,) in cur.fetchall()]
+
+
+def test_an_erased_person_is_removed_from_their_own_events_and_dead_letters(settings: Settings) -> None:
+    """Values the ingest redactor cannot know are a person's (a name, a street, an email written
+    with a look-alike @) are removed at erasure, in their obvious spellings; the erasure checks
+    that none is left and the audit report says so; another person's data is untouched."""
+    add_user(settings, 1, *JANE)
+    add_user(settings, 2, *MAX)
+    variants = [
+        "JANE.DOE@EXAMPLE.ORG",
+        "jane.doe\uff20example.org",
+        "jane.doe (at) example.org",
+        "Jane  Müller",
+        "MÜLLER, Jane",
+        "Jane Mueller",
+        "hauptstraße 5,\n10115 Berlin",
+        "Hauptstrasse 5",
+    ]
+    store_events(
+        settings,
+        1,
+        [
+            {"note": f"gift card for {variants[0]}", "page": "/checkout", "product_id": 1234},
+            {"to": {"name": variants[1], "lines": [variants[2], variants[3]]}},
+            {variants[4]: True, "delivery": variants[6], "page": "/p/bags"},
+            f'{{"greeting": "Dear {variants[5]}", "street": "{variants[7]}", "price": 19.90}}',  # exact digits kept
+            {"page": "/shoes/product/12", "device": "mobile"},
+        ],
+    )
+    untouched = [
+        {"note": "for Max Mustermann, Lindenweg 12", "mail": "max.mustermann@example.com"},
+        {"page": "/shoes/product/12", "note": "Jane who? not this user's data"},
+    ]
+    store_events(settings, 2, untouched)
+    query(
+        settings,
+        "INSERT INTO dead_letter_events (consumer_group, topic, kafka_partition, kafka_offset, reason, payload) VALUES"
+        " ('g', 't', 0, 1, 'not_json', %s), ('g', 't', 0, 2, 'not_json', %s), ('g', 't', 0, 3, 'not_json', %s)",
+        ("{'who': 'MÜLLER, Jane' broken", '{"note":"jane.doe\uff20example.org"}', '{"note":"from Max Mustermann"}'),
+    )
+    max_before = query(settings, "SELECT metadata FROM events_raw WHERE user_id = 2 ORDER BY kafka_offset")
+
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (JANE[0],))
+    result = run_command("gdpr.process_privacy_requests")
+    assert result.returncode == 0, result.stderr
+
+    stored = analytics_metadata(settings, but_user=2)
+    assert len(stored) == 5
+    letters = [str(p) for (p,) in query(settings, "SELECT payload FROM dead_letter_events ORDER BY kafka_offset")]
+    everything = "\n".join(stored + letters).lower()
+    for value in ["jane.doe", "jane", "müller", "mueller", "muller", "hauptstra", "10115"]:
+        assert value not in everything, value
+    assert '"page": "/shoes/product/12"' in everything and '"price": 19.90' in everything and "/p/bags" in everything
+    assert letters[:2] == [ERASED_PAYLOAD, ERASED_PAYLOAD] and letters[2] == '{"note":"from Max Mustermann"}'
+    # The other person's events are exactly as they were.
+    assert query(settings, "SELECT metadata FROM events_raw WHERE user_id = 2 ORDER BY kafka_offset") == max_before
+
+    [(details,)] = query(settings, "SELECT details FROM privacy_audit_log WHERE action = 'erased'")
+    assert details["residual_values"] == 0 and details["values_scrubbed"] >= len(variants)  # type: ignore[index,operator]
+    assert details["events_rekeyed"] == 5  # type: ignore[index]
+    audit_text = " ".join(str(d) for (d,) in query(settings, "SELECT details::text FROM privacy_audit_log")).lower()
+    assert "jane" not in audit_text and "müller" not in audit_text
+    audit = run_command("reports.gdpr_audit_report")
+    assert "Residual-PII check: 0" in audit.stdout, audit.stdout
+    assert "jane" not in (result.stdout + result.stderr + audit.stdout).lower()
+
+
+def test_the_audit_report_fails_when_an_erasure_left_values_behind(settings: Settings) -> None:
+    """The residual check counts what erasures found still stored: it can fail."""
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('gone@example.invalid')")
+    [(request_id,)] = query(settings, "SELECT request_id FROM privacy_requests")
+    query(
+        settings,
+        "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES (%s, 'erased', 'test', %s::jsonb)",
+        (request_id, json.dumps({"events_rekeyed": 3, "values_scrubbed": 2, "residual_values": 2})),
+    )
+    audit = run_command("reports.gdpr_audit_report", "--format", "md,json")
+    assert "Residual-PII check: **2 FAIL**" in audit.stdout, audit.stdout
+    [data_file] = list(settings.reports_dir.glob("gdpr_audit_report_*.json"))
+    assert json.loads(data_file.read_text(encoding="utf-8"))["erasure_residual_values"] == 2
+
+
+def test_an_erasure_in_the_same_batch_deletes_the_fresh_access_export(settings: Settings) -> None:
+    add_user(settings, 1, *JANE)
+    query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access'), (%s, 'erasure')", JANE[:1] * 2)
+    result = run_command("gdpr.process_privacy_requests")
+    assert result.returncode == 0, result.stderr
+    assert "2 processed (completed 2)" in result.stdout
+    assert [p for p in settings.reports_dir.rglob("*") if p.is_file()] == []
+    assert query(settings, "SELECT count(*) FROM privacy_requests WHERE export_path IS NOT NULL") == [(0,)]
+    [(access_id,)] = query(settings, "SELECT request_id FROM privacy_requests WHERE request_type = 'access'")
+    deleted = query(
+        settings, "SELECT details FROM privacy_audit_log WHERE request_id = %s AND action = 'export_deleted'", (access_id,)
+    )
+    assert deleted == [({"reason": "the person was erased", "file_removed": True},)]
+
+
+def test_a_processor_started_from_another_folder_deletes_the_earlier_export(settings: Settings, tmp_path: Path) -> None:
+    """A relative REPORTS_DIR is the project's folder, whatever the working directory: the path
+    recorded is absolute, and an erasure run from elsewhere deletes the file it names."""
+    add_user(settings, 1, *JANE)
+    relative = Path("reports") / "output" / f"test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "REPORTS_DIR": str(relative), "PYTHONPATH": str(PROJECT_ROOT)}
+
+    def process(cwd: Path) -> None:
+        cwd.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "gdpr.process_privacy_requests"], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+
+    try:
+        query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access')", (JANE[0],))
+        process(tmp_path / "one")
+        [(export_path,)] = query(settings, "SELECT export_path FROM privacy_requests")
+        export = Path(str(export_path))
+        assert export.is_absolute() and export.is_file()
+        assert export.is_relative_to(PROJECT_ROOT / relative)
+
+        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (JANE[0],))
+        process(tmp_path / "two")
+        assert not export.exists()
+        assert query(settings, "SELECT details->>'file_removed' FROM privacy_audit_log WHERE action = 'export_deleted'") == [
+            ("true",)
+        ]
+    finally:
+        shutil.rmtree(PROJECT_ROOT / relative, ignore_errors=True)
+
+
+def test_ingest_redacts_national_phones_lowercase_ibans_and_look_alike_at_signs(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    """Metadata values are redacted one by one (what is stored stays JSON, a number stays a
+    number), and a dead letter gets the same detectors."""
+    planted = {
+        "phone": "030/12345678",
+        "iban": "de89 3704 0044 0532 0130 00",
+        "email": "carla.rossi\uff20example.com",
+        "card": "4111-1111-1111-1111",
+        "ip": "203.0.113.77",
+    }
+    now = datetime.now(UTC)
+    events = [
+        Event(str(uuid.uuid4()), 1, "page_view", now, None, {"note": f"contact {value}", "order": 4930123456})
+        for value in planted.values()
+    ]
+    broken = json.dumps({"user_id": 1, "event_type": "refund", "notes": list(planted.values())}).encode()
+    produce_events(settings, events)
+    produce(settings, [(b"1", broken)])
+    consume_all(settings, group, tmp_path)
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(5,)]
+    for value in planted.values():
+        assert find_anywhere(settings, value) == [], value
+    assert query(settings, "SELECT DISTINCT jsonb_typeof(metadata->'order'), metadata->>'order' FROM events_raw") == [
+        ("number", "4930123456")
+    ]
+    assert dict(query(settings, "SELECT kind, redactions FROM ingest_redactions")) == {k: 1 for k in planted}
+    [(payload,)] = query(settings, "SELECT payload FROM dead_letter_events")
+    assert json.loads(str(payload))["notes"] == [f"[redacted-{kind}]" for kind in planted]
