@@ -34,7 +34,7 @@ import psutil
 import devstack
 from core import db, kafka, progress
 from core.config import PROJECT_ROOT, load_settings
-from data_generators.generate_events import EventFactory
+from data_generators.events import EventFactory
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 QUIX_VENV = PROJECT_ROOT / "bench" / ".venv-quix"

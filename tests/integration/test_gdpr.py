@@ -20,7 +20,7 @@ import pytest
 from core import db
 from core.config import Settings
 from core.events import Event
-from data_generators.generate_events import EventFactory
+from data_generators.events import EventFactory
 from gdpr.process_privacy_requests import ERASED_PAYLOAD
 from tests.helpers import (
     PROJECT_ROOT,

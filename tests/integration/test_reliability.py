@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core import db, kafka, stack
+import devstack as stack
+from core import db, kafka
 from core.config import Settings
 from tests.helpers import (
     RAW,

@@ -64,7 +64,7 @@ def test_stages_import_no_application(name: str) -> None:
 def test_no_module_imports_another_stages_entry_point(name: str) -> None:
     """Shared code lives in library modules (batch.metrics, batch.reconcile, ...), not in commands.
     core's two maintenance commands (core.db, core.init) are library modules with a CLI."""
-    package = name.split(".")[0]
+    package = name.split(".", maxsplit=1)[0]
     entry_points = {
         i for i in imported(ALL[name]) if i in ALL and i.split(".")[0] not in (package, "core") and is_entry_point(ALL[i])
     }

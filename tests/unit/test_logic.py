@@ -12,7 +12,7 @@ from batch.reconcile import Comparison, render_table
 from consumers.streaming_metrics import aggregate
 from core.events import Event, parse_event
 from core.sink import Consumed
-from data_generators.generate_events import EVENT_MIX, HOURLY_TRAFFIC, EventFactory
+from data_generators.events import EVENT_MIX, HOURLY_TRAFFIC, EventFactory
 from data_generators.generate_users import build_pools, email_part, generate_rows
 from gdpr.process_privacy_requests import RejectedRequest, email_hmac, normalise_email
 
