@@ -309,7 +309,7 @@ class Bench:
                     if message.error() or done >= NAIVE_EVENTS:
                         continue
                     started = started or time.perf_counter()
-                    e = json.loads(message.value())
+                    e = json.loads(message.value() or b"null")
                     with conn, conn.cursor() as cur:
                         cur.execute(
                             "INSERT INTO bench_naive (event_id, user_id, event_type, event_timestamp, event_date, amount,"

@@ -32,6 +32,10 @@ _METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
 # from queueing behind the polling thread on every 8 KiB.
 COPY_CHUNK = 4 << 20
 COLUMNS = "event_id, user_id, event_type, event_timestamp, event_date, amount, metadata, kafka_partition, kafka_offset"
+# The statements are built once from the constant column list above; no value is ever formatted in.
+COPY_DIRECT = f"COPY events_raw ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+COPY_STAGE = f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+INSERT_STAGED = f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT DO NOTHING"  # noqa: S608 - constant columns
 
 
 class RawBatch(NamedTuple):
@@ -98,22 +102,23 @@ class RawEventsWriter:
         # producer that sent an event twice) does the batch go through the staging table.
         cur.execute("SAVEPOINT direct_copy")
         try:
-            cur.copy_expert(f"COPY events_raw ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer, size=COPY_CHUNK)
+            cur.copy_expert(COPY_DIRECT, buffer, size=COPY_CHUNK)
         except psycopg2.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
             buffer.seek(0)
-            cur.copy_expert(f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer)
-            cur.execute(f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT DO NOTHING")
+            cur.copy_expert(COPY_STAGE, buffer)
+            cur.execute(INSERT_STAGED)
             self.duplicates += len(events) - cur.rowcount
         else:
             cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
+            erased_ids = set(erased)
             # Late events of erased users: each gets a fresh random id in [2**62, 2**63), before
             # the transaction commits, so the former id is never visible.
             cur.execute(
                 "UPDATE events_raw SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint"
                 " WHERE event_id = ANY(%s::uuid[]) AND user_id = ANY(%s)",
-                ([c.event.event_id for c in events if c.event.user_id in set(erased)], erased),
+                ([c.event.event_id for c in events if c.event.user_id in erased_ids], erased),
             )
         if encoded.redactions:
             execute_values(

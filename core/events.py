@@ -178,10 +178,10 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     )
 
 
-def _parse_slowly(payload: bytes, now: datetime) -> Event:
-    """Decode a message the fast path rejected, naming what is wrong with it."""
+def _decode_slowly(payload: bytes) -> _Wire:
+    """Decode any JSON object; name why a message is not one."""
     try:
-        body = _DECODER.decode(payload)
+        return _DECODER.decode(payload)
     except msgspec.ValidationError as e:
         # msgspec checks the top-level type before the rest of the input: only a valid JSON
         # document that is not an object is "not_an_object".
@@ -192,25 +192,41 @@ def _parse_slowly(payload: bytes, now: datetime) -> Event:
         raise InvalidEvent("not_an_object") from e
     except msgspec.DecodeError as e:
         raise InvalidEvent("not_json") from e
-    if body.event_id is None or body.user_id is None or body.event_type is None or body.event_timestamp is None:
-        missing = next(n for n in ("event_id", "user_id", "event_type", "event_timestamp") if getattr(body, n) is None)
-        raise InvalidEvent("missing_field", missing)
-    raw_id = body.event_id
-    if not isinstance(raw_id, str):
+
+
+def _check_event_id(raw: Any) -> str:
+    if not isinstance(raw, str):
         raise InvalidEvent("wrong_type", "event_id must be a string")
-    if not _UUID.match(raw_id):
+    if not _UUID.match(raw):
         raise InvalidEvent("invalid_event_id", "event_id is not a UUID")
-    event_id = raw_id.lower()
-    user_id = body.user_id
-    if isinstance(user_id, bool) or not isinstance(user_id, int):
+    return raw.lower()
+
+
+def _check_user_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
         raise InvalidEvent("wrong_type", "user_id must be an integer")
-    if not 0 < user_id < _MAX_USER_ID:
+    if not 0 < raw < _MAX_USER_ID:
         raise InvalidEvent("invalid_user_id", "user_id out of range")
-    event_type = body.event_type
-    if not isinstance(event_type, str):
+    return raw
+
+
+def _check_event_type(raw: Any) -> str:
+    if not isinstance(raw, str):
         raise InvalidEvent("wrong_type", "event_type must be a string")
-    if event_type not in EVENT_TYPES:
+    if raw not in EVENT_TYPES:
         raise InvalidEvent("unknown_event_type")
+    return raw
+
+
+def _parse_slowly(payload: bytes, now: datetime) -> Event:
+    """Decode a message the fast path rejected, naming what is wrong with it."""
+    body = _decode_slowly(payload)
+    for name in ("event_id", "user_id", "event_type", "event_timestamp"):
+        if getattr(body, name) is None:
+            raise InvalidEvent("missing_field", name)
+    event_id = _check_event_id(body.event_id)
+    user_id = _check_user_id(body.user_id)
+    event_type = _check_event_type(body.event_type)
     timestamp = _parse_timestamp(body.event_timestamp, now)
     amount = _parse_amount(body.amount, event_type)
     metadata = body.metadata or {}

@@ -17,11 +17,13 @@ import argparse
 import gc
 import logging
 import multiprocessing
+import multiprocessing.process
 import multiprocessing.queues
 import queue
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -300,6 +302,30 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
     results.put(report)
 
 
+def _collect_reports(
+    workers: Sequence[multiprocessing.process.BaseProcess],
+    results: multiprocessing.queues.Queue[DeliveryReport | None],
+    stop: threading.Event,
+) -> list[DeliveryReport | None]:
+    """Each worker's report (None: it failed), forwarding a stop request to every worker once."""
+    reports: list[DeliveryReport | None] = []
+    forwarded = False
+    while len(reports) < len(workers):
+        if stop.is_set() and not forwarded:
+            forwarded = True
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()  # SIGTERM: the worker finishes its chunk and flushes
+        try:
+            reports.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers) and results.empty():
+                break
+    for worker in workers:
+        worker.join()
+    return reports
+
+
 def generate_in_processes(
     settings: Settings,
     *,
@@ -345,21 +371,7 @@ def generate_in_processes(
     ]
     for worker in workers:
         worker.start()
-    reports: list[DeliveryReport | None] = []
-    forwarded = False
-    while len(reports) < len(workers):
-        if stop.is_set() and not forwarded:
-            forwarded = True
-            for worker in workers:
-                if worker.is_alive():
-                    worker.terminate()  # SIGTERM: the worker finishes its chunk and flushes
-        try:
-            reports.append(results.get(timeout=0.5))
-        except queue.Empty:
-            if not any(worker.is_alive() for worker in workers) and results.empty():
-                break
-    for worker in workers:
-        worker.join()
+    reports = _collect_reports(workers, results, stop)
     done = [r for r in reports if r is not None]
     if len(done) < len(workers):
         raise PlatformError(f"{len(workers) - len(done)} of {len(workers)} generator processes failed (see above)")

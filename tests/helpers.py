@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+from psycopg2 import sql
 
 from core import db, kafka, progress
 from core.config import Settings, load_settings
@@ -91,11 +95,14 @@ def produce(settings: Settings, payloads: Iterable[tuple[bytes | None, bytes]]) 
     """Send (key, value) pairs to the settings' topic and wait until all are acknowledged."""
     producer = kafka.producer(settings.kafka)
     failures: list[str] = []
+
+    def delivered(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
     sent = 0
     for key, value in payloads:
-        producer.produce(
-            settings.kafka.topic, value=value, key=key, on_delivery=lambda err, _m: err and failures.append(str(err))
-        )
+        producer.produce(settings.kafka.topic, value=value, key=key, on_delivery=delivered)
         producer.poll(0)
         sent += 1
     assert producer.flush(30) == 0
@@ -127,9 +134,10 @@ def stored_total(settings: Settings, group: str) -> int:
         return progress.total_stored(cur, group)
 
 
-def query(settings: Settings, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+def query(settings: Settings, statement: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one statement in a transaction of its own (tests compare them with known values)."""
     with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(statement, params)
         return list(cur.fetchall()) if cur.description else []
 
 
@@ -143,8 +151,10 @@ def expected_metrics(events: Iterable[Event]) -> dict[tuple[date, str], tuple[in
 
 
 def metrics_table(settings: Settings, table: str) -> dict[tuple[date, str], tuple[int, Decimal]]:
-    rows = query(settings, f"SELECT event_date, event_type, event_count, revenue FROM {table}")
-    return {(d, t): (int(c), Decimal(r)) for d, t, c, r in rows}  # type: ignore[call-overload,arg-type]
+    statement = sql.SQL("SELECT event_date, event_type, event_count, revenue FROM {}").format(sql.Identifier(table))
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return {(d, t): (int(c), Decimal(r)) for d, t, c, r in cur.fetchall()}
 
 
 def read_topic(settings: Settings, count: int, timeout: float = 60) -> list[bytes]:

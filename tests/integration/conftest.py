@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from tests import stacks
 TEST_HMAC_KEY = "test-only-" + uuid.uuid4().hex
 
 
-def _existing_stack(nowhere: Path) -> Iterator[dict[str, str]]:
+def _existing_stack(nowhere: Path) -> Generator[dict[str, str], None, None]:
     yield {
         "DATABASE_URL": os.environ["TEST_DATABASE_URL"],
         "KAFKA_BOOTSTRAP_SERVERS": os.environ["TEST_KAFKA_BOOTSTRAP_SERVERS"],
@@ -38,7 +38,7 @@ def _existing_stack(nowhere: Path) -> Iterator[dict[str, str]]:
     }
 
 
-def _testcontainers_stack(nowhere: Path) -> Iterator[dict[str, str]]:
+def _testcontainers_stack(nowhere: Path) -> Generator[dict[str, str], None, None]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.postgres import PostgresContainer
 
@@ -53,7 +53,7 @@ def _testcontainers_stack(nowhere: Path) -> Iterator[dict[str, str]]:
         }
 
 
-def _embedded_stack(base: Path) -> Iterator[dict[str, str]]:
+def _embedded_stack(base: Path) -> Generator[dict[str, str], None, None]:
     info = devstack.up(base, pg_port=devstack.free_port(), kafka_port=devstack.free_port(), fast=True)
     try:
         # Its own stack file, as `make up` writes .local/stack.env: never the developer's.
