@@ -394,6 +394,32 @@ class Request:
     proof: str  # keyed HMAC of the email, computed once
 
 
+def _erase(
+    cur: db.Cursor, erasures: list[Request], people: dict[str, Person], results: dict[int, Outcome], audit: AuditLog
+) -> None:
+    """Erase the people of these requests, delete their access exports (earlier ones, and one
+    answered in this batch, which ``results`` holds), and record the outcomes."""
+    erased = erase_people(cur, list({people[r.email].user_id: people[r.email] for r in erasures}.values()))
+    erased_proofs = {r.proof for r in erasures}
+    delete_access_exports(cur, sorted(erased_proofs), audit)
+    for request_id, outcome in list(results.items()):
+        if outcome.export_path is not None and outcome.proof in erased_proofs:
+            removed = _remove_export(outcome.export_path)
+            audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
+            results[request_id] = Outcome(
+                "completed", "access export written, then deleted: the person was erased", outcome.proof
+            )
+    for r in erasures:
+        done = erased[people[r.email].user_id]
+        if done.residual_values:
+            logger.warning(
+                "privacy request %d: %d values of the person are still stored after erasure", r.request_id, done.residual_values
+            )
+        audit.add(r.request_id, "erased", asdict(done))
+        audit.add(r.request_id, "completed")
+        results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
+
+
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
     """Lock up to ``batch_size`` pending requests, process them set-based and commit; return
     counts by status. Access requests are answered before erasures, so the export reflects
@@ -435,27 +461,7 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
                 audit.add(r.request_id, "completed")
                 results[r.request_id] = Outcome("completed", "access export written", r.proof, str(path))
         erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
-        erased = erase_people(cur, list({people[r.email].user_id: people[r.email] for r in erasures}.values()))
-        erased_proofs = {r.proof for r in erasures}
-        delete_access_exports(cur, sorted(erased_proofs), audit)
-        for request_id, outcome in list(results.items()):
-            if outcome.export_path is not None and outcome.proof in erased_proofs:
-                removed = _remove_export(outcome.export_path)
-                audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
-                results[request_id] = Outcome(
-                    "completed", "access export written, then deleted: the person was erased", outcome.proof
-                )
-        for r in erasures:
-            done = erased[people[r.email].user_id]
-            if done.residual_values:
-                logger.warning(
-                    "privacy request %d: %d values of the person are still stored after erasure",
-                    r.request_id,
-                    done.residual_values,
-                )
-            audit.add(r.request_id, "erased", asdict(done))
-            audit.add(r.request_id, "completed")
-            results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
+        _erase(cur, erasures, people, results, audit)
         audit.write(cur)
         execute_values(
             cur,
