@@ -156,6 +156,14 @@ def _float(values: Mapping[str, str], key: str) -> float:
     return number
 
 
+def _project_path(raw: str) -> Path:
+    """A relative path is taken from the project root, not the working directory: a command
+    started anywhere writes (and an erasure deletes) the same files, and the paths recorded in
+    the database are absolute."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def _name(values: Mapping[str, str], key: str) -> str:
     name = values[key].strip()
     if not name:
@@ -265,7 +273,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database=_database(values, values["DATABASE_URL"]),
         kafka=_kafka(values, values["KAFKA_BOOTSTRAP_SERVERS"]),
         sink=SinkSettings(batch_size=_int(values, "SINK_BATCH_SIZE"), batch_seconds=_float(values, "SINK_BATCH_SECONDS")),
-        reports_dir=Path(values["REPORTS_DIR"]),
+        reports_dir=_project_path(values["REPORTS_DIR"]),
         gdpr_hmac_key=_hmac_key(values, environ),
         log_level=_level(values["LOG_LEVEL"]),
         report_min_cell_users=_int(values, "REPORT_MIN_CELL_USERS"),

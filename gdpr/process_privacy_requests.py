@@ -120,14 +120,6 @@ class AuditLog:
             execute_values(cur, "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES %s", self.rows)
 
 
-def reports_dir(settings: Settings) -> Path:
-    """REPORTS_DIR as an absolute path: a relative one is taken from the project root, not from
-    the working directory, so a processor started anywhere writes, records and deletes the same
-    files."""
-    directory = settings.reports_dir
-    return directory if directory.is_absolute() else PROJECT_ROOT / directory
-
-
 @dataclass(frozen=True)
 class Person:
     user_id: int
@@ -456,7 +448,7 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
                 audit.add(r.request_id, "not_found")
                 results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
             elif r.request_type == "access":
-                path = export_user(cur, r.request_id, person.user_id, r.proof, reports_dir(settings) / "access")
+                path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
                 audit.add(r.request_id, "exported", {"file": path.name})
                 audit.add(r.request_id, "completed")
                 results[r.request_id] = Outcome("completed", "access export written", r.proof, str(path))

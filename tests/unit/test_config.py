@@ -127,3 +127,16 @@ def test_narrow_loaders_use_the_configured_timeouts(tmp_path: Path) -> None:
     assert (database.url, database.statement_timeout_ms) == (EMBEDDED_URL, 1500)
     kafka = config.load_kafka_settings("127.0.0.1:1", env(tmp_path, EVENTS_TOPIC="t"))
     assert (kafka.bootstrap_servers, kafka.topic, kafka.partitions) == ("127.0.0.1:1", "t", 3)
+
+
+def test_a_relative_reports_dir_is_taken_from_the_project_root(tmp_path: Path) -> None:
+    relative = load_settings(env(tmp_path, GDPR_HMAC_KEY="k", REPORTS_DIR="reports/output"))
+    assert relative.reports_dir == config.PROJECT_ROOT / "reports" / "output"
+    absolute = load_settings(env(tmp_path, GDPR_HMAC_KEY="k", REPORTS_DIR=str(tmp_path / "out")))
+    assert absolute.reports_dir == tmp_path / "out"
+
+
+def test_the_retry_budget_is_a_positive_number(tmp_path: Path) -> None:
+    assert load_settings(env(tmp_path, GDPR_HMAC_KEY="k", DB_RETRY_TIMEOUT_S="2.5")).database.retry_timeout_s == 2.5
+    with pytest.raises(ConfigError, match="DB_RETRY_TIMEOUT_S"):
+        load_settings(env(tmp_path, GDPR_HMAC_KEY="k", DB_RETRY_TIMEOUT_S="soon"))
