@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,20 @@ def consume_all(settings: Settings, group: str, tmp_path: Path) -> str:
         assert raw.stop() == 0, raw.output()
         assert streaming.stop() == 0, streaming.output()
     return raw.output() + streaming.output()
+
+
+def known_events(n: int, seed: int, days: list[date]) -> list[Event]:
+    """n events with unique ids spread over ``days``, purchases with exact cent amounts."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        day = days[i % len(days)]
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
+        kind = rng.choices(["page_view", "add_to_cart", "purchase"], [70, 20, 10])[0]
+        amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2) if kind == "purchase" else None
+        events.append(
+            Event(
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"}
+            )
+        )
+    return events

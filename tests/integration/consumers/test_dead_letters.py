@@ -19,6 +19,7 @@ from tests.helpers import (
     RAW,
     consume_all,
     expected_metrics,
+    known_events,
     metrics_table,
     produce,
     produce_events,
@@ -27,7 +28,6 @@ from tests.helpers import (
     start_service,
     wait_caught_up,
 )
-from tests.integration.test_pipeline import known_events
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ from tests.helpers import (
     STREAMING,
     Service,
     expected_metrics,
+    known_events,
     metrics_table,
     produce_events,
     query,
@@ -36,7 +37,6 @@ from tests.helpers import (
     wait_caught_up,
     wait_until,
 )
-from tests.integration.test_pipeline import known_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,6 +12,7 @@ from tests.helpers import (
     RAW,
     STREAMING,
     expected_metrics,
+    known_events,
     metrics_table,
     produce_events,
     query,
@@ -19,7 +20,6 @@ from tests.helpers import (
     start_service,
     wait_caught_up,
 )
-from tests.integration.test_pipeline import known_events
 
 pytestmark = pytest.mark.integration
 

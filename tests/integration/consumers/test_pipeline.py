@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from core import kafka
 from core.config import Settings
-from core.events import Event, parse_event
+from core.events import parse_event
 from tests.helpers import (
     RAW,
     STREAMING,
     consume_all,
     expected_metrics,
+    known_events,
     metrics_table,
     produce,
     produce_events,
@@ -35,23 +34,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def known_events(n: int, seed: int, days: list[date]) -> list[Event]:
-    """n events with unique ids spread over ``days``, purchases with exact cent amounts."""
-    rng = random.Random(seed)
-    events = []
-    for i in range(n):
-        day = days[i % len(days)]
-        moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
-        kind = rng.choices(["page_view", "add_to_cart", "purchase"], [70, 20, 10])[0]
-        amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2) if kind == "purchase" else None
-        events.append(
-            Event(
-                str(uuid.UUID(int=rng.getrandbits(128), version=4)), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"}
-            )
-        )
-    return events
 
 
 def test_every_event_once_and_streaming_equals_batch(settings: Settings, group: str, tmp_path: Path) -> None:
