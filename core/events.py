@@ -163,7 +163,7 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     now = now or datetime.now(UTC)
     try:
         fast = _FAST_DECODER.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return _parse_slowly(payload, now)
     if fast.user_id >= _MAX_USER_ID:
         raise InvalidEvent("invalid_user_id", "user_id out of range")
@@ -187,10 +187,11 @@ def _decode_slowly(payload: bytes) -> _Wire:
         # document that is not an object is "not_an_object".
         try:
             msgspec.json.decode(payload)
-        except msgspec.DecodeError as not_json:
+        except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
+            # A string of invalid UTF-8 ('"\xb8...') fails with UnicodeDecodeError here.
             raise InvalidEvent("not_json") from not_json
         raise InvalidEvent("not_an_object") from e
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidEvent("not_json") from e
 
 

@@ -59,6 +59,8 @@ def test_timestamp_with_offset_is_counted_on_its_utc_day() -> None:
     [
         (b"\x00\xff\xfe garbage", "not_json"),
         (b"", "not_json"),
+        (b'"\xb8\x01 a string of invalid UTF-8', "not_json"),
+        (b'{"event_id": "\xb8"}', "not_json"),
         (b"[1, 2]", "not_an_object"),
         (body(event_id=...), "missing_field"),
         (body(user_id=None), "missing_field"),
