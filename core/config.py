@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,10 +120,21 @@ class Settings:
     kafka: KafkaSettings
     sink: SinkSettings
     reports_dir: Path
-    gdpr_hmac_key: bytes
     log_level: str
     report_min_cell_users: int = 5
     groups: ConsumerGroups = ConsumerGroups()
+    # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
+    # the generator and the reports never need it, so they run against any stack as designed.
+    hmac_key_text: str = field(default="", repr=False)
+    hmac_key_refusal: str | None = None
+
+    @property
+    def gdpr_hmac_key(self) -> bytes:
+        """The key of the proof hashes; ConfigError (one line, naming the variable) when it is
+        empty, or the public development default anywhere but on the embedded stack."""
+        if self.hmac_key_refusal is not None:
+            raise ConfigError(self.hmac_key_refusal)
+        return self.hmac_key_text.encode("utf-8")
 
     def describe(self) -> str:
         """One log line with the settings, secrets masked."""
@@ -253,17 +264,18 @@ def on_embedded_stack(environ: Mapping[str, str] | None = None) -> bool:
     return recorded is not None and recorded == merged_values(environ)["DATABASE_URL"]
 
 
-def _hmac_key(values: Mapping[str, str], environ: Mapping[str, str] | None) -> bytes:
+def _hmac_key_refusal(values: Mapping[str, str], environ: Mapping[str, str] | None) -> str | None:
+    """Why GDPR_HMAC_KEY must not be used here, or None."""
     key = values["GDPR_HMAC_KEY"]
     if not key.strip():
-        raise ConfigError("GDPR_HMAC_KEY is empty; set it to a secret (e.g. `openssl rand -hex 32`)")
+        return "GDPR_HMAC_KEY is empty; set it to a secret (e.g. `openssl rand -hex 32`)"
     if key == DEFAULTS["GDPR_HMAC_KEY"] and not on_embedded_stack(environ):
         # Anybody can read the default, and with it forge the proof hashes of erased requesters.
-        raise ConfigError(
+        return (
             "GDPR_HMAC_KEY is the public development default; set it to a secret (e.g. `openssl rand -hex 32`)"
             " - the default is only accepted on the embedded stack (`make up`)"
         )
-    return key.encode("utf-8")
+    return None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,8 +286,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka=_kafka(values, values["KAFKA_BOOTSTRAP_SERVERS"]),
         sink=SinkSettings(batch_size=_int(values, "SINK_BATCH_SIZE"), batch_seconds=_float(values, "SINK_BATCH_SECONDS")),
         reports_dir=_project_path(values["REPORTS_DIR"]),
-        gdpr_hmac_key=_hmac_key(values, environ),
         log_level=_level(values["LOG_LEVEL"]),
         report_min_cell_users=_int(values, "REPORT_MIN_CELL_USERS"),
         groups=ConsumerGroups(raw_events=_name(values, "RAW_EVENTS_GROUP"), streaming_metrics=_name(values, "STREAMING_GROUP")),
+        hmac_key_text=values["GDPR_HMAC_KEY"],
+        hmac_key_refusal=_hmac_key_refusal(values, environ),
     )

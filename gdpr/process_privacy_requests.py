@@ -533,6 +533,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batch-size must be at least 1")
 
     def execute(settings: Settings) -> int:
+        settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
         if args.watch:
             outcomes = watch(settings, cli.install_stop_handlers(), args.batch_size)
         else:

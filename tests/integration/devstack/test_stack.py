@@ -101,9 +101,11 @@ def test_the_public_gdpr_key_is_accepted_on_the_embedded_stack_only(settings: Se
     if not os.environ.get("TEST_STACK_DATA_DIR"):
         pytest.skip("only for the embedded stack")
     default_key = {"GDPR_HMAC_KEY": DEFAULTS["GDPR_HMAC_KEY"]}
-    on_the_stack = run_command("core.db", env=default_key)
+    on_the_stack = run_command("gdpr.process_privacy_requests", env=default_key)
     assert on_the_stack.returncode == 0, on_the_stack.stderr
-    elsewhere = run_command("core.db", env={**default_key, "DATABASE_URL": "postgresql://de_user:secret@127.0.0.1:1/de_db"})
+    elsewhere = run_command(
+        "gdpr.process_privacy_requests", env={**default_key, "DATABASE_URL": "postgresql://de_user:secret@127.0.0.1:1/de_db"}
+    )
     assert elsewhere.returncode == 2 and "Traceback" not in elsewhere.stderr
     [line] = [line for line in elsewhere.stderr.splitlines() if line.startswith("error:")]
     assert "GDPR_HMAC_KEY is the public development default" in line and "de_user:secret" not in elsewhere.stderr
