@@ -14,7 +14,8 @@ import msgspec
 import pytest
 
 from core.config import Settings
-from core.events import MAX_PAYLOAD_BYTES, Event
+from core.events import MAX_PAYLOAD_BYTES
+from core.sink.consumer import event_payload
 from tests.helpers import (
     RAW,
     consume_all,
@@ -126,22 +127,7 @@ def test_events_the_database_refuses_are_dead_lettered_and_ingestion_goes_on(
     refused = [
         msgspec.structs.replace(e, metadata={"huge": Decimal("1e1000000")}) for e in known_events(7, seed=41, days=[today])
     ]
-    encoder = msgspec.json.Encoder(decimal_format="number")
-
-    def wire(event: Event) -> bytes:
-        """The event as a producer would send it, metadata numbers as JSON numbers."""
-        return encoder.encode(
-            {
-                "event_id": event.event_id,
-                "user_id": event.user_id,
-                "event_type": event.event_type,
-                "event_timestamp": event.event_timestamp.isoformat(),
-                "amount": None if event.amount is None else str(event.amount),
-                "metadata": event.metadata,
-            }
-        )
-
-    messages = [(e.key, wire(e)) for e in valid + numbered + refused]
+    messages = [(e.key, event_payload(e)) for e in valid + numbered + refused]
     random.Random(43).shuffle(messages)
     raw = start_service(RAW, f"raw-{group}", tmp_path, {"SINK_BATCH_SIZE": "500"})
     try:

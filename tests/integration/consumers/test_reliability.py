@@ -229,6 +229,17 @@ def test_generator_reports_what_it_could_not_deliver_when_the_broker_is_gone(
         stack.up(Path(data_dir), pg_port=urlsplit(settings.database.url).port, kafka_port=kafka_port, fast=True)
 
 
+def assert_a_restart_stores_each_once(settings: Settings, raw_group: str, tmp_path: Path, sent: int) -> None:
+    """After a consumer stopped on an error, a plain restart stores every event exactly once."""
+    again = start_service(RAW, raw_group, tmp_path)
+    try:
+        wait_caught_up(settings, raw_group)
+    finally:
+        assert again.stop() == 0, again.output()
+    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
+    assert total == distinct == sent
+
+
 def test_a_batch_that_keeps_timing_out_stops_the_consumer_with_the_reason(settings: Settings, group: str, tmp_path: Path) -> None:
     """A statement timeout is not retried blindly: the batch is split, and when the halves time
     out too the consumer stops with exit status 2, names the timeout and stores nothing; once the
@@ -256,13 +267,7 @@ def test_a_batch_that_keeps_timing_out_stops_the_consumer_with_the_reason(settin
     assert "statement timeout (DB_STATEMENT_TIMEOUT_MS=500)" in output and "Traceback" not in output
     assert query(settings, "SELECT count(*) FROM events_raw") == [(0,)]
     assert stored(settings, raw_group) == 0
-    again = start_service(RAW, raw_group, tmp_path)
-    try:
-        wait_caught_up(settings, raw_group)
-    finally:
-        assert again.stop() == 0, again.output()
-    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
-    assert total == distinct == len(events)
+    assert_a_restart_stores_each_once(settings, raw_group, tmp_path, len(events))
 
 
 def test_postgres_gone_longer_than_the_retry_budget_stops_the_consumer(settings: Settings, group: str, tmp_path: Path) -> None:
@@ -288,13 +293,7 @@ def test_postgres_gone_longer_than_the_retry_budget_stops_the_consumer(settings:
     output = raw.output()
     assert "kept failing for 2 s" in output and "a restart resumes" in output and "Traceback" not in output
     assert query(settings, "SELECT count(*) FROM events_raw") == [(1_000,)]
-    again = start_service(RAW, raw_group, tmp_path)
-    try:
-        wait_caught_up(settings, raw_group)
-    finally:
-        assert again.stop() == 0, again.output()
-    [(total, distinct)] = query(settings, "SELECT count(*), count(DISTINCT event_id) FROM events_raw")
-    assert total == distinct == len(events)
+    assert_a_restart_stores_each_once(settings, raw_group, tmp_path, len(events))
 
 
 def test_a_consumer_that_lost_its_broker_says_so_and_recovers(settings: Settings, group: str, tmp_path: Path) -> None:
