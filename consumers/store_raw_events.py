@@ -4,7 +4,8 @@ Rows are staged with COPY into a temporary table and inserted with ``ON CONFLICT
 DO NOTHING``: the offsets make each message count once, and the event id guards against a
 producer that sent the same event twice. Before anything is stored, personal data in the
 metadata (emails, phones, IPs, card numbers, IBANs) is redacted and counted, and an event of a
-user who has been erased is stored under a fresh random id, never the former one.
+user who has been erased is stored under a fresh random id, never the former one, with the
+strings of its metadata erased.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from psycopg2.extras import execute_values
 from core import cli, db
 from core.config import Settings
 from core.db import Cursor
-from core.pii import might_contain_pii_each, redact_metadata
+from core.pii import erase_strings, might_contain_pii_each, redact_metadata
 from core.sink import Consumed, Sink, SinkBatch
 
 # Decimals in metadata stay JSON numbers, as they arrived.
@@ -113,12 +114,19 @@ class RawEventsWriter:
             cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
             erased_ids = set(erased)
-            # Late events of erased users: each gets a fresh random id in [2**62, 2**63), before
-            # the transaction commits, so the former id is never visible.
-            cur.execute(
-                "UPDATE events_raw SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint"
-                " WHERE event_id = ANY(%s::uuid[]) AND user_id = ANY(%s)",
-                ([c.event.event_id for c in events if c.event.user_id in erased_ids], erased),
+            # Late events of erased users: each gets a fresh random id in [2**62, 2**63) and its
+            # metadata's strings erased (the person's own values are no longer known to scrub),
+            # before the transaction commits, so neither is ever visible.
+            execute_values(
+                cur,
+                "UPDATE events_raw AS e SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint,"
+                " metadata = v.metadata::jsonb FROM (VALUES %s) AS v (event_id, user_id, metadata)"
+                " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id",
+                [
+                    (c.event.event_id, c.event.user_id, _METADATA_ENCODER.encode(erase_strings(c.event.metadata)).decode())
+                    for c in events
+                    if c.event.user_id in erased_ids
+                ],
             )
         if encoded.redactions:
             execute_values(

@@ -21,6 +21,9 @@ EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
 # Dead-letter payloads are for diagnosis; the first few KiB tell what went wrong.
 DEAD_LETTER_PAYLOAD_CHARS = 4096
+# Metadata nested deeper than this is abuse: every later walk over it (redaction, erasure,
+# PostgreSQL's jsonb) would recurse that deep, and Python's recursion limit is about 1,000.
+MAX_METADATA_DEPTH = 32
 
 
 UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
@@ -164,7 +167,12 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     try:
         fast = _FAST_DECODER.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        return _parse_slowly(payload, now)
+        event = _parse_slowly(payload, now)
+        _check_depth(payload, event.metadata)
+        return event
+    except RecursionError as e:
+        raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from e
+    _check_depth(payload, fast.metadata)
     if fast.user_id >= _MAX_USER_ID:
         raise InvalidEvent("invalid_user_id", "user_id out of range")
     event_id = fast.event_id
@@ -176,6 +184,20 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         _parse_amount(fast.amount, fast.event_type),
         fast.metadata,
     )
+
+
+def _check_depth(payload: bytes, metadata: dict[str, Any]) -> None:
+    """Refuse metadata nested deeper than MAX_METADATA_DEPTH. Counting the brackets in the
+    payload (in C) rules out nearly every event before the decoded metadata is walked."""
+    if payload.count(b"{") + payload.count(b"[") <= MAX_METADATA_DEPTH:
+        return
+    level: list[tuple[Any, int]] = [(metadata, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise InvalidEvent("too_deep", f"metadata nested deeper than {MAX_METADATA_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        level.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _decode_slowly(payload: bytes) -> _Wire:
@@ -190,9 +212,13 @@ def _decode_slowly(payload: bytes) -> _Wire:
         except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
             # A string of invalid UTF-8 ('"\xb8...') fails with UnicodeDecodeError here.
             raise InvalidEvent("not_json") from not_json
+        except RecursionError as deep:
+            raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from deep
         raise InvalidEvent("not_an_object") from e
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidEvent("not_json") from e
+    except RecursionError as e:
+        raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from e
 
 
 def _check_event_id(raw: Any) -> str:

@@ -381,13 +381,15 @@ def redact_payload(payload: bytes | None, counts: Counter[str] | None = None) ->
     counts = Counter() if counts is None else counts
     text: str | None = None
     if len(payload) <= MAX_PAYLOAD_BYTES:
+        found: Counter[str] = Counter()
         try:
             document = _PAYLOAD_DECODER.decode(payload)
-        except msgspec.DecodeError:
-            pass
-        else:
-            redacted = _walk(document, lambda t: redact_text(t, counts), lambda n: _redact_number(n, counts), is_pii_key)
+            redacted = _walk(document, lambda t: redact_text(t, found), lambda n: _redact_number(n, found), is_pii_key)
             text = _PAYLOAD_ENCODER.encode(redacted).decode("utf-8")
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # not JSON, a string of invalid UTF-8, or nested too deep to walk: redacted as text
+        else:
+            counts.update(found)
     if text is None:
         head = payload[: DEAD_LETTER_PAYLOAD_CHARS + _CUT_MARGIN].decode("utf-8", errors="replace")
         text = redact_text(_redact_key_values(head), counts)
@@ -590,6 +592,19 @@ def _any_of(regexes: list[str]) -> re.Pattern[str] | None:
     if not regexes:
         return None
     return re.compile(r"(?<!\w)(?:" + "|".join(regexes) + r")(?!\w)", re.IGNORECASE)
+
+
+def erase_strings(value: Any) -> Any:
+    """A copy of JSON-like data with every string value replaced by ``[erased]`` (keys and numbers
+    stay): the metadata of an event that arrives after its user was erased, when the person's own
+    values are no longer known and any free text might be theirs."""
+    if isinstance(value, str):
+        return ERASED
+    if isinstance(value, dict):
+        return {key: erase_strings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [erase_strings(item) for item in value]
+    return value
 
 
 def scrub_known_values(value: Any, known: KnownValues) -> tuple[Any, int]:

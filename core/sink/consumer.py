@@ -28,6 +28,7 @@ import queue
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +65,10 @@ HEARTBEAT_EVERY_S = 5.0
 MAX_TIMEOUT_SPLITS = 3
 # Reason recorded for an event the database refused; ``detail`` holds the database's words.
 REFUSED_REASON = "refused_by_database"
+# Reason recorded for an event whose parsing failed in a way the event model did not foresee.
+UNPARSEABLE_REASON = "unparseable"
+# Stored instead of a payload that could not be redacted: nothing unredacted is ever written.
+WITHHELD_PAYLOAD = "[payload withheld: it could not be redacted]"
 # librdkafka's way of saying no broker can be reached (resolution failure included).
 BROKER_DOWN_CODES = (KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE)
 _PAYLOAD_ENCODER = msgspec.json.Encoder(decimal_format="number")
@@ -92,6 +97,21 @@ class SinkStats:
 @dataclass(frozen=True)
 class _Heartbeat:
     broker_ok: bool
+
+
+def _printable(payload: bytes | None) -> str:
+    """The redacted payload for a dead letter; withheld if redaction itself fails."""
+    try:
+        return redact_payload(payload)
+    except Exception as e:
+        logger.error("could not redact a dead-lettered payload (%s); it is withheld", defect(e))
+        return WITHHELD_PAYLOAD
+
+
+def defect(error: BaseException) -> str:
+    """Where an unforeseen exception came from, without its message (which may quote data)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{type(error).__name__} at {frames[-1].filename}:{frames[-1].lineno}" if frames else type(error).__name__
 
 
 def event_payload(event: Event) -> bytes:
@@ -249,7 +269,10 @@ class Sink(Generic[E]):
             try:
                 valid.append(Consumed(parse_event(message.value(), now), partition, offset))
             except InvalidEvent as e:
-                dead.append(DeadLetter(partition, offset, e.reason, redact_payload(message.value())))
+                dead.append(DeadLetter(partition, offset, e.reason, _printable(message.value())))
+            except Exception as e:  # a defect of ours must cost one event, never the stream
+                logger.error("could not parse the event at %s[%d]@%d: %s", self.topic, partition, offset, defect(e))
+                dead.append(DeadLetter(partition, offset, UNPARSEABLE_REASON, _printable(message.value()), type(e).__name__))
         return valid, dead
 
     def _write_isolating(self, cur: Cursor, events: list[Consumed]) -> list[DeadLetter]:
@@ -266,9 +289,7 @@ class Sink(Generic[E]):
             if len(events) == 1:
                 c = events[0]
                 return [
-                    DeadLetter(
-                        c.partition, c.offset, REFUSED_REASON, redact_payload(event_payload(c.event)), db.describe_error(e)
-                    )
+                    DeadLetter(c.partition, c.offset, REFUSED_REASON, _printable(event_payload(c.event)), db.describe_error(e))
                 ]
             middle = len(events) // 2
             return self._write_isolating(cur, events[:middle]) + self._write_isolating(cur, events[middle:])

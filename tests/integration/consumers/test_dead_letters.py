@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from core.config import Settings
-from core.events import MAX_PAYLOAD_BYTES
+from core.events import MAX_METADATA_DEPTH, MAX_PAYLOAD_BYTES
 from core.sink.consumer import event_payload
 from tests.helpers import (
     RAW,
@@ -64,13 +64,25 @@ def invalid_payloads(rng: random.Random) -> list[tuple[bytes, str]]:
         (event(event_timestamp="1999-01-01T00:00:00+00:00"), "absurd_timestamp"),
         (event(metadata={"blob": "x" * MAX_PAYLOAD_BYTES}), "oversized_payload"),
         (event(metadata={"nul": "\u0000"}), "invalid_characters"),
+        (b'{"event_id": "\xb8", "email": "' + PLANTED_EMAIL.encode() + b'"}', "not_json"),  # a string of invalid UTF-8
+        (event(metadata=nested(MAX_METADATA_DEPTH + 1)), "too_deep"),
+        (event(metadata=...)[:-1] + b', "metadata": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "too_deep"),
     ]
+
+
+def nested(depth: int) -> dict[str, object]:
+    """Metadata ``depth`` objects deep, with the planted email at the bottom."""
+    value: dict[str, object] = {"email": PLANTED_EMAIL}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
 
 
 def test_mixed_stream_splits_exactly_into_events_and_dead_letters(settings: Settings, group: str, tmp_path: Path) -> None:
     rng = random.Random(99)
     valid = known_events(3_000, seed=23, days=[datetime.now(UTC).date()])
-    invalid = [invalid_payloads(rng)[i % 12] for i in range(1_200)]
+    kinds = invalid_payloads(rng)
+    invalid = [kinds[i % len(kinds)] for i in range(1_200)]
     messages = [(e.key, e.to_json(), None) for e in valid] + [(None, payload, reason) for payload, reason in invalid]
     rng.shuffle(messages)
     produce(settings, ((key, value) for key, value, _reason in messages))

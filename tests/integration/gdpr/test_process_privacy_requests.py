@@ -78,8 +78,10 @@ def assert_forgotten(settings: Settings, values: tuple[str, ...], logs: str) -> 
 
 
 def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: Path, user_id: int) -> None:
-    """Late events of an erased user get fresh random ids too, one each."""
-    late = [Event(str(uuid.uuid4()), user_id, "page_view", datetime.now(UTC), None, {}) for _ in range(20)]
+    """Late events of an erased user get fresh random ids too, one each, and their metadata's
+    strings are erased (free text that may be theirs); keys and numbers stay."""
+    metadata = {"page": "/p/1", "note": "call me, Erika Musterfrau", "items": [{"sku": "A-1", "qty": 2}]}
+    late = [Event(str(uuid.uuid4()), user_id, "page_view", datetime.now(UTC), None, metadata) for _ in range(20)]
     produce_events(settings, late)
     consume_all(settings, group, tmp_path)
     assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,)) == [(0,)]
@@ -89,6 +91,10 @@ def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: P
         ([str(e.event_id) for e in late],),
     )
     assert late_ids == 20
+    stored = query(
+        settings, "SELECT DISTINCT metadata FROM events_raw WHERE event_id = ANY(%s::uuid[])", ([str(e.event_id) for e in late],)
+    )
+    assert stored == [({"page": "[erased]", "note": "[erased]", "items": [{"sku": "[erased]", "qty": 2}]},)]
 
 
 def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, group: str, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from core import events as events_module
-from core.events import MAX_PAYLOAD_BYTES, Event, InvalidEvent, parse_event
+from core.events import MAX_METADATA_DEPTH, MAX_PAYLOAD_BYTES, Event, InvalidEvent, parse_event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -30,6 +30,14 @@ def body(**changes: object) -> bytes:
         else:
             event[key] = value
     return json.dumps(event).encode()
+
+
+def nested(depth: int) -> dict[str, object]:
+    """An object ``depth`` levels deep."""
+    value: dict[str, object] = {"leaf": "x"}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
 
 
 def test_round_trip_keeps_money_exact_and_day_in_utc() -> None:
@@ -86,12 +94,24 @@ def test_timestamp_with_offset_is_counted_on_its_utc_day() -> None:
         (body(metadata={"note": "\u0000"}), "invalid_characters"),
         (body(metadata={"blob": "x" * MAX_PAYLOAD_BYTES}), "oversized_payload"),
         (None, "empty_payload"),
+        (body(metadata=nested(MAX_METADATA_DEPTH + 1)), "too_deep"),
+        (body(metadata=[nested(MAX_METADATA_DEPTH)]), "wrong_type"),
+        (body(metadata=...)[:-1] + b', "metadata": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "too_deep"),
+        (body(metadata=...)[:-1] + b', "metadata": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}", "too_deep"),
+        (b"[" * 5_000 + b"]" * 5_000, "too_deep"),
     ],
 )
 def test_invalid_events_are_rejected_with_a_reason(payload: bytes | None, reason: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(payload, now=NOW)
     assert caught.value.reason == reason
+
+
+def test_metadata_as_deep_as_allowed_is_accepted() -> None:
+    """The limit counts the metadata object as level 1; brackets inside strings do not count."""
+    assert parse_event(body(metadata=nested(MAX_METADATA_DEPTH)), now=NOW).metadata == nested(MAX_METADATA_DEPTH)
+    flat = {"note": "[" * 100 + "{" * 100}
+    assert parse_event(body(metadata=flat), now=NOW).metadata == flat
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,19 @@ def test_a_long_dead_letter_is_cut_after_redaction() -> None:
     assert text.startswith('{"blob":"zzz') and text.endswith("more bytes]") and "jane" not in text
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"note": "\xb8 jane.doe@example.org"}',  # a JSON string of invalid UTF-8
+        b'{"note": "jane.doe@example.org", "deep": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        b'{"note": "jane.doe@example.org", "deep": ' + b'{"a":' * 2_000 + b"1" + b"}" * 2_000 + b"}",
+    ],
+)
+def test_a_dead_letter_that_cannot_be_walked_is_redacted_as_text(payload: bytes) -> None:
+    text = redact_payload(payload)
+    assert "jane" not in text and "[redacted-email]" in text
+
+
 def test_a_dead_letter_is_printable_text_for_postgresql() -> None:
     assert redact_payload(None) == ""
     assert redact_payload(b"\xff\x00") == "\ufffd\\x00"
