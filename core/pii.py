@@ -37,9 +37,11 @@ _LOCAL_ATEXT = "!#$%&'*+/=?^_`{|}~.-"
 _LOCAL_IN_TEXT = "".join(ch for ch in _LOCAL_ATEXT if ch not in "'`{|}")
 # Look-alikes of @ (fullwidth, small form) that people and obfuscators type instead.
 AT_SIGNS = "@\uff20\ufe6b"
-EMAIL_ADDRESS = re.compile(rf"[a-zA-Z0-9{re.escape(_LOCAL_ATEXT)}]+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+")
+# The lengths are RFC 5321's (64 for a local part, 63 for a label) and keep a search linear: an
+# unbounded local part makes a long run of word characters with no @ after it cost O(n^2).
+EMAIL_ADDRESS = re.compile(rf"[a-zA-Z0-9{re.escape(_LOCAL_ATEXT)}]{{1,64}}@[a-zA-Z0-9-]{{1,63}}(?:\.[a-zA-Z0-9-]{{1,63}})+")
 """A plain ASCII address, for ``fullmatch``: what a privacy request may name."""
-EMAIL = re.compile(rf"[\w{re.escape(_LOCAL_IN_TEXT)}]+[{AT_SIGNS}][\w-]+(?:\.[\w-]+)+")
+EMAIL = re.compile(rf"[\w{re.escape(_LOCAL_IN_TEXT)}]{{1,64}}[{AT_SIGNS}][\w-]{{1,63}}(?:\.[\w-]{{1,63}})+")
 """An address inside text, for ``search``: the same shape, any script, any @ look-alike."""
 
 # -- The other detectors' candidates; each is confirmed by a check below before it is redacted.
@@ -570,7 +572,9 @@ def known_values(email: str | None, full_name: str | None, address: str | None) 
     if local_parts and domain_parts:
         add(local_parts + domain_parts, words=_words(local) + _words(domain), email_at=len(local_parts))
     if len(local) > _MIN_PART:
-        add(local_parts, words=_words(local), email_at=len(local_parts))  # the local part alone, dots spelled any way
+        # The local part alone, dots spelled any way. In rows of anybody only one of two or more
+        # words ("jane.doe") counts: "john" or "info" alone is somebody else's as often as not.
+        add(local_parts, single=len(local_parts) < 2, words=_words(local), email_at=len(local_parts))
     for spelling in _spellings(full_name or ""):
         words = _words(spelling)
         add(words)
