@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import psycopg2.extensions
-from psycopg2 import sql
+from psycopg2 import errorcodes, sql
 
 from core import cli
 from core.config import PROJECT_ROOT, DatabaseSettings, Settings, mask_url
@@ -71,12 +71,20 @@ def is_statement_timeout(error: BaseException) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """SQLSTATE and the primary message only: details and context may quote the data."""
-    if isinstance(error, psycopg2.Error):
-        primary = error.diag.message_primary if error.diag is not None else None
-        text = primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return f"{error.pgcode}: {text}" if error.pgcode else text
-    return type(error).__name__
+    """What went wrong without quoting any data: for a data error (class 22 or 23) its SQLSTATE,
+    the condition's name and the constraint, as PostgreSQL's message may quote the value
+    (``invalid input syntax for type uuid: "..."``); otherwise SQLSTATE and the primary message
+    (details and context may quote a row)."""
+    if not isinstance(error, psycopg2.Error):
+        return type(error).__name__
+    code = error.pgcode
+    if is_data_error(error) and code is not None:
+        constraint = error.diag.constraint_name if error.diag is not None else None
+        name = errorcodes.lookup(code).lower()
+        return f"{code}: {name}" + (f" ({constraint})" if constraint else "")
+    primary = error.diag.message_primary if error.diag is not None else None
+    text = primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{code}: {text}" if code else text
 
 
 def connect(

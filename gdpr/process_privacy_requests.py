@@ -297,7 +297,9 @@ def _remove_export(path: str) -> bool:
 
 def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) -> None:
     """Earlier access exports of erased people hold their data: delete the files, and record
-    whether each was still there (an export is downloaded once and may be gone already)."""
+    whether each was still there. An export is downloaded once and may be gone already, but the
+    reports folder may also have moved: a path whose file was not found is kept on the request
+    (and named in the audit) for an operator to check, never forgotten."""
     if not proofs:
         return
     cur.execute(
@@ -306,9 +308,12 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     )
     deleted = []
     for request_id, path in cur.fetchall():
-        removed = _remove_export(path)
-        deleted.append(request_id)
-        audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
+        if _remove_export(path):
+            deleted.append(request_id)
+            audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": True})
+        else:
+            details = {"reason": "the person was erased", "file_removed": False, "not_found_at": path}
+            audit.add(request_id, "export_deleted", details)
     if deleted:
         cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE request_id = ANY(%s)", (deleted,))
 

@@ -82,6 +82,10 @@ class StatementTimeout(PlatformError):
     """A batch kept hitting the statement timeout even when split."""
 
 
+class StoreFailed(PlatformError):
+    """PostgreSQL refused a batch for a reason that is neither its data nor passing."""
+
+
 @dataclass
 class SinkStats:
     """Counts since start, for progress lines and for callers."""
@@ -157,6 +161,7 @@ class Sink(Generic[E]):
         self._pending: queue.Queue[Polled[E] | _Heartbeat | None] = queue.Queue(maxsize=1)
         self._writer_error: BaseException | None = None
         self._broker_lost_at: float | None = None
+        self._last_beat = 0.0  # monotonic time of the last heartbeat recorded
         self._broker_said_lost = False
 
     # -- PostgreSQL -------------------------------------------------------------------------
@@ -324,18 +329,26 @@ class Sink(Generic[E]):
     def _store(self, polled: Polled[E], depth: int = 0) -> None:
         """Commit one batch, whatever the database says about it (see the module docstring)."""
         try:
-            outcome = self._transaction("writing a batch", lambda cur: self._commit(polled, cur, isolate=False))
-        except psycopg2.Error as e:
-            if db.is_data_error(e):
+            try:
+                outcome = self._transaction("writing a batch", lambda cur: self._commit(polled, cur, isolate=False))
+            except psycopg2.Error as e:
+                if not db.is_data_error(e):
+                    raise
                 logger.warning(
                     "the database refused a batch of %d events (%s); isolating the refused events", len(polled), e.pgcode
                 )
                 outcome = self._transaction("writing a batch", lambda cur: self._commit(polled, cur, isolate=True))
-            elif db.is_statement_timeout(e):
+        except psycopg2.Error as e:
+            if db.is_statement_timeout(e):
                 self._store_split(polled, depth, e)
                 return
-            else:
-                raise
+            # Neither the data nor a passing fault (a full disk, a revoked privilege, a broken
+            # schema): stop with one line. The error's own text is not repeated, as its detail
+            # and context may quote a row; nothing of the batch was stored, a restart resumes.
+            raise StoreFailed(
+                f"PostgreSQL refused a batch of {len(polled)} messages ({db.describe_error(e)}); nothing of it was "
+                "stored and the offsets stay where they were: fix the cause and restart to resume"
+            ) from None
         fence, fresh, refused = outcome
         self._rewind(fence.gaps)
         skipped = len(polled) - len(fresh)
@@ -360,8 +373,9 @@ class Sink(Generic[E]):
         if halves is None:
             raise StatementTimeout(
                 f"a batch of {len(polled)} messages hit the statement timeout (DB_STATEMENT_TIMEOUT_MS={timeout_ms}) even "
-                f"when split {depth} times: PostgreSQL is overloaded or a lock is held (see pg_stat_activity). Nothing of "
-                "it was stored; a restart resumes. Raise DB_STATEMENT_TIMEOUT_MS or lower SINK_BATCH_SIZE."
+                f"when split {depth} times: PostgreSQL is overloaded or a lock is held (see pg_stat_activity). These "
+                f"{len(polled)} messages were not stored (parts of the batch before them may have been); a restart "
+                "resumes from the stored offsets. Raise DB_STATEMENT_TIMEOUT_MS or lower SINK_BATCH_SIZE."
             ) from error
         logger.warning(
             "a batch of %d messages hit the statement timeout (DB_STATEMENT_TIMEOUT_MS=%d); committing it in two halves",
@@ -379,11 +393,12 @@ class Sink(Generic[E]):
             logger.warning("%s[%d]: batch starts past the stored offset %d; rewinding", self.topic, partition, offset)
             self._consumer.seek(TopicPartition(self.topic, partition, offset))
 
-    def _heartbeat(self, beat: _Heartbeat) -> None:
+    def _heartbeat(self, broker_ok: bool) -> None:
         self._transaction(
             "recording a heartbeat",
-            lambda cur: progress.heartbeat(cur, self.group_id, self.topic, self.instance, broker_ok=beat.broker_ok),
+            lambda cur: progress.heartbeat(cur, self.group_id, self.topic, self.instance, broker_ok=broker_ok),
         )
+        self._last_beat = time.monotonic()
 
     def _process(self, messages: list[Message]) -> None:
         valid, dead = self._split(messages)
@@ -401,9 +416,13 @@ class Sink(Generic[E]):
                     return
                 if self._writer_error is None:
                     if isinstance(item, _Heartbeat):
-                        self._heartbeat(item)
+                        self._heartbeat(item.broker_ok)
                     else:
                         self._store(item)
+                        # Under load the queue is always full and the polling thread's beats
+                        # are skipped: the writer beats itself when one is due.
+                        if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY_S:
+                            self._heartbeat(self._broker_lost_at is None)
             except BaseException as e:  # handed to the polling thread, which raises it
                 self._writer_error = e
                 self.stop.set()
@@ -421,22 +440,22 @@ class Sink(Generic[E]):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _check_broker(self, got_messages: bool) -> None:
-        """Keep ``_broker_lost_at`` true to the broker: cleared by any message or a metadata answer."""
+    def _check_broker(self) -> None:
+        """Keep ``_broker_lost_at`` true to the broker: cleared only by a metadata answer (messages
+        fetched before the loss still arrive from the client's queue for a while)."""
         if self._broker_lost_at is None or self._consumer is None:
             return
-        if not got_messages:
-            try:
-                self._consumer.list_topics(self.topic, timeout=1.0)
-            except KafkaException:
-                if not self._broker_said_lost:
-                    self._broker_said_lost = True
-                    logger.error(
-                        "%s: lost the broker at %s: nothing can be consumed until it answers (still trying)",
-                        self.group_id,
-                        self.settings.kafka.bootstrap_servers,
-                    )
-                return
+        try:
+            self._consumer.list_topics(self.topic, timeout=1.0)
+        except KafkaException:
+            if not self._broker_said_lost:
+                self._broker_said_lost = True
+                logger.error(
+                    "%s: lost the broker at %s: nothing can be consumed until it answers (still trying)",
+                    self.group_id,
+                    self.settings.kafka.bootstrap_servers,
+                )
+            return
         if self._broker_said_lost:
             logger.info("%s: the broker at %s answers again", self.group_id, self.settings.kafka.bootstrap_servers)
         self._broker_lost_at = None
@@ -501,7 +520,7 @@ class Sink(Generic[E]):
                 gc.collect(2 if polled % FULL_GC_EVERY_BATCHES == 0 else 0)
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    self._check_broker(bool(messages))
+                    self._check_broker()
                     next_heartbeat = now + HEARTBEAT_EVERY_S
                     # Skipped while a batch waits: the writer is busy, the next beat comes soon.
                     with contextlib.suppress(queue.Full):

@@ -159,7 +159,7 @@ def test_events_the_database_refuses_are_dead_lettered_and_ingestion_goes_on(
     assert len(dead) == len(refused)
     assert stored + len(dead) == len(messages) + len(later)
     assert {(reason, detail) for reason, detail, _payload in dead} == {
-        ("refused_by_database", "22003: value overflows numeric format")
+        ("refused_by_database", "22003: numeric_value_out_of_range")
     }
     assert {str(row[0]) for row in query(settings, "SELECT event_id FROM events_raw")}.isdisjoint(e.event_id for e in refused)
     # Metadata is stored as JSON objects; an order id is a number or a redaction marker string.

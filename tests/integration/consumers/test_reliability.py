@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import msgspec
 import pytest
 
 import devstack as stack
@@ -266,6 +267,37 @@ def test_a_batch_that_keeps_timing_out_stops_the_consumer_with_the_reason(settin
     output = raw.output()
     assert "statement timeout (DB_STATEMENT_TIMEOUT_MS=500)" in output and "Traceback" not in output
     assert query(settings, "SELECT count(*) FROM events_raw") == [(0,)]
+    assert stored(settings, raw_group) == 0
+    assert_a_restart_stores_each_once(settings, raw_group, tmp_path, len(events))
+
+
+def test_a_batch_refused_for_no_fault_of_its_data_stops_the_consumer_in_one_line(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    """A full disk (SQLSTATE 53100, raised here by a trigger) is neither the data's fault nor
+    passing: the consumer exits 2 with one line naming the SQLSTATE, never the traceback whose
+    COPY context quotes a row; once the cause is gone a restart stores every event exactly once."""
+    raw_group = f"raw-{group}"
+    planted = "planted.person@example.org"
+    events = [
+        msgspec.structs.replace(e, metadata={"note": planted})
+        for e in known_events(300, seed=61, days=[datetime.now(UTC).date()])
+    ]
+    produce_events(settings, events)
+    query(
+        settings,
+        "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full'; END $$;"
+        " CREATE TRIGGER test_disk_full BEFORE INSERT ON events_raw FOR EACH ROW EXECUTE FUNCTION test_disk_full()",
+    )
+    try:
+        raw = start_service(RAW, raw_group, tmp_path)
+        assert raw.process.wait(timeout=120) == 2, raw.output()
+    finally:
+        query(settings, "DROP TRIGGER test_disk_full ON events_raw; DROP FUNCTION test_disk_full()")
+    output = raw.output()
+    assert "53100: could not extend file" in output and "restart to resume" in output, output
+    assert "Traceback" not in output and planted not in output and "COPY" not in output
     assert stored(settings, raw_group) == 0
     assert_a_restart_stores_each_once(settings, raw_group, tmp_path, len(events))
 

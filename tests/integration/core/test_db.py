@@ -54,7 +54,18 @@ def test_a_refused_connection_is_transient_and_described_without_secrets(setting
 
 
 def test_the_description_names_the_sqlstate_and_never_quotes_the_data(settings: Settings) -> None:
+    """PostgreSQL's own message for a data error may quote the value (``invalid input syntax for
+    type uuid: "..."``): a data error is described by its SQLSTATE and name only."""
+    error = raised_by(settings, "SELECT 'secret@example.org'::uuid")
+    assert "secret@example.org" in str(error)
+    assert db.describe_error(error) == "22P02: invalid_text_representation"
     error = raised_by(settings, "SELECT '{\"secret@example.org\": }'::jsonb")
-    described = db.describe_error(error)
-    assert described.startswith("22P02: invalid input syntax for type json")
-    assert "secret@example.org" not in described
+    assert db.describe_error(error) == "22P02: invalid_text_representation"
+    error = raised_by(
+        settings, "CREATE TEMP TABLE t (id text PRIMARY KEY); INSERT INTO t VALUES ('secret@example.org'), ('secret@example.org')"
+    )
+    assert db.describe_error(error) == "23505: unique_violation (t_pkey)"
+    # Other errors keep the primary message, which names objects, not data.
+    assert (
+        db.describe_error(raised_by(settings, "SELECT * FROM no_such_table")) == '42P01: relation "no_such_table" does not exist'
+    )

@@ -79,6 +79,10 @@ def test_a_stack_comes_back_on_the_ports_it_chose(own_stack: Path, monkeypatch: 
     assert (second.database_url, second.kafka_bootstrap) == (first.database_url, first.kafka_bootstrap)
     assert devstack.status(own_stack) == ports(first)
     assert f"DATABASE_URL={first.database_url}" in (own_stack / "stack.env").read_text()
+    # A stack found running (started before its ports were recorded) has them recorded now.
+    (own_stack / devstack.PORTS_FILE).unlink()
+    devstack.up(own_stack, fast=True)
+    assert devstack.recorded_ports(own_stack) == dict(zip(("POSTGRES_PORT", "KAFKA_PORT"), ports(first), strict=True))
 
 
 def test_a_recorded_port_taken_by_another_program_is_one_clear_line(own_stack: Path) -> None:

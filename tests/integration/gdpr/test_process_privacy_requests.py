@@ -495,6 +495,21 @@ def test_an_erasure_in_the_same_batch_deletes_the_fresh_access_export(settings: 
     assert deleted == [({"reason": "the person was erased", "file_removed": True},)]
 
 
+def test_an_export_not_found_at_erasure_keeps_its_path_for_an_operator(settings: Settings) -> None:
+    """Downloaded and deleted, or written to a reports folder that has moved since: the erasure
+    cannot tell, so the path stays on the request and the audit names it."""
+    add_user(settings, 1, *JANE)
+    query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access')", JANE[:1])
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    [(export_path,)] = query(settings, "SELECT export_path FROM privacy_requests")
+    Path(str(export_path)).unlink()
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", JANE[:1])
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    assert query(settings, "SELECT export_path FROM privacy_requests WHERE request_type = 'access'") == [(export_path,)]
+    details = query(settings, "SELECT details FROM privacy_audit_log WHERE action = 'export_deleted'")
+    assert details == [({"reason": "the person was erased", "file_removed": False, "not_found_at": export_path},)]
+
+
 def test_a_processor_started_from_another_folder_deletes_the_earlier_export(settings: Settings, tmp_path: Path) -> None:
     """A relative REPORTS_DIR is the project's folder, whatever the working directory: the path
     recorded is absolute, and an erasure run from elsewhere deletes the file it names."""
