@@ -31,7 +31,7 @@ def recompute_day_in(cur: db.Cursor, day: date) -> list[tuple[str, int, str]]:
     if rows:
         execute_values(
             cur,
-            "INSERT INTO metrics_batch_daily (event_date, event_type, event_count, revenue) VALUES %s",
+            "INSERT INTO metrics_batch_daily (event_date, event_type, total_events, total_amount) VALUES %s",
             [(day, kind, count, revenue) for kind, count, revenue in rows],
         )
     return [(kind, count, f"{revenue:.2f}") for kind, count, revenue in rows]

@@ -22,8 +22,8 @@ from core.events import EVENT_TYPES
 
 COMPARE_SQL = """
 SELECT t.event_type,
-       coalesce(b.event_count, 0), coalesce(b.revenue, 0),
-       coalesce(s.event_count, 0), coalesce(s.revenue, 0)
+       coalesce(b.total_events, 0), coalesce(b.total_amount, 0),
+       coalesce(s.total_events, 0), coalesce(s.total_amount, 0)
 FROM unnest(%(types)s::text[]) AS t (event_type)
 LEFT JOIN metrics_batch_daily b ON b.event_type = t.event_type AND b.event_date = %(day)s
 LEFT JOIN metrics_streaming_daily s ON s.event_type = t.event_type AND s.event_date = %(day)s
@@ -115,8 +115,8 @@ def repair_day(
                     )
                 cur.execute("DELETE FROM metrics_streaming_daily WHERE event_date = %s", (day,))
                 cur.execute(
-                    "INSERT INTO metrics_streaming_daily (event_date, event_type, event_count, revenue)"
-                    " SELECT event_date, event_type, event_count, revenue FROM metrics_batch_daily WHERE event_date = %s",
+                    "INSERT INTO metrics_streaming_daily (event_date, event_type, total_events, total_amount)"
+                    " SELECT event_date, event_type, total_events, total_amount FROM metrics_batch_daily WHERE event_date = %s",
                     (day,),
                 )
                 return changed

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,7 +221,9 @@ class Bench:
         log("baseline: bare producer of pre-serialised messages")
         kafka.ensure_topic(self.settings.kafka, "bench_bare", 3)
         # The same population of users: how well a batch compresses depends on it.
-        messages = EventFactory(list(range(1, self.scale["users"] + 1)), seed=2).messages(min(n, 1_000_000), datetime.now(UTC))
+        messages = EventFactory([str(uuid.uuid4()) for _ in range(self.scale["users"])], seed=2).messages(
+            min(n, 1_000_000), datetime.now(UTC)
+        )
         pairs = [(m["key"], m["value"]) for m in messages]
         producer = kafka.producer(self.settings.kafka)
         started = time.perf_counter()
@@ -458,7 +461,7 @@ class Bench:
             float(s)
             for (s,) in self.query(
                 "SELECT extract(epoch FROM a.at - r.requested_at) FROM privacy_audit_log a JOIN privacy_requests r"
-                " USING (request_id) WHERE a.action = 'completed' ORDER BY r.request_id DESC LIMIT %s",
+                " ON r.id = a.request_id WHERE a.action = 'completed' ORDER BY r.id DESC LIMIT %s",
                 (len(emails),),
             )
         ]

@@ -44,7 +44,7 @@ class RawBatch(NamedTuple):
 
     csv: str
     redactions: Counter[str]
-    user_ids: list[int]
+    user_ids: list[str]
 
 
 class RawEventsWriter:
@@ -91,10 +91,10 @@ class RawEventsWriter:
         # Shared erasure lock: an erasure either committed before this batch (and the check
         # below sees it) or waits until this batch is stored (and re-keys it).
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
-        # The ids go as one array literal: psycopg2 would adapt a list of 50,000 ints one by one,
-        # holding the GIL the polling thread needs.
+        # The ids go as one array literal: psycopg2 would adapt a list of 50,000 strings one by
+        # one, holding the GIL the polling thread needs.
         cur.execute(
-            "SELECT user_id FROM users_pii WHERE user_id = ANY(%s::bigint[]) AND anonymized_at IS NOT NULL",
+            "SELECT user_id::text FROM users_pii WHERE user_id = ANY(%s::uuid[]) AND anonymized_at IS NOT NULL",
             ("{" + ",".join(map(str, encoded.user_ids)) + "}",),
         )
         erased = [row[0] for row in cur.fetchall()]
@@ -114,14 +114,14 @@ class RawEventsWriter:
             cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
             erased_ids = set(erased)
-            # Late events of erased users: each gets a fresh random id in [2**62, 2**63) and its
+            # Late events of erased users: each gets a fresh random UUID and its
             # metadata's strings erased (the person's own values are no longer known to scrub),
             # before the transaction commits, so neither is ever visible.
             execute_values(
                 cur,
-                "UPDATE events_raw AS e SET user_id = (4611686018427387904 + floor(random() * 4611686018427387903))::bigint,"
-                " metadata = v.metadata::jsonb FROM (VALUES %s) AS v (event_id, user_id, metadata)"
-                " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id",
+                "UPDATE events_raw AS e SET user_id = gen_random_uuid(), metadata = v.metadata::jsonb"
+                " FROM (VALUES %s) AS v (event_id, user_id, metadata)"
+                " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id::uuid",
                 [
                     (c.event.event_id, c.event.user_id, _METADATA_ENCODER.encode(erase_strings(c.event.metadata)).decode())
                     for c in events

@@ -47,10 +47,10 @@ class StreamingMetricsWriter:
         deltas = batch.encoded
         execute_values(
             cur,
-            "INSERT INTO metrics_streaming_daily AS m (event_date, event_type, event_count, revenue) VALUES %s"
+            "INSERT INTO metrics_streaming_daily AS m (event_date, event_type, total_events, total_amount) VALUES %s"
             " ON CONFLICT (event_date, event_type) DO UPDATE SET"
-            " event_count = m.event_count + EXCLUDED.event_count,"
-            " revenue = m.revenue + EXCLUDED.revenue, updated_at = now()",
+            " total_events = m.total_events + EXCLUDED.total_events,"
+            " total_amount = m.total_amount + EXCLUDED.total_amount, updated_at = now()",
             sorted((day, kind, count, amount) for (day, kind), (count, amount) in deltas.items()),
         )
 

@@ -52,7 +52,7 @@ class _Typed(msgspec.Struct, gc=False):
     """
 
     event_id: Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
-    user_id: Annotated[int, msgspec.Meta(gt=0)]
+    user_id: Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)] | Annotated[int, msgspec.Meta(gt=0)]
     event_type: Literal["page_view", "add_to_cart", "purchase"]
     event_timestamp: str
     amount: Decimal | None = None
@@ -64,6 +64,7 @@ class _Typed(msgspec.Struct, gc=False):
 _DECODER = msgspec.json.Decoder(_Wire, float_hook=Decimal)
 _FAST_DECODER = msgspec.json.Decoder(_Typed, float_hook=Decimal)
 _UUID = re.compile(UUID_PATTERN)
+# A numeric user id (the platform's format before user ids were UUIDs) is a positive BIGINT.
 _MAX_USER_ID = 2**63
 
 
@@ -76,15 +77,24 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
+def user_uuid(number: int) -> str:
+    """The UUID of a numeric user id: the UUID whose 128 bits are the number (42 becomes
+    ``00000000-0000-0000-0000-00000000002a``), as migration 009 converted the stored ids, so an
+    event with a numeric id still joins its user."""
+    h = f"{number:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class Event(msgspec.Struct, frozen=True, gc=False):
-    """A user event. ``amount`` is set for purchases only, in euros, exact to the cent.
+    """A user event. ``amount`` is in euros, exact to the cent: set for purchases; on other
+    events absent (None) or zero, as the sender wrote it, and never revenue.
 
     A msgspec Struct rather than a dataclass: built once per consumed event, and its C
     constructor is several times cheaper than a frozen dataclass's ``__init__``.
     """
 
     event_id: str  # canonical lower-case UUID text
-    user_id: int
+    user_id: str  # canonical lower-case UUID text
     event_type: str
     event_timestamp: datetime  # parsed events: always in UTC
     amount: Decimal | None = None
@@ -111,16 +121,23 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     @property
     def key(self) -> bytes:
         """The Kafka key: all of a user's events go to one partition, in order."""
-        return str(self.user_id).encode("ascii")
+        return self.user_id.encode("ascii")
 
 
 def _parse_amount(raw: Any, event_type: str) -> Decimal | None:
-    if event_type != "purchase":
-        if raw is not None:
-            raise InvalidEvent("unexpected_amount", f"{event_type} carries an amount")
-        return None
     if raw is None:
-        raise InvalidEvent("missing_field", "purchase without amount")
+        if event_type == "purchase":
+            raise InvalidEvent("missing_field", "purchase without amount")
+        return None
+    amount = _parse_money(raw)
+    # The design's generator sends "amount": 0.0 on every event: zero is no amount, anything
+    # else on a page view or a cart event is a bug upstream, not revenue.
+    if event_type != "purchase" and amount != 0:
+        raise InvalidEvent("unexpected_amount", f"{event_type} carries a non-zero amount")
+    return amount
+
+
+def _parse_money(raw: Any) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
         raise InvalidEvent("wrong_type", "amount must be a decimal string or number")
     try:
@@ -173,12 +190,14 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     except RecursionError as e:
         raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from e
     _check_depth(payload, fast.metadata)
-    if fast.user_id >= _MAX_USER_ID:
-        raise InvalidEvent("invalid_user_id", "user_id out of range")
-    event_id = fast.event_id
+    user_id = fast.user_id
+    if isinstance(user_id, int):
+        if user_id >= _MAX_USER_ID:
+            raise InvalidEvent("invalid_user_id", "user_id out of range")
+        user_id = user_uuid(user_id)
     return Event(
-        event_id.lower(),
-        fast.user_id,
+        fast.event_id.lower(),
+        user_id.lower(),
         fast.event_type,
         _parse_timestamp(fast.event_timestamp, now),
         _parse_amount(fast.amount, fast.event_type),
@@ -229,12 +248,16 @@ def _check_event_id(raw: Any) -> str:
     return raw.lower()
 
 
-def _check_user_id(raw: Any) -> int:
+def _check_user_id(raw: Any) -> str:
+    if isinstance(raw, str):
+        if not _UUID.match(raw):
+            raise InvalidEvent("invalid_user_id", "user_id is not a UUID")
+        return raw.lower()
     if isinstance(raw, bool) or not isinstance(raw, int):
-        raise InvalidEvent("wrong_type", "user_id must be an integer")
+        raise InvalidEvent("wrong_type", "user_id must be a UUID string (or a positive integer)")
     if not 0 < raw < _MAX_USER_ID:
         raise InvalidEvent("invalid_user_id", "user_id out of range")
-    return raw
+    return user_uuid(raw)
 
 
 def _check_event_type(raw: Any) -> str:

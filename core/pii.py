@@ -14,8 +14,8 @@ import bisect
 import ipaddress
 import itertools
 import re
-import secrets
 import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -636,10 +636,11 @@ def mentions_known_values(text: str, known: KnownValues) -> int:
     return len(known.whole.findall(text))
 
 
-def new_pseudonymous_user_id() -> int:
-    """A fresh random user id in [2**62, 2**63): above every seeded id, linked to nothing.
+def new_pseudonymous_user_id() -> str:
+    """A fresh random user id (a version 4 UUID from the OS's secure source), linked to nothing.
 
     Erasure moves a person's rows to such an id, and an event that arrives later for an erased
-    user gets one of its own, so nothing can be joined back to the former id (Recital 26).
+    user gets one of its own (PostgreSQL's gen_random_uuid), so nothing can be joined back to the
+    former id (Recital 26).
     """
-    return (1 << 62) | secrets.randbits(62)
+    return str(uuid.uuid4())

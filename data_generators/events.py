@@ -44,7 +44,7 @@ class EventFactory:
     ``Event``. A test checks both parse to valid events with the same mix.
     """
 
-    def __init__(self, user_ids: list[int], seed: int | None) -> None:
+    def __init__(self, user_ids: list[str], seed: int | None) -> None:
         self.rng = random.Random(seed)
         self.user_ids = user_ids
         # 100 slots filled by weight: one random() picks a type with the exact mix.
@@ -65,13 +65,13 @@ class EventFactory:
         self._sequence = self._id_rng.getrandbits(_COUNTER_BITS - 1)
 
     @property
-    def user_ids(self) -> list[int]:
+    def user_ids(self) -> list[str]:
+        """The users' UUIDs, as canonical text."""
         return self._user_ids
 
     @user_ids.setter
-    def user_ids(self, ids: list[int]) -> None:
+    def user_ids(self, ids: list[str]) -> None:
         self._user_ids = ids
-        self._user_strs = [str(u) for u in ids]
         self._user_indices = range(len(ids))
 
     def _metadata(self, kind: str) -> dict[str, str | int]:
@@ -135,14 +135,14 @@ class EventFactory:
         if self._chunks % PURCHASE_REDRAW_CHUNKS == 0:
             self._draw_purchase_endings()
         head = f'{{"event_timestamp":"{now.astimezone(UTC).isoformat()}","event_id":"{self._id_prefix(now)}'
-        strs = self._user_strs
+        strs = self._user_ids
         first = self._take_sequence(n)
         # In index order: a million users' ids are 60 MB of small objects, and visiting them in
         # address order instead of at random halves the time spent waiting on memory. The key
         # is encoded from the same string rather than read from a second list (one miss, not two).
         users = sorted(self.rng.choices(self._user_indices, k=n))
         return [
-            {"key": (user := strs[u]).encode(), "value": f'{head}{sequence:012x}","user_id":{user}{ending}'.encode()}
+            {"key": (user := strs[u]).encode(), "value": f'{head}{sequence:012x}","user_id":"{user}"{ending}'.encode()}
             for sequence, u, ending in zip(range(first, first + n), users, self.rng.choices(self.endings, k=n), strict=True)
         ]
 

@@ -2,17 +2,20 @@
 
 Faker is slow per call (tens of microseconds for an address), so it fills small per-locale pools
 of names, streets and cities once, and users are drawn from those pools: a million users load
-in seconds with COPY. ``--count N`` makes sure users 1..N exist: re-running adds only the
-missing ones (ids above the highest existing one).
+in seconds with COPY. ``--count N`` makes sure N users exist: re-running adds only the missing
+ones, whoever created the others (users are counted, not numbered). The n-th user a seed makes
+has a UUID derived from the seed and n (``generated_user_id``), so a run is reproducible.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import random
 import re
 import unicodedata
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -73,18 +76,25 @@ def email_part(name: str) -> str:
     return _NOT_EMAIL_CHARS.sub("", ascii_name) or "user"
 
 
-def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], seed: int, today: date) -> tuple[str, str]:
-    """CSV text for users_pii and users_public for ids first_id..last_id (inclusive).
+def generated_user_id(seed: int, number: int) -> str:
+    """The UUID (version 4 in form) of the ``number``-th user made with ``seed``."""
+    digest = hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
 
-    The generator is seeded by (seed, first_id); chunks start at fixed ids, so a user's data does
-    not depend on how often the command ran.
+
+def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], seed: int, today: date) -> tuple[str, str]:
+    """CSV text for users_pii and users_public for users number first_id..last_id (inclusive).
+
+    The generator is seeded by (seed, first_id); chunks start at fixed numbers, so a user's data
+    does not depend on how often the command ran.
     """
     rng = random.Random(seed * 1_000_003 + first_id)
     countries = rng.choices(list(COUNTRIES), [weight for _locale, weight in COUNTRIES.values()], k=last_id - first_id + 1)
     rand = rng.random
     pii: list[str] = []
     public: list[str] = []
-    for user_id, country in zip(range(first_id, last_id + 1), countries, strict=True):
+    for number, country in zip(range(first_id, last_id + 1), countries, strict=True):
+        user_id = generated_user_id(seed, number)
         pool = pools[country]
         first = pool.first_names[int(rand() * len(pool.first_names))]
         last = pool.last_names[int(rand() * len(pool.last_names))]
@@ -94,7 +104,7 @@ def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], see
             f"{pool.cities[int(rand() * len(pool.cities))]}"
         )
         signup = today - timedelta(days=int(rand() * SIGNUP_WINDOW_DAYS))
-        email = f"{email_part(first)}.{email_part(last)}.{user_id}@{domain}"
+        email = f"{email_part(first)}.{email_part(last)}.{number}@{domain}"
         pii.append(f"{user_id},{_csv(email)},{_csv(f'{first} {last}')},{_csv(address)}\n")
         public.append(f"{user_id},{country},{signup.isoformat()}\n")
     return "".join(pii), "".join(public)
@@ -106,28 +116,28 @@ def _csv(value: str) -> str:
 
 
 def load_chunk(conn: psycopg2.extensions.connection, pii_csv: str, public_csv: str) -> None:
-    """COPY one chunk of new users (ids above every existing one) in one transaction."""
+    """COPY one chunk of new users in one transaction."""
     with conn, conn.cursor() as cur:
         cur.copy_expert("COPY users_pii (user_id, email, full_name, address) FROM STDIN WITH (FORMAT csv)", io.StringIO(pii_csv))
         cur.copy_expert("COPY users_public (user_id, country, signup_date) FROM STDIN WITH (FORMAT csv)", io.StringIO(public_csv))
 
 
-def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = True) -> int:
-    """Make sure users 1..count exist; return how many were added.
+def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = True) -> tuple[int, int]:
+    """Make sure ``count`` users exist; return how many were added and how many existed before.
 
     Generation (Python) and loading (PostgreSQL) overlap: one chunk is generated while the
     previous one is copied.
     """
     with db.connection(settings.database, application_name="generate_users") as conn:
         with conn.cursor() as cur:
-            # Held until the end: two seeders at once would pick the same new ids.
+            # Held until the end: two seeders at once would make the same new users.
             cur.execute("SELECT pg_advisory_lock(%s)", (SEED_LOCK_ID,))
-            cur.execute("SELECT coalesce(max(user_id), 0) FROM users_pii")
+            cur.execute("SELECT count(*) FROM users_pii")
             row = cur.fetchone()
             existing = int(row[0]) if row else 0
         conn.commit()
         if existing >= count:
-            return 0
+            return 0, existing
         pools = build_pools(seed)
         today = cli.today_utc()
         progress = cli.Progress("users", total=count - existing)
@@ -146,14 +156,14 @@ def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = 
         progress.done = count - existing
         if show_progress:
             progress.show()
-    return count - existing
+    return count - existing, existing
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_generators.generate_users",
         description="Seed Faker users of EU countries: PII into users_pii, country and signup date into "
-        "users_public. Makes sure users 1..COUNT exist; safe to re-run.",
+        "users_public. Makes sure COUNT users exist (counting users made by anybody); safe to re-run.",
     )
     parser.add_argument("--count", type=int, default=10_000, help="number of users that should exist (default: 10000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed, for reproducible users (default: 42)")
@@ -166,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().error("--count must be at least 1")
 
     def execute(settings: Settings) -> int:
-        added = seed_users(settings, args.count, args.seed)
-        print(f"users: {added:,} added, {args.count:,} requested ({args.count - added:,} already existed)")
+        added, existing = seed_users(settings, args.count, args.seed)
+        print(f"users: {added:,} added, {args.count:,} requested ({existing:,} already existed)")
         return 0
 
     cli.run(execute)

@@ -15,7 +15,9 @@ Every request ends ``completed``, ``not_found`` or ``rejected`` (not a plausible
 outcome and ``processed_at``; the requester's email is then removed and only a keyed HMAC of it
 is kept, for proof. Each step is appended to ``privacy_audit_log``. Requests are locked with
 ``FOR UPDATE SKIP LOCKED``, so several processors never handle one twice; processing is
-idempotent. ``--watch`` keeps running and handles a new request within about a second
+idempotent. ``process_privacy_requests()`` (no argument needed) is the same as the command without
+``--watch``, for code written against the design. ``--watch`` keeps running and handles a new
+request within about a second
 (LISTEN/NOTIFY from a trigger, with a periodic sweep as a safety net).
 """
 
@@ -30,6 +32,7 @@ import os
 import select
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +47,7 @@ import psycopg2.extensions
 from psycopg2.extras import Json, execute_values
 
 from core import cli, db
-from core.config import PROJECT_ROOT, Settings
+from core.config import PROJECT_ROOT, Settings, load_settings
 from core.pii import (
     EMAIL_ADDRESS,
     SQL_WORD_SEPARATORS,
@@ -122,7 +125,7 @@ class AuditLog:
 
 @dataclass(frozen=True)
 class Person:
-    user_id: int
+    user_id: str  # canonical UUID text
     email: str | None  # as stored
     full_name: str | None
     address: str | None
@@ -134,11 +137,11 @@ class Person:
 def find_people(cur: db.Cursor, emails: list[str]) -> dict[str, Person]:
     """The users with these (normalised) emails, locked for the transaction."""
     cur.execute(
-        "SELECT lower(email), user_id, email, full_name, address FROM users_pii WHERE lower(email) = ANY(%s)"
+        "SELECT lower(email), user_id::text, email, full_name, address FROM users_pii WHERE lower(email) = ANY(%s)"
         " ORDER BY user_id FOR UPDATE",
         (emails,),
     )
-    return {key: Person(int(user_id), email, name, address) for key, user_id, email, name, address in cur.fetchall()}
+    return {key: Person(str(user_id), email, name, address) for key, user_id, email, name, address in cur.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def _walking_the_user_index(cur: db.Cursor) -> Iterator[None]:
         cur.execute(f"SET LOCAL {setting} = on")
 
 
-def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, Erased]:
+def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
     """Forget these people, set-based; return what was done per former user id. Runs inside the
     caller's transaction, which holds the erasure lock (ingest batches wait for it)."""
     if not people:
@@ -172,13 +175,14 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, Erased]:
     olds, news = [old for old, _new in moves], [new for _old, new in moves]
     anchors = [known[old].sql_regex() for old in olds]
     cur.execute(
-        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now() WHERE user_id = ANY(%s)",
+        "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now()"
+        " WHERE user_id = ANY(%s::uuid[])",
         (olds,),
     )
     with _walking_the_user_index(cur):
         cur.execute(
             "UPDATE users_public AS u SET user_id = m.new, is_erased = true"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS m (old, new) WHERE u.user_id = m.old",
+            " FROM unnest(%s::uuid[], %s::uuid[]) AS m (old, new) WHERE u.user_id = m.old",
             (olds, news),
         )
         # The same walk names the events whose metadata may hold the person's values: those
@@ -186,13 +190,13 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, Erased]:
         # test in PostgreSQL. Only those few are read, scrubbed and written back.
         cur.execute(
             "UPDATE events_raw AS e SET user_id = m.new"
-            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS m (old, new, anchors) WHERE e.user_id = m.old"
-            " RETURNING m.old, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END",
+            " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS m (old, new, anchors) WHERE e.user_id = m.old"
+            " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END",
             (olds, news, anchors),
         )
         returned = cur.fetchall()
-    rekeyed = Counter(int(old) for old, _suspect in returned)
-    suspects = {str(event_id): int(old) for old, event_id in returned if event_id is not None}
+    rekeyed = Counter(str(old) for old, _suspect in returned)
+    suspects = {str(event_id): str(old) for old, event_id in returned if event_id is not None}
     scrubbed = _scrub_events(cur, suspects, known)
     # Most of the time no dead letter is left to look at: then no word list is built for them.
     cur.execute("SELECT EXISTS (SELECT FROM dead_letter_events WHERE payload <> %s)", (ERASED_PAYLOAD,))
@@ -203,10 +207,10 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[int, Erased]:
     return {old: Erased(rekeyed[old], scrubbed[old], residual[old]) for old in olds}
 
 
-def _scrub_events(cur: db.Cursor, suspects: dict[str, int], known: dict[int, KnownValues]) -> Counter[int]:
+def _scrub_events(cur: db.Cursor, suspects: dict[str, str], known: dict[str, KnownValues]) -> Counter[str]:
     """Remove the person's values from the metadata of these events (event id -> former user
     id); write back only the rows that changed. Return the values removed per former id."""
-    scrubbed: Counter[int] = Counter()
+    scrubbed: Counter[str] = Counter()
     if not suspects:
         return scrubbed
     cur.execute("SELECT event_id, metadata::text FROM events_raw WHERE event_id = ANY(%s::uuid[])", (list(suspects),))
@@ -228,23 +232,22 @@ def _scrub_events(cur: db.Cursor, suspects: dict[str, int], known: dict[int, Kno
     return scrubbed
 
 
-def _dead_letter_mentions(cur: db.Cursor, user_ids: list[int], known: dict[int, KnownValues]) -> list[tuple[int, list[int]]]:
+def _dead_letter_mentions(cur: db.Cursor, user_ids: list[str], known: dict[str, KnownValues]) -> list[tuple[int, list[str]]]:
     """Dead letters that mention these people: (id, the people whose whole values it holds).
 
     One scan finds the candidates: a payload with a former user id, or with one of the anchor
     words of anybody in the batch (a hashed lookup per word, not a pattern per person); the
     people whose anchors a candidate holds are then checked with their patterns.
     """
-    by_word: dict[str, list[int]] = {}
+    by_word: dict[str, list[str]] = {}
     for user_id, values in known.items():
         for anchor in values.anchors:
             by_word.setdefault(anchor, []).append(user_id)
     words = sorted({word for values in known.values() for word in values.sql_words})
-    # NULL when there are no ids: "payload ~ NULL" is never true.
-    names_id = rf'"user_id"\s*:\s*({"|".join(map(str, user_ids))})([^0-9]|$)' if user_ids else None
+    names_id = _user_id_pattern(user_ids)
     cur.execute(
-        "SELECT id, payload, coalesce(payload ~ %(id)s, false) FROM dead_letter_events WHERE payload <> %(erased)s"
-        " AND (payload ~ %(id)s OR EXISTS (SELECT FROM regexp_split_to_table(lower(payload), %(separators)s) AS w (word)"
+        "SELECT id, payload, coalesce(payload ~* %(id)s, false) FROM dead_letter_events WHERE payload <> %(erased)s"
+        " AND (payload ~* %(id)s OR EXISTS (SELECT FROM regexp_split_to_table(lower(payload), %(separators)s) AS w (word)"
         " WHERE w.word = ANY(%(words)s::text[])))",
         {"id": names_id, "erased": ERASED_PAYLOAD, "separators": SQL_WORD_SEPARATORS, "words": words},
     )
@@ -257,7 +260,22 @@ def _dead_letter_mentions(cur: db.Cursor, user_ids: list[int], known: dict[int, 
     return found
 
 
-def _scrub_dead_letters(cur: db.Cursor, user_ids: list[int], known: dict[int, KnownValues]) -> None:
+def _user_id_pattern(user_ids: list[str]) -> str | None:
+    """A PostgreSQL regex (for ``~*``) for a "user_id" field holding one of these ids: the UUID in
+    any case, or the number a UUID of the old numeric ids stands for (see core.events.user_uuid).
+    None when there are no ids: "payload ~* NULL" is never true."""
+    if not user_ids:
+        return None
+    forms = []
+    for user_id in user_ids:
+        forms.append(user_id)
+        number = uuid.UUID(user_id).int
+        if number < 2**63:
+            forms.append(f"{number}(?![0-9])")
+    return rf'"user_id"\s*:\s*"?({"|".join(forms)})'
+
+
+def _scrub_dead_letters(cur: db.Cursor, user_ids: list[str], known: dict[str, KnownValues]) -> None:
     """A dead letter that mentions an erased person (a whole value of theirs, or their user id)
     is replaced by a marker as a whole: it is a diagnosis of a bad message, and what is left
     around the person's values may still be theirs."""
@@ -267,12 +285,12 @@ def _scrub_dead_letters(cur: db.Cursor, user_ids: list[int], known: dict[int, Kn
         logger.info("scrubbed %d dead letters that mentioned erased people", len(ids))
 
 
-def _residual_values(cur: db.Cursor, suspects: dict[str, int], known: dict[int, KnownValues], letters: bool) -> Counter[int]:
+def _residual_values(cur: db.Cursor, suspects: dict[str, str], known: dict[str, KnownValues], letters: bool) -> Counter[str]:
     """The erasure's own check, read back from the database after scrubbing: how many of each
     person's values are still written in their events' metadata or in a dead letter. Of the
     events, only those the re-keying named can hold one (every spelling contains an anchor,
     and the new user id is the erasure's own, locked against ingest)."""
-    residual: Counter[int] = Counter()
+    residual: Counter[str] = Counter()
     if suspects:
         cur.execute("SELECT event_id, metadata::text FROM events_raw WHERE event_id = ANY(%s::uuid[])", (list(suspects),))
         for event_id, text in cur.fetchall():
@@ -303,7 +321,7 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     if not proofs:
         return
     cur.execute(
-        "SELECT request_id, export_path FROM privacy_requests WHERE email_hmac = ANY(%s) AND export_path IS NOT NULL FOR UPDATE",
+        "SELECT id, export_path FROM privacy_requests WHERE email_hmac = ANY(%s) AND export_path IS NOT NULL FOR UPDATE",
         (proofs,),
     )
     deleted = []
@@ -315,12 +333,12 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
             details = {"reason": "the person was erased", "file_removed": False, "not_found_at": path}
             audit.add(request_id, "export_deleted", details)
     if deleted:
-        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE request_id = ANY(%s)", (deleted,))
+        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", (deleted,))
 
 
-def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, directory: Path) -> Path:
+def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, directory: Path) -> Path:
     """Write everything held about the user as JSON (Art. 15 and 20); return the file."""
-    cur.execute("SELECT user_id, email, full_name, address, created_at FROM users_pii WHERE user_id = %s", (user_id,))
+    cur.execute("SELECT user_id::text, email, full_name, address, created_at FROM users_pii WHERE user_id = %s", (user_id,))
     pii = cur.fetchone()
     cur.execute("SELECT country, signup_date FROM users_public WHERE user_id = %s", (user_id,))
     public = cur.fetchone()
@@ -340,8 +358,8 @@ def export_user(cur: db.Cursor, request_id: int, user_id: int, proof: str, direc
         for event_id, kind, ts, amount, metadata in cur.fetchall()
     ]
     cur.execute(
-        "SELECT request_id, request_type, status, requested_at, processed_at, due_at FROM privacy_requests"
-        " WHERE email_hmac = %s OR request_id = %s ORDER BY request_id",
+        "SELECT id, request_type, status, requested_at, processed_at, due_at FROM privacy_requests"
+        " WHERE email_hmac = %s OR id = %s ORDER BY id",
         (proof, request_id),
     )
     requests = [
@@ -425,8 +443,8 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
     outcomes: Counter[str] = Counter()
     with conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT request_id, request_type, email FROM privacy_requests WHERE status = 'pending'"
-            " ORDER BY requested_at, request_id LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT id, request_type, email FROM privacy_requests WHERE status = 'pending'"
+            " ORDER BY requested_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
             (batch_size,),
         )
         rows = cur.fetchall()
@@ -464,7 +482,7 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
             cur,
             "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, email_hmac = v.proof,"
             " export_path = v.export_path, processed_at = now()"
-            " FROM (VALUES %s) AS v (request_id, status, outcome, proof, export_path) WHERE t.request_id = v.request_id",
+            " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id",
             [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
             template="(%s::bigint, %s, %s, %s, %s)",
             page_size=len(results),
@@ -484,6 +502,16 @@ def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Coun
             if not outcomes:
                 return total
             total.update(outcomes)
+
+
+def process_privacy_requests(settings: Settings | None = None, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
+    """Process every pending request and return the counts by resulting status: the design's own
+    entry point, callable with no argument (settings then come from the environment and the
+    stack file, as for the command). Raises ConfigError for a missing or public HMAC key off the
+    embedded stack, before any request is touched."""
+    settings = settings if settings is not None else load_settings()
+    settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
+    return process_pending(settings, batch_size)
 
 
 def watch(
@@ -538,11 +566,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batch-size must be at least 1")
 
     def execute(settings: Settings) -> int:
-        settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
         if args.watch:
+            settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
             outcomes = watch(settings, cli.install_stop_handlers(), args.batch_size)
         else:
-            outcomes = process_pending(settings, args.batch_size)
+            outcomes = process_privacy_requests(settings, args.batch_size)
         print(_summary(outcomes))
         return 0
 

@@ -152,10 +152,10 @@ def _trend(cur: db.Cursor, day: date, today: date) -> list[TrendDay]:
     first = day - timedelta(days=TREND_DAYS - 1)
     cur.execute(
         "SELECT d::date,"
-        " (SELECT sum(event_count) FROM metrics_batch_daily WHERE event_date = d::date),"
-        " (SELECT sum(revenue) FROM metrics_batch_daily WHERE event_date = d::date),"
-        " (SELECT sum(event_count) FROM metrics_streaming_daily WHERE event_date = d::date),"
-        " (SELECT sum(revenue) FROM metrics_streaming_daily WHERE event_date = d::date)"
+        " (SELECT sum(total_events) FROM metrics_batch_daily WHERE event_date = d::date),"
+        " (SELECT sum(total_amount) FROM metrics_batch_daily WHERE event_date = d::date),"
+        " (SELECT sum(total_events) FROM metrics_streaming_daily WHERE event_date = d::date),"
+        " (SELECT sum(total_amount) FROM metrics_streaming_daily WHERE event_date = d::date)"
         " FROM generate_series(%s::date, %s::date, interval '1 day') AS d ORDER BY 1",
         (first, day),
     )

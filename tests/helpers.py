@@ -21,7 +21,7 @@ from psycopg2 import sql
 
 from core import db, kafka, progress
 from core.config import Settings, load_settings
-from core.events import Event
+from core.events import Event, user_uuid
 from core.progress import lag
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def expected_metrics(events: Iterable[Event]) -> dict[tuple[date, str], tuple[in
 
 
 def metrics_table(settings: Settings, table: str) -> dict[tuple[date, str], tuple[int, Decimal]]:
-    statement = sql.SQL("SELECT event_date, event_type, event_count, revenue FROM {}").format(sql.Identifier(table))
+    statement = sql.SQL("SELECT event_date, event_type, total_events, total_amount FROM {}").format(sql.Identifier(table))
     with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
         cur.execute(statement)
         return {(d, t): (int(c), Decimal(r)) for d, t, c, r in cur.fetchall()}
@@ -197,7 +197,12 @@ def known_events(n: int, seed: int, days: list[date]) -> list[Event]:
         amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2) if kind == "purchase" else None
         events.append(
             Event(
-                str(uuid.UUID(int=rng.getrandbits(128), version=4)), rng.randrange(1, 500), kind, moment, amount, {"page": "/p"}
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                user_uuid(rng.randrange(1, 500)),
+                kind,
+                moment,
+                amount,
+                {"page": "/p"},
             )
         )
     return events

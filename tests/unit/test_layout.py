@@ -69,3 +69,16 @@ def test_no_module_imports_another_stages_entry_point(name: str) -> None:
         i for i in imported(ALL[name]) if i in ALL and i.split(".")[0] not in (package, "core") and is_entry_point(ALL[i])
     }
     assert not entry_points, f"{name} imports the command-line entry point(s) {sorted(entry_points)}"
+
+
+def test_the_design_config_module_is_for_outside_code_only() -> None:
+    """``config`` (top level) exists for code written against the design document; the platform
+    reads its settings from core.config, so a second reader can never drift from it."""
+
+    def names_config(node: ast.AST) -> bool:
+        if isinstance(node, ast.Import):
+            return any(alias.name.split(".")[0] == "config" for alias in node.names)
+        return isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "config"
+
+    users = [name for name, path in ALL.items() if any(map(names_config, ast.walk(ast.parse(path.read_text(encoding="utf-8")))))]
+    assert users == []

@@ -47,7 +47,7 @@ def test_repair_rewrites_a_drifting_closed_day_and_records_it(settings: Settings
     (yesterday, today), events = two_days
     query(
         settings,
-        "UPDATE metrics_streaming_daily SET event_count = event_count + 5, revenue = revenue + 1.23"
+        "UPDATE metrics_streaming_daily SET total_events = total_events + 5, total_amount = total_amount + 1.23"
         " WHERE event_date IN (%s, %s) AND event_type = 'purchase'",
         (yesterday, today),
     )
@@ -72,7 +72,7 @@ def test_repair_rewrites_a_drifting_closed_day_and_records_it(settings: Settings
 
 def test_repair_refuses_when_the_consumers_are_not_in_step(settings: Settings, two_days) -> None:  # type: ignore[no-untyped-def]
     (yesterday, _today), _events = two_days
-    query(settings, "UPDATE metrics_streaming_daily SET event_count = event_count + 1 WHERE event_date = %s", (yesterday,))
+    query(settings, "UPDATE metrics_streaming_daily SET total_events = total_events + 1 WHERE event_date = %s", (yesterday,))
     query(
         settings,
         "UPDATE consumer_offsets SET next_offset = next_offset - 1 WHERE consumer_group = 'streaming-metrics' AND partition = 0",
@@ -89,7 +89,7 @@ def test_tolerance_accepts_small_relative_differences(settings: Settings, two_da
     (yesterday, _today), _events = two_days
     query(
         settings,
-        "UPDATE metrics_streaming_daily SET event_count = event_count + 1 WHERE event_date = %s AND event_type = 'page_view'",
+        "UPDATE metrics_streaming_daily SET total_events = total_events + 1 WHERE event_date = %s AND event_type = 'page_view'",
         (yesterday,),
     )
     assert run_command("batch.compare_batch_vs_stream", yesterday.isoformat()).returncode == 1

@@ -14,6 +14,7 @@ import pytest
 from core import kafka
 from core.config import Settings
 from core.events import parse_event
+from data_generators.generate_users import generated_user_id
 from tests.helpers import (
     RAW,
     STREAMING,
@@ -71,12 +72,13 @@ def test_comparison_exits_non_zero_on_drift(settings: Settings) -> None:
     day = date(2026, 3, 1)
     query(
         settings,
-        "INSERT INTO metrics_batch_daily (event_date, event_type, event_count, revenue) VALUES (%s, 'purchase', 2, 10.00)",
+        "INSERT INTO metrics_batch_daily (event_date, event_type, total_events, total_amount) VALUES (%s, 'purchase', 2, 10.00)",
         (day,),
     )
     query(
         settings,
-        "INSERT INTO metrics_streaming_daily (event_date, event_type, event_count, revenue) VALUES (%s, 'purchase', 2, 10.01)",
+        "INSERT INTO metrics_streaming_daily (event_date, event_type, total_events, total_amount)"
+        " VALUES (%s, 'purchase', 2, 10.01)",
         (day,),
     )
     result = run_command("batch.compare_batch_vs_stream", day.isoformat())
@@ -123,7 +125,7 @@ def test_generator_processes_share_the_count_and_never_repeat_an_id(settings: Se
     assert "3,001 delivered" in result.stdout and "2 processes" in result.stdout
     events = [parse_event(value) for value in read_topic(settings, 3001)]
     assert len({e.event_id for e in events}) == 3001
-    assert {e.user_id for e in events} <= set(range(1, 21))
+    assert {e.user_id for e in events} <= {generated_user_id(42, n) for n in range(1, 21)}
 
 
 def test_ctrl_c_stops_every_generator_process_and_flushes(settings: Settings, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from psycopg2 import sql
 
 from core import db
 from core.config import Settings
-from core.events import Event
+from core.events import Event, user_uuid
 from data_generators.events import EventFactory
+from data_generators.generate_users import generated_user_id
 from gdpr.process_privacy_requests import ERASED_PAYLOAD
 from tests.helpers import (
     PROJECT_ROOT,
@@ -62,7 +63,7 @@ def find_anywhere(settings: Settings, needle: str) -> list[str]:
     return hits
 
 
-def person(settings: Settings, user_id: int) -> tuple[str, str, str]:
+def person(settings: Settings, user_id: str) -> tuple[str, str, str]:
     [(email, name, address)] = query(settings, "SELECT email, full_name, address FROM users_pii WHERE user_id = %s", (user_id,))
     return str(email), str(name), str(address)
 
@@ -77,7 +78,7 @@ def assert_forgotten(settings: Settings, values: tuple[str, ...], logs: str) -> 
         assert value.lower() not in logs.lower()
 
 
-def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: Path, user_id: int) -> None:
+def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: Path, user_id: str) -> None:
     """Late events of an erased user get fresh random ids too, one each, and their metadata's
     strings are erased (free text that may be theirs); keys and numbers stay."""
     metadata = {"page": "/p/1", "note": "call me, Erika Musterfrau", "items": [{"sku": "A-1", "qty": 2}]}
@@ -97,15 +98,32 @@ def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: P
     assert stored == [({"page": "[erased]", "note": "[erased]", "items": [{"sku": "[erased]", "qty": 2}]},)]
 
 
+def assert_moved_to_one_pseudonym(settings: Settings, former: str, users: list[str], events: int) -> None:
+    """Nothing is linked to the former user id: the events moved to one fresh random UUID, the
+    profile with them, and no text anywhere names the former id."""
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (former,)) == [(0,)]
+    assert query(settings, "SELECT count(*) FROM users_public WHERE user_id = %s", (former,)) == [(0,)]
+    [(pseudonym, moved)] = query(
+        settings, "SELECT user_id, count(*) FROM events_raw WHERE user_id <> ALL(%s::uuid[]) GROUP BY user_id", (users,)
+    )
+    assert moved == events and uuid.UUID(str(pseudonym)).version == 4
+    assert query(settings, "SELECT is_erased FROM users_public WHERE user_id = %s", (pseudonym,)) == [(True,)]
+    assert find_anywhere(settings, former) == []
+
+
 def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, group: str, tmp_path: Path) -> None:
     assert run_command("data_generators.generate_users", "--count", "50", "--seed", "3").returncode == 0
-    email, name, address = person(settings, 7)
-    factory = EventFactory(list(range(1, 51)), seed=5)
+    users = [generated_user_id(3, n) for n in range(1, 51)]
+    seventh = users[6]  # the person who asks to be forgotten
+    email, name, address = person(settings, seventh)
+    factory = EventFactory(users, seed=5)
     now = datetime.now(UTC)
     events = [factory.make(now) for _ in range(2000)]
     produce_events(settings, events)
     # A rejected message that names the person in free text: the dead-letter table must forget it too.
-    produce(settings, [(b"7", json.dumps({"user_id": 7, "event_type": "refund", "note": f"from {name}"}).encode())])
+    produce(
+        settings, [(seventh.encode(), json.dumps({"user_id": seventh, "event_type": "refund", "note": f"from {name}"}).encode())]
+    )
     logs = consume_all(settings, group, tmp_path)
 
     # An access request first: its export holds the person's data, so erasure must delete it.
@@ -121,7 +139,7 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
     report_before = run_command("reports.generate_daily_report", day)
     report_file = settings.reports_dir / f"business_report_{day}.md"
     report_bytes_before = report_file.read_bytes()
-    [(events_of_7,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7")
+    [(events_of_7,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (seventh,))
     assert events_of_7 > 0
 
     query(
@@ -134,24 +152,17 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
     assert "4 processed" in result.stdout
     logs += result.stdout + result.stderr
 
-    statuses = query(settings, "SELECT status FROM privacy_requests WHERE request_type = 'erasure' ORDER BY request_id")
+    statuses = query(settings, "SELECT status FROM privacy_requests WHERE request_type = 'erasure' ORDER BY id")
     assert statuses == [("completed",), ("not_found",), ("rejected",), ("rejected",)]
     assert query(settings, "SELECT count(*) FROM privacy_requests WHERE email IS NOT NULL") == [(0,)]
-    assert query(settings, "SELECT email, full_name, address FROM users_pii WHERE user_id = 7") == [(None, None, None)]
+    assert query(settings, "SELECT email, full_name, address FROM users_pii WHERE user_id = %s", (seventh,)) == [
+        (None, None, None)
+    ]
     assert not Path(str(export_path)).exists()
 
     assert run_command("reports.gdpr_audit_report").returncode == 0
     assert_forgotten(settings, (email, name, address), logs)
-    # Nor to the former user id: the events moved to one fresh random id, the profile with them.
-    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 7") == [(0,)]
-    assert query(settings, "SELECT count(*) FROM users_public WHERE user_id = 7") == [(0,)]
-    [(pseudonym, moved)] = query(
-        settings, "SELECT user_id, count(*) FROM events_raw WHERE user_id >= %s GROUP BY user_id", (1 << 62,)
-    )
-    assert moved == events_of_7 and query(settings, "SELECT is_erased FROM users_public WHERE user_id = %s", (pseudonym,)) == [
-        (True,)
-    ]
-    assert find_anywhere(settings, '"user_id": 7,') == []
+    assert_moved_to_one_pseudonym(settings, seventh, users, events_of_7)
 
     # The aggregates and the business report are exactly as before.
     assert metrics_table(settings, "metrics_streaming_daily") == streaming_before
@@ -160,7 +171,7 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
     assert run_command("reports.generate_daily_report", day).stdout == report_before.stdout
     assert report_file.read_bytes() == report_bytes_before
 
-    assert_late_events_get_fresh_ids(settings, group, tmp_path, 7)
+    assert_late_events_get_fresh_ids(settings, group, tmp_path, seventh)
     audit = run_command("reports.gdpr_audit_report").stdout
     assert "Residual-PII check: 0" in audit and "Erasures completed: **1**" in audit
 
@@ -170,15 +181,16 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
 
 def test_access_request_exports_everything_held_as_json(settings: Settings, group: str, tmp_path: Path) -> None:
     assert run_command("data_generators.generate_users", "--count", "5").returncode == 0
-    email, name, address = person(settings, 2)
-    factory = EventFactory([2, 3], seed=1)
+    second, third = generated_user_id(42, 2), generated_user_id(42, 3)
+    email, name, address = person(settings, second)
+    factory = EventFactory([second, third], seed=1)
     produce_events(settings, [factory.make(datetime.now(UTC)) for _ in range(300)])
     consume_all(settings, group, tmp_path)
-    [(held,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = 2")
+    [(held,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (second,))
 
     query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, 'access')", (email.title(),))
     assert run_command("gdpr.process_privacy_requests").returncode == 0
-    [(request_id, status, path)] = query(settings, "SELECT request_id, status, export_path FROM privacy_requests")
+    [(request_id, status, path)] = query(settings, "SELECT id, status, export_path FROM privacy_requests")
     assert status == "completed"
     export = Path(str(path))
     assert export.parent == settings.reports_dir / "access"
@@ -228,7 +240,7 @@ def test_malicious_requests_are_rejected_and_harm_nothing(settings: Settings) ->
         query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (value,))
     result = run_command("gdpr.process_privacy_requests")
     assert result.returncode == 0, result.stderr
-    rows = query(settings, "SELECT status, outcome FROM privacy_requests ORDER BY request_id")
+    rows = query(settings, "SELECT status, outcome FROM privacy_requests ORDER BY id")
     assert [status for status, _ in rows] == ["rejected"] * 9 + ["not_found"]
     assert all(outcome for _status, outcome in rows)
     assert query(settings, "SELECT count(*) FROM users_pii WHERE email IS NOT NULL") == [(20,)]
@@ -319,7 +331,7 @@ def test_roles_are_denied_what_they_do_not_need(settings: Settings, role: str, s
     ("role", "statement"),
     [
         (db.ANALYTICS_ROLE, "SELECT count(*) FROM events_raw JOIN users_public USING (user_id)"),
-        (db.ANALYTICS_ROLE, "SELECT sum(revenue) FROM metrics_batch_daily"),
+        (db.ANALYTICS_ROLE, "SELECT sum(total_amount) FROM metrics_batch_daily"),
         (db.INGEST_ROLE, "SELECT user_id FROM users_pii WHERE anonymized_at IS NOT NULL"),
         (db.AUDITOR_ROLE, "SELECT status, count(*) FROM privacy_requests GROUP BY status"),
     ],
@@ -341,7 +353,12 @@ def test_personal_data_in_metadata_is_redacted_before_storage(settings: Settings
     now = datetime.now(UTC)
     events = [
         Event(
-            str(uuid.uuid4()), 1, "page_view", now, None, {"note": f"contact {value}", "page": "/help", "order": "1234567890123"}
+            str(uuid.uuid4()),
+            user_uuid(1),
+            "page_view",
+            now,
+            None,
+            {"note": f"contact {value}", "page": "/help", "order": "1234567890123"},
         )
         for value in planted.values()
     ]
@@ -359,21 +376,23 @@ def test_personal_data_in_metadata_is_redacted_before_storage(settings: Settings
 
 def test_generator_skips_erased_users(settings: Settings) -> None:
     assert run_command("data_generators.generate_users", "--count", "3").returncode == 0
-    for user_id in (1, 2):
-        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (person(settings, user_id)[0],))
+    for number in (1, 2):
+        query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (person(settings, generated_user_id(42, number))[0],))
     assert run_command("gdpr.process_privacy_requests").returncode == 0
     result = run_command("data_generators.generate_events", "--count", "200", "--rate", "0", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert "200 delivered" in result.stdout
     users = {json.loads(value)["user_id"] for value in read_topic(settings, 200)}
-    assert users == {3}
+    assert users == {generated_user_id(42, 3)}
 
 
 JANE = ("jane.doe@example.org", "Jane Müller", "Hauptstraße 5, 10115 Berlin")
 MAX = ("max.mustermann@example.com", "Max Mustermann", "Lindenweg 12, 80331 München")
 
 
-def add_user(settings: Settings, user_id: int, email: str, name: str, address: str) -> None:
+def add_user(settings: Settings, number: int, email: str, name: str, address: str) -> None:
+    """User ``number`` (its id is ``user_uuid(number)``), written directly."""
+    user_id = user_uuid(number)
     query(
         settings,
         "INSERT INTO users_pii (user_id, email, full_name, address) VALUES (%s, %s, %s, %s)",
@@ -382,8 +401,10 @@ def add_user(settings: Settings, user_id: int, email: str, name: str, address: s
     query(settings, "INSERT INTO users_public (user_id, country, signup_date) VALUES (%s, 'DE', current_date)", (user_id,))
 
 
-def store_events(settings: Settings, user_id: int, metadata: Sequence[Mapping[str, object] | str]) -> None:
-    """Events as the raw consumer would have stored them (metadata as objects or JSON text), written directly."""
+def store_events(settings: Settings, number: int, metadata: Sequence[Mapping[str, object] | str]) -> None:
+    """Events of user ``number`` as the raw consumer would have stored them (metadata as objects or
+    JSON text), written directly."""
+    user_id = user_uuid(number)
     for offset, md in enumerate(metadata):
         query(
             settings,
@@ -394,9 +415,9 @@ def store_events(settings: Settings, user_id: int, metadata: Sequence[Mapping[st
 
 
 def analytics_metadata(settings: Settings, *, but_user: int) -> list[str]:
-    """The metadata of every event but one user's, as the analytics role reads it."""
+    """The metadata of every event but user ``but_user``'s, as the analytics role reads it."""
     with db.connection(settings.database, role=db.ANALYTICS_ROLE) as conn, conn.cursor() as cur:
-        cur.execute("SELECT metadata::text FROM events_raw WHERE user_id <> %s", (but_user,))
+        cur.execute("SELECT metadata::text FROM events_raw WHERE user_id <> %s", (user_uuid(but_user),))
         return [str(text) for (text,) in cur.fetchall()]
 
 
@@ -438,7 +459,7 @@ def test_an_erased_person_is_removed_from_their_own_events_and_dead_letters(sett
         " ('g', 't', 0, 1, 'not_json', %s), ('g', 't', 0, 2, 'not_json', %s), ('g', 't', 0, 3, 'not_json', %s)",
         ("{'who': 'MÜLLER, Jane' broken", '{"note":"jane.doe\uff20example.org"}', '{"note":"from Max Mustermann"}'),
     )
-    max_before = query(settings, "SELECT metadata FROM events_raw WHERE user_id = 2 ORDER BY kafka_offset")
+    max_before = query(settings, "SELECT metadata FROM events_raw WHERE user_id = %s ORDER BY kafka_offset", (user_uuid(2),))
 
     query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (JANE[0],))
     result = run_command("gdpr.process_privacy_requests")
@@ -453,7 +474,9 @@ def test_an_erased_person_is_removed_from_their_own_events_and_dead_letters(sett
     assert '"page": "/shoes/product/12"' in everything and '"price": 19.90' in everything and "/p/bags" in everything
     assert letters[:2] == [ERASED_PAYLOAD, ERASED_PAYLOAD] and letters[2] == '{"note":"from Max Mustermann"}'
     # The other person's events are exactly as they were.
-    assert query(settings, "SELECT metadata FROM events_raw WHERE user_id = 2 ORDER BY kafka_offset") == max_before
+    assert (
+        query(settings, "SELECT metadata FROM events_raw WHERE user_id = %s ORDER BY kafka_offset", (user_uuid(2),)) == max_before
+    )
 
     [(details,)] = query(settings, "SELECT details FROM privacy_audit_log WHERE action = 'erased'")
     assert details["residual_values"] == 0 and details["values_scrubbed"] >= len(variants)
@@ -468,7 +491,7 @@ def test_an_erased_person_is_removed_from_their_own_events_and_dead_letters(sett
 def test_the_audit_report_fails_when_an_erasure_left_values_behind(settings: Settings) -> None:
     """The residual check counts what erasures found still stored: it can fail."""
     query(settings, "INSERT INTO privacy_requests (email) VALUES ('gone@example.invalid')")
-    [(request_id,)] = query(settings, "SELECT request_id FROM privacy_requests")
+    [(request_id,)] = query(settings, "SELECT id FROM privacy_requests")
     query(
         settings,
         "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES (%s, 'erased', 'test', %s::jsonb)",
@@ -488,7 +511,7 @@ def test_an_erasure_in_the_same_batch_deletes_the_fresh_access_export(settings: 
     assert "2 processed (completed 2)" in result.stdout
     assert [p for p in settings.reports_dir.rglob("*") if p.is_file()] == []
     assert query(settings, "SELECT count(*) FROM privacy_requests WHERE export_path IS NOT NULL") == [(0,)]
-    [(access_id,)] = query(settings, "SELECT request_id FROM privacy_requests WHERE request_type = 'access'")
+    [(access_id,)] = query(settings, "SELECT id FROM privacy_requests WHERE request_type = 'access'")
     deleted = query(
         settings, "SELECT details FROM privacy_audit_log WHERE request_id = %s AND action = 'export_deleted'", (access_id,)
     )
@@ -556,10 +579,10 @@ def test_ingest_redacts_national_phones_lowercase_ibans_and_look_alike_at_signs(
     }
     now = datetime.now(UTC)
     events = [
-        Event(str(uuid.uuid4()), 1, "page_view", now, None, {"note": f"contact {value}", "order": 4930123456})
+        Event(str(uuid.uuid4()), user_uuid(1), "page_view", now, None, {"note": f"contact {value}", "order": 4930123456})
         for value in planted.values()
     ]
-    broken = json.dumps({"user_id": 1, "event_type": "refund", "notes": list(planted.values())}).encode()
+    broken = json.dumps({"user_id": user_uuid(1), "event_type": "refund", "notes": list(planted.values())}).encode()
     produce_events(settings, events)
     produce(settings, [(b"1", broken)])
     consume_all(settings, group, tmp_path)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
+from core.events import user_uuid
+from data_generators.generate_users import generated_user_id
 from tests.helpers import query, run_command
 
 pytestmark = pytest.mark.integration
@@ -32,12 +34,12 @@ def insert_known_day(settings: Settings) -> None:
         query(
             settings,
             "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, kafka_partition,"
-            " kafka_offset) VALUES (gen_random_uuid(), 1, %s, %s, %s, %s, 0, %s)",
-            (kind, f"{DAY.isoformat()}T12:00:00+00:00", DAY, amount, offset),
+            " kafka_offset) VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, 0, %s)",
+            (user_uuid(1), kind, f"{DAY.isoformat()}T12:00:00+00:00", DAY, amount, offset),
         )
     query(
         settings,
-        "INSERT INTO metrics_streaming_daily (event_date, event_type, event_count, revenue) VALUES"
+        "INSERT INTO metrics_streaming_daily (event_date, event_type, total_events, total_amount) VALUES"
         " (%(d)s, 'page_view', 3, 0), (%(d)s, 'add_to_cart', 1, 0), (%(d)s, 'purchase', 2, 30.50)",
         {"d": DAY},
     )
@@ -69,7 +71,7 @@ def test_business_report_for_a_day_without_data_says_so(settings: Settings) -> N
 
 def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_path: Path) -> None:
     assert run_command("data_generators.generate_users", "--count", "5").returncode == 0
-    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = 2")
+    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (generated_user_id(42, 2),))
     query(settings, "INSERT INTO privacy_requests (email) VALUES (%s), ('ghost@example.invalid')", (email,))
     assert run_command("gdpr.process_privacy_requests").returncode == 0
     query(settings, "INSERT INTO privacy_requests (email) VALUES ('later@example.invalid')")
@@ -85,8 +87,9 @@ def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_
 
 
 def insert_events(settings: Settings, day: date, rows: list[tuple[int, str, str | None, int]]) -> None:
-    """(user_id, event_type, amount, hour) rows on ``day``."""
-    for offset, (user_id, kind, amount, hour) in enumerate(rows):
+    """(user number, event_type, amount, hour) rows on ``day``; user n is the n-th made with seed 3."""
+    for offset, (number, kind, amount, hour) in enumerate(rows):
+        user_id = generated_user_id(3, number)
         query(
             settings,
             "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, kafka_partition,"
@@ -130,8 +133,8 @@ def test_business_report_figures_breakdowns_and_files(settings: Settings) -> Non
     users_by_country: dict[str, int] = defaultdict(int)
     buyers_by_country: dict[str, int] = defaultdict(int)
     for user in range(1, 41):
-        users_by_country[countries[str(user)]] += 1
-        buyers_by_country[countries[str(user)]] += user % 4 == 0
+        users_by_country[countries[generated_user_id(3, user)]] += 1
+        buyers_by_country[countries[generated_user_id(3, user)]] += user % 4 == 0
     shown = {c["country"]: c for c in data["countries"]}
     assert set(shown) == set(users_by_country)
     for country, row in shown.items():
@@ -206,7 +209,7 @@ def test_html_report_renders_in_headless_chromium_with_every_chart(settings: Set
 
 def test_gdpr_audit_report_has_html_json_and_its_chart(settings: Settings) -> None:
     assert run_command("data_generators.generate_users", "--count", "5").returncode == 0
-    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = 3")
+    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (generated_user_id(42, 3),))
     query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (email,))
     query(settings, "INSERT INTO privacy_requests (email, request_type) VALUES ('x@example.invalid', 'access')")
     assert run_command("gdpr.process_privacy_requests").returncode == 0

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from consumers.streaming_metrics import aggregate
-from core.events import Event
+from core.events import Event, user_uuid
 from core.sink import Consumed
 
 
 def consumed(kind: str, when: datetime, amount: str | None = None) -> Consumed:
-    return Consumed(Event(str(uuid.uuid4()), 1, kind, when, Decimal(amount) if amount else None, {}), 0, 0)
+    return Consumed(Event(str(uuid.uuid4()), user_uuid(1), kind, when, Decimal(amount) if amount else None, {}), 0, 0)
 
 
 def test_aggregate_sums_per_utc_day_and_type_exactly() -> None:

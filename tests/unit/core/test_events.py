@@ -42,13 +42,29 @@ def nested(depth: int) -> dict[str, object]:
 
 def test_round_trip_keeps_money_exact_and_day_in_utc() -> None:
     event = Event(
-        str(uuid.uuid4()), 7, "purchase", datetime(2026, 1, 1, 0, 30, tzinfo=UTC) + timedelta(hours=-1), Decimal("0.10"), {}
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        "purchase",
+        datetime(2026, 1, 1, 0, 30, tzinfo=UTC) + timedelta(hours=-1),
+        Decimal("0.10"),
+        {},
     )
     parsed = parse_event(event.to_json(), now=NOW)
     assert parsed == event
     assert parsed.amount == Decimal("0.10") and isinstance(parsed.amount, Decimal)
     assert parsed.event_date.isoformat() == "2025-12-31"
-    assert event.key == b"7"
+    assert event.key == event.user_id.encode()
+
+
+def test_the_designs_event_format_is_read_exactly() -> None:
+    """UUID user ids in any case are stored canonical; a numeric user id (the platform's format
+    before UUIDs) is the UUID of its number; amounts are exact from their digits; a zero amount
+    on a page view is kept as sent (never revenue: it is zero), a null stays null."""
+    design = parse_event(body(user_id="9F1C2B3A-0D4E-4F5A-8B6C-7D8E9FA0B1C2", amount=57.31), now=NOW)
+    assert design.user_id == "9f1c2b3a-0d4e-4f5a-8b6c-7d8e9fa0b1c2" and design.amount == Decimal("57.31")
+    assert parse_event(body(user_id=42), now=NOW).user_id == "00000000-0000-0000-0000-00000000002a"
+    assert parse_event(body(event_type="page_view", amount=0.0), now=NOW).amount == Decimal("0.00")
+    assert parse_event(body(event_type="page_view", amount=None), now=NOW).amount is None
 
 
 def test_numeric_amount_is_read_as_decimal_not_float() -> None:
@@ -74,7 +90,12 @@ def test_timestamp_with_offset_is_counted_on_its_utc_day() -> None:
         (body(user_id=None), "missing_field"),
         (body(event_id=12), "wrong_type"),
         (body(event_id="not-a-uuid"), "invalid_event_id"),
-        (body(user_id="42"), "wrong_type"),
+        (body(user_id="42"), "invalid_user_id"),
+        (body(user_id="5b7c5a52-6d3e-4a57-9a0e-0d3c2b1f8e1"), "invalid_user_id"),
+        (body(user_id=42.0), "wrong_type"),
+        (body(event_type="page_view", amount=3.5), "unexpected_amount"),
+        (body(event_type="add_to_cart", amount="0.01"), "unexpected_amount"),
+        (body(event_type="page_view", amount=-0.5), "negative_amount"),
         (body(user_id=True), "wrong_type"),
         (body(user_id=-1), "invalid_user_id"),
         (body(event_type="refund"), "unknown_event_type"),
@@ -129,6 +150,9 @@ def test_metadata_as_deep_as_allowed_is_accepted() -> None:
         {"metadata": ...},
         {"extra": {"ignored": True}},
         {"event_type": "page_view", "amount": None},
+        {"event_type": "page_view", "amount": 0.0},  # the design's generator: amount 0.0 on every event
+        {"event_type": "add_to_cart", "amount": 0},
+        {"user_id": "9F1C2B3A-0D4E-4F5A-8B6C-7D8E9FA0B1C2", "amount": 57.31},
     ],
 )
 def test_fast_and_thorough_paths_read_a_valid_event_identically(changes: dict[str, object]) -> None:
@@ -138,6 +162,7 @@ def test_fast_and_thorough_paths_read_a_valid_event_identically(changes: dict[st
     thorough = events_module._parse_slowly(payload, NOW)
     assert fast == thorough
     assert fast.event_timestamp.tzinfo is UTC and fast.event_id == fast.event_id.lower()
+    assert fast.user_id == fast.user_id.lower() and uuid.UUID(fast.user_id)
     assert fast.event_date.isoformat() in ("2026-11-21", "2026-11-22")
 
 
