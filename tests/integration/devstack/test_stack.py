@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import devstack
-from core.config import DEFAULTS, Settings
+from core import kafka
+from core.config import DEFAULTS, Settings, load_kafka_settings, read_env_file
 from devstack import stack as devstack_stack
 from tests.helpers import RAW, query, run_command, start_service
 
@@ -83,6 +84,23 @@ def test_a_stack_comes_back_on_the_ports_it_chose(own_stack: Path, monkeypatch: 
     (own_stack / devstack.PORTS_FILE).unlink()
     devstack.up(own_stack, fast=True)
     assert devstack.recorded_ports(own_stack) == dict(zip(("POSTGRES_PORT", "KAFKA_PORT"), ports(first), strict=True))
+
+
+@pytest.mark.slow
+def test_make_up_creates_the_topic_the_settings_name(own_stack: Path) -> None:
+    """EVENTS_TOPIC and EVENTS_TOPIC_PARTITIONS, as the configuration table promises."""
+    result = run_command(
+        "devstack",
+        "up",
+        "--data-dir",
+        str(own_stack),
+        "--fast",
+        env={"EVENTS_TOPIC": "shop_events", "EVENTS_TOPIC_PARTITIONS": "5"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    bootstrap = read_env_file(own_stack / "stack.env")["KAFKA_BOOTSTRAP_SERVERS"]
+    assert kafka.partitions_of(load_kafka_settings(bootstrap), "shop_events") == [0, 1, 2, 3, 4]
+    assert kafka.partitions_of(load_kafka_settings(bootstrap), "user_events") == []
 
 
 def test_a_recorded_port_taken_by_another_program_is_one_clear_line(own_stack: Path) -> None:
