@@ -21,6 +21,8 @@ def modules() -> dict[str, Path]:
     for package in PACKAGES:
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
             parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+            if any(part.startswith(".") for part in parts):
+                continue  # a virtual environment inside a package (the bench's Quix baseline)
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
