@@ -11,6 +11,7 @@ COPY consumers ./consumers
 COPY batch ./batch
 COPY gdpr ./gdpr
 COPY reports ./reports
+COPY config.py ./config.py
 RUN useradd --create-home app && mkdir -p reports/output && chown -R app reports/output
 USER app
 CMD ["python", "-m", "core.db", "--help"]

@@ -100,7 +100,6 @@ def test_make_up_creates_the_topic_the_settings_name(own_stack: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     bootstrap = read_env_file(own_stack / "stack.env")["KAFKA_BOOTSTRAP_SERVERS"]
     assert kafka.partitions_of(load_kafka_settings(bootstrap), "shop_events") == [0, 1, 2, 3, 4]
-    assert kafka.partitions_of(load_kafka_settings(bootstrap), "user_events") == []
 
 
 def test_a_recorded_port_taken_by_another_program_is_one_clear_line(own_stack: Path) -> None:
