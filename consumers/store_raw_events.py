@@ -114,12 +114,14 @@ class RawEventsWriter:
             cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
             erased_ids = set(erased)
-            # Late events of erased users: each gets a fresh random UUID and its
+            # Late events of erased users: each gets a fresh random UUID (in the pseudonyms' range,
+            # see core.pii.new_pseudonymous_user_id) and its
             # metadata's strings erased (the person's own values are no longer known to scrub),
             # before the transaction commits, so neither is ever visible.
             execute_values(
                 cur,
-                "UPDATE events_raw AS e SET user_id = gen_random_uuid(), metadata = v.metadata::jsonb"
+                "UPDATE events_raw AS e SET user_id = ('ffffffff' || substr(gen_random_uuid()::text, 9))::uuid,"
+                " metadata = v.metadata::jsonb"
                 " FROM (VALUES %s) AS v (event_id, user_id, metadata)"
                 " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id::uuid",
                 [

@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from core.config import Settings, load_settings
@@ -82,18 +83,26 @@ def run(main: Callable[[Settings], int]) -> None:
     Exit status: what ``main`` returns; 2 for a platform error (bad input, service down);
     130 on Ctrl+C.
     """
-    try:
+    with one_line_errors():
         settings = load_settings()
         setup_logging(settings.log_level)
         logger.debug("settings: %s", settings.describe())
         code = main(settings)
+    sys.exit(code)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """An expected failure as one line on stderr instead of a traceback: exit status 2 for a
+    platform error (bad input, service down), 130 on Ctrl+C."""
+    try:
+        yield
     except PlatformError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(code)
 
 
 def install_stop_handlers() -> threading.Event:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import devstack
 from core import config, db
-from core.cli import setup_logging
+from core.cli import one_line_errors, setup_logging
 from core.config import PROJECT_ROOT, Settings, load_settings
 from core.errors import PlatformError
 from core.progress import lag
@@ -187,16 +187,10 @@ def main(argv: list[str] | None = None) -> None:
         help="where the embedded stack keeps its data and the consumers' logs (default: .local/)",
     )
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         # Quiet unless asked: the demo's own output is the commands and what they print.
         setup_logging(config.log_level(default="WARNING"))
         demo(args.users, args.events, args.keep_running, args.data_dir)
-    except PlatformError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

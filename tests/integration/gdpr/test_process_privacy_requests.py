@@ -86,12 +86,13 @@ def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: P
     produce_events(settings, late)
     consume_all(settings, group, tmp_path)
     assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,)) == [(0,)]
-    [(late_ids,)] = query(
+    [(late_ids, pseudonyms)] = query(
         settings,
-        "SELECT count(DISTINCT user_id) FROM events_raw WHERE event_id = ANY(%s::uuid[])",
+        "SELECT count(DISTINCT user_id), bool_and(user_id::text LIKE 'ffffffff-%%') FROM events_raw"
+        " WHERE event_id = ANY(%s::uuid[])",
         ([str(e.event_id) for e in late],),
     )
-    assert late_ids == 20
+    assert late_ids == 20 and pseudonyms
     stored = query(
         settings, "SELECT DISTINCT metadata FROM events_raw WHERE event_id = ANY(%s::uuid[])", ([str(e.event_id) for e in late],)
     )
@@ -106,7 +107,7 @@ def assert_moved_to_one_pseudonym(settings: Settings, former: str, users: list[s
     [(pseudonym, moved)] = query(
         settings, "SELECT user_id, count(*) FROM events_raw WHERE user_id <> ALL(%s::uuid[]) GROUP BY user_id", (users,)
     )
-    assert moved == events and uuid.UUID(str(pseudonym)).version == 4
+    assert moved == events and uuid.UUID(str(pseudonym)).version == 4 and str(pseudonym).startswith("ffffffff-")
     assert query(settings, "SELECT is_erased FROM users_public WHERE user_id = %s", (pseudonym,)) == [(True,)]
     assert find_anywhere(settings, former) == []
 

@@ -253,6 +253,7 @@ def test_checksums_and_pseudonyms() -> None:
     assert iban_valid("de89370400440532013000")
     ids = {new_pseudonymous_user_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    assert all(i.startswith("ffffffff-") for i in ids)  # after every generated id in the user_id index
 
 
 def test_the_batch_scan_finds_exactly_the_texts_the_single_check_would() -> None:
