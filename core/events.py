@@ -195,9 +195,11 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         if user_id >= _MAX_USER_ID:
             raise InvalidEvent("invalid_user_id", "user_id out of range")
         user_id = user_uuid(user_id)
+    event_id = fast.event_id
+    # Ids nearly always arrive in lower case: checking is a scan, lowering a new string.
     return Event(
-        fast.event_id.lower(),
-        user_id.lower(),
+        event_id if event_id.islower() else event_id.lower(),
+        user_id if user_id.islower() else user_id.lower(),
         fast.event_type,
         _parse_timestamp(fast.event_timestamp, now),
         _parse_amount(fast.amount, fast.event_type),
