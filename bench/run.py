@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psutil
 import psycopg2
@@ -432,9 +432,8 @@ class Bench:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("VACUUM (ANALYZE) events_raw, users_pii, users_public")
-        url = urlsplit(self.settings.database.url)
-        password = (self.data_dir / "postgres-superuser.pw").read_text(encoding="utf-8").strip()
-        admin = psycopg2.connect(urlunsplit(url._replace(netloc=f"postgres:{password}@{url.hostname}:{url.port}")))
+        port = urlsplit(self.settings.database.url).port
+        admin = psycopg2.connect(devstack.superuser_url(self.data_dir, port or 5432))
         try:
             admin.autocommit = True
             with admin.cursor() as cur:

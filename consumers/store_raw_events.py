@@ -24,7 +24,7 @@ from psycopg2.extras import execute_values
 from core import cli, db
 from core.config import Settings
 from core.db import Cursor
-from core.pii import erase_strings, might_contain_pii_each, redact_metadata
+from core.pii import erase_strings, might_contain_pii_each, new_pseudonymous_user_id, redact_metadata
 from core.sink import Consumed, Sink, SinkBatch
 
 # Decimals in metadata stay JSON numbers, as they arrived.
@@ -114,18 +114,21 @@ class RawEventsWriter:
             cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
             erased_ids = set(erased)
-            # Late events of erased users: each gets a fresh random UUID (in the pseudonyms' range,
-            # see core.pii.new_pseudonymous_user_id) and its
-            # metadata's strings erased (the person's own values are no longer known to scrub),
-            # before the transaction commits, so neither is ever visible.
+            # Late events of erased users: each gets a fresh pseudonym of its own and its metadata's
+            # strings erased (the person's own values are no longer known to scrub), before the
+            # transaction commits, so neither is ever visible.
             execute_values(
                 cur,
-                "UPDATE events_raw AS e SET user_id = ('ffffffff' || substr(gen_random_uuid()::text, 9))::uuid,"
-                " metadata = v.metadata::jsonb"
-                " FROM (VALUES %s) AS v (event_id, user_id, metadata)"
+                "UPDATE events_raw AS e SET user_id = v.new::uuid, metadata = v.metadata::jsonb"
+                " FROM (VALUES %s) AS v (event_id, user_id, new, metadata)"
                 " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id::uuid",
                 [
-                    (c.event.event_id, c.event.user_id, _METADATA_ENCODER.encode(erase_strings(c.event.metadata)).decode())
+                    (
+                        c.event.event_id,
+                        c.event.user_id,
+                        new_pseudonymous_user_id(),
+                        _METADATA_ENCODER.encode(erase_strings(c.event.metadata)).decode(),
+                    )
                     for c in events
                     if c.event.user_id in erased_ids
                 ],

@@ -188,7 +188,7 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         _check_depth(payload, event.metadata)
         return event
     except RecursionError as e:
-        raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from e
+        raise _too_deep() from e
     _check_depth(payload, fast.metadata)
     user_id = fast.user_id
     if isinstance(user_id, int):
@@ -207,6 +207,10 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     )
 
 
+def _too_deep() -> InvalidEvent:
+    return InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels")
+
+
 def _check_depth(payload: bytes, metadata: dict[str, Any]) -> None:
     """Refuse metadata nested deeper than MAX_METADATA_DEPTH. Counting the brackets in the
     payload (in C) rules out nearly every event before the decoded metadata is walked."""
@@ -216,7 +220,7 @@ def _check_depth(payload: bytes, metadata: dict[str, Any]) -> None:
     while level:
         value, depth = level.pop()
         if depth > MAX_METADATA_DEPTH:
-            raise InvalidEvent("too_deep", f"metadata nested deeper than {MAX_METADATA_DEPTH} levels")
+            raise _too_deep()
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         level.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
@@ -234,12 +238,12 @@ def _decode_slowly(payload: bytes) -> _Wire:
             # A string of invalid UTF-8 ('"\xb8...') fails with UnicodeDecodeError here.
             raise InvalidEvent("not_json") from not_json
         except RecursionError as deep:
-            raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from deep
+            raise _too_deep() from deep
         raise InvalidEvent("not_an_object") from e
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidEvent("not_json") from e
     except RecursionError as e:
-        raise InvalidEvent("too_deep", f"nested deeper than {MAX_METADATA_DEPTH} levels") from e
+        raise _too_deep() from e
 
 
 def _check_event_id(raw: Any) -> str:

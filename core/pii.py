@@ -648,7 +648,6 @@ def new_pseudonymous_user_id() -> str:
     """A fresh random user id (a version 4 UUID from the OS's secure source), linked to nothing.
 
     Erasure moves a person's rows to such an id, and an event that arrives later for an erased
-    user gets one of its own (PostgreSQL's gen_random_uuid), so nothing can be joined back to the
-    former id (Recital 26).
+    user gets one of its own, so nothing can be joined back to the former id (Recital 26).
     """
     return str(uuid.UUID(bytes=PSEUDONYM_PREFIX + os.urandom(16 - len(PSEUDONYM_PREFIX)), version=4))

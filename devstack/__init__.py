@@ -19,6 +19,7 @@ from devstack.stack import (
     status,
     stop_postgres,
     stop_tansu,
+    superuser_url,
     up,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "status",
     "stop_postgres",
     "stop_tansu",
+    "superuser_url",
     "up",
 ]

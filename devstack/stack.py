@@ -243,6 +243,13 @@ def _pg_running_port(pgdata: Path) -> int | None:
 SERVER_TUNING = ("-c shared_buffers=512MB", "-c max_wal_size=4GB", "-c checkpoint_timeout=15min")
 
 
+def superuser_url(data_dir: Path, port: int, database: str = "postgres") -> str:
+    """The superuser's URL for the PostgreSQL of ``data_dir`` (its password is kept in a 0600 file
+    beside the cluster), for what the application role may not do: create a database, CHECKPOINT."""
+    password = (data_dir / "postgres-superuser.pw").read_text(encoding="utf-8").strip()
+    return f"postgresql://postgres:{password}@{HOST}:{port}/{database}"
+
+
 def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     """Start (or find running) PostgreSQL on ``data_dir``; return the app's DATABASE_URL."""
     pgdata = data_dir / "postgres"
@@ -250,7 +257,6 @@ def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     if not (pgdata / "PG_VERSION").exists():
         logger.info("initialising PostgreSQL in %s", pgdata)
         _pg_initdb(pgdata, user)
-    password = (data_dir / "postgres-superuser.pw").read_text(encoding="utf-8").strip()
     running = _pg_running_port(pgdata)
     if running is None:
         chosen = choose_port(data_dir, PG_PORT_KEY, port, DEFAULT_PG_PORT)
@@ -283,9 +289,8 @@ def start_postgres(data_dir: Path, port: int | None, fast: bool) -> str:
     else:
         logger.info("PostgreSQL already running on %s:%d", HOST, running)
         _record_port(data_dir, PG_PORT_KEY, running)  # a stack started before ports were recorded
-    admin_url = f"postgresql://postgres:{password}@{HOST}:{running}/postgres"
     user, app_password, database = config.default_login()
-    _ensure_app_database(admin_url, user, app_password, database)
+    _ensure_app_database(superuser_url(data_dir, running), user, app_password, database)
     return f"postgresql://{user}:{app_password}@{HOST}:{running}/{database}"
 
 

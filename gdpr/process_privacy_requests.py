@@ -328,12 +328,13 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     )
     deleted = []
     for request_id, path in cur.fetchall():
-        if _remove_export(path):
+        removed = _remove_export(path)
+        details = {"reason": "the person was erased", "file_removed": removed}
+        if removed:
             deleted.append(request_id)
-            audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": True})
         else:
-            details = {"reason": "the person was erased", "file_removed": False, "not_found_at": path}
-            audit.add(request_id, "export_deleted", details)
+            details["not_found_at"] = path
+        audit.add(request_id, "export_deleted", details)
     if deleted:
         cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", (deleted,))
 

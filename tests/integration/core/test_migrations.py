@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+import devstack
 from core import db
 from core.config import Settings
 from core.events import user_uuid
@@ -36,11 +37,9 @@ ERASED_BEFORE = 4611686018427387905  # a pseudonym of the numeric era, in [2**62
 def old_database(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """A database of its own on the test cluster, at migration 008 (created by the superuser of the
     embedded stack: the application role may not create databases)."""
-    data_dir = settings_data_dir()
-    password = (data_dir / "postgres-superuser.pw").read_text(encoding="utf-8").strip()
     url = urlsplit(settings.database.url)
     name = f"upgrade_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(urlunsplit(url._replace(netloc=f"postgres:{password}@{url.hostname}:{url.port}", path="/postgres")))
+    admin = psycopg2.connect(devstack.superuser_url(settings_data_dir(), url.port or 5432))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(url.username or "")))
