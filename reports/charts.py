@@ -7,6 +7,7 @@ than drawn as zero; the chart says so.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
@@ -21,6 +22,9 @@ from reports.render import Chart
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 3.2, 110
 COLOURS = {"page_view": "#3e7cb1", "add_to_cart": "#f0a202", "purchase": "#2e933c"}
 GREY = "#616e7c"
+# Labels such as "10:00" or "2026-11-23" are meant as categories; matplotlib says so at INFO on
+# every chart, which buried the report commands' own lines at LOG_LEVEL=INFO.
+logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
 
 
 def _png(fig: Figure) -> bytes:
