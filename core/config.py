@@ -47,8 +47,27 @@ DEFAULTS: dict[str, str] = {
     # Public, so proof hashes made with it could be forged: accepted on the embedded stack only.
     "GDPR_HMAC_KEY": "dev-only-change-me",
     "LOG_LEVEL": "INFO",
+    # Lawful basis of analytics. required: an event counts only if its user had analytics
+    # consent at the event's time (production). assumed: a user with no consent record counts
+    # (the design document's flow, which creates users without consent); recorded withdrawals
+    # and erasures still apply.
+    "CONSENT_MODE": "assumed",
+    # The HTTP collector (python -m collector).
+    "COLLECTOR_HOST": "127.0.0.1",
+    "COLLECTOR_PORT": "8000",
+    # Per request: a browser or app batches a few dozen events; a back-end a few hundred.
+    "COLLECTOR_MAX_EVENTS": "1000",
+    "COLLECTOR_MAX_BODY_BYTES": "1048576",
+    # How long the broker may take to acknowledge a request's events before the collector
+    # answers 503: a client that waits longer than this has usually given up already.
+    "COLLECTOR_DELIVERY_TIMEOUT_MS": "10000",
+    # How often the collector reloads the write keys: a revoked key stops working within this.
+    "COLLECTOR_KEY_REFRESH_S": "2",
+    # What a 503 tells the client to wait before it sends again.
+    "COLLECTOR_RETRY_AFTER_S": "5",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CONSENT_MODES = ("required", "assumed")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -105,6 +124,19 @@ class SinkSettings:
 
 
 @dataclass(frozen=True)
+class CollectorSettings:
+    """Where the HTTP collector listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_events: int = 1000
+    max_body_bytes: int = 1 << 20
+    delivery_timeout_ms: int = 10_000
+    key_refresh_s: float = 2.0
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True)
 class ConsumerGroups:
     """The consumer group of each sink; every instance of a group shares its partitions."""
 
@@ -123,6 +155,8 @@ class Settings:
     log_level: str
     report_min_cell_users: int = 5
     groups: ConsumerGroups = ConsumerGroups()
+    consent_mode: str = "assumed"
+    collector: CollectorSettings = CollectorSettings()
     # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
     # the generator and the reports never need it, so they run against any stack as designed.
     hmac_key_text: str = field(default="", repr=False)
@@ -141,7 +175,8 @@ class Settings:
         return (
             f"database={self.database.display_url} kafka={self.kafka.bootstrap_servers} "
             f"topic={self.kafka.topic} batch={self.sink.batch_size}/{self.sink.batch_seconds}s "
-            f"reports_dir={self.reports_dir} groups={self.groups.raw_events},{self.groups.streaming_metrics}"
+            f"reports_dir={self.reports_dir} groups={self.groups.raw_events},{self.groups.streaming_metrics} "
+            f"consent_mode={self.consent_mode}"
         )
 
 
@@ -278,6 +313,28 @@ def _hmac_key_refusal(values: Mapping[str, str], environ: Mapping[str, str] | No
     return None
 
 
+def _consent_mode(values: Mapping[str, str]) -> str:
+    mode = values["CONSENT_MODE"].strip().lower()
+    if mode not in CONSENT_MODES:
+        raise ConfigError(f"CONSENT_MODE={mode!r} is not one of {', '.join(CONSENT_MODES)}")
+    return mode
+
+
+def _collector(values: Mapping[str, str]) -> CollectorSettings:
+    port = _int(values, "COLLECTOR_PORT")
+    if port > 65535:
+        raise ConfigError(f"COLLECTOR_PORT={port} is not a port number")
+    return CollectorSettings(
+        host=_name(values, "COLLECTOR_HOST"),
+        port=port,
+        max_events=_int(values, "COLLECTOR_MAX_EVENTS"),
+        max_body_bytes=_int(values, "COLLECTOR_MAX_BODY_BYTES"),
+        delivery_timeout_ms=_int(values, "COLLECTOR_DELIVERY_TIMEOUT_MS"),
+        key_refresh_s=_float(values, "COLLECTOR_KEY_REFRESH_S"),
+        retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise ConfigError with the offending variable."""
     values = merged_values(environ)
@@ -291,4 +348,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         groups=ConsumerGroups(raw_events=_name(values, "RAW_EVENTS_GROUP"), streaming_metrics=_name(values, "STREAMING_GROUP")),
         hmac_key_text=values["GDPR_HMAC_KEY"],
         hmac_key_refusal=_hmac_key_refusal(values, environ),
+        consent_mode=_consent_mode(values),
+        collector=_collector(values),
     )

@@ -102,10 +102,18 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
         # Every table but the migrations' record, so a table added by a migration is reset too.
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
         tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in cur.fetchall())
-        # The audit trail refuses TRUNCATE; only its owner can lift that, here, for a test reset.
-        cur.execute("ALTER TABLE privacy_audit_log DISABLE TRIGGER privacy_audit_log_no_truncate")
+        # The append-only tables (audit trail, consent ledger) refuse TRUNCATE; only their owner
+        # can lift that, here, for a test reset.
+        append_only = ("privacy_audit_log", "consent_ledger")
+        for table in append_only:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(f"{table}_no_truncate"))
+            )
         cur.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(tables))
-        cur.execute("ALTER TABLE privacy_audit_log ENABLE TRIGGER privacy_audit_log_no_truncate")
+        for table in append_only:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(f"{table}_no_truncate"))
+            )
     kafka.ensure_topic(current.kafka, topic, partitions=3)
     yield current
 
