@@ -46,7 +46,7 @@ import msgspec
 import psycopg2.extensions
 from psycopg2.extras import Json, execute_values
 
-from core import cli, db
+from core import cli, consent, db
 from core.config import PROJECT_ROOT, Settings, load_settings
 from core.pii import (
     EMAIL_ADDRESS,
@@ -180,6 +180,17 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
         "UPDATE users_pii SET email = NULL, full_name = NULL, address = NULL, anonymized_at = now()"
         " WHERE user_id = ANY(%s::uuid[])",
         (olds,),
+    )
+    # An erasure withdraws every consent the person gave, analytics at least, from now on: the
+    # consumers drop any later event of the former id (a late one from before still counts, and
+    # is stored under a pseudonym). The ledger keeps the former id, as users_pii keeps its row.
+    cur.execute(
+        "INSERT INTO consent_ledger (user_id, purpose, granted, source)"
+        " SELECT user_id, purpose, false, 'erasure' FROM ("
+        "  SELECT unnest(%s::uuid[]) AS user_id, %s AS purpose"
+        "  UNION SELECT user_id, purpose FROM consent_ledger WHERE user_id = ANY(%s::uuid[])"
+        " ) AS withdrawn",
+        (olds, consent.ANALYTICS, olds),
     )
     with _walking_the_user_index(cur):
         cur.execute(
@@ -376,6 +387,14 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         }
         for rid, kind, status, requested, processed, due in cur.fetchall()
     ]
+    cur.execute(
+        "SELECT purpose, granted, effective_at, source FROM consent_ledger WHERE user_id = %s ORDER BY effective_at, id",
+        (user_id,),
+    )
+    consents = [
+        {"purpose": purpose, "granted": granted, "effective_at": at.isoformat(), "source": source}
+        for purpose, granted, at, source in cur.fetchall()
+    ]
     document = {
         "request_id": request_id,
         "generated_at": datetime.now(UTC).isoformat(),
@@ -391,6 +410,7 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         else None,
         "public_profile": {"country": public[0].strip(), "signup_date": public[1].isoformat()} if public else None,
         "events": events,
+        "consent_history": consents,
         "privacy_requests": requests,
     }
     directory.mkdir(parents=True, exist_ok=True)

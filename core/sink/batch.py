@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -33,6 +35,16 @@ class DeadLetter(NamedTuple):
     detail: str | None = None
 
 
+class Dropped(NamedTuple):
+    """A valid event the consent ledger says must not count: neither stored nor aggregated, only
+    counted per day and reason (its offset still advances with the batch)."""
+
+    partition: int
+    offset: int
+    event_date: date
+    reason: str
+
+
 @dataclass(frozen=True)
 class SinkBatch(Generic[E]):
     """What a writer writes in one transaction: the events and their encoding (typed by writer)."""
@@ -50,9 +62,10 @@ class Polled(Generic[E]):
     valid: list[Consumed]
     dead: list[DeadLetter]
     encoded: E | None
+    dropped: list[Dropped] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.valid) + len(self.dead)
+        return len(self.valid) + len(self.dead) + len(self.dropped)
 
     def positions(self) -> Iterator[tuple[int, int]]:
         """(partition, offset) of every message."""
@@ -60,6 +73,12 @@ class Polled(Generic[E]):
             yield c.partition, c.offset
         for d in self.dead:
             yield d.partition, d.offset
+        for x in self.dropped:
+            yield x.partition, x.offset
+
+    def dropped_counts(self) -> Counter[tuple[date, str]]:
+        """Dropped events per (UTC event day, reason)."""
+        return Counter((x.event_date, x.reason) for x in self.dropped)
 
     def halves(self) -> tuple[Polled[E], Polled[E]] | None:
         """The first and the second half of every partition's messages, or None when the batch
@@ -70,11 +89,17 @@ class Polled(Generic[E]):
             offsets.setdefault(partition, []).append(offset)
         cut = {p: sorted(found)[len(found) // 2] for p, found in offsets.items()}
         first = Polled[E](
-            [c for c in self.valid if c.offset < cut[c.partition]], [d for d in self.dead if d.offset < cut[d.partition]], None
+            [c for c in self.valid if c.offset < cut[c.partition]],
+            [d for d in self.dead if d.offset < cut[d.partition]],
+            None,
+            [x for x in self.dropped if x.offset < cut[x.partition]],
         )
         if not len(first):
             return None
         second = Polled[E](
-            [c for c in self.valid if c.offset >= cut[c.partition]], [d for d in self.dead if d.offset >= cut[d.partition]], None
+            [c for c in self.valid if c.offset >= cut[c.partition]],
+            [d for d in self.dead if d.offset >= cut[d.partition]],
+            None,
+            [x for x in self.dropped if x.offset >= cut[x.partition]],
         )
         return first, second

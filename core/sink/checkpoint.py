@@ -35,9 +35,10 @@ class Fence:
         """The messages of ``polled`` not stored yet (all of them, but after a rebalance)."""
         valid = [c for c in polled.valid if c.partition not in self.gaps and c.offset >= self.stored[c.partition]]
         dead = [d for d in polled.dead if d.partition not in self.gaps and d.offset >= self.stored[d.partition]]
-        if len(valid) == len(polled.valid) and len(dead) == len(polled.dead):
+        dropped = [x for x in polled.dropped if x.partition not in self.gaps and x.offset >= self.stored[x.partition]]
+        if len(valid) == len(polled.valid) and len(dead) == len(polled.dead) and len(dropped) == len(polled.dropped):
             return polled
-        return Polled(valid, dead, None)
+        return Polled(valid, dead, None, dropped)
 
 
 class Checkpoint:

@@ -16,6 +16,12 @@ Failures, by kind:
 - a statement timeout: the batch is split and the halves committed one after the other; a
   batch that still times out stops the consumer with a message naming the timeout;
 - a lost broker: said in the log and in ``consumers.status`` until it answers again.
+
+Consent (core.consent): before a batch is decided the consent ledger is read again, and a
+valid event whose user had no analytics consent at the event's time is dropped: neither
+written nor aggregated, only counted per day and reason in ``consent_dropped_daily``, in the
+batch's transaction. Both consumers decide alike, so what the raw events hold is what the
+streaming metrics counted.
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ from psycopg2.extras import execute_values
 
 from core import db, kafka, progress
 from core.config import Settings
+from core.consent import ConsentLedger
 from core.errors import PlatformError
 from core.events import Event, InvalidEvent, parse_event
 from core.pii import redact_payload
-from core.sink.batch import Consumed, DeadLetter, Polled, SinkBatch
+from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
 from core.sink.retry import RetryPolicy, with_retry
 from core.sink.writer import SinkWriter
@@ -93,6 +100,7 @@ class SinkStats:
     events: int = 0
     dead_letters: int = 0
     refused: int = 0
+    dropped: int = 0
     skipped_already_done: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -156,6 +164,10 @@ class Sink(Generic[E]):
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._conn: psycopg2.extensions.connection | None = None
         self._consumer: Consumer | None = None
+        # The polling thread decides consent with a ledger it reads through a connection of its
+        # own (the writer thread's is busy writing the previous batch).
+        self.consent = ConsentLedger(settings.consent_mode)
+        self._consent_conn: psycopg2.extensions.connection | None = None
         # Pipelining: the polling thread decodes and encodes batch N+1 while the writer thread
         # writes batch N. One batch waits at most, so memory stays bounded.
         self._pending: queue.Queue[Polled[E] | _Heartbeat | None] = queue.Queue(maxsize=1)
@@ -205,6 +217,36 @@ class Sink(Generic[E]):
             reset=self._reset_connection,
             where=self.settings.database.display_url,
         )
+
+    def _reset_consent_connection(self) -> None:
+        if self._consent_conn is not None and not self._consent_conn.closed:
+            self._consent_conn.close()
+        self._consent_conn = None
+
+    def _refresh_consent(self) -> None:
+        """Read the consent changes recorded since the last batch (polling thread)."""
+
+        def attempt() -> int:
+            if self._consent_conn is None or self._consent_conn.closed:
+                self._consent_conn = db.connect(
+                    self.settings.database, application_name=f"{self.group_id}-consent", role=db.INGEST_ROLE
+                )
+            with self._consent_conn, self._consent_conn.cursor() as cur:
+                return self.consent.refresh(cur)
+
+        try:
+            with_retry(
+                "reading the consent ledger",
+                attempt,
+                policy=self.retry,
+                stop=self.stop,
+                reset=self._reset_consent_connection,
+                where=self.settings.database.display_url,
+            )
+        except psycopg2.Error as e:
+            raise StoreFailed(
+                f"cannot read the consent ledger ({db.describe_error(e)}): apply the migrations (`python -m core.db`)"
+            ) from None
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Next offset per partition as recorded in PostgreSQL (absent: never consumed)."""
@@ -258,9 +300,11 @@ class Sink(Generic[E]):
 
     # -- one batch --------------------------------------------------------------------------
 
-    def _split(self, messages: list[Message]) -> tuple[list[Consumed], list[DeadLetter]]:
+    def _split(self, messages: list[Message]) -> tuple[list[Consumed], list[DeadLetter], list[Dropped]]:
         valid: list[Consumed] = []
         dead: list[DeadLetter] = []
+        dropped: list[Dropped] = []
+        decide = self.consent.decide
         now = datetime.now(UTC)  # once per batch: the plausibility bound for timestamps
         for message in messages:
             error = message.error()
@@ -272,13 +316,18 @@ class Sink(Generic[E]):
             if partition is None or offset is None:  # only error messages lack them
                 continue
             try:
-                valid.append(Consumed(parse_event(message.value(), now), partition, offset))
+                event = parse_event(message.value(), now)
+                reason = decide(event.user_id, event.event_timestamp)
+                if reason is None:
+                    valid.append(Consumed(event, partition, offset))
+                else:
+                    dropped.append(Dropped(partition, offset, event.event_date, reason))
             except InvalidEvent as e:
                 dead.append(DeadLetter(partition, offset, e.reason, _printable(message.value())))
             except Exception as e:  # a defect of ours must cost one event, never the stream
                 logger.error("could not parse the event at %s[%d]@%d: %s", self.topic, partition, offset, defect(e))
                 dead.append(DeadLetter(partition, offset, UNPARSEABLE_REASON, _printable(message.value()), type(e).__name__))
-        return valid, dead
+        return valid, dead, dropped
 
     def _write_isolating(self, cur: Cursor, events: list[Consumed]) -> list[DeadLetter]:
         """Write ``events``, finding the ones the database refuses by bisection under savepoints;
@@ -309,6 +358,15 @@ class Sink(Generic[E]):
             [(self.group_id, self.topic, d.partition, d.offset, d.reason, d.payload, d.detail) for d in dead],
         )
 
+    def _count_dropped(self, cur: Cursor, polled: Polled[E]) -> None:
+        execute_values(
+            cur,
+            "INSERT INTO consent_dropped_daily AS d (consumer_group, event_date, reason, dropped_events) VALUES %s"
+            " ON CONFLICT (consumer_group, event_date, reason)"
+            " DO UPDATE SET dropped_events = d.dropped_events + EXCLUDED.dropped_events, updated_at = now()",
+            sorted((self.group_id, day, reason, n) for (day, reason), n in polled.dropped_counts().items()),
+        )
+
     def _commit(self, polled: Polled[E], cur: Cursor, *, isolate: bool) -> tuple[Fence, Polled[E], list[DeadLetter]]:
         """Rows, dead letters and offsets of one batch in the caller's transaction."""
         fence = self.checkpoint.open(cur, polled.positions())
@@ -323,6 +381,8 @@ class Sink(Generic[E]):
                 self.writer.write(cur, SinkBatch(fresh.valid, encoded))
         if self.record_dead_letters and (fresh.dead or refused):
             self._write_dead_letters(cur, fresh.dead + refused)
+        if fresh.dropped:
+            self._count_dropped(cur, fresh)
         self.checkpoint.commit(cur, fence, len(fresh.valid) - len(refused), len(fresh.dead) + len(refused))
         return fence, fresh, refused
 
@@ -355,6 +415,7 @@ class Sink(Generic[E]):
         self.stats.events += len(fresh.valid) - len(refused)
         self.stats.dead_letters += len(fresh.dead) + len(refused)
         self.stats.refused += len(refused)
+        self.stats.dropped += len(fresh.dropped)
         self.stats.skipped_already_done += skipped
         self.stats.batches += 1
         if refused:
@@ -401,11 +462,15 @@ class Sink(Generic[E]):
         self._last_beat = time.monotonic()
 
     def _process(self, messages: list[Message]) -> None:
-        valid, dead = self._split(messages)
-        if valid or dead:
+        if not messages:
+            return
+        # After the poll: the ledger is at least as new as the events it decides.
+        self._refresh_consent()
+        valid, dead, dropped = self._split(messages)
+        if valid or dead or dropped:
             encoded = self.writer.encode(valid) if valid else None
             self._raise_writer_error()
-            self._pending.put(Polled(valid, dead, encoded))
+            self._pending.put(Polled(valid, dead, encoded, dropped))
 
     def _write_batches(self) -> None:
         """The writer thread: one transaction per batch, in order."""
@@ -473,11 +538,12 @@ class Sink(Generic[E]):
             return
         elapsed = max(time.monotonic() - self.stats.started, 1e-9)
         logger.info(
-            "%s: %d events stored (%.0f/s), %d dead letters, %d batches",
+            "%s: %d events stored (%.0f/s), %d dead letters, %d dropped without consent, %d batches",
             self.group_id,
             self.stats.events,
             self.stats.events / elapsed,
             self.stats.dead_letters,
+            self.stats.dropped,
             self.stats.batches,
         )
 
@@ -495,6 +561,8 @@ class Sink(Generic[E]):
         # At start-up a missing service is an error the user should see at once; once
         # running, an outage is waited out (see _transaction).
         self._conn = self._open_connection()
+        self._refresh_consent()
+        logger.info("consent mode %s: %d users with an analytics consent record", self.settings.consent_mode, len(self.consent))
         kafka.ensure_reachable(self.settings.kafka)
         self._consumer = kafka.consumer(self.settings.kafka, self.group_id, error_cb=self._on_kafka_error)
         batch_size, batch_seconds = self.settings.sink.batch_size, self.settings.sink.batch_seconds
@@ -537,6 +605,7 @@ class Sink(Generic[E]):
                 self._retire()
             if self._conn is not None:
                 self._conn.close()
+            self._reset_consent_connection()
         self._raise_writer_error()
         self._log_progress()
         return self.stats

@@ -108,7 +108,7 @@ def test_a_database_of_008_upgrades_in_place_and_keeps_working(old_database: Set
     [(requests_before,)] = query(old, "SELECT array_agg(request_id ORDER BY request_id) FROM privacy_requests")
     audit_before = query(old, "SELECT request_id, action FROM privacy_audit_log ORDER BY id")
 
-    assert db.migrate(old.database) == ["009_design_data_model.sql"]
+    assert db.migrate(old.database) == [p.name for p in db.migration_files() if p.name >= "009"]
 
     users = query(old, "SELECT user_id::text, email, created_at FROM users_pii ORDER BY email NULLS LAST")
     assert [(u, e) for u, e, _c in users] == [

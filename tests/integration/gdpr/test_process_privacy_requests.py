@@ -78,13 +78,21 @@ def assert_forgotten(settings: Settings, values: tuple[str, ...], logs: str) -> 
         assert value.lower() not in logs.lower()
 
 
-def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: Path, user_id: str) -> None:
-    """Late events of an erased user get fresh random ids too, one each, and their metadata's
-    strings are erased (free text that may be theirs); keys and numbers stay."""
+def assert_late_events_get_fresh_ids(settings: Settings, group: str, tmp_path: Path, user_id: str, before: datetime) -> None:
+    """Late events of an erased user (stamped ``before`` the erasure) get fresh random ids too,
+    one each, and their metadata's strings are erased (free text that may be theirs); keys and
+    numbers stay. Events stamped after the erasure are not stored at all: it withdrew consent."""
     metadata = {"page": "/p/1", "note": "call me, Erika Musterfrau", "items": [{"sku": "A-1", "qty": 2}]}
-    late = [Event(str(uuid.uuid4()), user_id, "page_view", datetime.now(UTC), None, metadata) for _ in range(20)]
-    produce_events(settings, late)
+    late = [Event(str(uuid.uuid4()), user_id, "page_view", before, None, metadata) for _ in range(20)]
+    after = [Event(str(uuid.uuid4()), user_id, "page_view", datetime.now(UTC), None, metadata) for _ in range(3)]
+    produce_events(settings, late + after)
     consume_all(settings, group, tmp_path)
+    assert query(
+        settings, "SELECT count(*) FROM events_raw WHERE event_id = ANY(%s::uuid[])", ([e.event_id for e in after],)
+    ) == [(0,)]
+    assert query(
+        settings, "SELECT sum(dropped_events) FROM consent_dropped_daily WHERE consumer_group = %s", (f"raw-{group}",)
+    ) == [(3,)]
     assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,)) == [(0,)]
     [(late_ids, pseudonyms)] = query(
         settings,
@@ -172,7 +180,7 @@ def test_erasure_leaves_no_trace_and_keeps_every_aggregate(settings: Settings, g
     assert run_command("reports.generate_daily_report", day).stdout == report_before.stdout
     assert report_file.read_bytes() == report_bytes_before
 
-    assert_late_events_get_fresh_ids(settings, group, tmp_path, seventh)
+    assert_late_events_get_fresh_ids(settings, group, tmp_path, seventh, now)
     audit = run_command("reports.gdpr_audit_report").stdout
     assert "Residual-PII check: 0" in audit and "Erasures completed: **1**" in audit
 

@@ -1,0 +1,70 @@
+"""The consent decision: the last change at or before the event's time, by mode."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.consent import NO_CONSENT, WITHDRAWN, ConsentLedger
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+USER = "00000000-0000-0000-0000-000000000001"
+OTHER = "00000000-0000-0000-0000-000000000002"
+
+
+def test_required_mode_drops_a_user_without_any_record() -> None:
+    assert ConsentLedger("required").decide(USER, T0) == NO_CONSENT
+
+
+def test_assumed_mode_counts_a_user_without_any_record() -> None:
+    assert ConsentLedger("assumed").decide(USER, T0) is None
+
+
+@pytest.mark.parametrize("mode", ["required", "assumed"])
+def test_a_grant_counts_from_its_time_on(mode: str) -> None:
+    ledger = ConsentLedger(mode)
+    ledger.add(USER, (T0, 1, True))
+    before = ledger.decide(USER, T0 - timedelta(microseconds=1))
+    assert before == (NO_CONSENT if mode == "required" else None)
+    assert ledger.decide(USER, T0) is None
+    assert ledger.decide(USER, T0 + timedelta(days=300)) is None
+    assert ledger.decide(OTHER, T0 + timedelta(days=1)) == (NO_CONSENT if mode == "required" else None)
+
+
+@pytest.mark.parametrize("mode", ["required", "assumed"])
+def test_a_withdrawal_applies_to_events_after_it_in_both_modes(mode: str) -> None:
+    ledger = ConsentLedger(mode)
+    withdrawn = T0 + timedelta(hours=1)
+    regranted = T0 + timedelta(hours=2)
+    # Out of order on purpose: the ledger sorts by effective time.
+    ledger.add(USER, (regranted, 3, True))
+    ledger.add(USER, (T0, 1, True))
+    ledger.add(USER, (withdrawn, 2, False))
+    assert ledger.decide(USER, T0 + timedelta(minutes=59)) is None
+    assert ledger.decide(USER, withdrawn) == WITHDRAWN
+    assert ledger.decide(USER, regranted - timedelta(seconds=1)) == WITHDRAWN
+    assert ledger.decide(USER, regranted) is None
+
+
+def test_a_withdrawal_alone_drops_later_events_even_when_consent_is_assumed() -> None:
+    ledger = ConsentLedger("assumed")
+    ledger.add(USER, (T0, 7, False))
+    assert ledger.decide(USER, T0 - timedelta(seconds=1)) is None
+    assert ledger.decide(USER, T0 + timedelta(seconds=1)) == WITHDRAWN
+
+
+def test_of_two_changes_at_one_instant_the_later_recorded_wins() -> None:
+    ledger = ConsentLedger("required")
+    ledger.add(USER, (T0, 5, True))
+    ledger.add(USER, (T0, 9, False))
+    assert ledger.decide(USER, T0) == WITHDRAWN
+
+
+def test_a_grant_known_alone_sorts_before_later_changes_at_the_same_instant() -> None:
+    ledger = ConsentLedger("assumed")
+    ledger.add(USER, (T0, 4, True))
+    ledger.add(USER, (T0, 8, False))
+    assert ledger.decide(USER, T0) == WITHDRAWN
+    assert ledger.decide(USER, T0 - timedelta(seconds=1)) is None
+    assert len(ledger) == 1
