@@ -9,11 +9,19 @@ retries with backoff (at start-up a missing service is a one-line error). ``--pr
 runs N generator processes (generation is CPU-bound Python; one per core is fastest);
 ``--backfill-days D`` stamps events over the last D days along a daily traffic curve, for demos
 and reports with history. Event ids are UUIDv7.
+
+``--via-http URL --key KEY`` sends the same events through the HTTP collector instead
+(``POST URL/v1/events``, JSON arrays of ``--http-batch`` events, a few requests in flight; see
+``data_generators.collector_client``): what the collector accepts, rejects or could not take
+before the end is counted like the producer's deliveries. A collector that is not there at
+start is a one-line error; a wrong key or a refused batch stops the run with the collector's
+error code and detail (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -23,10 +31,10 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import psycopg2
 from confluent_kafka import KafkaError, Message, Producer
@@ -34,6 +42,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from core import cli, db, kafka
 from core.config import Settings
 from core.errors import InvalidInput, PlatformError, ServiceUnavailable
+from data_generators import collector_client
+from data_generators.collector_client import CollectorSender, CollectorTarget
 from data_generators.events import BACKFILL_CHUNK, CHUNK, MAX_BACKFILL_DAYS, EventFactory
 
 logger = logging.getLogger(__name__)
@@ -192,6 +202,104 @@ def produce_chunk(
     return True
 
 
+class EventSink(Protocol):
+    """Where generated events go: the topic through a producer, or the HTTP collector."""
+
+    def send(self, messages: list[dict[str, Any]], stop: threading.Event) -> bool:
+        """Hand the messages over; False when asked to stop while waiting for room."""
+        ...
+
+    def poll(self) -> None:
+        """Serve callbacks; called once per chunk."""
+        ...
+
+    def status(self) -> str:
+        """What is in flight, for the progress line."""
+        ...
+
+    def finish(self, timeout: float) -> None:
+        """Deliver what is still queued within ``timeout`` seconds; record what was not."""
+        ...
+
+
+class KafkaSink:
+    """Events straight into the topic, one produce_batch call per chunk."""
+
+    def __init__(self, settings: Settings, report: DeliveryReport) -> None:
+        self.report = report
+        self.topic = settings.kafka.topic
+        self.producer = kafka.producer(settings.kafka, **{"on_delivery": report.on_error, "delivery.report.only.error": True})
+
+    def send(self, messages: list[dict[str, Any]], stop: threading.Event) -> bool:
+        return produce_chunk(self.producer, self.topic, messages, self.report, stop)
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def status(self) -> str:
+        return f"in flight {len(self.producer):,}, failed {self.report.failed:,}"
+
+    def finish(self, timeout: float) -> None:
+        self.report.undelivered = self.producer.flush(timeout)
+        if self.report.undelivered:
+            logger.warning("%d events still undelivered after %.0f s of flushing", self.report.undelivered, timeout)
+
+
+class CollectorSink:
+    """Events through the HTTP collector: the producer's JSON values, batched into requests.
+
+    In the report, ``failed`` counts what the collector rejected and ``undelivered`` what it had
+    not taken when the run ended; the rate runs until the last batch is settled, since handing
+    events to the sender's buffer says nothing about the collector's pace.
+    """
+
+    def __init__(self, sender: CollectorSender, report: DeliveryReport) -> None:
+        self.sender = sender
+        self.report = report
+
+    def send(self, messages: list[dict[str, Any]], stop: threading.Event) -> bool:
+        self.report.produced += len(messages)
+        ok = self.sender.add([m["value"] for m in messages], stop)
+        self._copy_counts()
+        return ok
+
+    def poll(self) -> None:
+        self.sender.raise_if_failed()
+
+    def status(self) -> str:
+        return f"in flight {self.sender.in_flight:,}, accepted {self.sender.accepted:,}, rejected {self.sender.rejected:,}"
+
+    def finish(self, timeout: float) -> None:
+        try:
+            self.sender.close(timeout)
+        finally:
+            self.report.finished = time.time()
+            self._copy_counts()
+
+    def _copy_counts(self) -> None:
+        self.report.failed = self.sender.rejected
+        self.report.undelivered = self.sender.undelivered
+        self.report.last_error = self.sender.last_error
+
+
+@contextlib.contextmanager
+def open_sink(settings: Settings, report: DeliveryReport, via: CollectorTarget | None) -> Iterator[EventSink]:
+    """The Kafka sink, or the collector's when ``via`` names one (its threads end on the way out)."""
+    if via is None:
+        yield KafkaSink(settings, report)
+        return
+    with CollectorSender(via) as sender:
+        yield CollectorSink(sender, report)
+
+
+def ensure_destination(settings: Settings, via: CollectorTarget | None) -> None:
+    """One line and no events when the broker, or the collector, is not there at start."""
+    if via is None:
+        kafka.ensure_reachable(settings.kafka)
+    else:
+        collector_client.ensure_reachable(via)
+
+
 def allowance(rate: float, started: float, sent: int, stop: threading.Event) -> int:
     """How many events may go now to keep ``rate`` per second (0: unlimited); waits when ahead."""
     if rate <= 0:
@@ -214,9 +322,11 @@ def generate(
     label: str = "events",
     backfill_days: float = 0.0,
     refresh_users_s: float = USERS_REFRESH_S,
+    via: CollectorTarget | None = None,
 ) -> DeliveryReport:
-    """Produce events until ``count`` is reached or ``stop`` is set; flush before returning."""
-    kafka.ensure_reachable(settings.kafka)
+    """Send events until ``count`` is reached or ``stop`` is set, to the topic or through the
+    collector ``via``; deliver what is queued before returning."""
+    ensure_destination(settings, via)
     version = users_version(settings)
     users = active_user_ids(settings)
     if not users:
@@ -226,30 +336,27 @@ def generate(
     gc.collect()
     gc.freeze()
     report = DeliveryReport()
-    producer = kafka.producer(settings.kafka, **{"on_delivery": report.on_error, "delivery.report.only.error": True})
-    progress = cli.Progress(label, total=count, every_s=5.0)
-    report.started = time.time()
-    refresh_users = UsersRefresh(settings, factory, version, refresh_users_s)
-    topic = settings.kafka.topic
-    started = time.monotonic()
-    stopped = False
-    while not stopped and not stop.is_set() and (count is None or report.produced < count):
-        n = allowance(rate, started, report.produced, stop)
-        if count is not None:
-            n = min(n, count - report.produced)
-        stamp = datetime.now(UTC)
-        if backfill_days:
-            # Small chunks: every chunk shares one moment, and history should not come in lumps.
-            stamp, n = factory.backfill_time(stamp, backfill_days), min(n, BACKFILL_CHUNK)
-        if n and not produce_chunk(producer, topic, factory.messages(n, stamp), report, stop):
-            stopped = True
-        producer.poll(0)
-        progress.advance(n, f"in flight {len(producer):,}, failed {report.failed:,}")
-        refresh_users()
-    report.finished = time.time()
-    report.undelivered = producer.flush(flush_timeout)
-    if report.undelivered:
-        logger.warning("%d events still undelivered after %.0f s of flushing", report.undelivered, flush_timeout)
+    with open_sink(settings, report, via) as sink:
+        progress = cli.Progress(label, total=count, every_s=5.0)
+        report.started = time.time()
+        refresh_users = UsersRefresh(settings, factory, version, refresh_users_s)
+        started = time.monotonic()
+        stopped = False
+        while not stopped and not stop.is_set() and (count is None or report.produced < count):
+            n = allowance(rate, started, report.produced, stop)
+            if count is not None:
+                n = min(n, count - report.produced)
+            stamp = datetime.now(UTC)
+            if backfill_days:
+                # Small chunks: every chunk shares one moment, and history should not come in lumps.
+                stamp, n = factory.backfill_time(stamp, backfill_days), min(n, BACKFILL_CHUNK)
+            if n and not sink.send(factory.messages(n, stamp), stop):
+                stopped = True
+            sink.poll()
+            progress.advance(n, sink.status())
+            refresh_users()
+        report.finished = time.time()
+        sink.finish(flush_timeout)
     progress.done = report.produced
     progress.show(f"delivered {report.delivered:,}, not delivered {report.not_delivered:,}")
     return report
@@ -276,6 +383,7 @@ class WorkerJob(NamedTuple):
     flush_timeout: float
     backfill_days: float
     refresh_users_s: float
+    via: CollectorTarget | None = None
 
 
 def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
@@ -295,6 +403,7 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
             label=f"events[{job.number}]",
             backfill_days=job.backfill_days,
             refresh_users_s=job.refresh_users_s,
+            via=job.via,
         )
     except PlatformError as e:
         logger.error("generator process %d: %s", job.number, e)
@@ -338,9 +447,11 @@ def generate_in_processes(
     flush_timeout: float = FLUSH_TIMEOUT_S,
     backfill_days: float = 0.0,
     refresh_users_s: float = USERS_REFRESH_S,
+    via: CollectorTarget | None = None,
 ) -> DeliveryReport:
-    """Run ``processes`` generators, each with its own producer and an equal share of ``count``
-    and ``rate``. Generation is CPU-bound Python: one process per core is how it scales."""
+    """Run ``processes`` generators, each with its own producer (or collector connections) and an
+    equal share of ``count`` and ``rate``. Generation is CPU-bound Python: one process per core
+    is how it scales."""
     if processes <= 1:
         return generate(
             settings,
@@ -351,8 +462,9 @@ def generate_in_processes(
             flush_timeout=flush_timeout,
             backfill_days=backfill_days,
             refresh_users_s=refresh_users_s,
+            via=via,
         )
-    kafka.ensure_reachable(settings.kafka)
+    ensure_destination(settings, via)
     if not users_version(settings)[0]:
         raise InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
     context = multiprocessing.get_context("spawn")
@@ -362,7 +474,15 @@ def generate_in_processes(
             target=_worker,
             args=(
                 WorkerJob(
-                    settings, i, rate / processes, share, _worker_seed(seed, i), flush_timeout, backfill_days, refresh_users_s
+                    settings,
+                    i,
+                    rate / processes,
+                    share,
+                    _worker_seed(seed, i),
+                    flush_timeout,
+                    backfill_days,
+                    refresh_users_s,
+                    via,
                 ),
                 results,
             ),
@@ -416,7 +536,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=FLUSH_TIMEOUT_S,
         help=f"seconds to keep delivering queued events when stopping (default: {FLUSH_TIMEOUT_S:.0f})",
     )
+    http = parser.add_argument_group(
+        "through the HTTP collector",
+        "Send the events to the collector (python -m collector) instead of straight to the topic: POST URL/v1/events "
+        "with a JSON array per request, a few requests in flight. A 503 or 429 is waited out (Retry-After) and the same "
+        "batch sent again; any other refusal stops the run with the collector's error (exit status 2).",
+    )
+    http.add_argument("--via-http", metavar="URL", default=None, help="the collector's base URL, e.g. http://127.0.0.1:8000")
+    http.add_argument("--key", metavar="KEY", default=None, help="the collector write key, sent as Authorization: Bearer KEY")
+    http.add_argument(
+        "--http-batch",
+        type=int,
+        default=collector_client.DEFAULT_BATCH,
+        metavar="N",
+        help=f"events per request, 1 to {collector_client.MAX_BATCH} (default: {collector_client.DEFAULT_BATCH})",
+    )
     return parser
+
+
+def collector_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CollectorTarget | None:
+    """The collector named by --via-http/--key/--http-batch, or None; parser.error() when they
+    do not go together."""
+    if args.via_http is None:
+        if args.key is not None:
+            parser.error("--key is the collector's write key: give it with --via-http URL")
+        return None
+    if not 1 <= args.http_batch <= collector_client.MAX_BATCH:
+        parser.error(f"--http-batch must be between 1 and {collector_client.MAX_BATCH}")
+    problem = collector_client.check_url(args.via_http)
+    if problem:
+        parser.error(problem)
+    if not args.key or not args.key.strip() or any(c.isspace() or not c.isprintable() for c in args.key):
+        parser.error("--via-http needs --key KEY: a collector write key, without spaces")
+    return CollectorTarget(url=args.via_http, key=args.key, batch_size=args.http_batch)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -432,6 +584,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--processes must be 1 or more")
     if args.refresh_users <= 0:
         parser.error("--refresh-users must be more than 0")
+    via = collector_target(parser, args)
 
     def execute(settings: Settings) -> int:
         report = generate_in_processes(
@@ -444,13 +597,22 @@ def main(argv: list[str] | None = None) -> None:
             flush_timeout=args.flush_timeout,
             backfill_days=args.backfill_days,
             refresh_users_s=args.refresh_users,
+            via=via,
         )
-        print(
-            f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered "
-            f"({report.rate:,.0f}/s produced, {args.processes} process{'es' if args.processes > 1 else ''})"
-        )
+        processes = f"{args.processes} process{'es' if args.processes > 1 else ''}"
+        if via is None:
+            print(
+                f"events: {report.delivered:,} delivered to {settings.kafka.topic}, {report.not_delivered:,} not delivered "
+                f"({report.rate:,.0f}/s produced, {processes})"
+            )
+        else:
+            print(
+                f"events: {report.delivered:,} accepted by the collector at {via.display_url}, {report.failed:,} rejected, "
+                f"{report.undelivered:,} not delivered ({report.rate:,.0f}/s sent, {processes})"
+            )
         if report.not_delivered:
-            print(f"last delivery error: {report.last_error}")
+            if report.last_error:
+                print(f"last delivery error: {report.last_error}")
             return 1
         return 0
 

@@ -5,6 +5,15 @@ of names, streets and cities once, and users are drawn from those pools: a milli
 in seconds with COPY. ``--count N`` makes sure N users exist: re-running adds only the missing
 ones, whoever created the others (users are counted, not numbered). The n-th user a seed makes
 has a UUID derived from the seed and n (``generated_user_id``), so a run is reproducible.
+
+``--consent-share F`` (0 to 1, default 1) gives that share of the users a run adds an analytics
+consent grant in ``consent_ledger`` (source ``generator``), written in the same transaction as
+the users. Which users consent follows from the seed and the user's number alone, so re-runs and
+other chunk sizes pick the same people, and a larger share keeps the smaller share's people.
+The grant is effective from the user's signup (midnight UTC of ``signup_date``), and every
+signup lies before the longest history ``generate_events --backfill-days`` can make: with
+``CONSENT_MODE=required`` no event the generator makes for a consenting user is dropped.
+Users that already exist are not given consent by a re-run.
 """
 
 from __future__ import annotations
@@ -19,12 +28,14 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import psycopg2.extensions
 from faker import Faker
 
-from core import cli, db
+from core import cli, consent, db
 from core.config import Settings
+from data_generators.events import MAX_BACKFILL_DAYS
 
 # EU countries with a Faker locale, weighted roughly by online shoppers.
 COUNTRIES: dict[str, tuple[str, int]] = {
@@ -40,6 +51,11 @@ POOL_SIZE = 300
 CHUNK = 100_000
 SEED_LOCK_ID = 715_002
 SIGNUP_WINDOW_DAYS = 3 * 365
+# Signups end this many days before the day the users are made: generate_events stamps events at
+# most MAX_BACKFILL_DAYS back, so every event of a user comes after the signup and after the
+# consent granted at it (CONSENT_MODE=required drops events before a user's grant).
+SIGNUP_BEFORE_HISTORY_DAYS = MAX_BACKFILL_DAYS + 1
+CONSENT_SOURCE = "generator"
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,29 @@ def generated_user_id(seed: int, number: int) -> str:
     return str(uuid.UUID(bytes=digest, version=4))
 
 
-def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], seed: int, today: date) -> tuple[str, str]:
-    """CSV text for users_pii and users_public for users number first_id..last_id (inclusive).
+def consents(seed: int, number: int, share: float) -> bool:
+    """Whether the ``number``-th user made with ``seed`` grants analytics consent, for ``share``.
+
+    A hash of (seed, number) rather than the chunk's random stream: the answer does not depend on
+    chunking or on what else is drawn, and the people of a smaller share are among a larger one's.
+    """
+    digest = hashlib.blake2b(f"consent:{seed}:{number}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+class ChunkRows(NamedTuple):
+    """CSV text of one chunk of new users, one per table they are written to."""
+
+    pii: str
+    public: str
+    consent: str
+
+
+def generate_rows(
+    first_id: int, last_id: int, pools: dict[str, LocalePool], seed: int, today: date, *, consent_share: float = 1.0
+) -> ChunkRows:
+    """CSV text for users_pii, users_public and consent_ledger for users number first_id..last_id
+    (inclusive).
 
     The generator is seeded by (seed, first_id); chunks start at fixed numbers, so a user's data
     does not depend on how often the command ran.
@@ -93,6 +130,7 @@ def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], see
     rand = rng.random
     pii: list[str] = []
     public: list[str] = []
+    grants: list[str] = []
     for number, country in zip(range(first_id, last_id + 1), countries, strict=True):
         user_id = generated_user_id(seed, number)
         pool = pools[country]
@@ -103,11 +141,13 @@ def generate_rows(first_id: int, last_id: int, pools: dict[str, LocalePool], see
             f"{pool.streets[int(rand() * len(pool.streets))]}, {pool.postcodes[int(rand() * len(pool.postcodes))]} "
             f"{pool.cities[int(rand() * len(pool.cities))]}"
         )
-        signup = today - timedelta(days=int(rand() * SIGNUP_WINDOW_DAYS))
+        signup = today - timedelta(days=SIGNUP_BEFORE_HISTORY_DAYS + int(rand() * SIGNUP_WINDOW_DAYS))
         email = f"{email_part(first)}.{email_part(last)}.{number}@{domain}"
         pii.append(f"{user_id},{_csv(email)},{_csv(f'{first} {last}')},{_csv(address)}\n")
         public.append(f"{user_id},{country},{signup.isoformat()}\n")
-    return "".join(pii), "".join(public)
+        if consents(seed, number, consent_share):
+            grants.append(f"{user_id},{consent.ANALYTICS},true,{signup.isoformat()}T00:00:00+00:00,{CONSENT_SOURCE}\n")
+    return ChunkRows("".join(pii), "".join(public), "".join(grants))
 
 
 def _csv(value: str) -> str:
@@ -115,15 +155,31 @@ def _csv(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def load_chunk(conn: psycopg2.extensions.connection, pii_csv: str, public_csv: str) -> None:
-    """COPY one chunk of new users in one transaction."""
+def load_chunk(conn: psycopg2.extensions.connection, rows: ChunkRows) -> None:
+    """COPY one chunk of new users and their consent grants in one transaction: a user is never
+    stored without the consent the run meant to give (the ledger's trigger sets recorded_at)."""
     with conn, conn.cursor() as cur:
-        cur.copy_expert("COPY users_pii (user_id, email, full_name, address) FROM STDIN WITH (FORMAT csv)", io.StringIO(pii_csv))
-        cur.copy_expert("COPY users_public (user_id, country, signup_date) FROM STDIN WITH (FORMAT csv)", io.StringIO(public_csv))
+        cur.copy_expert("COPY users_pii (user_id, email, full_name, address) FROM STDIN WITH (FORMAT csv)", io.StringIO(rows.pii))
+        cur.copy_expert(
+            "COPY users_public (user_id, country, signup_date) FROM STDIN WITH (FORMAT csv)", io.StringIO(rows.public)
+        )
+        if rows.consent:
+            cur.copy_expert(
+                "COPY consent_ledger (user_id, purpose, granted, effective_at, source) FROM STDIN WITH (FORMAT csv)",
+                io.StringIO(rows.consent),
+            )
 
 
-def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = True) -> tuple[int, int]:
-    """Make sure ``count`` users exist; return how many were added and how many existed before.
+class SeedResult(NamedTuple):
+    """What a run did: users added, users that existed before, and consent grants recorded."""
+
+    added: int
+    existing: int
+    consented: int
+
+
+def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = True, consent_share: float = 1.0) -> SeedResult:
+    """Make sure ``count`` users exist, ``consent_share`` of the new ones with analytics consent.
 
     Generation (Python) and loading (PostgreSQL) overlap: one chunk is generated while the
     previous one is copied.
@@ -137,36 +193,58 @@ def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = 
             existing = int(row[0]) if row else 0
         conn.commit()
         if existing >= count:
-            return 0, existing
+            return SeedResult(0, existing, 0)
         pools = build_pools(seed)
         today = cli.today_utc()
         progress = cli.Progress("users", total=count - existing)
         chunks = [(start, min(start + CHUNK - 1, count)) for start in range(existing + 1, count + 1, CHUNK)]
+        consented = 0
         with ThreadPoolExecutor(max_workers=1) as loader:
             pending: Future[None] | None = None
             for start, end in chunks:
-                rows = generate_rows(start, end, pools, seed, today)
+                rows = generate_rows(start, end, pools, seed, today, consent_share=consent_share)
+                consented += rows.consent.count("\n")
                 if pending is not None:
                     pending.result()
                     if show_progress:
                         progress.advance(CHUNK)
-                pending = loader.submit(load_chunk, conn, *rows)
+                pending = loader.submit(load_chunk, conn, rows)
             if pending is not None:
                 pending.result()
         progress.done = count - existing
         if show_progress:
             progress.show()
-    return count - existing, existing
+    return SeedResult(count - existing, existing, consented)
+
+
+def consent_share(text: str) -> float:
+    """argparse type for --consent-share: a number from 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from e
+    if not 0.0 <= share <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return share
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_generators.generate_users",
         description="Seed Faker users of EU countries: PII into users_pii, country and signup date into "
-        "users_public. Makes sure COUNT users exist (counting users made by anybody); safe to re-run.",
+        "users_public, and an analytics consent grant from signup for a share of them into consent_ledger. "
+        "Makes sure COUNT users exist (counting users made by anybody); safe to re-run.",
     )
     parser.add_argument("--count", type=int, default=10_000, help="number of users that should exist (default: 10000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed, for reproducible users (default: 42)")
+    parser.add_argument(
+        "--consent-share",
+        type=consent_share,
+        default=1.0,
+        metavar="F",
+        help="share (0 to 1) of the users added that grant analytics consent from their signup, recorded in "
+        "consent_ledger with source 'generator'; the same users for a seed on every run (default: 1)",
+    )
     return parser
 
 
@@ -176,8 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().error("--count must be at least 1")
 
     def execute(settings: Settings) -> int:
-        added, existing = seed_users(settings, args.count, args.seed)
-        print(f"users: {added:,} added, {args.count:,} requested ({existing:,} already existed)")
+        result = seed_users(settings, args.count, args.seed, consent_share=args.consent_share)
+        print(
+            f"users: {result.added:,} added, {args.count:,} requested ({result.existing:,} already existed); "
+            f"{result.consented:,} of the added with analytics consent"
+        )
         return 0
 
     cli.run(execute)

@@ -4,19 +4,20 @@ Headline counts and revenue come from the daily metrics: the batch metrics for a
 batch job has run for (the source of truth), the streaming metrics for today or for a day the
 batch job has not covered yet. Everything that needs people rather than totals (unique users,
 the funnel, hours, countries) comes from ``events_raw`` joined to ``users_public``, never to
-``users_pii``.
+``users_pii``. Events the raw-events consumer dropped for lack of consent are in none of those:
+they are read, per reason, from ``consent_dropped_daily``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
 import psycopg2.extensions
 
 from batch.reconcile import Comparison, compare_in
-from core import db
+from core import consent, db
 from core.events import EVENT_TYPES
 
 TREND_DAYS = 14
@@ -80,6 +81,11 @@ class BusinessFigures:
     countries: list[CountryRow]
     trend: list[TrendDay]
     dead_letters: dict[str, int]
+    # Events of the day the raw-events consumer dropped for lack of consent, per reason (both
+    # reasons always present), and the CONSENT_MODE the report was made under.
+    consent_dropped: dict[str, int] = field(default_factory=dict)
+    consent_group: str = ""
+    consent_mode: str | None = None
 
     @property
     def has_data(self) -> bool:
@@ -177,8 +183,27 @@ def _dead_letters(cur: db.Cursor, day: date) -> dict[str, int]:
     return {reason: int(n) for reason, n in cur.fetchall()}
 
 
-def collect(conn: psycopg2.extensions.connection, day: date, today: date) -> BusinessFigures:
-    """All figures for ``day`` in one read-only transaction (one consistent snapshot)."""
+def _consent_dropped(cur: db.Cursor, day: date, group: str) -> dict[str, int]:
+    """Events of ``day`` consumer group ``group`` dropped for lack of consent, per reason.
+
+    The raw-events group's figure is the one to show: it decides every event before storing
+    it, and the streaming group decides the same events alike.
+    """
+    cur.execute(
+        "SELECT reason, sum(dropped_events) FROM consent_dropped_daily WHERE consumer_group = %s AND event_date = %s"
+        " GROUP BY reason ORDER BY reason",
+        (group, day),
+    )
+    dropped = {consent.NO_CONSENT: 0, consent.WITHDRAWN: 0}
+    dropped.update({reason: int(n) for reason, n in cur.fetchall()})
+    return dropped
+
+
+def collect(
+    conn: psycopg2.extensions.connection, day: date, today: date, *, consent_group: str, consent_mode: str | None = None
+) -> BusinessFigures:
+    """All figures for ``day`` in one read-only transaction (one consistent snapshot); the
+    consent drops are those of consumer group ``consent_group`` (the raw-events sink's)."""
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         kpis, comparison = _day_kpis(cur, day, today)
@@ -197,6 +222,9 @@ def collect(conn: psycopg2.extensions.connection, day: date, today: date) -> Bus
             countries=_countries(cur, day),
             trend=_trend(cur, day, today),
             dead_letters=_dead_letters(cur, day),
+            consent_dropped=_consent_dropped(cur, day, consent_group),
+            consent_group=consent_group,
+            consent_mode=consent_mode,
         )
 
 

@@ -10,6 +10,11 @@ Printed on the console and written to ``REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD
 runs as the ``privacy_auditor`` role, which cannot read an email, and holds counts and
 durations only. ``--format md,html,json`` chooses the files; the HTML embeds a chart of requests
 received and processing time per day over the last 30 days.
+
+Consent: grants and withdrawals recorded in ``consent_ledger``, in all and per UTC day (of
+``effective_at``) and purpose over the last 30 days, with how many were recorded by erasures
+(source ``erasure``). The auditor may read only the ledger's purpose, granted, effective_at,
+source and recorded_at, never whose consent it is; the report reads no other column.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from reports import charts
 from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
 STATUSES = ("pending", "completed", "not_found", "rejected")
+# The consent_ledger source an erasure records its withdrawals with (gdpr.process_privacy_requests).
+ERASURE_SOURCE = "erasure"
 REQUEST_TYPES = ("erasure", "access")
 HISTORY_DAYS = 30
 
@@ -42,6 +49,27 @@ class RequestDay:
 
 
 @dataclass(frozen=True)
+class ConsentDay:
+    """Consent changes effective on one UTC day for one purpose."""
+
+    day: date
+    purpose: str
+    granted: int
+    withdrawn: int
+    by_erasure: int  # of the changes, recorded by an erasure
+
+
+@dataclass(frozen=True)
+class ConsentTotals:
+    """Every consent change in the ledger: grants, withdrawals, and the erasures' share."""
+
+    granted: int = 0
+    withdrawn: int = 0
+    by_erasure: int = 0
+    purposes: int = 0
+
+
+@dataclass(frozen=True)
 class AuditFigures:
     by_type_status: dict[tuple[str, str], int]
     overdue: int
@@ -52,6 +80,8 @@ class AuditFigures:
     dead_letters: dict[str, int]
     history: list[RequestDay] = field(default_factory=list)
     erasure_residuals: int = 0  # values of erased people found still stored by their erasure
+    consent_totals: ConsentTotals = ConsentTotals()
+    consent_history: list[ConsentDay] = field(default_factory=list)  # days with changes only
 
     @property
     def residual(self) -> int:
@@ -109,7 +139,36 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
         cur.execute("SELECT reason, count(*) FROM dead_letter_events GROUP BY reason ORDER BY reason")
         dead = {reason: int(n) for reason, n in cur.fetchall()}
         history = _history(cur, today)
-    return AuditFigures(by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals)
+        consent_totals, consent_history = _consent(cur, today)
+    return AuditFigures(
+        by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals,
+        consent_totals=consent_totals, consent_history=consent_history,
+    )  # fmt: skip
+
+
+def _consent(cur: db.Cursor, today: date) -> tuple[ConsentTotals, list[ConsentDay]]:
+    """Consent changes in all, and per UTC day and purpose over the last HISTORY_DAYS days.
+
+    Only purpose, granted, effective_at and source are read: the columns the auditor role may
+    see (sql/010), so the report could not name a person if it tried.
+    """
+    cur.execute(
+        "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted),"
+        " count(*) FILTER (WHERE source = %s), count(DISTINCT purpose) FROM consent_ledger",
+        (ERASURE_SOURCE,),
+    )
+    row = cur.fetchone()
+    totals = ConsentTotals(*(int(v) for v in row)) if row else ConsentTotals()
+    first = today - timedelta(days=HISTORY_DAYS - 1)
+    cur.execute(
+        "SELECT (effective_at AT TIME ZONE 'UTC')::date, purpose, count(*) FILTER (WHERE granted),"
+        " count(*) FILTER (WHERE NOT granted), count(*) FILTER (WHERE source = %s) FROM consent_ledger"
+        " WHERE effective_at >= %s::date AT TIME ZONE 'UTC' AND effective_at < (%s::date + 1) AT TIME ZONE 'UTC'"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        (ERASURE_SOURCE, first, today),
+    )
+    history = [ConsentDay(day, purpose, int(g), int(w), int(e)) for day, purpose, g, w, e in cur.fetchall()]
+    return totals, history
 
 
 def _history(cur: db.Cursor, today: date) -> list[RequestDay]:
@@ -164,6 +223,7 @@ def build_document(figures: AuditFigures, day: date) -> Document:
             if figures.dead_letters
             else ""
         ),
+        consent_line(figures.consent_totals),
     ]
     sections = [
         Section(
@@ -193,7 +253,34 @@ def build_document(figures: AuditFigures, day: date) -> Document:
                 ),
             )
         )
+    sections.append(consent_section(figures.consent_history))
     return Document(f"GDPR audit report {day.isoformat()}", bullets, sections)
+
+
+def consent_line(totals: ConsentTotals) -> str:
+    """The headline on consent: grants and withdrawals recorded, and how many by erasures."""
+    return (
+        f"Consent changes recorded: **{totals.granted:,}** grants, **{totals.withdrawn:,}** withdrawals"
+        f" ({totals.by_erasure:,} recorded by erasures; {totals.purposes:,} purpose{'' if totals.purposes == 1 else 's'})"
+    )
+
+
+def consent_section(history: list[ConsentDay]) -> Section:
+    """Consent grants and withdrawals per UTC day and purpose (days with changes only)."""
+    title = f"Consent grants and withdrawals, last {HISTORY_DAYS} days"
+    if not history:
+        return Section(title, paragraphs=[f"No consent change took effect in the last {HISTORY_DAYS} days (UTC)."])
+    return Section(
+        title,
+        paragraphs=[
+            "Changes per UTC day on which they took effect (`effective_at`) and purpose; counts only. "
+            "Erasures record a withdrawal of every consent the person gave."
+        ],
+        table=Table(
+            ["day", "purpose", "grants", "withdrawals", "recorded by erasures"],
+            [(h.day.isoformat(), h.purpose, f"{h.granted:,}", f"{h.withdrawn:,}", f"{h.by_erasure:,}") for h in history],
+        ),
+    )
 
 
 def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
@@ -216,6 +303,10 @@ def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
         "redactions_at_ingest": figures.redactions,
         "dead_letters": figures.dead_letters,
         "history": [asdict(h) for h in figures.history],
+        "consent": {
+            "totals": asdict(figures.consent_totals),
+            "per_day": [asdict(h) for h in figures.consent_history],
+        },
     }
 
 
@@ -233,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reports.gdpr_audit_report",
         description="Print the GDPR audit report (requests by type and status, overdue requests, processing time, "
-        "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days) "
+        "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days, "
+        "consent grants and withdrawals per day) "
         "and write it to REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.{md,html,json}.",
     )
     add_format_argument(parser)

@@ -7,7 +7,9 @@ prints the Markdown on the console and writes ``REPORTS_DIR/business_report_YYYY
 Headline figures come from the batch metrics for a closed day the batch job has run for, from
 the streaming metrics otherwise (today); the report says which. Breakdowns by people (unique
 users, funnel, hours, countries) come from ``events_raw`` and ``users_public``, never from
-personal data, and any cell describing fewer than k users (default 5) is suppressed.
+personal data, and any cell describing fewer than k users (default 5) is suppressed. Events
+the raw-events consumer dropped for lack of consent (``consent_dropped_daily``) are counted in
+none of those figures; the report shows them per reason beside the totals, with CONSENT_MODE.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from reports.business import BusinessFigures, DayKpis
 from reports.render import Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
+# What each CONSENT_MODE means for the figures, in the report's words.
+CONSENT_MODES = {
+    "required": "an event counts only if its user had analytics consent at its time",
+    "assumed": "users without a consent record count; withdrawals and erasures apply",
+}
 
 
 # A cell is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
@@ -122,11 +129,24 @@ def _comparison_table(rows: list[Comparison]) -> Table:
     )
 
 
+def consent_line(figures: BusinessFigures) -> str:
+    """The day's events dropped for lack of consent, per reason, and the consent mode: beside
+    the totals, which do not include them."""
+    dropped = figures.consent_dropped
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in dropped.items())
+    mode = figures.consent_mode
+    mode_text = f"; consent mode: **{mode}** ({CONSENT_MODES.get(mode, 'see CONSENT_MODE')})" if mode else ""
+    return (
+        f"Events dropped for missing consent (not stored, not in any figure here): **{sum(dropped.values()):,}**"
+        f"{' (' + reasons + ')' if reasons else ''}{mode_text}"
+    )
+
+
 def _no_data_document(figures: BusinessFigures, latest: date | None) -> Document:
     hint = f" The most recent day with events is {latest.isoformat()}." if latest else " There are no events at all yet."
     return Document(
         f"Business report {figures.day.isoformat()}",
-        [f"**No events were recorded for {figures.day.isoformat()}** (UTC).{hint}"],
+        [f"**No events were recorded for {figures.day.isoformat()}** (UTC).{hint}", consent_line(figures)],
         [Section("Batch vs streaming per event type", table=_comparison_table(figures.comparison))],
     )
 
@@ -142,6 +162,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
     bullets = [
         f"Figures from: **{figures.kpis.source}** ({figures.source_reason})",
         f"Events: **{_shown(today['events'], k)}**{_versus(today['events'], previous['events'], 'previous day')}",
+        consent_line(figures),
         f"Unique users: **{_shown(today['unique users'], k)}**",
         f"Purchases: **{_shown(today['purchases'], k)}**",
         f"Revenue: **{_shown(today['revenue (EUR)'], k)} EUR**"
@@ -247,13 +268,21 @@ def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
         "trend": [asdict(t) for t in figures.trend],
         "batch_vs_streaming": [{**asdict(r), "agrees": r.agrees} for r in figures.comparison],
         "dead_letters": figures.dead_letters,
+        "consent": {
+            "mode": figures.consent_mode,
+            "consumer_group": figures.consent_group,
+            "dropped_events": sum(figures.consent_dropped.values()),
+            "dropped_by_reason": figures.consent_dropped,
+        },
     }
 
 
 def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple[str, list[Path]]:
     """Collect, render and write the report for ``day``; return the Markdown and the files."""
     with db.connection(settings.database, application_name="daily_report", role=db.ANALYTICS_ROLE) as conn:
-        figures = business.collect(conn, day, cli.today_utc())
+        figures = business.collect(
+            conn, day, cli.today_utc(), consent_group=settings.groups.raw_events, consent_mode=settings.consent_mode
+        )
         latest = None if figures.has_data else business.latest_day_with_events(conn)
     doc = build_document(figures, k, latest)
     stem = f"business_report_{day.isoformat()}"
@@ -265,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reports.generate_daily_report",
         description="Print the daily business report (KPIs vs the previous day and the same weekday last week, "
-        "funnel, countries, hourly charts, 14-day trend, batch vs streaming) and write it to "
+        "events dropped for missing consent, funnel, countries, hourly charts, 14-day trend, batch vs streaming) "
+        "and write it to "
         "REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}. Several days with --from/--to.",
     )
     cli.add_day_range_arguments(parser)

@@ -1,4 +1,5 @@
-"""Reports for a day with known events: the Markdown files hold the right figures."""
+"""Reports for a day with known events: the Markdown files hold the right figures, the events
+dropped for missing consent, and the consent ledger's grants and withdrawals (counts only)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg2.errors
 import pytest
 
+from core import db
 from core.config import Settings
 from core.events import user_uuid
 from data_generators.generate_users import generated_user_id
@@ -84,6 +88,9 @@ def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_
     assert "Users with anonymized PII: **1**" in text
     assert "| completed | 1 |" in text and "| not_found | 1 |" in text and "| pending | 1 |" in text
     assert str(email) not in text
+    # The five users were made with consent; the erasure withdrew the erased one's, today.
+    assert "Consent changes recorded: **5** grants, **1** withdrawals (1 recorded by erasures; 1 purpose)" in text
+    assert f"| {datetime.now(UTC).date().isoformat()} | analytics | 0 | 1 | 1 |" in text
 
 
 def insert_events(settings: Settings, day: date, rows: list[tuple[int, str, str | None, int]]) -> None:
@@ -224,3 +231,136 @@ def test_gdpr_audit_report_has_html_json_and_its_chart(settings: Settings) -> No
     assert "http" not in page.lower() and page.count('src="data:image/png;base64,') == 1
     assert str(email) not in page and str(email) not in data_file.read_text(encoding="utf-8")
     assert not list(settings.reports_dir.glob("gdpr_audit_report_*.md"))
+
+
+def drop(settings: Settings, group: str, day: date, reason: str, events: int) -> None:
+    """Record what a consumer group dropped for lack of consent, as the consumers do."""
+    query(
+        settings,
+        "INSERT INTO consent_dropped_daily (consumer_group, event_date, reason, dropped_events) VALUES (%s, %s, %s, %s)",
+        (group, day, reason, events),
+    )
+
+
+def test_business_report_shows_the_events_dropped_for_missing_consent_beside_the_totals(settings: Settings) -> None:
+    insert_known_day(settings)
+    assert run_command("batch.batch_metrics", DAY.isoformat()).returncode == 0
+    raw_group = f"raw-{uuid.uuid4().hex[:8]}"
+    drop(settings, raw_group, DAY, "no_consent", 7)
+    drop(settings, raw_group, DAY, "consent_withdrawn", 3)
+    # Not the raw-events group, or not the day: not in the figure.
+    drop(settings, settings.groups.raw_events, DAY, "no_consent", 1000)
+    drop(settings, "streaming-metrics-test", DAY, "no_consent", 99)
+    drop(settings, raw_group, DAY - timedelta(days=1), "no_consent", 50)
+
+    result = run_command(
+        "reports.generate_daily_report", DAY.isoformat(), env={"RAW_EVENTS_GROUP": raw_group, "CONSENT_MODE": "required"}
+    )
+    assert result.returncode == 0, result.stderr
+    line = (
+        "Events dropped for missing consent (not stored, not in any figure here): **10** (no_consent 7, consent_withdrawn 3);"
+        " consent mode: **required**"
+    )
+    stem = settings.reports_dir / "business_report_2026-05-04"
+    markdown = stem.with_suffix(".md").read_text(encoding="utf-8")
+    assert line in result.stdout and line in markdown
+    # Beside the totals: right after the day's events, which do not include the dropped ones.
+    assert "- Events: **6**\n- " + line in markdown
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    assert "Events dropped for missing consent" in html and "<strong>10</strong> (no_consent 7, consent_withdrawn 3)" in html
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    assert data["consent"] == {
+        "mode": "required",
+        "consumer_group": raw_group,
+        "dropped_events": 10,
+        "dropped_by_reason": {"no_consent": 7, "consent_withdrawn": 3},
+    }
+    assert data["kpis"]["events"] == 6
+
+
+def test_business_report_says_0_dropped_when_every_event_had_consent(settings: Settings) -> None:
+    insert_known_day(settings)
+    result = run_command("reports.generate_daily_report", DAY.isoformat(), env={"CONSENT_MODE": "assumed"})
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Events dropped for missing consent (not stored, not in any figure here): **0** (no_consent 0, consent_withdrawn 0);"
+        " consent mode: **assumed**" in result.stdout
+    )
+
+
+def test_a_day_whose_every_event_was_dropped_says_so_and_how_many(settings: Settings) -> None:
+    drop(settings, settings.groups.raw_events, date(2020, 1, 1), "no_consent", 5)
+    result = run_command("reports.generate_daily_report", "2020-01-01", "--format", "md")
+    assert result.returncode == 0, result.stderr
+    text = (settings.reports_dir / "business_report_2020-01-01.md").read_text(encoding="utf-8")
+    assert "No events were recorded for 2020-01-01" in text
+    assert "Events dropped for missing consent (not stored, not in any figure here): **5** (no_consent 5," in text
+
+
+def ledger(settings: Settings, rows: list[tuple[str, bool, datetime, str]]) -> list[str]:
+    """(purpose, granted, effective_at, source) rows for new random users; return their ids."""
+    users = [str(uuid.uuid4()) for _ in rows]
+    for user_id, (purpose, granted, effective_at, source) in zip(users, rows, strict=True):
+        query(
+            settings,
+            "INSERT INTO consent_ledger (user_id, purpose, granted, effective_at, source) VALUES (%s, %s, %s, %s, %s)",
+            (user_id, purpose, granted, effective_at, source),
+        )
+    return users
+
+
+def test_gdpr_audit_report_counts_consent_grants_and_withdrawals_per_day_never_who(settings: Settings) -> None:
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+
+    def at(day: date, hour: int) -> datetime:
+        return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+    users = ledger(
+        settings,
+        [
+            ("analytics", True, at(yesterday, 9), "collector:web"),
+            ("analytics", True, at(yesterday, 23), "generator"),
+            ("marketing", True, at(yesterday, 10), "collector:web"),
+            ("analytics", False, at(today, 0), "erasure"),
+            ("marketing", False, at(today, 0), "erasure"),
+            ("analytics", False, at(today, 0), "collector:web"),
+            ("analytics", True, at(today - timedelta(days=100), 12), "generator"),  # counted, but before the 30 days
+        ],
+    )
+    result = run_command("reports.gdpr_audit_report")
+    assert result.returncode == 0, result.stderr
+    [report] = list(settings.reports_dir.glob("gdpr_audit_report_*.md"))
+    text = report.read_text(encoding="utf-8")
+    assert "Consent changes recorded: **4** grants, **3** withdrawals (2 recorded by erasures; 2 purposes)" in text
+    assert "Consent changes recorded: **4** grants" in result.stdout
+    assert f"| {yesterday.isoformat()} | analytics | 2 | 0 | 0 |" in text
+    assert f"| {yesterday.isoformat()} | marketing | 1 | 0 | 0 |" in text
+    assert f"| {today.isoformat()} | analytics | 0 | 2 | 1 |" in text
+    assert f"| {today.isoformat()} | marketing | 0 | 1 | 1 |" in text
+    assert (today - timedelta(days=100)).isoformat() not in text
+    data = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
+    assert data["consent"]["totals"] == {"granted": 4, "withdrawn": 3, "by_erasure": 2, "purposes": 2}
+    assert {"day": today.isoformat(), "purpose": "analytics", "granted": 0, "withdrawn": 2, "by_erasure": 1} in data["consent"][
+        "per_day"
+    ]
+    html = report.with_suffix(".html").read_text(encoding="utf-8")
+    for output in (text, html, report.with_suffix(".json").read_text(encoding="utf-8"), result.stdout):
+        assert not any(user_id in output for user_id in users)
+
+
+def test_gdpr_audit_report_without_consent_records_says_none_changed(settings: Settings) -> None:
+    result = run_command("reports.gdpr_audit_report", "--format", "md")
+    assert result.returncode == 0, result.stderr
+    assert "Consent changes recorded: **0** grants, **0** withdrawals (0 recorded by erasures; 0 purposes)" in result.stdout
+    assert "No consent change took effect in the last 30 days (UTC)." in result.stdout
+
+
+def test_the_auditor_role_reads_no_more_of_the_consent_ledger_than_the_report_needs(settings: Settings) -> None:
+    """What the audit report's role may read: an attempt at the user ids is refused."""
+    ledger(settings, [("analytics", True, datetime.now(UTC), "generator")])
+    with db.connection(settings.database, role=db.AUDITOR_ROLE) as conn, conn.cursor() as cur:
+        cur.execute("SELECT purpose, granted, effective_at, source, recorded_at FROM consent_ledger")
+        assert len(cur.fetchall()) == 1
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("SELECT user_id FROM consent_ledger")

@@ -1,10 +1,12 @@
-"""Generated users: reproducible, with unique emails."""
+"""Generated users: reproducible, with unique emails; a share of them with analytics consent
+granted before any event the generator can make for them."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
-from data_generators.generate_users import build_pools, email_part, generate_rows
+from data_generators.events import MAX_BACKFILL_DAYS, EventFactory
+from data_generators.generate_users import ChunkRows, build_pools, consents, email_part, generate_rows, generated_user_id
 
 
 def test_generated_users_are_reproducible_and_emails_unique() -> None:
@@ -15,3 +17,47 @@ def test_generated_users_are_reproducible_and_emails_unique() -> None:
     assert len(set(emails)) == 2000
     assert all(e.strip('"').endswith(("example.com", "example.org", "example.net")) for e in emails)
     assert email_part("Müller-Lüdenscheidt") == "mullerludenscheidt"
+
+
+def grants(rows: ChunkRows) -> dict[str, list[str]]:
+    """user_id -> the consent_ledger CSV fields of its grant."""
+    return {line.split(",")[0]: line.split(",") for line in rows.consent.splitlines()}
+
+
+def test_the_consent_share_picks_the_same_users_for_a_seed_whatever_the_chunking() -> None:
+    pools = build_pools(1)
+    whole = generate_rows(1, 1000, pools, 1, date(2026, 1, 1), consent_share=0.5)
+    halves = [generate_rows(1, 500, pools, 1, date(2026, 1, 1), consent_share=0.5),
+              generate_rows(501, 1000, pools, 1, date(2026, 1, 1), consent_share=0.5)]  # fmt: skip
+    assert grants(whole).keys() == grants(halves[0]).keys() | grants(halves[1]).keys()
+    assert 400 < len(grants(whole)) < 600
+    assert grants(whole).keys() == {generated_user_id(1, n) for n in range(1, 1001) if consents(1, n, 0.5)}
+    # A larger share keeps the people of a smaller one; the extremes are nobody and everybody.
+    more = generate_rows(1, 1000, pools, 1, date(2026, 1, 1), consent_share=0.8)
+    assert grants(whole).keys() < grants(more).keys()
+    assert generate_rows(1, 1000, pools, 1, date(2026, 1, 1), consent_share=0.0).consent == ""
+    assert len(grants(generate_rows(1, 1000, pools, 1, date(2026, 1, 1)))) == 1000
+
+
+def test_a_grant_is_analytics_from_the_signup_recorded_by_the_generator() -> None:
+    rows = generate_rows(1, 200, build_pools(2), 2, date(2026, 1, 1))
+    signups = {line.split(",")[0]: line.split(",")[2] for line in rows.public.splitlines()}
+    for user_id, (_user, purpose, granted, effective_at, source) in grants(rows).items():
+        assert (purpose, granted, source) == ("analytics", "true", "generator")
+        assert effective_at == f"{signups[user_id]}T00:00:00+00:00"
+
+
+def test_every_event_the_generator_makes_for_a_user_comes_after_the_signup_and_its_grant() -> None:
+    """With CONSENT_MODE=required an event before the grant is dropped: the longest backfill
+    generate_events allows must still start after the latest signup."""
+    today = date(2026, 1, 1)
+    rows = generate_rows(1, 2000, build_pools(3), 3, today)
+    latest_grant = max(datetime.fromisoformat(fields[3]) for fields in grants(rows).values())
+    # generate_events run at the first instant of the day the users were made, or any later.
+    now = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    factory = EventFactory(list(grants(rows)), seed=3)
+    earliest = min(factory.backfill_time(now, MAX_BACKFILL_DAYS) for _ in range(20_000))
+    assert now - timedelta(days=MAX_BACKFILL_DAYS) <= earliest
+    assert latest_grant < now - timedelta(days=MAX_BACKFILL_DAYS)
+    signups = [date.fromisoformat(line.split(",")[2]) for line in rows.public.splitlines()]
+    assert max(signups) < today - timedelta(days=MAX_BACKFILL_DAYS)

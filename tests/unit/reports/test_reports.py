@@ -1,10 +1,12 @@
-"""Report logic without services: small-cell suppression, KPI figures, self-contained HTML."""
+"""Report logic without services: small-cell suppression, KPI figures, consent figures,
+self-contained HTML."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -13,6 +15,9 @@ import pytest
 from batch.reconcile import Comparison
 from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
+from reports.gdpr_audit_report import AuditFigures, ConsentDay, ConsentTotals
+from reports.gdpr_audit_report import build_data as build_audit_data
+from reports.gdpr_audit_report import build_document as build_audit_document
 from reports.generate_daily_report import build_data, build_document
 from reports.privacy import marker, suppressed_cells
 from reports.render import render_html, render_json, render_markdown
@@ -144,3 +149,54 @@ def test_processing_times_are_charted_in_a_readable_unit() -> None:
     assert _duration_unit([0.2, None, 30.0]) == ("seconds", 1.0)
     assert _duration_unit([600.0]) == ("minutes", 60.0)
     assert _duration_unit([None, 3 * 86_400.0]) == ("hours", 3600.0)
+
+
+def test_events_dropped_for_missing_consent_are_shown_per_reason_beside_the_totals() -> None:
+    dropped = replace(
+        figures(),
+        consent_dropped={"no_consent": 12, "consent_withdrawn": 3},
+        consent_group="raw-events-sink",
+        consent_mode="required",
+    )
+    text = render_markdown(build_document(dropped, K))
+    assert (
+        "- Events: **200** (+100.0 % vs previous day)\n"
+        "- Events dropped for missing consent (not stored, not in any figure here): **15** (no_consent 12, consent_withdrawn 3);"
+        " consent mode: **required** (an event counts only if its user had analytics consent at its time)\n"
+    ) in text
+    assert build_data(dropped, K)["consent"] == {
+        "mode": "required",
+        "consumer_group": "raw-events-sink",
+        "dropped_events": 15,
+        "dropped_by_reason": {"no_consent": 12, "consent_withdrawn": 3},
+    }
+    # Without a mode (not known), the line says the count and nothing about a mode.
+    assert "Events dropped for missing consent (not stored, not in any figure here): **0**\n" in render_markdown(
+        build_document(figures(), K)
+    )
+
+
+def test_a_day_without_stored_events_still_says_how_many_were_dropped_for_missing_consent() -> None:
+    dropped = replace(
+        figures(with_data=False), consent_dropped={"no_consent": 40, "consent_withdrawn": 0}, consent_mode="required"
+    )
+    text = render_markdown(build_document(dropped, K, latest=None))
+    assert "No events were recorded for 2026-05-04" in text and "**40** (no_consent 40, consent_withdrawn 0)" in text
+
+
+def audit(totals: ConsentTotals, history: list[ConsentDay]) -> AuditFigures:
+    return AuditFigures({}, 0, None, 0, 0, {}, {}, consent_totals=totals, consent_history=history)
+
+
+def test_the_audit_report_counts_consent_grants_and_withdrawals_per_day_and_purpose() -> None:
+    history = [ConsentDay(DAY, "analytics", 2, 1, 1), ConsentDay(DAY, "marketing", 0, 1, 1)]
+    doc = build_audit_document(audit(ConsentTotals(granted=5, withdrawn=2, by_erasure=2, purposes=2), history), DAY)
+    text = render_markdown(doc)
+    assert "Consent changes recorded: **5** grants, **2** withdrawals (2 recorded by erasures; 2 purposes)" in text
+    assert "| 2026-05-04 | analytics | 2 | 1 | 1 |" in text and "| 2026-05-04 | marketing | 0 | 1 | 1 |" in text
+    data = build_audit_data(audit(ConsentTotals(5, 2, 2, 2), history), DAY)
+    assert data["consent"]["totals"] == {"granted": 5, "withdrawn": 2, "by_erasure": 2, "purposes": 2}
+    assert data["consent"]["per_day"][1] == {"day": DAY, "purpose": "marketing", "granted": 0, "withdrawn": 1, "by_erasure": 1}
+    empty = render_markdown(build_audit_document(audit(ConsentTotals(), []), DAY))
+    assert "**0** grants, **0** withdrawals (0 recorded by erasures; 0 purposes)" in empty
+    assert "No consent change took effect in the last 30 days (UTC)." in empty
