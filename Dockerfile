@@ -7,6 +7,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY core ./core
 COPY sql ./sql
 COPY data_generators ./data_generators
+COPY collector ./collector
 COPY consumers ./consumers
 COPY batch ./batch
 COPY gdpr ./gdpr

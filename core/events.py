@@ -254,7 +254,9 @@ def _check_event_id(raw: Any) -> str:
     return raw.lower()
 
 
-def _check_user_id(raw: Any) -> str:
+def check_user_id(raw: Any) -> str:
+    """A user id as an event carries it (a UUID string or a positive integer), canonical; raise
+    InvalidEvent otherwise. The collector checks the user ids of consent changes with it."""
     if isinstance(raw, str):
         if not _UUID.match(raw):
             raise InvalidEvent("invalid_user_id", "user_id is not a UUID")
@@ -281,7 +283,7 @@ def _parse_slowly(payload: bytes, now: datetime) -> Event:
         if getattr(body, name) is None:
             raise InvalidEvent("missing_field", name)
     event_id = _check_event_id(body.event_id)
-    user_id = _check_user_id(body.user_id)
+    user_id = check_user_id(body.user_id)
     event_type = _check_event_type(body.event_type)
     timestamp = _parse_timestamp(body.event_timestamp, now)
     amount = _parse_amount(body.amount, event_type)

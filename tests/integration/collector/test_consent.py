@@ -1,0 +1,83 @@
+"""POST /v1/consent: a change appended to the ledger as ``collector:<key name>``; 503 while the
+database is away, when events still flow on the keys the collector already knows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from core.config import Settings
+from tests.helpers import query, wait_until
+from tests.integration.collector.conftest import Collector, TcpProxy, assert_error, event, start_collector, wait_for_status
+
+pytestmark = pytest.mark.integration
+
+
+def consent(user_id: object = None, purpose: str = "analytics", granted: bool = True) -> bytes:
+    return json.dumps({"user_id": user_id or str(uuid.uuid4()), "purpose": purpose, "granted": granted}).encode()
+
+
+def test_a_change_is_appended_to_the_ledger_with_the_keys_name(collector: Collector, write_key: str, settings: Settings) -> None:
+    user = str(uuid.uuid4())
+    response = collector.post("/v1/consent", consent(user.upper(), granted=False), write_key)
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["user_id"], body["purpose"], body["granted"]) == (user, "analytics", False)
+    effective_at = datetime.fromisoformat(body["effective_at"])
+    rows = query(settings, "SELECT user_id::text, purpose, granted, source, effective_at FROM consent_ledger")
+    assert rows == [(user, "analytics", False, "collector:web", effective_at)]
+
+    numeric = collector.post("/v1/consent", consent(42, purpose="marketing_email"), write_key)
+    assert numeric.status_code == 201
+    assert numeric.json()["user_id"] == "00000000-0000-0000-0000-00000000002a"
+
+
+def test_consent_errors_are_json(collector: Collector, write_key: str, settings: Settings) -> None:
+    assert_error(collector.post("/v1/consent", consent("not-a-uuid"), write_key), 422, "invalid_user_id")
+    assert_error(collector.post("/v1/consent", consent(purpose="Not Valid"), write_key), 422, "invalid_purpose")
+    assert_error(collector.post("/v1/consent", b'{"user_id": 1, "purpose": "analytics"}', write_key), 422, "missing_field")
+    assert_error(collector.post("/v1/consent", b"{", write_key), 400, "malformed_json")
+    assert_error(
+        collector.post("/v1/consent", consent(), write_key, content_type="application/x-ndjson"), 415, "unsupported_media_type"
+    )
+    assert_error(collector.post("/v1/consent", consent(), None), 401, "missing_write_key")
+    assert_error(collector.post("/v1/consent", b" " * 5000, write_key), 413, "body_too_large")
+    assert_error(collector.post("/v1/consent", consent(), write_key, Origin="https://evil.example"), 403, "origin_not_allowed")
+    assert query(settings, "SELECT count(*) FROM consent_ledger") == [(0,)]
+
+
+def test_without_the_database_consent_is_503_and_events_flow_on_known_keys(
+    settings: Settings, write_key: str, tmp_path: Path
+) -> None:
+    url = urlsplit(settings.database.url)
+    assert url.hostname is not None and url.port is not None
+    proxy = TcpProxy(url.hostname, url.port)
+    proxied = urlunsplit(url._replace(netloc=url.netloc.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")))
+    running = start_collector(tmp_path, env={"DATABASE_URL": proxied})
+    try:
+        assert running.post("/v1/consent", consent(), write_key).status_code == 201
+
+        proxy.cut()
+        refused = wait_for_status(lambda: running.post("/v1/consent", consent(), write_key), 503)
+        assert_error(refused, 503, "database_unavailable")
+        assert refused.headers["retry-after"] == str(settings.collector.retry_after_s)
+
+        ready = running.http.get("/readyz")
+        assert_error(ready, 503, "not_ready")
+        assert ready.json()["broker"] == "ok" and ready.json()["database"].startswith("down")
+
+        wait_until(lambda: "cannot reload the write keys" in running.output(), timeout=10, what="the reload failure in the log")
+        for _ in range(3):  # several reloads fail meanwhile: the known key still works
+            assert running.post("/v1/events", json.dumps(event()).encode(), write_key).status_code == 202
+            assert running.post("/v1/consent", consent(), write_key).status_code == 503
+    finally:
+        code = running.stop()
+    assert code == 0, running.output()
+    assert running.output().count("cannot reload the write keys") == 1  # logged once, not every 0.2 s
+    assert query(settings, "SELECT count(*) FROM consent_ledger") == [(1,)]
