@@ -1,10 +1,13 @@
 """The whole platform in one command (``make demo``), on the embedded stack.
 
-Starts the stack, seeds users, runs both consumers and the generator concurrently, waits until
-the consumers have caught up, runs the batch job and the comparison (which must show zero
-difference), files and processes privacy requests, and prints both reports. Every step runs
-the same command a user would type, so the output shows how to use each part. Nothing is left
-running unless ``--keep-running`` is given.
+Starts the stack, seeds users (most of them consenting to analytics), runs both consumers, the
+HTTP collector and the generator concurrently (most events straight into Kafka, some through
+the collector with a write key, and a consent withdrawal through it), waits until the consumers
+have caught up, runs the batch job and the comparison (which must show zero difference), files
+and processes privacy requests, and prints both reports. It runs as production should, with
+``CONSENT_MODE=required``: events of users without consent are dropped and counted. Every step
+runs the same command a user would type, so the output shows how to use each part. Nothing is
+left running unless ``--keep-running`` is given.
 
 ``python -m demo [--users N] [--events N] [--keep-running]``; ``make demo`` runs it.
 """
@@ -12,6 +15,7 @@ running unless ``--keep-running`` is given.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import subprocess
@@ -21,6 +25,8 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib import error as urlerror
+from urllib import request as urlrequest
 
 import devstack
 from core import config, db
@@ -34,24 +40,33 @@ logger = logging.getLogger(__name__)
 CATCH_UP_TIMEOUT_S = 600.0
 # Days of event history the demo generates (see generate_events --backfill-days).
 DEMO_DAYS = 14
+# Share of the demo's users who consent to analytics (generate_users --consent-share).
+CONSENT_SHARE = 0.8
+# Events the demo sends through the HTTP collector, in batches of 100; the rest go to Kafka.
+HTTP_EVENTS = 20_000
+COLLECTOR_READY_TIMEOUT_S = 60.0
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def command(env: Mapping[str, str], *args: str, check: bool = True) -> int:
-    """Run ``python -m ...`` like a user would, showing the command and its output."""
-    print(f"$ python -m {' '.join(args)}", flush=True)
+def command(env: Mapping[str, str], *args: str, check: bool = True, shown: tuple[str, str] | None = None) -> int:
+    """Run ``python -m ...`` like a user would, showing the command and its output; ``shown``
+    replaces the value after an option in what is printed (a secret)."""
+    printed = list(args)
+    if shown is not None and shown[0] in printed:
+        printed[printed.index(shown[0]) + 1] = shown[1]
+    print(f"$ python -m {' '.join(printed)}", flush=True)
     code = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, check=False).returncode
     if check and code != 0:
         raise PlatformError(f"`python -m {' '.join(args)}` exited with status {code}")
     return code
 
 
-def start_consumer(env: Mapping[str, str], module: str, log_dir: Path) -> subprocess.Popen[bytes]:
+def start_service(env: Mapping[str, str], module: str, log_dir: Path) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"{module.rsplit('.', 1)[1]}.log"
+    log = log_dir / f"{module.rsplit('.', 1)[-1]}.log"
     shown = log.relative_to(PROJECT_ROOT) if log.is_relative_to(PROJECT_ROOT) else log
     print(f"$ python -m {module} &   (log: {shown})", flush=True)
     with open(log, "ab") as handle:
@@ -60,13 +75,74 @@ def start_consumer(env: Mapping[str, str], module: str, log_dir: Path) -> subpro
         )
 
 
-def stop_consumer(process: subprocess.Popen[bytes]) -> None:
+def stop_service(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def wait_for_collector(url: str, process: subprocess.Popen[bytes], log_dir: Path) -> None:
+    """Poll the collector's readiness (broker and database reachable)."""
+    deadline = time.monotonic() + COLLECTOR_READY_TIMEOUT_S
+    while True:
+        try:
+            with urlrequest.urlopen(f"{url}/readyz", timeout=2) as answer:  # noqa: S310 - our own http:// URL
+                if answer.status == 200:
+                    print(f"collector ready at {url}", flush=True)
+                    return
+        except (urlerror.URLError, OSError):
+            pass
+        if process.poll() is not None:
+            raise PlatformError(f"the collector exited early; see its log under {log_dir}")
+        if time.monotonic() > deadline:
+            raise PlatformError(f"the collector at {url} was not ready within {COLLECTOR_READY_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def create_write_key(env: Mapping[str, str]) -> str:
+    """A write key for the demo's shop, from the keys command (the key is its last line)."""
+    args = ["collector.keys", "create", f"demo-shop-{datetime.now(UTC):%Y%m%d%H%M%S}", "--origin", "https://shop.example"]
+    print(f"$ python -m {' '.join(args)}", flush=True)
+    result = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PlatformError(f"`python -m {' '.join(args)}` exited with status {result.returncode}: {result.stderr.strip()}")
+    key = result.stdout.strip().splitlines()[-1]
+    print(f"key created: {mask_key(key)} (printed once, stored only as a hash)", flush=True)
+    return key
+
+
+def mask_key(key: str) -> str:
+    return f"{key[:7]}..."
+
+
+def withdraw_consent(settings: Settings, url: str, key: str) -> None:
+    """One consenting user withdraws analytics consent through the collector, as a shop's
+    consent banner would: their later events are dropped by both consumers."""
+    with db.connection(settings.database, application_name="demo") as conn, conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id::text FROM consent_current WHERE granted ORDER BY user_id LIMIT 1")
+        row = cur.fetchone()
+    if row is None:
+        return
+    body = json.dumps({"user_id": row[0], "purpose": "analytics", "granted": False}).encode()
+    print(
+        f"$ curl -X POST {url}/v1/consent -H 'Authorization: Bearer {mask_key(key)}' "
+        f"-H 'Content-Type: application/json' -d '{body.decode()}'",
+        flush=True,
+    )
+    call = urlrequest.Request(  # noqa: S310 - our own http:// URL
+        f"{url}/v1/consent",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urlrequest.urlopen(call, timeout=10) as answer:  # noqa: S310 - our own http:// URL
+            print(f"{answer.status} {answer.read().decode()}", flush=True)
+    except urlerror.HTTPError as e:
+        raise PlatformError(f"the collector refused the consent change: {e.code} {e.read().decode()}") from e
 
 
 def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
@@ -93,7 +169,14 @@ def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.
     info = devstack.up(data_dir)
     print(f"PostgreSQL: {info.database_url}\nKafka:      {info.kafka_bootstrap}")
     # Every command of the demo goes to this stack, whatever DATABASE_URL the shell exports.
-    env = config.child_environment({**info.env(), "STACK_FILE": str(info.stack_file)})
+    # It runs as production should: only events of users with analytics consent count. The
+    # collector takes its default port unless that is taken.
+    port = config.merged_values()["COLLECTOR_PORT"]
+    if not port.isdigit() or not devstack.port_is_free(int(port)):
+        port = str(devstack.free_port())
+    env = config.child_environment(
+        {**info.env(), "STACK_FILE": str(info.stack_file), "CONSENT_MODE": "required", "COLLECTOR_PORT": port}
+    )
     try:
         run_steps(env, users, events, info.data_dir / "logs")
     finally:
@@ -135,15 +218,30 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) ->
     settings = load_settings(env)
 
     banner(f"2. {users:,} users")
-    command(env, "data_generators.generate_users", "--count", str(users))
+    command(env, "data_generators.generate_users", "--count", str(users), "--consent-share", str(CONSENT_SHARE))
 
     with ExitStack() as running:
-        banner(f"3. both consumers and the generator, {events:,} events")
-        consumers = [start_consumer(env, m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
+        banner(f"3. both consumers, the HTTP collector and the generator, {events:,} events (CONSENT_MODE=required)")
+        consumers = [start_service(env, m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
         for process in consumers:
-            running.callback(stop_consumer, process)
+            running.callback(stop_service, process)
+        collector = start_service(env, "collector", log_dir)
+        running.callback(stop_service, collector)
+        url = f"http://{settings.collector.host}:{settings.collector.port}"
+        wait_for_collector(url, collector, log_dir)
+        key = create_write_key(env)
+        http_events = min(HTTP_EVENTS, events // 10)
         # Two weeks of history, so the reports have a trend and a previous day to compare with.
-        command(env, "data_generators.generate_events", "--rate", "0", "--count", str(events), "--backfill-days", str(DEMO_DAYS))
+        command(
+            env, "data_generators.generate_events", "--rate", "0", "--count", str(events - http_events),
+            "--backfill-days", str(DEMO_DAYS),
+        )  # fmt: skip
+        print(f"(the write key is shown masked here: {mask_key(key)})")
+        command(
+            env, "data_generators.generate_events", "--rate", "0", "--count", str(http_events), "--via-http", url, "--key", key,
+            shown=("--key", mask_key(key)),
+        )  # fmt: skip
+        withdraw_consent(settings, url, key)
         wait_for_consumers(settings, consumers, log_dir)
 
     days = [day.isoformat() for day in days_written_since(settings, started)]

@@ -68,7 +68,8 @@ class StackInfo:
         return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
 
 
-def _port_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on ``port`` of the stack's host."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -119,14 +120,14 @@ def choose_port(data_dir: Path, key: str, preferred: int | None, default: int) -
         port = preferred
     elif recorded is not None:
         port = recorded
-        if not _port_free(port):
+        if not port_is_free(port):
             ports_file = data_dir / PORTS_FILE
             raise StackError(
                 f"port {port} ({key} recorded in {ports_file}) is taken by another program: stop it, "
                 f"or delete {ports_file} to choose new ports (running consumers then need a restart)"
             )
     else:
-        port = default if _port_free(default) else free_port()
+        port = default if port_is_free(default) else free_port()
         if port != default:
             logger.info("port %d is taken: %s is %d for this data dir from now on", default, key, port)
     if port != recorded:
