@@ -61,7 +61,7 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> Refused:
-    return Refused(413, "body_too_large", f"the body exceeds {limit} bytes: send fewer events per request")
+    return Refused(413, "body_too_large", f"the body exceeds {limit} bytes: send less per request")
 
 
 def _media_type(req: falcon.asgi.Request, accepted: tuple[str, ...]) -> str:

@@ -35,6 +35,7 @@ class WriteKey:
     name: str
     origins: frozenset[str]
     rate_per_s: int
+    may_record_consent: bool = False
 
     def allows_origin(self, origin: str) -> bool:
         """Whether a browser page at ``origin`` may send events with this key."""
@@ -51,6 +52,7 @@ class KeyListing:
     rate_per_s: int
     created_at: datetime
     revoked_at: datetime | None
+    may_record_consent: bool
 
 
 def new_key() -> str:
@@ -138,23 +140,26 @@ class KeyRing:
 def load_keys(cur: Cursor) -> tuple[dict[str, WriteKey], frozenset[str]]:
     """Every live key by hash, and the hashes of revoked keys (columns the event_collector role
     may read)."""
-    cur.execute("SELECT id, name, key_hash, allowed_origins, rate_per_s, revoked_at FROM collector_write_keys")
+    cur.execute(
+        "SELECT id, name, key_hash, allowed_origins, rate_per_s, revoked_at, may_record_consent FROM collector_write_keys"
+    )
     live: dict[str, WriteKey] = {}
     revoked: set[str] = set()
-    for key_id, name, key_hash, origins, rate, revoked_at in cur.fetchall():
+    for key_id, name, key_hash, origins, rate, revoked_at, consent in cur.fetchall():
         if revoked_at is None:
-            live[key_hash] = WriteKey(key_id, name, frozenset(o.lower() for o in origins), rate)
+            live[key_hash] = WriteKey(key_id, name, frozenset(o.lower() for o in origins), rate, consent)
         else:
             revoked.add(key_hash)
     return live, frozenset(revoked - live.keys())
 
 
-def create_key(cur: Cursor, name: str, origins: list[str], rate_per_s: int) -> str:
+def create_key(cur: Cursor, name: str, origins: list[str], rate_per_s: int, *, may_record_consent: bool = False) -> str:
     """Store a new live key named ``name``; return the key (shown once, never stored)."""
     key = new_key()
     cur.execute(
-        "INSERT INTO collector_write_keys (name, key_hash, key_prefix, allowed_origins, rate_per_s) VALUES (%s, %s, %s, %s, %s)",
-        (check_name(name), hash_key(key), key[:SHOWN_PREFIX_CHARS], origins, rate_per_s),
+        "INSERT INTO collector_write_keys (name, key_hash, key_prefix, allowed_origins, rate_per_s, may_record_consent)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (check_name(name), hash_key(key), key[:SHOWN_PREFIX_CHARS], origins, rate_per_s, may_record_consent),
     )
     return key
 
@@ -162,7 +167,7 @@ def create_key(cur: Cursor, name: str, origins: list[str], rate_per_s: int) -> s
 def list_keys(cur: Cursor) -> list[KeyListing]:
     """Every key, live and revoked, oldest first: never the key or its hash."""
     cur.execute(
-        "SELECT name, key_prefix, allowed_origins, rate_per_s, created_at, revoked_at"
+        "SELECT name, key_prefix, allowed_origins, rate_per_s, created_at, revoked_at, may_record_consent"
         " FROM collector_write_keys ORDER BY created_at, id"
     )
     return [KeyListing(*row) for row in cur.fetchall()]

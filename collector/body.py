@@ -8,6 +8,8 @@ without decoding the events themselves.
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 
 from collector.errors import Refused
@@ -59,10 +61,15 @@ def _split_json(body: bytes) -> list[bytes]:
         if first == b"[":
             return [bytes(raw) for raw in _ARRAY_DECODER.decode(body)]
         if first == b"{":
-            _ONE_DECODER.decode(body)  # well-formed JSON, or a 400 for the whole body
+            # Well-formed JSON, or a 400 for the whole body. One event nested too deep is that
+            # event's fault: its own validation says so (too_deep).
+            with contextlib.suppress(RecursionError):
+                _ONE_DECODER.decode(body)
             return [body]
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise Refused(400, "malformed_json", f"the body is not valid JSON ({_reason(e)}); check the request's encoding") from e
+    except RecursionError as e:
+        raise Refused(400, "too_deep", "the body is nested too deeply to be a batch of events") from e
     raise Refused(400, "not_an_event", "the JSON body must be an event object or an array of event objects")
 
 

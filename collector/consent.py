@@ -13,8 +13,7 @@ from collector.errors import Refused
 from core import consent
 from core.db import Cursor
 
-# core.events has no public check of a user id yet; this private import keeps one rule for the
-# events and the consent endpoint until it has.
+# One rule for a user id, in events and in consent changes.
 from core.events import InvalidEvent, check_user_id
 
 PURPOSE = re.compile(r"\A[a-z][a-z0-9_]{0,39}\Z")  # the CHECK on consent_ledger.purpose (sql/010)
@@ -50,6 +49,8 @@ def parse_change(body: bytes) -> ConsentChange:
         ) from e
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise Refused(400, "malformed_json", "the body is not valid JSON; check the request's encoding") from e
+    except RecursionError as e:
+        raise Refused(400, "too_deep", "the body is nested too deeply to be a consent change") from e
     for name in ("user_id", "purpose", "granted"):
         if getattr(wire, name) is None:
             raise Refused(422, "missing_field", f"{name} is required")

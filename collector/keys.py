@@ -25,18 +25,21 @@ from core.errors import InvalidInput
 DEFAULT_RATE = 200
 
 
-def _create(settings: Settings, name: str, origins: list[str], rate: int) -> int:
+def _create(settings: Settings, name: str, origins: list[str], rate: int, consent: bool) -> int:
     normalised = sorted({auth.normalise_origin(o) for o in origins})
     auth.check_name(name)
     with db.connection(settings.database, application_name="collector-keys") as conn:
         try:
             with conn, conn.cursor() as cur:
-                key = auth.create_key(cur, name, normalised, rate)
+                key = auth.create_key(cur, name, normalised, rate, may_record_consent=consent)
         except psycopg2.errors.UniqueViolation as e:
             raise InvalidInput(
                 f"a live key named {name!r} exists: revoke it first (python -m collector.keys revoke {name})"
             ) from e
-    print(f"created write key {name!r}: {rate} requests/s, origins: {', '.join(normalised) or 'none (server-to-server only)'}")
+    print(
+        f"created write key {name!r}: {rate} requests/s, origins: {', '.join(normalised) or 'none (server-to-server only)'}, "
+        f"consent: {'may record' if consent else 'no (events only)'}"
+    )
     print("store it now: it is shown once, and only its hash is kept. Send it as 'Authorization: Bearer <key>'.")
     print(key)
     return 0
@@ -56,10 +59,11 @@ def _list(settings: Settings) -> int:
             str(k.rate_per_s),
             f"{k.created_at:%Y-%m-%dT%H:%M:%SZ}",
             f"{k.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if k.revoked_at else "-",
+            "yes" if k.may_record_consent else "no",
         )
         for k in keys
     ]
-    header = ("name", "prefix", "origins", "rate/s", "created", "revoked")
+    header = ("name", "prefix", "origins", "rate/s", "created", "revoked", "consent")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -113,12 +117,19 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help=f"requests per second allowed for this key, with bursts of up to N at once (default: {DEFAULT_RATE})",
     )
+    create.add_argument(
+        "--consent",
+        action="store_true",
+        help="the key may also record consent changes (POST /v1/consent). A key in a web page is public: "
+        "with this, anybody who reads the page can record consent for any user id. Give it to the consent "
+        "platform's back end, or to a page only where that is acceptable (default: events only)",
+    )
     commands.add_parser("list", help="list every key: name, prefix, origins, rate, created, revoked (never the key)")
     revoke = commands.add_parser("revoke", help="revoke the live key NAME", description="Revoke the live write key named NAME.")
     revoke.add_argument("name", metavar="NAME")
     args = parser.parse_args(argv)
     actions: dict[str, Callable[[Settings], int]] = {
-        "create": lambda settings: _create(settings, args.name, args.origin, args.rate),
+        "create": lambda settings: _create(settings, args.name, args.origin, args.rate, args.consent),
         "list": _list,
         "revoke": lambda settings: _revoke(settings, args.name),
     }

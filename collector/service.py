@@ -126,6 +126,13 @@ class Collector:
     async def record_consent(self, payload: bytes, key: WriteKey) -> Answer:
         """Append a consent change to the ledger, recorded as ``collector:<key name>``; 201 with
         the change and when it takes effect, 503 when the database does not answer."""
+        if not key.may_record_consent:
+            raise Refused(
+                403,
+                "consent_not_allowed",
+                "this write key may send events only: record consent with a key issued with "
+                "`python -m collector.keys create NAME --consent`",
+            )
         change = consent.parse_change(payload)
         try:
             effective_at = await self.database.call(lambda cur: consent.record(cur, change, key.name))

@@ -8,7 +8,9 @@ query per event.
 
 Both consumers decide alike, so the streaming metrics and the batch recompute over ``events_raw``
 agree exactly: a change takes effect for events timestamped after it, and each consumer reads the
-ledger after it has polled the events it decides. The one way they can differ is a change
+ledger after it has polled the events it decides. Reads follow commits, not insert times: rows
+are read again from the oldest transaction still running at the previous read (``txid``), so a
+change whose transaction commits late is never missed. The one way they can differ is a change
 recorded while an event of the same user that is timestamped later is already being decided:
 an event stamped in the future by its sender's clock, or a change committed in the instant of a
 batch. ``batch.compare_batch_vs_stream`` reports such drift.
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import bisect
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime
 
 from core.db import Cursor
 
@@ -28,12 +31,11 @@ ANALYTICS = "analytics"
 # Reasons an event is dropped (counted in consent_dropped_daily, never stored).
 NO_CONSENT = "no_consent"
 WITHDRAWN = "consent_withdrawn"
-REQUIRED = "required"
-# A row's recorded_at is when it was inserted, not when its transaction committed: each read
-# goes back this far so that a row committed late (a bulk load) is still seen. Rows already
-# known are skipped by id.
-REFRESH_OVERLAP = timedelta(seconds=15)
+# The source of the withdrawals an erasure records.
+ERASURE_SOURCE = "erasure"
+# The first read holds every row at once: a server-side cursor hands it over in pieces.
 _FETCH = 10_000
+_COLUMNS = "id, user_id::text, granted, effective_at, txid::text"
 
 # One consent change: (effective_at, ledger id, granted), sorted per user.
 Change = tuple[datetime, int, bool]
@@ -48,11 +50,13 @@ class ConsentLedger:
     """
 
     def __init__(self, mode: str, purpose: str = ANALYTICS) -> None:
-        self.required = mode == REQUIRED
+        self.required = mode == "required"
         self.purpose = purpose
         self._history: dict[str, datetime | list[Change]] = {}
-        self._read_until: datetime | None = None  # the database's clock at the last read
-        self._recent: dict[int, datetime] = {}  # ids read within the overlap (never added twice)
+        # The oldest transaction still running at the last read: rows of it and of every later
+        # transaction are read again next time (a transaction may commit long after it wrote).
+        self._xmin: int | None = None
+        self._recent: dict[int, int] = {}  # ledger id -> txid, for rows read at or after _xmin
         self.changes = 0
 
     def __len__(self) -> int:
@@ -60,43 +64,52 @@ class ConsentLedger:
         return len(self._history)
 
     def refresh(self, cur: Cursor) -> int:
-        """Read what was recorded since the last read (everything the first time); return how
-        many changes were new."""
-        cur.execute("SELECT clock_timestamp()")
+        """Read what was committed since the last read (everything the first time); return how
+        many changes were new. ``cur`` must be in a transaction (the first read streams through
+        a server-side cursor)."""
+        # First the horizon, then the rows: whatever commits after this statement was still
+        # running (or had not started), so its transaction id is at least this.
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
         row = cur.fetchone()
         assert row is not None  # noqa: S101 - SELECT without FROM returns one row
-        now: datetime = row[0]
-        if self._read_until is None:
-            cur.execute(
-                "SELECT id, user_id::text, granted, effective_at, recorded_at FROM consent_ledger WHERE purpose = %s ORDER BY id",
-                (self.purpose,),
-            )
+        xmin = int(row[0])
+        if self._xmin is None:
+            with cur.connection.cursor(name="consent_ledger_full_read") as rows:
+                rows.itersize = _FETCH
+                rows.execute(f"SELECT {_COLUMNS} FROM consent_ledger WHERE purpose = %s ORDER BY id", (self.purpose,))  # noqa: S608 - constant columns
+                new = self._take(rows, xmin)
         else:
             cur.execute(
-                "SELECT id, user_id::text, granted, effective_at, recorded_at FROM consent_ledger"
-                " WHERE purpose = %s AND recorded_at >= %s ORDER BY id",
-                (self.purpose, self._read_until - REFRESH_OVERLAP),
+                f"SELECT {_COLUMNS} FROM consent_ledger WHERE purpose = %s AND txid >= %s::text::xid8 ORDER BY id",  # noqa: S608 - constant columns
+                (self.purpose, str(self._xmin)),
             )
-        new = 0
-        while rows := cur.fetchmany(_FETCH):
-            for ledger_id, user_id, granted, effective_at, recorded_at in rows:
-                if ledger_id in self._recent:
-                    continue
-                if recorded_at >= now - REFRESH_OVERLAP:
-                    self._recent[ledger_id] = recorded_at
-                self.add(user_id, (effective_at, ledger_id, granted))
-                new += 1
-        horizon = now - REFRESH_OVERLAP
-        self._recent = {i: at for i, at in self._recent.items() if at >= horizon}
-        self._read_until = now
+            new = self._take(cur, xmin)
+        self._recent = {i: txid for i, txid in self._recent.items() if txid >= xmin}
+        self._xmin = xmin
         self.changes += new
         if new:
             logger.debug("consent ledger: %d new %s changes, %d users", new, self.purpose, len(self._history))
         return new
 
+    def _take(self, rows: Iterable[tuple[int, str, bool, datetime, str]], xmin: int) -> int:
+        new = 0
+        for ledger_id, user_id, granted, effective_at, txid_text in rows:
+            if ledger_id in self._recent:
+                continue
+            txid = int(txid_text)
+            if txid >= xmin:
+                self._recent[ledger_id] = txid
+            self.add(user_id, (effective_at, ledger_id, granted))
+            new += 1
+        return new
+
     def add(self, user_id: str, change: Change) -> None:
-        """Know one change read from the ledger. Changes come in ledger order (by id), and
-        ``refresh`` never hands the same one twice."""
+        """Know one change read from the ledger (``refresh`` never hands the same one twice).
+
+        A user's first change, when a grant, is kept as its time alone; should a later read bring
+        a change of the same user at the very same instant with a lower id (a transaction that
+        committed late, with an ``effective_at`` written by hand), the later read wins the tie
+        where ``consent_at`` would pick the higher id."""
         known = self._history.get(user_id)
         if known is None:
             # Nearly every user has one change, a grant: kept as its time alone, a third of the

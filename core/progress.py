@@ -75,7 +75,8 @@ def advance(cur: Cursor, group: str, topic: str, next_offsets: Mapping[int, int]
 
 
 def record_batch(cur: Cursor, group: str, topic: str, events: int, dead_letters: int, *, prune: bool = False) -> None:
-    """One row of batch telemetry (the status command's events/s); ``prune`` drops old rows."""
+    """One row of batch telemetry (the status command's events/s): ``events`` valid events handled
+    (stored, or dropped for lack of consent), ``dead_letters`` invalid ones; ``prune`` drops old rows."""
     cur.execute(
         "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters) VALUES (%s, %s, %s, %s)",
         (group, topic, events, dead_letters),

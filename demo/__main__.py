@@ -104,7 +104,14 @@ def wait_for_collector(url: str, process: subprocess.Popen[bytes], log_dir: Path
 
 def create_write_key(env: Mapping[str, str]) -> str:
     """A write key for the demo's shop, from the keys command (the key is its last line)."""
-    args = ["collector.keys", "create", f"demo-shop-{datetime.now(UTC):%Y%m%d%H%M%S}", "--origin", "https://shop.example"]
+    args = [
+        "collector.keys",
+        "create",
+        f"demo-shop-{datetime.now(UTC):%Y%m%d%H%M%S}",
+        "--origin",
+        "https://shop.example",
+        "--consent",
+    ]
     print(f"$ python -m {' '.join(args)}", flush=True)
     result = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:

@@ -181,17 +181,6 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
         " WHERE user_id = ANY(%s::uuid[])",
         (olds,),
     )
-    # An erasure withdraws every consent the person gave, analytics at least, from now on: the
-    # consumers drop any later event of the former id (a late one from before still counts, and
-    # is stored under a pseudonym). The ledger keeps the former id, as users_pii keeps its row.
-    cur.execute(
-        "INSERT INTO consent_ledger (user_id, purpose, granted, source)"
-        " SELECT user_id, purpose, false, 'erasure' FROM ("
-        "  SELECT unnest(%s::uuid[]) AS user_id, %s AS purpose"
-        "  UNION SELECT user_id, purpose FROM consent_ledger WHERE user_id = ANY(%s::uuid[])"
-        " ) AS withdrawn",
-        (olds, consent.ANALYTICS, olds),
-    )
     with _walking_the_user_index(cur):
         cur.execute(
             "UPDATE users_public AS u SET user_id = m.new, is_erased = true"
@@ -217,6 +206,18 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
     if letters:
         _scrub_dead_letters(cur, olds, known)
     residual = _residual_values(cur, suspects, known, letters)
+    # An erasure withdraws every consent the person gave, analytics at least, from now on: the
+    # consumers drop any later event of the former id (a late one from before still counts, and
+    # is stored under a pseudonym). The ledger keeps the former id, as users_pii keeps its row.
+    # Recorded last, so that it takes effect as close as possible to the commit.
+    cur.execute(
+        "INSERT INTO consent_ledger (user_id, purpose, granted, source)"
+        " SELECT user_id, purpose, false, %s FROM ("
+        "  SELECT unnest(%s::uuid[]) AS user_id, %s AS purpose"
+        "  UNION SELECT user_id, purpose FROM consent_ledger WHERE user_id = ANY(%s::uuid[])"
+        " ) AS withdrawn",
+        (consent.ERASURE_SOURCE, olds, consent.ANALYTICS, olds),
+    )
     return {old: Erased(rekeyed[old], scrubbed[old], residual[old]) for old in olds}
 
 

@@ -29,12 +29,11 @@ import psycopg2.extensions
 
 from core import cli, db
 from core.config import Settings
+from core.consent import ERASURE_SOURCE
 from reports import charts
 from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
 STATUSES = ("pending", "completed", "not_found", "rejected")
-# The consent_ledger source an erasure records its withdrawals with (gdpr.process_privacy_requests).
-ERASURE_SOURCE = "erasure"
 REQUEST_TYPES = ("erasure", "access")
 HISTORY_DAYS = 30
 

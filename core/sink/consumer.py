@@ -245,7 +245,9 @@ class Sink(Generic[E]):
             )
         except psycopg2.Error as e:
             raise StoreFailed(
-                f"cannot read the consent ledger ({db.describe_error(e)}): apply the migrations (`python -m core.db`)"
+                f"PostgreSQL refused to read the consent ledger ({db.describe_error(e)}): nothing was stored and the "
+                "offsets stay where they were; if the ledger or its grants are missing, apply the migrations "
+                "(`python -m core.db`), then restart"
             ) from None
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
@@ -383,7 +385,9 @@ class Sink(Generic[E]):
             self._write_dead_letters(cur, fresh.dead + refused)
         if fresh.dropped:
             self._count_dropped(cur, fresh)
-        self.checkpoint.commit(cur, fence, len(fresh.valid) - len(refused), len(fresh.dead) + len(refused))
+        # Telemetry counts every valid event handled, stored or dropped for lack of consent: the
+        # status command's events/s is the consumer's pace, whatever the share of consent.
+        self.checkpoint.commit(cur, fence, len(fresh.valid) - len(refused) + len(fresh.dropped), len(fresh.dead) + len(refused))
         return fence, fresh, refused
 
     def _store(self, polled: Polled[E], depth: int = 0) -> None:

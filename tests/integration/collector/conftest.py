@@ -106,8 +106,8 @@ def create_key(name: str, *args: str) -> str:
 
 @pytest.fixture
 def write_key(settings: Settings) -> str:
-    """A live key named ``web`` that allows pages at ORIGIN."""
-    return create_key("web", "--origin", ORIGIN, "--rate", "10000")
+    """A live key named ``web`` that allows pages at ORIGIN and may record consent."""
+    return create_key("web", "--origin", ORIGIN, "--rate", "10000", "--consent")
 
 
 @pytest.fixture

@@ -13,7 +13,15 @@ import pytest
 
 from core.config import Settings
 from tests.helpers import query, wait_until
-from tests.integration.collector.conftest import Collector, TcpProxy, assert_error, event, start_collector, wait_for_status
+from tests.integration.collector.conftest import (
+    Collector,
+    TcpProxy,
+    assert_error,
+    create_key,
+    event,
+    start_collector,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +46,21 @@ def test_a_change_is_appended_to_the_ledger_with_the_keys_name(collector: Collec
     assert numeric.json()["user_id"] == "00000000-0000-0000-0000-00000000002a"
 
 
+def test_a_key_issued_for_events_only_cannot_record_consent(collector: Collector, settings: Settings) -> None:
+    # A key in a web page is public: without --consent anybody could grant consent for anybody.
+    events_only = create_key("page", "--origin", "https://blog.example")
+    wait_for_status(lambda: collector.post("/v1/events", json.dumps(event()).encode(), events_only), 202)
+    assert_error(collector.post("/v1/consent", consent(), events_only), 403, "consent_not_allowed")
+    assert query(settings, "SELECT count(*) FROM consent_ledger") == [(0,)]
+
+
 def test_consent_errors_are_json(collector: Collector, write_key: str, settings: Settings) -> None:
     assert_error(collector.post("/v1/consent", consent("not-a-uuid"), write_key), 422, "invalid_user_id")
     assert_error(collector.post("/v1/consent", consent(purpose="Not Valid"), write_key), 422, "invalid_purpose")
     assert_error(collector.post("/v1/consent", b'{"user_id": 1, "purpose": "analytics"}', write_key), 422, "missing_field")
     assert_error(collector.post("/v1/consent", b"{", write_key), 400, "malformed_json")
+    nested = b'{"user_id": ' + b"[" * 1500 + b"]" * 1500 + b', "purpose": "analytics", "granted": true}'
+    assert_error(collector.post("/v1/consent", nested, write_key), 400, "too_deep")
     assert_error(
         collector.post("/v1/consent", consent(), write_key, content_type="application/x-ndjson"), 415, "unsupported_media_type"
     )

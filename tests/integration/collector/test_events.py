@@ -98,6 +98,14 @@ def test_bodies_that_are_not_events_are_400(collector: Collector, write_key: str
     assert_error(collector.post("/v1/events", b"", write_key), 400, "empty_body")
     assert_error(collector.post("/v1/events", b'"hello"', write_key), 400, "not_an_event")
     assert_error(collector.post("/v1/events", b"[]", write_key), 400, "no_events")
+    assert_error(collector.post("/v1/events", b"[" * 2000 + b"]" * 2000, write_key), 400, "too_deep")
+    # One event nested far too deep is that event's fault: rejected on its own, never a 500.
+    deep = event()
+    deep["metadata"] = {"x": "PLACEHOLDER"}
+    body = json.dumps(deep).encode().replace(b'"PLACEHOLDER"', b"[" * 3000 + b"]" * 3000)
+    answer = collector.post("/v1/events", body, write_key)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["results"][0]["reason"] == "too_deep"
 
 
 def test_too_large_is_413_by_content_length_by_chunked_body_and_by_event_count(
