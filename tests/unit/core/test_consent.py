@@ -68,3 +68,34 @@ def test_a_grant_known_alone_sorts_before_later_changes_at_the_same_instant() ->
     assert ledger.decide(USER, T0) == WITHDRAWN
     assert ledger.decide(USER, T0 - timedelta(seconds=1)) is None
     assert len(ledger) == 1
+
+
+def test_the_fast_path_decides_as_the_history_does() -> None:
+    ledger = ConsentLedger("required")
+    ledger.add(USER, (T0, 1, True))
+    ledger.add(OTHER, (T0 + timedelta(hours=1), 2, True))
+    ledger.settle(T0 + timedelta(days=1))
+    later = T0 + timedelta(days=2)
+    assert ledger.decide(USER, later) is None
+    assert ledger.decide(USER, T0 - timedelta(seconds=1)) == NO_CONSENT  # before the horizon: the history decides
+    assert ledger.decide(OTHER, T0 + timedelta(minutes=30)) == NO_CONSENT
+    # A withdrawal takes the user off the fast path at once.
+    ledger.add(USER, (T0 + timedelta(days=1, hours=12), 3, False))
+    assert ledger.decide(USER, later) == WITHDRAWN
+    # A new user's grant from before the horizon joins it; one after it does not need to.
+    third = "00000000-0000-0000-0000-000000000003"
+    ledger.add(third, (T0, 4, True))
+    assert ledger.decide(third, later) is None
+    fourth = "00000000-0000-0000-0000-000000000004"
+    ledger.add(fourth, (T0 + timedelta(days=3), 5, True))
+    assert ledger.decide(fourth, later) == NO_CONSENT
+    assert ledger.decide(fourth, T0 + timedelta(days=3)) is None
+
+
+def test_a_grant_made_after_settling_time_stays_off_the_fast_path() -> None:
+    ledger = ConsentLedger("assumed")
+    ledger.add(USER, (T0 + timedelta(days=5), 1, True))  # a grant dated in the future of the read
+    ledger.add(OTHER, (T0, 2, False))
+    ledger.settle(T0)
+    assert ledger.decide(OTHER, T0 + timedelta(days=6)) == WITHDRAWN
+    assert ledger.decide(USER, T0 + timedelta(days=6)) is None
