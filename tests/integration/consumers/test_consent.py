@@ -15,6 +15,7 @@ from core.events import Event
 from tests.helpers import (
     RAW,
     STREAMING,
+    consume_all,
     expected_metrics,
     metrics_table,
     produce_events,
@@ -46,15 +47,7 @@ def _ledger(settings: Settings, user: str, granted: bool, at: datetime, source: 
 
 
 def _run_both(settings: Settings, group: str, tmp_path: Path, mode: str) -> None:
-    env = {"CONSENT_MODE": mode}
-    raw = start_service(RAW, f"raw-{group}", tmp_path, env)
-    streaming = start_service(STREAMING, f"stream-{group}", tmp_path, env)
-    try:
-        wait_caught_up(settings, f"raw-{group}")
-        wait_caught_up(settings, f"stream-{group}")
-    finally:
-        assert raw.stop() == 0, raw.output()
-        assert streaming.stop() == 0, streaming.output()
+    consume_all(settings, group, tmp_path, {"CONSENT_MODE": mode})
 
 
 def _scenario(settings: Settings, t0: datetime) -> tuple[list[Event], dict[str, list[Event]]]:
