@@ -113,28 +113,27 @@ class KeyRing:
         self.replace(live or {}, revoked)
 
     def replace(self, live: dict[str, WriteKey], revoked: frozenset[str]) -> None:
-        """Swap in a freshly loaded set of keys (one assignment each: safe for concurrent readers)."""
-        self._live = live
-        self._revoked = revoked
-        self._origins = frozenset(origin for key in live.values() for origin in key.origins)
+        """Swap in a freshly loaded set of keys: one assignment, so a request on the event loop
+        never sees the live keys of one reload with the revoked ones of another."""
+        self._state = (live, revoked, frozenset(origin for key in live.values() for origin in key.origins))
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._state[0])
 
     def snapshot(self) -> frozenset[WriteKey]:
         """The live keys, to tell whether a reload changed anything."""
-        return frozenset(self._live.values())
+        return frozenset(self._state[0].values())
 
     def find(self, key: str) -> WriteKey | None:
         """The live key ``key`` is, or None."""
-        return self._live.get(hash_key(key))
+        return self._state[0].get(hash_key(key))
 
     def is_revoked(self, key: str) -> bool:
-        return hash_key(key) in self._revoked
+        return hash_key(key) in self._state[1]
 
     def any_allows_origin(self, origin: str) -> bool:
         """Whether some live key lets a page at ``origin`` send (a CORS preflight carries no key)."""
-        return origin.lower() in self._origins
+        return origin.lower() in self._state[2]
 
 
 def load_keys(cur: Cursor) -> tuple[dict[str, WriteKey], frozenset[str]]:
