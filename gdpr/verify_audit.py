@@ -1,0 +1,141 @@
+"""``python -m gdpr.verify_audit``: check the audit trail's hash chain and name the first broken row.
+
+Each ``privacy_audit_log`` row holds the hash of the row before it and its own: SHA-256 over the
+previous hash and the row's fields (sql/013). This command recomputes every hash here, in
+Python, rather than trusting the database's function, and walks the rows in id order: a row
+altered, inserted or deleted in the middle breaks the chain at that row. Rows removed from the
+end leave a shorter chain that is still whole, so the command prints the last hash: keep it
+somewhere the database's owner cannot write (a ticket, a signed log) and compare it next time
+with ``--expect-head``.
+
+Exit status: 0 when the chain is whole, 1 when it is broken (the first broken row is named), 2
+when the check cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from core import cli, db
+from core.config import Settings
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = "\x1f"  # the unit separator: no field of a row contains it
+_FETCH = 10_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How many rows were checked, the first broken one (None: the chain is whole) and why, and
+    the hash of the last row ("" for an empty trail)."""
+
+    rows: int
+    broken_at: int | None
+    reason: str
+    head: str
+
+
+class AuditRow(NamedTuple):
+    """A row of the trail as the check reads it (``details`` as jsonb's canonical text)."""
+
+    id: int
+    request_id: int
+    action: str
+    actor: str
+    details: str
+    at: datetime
+    prev_hash: str
+    row_hash: str
+
+
+def expected_hash(row: AuditRow) -> str:
+    """The hash ``row`` must carry: the same formula as privacy_audit_row_hash in sql/013."""
+    stamp = row.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    fields = (row.prev_hash, str(row.id), str(row.request_id), row.action, row.actor, row.details, stamp)
+    return hashlib.sha256(SEPARATOR.join(fields).encode("utf-8")).hexdigest()
+
+
+def check_chain(rows: Iterable[tuple[int, int, str, str, str, datetime, str, str]]) -> Verdict:
+    """Walk the rows (AuditRow's fields) in id order; stop at the first whose link or hash is wrong."""
+    previous = ""
+    count = 0
+    for fields in rows:
+        row = AuditRow._make(fields)
+        count += 1
+        if row.prev_hash != previous:
+            reason = "its link to the row before it is wrong: a row before it was changed, removed or inserted"
+            return Verdict(count, row.id, reason, previous)
+        if expected_hash(row) != row.row_hash:
+            return Verdict(count, row.id, "its contents do not match its hash: the row was changed", previous)
+        previous = row.row_hash
+    return Verdict(count, None, "", previous)
+
+
+def verify(settings: Settings) -> Verdict:
+    """Check the whole trail, as the auditor's role (it may read the trail, nothing it holds)."""
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor(name="audit_chain") as cur,
+    ):
+        cur.itersize = _FETCH
+        cur.execute(
+            "SELECT id, request_id, action, actor, details::text, at, prev_hash, row_hash FROM privacy_audit_log ORDER BY id"
+        )
+        return check_chain(cur)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gdpr.verify_audit",
+        description="Check the hash chain of the GDPR audit trail (privacy_audit_log): exit 0 when it is whole, "
+        "1 naming the first broken row.",
+    )
+    parser.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="the last hash a previous check printed: also fail if the chain no longer contains it",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m gdpr.verify_audit``."""
+    args = build_parser().parse_args(argv)
+
+    def execute(settings: Settings) -> int:
+        verdict = verify(settings)
+        if verdict.broken_at is not None:
+            print(
+                f"audit trail BROKEN at row {verdict.broken_at}: {verdict.reason} ({verdict.rows - 1} rows before it are whole)"
+            )
+            return 1
+        if args.expect_head and not _contains(settings, args.expect_head):
+            print(f"audit trail BROKEN: no row has the hash {args.expect_head} any more (rows were removed)")
+            return 1
+        print(f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'}")
+        return 0
+
+    cli.run(execute)
+
+
+def _contains(settings: Settings, head: str) -> bool:
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT EXISTS (SELECT FROM privacy_audit_log WHERE row_hash = %s)", (head,))
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The audit trail is tamper-evident: ``python -m gdpr.verify_audit`` finds a row changed, removed
+or inserted by the database's owner, and concurrent writers still make one whole chain."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core import db
+from core.config import Settings
+from tests.helpers import query, run_command
+
+pytestmark = pytest.mark.integration
+
+
+def _file_and_process(settings: Settings) -> None:
+    query(
+        settings,
+        "INSERT INTO users_pii (user_id, email, full_name, address)"
+        " VALUES (gen_random_uuid(), 'eve@example.org', 'Eve', 'Road 1')",
+    )
+    query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type)"
+        " VALUES ('eve@example.org', 'access'), ('nobody@example.org', 'erasure'), ('eve@example.org', 'erasure')",
+    )
+    processed = run_command("gdpr.process_privacy_requests")
+    assert processed.returncode == 0, processed.stderr
+
+
+def _as_owner(settings: Settings, statement: str, params: tuple[object, ...]) -> None:
+    """What only the table's owner can do: lift the append-only trigger for one statement."""
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE privacy_audit_log DISABLE TRIGGER privacy_audit_log_no_change")
+        cur.execute(statement, params)
+        cur.execute("ALTER TABLE privacy_audit_log ENABLE TRIGGER privacy_audit_log_no_change")
+
+
+def test_a_whole_chain_verifies_and_names_its_last_hash(settings: Settings) -> None:
+    _file_and_process(settings)
+    [(rows, head)] = query(settings, "SELECT count(*), (array_agg(row_hash ORDER BY id DESC))[1] FROM privacy_audit_log")
+    assert rows >= 6
+
+    result = run_command("gdpr.verify_audit", "--expect-head", head)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"audit trail whole: {rows:,} rows; last hash {head}" in result.stdout
+
+
+def test_a_changed_row_is_named(settings: Settings) -> None:
+    _file_and_process(settings)
+    [(middle,)] = query(settings, "SELECT (array_agg(id ORDER BY id))[3] FROM privacy_audit_log")
+    _as_owner(settings, "UPDATE privacy_audit_log SET details = '{\"events\": 0}'::jsonb WHERE id = %s", (middle,))
+
+    result = run_command("gdpr.verify_audit")
+
+    assert result.returncode == 1
+    assert f"BROKEN at row {middle}: its contents do not match its hash" in result.stdout
+
+
+def test_a_removed_row_breaks_the_link_of_the_next_and_a_removed_tail_the_expected_head(settings: Settings) -> None:
+    _file_and_process(settings)
+    ids = [row[0] for row in query(settings, "SELECT id FROM privacy_audit_log ORDER BY id")]
+    [(head,)] = query(settings, "SELECT row_hash FROM privacy_audit_log WHERE id = %s", (ids[-1],))
+    _as_owner(settings, "DELETE FROM privacy_audit_log WHERE id = %s", (ids[-1],))
+    assert run_command("gdpr.verify_audit").returncode == 0  # a shorter chain is still whole...
+    tail = run_command("gdpr.verify_audit", "--expect-head", head)
+    assert tail.returncode == 1 and "no row has the hash" in tail.stdout  # ...but not the one recorded
+
+    _as_owner(settings, "DELETE FROM privacy_audit_log WHERE id = %s", (ids[1],))
+    result = run_command("gdpr.verify_audit")
+    assert result.returncode == 1
+    assert f"BROKEN at row {ids[2]}: its link to the row before it is wrong" in result.stdout
+
+
+def test_concurrent_writers_make_one_chain_in_id_order(settings: Settings) -> None:
+    insert = "INSERT INTO privacy_audit_log (request_id, action, actor) VALUES (%s, 'received', 'test')"
+    with db.connection(settings.database) as first:
+        first_cur = first.cursor()
+        first_cur.execute(insert, (1,))  # holds the chain until it commits
+        done = threading.Event()
+
+        def second_writer() -> None:
+            with db.connection(settings.database) as second, second, second.cursor() as cur:
+                cur.execute(insert, (2,))
+            done.set()
+
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        assert not done.wait(0.5)  # it waits for the first transaction
+        first_cur.execute(insert, (3,))
+        first.commit()
+        writer.join(timeout=30)
+    assert done.is_set()
+    assert [r[0] for r in query(settings, "SELECT request_id FROM privacy_audit_log ORDER BY id")] == [1, 3, 2]
+    result = run_command("gdpr.verify_audit")
+    assert result.returncode == 0, result.stdout + result.stderr
