@@ -459,6 +459,19 @@ def _erase(
         results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
 
 
+def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
+    """Which of these email proofs belong to a person an earlier request erased (their email is
+    gone from users_pii, but the completed erasure kept the proof)."""
+    if not proofs:
+        return set()
+    cur.execute(
+        "SELECT DISTINCT email_hmac FROM privacy_requests"
+        " WHERE email_hmac = ANY(%s) AND request_type = 'erasure' AND status = 'completed'",
+        (proofs,),
+    )
+    return {row[0] for row in cur.fetchall()}
+
+
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
     """Lock up to ``batch_size`` pending requests, process them set-based and commit; return
     counts by status. Access requests are answered before erasures, so the export reflects
@@ -484,14 +497,21 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
                 email = normalise_email(raw_email)
             except RejectedRequest as e:
                 audit.add(request_id, "rejected", {"reason": str(e)})
-                results[request_id] = Outcome("rejected", str(e))
+                # The proof of what was asked stays, even unusable: the trail shows that somebody
+                # asked, and a later request for the same text can be matched to this one.
+                asked = None if raw_email is None else email_hmac(settings.gdpr_hmac_key, raw_email)
+                results[request_id] = Outcome("rejected", str(e), asked)
                 continue
             requests.append(Request(request_id, request_type, email, email_hmac(settings.gdpr_hmac_key, email)))
             audit.add(request_id, "verified")
         people = find_people(cur, sorted({r.email for r in requests}))
+        erased_before = already_erased(cur, [r.proof for r in requests if r.email not in people and r.request_type == "erasure"])
         for r in requests:
             person = people.get(r.email)
-            if person is None:
+            if person is None and r.request_type == "erasure" and r.proof in erased_before:
+                audit.add(r.request_id, "completed", {"already_erased": True})
+                results[r.request_id] = Outcome("completed", "already erased by an earlier request", r.proof)
+            elif person is None:
                 audit.add(r.request_id, "not_found")
                 results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
             elif r.request_type == "access":

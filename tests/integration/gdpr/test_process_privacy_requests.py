@@ -252,6 +252,10 @@ def test_malicious_requests_are_rejected_and_harm_nothing(settings: Settings) ->
     rows = query(settings, "SELECT status, outcome FROM privacy_requests ORDER BY id")
     assert [status for status, _ in rows] == ["rejected"] * 9 + ["not_found"]
     assert all(outcome for _status, outcome in rows)
+    # Each rejected request keeps the proof of what was asked (the audit shows somebody asked),
+    # never the text itself.
+    proofs = query(settings, "SELECT email, email_hmac FROM privacy_requests ORDER BY id")
+    assert all(email is None and proof and len(proof) == 64 for email, proof in proofs)
     assert query(settings, "SELECT count(*) FROM users_pii WHERE email IS NOT NULL") == [(20,)]
     assert "DROP" not in result.stdout + result.stderr
 
@@ -604,3 +608,22 @@ def test_ingest_redacts_national_phones_lowercase_ibans_and_look_alike_at_signs(
     assert dict(query(settings, "SELECT kind, redactions FROM ingest_redactions")) == {k: 1 for k in planted}
     [(payload,)] = query(settings, "SELECT payload FROM dead_letter_events")
     assert json.loads(str(payload))["notes"] == [f"[redacted-{kind}]" for kind in planted]
+
+
+def test_a_second_erasure_of_an_erased_person_is_completed_as_already_erased(settings: Settings) -> None:
+    assert run_command("data_generators.generate_users", "--count", "5", "--seed", "9").returncode == 0
+    [(email,)] = query(settings, "SELECT email FROM users_pii ORDER BY user_id LIMIT 1")
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (email,))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s), ('never.here@example.org')", (f" {email.upper()}",))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+
+    rows = query(settings, "SELECT status, outcome FROM privacy_requests ORDER BY id")
+    assert rows == [
+        ("completed", "personal data erased; events re-keyed to a random id"),
+        ("completed", "already erased by an earlier request"),
+        ("not_found", "no user with this email"),
+    ]
+    [(details,)] = query(settings, "SELECT details FROM privacy_audit_log WHERE request_id = 2 AND action = 'completed'")
+    assert details == {"already_erased": True}
