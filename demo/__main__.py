@@ -4,7 +4,7 @@ Starts the stack, seeds users (most of them consenting to analytics), runs both 
 HTTP collector and the generator concurrently (most events straight into Kafka, some through
 the collector with a write key, and a consent withdrawal through it), waits until the consumers
 have caught up, runs the batch job and the comparison (which must show zero difference), files
-and processes privacy requests, and prints both reports. It runs as production should, with
+and processes privacy requests, checks the audit trail's hash chain, and prints both reports. It runs as production should, with
 ``CONSENT_MODE=required``: events of users without consent are dropped and counted. Every step
 runs the same command a user would type, so the output shows how to use each part. Nothing is
 left running unless ``--keep-running`` is given.
@@ -267,6 +267,7 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) ->
         "one access request, one unknown email"
     )
     command(env, "gdpr.process_privacy_requests")
+    command(env, "gdpr.verify_audit")
 
     banner("6. reports")
     # The last closed day (batch figures) and today (streaming figures); --from/--to for all.
