@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,6 @@ from core.db import Cursor
 # One rule for a user id, in events and in consent changes.
 from core.events import InvalidEvent, check_user_id
 
-PURPOSE = re.compile(r"\A[a-z][a-z0-9_]{0,39}\Z")  # the CHECK on consent_ledger.purpose (sql/010)
 # A consent change is under 200 bytes; anything far larger is not one.
 MAX_BODY_BYTES = 4096
 
@@ -58,7 +56,7 @@ def parse_change(body: bytes) -> ConsentChange:
         user_id = check_user_id(wire.user_id)
     except InvalidEvent as e:
         raise Refused(422, e.reason, f"{e.detail}; send the same user_id as in the user's events") from e
-    if not isinstance(wire.purpose, str) or not PURPOSE.match(wire.purpose):
+    if not isinstance(wire.purpose, str) or not consent.PURPOSE_PATTERN.match(wire.purpose):
         raise Refused(422, "invalid_purpose", "purpose must be 1-40 lower-case letters, digits or '_', starting with a letter")
     if not isinstance(wire.granted, bool):
         raise Refused(422, "wrong_type", "granted must be true or false")

@@ -21,7 +21,6 @@ from core.db import Cursor
 
 T = TypeVar("T")
 
-ROLE = "event_collector"
 # Consent changes are rare and each takes a millisecond: four connections serve hundreds a second.
 POOL_SIZE = 4
 
@@ -42,7 +41,7 @@ class Database:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = db.connect(self.settings, application_name="collector", role=ROLE)
+                conn = db.connect(self.settings, application_name="collector", role=db.COLLECTOR_ROLE)
             try:
                 with conn, conn.cursor() as cur:
                     result = work(cur)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ from core.db import Cursor
 logger = logging.getLogger(__name__)
 
 ANALYTICS = "analytics"
+# What a purpose may be called: the CHECK on consent_ledger.purpose (sql/010).
+PURPOSE_PATTERN = re.compile(r"\A[a-z][a-z0-9_]{0,39}\Z")
 # Reasons an event is dropped (counted in consent_dropped_daily, never stored).
 NO_CONSENT = "no_consent"
 WITHDRAWN = "consent_withdrawn"

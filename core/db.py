@@ -26,6 +26,8 @@ ANALYTICS_ROLE = "analytics_reader"
 INGEST_ROLE = "ingest_writer"
 GDPR_ROLE = "gdpr_processor"
 AUDITOR_ROLE = "privacy_auditor"
+# The HTTP collector's role (sql/010): reads the write keys, records consent.
+COLLECTOR_ROLE = "event_collector"
 
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
