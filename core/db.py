@@ -28,6 +28,9 @@ GDPR_ROLE = "gdpr_processor"
 AUDITOR_ROLE = "privacy_auditor"
 # The HTTP collector's role (sql/010): reads the write keys, records consent.
 COLLECTOR_ROLE = "event_collector"
+# The privacy-request API and the DPO console (sql/014).
+PRIVACY_API_ROLE = "privacy_api"
+CONSOLE_ROLE = "dpo_console"
 
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
