@@ -1,0 +1,47 @@
+"""What a privacy request may name as an email address, and the key it is matched by.
+
+Internationalised addresses (RFC 6531: ``josé@example.com``, ``用户@例子.广告``) are mailboxes
+too, and their owners have the same rights: they are accepted, normalised to Unicode NFC and
+matched exactly as stored. Plain ASCII addresses are matched without regard to case, as they
+always were (``lower(email)``, the unique index of ``users_pii``). Only what cannot be a mailbox
+is refused: no ``@``, an invalid domain, control or invisible characters (a zero-width space
+would make a look-alike of somebody else's address), more than 254 characters. Syntax is
+checked by ``email-validator``, never the deliverability (no DNS look-up).
+
+A look-alike (a Cyrillic ``а`` in a Latin name, a full-width letter) is a different string and
+so a different mailbox: it matches nobody else's address, and through the API the mailed code
+proves who holds it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_LENGTH = 254  # RFC 5321 path limit, less the angle brackets
+
+
+class InvalidEmail(ValueError):
+    """Not a mailbox; the message says why without quoting the input."""
+
+
+def normalise(raw: str | None) -> str:
+    """The match key of an address: ASCII lower-cased, anything else NFC as given."""
+    if raw is None or not raw.strip():
+        raise InvalidEmail("no email address given")
+    text = unicodedata.normalize("NFC", raw.strip())
+    if len(text) > MAX_LENGTH:
+        raise InvalidEmail(f"email address longer than {MAX_LENGTH} characters")
+    if not text.isprintable() or any(unicodedata.category(c) in ("Cf", "Zs", "Zl", "Zp") for c in text):
+        raise InvalidEmail("email address contains control, invisible or space characters")
+    try:
+        validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False)
+    except EmailNotValidError as e:
+        raise InvalidEmail("not a valid email address") from e
+    return text.lower() if text.isascii() else text
+
+
+def is_ascii(key: str) -> bool:
+    """Whether a match key is compared case-insensitively (``lower(email)``) or exactly."""
+    return key.isascii()
