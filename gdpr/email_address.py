@@ -8,7 +8,7 @@ is refused: no ``@``, an invalid domain, control or invisible characters (a zero
 would make a look-alike of somebody else's address), more than 254 characters. Syntax is
 checked by ``email-validator``, never the deliverability (no DNS look-up).
 
-A look-alike (a Cyrillic ``а`` in a Latin name, a full-width letter) is a different string and
+A look-alike (a Cyrillic a in a Latin name, a full-width letter) is a different string and
 so a different mailbox: it matches nobody else's address, and through the API the mailed code
 proves who holds it.
 """
