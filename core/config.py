@@ -52,6 +52,8 @@ DEFAULTS: dict[str, str] = {
     # (the design document's flow, which creates users without consent); recorded withdrawals
     # and erasures still apply.
     "CONSENT_MODE": "assumed",
+    # An access export (Art. 15/20) may be downloaded once within this many days; then it is deleted.
+    "ACCESS_EXPORT_DAYS": "7",
     # The HTTP collector (python -m collector).
     "COLLECTOR_HOST": "127.0.0.1",
     "COLLECTOR_PORT": "8000",
@@ -157,6 +159,7 @@ class Settings:
     groups: ConsumerGroups = ConsumerGroups()
     consent_mode: str = "assumed"
     collector: CollectorSettings = CollectorSettings()
+    access_export_days: int = 7
     # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
     # the generator and the reports never need it, so they run against any stack as designed.
     hmac_key_text: str = field(default="", repr=False)
@@ -350,4 +353,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         hmac_key_refusal=_hmac_key_refusal(values, environ),
         consent_mode=_consent_mode(values),
         collector=_collector(values),
+        access_export_days=_int(values, "ACCESS_EXPORT_DAYS"),
     )

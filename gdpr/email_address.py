@@ -15,19 +15,47 @@ proves who holds it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import unicodedata
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 MAX_LENGTH = 254  # RFC 5321 path limit, less the angle brackets
+# Letters, digits and hyphens per label (ASCII or IDNA), for a special-use domain's syntax.
+_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")
 
 
 class InvalidEmail(ValueError):
     """Not a mailbox; the message says why without quoting the input."""
 
 
-def normalise(raw: str | None) -> str:
-    """The match key of an address: ASCII lower-cased, anything else NFC as given."""
+def _special_use(domain: str) -> bool:
+    name = domain.lower().rstrip(".")
+    return any(name == d or name.endswith("." + d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _reserved_domain_address(text: str) -> bool:
+    """An address at a special-use domain (``.invalid``, ``.local``, ``.test``, ...) whose parts
+    are otherwise well-formed: no mail reaches it, but a source system may have stored it."""
+    local, _, domain = text.rpartition("@")
+    if not local or not _special_use(domain) or not all(_LABEL.fullmatch(label) for label in domain.rstrip(".").split(".")):
+        return False
+    try:
+        validate_email(f"{local}@example.com", check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def normalise(raw: str | None, *, deliverable: bool = True) -> str:
+    """The match key of an address: ASCII lower-cased, anything else NFC as given.
+
+    ``deliverable=False`` also accepts a special-use domain (RFC 6761: ``.invalid``, ``.local``,
+    ``.test``): an operator's request for a stored address must find it, though no code could
+    ever be mailed there (the API keeps the default)."""
     if raw is None or not raw.strip():
         raise InvalidEmail("no email address given")
     text = unicodedata.normalize("NFC", raw.strip())
@@ -38,10 +66,16 @@ def normalise(raw: str | None) -> str:
     try:
         validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False)
     except EmailNotValidError as e:
-        raise InvalidEmail("not a valid email address") from e
+        if deliverable or not _reserved_domain_address(text):
+            raise InvalidEmail("not a valid email address") from e
     return text.lower() if text.isascii() else text
 
 
 def is_ascii(key: str) -> bool:
     """Whether a match key is compared case-insensitively (``lower(email)``) or exactly."""
     return key.isascii()
+
+
+def email_hmac(key: bytes, email: str) -> str:
+    """Keyed hash of a match key: proves which address a request was about, reveals nothing."""
+    return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,4 +1,5 @@
-"""Process data-subject requests from ``privacy_requests``: erasure (Art. 17) and access (Art. 15/20).
+"""Process data-subject requests from ``privacy_requests``: erasure (Art. 17), access (Art. 15/20),
+rectification (Art. 16), restriction (Art. 18) and objection (Art. 21).
 
 Erasure makes the platform forget the person: email, name and address are set to NULL in
 ``users_pii``; their public profile and events are moved to a fresh random user id with no
@@ -7,25 +8,32 @@ exactly as they were but nothing links them to the person. Before the values are
 are looked for, in their obvious spellings, in everything stored about the person: they are
 removed from the metadata of the person's events, dead letters that mention them are scrubbed,
 and the erasure checks that none is left (a count, never a value, goes to the audit trail).
-Access exports of the person, earlier or from the same batch, are deleted. Access writes a JSON
-export of everything held about the person to ``REPORTS_DIR/access/`` (a relative REPORTS_DIR
-is taken from the project root, so every processor finds the same files).
+Access exports of the person, earlier or from the same batch, are deleted. After a run that
+erased or corrected anybody, the rewritten tables are vacuumed. An erasure of a person under a
+legal hold waits ``on_hold`` and runs once the hold ends.
 
-Every request ends ``completed``, ``not_found`` or ``rejected`` (not a plausible email), with an
-outcome and ``processed_at``; the requester's email is then removed and only a keyed HMAC of it
-is kept, for proof. Each step is appended to ``privacy_audit_log``. Requests are locked with
-``FOR UPDATE SKIP LOCKED``, so several processors never handle one twice; processing is
-idempotent. ``process_privacy_requests()`` (no argument needed) is the same as the command without
+Access writes a JSON export of everything held about the person to ``REPORTS_DIR/access/`` (a
+relative REPORTS_DIR is taken from the project root, so every processor finds the same files);
+it may be downloaded for ACCESS_EXPORT_DAYS, then it is deleted. Rectification, restriction and
+objection are in ``gdpr.rights``.
+
+A row inserted by SQL is an operator's request, trusted as verified (the audit trail says so);
+one filed through ``python -m gdpr.api`` becomes ``pending`` only once its mailed code came back.
+Addresses are matched as ``gdpr.email_address`` says: ASCII without regard to case, an
+internationalised address exactly (NFC). Every request ends ``completed``, ``not_found`` or
+``rejected`` (not an address, or corrections that cannot apply), with an outcome and
+``processed_at``; the requester's email is then removed and only a keyed HMAC of it is kept, for
+proof. Each step is appended to ``privacy_audit_log``. Requests are locked with ``FOR UPDATE SKIP
+LOCKED``, so several processors never handle one twice; processing is idempotent.
+``process_privacy_requests()`` (no argument needed) is the same as the command without
 ``--watch``, for code written against the design. ``--watch`` keeps running and handles a new
-request within about a second
-(LISTEN/NOTIFY from a trigger, with a periodic sweep as a safety net).
+request within about a second (LISTEN/NOTIFY from a trigger, with a periodic sweep as a safety
+net, which also releases ended holds and expires unconfirmed requests and old exports).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -40,16 +48,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import psycopg2.extensions
-from psycopg2.extras import Json, execute_values
+from psycopg2 import sql
+from psycopg2.extras import execute_values
 
 from core import cli, consent, db
-from core.config import PROJECT_ROOT, Settings, load_settings
+from core.config import Settings, load_settings
 from core.pii import (
-    EMAIL_ADDRESS,
     SQL_WORD_SEPARATORS,
     KnownValues,
     known_values,
@@ -58,17 +65,21 @@ from core.pii import (
     scrub_known_values,
     words_of,
 )
+from gdpr import housekeeping, rights
+from gdpr.audit import AuditLog
+from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
+from gdpr.exports import remove_export
+
+__all__ = ["AuditLog", "email_hmac", "normalise_email", "process_privacy_requests"]
 
 logger = logging.getLogger("gdpr.process_privacy_requests")
 
-ACTOR = "gdpr_processor"
 # Requests handled per transaction: a crash re-does at most this many, and they are idempotent.
 # Each transaction costs a commit and a few set-based statements whatever its size: 1,000 a batch
 # (rather than 200) took the erasure of 10,000 people over 10M events from 10.3 s to 10.0 s.
 DEFAULT_BATCH = 1000
 # --watch: the notification normally wakes the processor; the sweep catches anything missed.
 SWEEP_INTERVAL_S = 30.0
-MAX_EMAIL_LENGTH = 254  # RFC 5321
 ERASED_PAYLOAD = "[erased: this payload mentioned a person who asked to be forgotten]"
 _JOIN_SETTINGS = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
 # Metadata is read and written back exactly: numbers keep their digits (jsonb keeps 1.10 as is).
@@ -81,26 +92,12 @@ class RejectedRequest(ValueError):
 
 
 def normalise_email(raw: str | None) -> str:
-    """Lower-cased, trimmed email; RejectedRequest for anything that is not a plain address.
-
-    Non-ASCII, invisible and control characters are refused, not normalised: a look-alike
-    address must never erase somebody else.
-    """
-    if raw is None or not raw.strip():
-        raise RejectedRequest("no email address given")
-    email = raw.strip().lower()
-    if len(email) > MAX_EMAIL_LENGTH:
-        raise RejectedRequest(f"email address longer than {MAX_EMAIL_LENGTH} characters")
-    if not email.isascii() or not email.isprintable():
-        raise RejectedRequest("email address contains non-ASCII, invisible or control characters")
-    if not EMAIL_ADDRESS.fullmatch(email):
-        raise RejectedRequest("not a valid email address")
-    return email
-
-
-def email_hmac(key: bytes, email: str) -> str:
-    """Keyed hash of a normalised email: proves which address a request was about, reveals nothing."""
-    return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()
+    """The match key of a requested address (gdpr.email_address: ASCII lower-cased, an
+    internationalised address NFC as given); RejectedRequest for what cannot be a mailbox."""
+    try:
+        return normalise(raw, deliverable=False)
+    except InvalidEmail as e:
+        raise RejectedRequest(str(e)) from e
 
 
 @dataclass(frozen=True)
@@ -109,20 +106,6 @@ class Outcome:
     outcome: str
     proof: str | None = None  # HMAC of the normalised email, kept instead of the email
     export_path: str | None = None
-
-
-class AuditLog:
-    """The audit entries of one transaction, written with one INSERT; never personal data."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, str, str, Json]] = []
-
-    def add(self, request_id: int, action: str, details: dict[str, Any] | None = None) -> None:
-        self.rows.append((request_id, action, ACTOR, Json(details or {})))
-
-    def write(self, cur: db.Cursor) -> None:
-        if self.rows:
-            execute_values(cur, "INSERT INTO privacy_audit_log (request_id, action, actor, details) VALUES %s", self.rows)
 
 
 @dataclass(frozen=True)
@@ -137,11 +120,16 @@ class Person:
 
 
 def find_people(cur: db.Cursor, emails: list[str]) -> dict[str, Person]:
-    """The users with these (normalised) emails, locked for the transaction."""
+    """The users with these match keys, locked for the transaction: an ASCII key matches
+    ``lower(email)`` (the unique index), an internationalised one the stored address in NFC."""
+    ascii_keys = [e for e in emails if is_ascii(e)]
+    other_keys = [e for e in emails if not is_ascii(e)]
     cur.execute(
-        "SELECT lower(email), user_id::text, email, full_name, address FROM users_pii WHERE lower(email) = ANY(%s)"
+        "SELECT CASE WHEN lower(email) = ANY(%(ascii)s) THEN lower(email) ELSE normalize(email, NFC) END,"
+        " user_id::text, email, full_name, address FROM users_pii"
+        " WHERE lower(email) = ANY(%(ascii)s) OR (cardinality(%(other)s::text[]) > 0 AND normalize(email, NFC) = ANY(%(other)s))"
         " ORDER BY user_id FOR UPDATE",
-        (emails,),
+        {"ascii": ascii_keys, "other": other_keys},
     )
     return {key: Person(str(user_id), email, name, address) for key, user_id, email, name, address in cur.fetchall()}
 
@@ -315,18 +303,6 @@ def _residual_values(cur: db.Cursor, suspects: dict[str, str], known: dict[str, 
     return residual
 
 
-def _remove_export(path: str) -> bool:
-    """Delete an export file; True if it was there. A relative path (written by an older
-    processor) is taken from the project root, where that processor ran."""
-    file = Path(path)
-    file = file if file.is_absolute() else PROJECT_ROOT / file
-    try:
-        file.unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) -> None:
     """Earlier access exports of erased people hold their data: delete the files, and record
     whether each was still there. An export is downloaded once and may be gone already, but the
@@ -340,7 +316,7 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     )
     deleted = []
     for request_id, path in cur.fetchall():
-        removed = _remove_export(path)
+        removed = remove_export(path)
         details = {"reason": "the person was erased", "file_removed": removed}
         if removed:
             deleted.append(request_id)
@@ -431,6 +407,7 @@ class Request:
     request_type: str
     email: str  # normalised
     proof: str  # keyed HMAC of the email, computed once
+    corrections: object = None  # rectification: the corrected values as filed
 
 
 def _erase(
@@ -443,7 +420,7 @@ def _erase(
     delete_access_exports(cur, sorted(erased_proofs), audit)
     for request_id, outcome in list(results.items()):
         if outcome.export_path is not None and outcome.proof in erased_proofs:
-            removed = _remove_export(outcome.export_path)
+            removed = remove_export(outcome.export_path)
             audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
             results[request_id] = Outcome(
                 "completed", "access export written, then deleted: the person was erased", outcome.proof
@@ -472,15 +449,112 @@ def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
     return {row[0] for row in cur.fetchall()}
 
 
+def _accept(
+    rows: list[tuple[int, str, str | None, str, object]], key: bytes, audit: AuditLog, results: dict[int, Outcome]
+) -> list[Request]:
+    """The requests that name a mailbox; the others end rejected. A request an operator
+    inserted by SQL is trusted as verified (the design's way), and the trail says so; one filed
+    through the API was verified by its mailed code before it became pending."""
+    requests: list[Request] = []
+    for request_id, request_type, raw_email, channel, corrections in rows:
+        try:
+            email = normalise_email(raw_email)
+        except RejectedRequest as e:
+            audit.add(request_id, "rejected", {"reason": str(e)})
+            # The proof of what was asked stays, even unusable: the trail shows that somebody
+            # asked, and a later request for the same text can be matched to this one.
+            asked = None if raw_email is None else email_hmac(key, raw_email)
+            results[request_id] = Outcome("rejected", str(e), asked)
+            continue
+        requests.append(Request(request_id, request_type, email, email_hmac(key, email), corrections))
+        if channel == "sql":
+            audit.add(request_id, "verified", {"method": "operator request (SQL), trusted"})
+    return requests
+
+
+def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Outcome:
+    try:
+        changed = rights.rectify(cur, person.user_id, rights.parse_corrections(r.corrections))
+    except rights.InvalidCorrections as e:
+        audit.add(r.request_id, "rejected", {"reason": str(e)})
+        return Outcome("rejected", str(e), r.proof)
+    audit.add(r.request_id, "rectified", {"fields": changed})
+    audit.add(r.request_id, "completed")
+    what = ", ".join(changed) if changed else "nothing: the values were already as given"
+    return Outcome("completed", f"corrected: {what}", r.proof)
+
+
+def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audit: AuditLog) -> Outcome:
+    """Access, rectification, restriction or objection for a person found."""
+    if r.request_type == "access":
+        path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
+        audit.add(r.request_id, "exported", {"file": path.name, "download_days": settings.access_export_days})
+        audit.add(r.request_id, "completed")
+        return Outcome("completed", "access export written", r.proof, str(path))
+    if r.request_type == "rectification":
+        return _rectify(cur, r, person, audit)
+    if r.request_type == "restriction":
+        rights.restrict(cur, r.request_id, person.user_id)
+        audit.add(r.request_id, "restricted")
+        audit.add(r.request_id, "completed")
+        return Outcome(
+            "completed",
+            "processing restricted: later events are neither stored nor counted until the restriction is lifted;"
+            " earlier ones stay",
+            r.proof,
+        )
+    rights.object_to_analytics(cur, person.user_id)
+    audit.add(r.request_id, "objected", {"purpose": consent.ANALYTICS})
+    audit.add(r.request_id, "completed")
+    return Outcome("completed", "analytics consent withdrawn (objection)", r.proof)
+
+
+def _handle(cur: db.Cursor, settings: Settings, requests: list[Request], results: dict[int, Outcome], audit: AuditLog) -> None:
+    """Find the people and answer every request; erasures last, together."""
+    people = find_people(cur, sorted({r.email for r in requests}))
+    erased_before = already_erased(cur, [r.proof for r in requests if r.email not in people and r.request_type == "erasure"])
+    for r in requests:
+        person = people.get(r.email)
+        if person is None and r.request_type == "erasure" and r.proof in erased_before:
+            audit.add(r.request_id, "completed", {"already_erased": True})
+            results[r.request_id] = Outcome("completed", "already erased by an earlier request", r.proof)
+        elif person is None:
+            audit.add(r.request_id, "not_found")
+            results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
+        elif r.request_type != "erasure":
+            results[r.request_id] = _answer(cur, settings, r, person, audit)
+    erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
+    _erase(cur, erasures, people, results, audit)
+
+
+def _record(cur: db.Cursor, results: dict[int, Outcome], export_days: int) -> None:
+    """Write the outcomes: the email and any corrections go, the proof stays; an export may be
+    downloaded for ``export_days``."""
+    execute_values(
+        cur,
+        sql.SQL(
+            "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, corrections = NULL,"
+            " email_hmac = v.proof, export_path = v.export_path, processed_at = now(),"
+            " export_expires_at = CASE WHEN v.export_path IS NULL THEN NULL ELSE now() + make_interval(days => {}) END"
+            " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id"
+        ).format(sql.Literal(export_days)),
+        [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
+        template="(%s::bigint, %s, %s, %s, %s)",
+        page_size=len(results),
+    )
+
+
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
     """Lock up to ``batch_size`` pending requests, process them set-based and commit; return
     counts by status. Access requests are answered before erasures, so the export reflects
     what was held; an erasure in the same batch then deletes that fresh export too (it is not
-    in privacy_requests yet, where earlier exports are found)."""
+    in privacy_requests yet, where earlier exports are found). An erasure of a person under a
+    legal hold waits ``on_hold`` with its email kept (housekeeping releases it)."""
     outcomes: Counter[str] = Counter()
+    key = settings.gdpr_hmac_key
     with conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT id, request_type, email FROM privacy_requests WHERE status = 'pending'"
+            "SELECT id, request_type, email, channel, corrections FROM privacy_requests WHERE status = 'pending'"
             " ORDER BY requested_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
             (batch_size,),
         )
@@ -490,62 +564,62 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
         # Taken after the requests are locked, so two processors never wait on each other in a cycle.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
         audit = AuditLog()
-        requests: list[Request] = []
         results: dict[int, Outcome] = {}
-        for request_id, request_type, raw_email in rows:
-            try:
-                email = normalise_email(raw_email)
-            except RejectedRequest as e:
-                audit.add(request_id, "rejected", {"reason": str(e)})
-                # The proof of what was asked stays, even unusable: the trail shows that somebody
-                # asked, and a later request for the same text can be matched to this one.
-                asked = None if raw_email is None else email_hmac(settings.gdpr_hmac_key, raw_email)
-                results[request_id] = Outcome("rejected", str(e), asked)
-                continue
-            requests.append(Request(request_id, request_type, email, email_hmac(settings.gdpr_hmac_key, email)))
-            audit.add(request_id, "verified")
-        people = find_people(cur, sorted({r.email for r in requests}))
-        erased_before = already_erased(cur, [r.proof for r in requests if r.email not in people and r.request_type == "erasure"])
-        for r in requests:
-            person = people.get(r.email)
-            if person is None and r.request_type == "erasure" and r.proof in erased_before:
-                audit.add(r.request_id, "completed", {"already_erased": True})
-                results[r.request_id] = Outcome("completed", "already erased by an earlier request", r.proof)
-            elif person is None:
-                audit.add(r.request_id, "not_found")
-                results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
-            elif r.request_type == "access":
-                path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
-                audit.add(r.request_id, "exported", {"file": path.name})
-                audit.add(r.request_id, "completed")
-                results[r.request_id] = Outcome("completed", "access export written", r.proof, str(path))
-        erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
-        _erase(cur, erasures, people, results, audit)
+        requests = _accept(rows, key, audit, results)
+        holds = housekeeping.active_holds(cur, sorted({r.proof for r in requests if r.request_type == "erasure"}))
+        held = [r for r in requests if r.request_type == "erasure" and r.proof in holds]
+        for r in held:
+            audit.add(r.request_id, "held", {"hold_id": holds[r.proof], "reason": "a legal hold on the person is active"})
+        requests = [r for r in requests if r not in held]
+        _handle(cur, settings, requests, results, audit)
         audit.write(cur)
-        execute_values(
-            cur,
-            "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, email_hmac = v.proof,"
-            " export_path = v.export_path, processed_at = now()"
-            " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id",
-            [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
-            template="(%s::bigint, %s, %s, %s, %s)",
-            page_size=len(results),
-        )
-        for request_id, request_type, _email in rows:
+        if held:
+            cur.execute(
+                "UPDATE privacy_requests SET status = 'on_hold', email_hmac = v.proof FROM unnest(%s::bigint[], %s::text[])"
+                " AS v (id, proof) WHERE privacy_requests.id = v.id",
+                ([r.request_id for r in held], [r.proof for r in held]),
+            )
+        if results:
+            _record(cur, results, settings.access_export_days)
+        for r in held:
+            results[r.request_id] = Outcome("on_hold", "waiting for a legal hold", r.proof)
+        for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
     return outcomes
 
 
+# The tables an erasure rewrites: vacuumed after it, so that the old row versions (which still
+# hold the erased values) are removed from the table files instead of waiting for autovacuum.
+VACUUMED = ("users_pii", "users_public", "events_raw", "dead_letter_events", "privacy_requests")
+
+
+def vacuum_after_erasure(conn: psycopg2.extensions.connection) -> None:
+    """VACUUM the tables an erasure rewrote (outside a transaction, as VACUUM must be)."""
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"VACUUM {', '.join(VACUUMED)}")
+    finally:
+        conn.autocommit = autocommit
+    logger.info("vacuumed %s after the erasures", ", ".join(VACUUMED))
+
+
 def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
-    """Process every pending request; return counts by resulting status."""
+    """Tidy (holds ended, codes expired, exports expired), then process every pending request;
+    return counts by resulting status. Vacuums after any erasure."""
     total: Counter[str] = Counter()
     with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
+        housekeeping.tidy(conn, settings.gdpr_hmac_key)
         while True:
             outcomes = process_batch(conn, settings, batch_size)
             if not outcomes:
-                return total
+                break
             total.update(outcomes)
+        if total["completed"]:
+            vacuum_after_erasure(conn)
+    return total
 
 
 def process_privacy_requests(settings: Settings | None = None, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
@@ -586,8 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gdpr.process_privacy_requests",
         description="Process pending privacy_requests: erasure (default) forgets the person, access writes a JSON "
-        "export to REPORTS_DIR/access/. Each request ends completed, not_found or rejected, and every step is "
-        "recorded in privacy_audit_log. Without --watch: process what is pending and exit.",
+        "export to REPORTS_DIR/access/, rectification corrects users_pii, restriction and objection stop analytics "
+        "on the person. Each request ends completed, not_found or rejected (an erasure under a legal hold waits "
+        "on_hold), and every step is recorded in privacy_audit_log. Without --watch: process what is pending and exit.",
     )
     parser.add_argument("--watch", action="store_true", help="keep running; process each new request within about a second")
     parser.add_argument(

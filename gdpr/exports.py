@@ -1,0 +1,19 @@
+"""Access export files (Art. 15/20): where they are and how they go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.config import PROJECT_ROOT
+
+
+def remove_export(path: str) -> bool:
+    """Delete an export file; True if it was there. A relative path (written by an older
+    processor) is taken from the project root, where that processor ran."""
+    file = Path(path)
+    file = file if file.is_absolute() else PROJECT_ROOT / file
+    try:
+        file.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,222 @@
+"""The rights beside erasure and access, through the real processor and PostgreSQL:
+internationalised addresses, rectification, restriction, objection, legal holds, the expiry of
+unconfirmed requests and of exports, and the vacuum after an erasure."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.events import Event, user_uuid
+from gdpr.email_address import email_hmac
+from gdpr.process_privacy_requests import process_pending
+from tests.helpers import consume_all, produce_events, query, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def add_person(settings: Settings, number: int, email: str, name: str = "Erika Muster", address: str = "Weg 1, Köln") -> str:
+    user_id = user_uuid(number)
+    query(
+        settings,
+        "INSERT INTO users_pii (user_id, email, full_name, address) VALUES (%s, %s, %s, %s)",
+        (user_id, email, name, address),
+    )
+    query(settings, "INSERT INTO users_public (user_id, country, signup_date) VALUES (%s, 'DE', current_date)", (user_id,))
+    return user_id
+
+
+def request(settings: Settings, email: str, kind: str = "erasure", corrections: dict[str, str] | None = None) -> int:
+    [(request_id,)] = query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type, corrections) VALUES (%s, %s, %s) RETURNING id",
+        (email, kind, None if corrections is None else json.dumps(corrections)),
+    )
+    return int(request_id)
+
+
+def status(settings: Settings, request_id: int) -> str:
+    [(value,)] = query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (request_id,))
+    return str(value)
+
+
+def actions(settings: Settings, request_id: int) -> list[tuple[str, dict[str, object]]]:
+    rows = query(settings, "SELECT action, details FROM privacy_audit_log WHERE request_id = %s ORDER BY id", (request_id,))
+    return [(str(action), dict(details)) for action, details in rows]
+
+
+def test_an_internationalised_address_is_erased_when_named_exactly(settings: Settings) -> None:
+    user_id = add_person(settings, 1, "José.Müller@Exämple.de")
+    other = add_person(settings, 2, "jose.muller@example.de")
+    # Decomposed accents (as some keyboards send them) are the same mailbox; another case of a
+    # non-ASCII address is another string, and so not this person.
+    exact = request(settings, "Jose\u0301.Mu\u0308ller@Exa\u0308mple.de")
+    other_case = request(settings, "josé.müller@exämple.de")
+    assert process_pending(settings) == {"completed": 1, "not_found": 1}
+    assert (status(settings, exact), status(settings, other_case)) == ("completed", "not_found")
+    assert query(settings, "SELECT email, full_name FROM users_pii WHERE user_id = %s", (user_id,)) == [(None, None)]
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (other,)) == [("jose.muller@example.de",)]
+    [(proof,)] = query(settings, "SELECT email_hmac FROM privacy_requests WHERE id = %s", (exact,))
+    assert proof == email_hmac(settings.gdpr_hmac_key, "José.Müller@Exämple.de")
+    # An operator's request is trusted as verified, and the trail says how.
+    assert ("verified", {"method": "operator request (SQL), trusted"}) in actions(settings, exact)
+
+
+def test_rectification_applies_the_values_and_audits_only_field_names(settings: Settings) -> None:
+    user_id = add_person(settings, 3, "erika@example.com", "Erika Mustermann", "Altweg 1, Bonn")
+    add_person(settings, 4, "taken@example.com")
+    fixed = request(
+        settings, "erika@example.com", "rectification", {"full_name": "Erika Musterfrau", "address": "Neuweg 2, Bonn"}
+    )
+    process_pending(settings)
+    assert status(settings, fixed) == "completed"
+    assert query(settings, "SELECT full_name, address FROM users_pii WHERE user_id = %s", (user_id,)) == [
+        ("Erika Musterfrau", "Neuweg 2, Bonn")
+    ]
+    assert ("rectified", {"fields": ["address", "full_name"]}) in actions(settings, fixed)
+    [(corrections, email)] = query(settings, "SELECT corrections, email FROM privacy_requests WHERE id = %s", (fixed,))
+    assert corrections is None and email is None
+    [(trail,)] = query(settings, "SELECT string_agg(details::text || actor, ' ') FROM privacy_audit_log")
+    assert "Musterfrau" not in trail and "Neuweg" not in trail
+
+    # A corrected email that is somebody else's, or fields that cannot be corrected: refused,
+    # nothing changed.
+    clash = request(settings, "erika@example.com", "rectification", {"email": "TAKEN@example.com"})
+    unknown = request(settings, "erika@example.com", "rectification", {"country": "FR"})
+    process_pending(settings)
+    assert (status(settings, clash), status(settings, unknown)) == ("rejected", "rejected")
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("erika@example.com",)]
+
+    moved = request(settings, "erika@example.com", "rectification", {"email": "Erika.New@Example.com"})
+    process_pending(settings)
+    assert status(settings, moved) == "completed"
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("erika.new@example.com",)]
+
+
+def test_restriction_stops_storing_and_counting_later_events_and_keeps_earlier_ones(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    user_id = add_person(settings, 5, "rita@example.com")
+    before = datetime.now(UTC) - timedelta(hours=1)
+    earlier = [Event(str(uuid.uuid4()), user_id, "page_view", before + timedelta(seconds=i)) for i in range(3)]
+    produce_events(settings, earlier)
+    consume_all(settings, group, tmp_path)
+    restricted = request(settings, "rita@example.com", "restriction")
+    assert process_pending(settings) == {"completed": 1}
+    assert ("restricted", {}) in actions(settings, restricted)
+    assert query(
+        settings, "SELECT count(*) FROM processing_restrictions WHERE user_id = %s AND lifted_at IS NULL", (user_id,)
+    ) == [(1,)]
+    later = [Event(str(uuid.uuid4()), user_id, "page_view", datetime.now(UTC) + timedelta(minutes=1)) for _ in range(2)]
+    produce_events(settings, later)
+    consume_all(settings, group, tmp_path)
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,)) == [(3,)]
+    [(dropped,)] = query(
+        settings,
+        "SELECT coalesce(sum(dropped_events), 0) FROM consent_dropped_daily WHERE consumer_group = %s",
+        (f"raw-{group}",),
+    )
+    assert dropped == 2
+    # Nothing was stored for the person's other data: it is kept, not erased.
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("rita@example.com",)]
+
+
+def test_objection_withdraws_analytics_consent(settings: Settings) -> None:
+    user_id = add_person(settings, 6, "otto@example.com")
+    objected = request(settings, "otto@example.com", "objection")
+    process_pending(settings)
+    assert status(settings, objected) == "completed"
+    assert query(settings, "SELECT purpose, granted, source FROM consent_ledger WHERE user_id = %s", (user_id,)) == [
+        ("analytics", False, "objection")
+    ]
+
+
+def test_an_erasure_waits_on_a_legal_hold_and_runs_when_it_ends(settings: Settings) -> None:
+    user_id = add_person(settings, 7, "held@example.com")
+    proof = email_hmac(settings.gdpr_hmac_key, "held@example.com")
+    query(
+        settings,
+        "INSERT INTO legal_holds (email_hmac, reason, placed_by, until)"
+        " VALUES (%s, 'tax audit', 'dpo:test', now() + interval '1 hour')",
+        (proof,),
+    )
+    erasure = request(settings, "Held@example.com")
+    [(due_before,)] = query(settings, "SELECT due_at FROM privacy_requests WHERE id = %s", (erasure,))
+    assert process_pending(settings) == {"on_hold": 1}
+    assert status(settings, erasure) == "on_hold"
+    assert query(settings, "SELECT email IS NOT NULL, due_at FROM privacy_requests WHERE id = %s", (erasure,)) == [
+        (True, due_before)
+    ]
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("held@example.com",)]
+    # Another run changes nothing while the hold lasts.
+    assert process_pending(settings) == {}
+    query(settings, "UPDATE legal_holds SET until = now() - interval '1 second'")
+    assert process_pending(settings) == {"completed": 1}
+    assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [(None,)]
+    trail = [action for action, _ in actions(settings, erasure)]
+    assert trail.index("held") < trail.index("hold_released") < trail.index("erased")
+
+
+def test_unconfirmed_api_requests_expire_and_keep_only_the_proof(settings: Settings) -> None:
+    [(request_id,)] = query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type, channel, status)"
+        " VALUES ('late@example.com', 'access', 'api', 'unverified')"
+        " RETURNING id",
+    )
+    query(
+        settings,
+        "INSERT INTO privacy_verifications (request_id, code_hash, expires_at) VALUES (%s, 'x', now() - interval '1 second')",
+        (request_id,),
+    )
+    fresh = query(
+        settings,
+        "INSERT INTO privacy_requests (email, channel, status) VALUES ('soon@example.com', 'api', 'unverified') RETURNING id",
+    )[0][0]
+    query(
+        settings,
+        "INSERT INTO privacy_verifications (request_id, code_hash, expires_at) VALUES (%s, 'y', now() + interval '1 hour')",
+        (fresh,),
+    )
+    process_pending(settings)
+    assert query(settings, "SELECT status, email, email_hmac FROM privacy_requests WHERE id = %s", (request_id,)) == [
+        ("expired", None, email_hmac(settings.gdpr_hmac_key, "late@example.com"))
+    ]
+    assert status(settings, fresh) == "unverified"
+    assert [a for a, _ in actions(settings, request_id)] == ["received", "expired"]
+
+
+def test_an_access_export_expires_and_is_deleted(settings: Settings) -> None:
+    add_person(settings, 8, "exp@example.com")
+    access = request(settings, "exp@example.com", "access")
+    process_pending(settings)
+    [(path, days)] = query(
+        settings,
+        "SELECT export_path, round(extract(epoch FROM export_expires_at - processed_at) / 86400)"
+        " FROM privacy_requests WHERE id = %s",
+        (access,),
+    )
+    assert Path(path).is_file() and days == settings.access_export_days
+    query(settings, "UPDATE privacy_requests SET export_expires_at = now() - interval '1 second' WHERE id = %s", (access,))
+    process_pending(settings)
+    assert not Path(path).exists()
+    assert query(settings, "SELECT export_path FROM privacy_requests WHERE id = %s", (access,)) == [(None,)]
+    assert ("export_deleted", {"reason": "the download period ended", "file_removed": True}) in actions(settings, access)
+
+
+def test_the_erased_tables_are_vacuumed_after_the_erasure(settings: Settings) -> None:
+    add_person(settings, 9, "vac@example.com")
+    [(before,)] = query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'users_pii'")
+    request(settings, "vac@example.com")
+    process_pending(settings)
+
+    def vacuumed() -> bool:
+        [(count,)] = query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'users_pii'")
+        return bool(count > before)
+
+    wait_until(vacuumed, timeout=30, what="users_pii vacuumed")
