@@ -33,8 +33,10 @@ from core.consent import ERASURE_SOURCE
 from reports import charts
 from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
-STATUSES = ("pending", "completed", "not_found", "rejected")
-REQUEST_TYPES = ("erasure", "access")
+STATUSES = ("unverified", "pending", "on_hold", "completed", "not_found", "rejected", "denied", "expired")
+REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection")
+# Requests still to be answered: the deadline runs for all of them, on hold included.
+OPEN = ("unverified", "pending", "on_hold")
 HISTORY_DAYS = 30
 
 
@@ -81,6 +83,9 @@ class AuditFigures:
     erasure_residuals: int = 0  # values of erased people found still stored by their erasure
     consent_totals: ConsentTotals = ConsentTotals()
     consent_history: list[ConsentDay] = field(default_factory=list)  # days with changes only
+    dpo_actions: dict[str, int] = field(default_factory=dict)  # denied, extended, held, hold_released
+    holds_active: int = 0
+    restrictions_in_force: int = 0
 
     @property
     def residual(self) -> int:
@@ -99,7 +104,8 @@ class AuditFigures:
 
     @property
     def pending(self) -> int:
-        return self.count(status="pending")
+        """Still to be answered: unverified, pending or on hold."""
+        return sum(self.count(status=status) for status in OPEN)
 
     @property
     def processed(self) -> int:
@@ -116,7 +122,9 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT request_type, status, count(*) FROM privacy_requests GROUP BY 1, 2")
         by_type_status = {(kind, status): int(n) for kind, status, n in cur.fetchall()}
-        overdue = _scalar(cur, "SELECT count(*) FROM privacy_requests WHERE status = 'pending' AND due_at < now()")
+        overdue = _scalar(
+            cur, "SELECT count(*) FROM privacy_requests WHERE status IN ('unverified', 'pending', 'on_hold') AND due_at < now()"
+        )
         cur.execute(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s)"
             " FROM (SELECT extract(epoch FROM processed_at - requested_at)::float8 AS s FROM privacy_requests"
@@ -139,9 +147,17 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
         dead = {reason: int(n) for reason, n in cur.fetchall()}
         history = _history(cur, today)
         consent_totals, consent_history = _consent(cur, today)
+        cur.execute(
+            "SELECT action, count(*) FROM privacy_audit_log WHERE action IN ('denied', 'extended', 'held', 'hold_released')"
+            " GROUP BY action"
+        )
+        dpo_actions = {action: int(n) for action, n in cur.fetchall()}
+        holds = _scalar(cur, "SELECT count(*) FROM legal_holds WHERE released_at IS NULL AND (until IS NULL OR until > now())")
+        restricted = _scalar(cur, "SELECT count(*) FROM processing_restrictions WHERE lifted_at IS NULL")
     return AuditFigures(
         by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals,
-        consent_totals=consent_totals, consent_history=consent_history,
+        consent_totals=consent_totals, consent_history=consent_history, dpo_actions=dpo_actions, holds_active=holds,
+        restrictions_in_force=restricted,
     )  # fmt: skip
 
 
@@ -207,8 +223,13 @@ def build_document(figures: AuditFigures, day: date) -> Document:
         f" {figures.erasure_residuals:,} values of erased people still stored after their erasure)"
     )
     bullets = [
-        f"Privacy requests: **{figures.total:,}** ({figures.processed:,} processed, {figures.pending:,} pending)",
-        f"Overdue (pending past the one-month deadline of Art. 12(3)): **{figures.overdue:,}**",
+        f"Privacy requests: **{figures.total:,}** ({figures.processed:,} answered, {figures.pending:,} open:"
+        " unverified, pending or on hold)",
+        f"Overdue (open past the deadline of Art. 12(3), one month or as extended; on hold included): **{figures.overdue:,}**",
+        f"DPO decisions: **{figures.dpo_actions.get('denied', 0):,}** denied (Art. 12(5)),"
+        f" **{figures.dpo_actions.get('extended', 0):,}** extended (Art. 12(3)), **{figures.dpo_actions.get('held', 0):,}**"
+        f" put on hold; legal holds active: **{figures.holds_active:,}**;"
+        f" restrictions in force (Art. 18): **{figures.restrictions_in_force:,}**",
         f"Processing time: **{timing}**",
         f"Erasures completed: **{figures.count(request_type='erasure', status='completed'):,}**;"
         f" access exports completed: **{figures.count(request_type='access', status='completed'):,}**",
@@ -306,6 +327,9 @@ def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
             "totals": asdict(figures.consent_totals),
             "per_day": [asdict(h) for h in figures.consent_history],
         },
+        "dpo_actions": figures.dpo_actions,
+        "legal_holds_active": figures.holds_active,
+        "restrictions_in_force": figures.restrictions_in_force,
     }
 
 

@@ -129,6 +129,13 @@ def _comparison_table(rows: list[Comparison]) -> Table:
     )
 
 
+# Restriction (Art. 18) and objection (Art. 21) act like a withdrawal: from their time on.
+RETROACTIVE_NOTE = (
+    ". A withdrawal, objection or restriction stops counting a person's events from its time on;"
+    " nothing counted before it is excluded retroactively"
+)
+
+
 def consent_line(figures: BusinessFigures) -> str:
     """The day's events dropped for lack of consent, per reason, and the consent mode: beside
     the totals, which do not include them."""
@@ -138,7 +145,7 @@ def consent_line(figures: BusinessFigures) -> str:
     mode_text = f"; consent mode: **{mode}** ({CONSENT_MODES.get(mode, 'see CONSENT_MODE')})" if mode else ""
     return (
         f"Events dropped for missing consent (not stored, not in any figure here): **{sum(dropped.values()):,}**"
-        f"{' (' + reasons + ')' if reasons else ''}{mode_text}"
+        f"{' (' + reasons + ')' if reasons else ''}{mode_text}{RETROACTIVE_NOTE if mode else ''}"
     )
 
 

@@ -79,12 +79,21 @@ def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_
     query(settings, "INSERT INTO privacy_requests (email) VALUES (%s), ('ghost@example.invalid')", (email,))
     assert run_command("gdpr.process_privacy_requests").returncode == 0
     query(settings, "INSERT INTO privacy_requests (email) VALUES ('later@example.invalid')")
+    # A DPO's decisions: an extended request (still open), a hold in force.
+    query(settings, "UPDATE privacy_requests SET due_at = due_at + interval '1 month' WHERE email = 'later@example.invalid'")
+    query(
+        settings,
+        "INSERT INTO privacy_audit_log (request_id, action, actor)"
+        " SELECT id, 'extended', 'dpo:test' FROM privacy_requests WHERE email = 'later@example.invalid'",
+    )
+    query(settings, "INSERT INTO legal_holds (email_hmac, reason, placed_by) VALUES ('x', 'litigation', 'dpo:test')")
 
     result = run_command("reports.gdpr_audit_report")
     assert result.returncode == 0, result.stderr
     [report] = list(settings.reports_dir.glob("gdpr_audit_report_*.md"))
     text = report.read_text(encoding="utf-8")
-    assert "Privacy requests: **3** (2 processed, 1 pending)" in text
+    assert "Privacy requests: **3** (2 answered, 1 open: unverified, pending or on hold)" in text
+    assert "**0** denied (Art. 12(5)), **1** extended (Art. 12(3)), **0** put on hold; legal holds active: **1**" in text
     assert "Users with anonymized PII: **1**" in text
     assert "| completed | 1 |" in text and "| not_found | 1 |" in text and "| pending | 1 |" in text
     assert str(email) not in text

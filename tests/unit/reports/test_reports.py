@@ -162,7 +162,9 @@ def test_events_dropped_for_missing_consent_are_shown_per_reason_beside_the_tota
     assert (
         "- Events: **200** (+100.0 % vs previous day)\n"
         "- Events dropped for missing consent (not stored, not in any figure here): **15** (no_consent 12, consent_withdrawn 3);"
-        " consent mode: **required** (an event counts only if its user had analytics consent at its time)\n"
+        " consent mode: **required** (an event counts only if its user had analytics consent at its time)."
+        " A withdrawal, objection or restriction stops counting a person's events from its time on;"
+        " nothing counted before it is excluded retroactively\n"
     ) in text
     assert build_data(dropped, K)["consent"] == {
         "mode": "required",
