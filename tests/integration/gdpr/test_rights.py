@@ -92,6 +92,15 @@ def test_rectification_applies_the_values_and_audits_only_field_names(settings: 
     assert (status(settings, clash), status(settings, unknown)) == ("rejected", "rejected")
     assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("erika@example.com",)]
 
+    # Hostile corrections through the SQL path: refused with a reason, nothing changed.
+    hostile = [{"full_name": {"nested": "x"}}, {"address": "x" * 10_000}, {"email": "not an address"}, {}, {"full_name": "  "}]
+    hostile_ids = [request(settings, "erika@example.com", "rectification", h) for h in hostile]  # type: ignore[arg-type]
+    process_pending(settings)
+    assert [status(settings, i) for i in hostile_ids] == ["rejected"] * len(hostile)
+    assert query(settings, "SELECT full_name, email FROM users_pii WHERE user_id = %s", (user_id,)) == [
+        ("Erika Musterfrau", "erika@example.com")
+    ]
+
     moved = request(settings, "erika@example.com", "rectification", {"email": "Erika.New@Example.com"})
     process_pending(settings)
     assert status(settings, moved) == "completed"
