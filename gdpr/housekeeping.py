@@ -5,6 +5,8 @@
 * A request filed through the API whose code was never confirmed before it expired ends
   ``expired``: its email is removed, the keyed HMAC of what was asked is kept.
 * An access export not downloaded before ``export_expires_at`` is deleted.
+* The code of a request that is no longer waiting for it (verified, denied, expired: by the API,
+  a DPO or this sweep) is deleted: only its hash was kept, but nothing needs it any more.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ def delete_expired_exports(cur: db.Cursor, audit: AuditLog) -> int:
     return len(rows)
 
 
+def forget_used_codes(cur: db.Cursor) -> int:
+    """Delete the verification codes of requests no longer ``unverified``."""
+    cur.execute(
+        "DELETE FROM privacy_verifications AS v USING privacy_requests AS r"
+        " WHERE r.id = v.request_id AND r.status <> 'unverified'"
+    )
+    return int(cur.rowcount)
+
+
 def tidy(conn: psycopg2.extensions.connection, key: bytes) -> Counter[str]:
     """All of the above in one transaction; return what was done."""
     done: Counter[str] = Counter()
@@ -99,6 +110,7 @@ def tidy(conn: psycopg2.extensions.connection, key: bytes) -> Counter[str]:
         done["holds released"] = release_ended_holds(cur, audit)
         done["unverified expired"] = expire_unverified(cur, key, audit)
         done["exports expired"] = delete_expired_exports(cur, audit)
+        done["used codes deleted"] = forget_used_codes(cur)
         audit.write(cur)
         if done["holds released"]:
             cur.execute("SELECT pg_notify('privacy_requests', '')")

@@ -198,6 +198,8 @@ def test_unconfirmed_api_requests_expire_and_keep_only_the_proof(settings: Setti
     ]
     assert status(settings, fresh) == "unverified"
     assert [a for a, _ in actions(settings, request_id)] == ["received", "expired"]
+    # Only the code still awaited is kept.
+    assert query(settings, "SELECT request_id FROM privacy_verifications") == [(fresh,)]
 
 
 def test_an_access_export_expires_and_is_deleted(settings: Settings) -> None:
