@@ -12,7 +12,8 @@ COPY consumers ./consumers
 COPY batch ./batch
 COPY gdpr ./gdpr
 COPY reports ./reports
+COPY devstack ./devstack
 COPY config.py ./config.py
-RUN useradd --create-home app && mkdir -p reports/output && chown -R app reports/output
+RUN useradd --create-home app && mkdir -p reports/output mail && chown -R app reports/output mail
 USER app
 CMD ["python", "-m", "core.db", "--help"]

@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed ## create .venv and install everything (runtime, tests, lint)
 
-up: install ## start the embedded stack (Tansu + PostgreSQL) and print its URLs
+up: install ## start the embedded stack (Tansu + PostgreSQL + a local SMTP server writing to .local/mail/) and print its URLs
 	$(PY) -m devstack up
 
 down: install ## stop the embedded stack (its PostgreSQL data stays in .local/)

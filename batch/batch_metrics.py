@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         progress = cli.Progress("days", total=len(days))
-        with db.connection(settings.database, application_name="batch_metrics") as conn:
+        with db.connection(settings.database, application_name="batch_metrics", role=db.BATCH_ROLE) as conn:
             for day in days:
                 rows = recompute_day(conn, day)
                 print(f"batch metrics for {day}:")

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     def execute(settings: Settings) -> int:
         drifting: list[date] = []
         today = cli.today_utc()
-        with db.connection(settings.database, application_name="compare_batch_vs_stream") as conn:
+        with db.connection(settings.database, application_name="compare_batch_vs_stream", role=db.BATCH_ROLE) as conn:
             for day in days:
                 rows = compare_day(conn, day)
                 bad = [r for r in rows if not r.within(args.tolerance)]

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--show must be 0 or more")
 
     def execute(settings: Settings) -> int:
-        with db.connection(settings.database, application_name="dead_letters") as conn:
+        with db.connection(settings.database, application_name="dead_letters", role=db.MONITOR_ROLE) as conn:
             counts = counts_by_reason(conn)
             rows = latest(conn, args.show) if args.show else []
         total = sum(n for _reason, n in counts)

@@ -40,7 +40,7 @@ def collect(settings: Settings, groups: list[str] | None = None) -> list[GroupSt
     except ServiceUnavailable:
         # What PostgreSQL knows is still worth showing, a lost broker above all.
         ends = None
-    with db.connection(settings.database, application_name="status") as conn, conn, conn.cursor() as cur:
+    with db.connection(settings.database, application_name="status", role=db.MONITOR_ROLE) as conn, conn, conn.cursor() as cur:
         known = progress.overview(cur, topic, RATE_WINDOW_S)
     statuses = []
     for name in groups or sorted(known):

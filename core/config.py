@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +37,18 @@ DEFAULTS: dict[str, str] = {
     # How long a consumer retries a transient PostgreSQL failure before it stops with an error
     # (psycopg_pool's reconnect_timeout is also 5 minutes): long enough for a restart or failover.
     "DB_RETRY_TIMEOUT_S": "300",
+    # The passwords of the components' logins (sql/015; core.db.migrate sets them). Public, like
+    # the owner's de_password: for compose on a developer's machine. `make up` records random ones
+    # in its stack file; production sets its own.
+    "DB_PASSWORD_COLLECTOR": "collector-dev-password",
+    "DB_PASSWORD_CONSUMERS": "consumers-dev-password",
+    "DB_PASSWORD_GDPR": "gdpr-dev-password",
+    "DB_PASSWORD_PRIVACY_API": "privacy-api-dev-password",
+    "DB_PASSWORD_CONSOLE": "console-dev-password",
+    "DB_PASSWORD_REPORTS": "reports-dev-password",
+    "DB_PASSWORD_AUDITOR": "auditor-dev-password",
+    "DB_PASSWORD_BATCH": "batch-dev-password",
+    "DB_PASSWORD_MONITOR": "monitor-dev-password",
     # Consumer groups: the raw-events sink and the streaming metrics (the reconciliation and the
     # demo need both names, so they live here rather than in the consumer modules).
     "RAW_EVENTS_GROUP": "raw-events-sink",
@@ -67,9 +79,53 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_KEY_REFRESH_S": "2",
     # What a 503 tells the client to wait before it sends again.
     "COLLECTOR_RETRY_AFTER_S": "5",
+    # The privacy-request API (python -m gdpr.api): people file requests, verified by a mailed code.
+    "PRIVACY_API_HOST": "127.0.0.1",
+    "PRIVACY_API_PORT": "8001",
+    # Where people reach the API: the completion notice names the download address under it.
+    "PRIVACY_API_PUBLIC_URL": "http://localhost:8001",
+    # A request is an address, a type and at most three corrected values: 16 KiB is plenty.
+    "PRIVACY_API_MAX_BODY_BYTES": "16384",
+    # Each new request mails a code: these bound how often one inbox can be written to, and how
+    # many requests one client may file, so the API cannot be used to flood somebody's mailbox.
+    "PRIVACY_API_REQUESTS_PER_ADDRESS_PER_HOUR": "3",
+    "PRIVACY_API_REQUESTS_PER_CLIENT_PER_MINUTE": "10",
+    # What a 503 (database or mail server down) tells the client to wait before it sends again.
+    "PRIVACY_API_RETRY_AFTER_S": "30",
+    # The mailed code: valid 15 minutes, 5 tries (5 chances in 10^8 for somebody guessing 8 digits).
+    "VERIFICATION_CODE_TTL_S": "900",
+    "VERIFICATION_MAX_ATTEMPTS": "5",
+    # Outgoing mail (verification codes, completion notices). The embedded stack records its own
+    # local server here; production names its relay, with a login only over STARTTLS.
+    "SMTP_HOST": "localhost",
+    "SMTP_PORT": "1025",
+    "SMTP_FROM": "privacy@localhost",
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_STARTTLS": "false",
+    "SMTP_TIMEOUT_S": "10",
+    # The DPO console (python -m console): internal, so it listens on the loopback by default.
+    "CONSOLE_HOST": "127.0.0.1",
+    "CONSOLE_PORT": "8002",
+    # A DPO signs in again after this many hours: a working day, so a forgotten tab expires overnight.
+    "CONSOLE_SESSION_HOURS": "8",
+    # Send the session cookie over HTTPS only: set to true behind TLS (a reverse proxy), as in production.
+    "CONSOLE_SECURE_COOKIES": "false",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CONSENT_MODES = ("required", "assumed")
+# Each component's database login (created by sql/015) and the variable holding its password.
+LOGIN_PASSWORD_VARIABLES: dict[str, str] = {
+    "login_collector": "DB_PASSWORD_COLLECTOR",
+    "login_consumers": "DB_PASSWORD_CONSUMERS",
+    "login_gdpr": "DB_PASSWORD_GDPR",
+    "login_privacy_api": "DB_PASSWORD_PRIVACY_API",
+    "login_console": "DB_PASSWORD_CONSOLE",
+    "login_reports": "DB_PASSWORD_REPORTS",
+    "login_auditor": "DB_PASSWORD_AUDITOR",
+    "login_batch": "DB_PASSWORD_BATCH",
+    "login_monitor": "DB_PASSWORD_MONITOR",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -102,10 +158,19 @@ class DatabaseSettings:
     url: str
     statement_timeout_ms: int
     retry_timeout_s: float = 300.0
+    # Login name -> password, for core.db.connect(role=...) and the migrator; never shown.
+    login_passwords: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def display_url(self) -> str:
         return mask_url(self.url)
+
+    def login_password(self, login: str) -> str:
+        """The password of a component's login; ConfigError naming its variable when none is set."""
+        password = self.login_passwords.get(login)
+        if not password:
+            raise ConfigError(f"no password for database login {login!r}: set {LOGIN_PASSWORD_VARIABLES.get(login, 'it')}")
+        return password
 
 
 @dataclass(frozen=True)
@@ -139,6 +204,50 @@ class CollectorSettings:
 
 
 @dataclass(frozen=True)
+class PrivacyApiSettings:
+    """Where the privacy-request API listens, what it accepts, and how a mailed code is checked."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    public_url: str = "http://localhost:8001"
+    max_body_bytes: int = 16_384
+    requests_per_address_per_hour: int = 3
+    requests_per_client_per_minute: int = 10
+    retry_after_s: int = 30
+    code_ttl_s: int = 900
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """The SMTP server mail goes through; the password is never shown (repr, logs, messages)."""
+
+    host: str = "localhost"
+    port: int = 1025
+    sender: str = "privacy@localhost"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    timeout_s: float = 10.0
+
+    @property
+    def display(self) -> str:
+        """``smtp://host:port`` with the login's user and STARTTLS, never the password."""
+        login = f"{self.user}@" if self.user else ""
+        return f"smtp://{login}{self.host}:{self.port}" + (" (STARTTLS)" if self.starttls else "")
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """Where the DPO console listens and how long its sessions last."""
+
+    host: str = "127.0.0.1"
+    port: int = 8002
+    session_hours: int = 8
+    secure_cookies: bool = False
+
+
+@dataclass(frozen=True)
 class ConsumerGroups:
     """The consumer group of each sink; every instance of a group shares its partitions."""
 
@@ -159,6 +268,9 @@ class Settings:
     groups: ConsumerGroups = ConsumerGroups()
     consent_mode: str = "assumed"
     collector: CollectorSettings = CollectorSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    privacy_api: PrivacyApiSettings = PrivacyApiSettings()
+    mail: MailSettings = MailSettings()
     access_export_days: int = 7
     # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
     # the generator and the reports never need it, so they run against any stack as designed.
@@ -271,6 +383,8 @@ def _database(values: Mapping[str, str], url: str) -> DatabaseSettings:
         url=url,
         statement_timeout_ms=_int(values, "DB_STATEMENT_TIMEOUT_MS"),
         retry_timeout_s=_float(values, "DB_RETRY_TIMEOUT_S"),
+        # An empty one is refused where it is used (core.db.connect names the variable).
+        login_passwords={login: values[var] for login, var in LOGIN_PASSWORD_VARIABLES.items() if values[var]},
     )
 
 
@@ -282,11 +396,21 @@ def _kafka(values: Mapping[str, str], bootstrap: str) -> KafkaSettings:
     )
 
 
-def load_database_settings(url: str | None = None, environ: Mapping[str, str] | None = None) -> DatabaseSettings:
-    """The database settings alone, for ``url`` (default: DATABASE_URL): the embedded stack
-    talks to the PostgreSQL it started before any URL is recorded."""
-    values = merged_values(environ)
+def load_database_settings(
+    url: str | None = None, environ: Mapping[str, str] | None = None, passwords: Mapping[str, str] | None = None
+) -> DatabaseSettings:
+    """The database settings alone, for ``url`` (default: DATABASE_URL) and with ``passwords``
+    (DB_PASSWORD_* variable -> value) over the configured ones: the embedded stack talks to the
+    PostgreSQL it started, with the logins' passwords it chose, before it has recorded either."""
+    values = {**merged_values(environ), **(passwords or {})}
     return _database(values, values["DATABASE_URL"] if url is None else url)
+
+
+def set_in_environment(keys: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Those of ``keys`` the environment itself sets (not the defaults, not a stack file): the
+    embedded stack lets them win over the passwords it chose."""
+    env = os.environ if environ is None else environ
+    return {key: env[key] for key in keys if env.get(key)}
 
 
 def load_kafka_settings(bootstrap: str | None = None, environ: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -323,6 +447,19 @@ def _consent_mode(values: Mapping[str, str]) -> str:
     return mode
 
 
+def _console(values: Mapping[str, str]) -> ConsoleSettings:
+    port = _int(values, "CONSOLE_PORT")
+    if port > 65535:
+        raise ConfigError(f"CONSOLE_PORT={port} is not a port number")
+    hours = _int(values, "CONSOLE_SESSION_HOURS")
+    if hours > 24 * 7:
+        raise ConfigError(f"CONSOLE_SESSION_HOURS={hours}: a session may last a week at most")
+    secure = values["CONSOLE_SECURE_COOKIES"].strip().lower()
+    if secure not in ("true", "false"):
+        raise ConfigError(f"CONSOLE_SECURE_COOKIES={secure!r} is not true or false")
+    return ConsoleSettings(host=_name(values, "CONSOLE_HOST"), port=port, session_hours=hours, secure_cookies=secure == "true")
+
+
 def _collector(values: Mapping[str, str]) -> CollectorSettings:
     port = _int(values, "COLLECTOR_PORT")
     if port > 65535:
@@ -335,6 +472,67 @@ def _collector(values: Mapping[str, str]) -> CollectorSettings:
         delivery_timeout_ms=_int(values, "COLLECTOR_DELIVERY_TIMEOUT_MS"),
         key_refresh_s=_float(values, "COLLECTOR_KEY_REFRESH_S"),
         retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
+    )
+
+
+def _port(values: Mapping[str, str], key: str) -> int:
+    port = _int(values, key)
+    if port > 65535:
+        raise ConfigError(f"{key}={port} is not a port number")
+    return port
+
+
+def _flag(values: Mapping[str, str], key: str) -> bool:
+    raw = values[key].strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{key}={raw!r} is not true or false")
+    return raw == "true"
+
+
+def _privacy_api(values: Mapping[str, str]) -> PrivacyApiSettings:
+    public_url = values["PRIVACY_API_PUBLIC_URL"].strip().rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"PRIVACY_API_PUBLIC_URL={public_url!r} is not an http(s) URL such as https://privacy.example.com")
+    return PrivacyApiSettings(
+        host=_name(values, "PRIVACY_API_HOST"),
+        port=_port(values, "PRIVACY_API_PORT"),
+        public_url=public_url,
+        max_body_bytes=_int(values, "PRIVACY_API_MAX_BODY_BYTES", minimum=1024),
+        requests_per_address_per_hour=_int(values, "PRIVACY_API_REQUESTS_PER_ADDRESS_PER_HOUR"),
+        requests_per_client_per_minute=_int(values, "PRIVACY_API_REQUESTS_PER_CLIENT_PER_MINUTE"),
+        retry_after_s=_int(values, "PRIVACY_API_RETRY_AFTER_S"),
+        # Under a minute nobody can read the mail and type the code.
+        code_ttl_s=_int(values, "VERIFICATION_CODE_TTL_S", minimum=60),
+        max_attempts=_int(values, "VERIFICATION_MAX_ATTEMPTS"),
+    )
+
+
+# A login may cross the network in clear only to the machine itself.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _mail(values: Mapping[str, str]) -> MailSettings:
+    sender = values["SMTP_FROM"].strip()
+    if sender.count("@") != 1 or not sender.isprintable() or any(c.isspace() or c in "<>,;" for c in sender):
+        raise ConfigError(f"SMTP_FROM={sender!r} is not a plain address such as privacy@example.com")
+    user, password = values["SMTP_USER"].strip(), values["SMTP_PASSWORD"]
+    if bool(user) != bool(password):
+        raise ConfigError("set both SMTP_USER and SMTP_PASSWORD for a login to the SMTP server, or neither")
+    host, starttls = _name(values, "SMTP_HOST"), _flag(values, "SMTP_STARTTLS")
+    if password and not starttls and host.lower() not in _LOOPBACK:
+        raise ConfigError(
+            f"SMTP_PASSWORD is set but SMTP_STARTTLS is off: the password would cross the network to {host} in clear;"
+            " set SMTP_STARTTLS=true"
+        )
+    return MailSettings(
+        host=host,
+        port=_port(values, "SMTP_PORT"),
+        sender=sender,
+        user=user,
+        password=password,
+        starttls=starttls,
+        timeout_s=_float(values, "SMTP_TIMEOUT_S"),
     )
 
 
@@ -353,5 +551,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         hmac_key_refusal=_hmac_key_refusal(values, environ),
         consent_mode=_consent_mode(values),
         collector=_collector(values),
+        console=_console(values),
         access_export_days=_int(values, "ACCESS_EXPORT_DAYS"),
+        privacy_api=_privacy_api(values),
+        mail=_mail(values),
     )

@@ -8,20 +8,22 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import errorcodes, sql
 
 from core import cli
-from core.config import PROJECT_ROOT, DatabaseSettings, Settings, mask_url
-from core.errors import ServiceUnavailable
+from core.config import LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT, DatabaseSettings, Settings, mask_url
+from core.errors import ConfigError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 Cursor = psycopg2.extensions.cursor
 
-# Least-privilege roles created by sql/003_gdpr.sql; each component switches to its own.
+# Least-privilege group roles created by sql/003_gdpr.sql; each component connects with its own
+# login, a member of its group only (sql/015).
 ANALYTICS_ROLE = "analytics_reader"
 INGEST_ROLE = "ingest_writer"
 GDPR_ROLE = "gdpr_processor"
@@ -31,6 +33,23 @@ COLLECTOR_ROLE = "event_collector"
 # The privacy-request API and the DPO console (sql/014).
 PRIVACY_API_ROLE = "privacy_api"
 CONSOLE_ROLE = "dpo_console"
+# The batch metrics, the comparison and its repair; consumer status, lag and dead letters (sql/015).
+BATCH_ROLE = "batch_writer"
+MONITOR_ROLE = "pipeline_monitor"
+
+# The login of each group role (sql/015); its password is configured in the variable that
+# core.config.LOGIN_PASSWORD_VARIABLES names.
+LOGINS: dict[str, str] = {
+    COLLECTOR_ROLE: "login_collector",
+    INGEST_ROLE: "login_consumers",
+    GDPR_ROLE: "login_gdpr",
+    PRIVACY_API_ROLE: "login_privacy_api",
+    CONSOLE_ROLE: "login_console",
+    ANALYTICS_ROLE: "login_reports",
+    AUDITOR_ROLE: "login_auditor",
+    BATCH_ROLE: "login_batch",
+    MONITOR_ROLE: "login_monitor",
+}
 
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
@@ -95,29 +114,56 @@ def describe_error(error: BaseException) -> str:
 def connect(
     settings: DatabaseSettings, *, application_name: str = "analytics", role: str | None = None
 ) -> psycopg2.extensions.connection:
-    """Open a connection, as ``role`` when given (SET ROLE, so only that role's privileges apply);
-    raise ServiceUnavailable naming the URL and how to start the stack."""
+    """Open a connection: with ``role``, as that group role's login (sql/015), a member of that
+    role only, so only its privileges apply and no SET ROLE gives more; without, as DATABASE_URL's
+    user (the migration owner: migrations and operators' tools). The login uses DATABASE_URL's
+    host, port, database and options. ServiceUnavailable (naming the server and how to start it)
+    when PostgreSQL does not answer; ConfigError (naming the login and its password variable)
+    when it refuses the login."""
+    # None leaves DATABASE_URL's user and password in place.
+    login = None if role is None else login_of(role)
+    password = None if login is None else settings.login_password(login)
     try:
         conn = psycopg2.connect(
             settings.url,
             application_name=application_name,
             connect_timeout=5,
             options=f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC",
+            user=login,
+            password=password,
         )
     except psycopg2.OperationalError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "connection failed"
-        raise ServiceUnavailable(f"PostgreSQL at {mask_url(settings.url)} is not reachable ({reason}): {START_HINT}") from e
-    if role is not None:
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        except psycopg2.Error as e:
-            conn.close()
-            raise ServiceUnavailable(
-                f"cannot act as database role {role!r} at {mask_url(settings.url)}: apply the migrations "
-                "(`make up` or `python -m core.db`) with a user allowed to create roles"
+        text = str(e).strip()
+        reason = text.splitlines()[0] if text else "connection failed"
+        if login is not None and _refused_login(text, login):
+            variable = LOGIN_PASSWORD_VARIABLES[login]
+            raise ConfigError(
+                f"PostgreSQL at {_server(settings.url)} refused login {login!r} ({reason}): apply the migrations "
+                f"(`make up` or `python -m core.db`), which create it and set its password from {variable}, "
+                f"or set {variable} to the password it has"
             ) from e
+        raise ServiceUnavailable(f"PostgreSQL at {mask_url(settings.url)} is not reachable ({reason}): {START_HINT}") from e
     return conn
+
+
+def login_of(role: str) -> str:
+    """The login of a group role (``LOGINS``); ValueError for a role that has none."""
+    try:
+        return LOGINS[role]
+    except KeyError:
+        raise ValueError(f"no login connects as database role {role!r}; known: {', '.join(sorted(LOGINS))}") from None
+
+
+def _refused_login(message: str, login: str) -> bool:
+    """True when the server answered and refused ``login`` (a wrong password, no such role, no
+    password given) rather than not answering: its messages name the user, quoted."""
+    return f'"{login}"' in message or "no password supplied" in message
+
+
+def _server(url: str) -> str:
+    """host:port/database of a URL, for messages about another user than the URL's."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 @contextmanager
@@ -165,10 +211,34 @@ def migrate(settings: DatabaseSettings, sql_dir: Path = SQL_DIR) -> list[str]:
                     cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (path.name, checksum))
                 applied_now.append(path.name)
                 logger.info("applied migration %s", path.name)
+            set_login_passwords(conn, settings)
         finally:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied_now
+
+
+def set_login_passwords(conn: psycopg2.extensions.connection, settings: DatabaseSettings) -> int:
+    """Give every component login the migrations created its configured password (on every run,
+    so a changed DB_PASSWORD_* takes effect with the next migration); return how many were set.
+    The password is hashed here (SCRAM, or whatever the server's password_encryption asks for),
+    so it never reaches the server, nor its log, in clear."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(LOGINS.values()),))
+        existing = {name for (name,) in cur.fetchall()}
+    hashed: dict[str, str] = {}
+    for login in sorted(existing):
+        password = settings.login_passwords.get(login)
+        if not password:
+            logger.warning("no password configured for login %s (%s): left as it was", login, LOGIN_PASSWORD_VARIABLES[login])
+            continue
+        hashed[login] = psycopg2.extensions.encrypt_password(password, login, conn)
+    with conn, conn.cursor() as cur:
+        for login, verifier in hashed.items():
+            cur.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(sql.Identifier(login)), (verifier,))
+    if hashed:
+        logger.info("set the passwords of %d component logins", len(hashed))
+    return len(hashed)
 
 
 def _main(settings: Settings) -> int:

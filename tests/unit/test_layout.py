@@ -10,7 +10,7 @@ import pytest
 
 from core.config import PROJECT_ROOT
 
-STAGES = ("data_generators", "collector", "consumers", "batch", "gdpr", "reports")
+STAGES = ("data_generators", "collector", "consumers", "batch", "gdpr", "reports", "console")
 APPLICATIONS = ("demo", "devstack", "bench")
 PACKAGES = ("core", *STAGES, *APPLICATIONS)
 

@@ -13,7 +13,7 @@ import pytest
 
 import devstack
 from core import kafka
-from core.config import DEFAULTS, Settings, load_kafka_settings, read_env_file
+from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, Settings, load_kafka_settings, read_env_file
 from devstack import stack as devstack_stack
 from tests.helpers import RAW, query, run_command, start_service
 
@@ -32,7 +32,16 @@ def test_up_twice_is_harmless_and_reports_the_same_urls(settings: Settings) -> N
     assert "already running" in second.stderr
     status = run_command("devstack", "status", "--data-dir", data_dir)
     assert "PostgreSQL: running on" in status.stdout and "Kafka:      running on" in status.stdout
-    assert (Path(data_dir) / "stack.env").read_text().count("=") == 2
+    assert "Mail:       running on" in status.stdout
+    assert f"each message written to {Path(data_dir) / 'mail'}/" in first.stdout
+    recorded = read_env_file(Path(data_dir) / "stack.env")
+    assert set(recorded) == {
+        "DATABASE_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        *LOGIN_PASSWORD_VARIABLES.values(),
+    }
 
 
 # -- the ports a stack chose are its ports ----------------------------------------------------
@@ -60,30 +69,40 @@ def ports(info: devstack.StackInfo) -> tuple[int | None, int]:
     return urlsplit(info.database_url).port, int(info.kafka_bootstrap.rsplit(":", 1)[1])
 
 
+def recorded(info: devstack.StackInfo) -> dict[str, int | None]:
+    """What ports.env must hold for this stack."""
+    return {**dict(zip(("POSTGRES_PORT", "KAFKA_PORT"), ports(info), strict=True)), "SMTP_PORT": info.smtp_port}
+
+
 @pytest.mark.slow
 def test_a_stack_comes_back_on_the_ports_it_chose(own_stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Default ports taken at the first start, free at the next: the stack must not move there,
     or running consumers would retry the old URL forever."""
-    pg_default, kafka_default = listening(), listening()
+    pg_default, kafka_default, smtp_default = listening(), listening(), listening()
     # The compose defaults stand in for ports this test holds, so a developer's 5432 is never touched.
     monkeypatch.setattr(devstack_stack, "DEFAULT_PG_PORT", pg_default.getsockname()[1])
     monkeypatch.setattr(devstack_stack, "DEFAULT_KAFKA_PORT", kafka_default.getsockname()[1])
-    with pg_default, kafka_default:
+    monkeypatch.setattr(devstack_stack, "DEFAULT_SMTP_PORT", smtp_default.getsockname()[1])
+    with pg_default, kafka_default, smtp_default:
         first = devstack.up(own_stack, fast=True)
         assert ports(first) != (pg_default.getsockname()[1], kafka_default.getsockname()[1])
-        assert devstack.recorded_ports(own_stack) == dict(zip(("POSTGRES_PORT", "KAFKA_PORT"), ports(first), strict=True))
+        assert first.smtp_port != smtp_default.getsockname()[1]
+        assert devstack.recorded_ports(own_stack) == recorded(first)
+    assert devstack.mail_port(own_stack) == first.smtp_port
     assert devstack.down(own_stack) == (True, True)
+    assert devstack.mail_port(own_stack) is None
     assert not (own_stack / "stack.env").exists()
 
     second = devstack.up(own_stack, fast=True)
 
     assert (second.database_url, second.kafka_bootstrap) == (first.database_url, first.kafka_bootstrap)
     assert devstack.status(own_stack) == ports(first)
+    assert second.smtp_port == first.smtp_port
     assert f"DATABASE_URL={first.database_url}" in (own_stack / "stack.env").read_text()
     # A stack found running (started before its ports were recorded) has them recorded now.
     (own_stack / devstack.PORTS_FILE).unlink()
     devstack.up(own_stack, fast=True)
-    assert devstack.recorded_ports(own_stack) == dict(zip(("POSTGRES_PORT", "KAFKA_PORT"), ports(first), strict=True))
+    assert devstack.recorded_ports(own_stack) == recorded(first)
 
 
 @pytest.mark.slow

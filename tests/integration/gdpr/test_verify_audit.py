@@ -30,11 +30,14 @@ def _file_and_process(settings: Settings) -> None:
 
 
 def _as_owner(settings: Settings, statement: str, params: tuple[object, ...]) -> None:
-    """What only the table's owner can do: lift the append-only trigger for one statement."""
+    """What only the table's owner can do: grant itself back UPDATE and DELETE (sql/015 revoked
+    them) and lift the append-only trigger, for one statement."""
     with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        cur.execute("GRANT UPDATE, DELETE ON privacy_audit_log TO CURRENT_USER")
         cur.execute("ALTER TABLE privacy_audit_log DISABLE TRIGGER privacy_audit_log_no_change")
         cur.execute(statement, params)
         cur.execute("ALTER TABLE privacy_audit_log ENABLE TRIGGER privacy_audit_log_no_change")
+        cur.execute("REVOKE UPDATE, DELETE ON privacy_audit_log FROM CURRENT_USER")
 
 
 def test_a_whole_chain_verifies_and_names_its_last_hash(settings: Settings) -> None:

@@ -1,0 +1,198 @@
+"""One login per component (sql/015), checked on the real server: each login is a member of its own
+group role and of nothing else, so neither RESET ROLE nor SET ROLE gives it more; only the GDPR
+processor's login reads personal data; nobody, the migration owner included, may update, delete
+or truncate the audit trail; passwords come from configuration and are checked."""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from psycopg2 import sql
+
+from core import db
+from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, Settings, read_env_file
+from core.errors import ConfigError
+from devstack.stack import LOGINS_FILE
+from tests import stacks
+from tests.helpers import query
+
+pytestmark = pytest.mark.integration
+
+GROUPS = sorted(db.LOGINS)
+PERSONAL_COLUMNS = ("email", "full_name", "address")
+REWRITES = ("UPDATE privacy_audit_log SET actor = 'forged'", "DELETE FROM privacy_audit_log", "TRUNCATE privacy_audit_log")
+
+
+@contextmanager
+def login(settings: Settings, role: str) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor on a connection as ``role``'s login, as the component connects."""
+    with db.connection(settings.database, application_name="test_logins", role=role) as conn, conn.cursor() as cur:
+        yield cur
+
+
+def owner(settings: Settings) -> tuple[str, bool]:
+    """The migration owner's name, and whether it is a superuser (compose's de_user is)."""
+    [(name, superuser)] = query(settings, "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user")
+    return name, superuser
+
+
+def test_the_analytics_login_cannot_reset_or_switch_its_way_to_personal_data(settings: Settings) -> None:
+    with login(settings, db.ANALYTICS_ROLE) as cur:
+        cur.execute("SELECT current_user, session_user")
+        assert cur.fetchone() == ("login_reports", "login_reports")
+        cur.execute("RESET ROLE")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="users_pii"):
+            cur.execute("SELECT * FROM users_pii")
+        cur.connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="gdpr_processor"):
+            cur.execute("SET ROLE gdpr_processor")
+        cur.connection.rollback()
+        # What it is for still works.
+        cur.execute("SELECT count(*) FROM events_raw JOIN users_public USING (user_id)")
+
+
+@pytest.mark.parametrize("role", GROUPS)
+def test_a_login_is_a_member_of_its_own_group_and_of_nothing_else(settings: Settings, role: str) -> None:
+    name = db.LOGINS[role]
+    # pg_has_role(..., 'MEMBER') follows memberships through every level, predefined roles too.
+    member_of = query(
+        settings, "SELECT rolname FROM pg_roles WHERE pg_has_role(%s, oid, 'MEMBER') AND rolname <> %s", (name, name)
+    )
+    assert member_of == [(role,)]
+    assert query(
+        settings,
+        "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+        " FROM pg_roles WHERE rolname = %s",
+        (name,),
+    ) == [(True, True, False, False, False, False, False)]
+
+
+@pytest.mark.parametrize("role", GROUPS)
+def test_no_login_can_set_role_to_another_group_or_the_owner(settings: Settings, role: str) -> None:
+    others = [*(g for g in GROUPS if g != role), owner(settings)[0]]
+    with login(settings, role) as cur:
+        for other in others:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="permission denied to set role"):
+                cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(other)))
+            cur.connection.rollback()
+        cur.execute("SELECT current_user")
+        assert cur.fetchone() == (db.LOGINS[role],)
+
+
+@pytest.mark.parametrize("role", GROUPS)
+def test_only_the_gdpr_processors_login_reads_users_pii(settings: Settings, role: str) -> None:
+    query(
+        settings,
+        "INSERT INTO users_pii (user_id, email, full_name, address) VALUES (gen_random_uuid(), 'p@example.org', 'P', 'R 1')",
+    )
+    name = db.LOGINS[role]
+    readable = {
+        column
+        for (column,) in query(
+            settings,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'users_pii'"
+            " AND has_column_privilege(%s, 'users_pii', column_name, 'SELECT')",
+            (name,),
+        )
+    }
+    with login(settings, role) as cur:
+        if role == db.GDPR_ROLE:
+            cur.execute("SELECT email, full_name, address FROM users_pii")
+            assert cur.fetchall() == [("p@example.org", "P", "R 1")]
+            assert readable >= set(PERSONAL_COLUMNS)
+            return
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("SELECT * FROM users_pii")
+        cur.connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("SELECT email FROM users_pii")
+    # At most whether an id was erased (the consumers and the audit report), never who.
+    assert readable <= {"user_id", "anonymized_at"}
+
+
+@pytest.mark.parametrize("role", [None, *GROUPS], ids=["owner", *GROUPS])
+def test_nobody_updates_deletes_or_truncates_the_audit_trail(settings: Settings, role: str | None) -> None:
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('someone@example.invalid')")  # a 'received' row
+    before = query(settings, "SELECT id, row_hash FROM privacy_audit_log ORDER BY id")
+    assert len(before) == 1
+    with db.connection(settings.database, application_name="test_logins", role=role) as conn, conn.cursor() as cur:
+        for statement in REWRITES:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            conn.rollback()
+    assert query(settings, "SELECT id, row_hash FROM privacy_audit_log ORDER BY id") == before
+
+
+def test_no_login_and_no_owner_holds_a_privilege_to_rewrite_the_audit_trail(settings: Settings) -> None:
+    """The refusals above come from the privileges, not the triggers alone (a superuser, as
+    compose's owner is, bypasses privileges: the triggers still refuse it)."""
+    name, superuser = owner(settings)
+    holders = [*db.LOGINS.values(), *GROUPS, *([] if superuser else [name])]
+    granted = query(
+        settings,
+        "SELECT r, p FROM unnest(%s::text[]) AS r, unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) AS p"
+        " WHERE has_table_privilege(r, 'privacy_audit_log', p)",
+        (holders,),
+    )
+    assert granted == []
+
+
+def test_a_wrong_password_is_one_line_naming_the_login_and_its_variable(settings: Settings) -> None:
+    wrong = replace(settings.database, login_passwords={**settings.database.login_passwords, "login_reports": "not-it-4711"})
+    try:
+        conn = db.connect(wrong, role=db.ANALYTICS_ROLE)
+    except ConfigError as e:
+        message = str(e)
+    else:
+        conn.close()
+        if stacks.chosen() == "existing":
+            pytest.skip("this server does not check passwords of host connections (trust)")
+        pytest.fail("a wrong password was accepted")
+    assert "'login_reports'" in message and "DB_PASSWORD_REPORTS" in message and "python -m core.db" in message
+    assert "not-it-4711" not in message and "\n" not in message
+
+
+def test_a_login_without_a_configured_password_is_named_before_connecting(settings: Settings) -> None:
+    none = replace(settings.database, login_passwords={})
+    with pytest.raises(ConfigError, match="login 'login_batch': set DB_PASSWORD_BATCH"):
+        db.connect(none, role=db.BATCH_ROLE)
+
+
+def test_the_migrator_sets_each_logins_password_from_configuration(settings: Settings) -> None:
+    rotated = replace(
+        settings.database, login_passwords={**settings.database.login_passwords, "login_auditor": f"rotated-{uuid.uuid4().hex}"}
+    )
+    try:
+        db.migrate(rotated)
+        with login(replace(settings, database=rotated), db.AUDITOR_ROLE) as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == ("login_auditor",)
+        if stacks.chosen() != "existing":
+            with pytest.raises(ConfigError, match="login_auditor"):
+                db.connect(settings.database, role=db.AUDITOR_ROLE)  # the old password no longer works
+    finally:
+        db.migrate(settings.database)
+    with login(settings, db.AUDITOR_ROLE) as cur:
+        cur.execute("SELECT 1")
+
+
+def test_the_embedded_stack_gives_every_login_a_random_password_kept_private(settings: Settings) -> None:
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("only for the embedded stack")
+    recorded = read_env_file(Path(data_dir) / "stack.env")
+    passwords = [recorded[variable] for variable in LOGIN_PASSWORD_VARIABLES.values()]
+    assert len(set(passwords)) == len(passwords)
+    assert not set(passwords) & {DEFAULTS[variable] for variable in LOGIN_PASSWORD_VARIABLES.values()}
+    assert settings.database.login_passwords == {name: recorded[v] for name, v in LOGIN_PASSWORD_VARIABLES.items()}
+    for private in (Path(data_dir) / "stack.env", Path(data_dir) / LOGINS_FILE):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
