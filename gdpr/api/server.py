@@ -1,0 +1,149 @@
+"""``python -m gdpr.api``: serve the privacy-request API over HTTP until SIGINT or SIGTERM.
+
+Falcon (ASGI) on uvicorn with uvloop and httptools, one process, like the collector but a service
+of its own: people file requests here, and it holds no key of the collector's. At start the
+database must answer as the privacy_api role and GDPR_HMAC_KEY must be usable (else one line and
+exit status 2); a mail server that is down is reported by /readyz and answered 503 per request,
+so the API starts before it. A stop signal stops accepting connections and lets every request in
+flight get its answer (each waits at most SMTP_TIMEOUT_S for the mail server); a second signal
+exits at once. uvicorn's own signal handling is replaced by the platform's (``core.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import threading
+from collections.abc import Iterator
+
+import psycopg2
+import uvicorn
+import uvloop
+
+from core import cli, db
+from core.config import Settings
+from core.errors import ConfigError, ServiceUnavailable
+from gdpr.api.app import create_app
+from gdpr.api.service import PrivacyApi
+from gdpr.api.store import Database
+
+logger = logging.getLogger(__name__)
+
+# Pending connections the kernel holds while the loop is busy.
+BACKLOG = 1024
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped by the platform's stop flag instead of its own signal handlers."""
+
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # core.cli.install_stop_handlers owns SIGINT and SIGTERM
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit = await super().on_tick(counter)
+        return should_exit or self.stop.is_set()
+
+
+def open_api(settings: Settings) -> PrivacyApi:
+    """The API on a database that answers; ServiceUnavailable (one line, naming what to do) when
+    it does not, ConfigError when GDPR_HMAC_KEY cannot be used."""
+    database = Database(settings.database)
+    try:
+        database.run(lambda cur: cur.execute("SELECT count(*) FROM privacy_verifications WHERE false"))
+    except psycopg2.Error as e:
+        raise ServiceUnavailable(
+            f"the privacy API cannot read its tables ({db.describe_error(e)}): apply the migrations with `python -m core.db`"
+        ) from e
+    return PrivacyApi(settings, database)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts; ConfigError when it cannot be."""
+    try:
+        return socket.create_server((host, port), backlog=BACKLOG)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror}): stop what uses it, or choose --port / PRIVACY_API_PORT"
+        ) from e
+
+
+async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) -> None:
+    config = uvicorn.Config(
+        create_app(api),
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        # The access log writes each client's IP address: personal data, never logged here.
+        access_log=False,
+        proxy_headers=False,
+        log_config=None,
+        server_header=False,
+        backlog=BACKLOG,
+        # A request in flight waits at most the SMTP timeout (per step) for the mail server.
+        timeout_graceful_shutdown=math.ceil(api.settings.mail.timeout_s) * 3 + 5,
+    )
+    try:
+        await _Server(config, stop).serve(sockets=[sock])
+    finally:
+        api.database.close()
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    """Run the API until stopped; 0 after a clean stop."""
+    sock = listen(host, port)
+    stop = cli.install_stop_handlers()
+    api = open_api(settings)
+    bound_host, bound_port = sock.getsockname()[:2]
+    logger.info(
+        "privacy API listening on http://%s:%d (mail via %s, codes valid %d s with %d tries, %d requests an hour per address)",
+        bound_host,
+        bound_port,
+        settings.mail.display,
+        settings.privacy_api.code_ttl_s,
+        settings.privacy_api.max_attempts,
+        settings.privacy_api.requests_per_address_per_hour,
+    )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(api, sock, stop))
+    logger.info("privacy API stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m gdpr.api``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gdpr.api",
+        description=(
+            "Serve the privacy-request API for data subjects: POST /v1/privacy-requests {email, type} files an "
+            "erasure, access, rectification, restriction or objection request and mails a one-time code to the "
+            "address; POST /v1/privacy-requests/{id}/verify {code} with 'Authorization: Bearer <secret>' makes it "
+            "pending for the GDPR processor; GET /v1/privacy-requests/{id} shows its status and due date; GET "
+            "/v1/privacy-requests/{id}/export downloads an access export, once. GET /healthz and GET /readyz. "
+            "Settings: PRIVACY_API_HOST, PRIVACY_API_PORT, PRIVACY_API_PUBLIC_URL, PRIVACY_API_MAX_BODY_BYTES, "
+            "PRIVACY_API_REQUESTS_PER_ADDRESS_PER_HOUR, PRIVACY_API_REQUESTS_PER_CLIENT_PER_MINUTE, "
+            "PRIVACY_API_RETRY_AFTER_S, VERIFICATION_CODE_TTL_S, VERIFICATION_MAX_ATTEMPTS, ACCESS_EXPORT_DAYS, "
+            "SMTP_HOST, SMTP_PORT, SMTP_FROM, SMTP_USER, SMTP_PASSWORD, SMTP_STARTTLS, SMTP_TIMEOUT_S, "
+            "GDPR_HMAC_KEY, DATABASE_URL, REPORTS_DIR."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default: PRIVACY_API_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (default: PRIVACY_API_PORT, 8001)")
+    args = parser.parse_args(argv)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a port number")
+    cli.run(
+        lambda settings: serve(
+            settings,
+            settings.privacy_api.host if args.host is None else args.host,
+            settings.privacy_api.port if args.port is None else args.port,
+        )
+    )
