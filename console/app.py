@@ -1,0 +1,517 @@
+"""The console's HTTP layer (Falcon, ASGI): pages rendered on the server, forms, sessions, CSRF.
+
+Handlers are thin: they parse the request, call ``console.auth``, ``console.queries`` or
+``gdpr.actions`` through the database pool, and answer with a page or a redirect. The pages
+carry no script at all, so the Content-Security-Policy forbids every script; every POST form
+carries the session's CSRF token (the login form a double-submit token of its own), and a POST
+without it is refused with 403 before anything is read from the database. Every error is a page
+that says what to do; an unforeseen defect is logged by its exception type alone (a message or
+traceback could quote a request's data) and answered 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode
+
+import falcon
+import falcon.asgi
+import jinja2
+import psycopg2
+
+from console import auth, queries
+from console.store import Database
+from core import db
+from core.config import ConsoleSettings
+from core.errors import ServiceUnavailable
+from gdpr import actions
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "console_session"
+LOGIN_COOKIE = "console_login"
+# The longest form is a reason of 500 characters, each up to 4 UTF-8 bytes, each byte %XX-encoded.
+MAX_FORM_BYTES = 8192
+MAX_FORM_FIELDS = 10
+MAX_TOKEN_LENGTH = 100  # our tokens have 43 characters; anything longer is not one of them
+LOGIN_FORM_S = 3600  # the login form's own token is good for an hour
+HTML = "text/html; charset=utf-8"
+# No script, no inline style, no framing, forms post here only.
+CSP = "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+ACTION_DONE = {
+    "verify": "Identity verified: the processor takes the request next.",
+    "deny": "Request denied; the requester's email was removed, the reason recorded.",
+    "extend": "Deadline extended; tell the requester, with the reason.",
+    "hold": "Legal hold placed: the person's erasure waits until it is released.",
+    "release": "Legal holds released: the person's erasures on hold are processed next.",
+    "lift-restriction": "Restriction lifted.",
+}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _day(moment: datetime | None) -> str:
+    return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d}"
+
+
+_TEMPLATES.filters["when"] = _when
+_TEMPLATES.filters["day"] = _day
+
+
+class Refusal(Exception):
+    """A request the console refuses: its HTTP status and a message a person can act on."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Redirect(Exception):
+    """Answer 303 See Other to ``location`` (after a POST, or to the login page)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the handlers call: the pool, the password hasher, the login brake and the settings."""
+
+    database: Database
+    passwords: auth.Passwords
+    throttle: auth.Throttle
+    settings: ConsoleSettings
+    hmac_key: bytes
+    consent_mode: str
+
+
+def render(resp: falcon.asgi.Response, template: str, http_status: int = 200, /, **context: Any) -> None:
+    resp.status = http_status
+    resp.content_type = HTML
+    resp.text = _TEMPLATES.get_template(template).render(**context)
+
+
+def see_other(resp: falcon.asgi.Response, location: str) -> None:
+    """303 See Other: after a POST the browser GETs ``location`` (a reload repeats nothing)."""
+    resp.status = 303
+    resp.location = location
+    resp.content_type = "text/plain; charset=utf-8"
+    resp.text = f"see {location}\n"
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    raise Refusal(status, message)
+
+
+async def read_form(req: falcon.asgi.Request) -> dict[str, str]:
+    """The URL-encoded form of a POST: at most MAX_FORM_BYTES, each field once, valid UTF-8."""
+    if req.content_length is not None and req.content_length > MAX_FORM_BYTES:
+        _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in req.stream:
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
+        chunks.append(chunk)
+    if not size:
+        return {}  # an empty form: refused for what it lacks (its CSRF token first)
+    kind = (req.content_type or "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        _fail(415, "send the form as application/x-www-form-urlencoded (as a browser does)")
+    try:
+        pairs = parse_qsl(
+            b"".join(chunks).decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        _fail(400, "the form could not be read (not URL-encoded UTF-8, or too many fields): send it from the console's page")
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        _fail(400, "a form field was sent twice: send the form from the console's page")
+    return form
+
+
+def _set_cookie(resp: falcon.asgi.Response, name: str, value: str, *, max_age: int, secure: bool, path: str = "/") -> None:
+    resp.set_cookie(name, value, max_age=max_age, secure=secure, http_only=True, same_site="Strict", path=path)
+
+
+def _cookie(req: falcon.asgi.Request, name: str) -> str | None:
+    values = req.get_cookie_values(name) or []
+    value = values[0] if values else None
+    return value if value and len(value) <= MAX_TOKEN_LENGTH else None
+
+
+def _same(sent: str | None, expected: str | None) -> bool:
+    if not sent or not expected:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
+
+
+class SecurityHeaders:
+    """On every answer: no script, no framing, no caching of pages that show requests."""
+
+    async def process_response(
+        self, _req: falcon.asgi.Request, resp: falcon.asgi.Response, _resource: object, _req_succeeded: bool
+    ) -> None:
+        resp.set_header("Content-Security-Policy", CSP)
+        resp.set_header("X-Frame-Options", "DENY")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "no-referrer")
+        resp.set_header("Cache-Control", "no-store")
+
+
+class Sessions:
+    """Finds the DPO's session from the cookie (``req.context.session``, None without one)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def process_request(self, req: falcon.asgi.Request, _resp: falcon.asgi.Response) -> None:
+        req.context.session = None
+        token = _cookie(req, SESSION_COOKIE)
+        if token is not None and not req.path.startswith("/static/"):
+            req.context.session = await self.services.database.call(lambda cur: auth.find_session(cur, token))
+
+
+def signed_in(req: falcon.asgi.Request) -> auth.Session:
+    """The session, or a redirect to the login page (a POST without one is refused)."""
+    session: auth.Session | None = req.context.session
+    if session is None:
+        if req.method == "POST":
+            _fail(403, "your session has ended: sign in again, then repeat the action")
+        raise Redirect("/login")
+    return session
+
+
+def check_csrf(form: dict[str, str], session: auth.Session) -> None:
+    if not _same(form.get("csrf"), session.csrf_token):
+        _fail(403, "the form's security token is missing or stale: reload the page and submit it again")
+
+
+class Login:
+    """``GET /login``: the form; ``POST /login``: a session cookie, then the queue."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if req.context.session is not None:
+            raise Redirect("/")
+        self._form(req, resp, 200, None)
+
+    def _form(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, status: int, error: str | None) -> None:
+        token = secrets.token_urlsafe(32)
+        _set_cookie(resp, LOGIN_COOKIE, token, max_age=LOGIN_FORM_S, secure=self.services.settings.secure_cookies, path="/login")
+        notice = "You have signed out." if req.get_param("done") == "logout" else None
+        render(resp, "login.html.j2", status, login_token=token, error=error, notice=notice, session=None)
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        form = await read_form(req)
+        if not _same(form.get("login_token"), _cookie(req, LOGIN_COOKIE)):
+            _fail(403, "the login form expired or was not sent from this console: reload the login page")
+        username = form.get("username", "").strip().lower()
+        password = form.get("password", "")
+        throttle = self.services.throttle
+        wait = throttle.retry_after(username)
+        if wait > 0:
+            raise Refusal(
+                429, f"too many failed logins for this account: try again in {int(wait) + 1} s", retry_after=int(wait) + 1
+            )
+        services = self.services
+        opened = await services.database.call(
+            lambda cur: auth.login(cur, services.passwords, username, password, services.settings.session_hours)
+        )
+        if opened is None:
+            throttle.failed(username)
+            logger.info("failed console login")  # never the name typed: it may be a password
+            self._form(req, resp, 401, "Wrong username or password.")
+            return
+        throttle.succeeded(username)
+        token, session = opened
+        logger.info("DPO %s signed in to the console", session.username)
+        _set_cookie(
+            resp, SESSION_COOKIE, token, max_age=services.settings.session_hours * 3600, secure=services.settings.secure_cookies
+        )
+        resp.unset_cookie(LOGIN_COOKIE, path="/login")
+        see_other(resp, "/")
+
+
+class Logout:
+    """``POST /logout``: the session ends here and in the database."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        session = signed_in(req)
+        check_csrf(await read_form(req), session)
+        token = _cookie(req, SESSION_COOKIE)
+        if token is not None:
+            await self.services.database.call(lambda cur: auth.logout(cur, token))
+        resp.unset_cookie(SESSION_COOKIE, path="/")
+        see_other(resp, "/login?done=logout")
+
+
+class Queue:
+    """``GET /``: open requests by urgency, then recent answers; ``?status=`` and ``?type=`` filter."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        session = signed_in(req)
+        status = req.get_param("status") or ""
+        kind = req.get_param("type") or ""
+        if status not in ("", "open", "all", *queries.STATUSES):
+            _fail(400, f"no status {status[:40]!r}: choose one from the filter")
+        if kind not in ("", *queries.REQUEST_TYPES):
+            _fail(400, f"no request type {kind[:40]!r}: choose one from the filter")
+        rows = await self.services.database.call(lambda cur: queries.queue(cur, status, kind))
+        render(
+            resp,
+            "queue.html.j2",
+            session=session,
+            rows=rows,
+            status=status,
+            kind=kind,
+            statuses=queries.STATUSES,
+            types=queries.REQUEST_TYPES,
+            recent_days=queries.RECENT_DAYS,
+            overdue=sum(r.overdue for r in rows),
+            open_count=sum(r.is_open for r in rows),
+        )
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    """Everything the request page shows."""
+
+    detail: queries.RequestDetail
+    timeline: list[queries.AuditEntry]
+    holds: list[queries.Hold]
+    restricted: bool
+
+
+def load_request_page(cur: db.Cursor, request_id: int, hmac_key: bytes) -> RequestPage | None:
+    detail = queries.request(cur, request_id, hmac_key)
+    if detail is None:
+        return None
+    return RequestPage(
+        detail, queries.timeline(cur, request_id), queries.holds(cur, detail.proof), queries.restriction_in_force(cur, request_id)
+    )
+
+
+class Request:
+    """``GET /requests/{id}``: the request, its legal holds, its audit timeline and the actions."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, request_id: int) -> None:
+        session = signed_in(req)
+        done = req.get_param("done") or ""
+        await show_request(self.services, resp, session, request_id, notice=ACTION_DONE.get(done))
+
+
+async def show_request(
+    services: Services,
+    resp: falcon.asgi.Response,
+    session: auth.Session,
+    request_id: int,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> None:
+    page = await services.database.call(lambda cur: load_request_page(cur, request_id, services.hmac_key))
+    if page is None:
+        _fail(404, f"there is no privacy request {request_id}: pick one from the queue")
+    render(
+        resp,
+        "request.html.j2",
+        status,
+        session=session,
+        page=page,
+        r=page.detail.row,
+        notice=notice,
+        error=error,
+        max_reason=actions.MAX_REASON_LENGTH,
+        active_holds=[h for h in page.holds if h.active],
+        unreleased=[h for h in page.holds if h.released_at is None],
+    )
+
+
+def _months(form: dict[str, str]) -> int:
+    text = form.get("months", "")
+    if text not in ("1", "2"):
+        _fail(400, "choose an extension of 1 or 2 months")
+    return int(text)
+
+
+def _until(form: dict[str, str]) -> datetime | None:
+    text = form.get("until", "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        _fail(400, "the hold's end must be a date, YYYY-MM-DD (or empty: until released)")
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+Work = Callable[[db.Cursor], object]
+
+
+def _action_work(action: str, form: dict[str, str], request_id: int, username: str, services: Services) -> Work:
+    """What an action does in its transaction, its form's fields parsed (Refusal 400 when not)."""
+    reason = form.get("reason", "")
+    key = services.hmac_key
+    if action == "verify":
+        return lambda cur: actions.verify_manually(cur, request_id, username)
+    if action == "deny":
+        return lambda cur: actions.deny(cur, request_id, username, reason, key)
+    if action == "extend":
+        months = _months(form)
+        return lambda cur: actions.extend(cur, request_id, username, months, reason)
+    if action == "hold":
+        until = _until(form)
+        return lambda cur: actions.place_hold(cur, request_id, username, reason, until=until, hmac_key=key)
+    if action == "release":
+        return lambda cur: actions.release_hold(cur, request_id, username, key)
+    if action == "lift-restriction":
+        return lambda cur: actions.lift_restriction(cur, request_id, username, services.consent_mode)
+    _fail(404, f"there is no action {action[:40]!r}: use the buttons on the request's page")
+
+
+class Action:
+    """``POST /requests/{id}/{action}``: one DPO action, then back to the request's page."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, request_id: int, action: str) -> None:
+        session = signed_in(req)
+        if action not in ACTION_DONE:
+            _fail(404, f"there is no action {action[:40]!r}: use the buttons on the request's page")
+        form = await read_form(req)
+        check_csrf(form, session)
+        work = _action_work(action, form, request_id, session.username, self.services)
+        try:
+            await self.services.database.call(work)
+        except actions.UnknownRequest as e:
+            _fail(404, str(e))
+        except actions.ActionRefused as e:
+            status = 400 if isinstance(e, actions.InvalidArgument) else 409
+            await show_request(self.services, resp, session, request_id, error=str(e), status=status)
+            return
+        logger.info("DPO %s: %s on request %d", session.username, action, request_id)
+        see_other(resp, f"/requests/{request_id}?{urlencode({'done': action})}")
+
+
+class Health:
+    """``GET /healthz``: the process answers (a liveness probe)."""
+
+    async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = "text/plain; charset=utf-8"
+        resp.text = "ok\n"
+
+
+def _error_page(req: falcon.asgi.Request, resp: falcon.asgi.Response, status: int, message: str) -> None:
+    session = getattr(req.context, "session", None)
+    render(
+        resp,
+        "error.html.j2",
+        status,
+        status=status,
+        title=falcon.code_to_http_status(status)[4:],
+        message=message,
+        session=session,
+    )
+
+
+async def _on_refusal(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
+    assert isinstance(ex, Refusal)  # noqa: S101 - registered for Refusal only
+    _error_page(req, resp, ex.status, ex.message)
+    if ex.retry_after is not None:
+        resp.set_header("Retry-After", str(ex.retry_after))
+
+
+async def _on_redirect(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
+    assert isinstance(ex, Redirect)  # noqa: S101 - registered for Redirect only
+    see_other(resp, ex.location)
+
+
+async def _on_http_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
+) -> None:
+    """Falcon's own errors (no route, a wrong method, a malformed header) as pages."""
+    assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
+    if ex.status_code == 404:
+        message = "there is no such page: start from the queue"
+    elif ex.status_code == 405:
+        message = f"{req.method} is not allowed here: use the console's links and buttons"
+    else:
+        message = ex.description or ex.title
+    _error_page(req, resp, ex.status_code, message)
+    for name, value in dict(ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+async def _on_unavailable(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
+) -> None:
+    logger.warning("database unavailable while answering %s %s: %s", req.method, req.path, type(ex).__name__)
+    _error_page(req, resp, 503, "the database does not answer: nothing was changed; try again in a moment")
+    resp.set_header("Retry-After", "5")
+
+
+async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
+    # The type only: an exception's message or traceback may quote the request's data.
+    logger.error("unforeseen %s while answering %s %s", type(ex).__name__, req.method, req.path)
+    _error_page(req, resp, 500, "the console failed on this request; it was logged. Nothing was changed if an action failed.")
+
+
+# Request ids are BIGINT: a larger number is no request (404), never an error of the database.
+REQUEST_ID = "{request_id:int(min=1, max=9223372036854775807)}"
+
+
+def create_app(services: Services) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
+    """The ASGI application of the console."""
+    app = falcon.asgi.App(middleware=[Sessions(services)])
+    app.add_middleware(SecurityHeaders())
+    app.add_route("/", Queue(services))
+    app.add_route("/login", Login(services))
+    app.add_route("/logout", Logout(services))
+    app.add_route(f"/requests/{REQUEST_ID}", Request(services))
+    app.add_route(f"/requests/{REQUEST_ID}/{{action}}", Action(services))
+    app.add_route("/healthz", Health())
+    app.add_static_route("/static", str(HERE / "static"))
+    app.add_error_handler(Exception, _on_defect)
+    app.add_error_handler(psycopg2.OperationalError, _on_unavailable)
+    app.add_error_handler(psycopg2.InterfaceError, _on_unavailable)
+    app.add_error_handler(ServiceUnavailable, _on_unavailable)
+    app.add_error_handler(falcon.HTTPError, _on_http_error)
+    app.add_error_handler(Refusal, _on_refusal)
+    app.add_error_handler(Redirect, _on_redirect)
+    return app

@@ -1,0 +1,142 @@
+"""``python -m console``: serve the DPO console over HTTP until SIGINT or SIGTERM.
+
+Falcon (ASGI) on uvicorn, like the collector: one process, pages rendered on the server, every
+database transaction and password hash in a worker thread so the loop keeps answering. ASGI
+rather than WSGI so the platform's web services share one server, one way of stopping and one
+set of measurements. At start the database must answer with the console's tables (else one
+line and exit status 2) and GDPR_HMAC_KEY must be usable (denials and holds need the proof
+hashes). It listens on the loopback by default: it is an internal tool; behind TLS set
+CONSOLE_SECURE_COOKIES=true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+
+import psycopg2
+import uvicorn
+
+from console import auth
+from console.app import Services, create_app
+from console.store import Database
+from core import cli, db
+from core.config import Settings
+from core.errors import ConfigError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+# A request in flight gets this long to finish after a stop signal: pages take milliseconds.
+GRACEFUL_S = 5
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped by the platform's stop flag instead of its own signal handlers."""
+
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # core.cli.install_stop_handlers owns SIGINT and SIGTERM
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit = await super().on_tick(counter)
+        return should_exit or self.stop.is_set()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts; ConfigError when it cannot be."""
+    try:
+        return socket.create_server((host, port))
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror}): stop what uses it, or choose --port / CONSOLE_PORT"
+        ) from e
+
+
+def open_services(settings: Settings) -> Services:
+    """The pool, the hasher and the brake; ServiceUnavailable when the database or its console
+    tables do not answer, ConfigError when GDPR_HMAC_KEY cannot be used."""
+    key = settings.gdpr_hmac_key
+    database = Database(settings.database)
+    try:
+        accounts = database.run(auth.count_enabled)
+    except psycopg2.Error as e:
+        database.close()
+        raise ServiceUnavailable(
+            f"cannot read the DPO accounts ({db.describe_error(e)}): apply the migrations with `python -m core.db`"
+        ) from e
+    if accounts == 0:
+        logger.warning("no enabled DPO account: create one with `python -m console.accounts create NAME`")
+    return Services(database, auth.Passwords(), auth.Throttle(), settings.console, key, settings.consent_mode)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> None:
+    config = uvicorn.Config(
+        create_app(services),
+        ws="none",
+        lifespan="off",
+        access_log=False,  # it would log each client's IP address and the ids looked at
+        proxy_headers=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+    try:
+        await _Server(config, stop).serve(sockets=[sock])
+    finally:
+        services.database.close()
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    """Run the console until stopped; 0 after a clean stop."""
+    sock = listen(host, port)
+    stop = cli.install_stop_handlers()
+    services = open_services(settings)
+    bound_host, bound_port = sock.getsockname()[:2]
+    if not _loopback(bound_host) and not settings.console.secure_cookies:
+        logger.warning("listening beyond the loopback with CONSOLE_SECURE_COOKIES=false: serve it behind TLS and set it to true")
+    logger.info("console listening on http://%s:%d (sessions of %d h)", bound_host, bound_port, settings.console.session_hours)
+    asyncio.run(_serve(services, sock, stop))
+    logger.info("console stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m console``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m console",
+        description=(
+            "Serve the DPO console: sign in (accounts from `python -m console.accounts create NAME`), the queue of "
+            "privacy requests with their deadlines, each request's audit timeline, and the DPO's actions (verify, "
+            "deny, extend, legal hold, release, lift a restriction). Settings: CONSOLE_HOST, CONSOLE_PORT, "
+            "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default: CONSOLE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (default: CONSOLE_PORT, 8002)")
+    args = parser.parse_args(argv)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a port number")
+    cli.run(
+        lambda settings: serve(
+            settings,
+            settings.console.host if args.host is None else args.host,
+            settings.console.port if args.port is None else args.port,
+        )
+    )

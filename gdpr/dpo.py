@@ -1,0 +1,194 @@
+"""``python -m gdpr.dpo``: the DPO's actions from a terminal (the console's, for operators and scripts).
+
+Each command acts in the name of an existing, enabled DPO account (``--dpo USERNAME``, created
+with ``python -m console.accounts create``), the actor the audit trail records, and runs as the
+console's database role. An address to hold is read from standard input, never from the
+command line, where shell history and process lists would keep it.
+"""
+
+# A command-line tool: it prints its results for people (as the project's other commands do).
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from core import cli, db
+from core.config import Settings
+from core.errors import InvalidInput
+from gdpr import actions
+
+APPLICATION = "dpo-cli"
+
+
+def parse_until(text: str) -> datetime:
+    """argparse type: YYYY-MM-DD (the hold ends at 00:00 UTC that day) or an ISO 8601 instant
+    with its offset."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD or an ISO 8601 time with offset") from e
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset: add +00:00 (UTC) or give a date")
+    return moment
+
+
+def request_id(text: str) -> int:
+    """argparse type: a privacy request's id."""
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a request id (a positive whole number)")
+    return int(text)
+
+
+def _act(settings: Settings, username: str, work: Callable[[db.Cursor], str]) -> int:
+    with db.connection(settings.database, application_name=APPLICATION, role=db.CONSOLE_ROLE) as conn:
+        try:
+            with conn, conn.cursor() as cur:
+                if not actions.is_active_dpo(cur, username):
+                    raise InvalidInput(
+                        f"no enabled DPO account {username!r}: create one with `python -m console.accounts create {username}`"
+                    )
+                done = work(cur)
+        except actions.ActionRefused as e:
+            raise InvalidInput(str(e)) from e
+    print(done)
+    return 0
+
+
+def _read_email() -> str:
+    email = sys.stdin.readline().strip()
+    if not email:
+        raise InvalidInput(
+            "no address on standard input: e.g. `printf '%s\\n' ADDRESS | python -m gdpr.dpo ... hold --email-stdin`"
+        )
+    return email
+
+
+def _hold(settings: Settings, args: argparse.Namespace) -> int:
+    key = settings.gdpr_hmac_key
+    if args.email_stdin:
+        email = _read_email()
+        return _act(
+            settings,
+            args.dpo,
+            lambda cur: _held(actions.place_hold_for_email(cur, email, args.dpo, args.reason, until=args.until, hmac_key=key)),
+        )
+    return _act(
+        settings,
+        args.dpo,
+        lambda cur: _held(actions.place_hold(cur, args.request, args.dpo, args.reason, until=args.until, hmac_key=key)),
+    )
+
+
+def _held(placed: actions.HoldPlaced) -> str:
+    waiting = ", ".join(map(str, placed.held_requests)) or "none pending now"
+    return f"legal hold {placed.hold_id} placed; erasure requests put on hold: {waiting}"
+
+
+def _release(settings: Settings, args: argparse.Namespace) -> int:
+    key = settings.gdpr_hmac_key
+
+    def work(cur: db.Cursor) -> str:
+        released = actions.release_hold(cur, args.request, args.dpo, key)
+        resumed = ", ".join(map(str, released.resumed_requests)) or "none"
+        return f"released legal hold(s) {', '.join(map(str, released.hold_ids))}; back to pending: {resumed}"
+
+    return _act(settings, args.dpo, work)
+
+
+def _deny(settings: Settings, args: argparse.Namespace) -> int:
+    key = settings.gdpr_hmac_key
+
+    def work(cur: db.Cursor) -> str:
+        actions.deny(cur, args.request, args.dpo, args.reason, key)
+        return f"request {args.request} denied"
+
+    return _act(settings, args.dpo, work)
+
+
+def _extend(settings: Settings, args: argparse.Namespace) -> int:
+    def work(cur: db.Cursor) -> str:
+        due = actions.extend(cur, args.request, args.dpo, args.months, args.reason)
+        return f"request {args.request} is now due {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+    return _act(settings, args.dpo, work)
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    def work(cur: db.Cursor) -> str:
+        actions.verify_manually(cur, args.request, args.dpo)
+        return f"request {args.request} verified; the processor takes it next"
+
+    return _act(settings, args.dpo, work)
+
+
+def _lift(settings: Settings, args: argparse.Namespace) -> int:
+    def work(cur: db.Cursor) -> str:
+        restored = actions.lift_restriction(cur, args.request, args.dpo, settings.consent_mode)
+        consent = "analytics consent restored" if restored else "no consent recorded (as before the restriction)"
+        return f"restriction of request {args.request} lifted; {consent}"
+
+    return _act(settings, args.dpo, work)
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "hold": _hold,
+    "release": _release,
+    "deny": _deny,
+    "extend": _extend,
+    "verify": _verify,
+    "lift-restriction": _lift,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gdpr.dpo",
+        description="The DPO's actions on privacy requests, audited in the DPO's name (the same as the console's).",
+    )
+    parser.add_argument("--dpo", required=True, metavar="USERNAME", help="the enabled DPO account acting (the audit's actor)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    reason_help = f"why, on one line, at most {actions.MAX_REASON_LENGTH} characters (kept in the audit trail)"
+
+    hold = commands.add_parser("hold", help="place a legal hold on a person: their erasure waits until it is released")
+    who = hold.add_mutually_exclusive_group(required=True)
+    who.add_argument("--request", type=request_id, metavar="ID", help="the person of this request")
+    who.add_argument("--email-stdin", action="store_true", help="the person with the address read from standard input")
+    hold.add_argument("--reason", required=True, help=reason_help)
+    hold.add_argument(
+        "--until", type=parse_until, help="when the hold ends: YYYY-MM-DD (00:00 UTC) or an ISO time; default: until released"
+    )
+
+    release = commands.add_parser("release", help="release the legal holds on the person of a request; their erasures resume")
+    release.add_argument("request", type=request_id, metavar="ID")
+
+    deny = commands.add_parser("deny", help="deny an open request as manifestly unfounded or excessive (Art. 12(5))")
+    deny.add_argument("request", type=request_id, metavar="ID")
+    deny.add_argument("--reason", required=True, help=reason_help)
+
+    extend = commands.add_parser("extend", help="extend an open request's deadline by 1 or 2 months (Art. 12(3))")
+    extend.add_argument("request", type=request_id, metavar="ID")
+    extend.add_argument("--months", type=int, choices=(1, 2), required=True, help="months after the original deadline")
+    extend.add_argument("--reason", required=True, help=reason_help)
+
+    verify = commands.add_parser("verify", help="mark an unverified request as verified by the DPO (identity checked manually)")
+    verify.add_argument("request", type=request_id, metavar="ID")
+
+    lift = commands.add_parser("lift-restriction", help="lift the restriction of processing of a completed restriction request")
+    lift.add_argument("request", type=request_id, metavar="ID")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m gdpr.dpo``."""
+    args = build_parser().parse_args(argv)
+    cli.run(lambda settings: COMMANDS[args.command](settings, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Fixtures for the DPO console: the real server process, a real account, a real HTTP client.
+
+Each test gets the session's PostgreSQL with empty tables (``settings``), a DPO account made by
+``python -m console.accounts create`` and ``python -m console --port 0`` started on that stack;
+the port it bound is read from its log, and readiness is polled, never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import Settings
+from tests.helpers import PROJECT_ROOT, query, wait_until
+
+LISTENING = re.compile(r"console listening on (http://[\d.]+:\d+)")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+DPO = "dora"
+PASSWORD = "correct horse battery staple"
+
+
+def accounts(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m console.accounts args``, the password (if any) on standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "console.accounts", *args],
+        cwd=PROJECT_ROOT,
+        input=None if password is None else password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@dataclass
+class Console:
+    """A running ``python -m console`` and an HTTP client pointed at it (cookies kept)."""
+
+    process: subprocess.Popen[str]
+    log: Path
+    url: str
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def login(self, username: str = DPO, password: str = PASSWORD) -> httpx.Response:
+        form = self.http.get("/login")
+        found = LOGIN_TOKEN.search(form.text)
+        assert found, form.text
+        return self.http.post("/login", data={"login_token": found.group(1), "username": username, "password": password})
+
+    def csrf(self, path: str = "/") -> str:
+        page = self.http.get(path)
+        found = CSRF.search(page.text)
+        assert found, page.text
+        return found.group(1)
+
+    def act(self, request_id: int, action: str, **fields: str) -> httpx.Response:
+        token = self.csrf(f"/requests/{request_id}")
+        return self.http.post(f"/requests/{request_id}/{action}", data={"csrf": token, **fields})
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def start_console(log_dir: Path, env: dict[str, str] | None = None) -> Console:
+    """Start the console on a free port; return once /healthz answers 200."""
+    log = log_dir / f"console.{uuid.uuid4().hex[:6]}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "console", "--port", "0"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    found: list[str] = []
+
+    def listening() -> bool:
+        assert process.poll() is None, f"the console exited ({process.returncode}):\n{log.read_text()}"
+        found.extend(LISTENING.findall(log.read_text()))
+        return bool(found)
+
+    wait_until(listening, timeout=60, what="the console to listen")
+    console = Console(process, log, found[0])
+
+    def answers() -> bool:
+        try:
+            return console.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, timeout=60, what="the console's /healthz")
+    return console
+
+
+@pytest.fixture
+def account(settings: Settings) -> str:
+    result = accounts("create", DPO, "--password-stdin", password=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    return DPO
+
+
+@pytest.fixture
+def console(settings: Settings, account: str, tmp_path: Path) -> Iterator[Console]:
+    """The console on the test's stack; it must stop cleanly (exit 0) on SIGTERM, and never
+    have met a defect."""
+    running = start_console(tmp_path)
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert code == 0, running.output()
+    assert "unforeseen" not in running.output(), running.output()
+
+
+def file_request(
+    settings: Settings,
+    email: str | None = "jane.doe@example.com",
+    kind: str = "erasure",
+    status: str = "pending",
+    days_ago: int = 0,
+) -> int:
+    """A request as an operator (or, unverified, the API) files it, received ``days_ago`` days ago."""
+    [(request_id,)] = query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type, status, channel, requested_at)"
+        " VALUES (%s, %s, %s, %s, now() - make_interval(days => %s)) RETURNING id",
+        (email, kind, status, "api" if status == "unverified" else "sql", days_ago),
+    )
+    return int(request_id)

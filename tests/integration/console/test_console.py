@@ -1,0 +1,267 @@
+"""The DPO console through a real server and a real HTTP client: sign-in, sessions, CSRF, the
+queue, a request's page and actions, and hostile input answered with a clear error, no 500 and
+nothing changed."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+import devstack
+from core.config import Settings
+from tests.helpers import PROJECT_ROOT, query, run_command
+from tests.integration.console.conftest import DPO, PASSWORD, Console, accounts, file_request
+
+pytestmark = pytest.mark.integration
+
+
+def assert_page(response: httpx.Response, status: int, text: str) -> None:
+    """An HTML page with ``status`` that says ``text``, with the console's security headers."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert text in response.text, response.text
+    assert "script-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def requests_table(settings: Settings) -> list[tuple[object, ...]]:
+    return query(settings, "SELECT * FROM privacy_requests ORDER BY id")
+
+
+def test_help_of_the_three_commands() -> None:
+    server = run_command("console", "--help")
+    assert server.returncode == 0 and "--host" in server.stdout and "--port" in server.stdout and "8002" in server.stdout
+    assert "create" in run_command("console.accounts", "--help").stdout
+    dpo = run_command("gdpr.dpo", "--help")
+    assert dpo.returncode == 0 and all(
+        c in dpo.stdout for c in ("hold", "release", "deny", "extend", "verify", "lift-restriction")
+    )
+
+
+def test_accounts_are_created_listed_and_disabled_without_showing_a_password(settings: Settings) -> None:
+    created = accounts("create", DPO, "--password-stdin", password=PASSWORD)
+    assert created.returncode == 0, created.stderr
+    assert PASSWORD not in created.stdout + created.stderr
+    [(stored,)] = query(settings, "SELECT password_hash FROM dpo_accounts WHERE username = %s", (DPO,))
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    for args, password, expected in [
+        (("create", DPO, "--password-stdin"), PASSWORD, "exists"),
+        (("create", "other", "--password-stdin"), "short", "at least 12 characters"),
+        (("create", "Bad Name", "--password-stdin"), PASSWORD, "a username is 2-40 characters"),
+        (("disable", "nobody"), None, "no enabled account named 'nobody'"),
+    ]:
+        result = accounts(*args, password=password)
+        assert result.returncode == 2, result.stdout
+        assert result.stderr.strip().startswith("error: ") and expected in result.stderr and "Traceback" not in result.stderr
+    listed = accounts("list")
+    assert listed.returncode == 0 and DPO in listed.stdout and PASSWORD not in listed.stdout
+    assert accounts("disable", DPO).returncode == 0
+    assert query(settings, "SELECT disabled_at IS NOT NULL FROM dpo_accounts") == [(True,)]
+
+
+def test_the_console_needs_its_database_and_a_free_port(settings: Settings) -> None:
+    closed = devstack.free_port()
+    down = run_command("console", "--port", "0", env={"DATABASE_URL": f"postgresql://de_user:x@127.0.0.1:{closed}/de_db"})
+    assert down.returncode == 2 and down.stderr.strip().splitlines()[-1].startswith("error: PostgreSQL at"), down.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = run_command("console", "--port", str(taken.getsockname()[1]))
+    assert busy.returncode == 2 and "cannot listen on" in busy.stderr and "Traceback" not in busy.stderr
+
+
+def test_sign_in_queue_and_sign_out(settings: Settings, console: Console) -> None:
+    away = console.http.get("/")
+    assert away.status_code == 303 and away.headers["location"] == "/login"
+    assert_page(console.http.get("/login"), 200, "Sign in")
+    assert_page(console.login(password="wrong password!"), 401, "Wrong username or password.")
+    assert_page(console.login(username="nobody"), 401, "Wrong username or password.")
+
+    signed_in = console.login()
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    cookie = next(c for c in signed_in.headers.get_list("set-cookie") if c.startswith("console_session="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie and "Secure" not in cookie
+    token = cookie.split(";")[0].split("=", 1)[1]
+    [(stored,)] = query(settings, "SELECT token_hash FROM dpo_sessions")
+    assert stored != token and len(stored) == 64  # SHA-256, never the token
+
+    assert_page(console.http.get("/"), 200, f"signed in as <strong>{DPO}</strong>")
+    out = console.http.post("/logout", data={"csrf": console.csrf()})
+    assert out.status_code == 303 and out.headers["location"] == "/login?done=logout"
+    assert query(settings, "SELECT count(*) FROM dpo_sessions") == [(0,)]
+    with httpx.Client(base_url=console.url, cookies={"console_session": token}) as replay:
+        assert replay.get("/", follow_redirects=False).status_code == 303
+
+
+def test_an_expired_session_or_a_disabled_account_signs_the_dpo_out(settings: Settings, console: Console) -> None:
+    assert console.login().status_code == 303
+    query(settings, "UPDATE dpo_sessions SET expires_at = now() - interval '1 second'")
+    assert console.http.get("/").headers["location"] == "/login"
+    assert console.login().status_code == 303
+    assert accounts("disable", DPO).returncode == 0
+    assert console.http.get("/").headers["location"] == "/login"
+    assert_page(console.login(), 401, "Wrong username or password.")
+
+
+def test_repeated_failures_lock_the_account_name_for_a_while(settings: Settings, console: Console) -> None:
+    for _ in range(5):
+        assert console.login(password="not the password").status_code == 401
+    locked = console.login()
+    assert_page(locked, 429, "too many failed logins for this account")
+    assert int(locked.headers["retry-after"]) > 0
+    assert query(settings, "SELECT count(*) FROM dpo_sessions") == [(0,)]
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(settings: Settings, console: Console) -> None:
+    request_id = file_request(settings)
+    before = requests_table(settings)
+    # Not signed in: refused before anything is read.
+    assert_page(console.http.post(f"/requests/{request_id}/deny", data={"reason": "x"}), 403, "sign in again")
+    assert_page(console.http.post("/login", data={"username": DPO, "password": PASSWORD}), 403, "login form expired")
+    assert console.login().status_code == 303
+    for fields in ({"reason": "x"}, {"reason": "x", "csrf": "forged"}, {"reason": "x", "csrf": ""}):
+        assert_page(console.http.post(f"/requests/{request_id}/deny", data=fields), 403, "security token is missing or stale")
+    assert_page(console.http.post("/logout", data={}), 403, "security token")
+    assert requests_table(settings) == before
+
+
+def test_the_queue_shows_deadlines_and_overdue_requests_in_red(settings: Settings, console: Console) -> None:
+    overdue = file_request(settings, days_ago=40)
+    fresh = file_request(settings, email="x@example.com", kind="access", status="unverified", days_ago=2)
+    done = file_request(settings, email=None, status="completed", days_ago=3)
+    query(settings, "UPDATE privacy_requests SET processed_at = now() WHERE id = %s", (done,))
+    assert console.login().status_code == 303
+    page = console.http.get("/")
+    assert_page(page, 200, "1 overdue")
+    rows = dict(re.findall(r'<tr class="(\w+)" data-request="(\d+)"', page.text))
+    assert {int(v): k for k, v in rows.items()} == {overdue: "overdue", fresh: "open", done: "closed"}
+    assert re.search(rf'data-request="{overdue}">.*?overdue by (9|10|11) days', page.text, re.S)
+    assert "jane" not in page.text and "x@example.com" not in page.text
+    only_open = console.http.get("/", params={"status": "open", "type": "access"})
+    assert f'data-request="{fresh}"' in only_open.text and f'data-request="{overdue}"' not in only_open.text
+
+
+def test_a_request_page_shows_the_masked_email_and_the_timeline(settings: Settings, console: Console) -> None:
+    request_id = file_request(settings, status="unverified")
+    assert console.login().status_code == 303
+    page = console.http.get(f"/requests/{request_id}")
+    assert_page(page, 200, "j***@example.com")
+    assert "jane.doe" not in page.text
+    assert re.search(r"<td>received</td><td>privacy_api</td>", page.text)
+
+
+def test_each_action_from_the_request_page(settings: Settings, console: Console) -> None:
+    unverified = file_request(settings, status="unverified")
+    erasure = file_request(settings)
+    assert console.login().status_code == 303
+
+    verified = console.act(unverified, "verify")
+    assert verified.status_code == 303 and verified.headers["location"] == f"/requests/{unverified}?done=verify"
+    assert_page(console.http.get(verified.headers["location"]), 200, "Identity verified")
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (unverified,)) == [("pending",)]
+
+    assert console.act(erasure, "extend", months="1", reason="archive off site").status_code == 303
+    assert console.act(erasure, "hold", reason="litigation 17", until="2099-01-31").status_code == 400  # ten years at most
+    assert console.act(erasure, "hold", reason="litigation 17", until="").status_code == 303
+    held = console.http.get(f"/requests/{erasure}")
+    assert_page(held, 200, "litigation 17")
+    assert "on_hold" in held.text and "extended" in held.text
+    assert console.act(erasure, "release").status_code == 303
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (erasure,)) == [("pending",)]
+
+    denied = console.act(erasure, "deny", reason="manifestly excessive")
+    page = console.http.get(denied.headers["location"])
+    assert_page(page, 200, "Request denied")
+    assert re.search(r"<td>denied</td><td>dpo:dora</td><td>reason: manifestly excessive</td>", page.text)
+    actions = [
+        a for (a,) in query(settings, "SELECT action FROM privacy_audit_log WHERE request_id = %s ORDER BY id", (erasure,))
+    ]
+    assert actions == ["received", "extended", "held", "hold_released", "denied"]
+
+
+def test_hostile_input_gets_a_clear_error_and_changes_nothing(settings: Settings, console: Console) -> None:
+    request_id = file_request(settings)
+    done = file_request(settings, email=None, status="completed")
+    assert console.login().status_code == 303
+    before = requests_table(settings)
+    csrf = console.csrf()
+    pages = [
+        (console.http.get("/requests/abc"), 404, "no such page"),
+        (console.http.get("/requests/0"), 404, "no such page"),
+        (console.http.get("/requests/99999999999999999999999"), 404, "no such page"),
+        (console.http.get("/requests/424242"), 404, "there is no privacy request 424242"),
+        (console.http.get("/nowhere/../etc/passwd"), 404, "no such page"),
+        (console.http.get("/static/../app.py"), 404, "no such page"),
+        (console.http.get("/", params={"status": "<script>"}), 400, "no status &#39;&lt;script&gt;&#39;"),
+        (console.http.put("/"), 405, "PUT is not allowed"),
+        (console.http.post(f"/requests/{request_id}/explode", data={"csrf": csrf}), 404, "there is no action"),
+        (console.http.post(f"/requests/{request_id}/deny", data={"csrf": csrf, "reason": "x" * 501}), 400, "at most 500"),
+        (console.http.post(f"/requests/{request_id}/deny", data={"csrf": csrf, "reason": " "}), 400, "give a reason"),
+        (console.http.post(f"/requests/{request_id}/deny", data={"csrf": csrf, "reason": "a\u0000b"}), 400, "one line"),
+        (console.http.post(f"/requests/{request_id}/extend", data={"csrf": csrf, "months": "7", "reason": "r"}), 400, "1 or 2"),
+        (
+            console.http.post(f"/requests/{request_id}/hold", data={"csrf": csrf, "reason": "r", "until": "soon"}),
+            400,
+            "YYYY-MM-DD",
+        ),
+        (
+            console.http.post(f"/requests/{request_id}/hold", data={"csrf": csrf, "reason": "r", "until": "2001-01-01"}),
+            400,
+            "passed",
+        ),
+        (console.http.post(f"/requests/{done}/deny", data={"csrf": csrf, "reason": "r"}), 409, "is completed"),
+        (console.http.post(f"/requests/{request_id}/verify", data={"csrf": csrf}), 409, "only an unverified request"),
+        (console.http.post(f"/requests/{request_id}/release", data={"csrf": csrf}), 409, "under no legal hold"),
+        (console.http.post("/requests/424242/deny", data={"csrf": csrf, "reason": "r"}), 404, "no privacy request 424242"),
+        (console.http.post(f"/requests/{request_id}/deny", data={"csrf": csrf, "reason": "r" * 9000}), 413, "exceeds 8192 bytes"),
+        (
+            console.http.post(
+                f"/requests/{request_id}/deny",
+                content=f"csrf={csrf}&reason=%FF%FE",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            400,
+            "could not be read",
+        ),
+        (
+            console.http.post(
+                f"/requests/{request_id}/deny",
+                content=f"csrf={csrf}&reason=a&reason=b",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            400,
+            "sent twice",
+        ),
+        (console.http.post(f"/requests/{request_id}/deny", json={"csrf": csrf, "reason": "r"}), 415, "x-www-form-urlencoded"),
+    ]
+    for response, status, text in pages:
+        assert_page(response, status, text)
+    assert requests_table(settings) == before
+    assert query(settings, "SELECT count(*) FROM legal_holds") == [(0,)]
+
+
+def test_the_dpo_command_acts_in_a_dpo_accounts_name(settings: Settings, account: str) -> None:
+    request_id = file_request(settings, status="unverified")
+    verified = run_command("gdpr.dpo", "--dpo", account, "verify", str(request_id))
+    assert verified.returncode == 0 and "verified" in verified.stdout, verified.stderr
+    nobody = run_command("gdpr.dpo", "--dpo", "mallory", "deny", str(request_id), "--reason", "x")
+    assert nobody.returncode == 2 and "no enabled DPO account 'mallory'" in nobody.stderr
+    again = run_command("gdpr.dpo", "--dpo", account, "verify", str(request_id))
+    assert again.returncode == 2 and again.stderr.startswith("error: request") and "Traceback" not in again.stderr
+    held = subprocess_with_input(
+        ["gdpr.dpo", "--dpo", account, "hold", "--email-stdin", "--reason", "audit"], "JANE.DOE@example.com\n"
+    )
+    assert held.returncode == 0 and "put on hold: " + str(request_id) in held.stdout, held.stderr
+    assert "jane" not in held.stdout.lower()
+    actors = query(settings, "SELECT DISTINCT actor FROM privacy_audit_log WHERE action <> 'received'")
+    assert actors == [("dpo:dora",)]
+
+
+def subprocess_with_input(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
