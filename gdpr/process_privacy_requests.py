@@ -56,6 +56,7 @@ from psycopg2.extras import execute_values
 
 from core import cli, consent, db
 from core.config import Settings, load_settings
+from core.errors import ServiceUnavailable
 from core.pii import (
     SQL_WORD_SEPARATORS,
     KnownValues,
@@ -65,7 +66,7 @@ from core.pii import (
     scrub_known_values,
     words_of,
 )
-from gdpr import housekeeping, rights
+from gdpr import housekeeping, mail, rights
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
 from gdpr.exports import remove_export
@@ -527,21 +528,56 @@ def _handle(cur: db.Cursor, settings: Settings, requests: list[Request], results
     _erase(cur, erasures, people, results, audit)
 
 
-def _record(cur: db.Cursor, results: dict[int, Outcome], export_days: int) -> None:
+def _record(cur: db.Cursor, results: dict[int, Outcome], export_days: int) -> dict[int, datetime | None]:
     """Write the outcomes: the email and any corrections go, the proof stays; an export may be
-    downloaded for ``export_days``."""
-    execute_values(
+    downloaded for ``export_days``. Return each request's export expiry."""
+    rows = execute_values(
         cur,
         sql.SQL(
             "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, corrections = NULL,"
             " email_hmac = v.proof, export_path = v.export_path, processed_at = now(),"
             " export_expires_at = CASE WHEN v.export_path IS NULL THEN NULL ELSE now() + make_interval(days => {}) END"
             " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id"
+            " RETURNING t.id, t.export_expires_at"
         ).format(sql.Literal(export_days)),
         [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
         template="(%s::bigint, %s, %s, %s, %s)",
         page_size=len(results),
+        fetch=True,
     )
+    return {int(request_id): expires for request_id, expires in rows}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a person who filed through the API is told when their request is answered."""
+
+    email: str
+    request_id: int
+    request_type: str
+    status: str
+    export_expires_at: datetime | None
+
+
+def _notify(settings: Settings, notices: list[Notice]) -> None:
+    """Mail each requester the answer (after the commit: the answer is final, and only this
+    process still holds the address). A mail that cannot go is logged and skipped: the person
+    can still read the status with their secret. The first unreachable server ends the round."""
+    for notice in notices:
+        try:
+            mail.notify_completion(
+                settings,
+                notice.email,
+                request_id=notice.request_id,
+                request_type=notice.request_type,
+                status=notice.status,
+                export_expires_at=notice.export_expires_at,
+            )
+        except mail.MailRefused as e:
+            logger.warning("privacy request %d: answer not mailed: %s", notice.request_id, e)
+        except ServiceUnavailable as e:
+            logger.warning("privacy request %d and %d more: answer not mailed: %s", notice.request_id, len(notices) - 1, e)
+            return
 
 
 def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
@@ -579,13 +615,18 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
                 " AS v (id, proof) WHERE privacy_requests.id = v.id",
                 ([r.request_id for r in held], [r.proof for r in held]),
             )
-        if results:
-            _record(cur, results, settings.access_export_days)
+        expiries = _record(cur, results, settings.access_export_days) if results else {}
+        notices = [
+            Notice(email, request_id, request_type, results[request_id].status, expiries.get(request_id))
+            for request_id, request_type, email, channel, _corrections in rows
+            if channel == "api" and email is not None and request_id in expiries
+        ]
         for r in held:
             results[r.request_id] = Outcome("on_hold", "waiting for a legal hold", r.proof)
         for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
+    _notify(settings, notices)
     return outcomes
 
 

@@ -288,6 +288,9 @@ def test_an_erasure_is_filed_verified_by_the_mailed_code_and_completed(settings:
         assert secret_thing not in json.dumps([details for _, _, details in trail])
 
     assert process_pending(settings)["completed"] == 1
+    # The answer is mailed by the processor, before it forgets the address.
+    answer = inbox.wait_for(jane, 2)[1]
+    assert answer["Subject"] == f"Your privacy request {request_id}: completed"
 
     status = api.status(request_id, secret)
     assert status.status_code == 200, status.text
@@ -311,6 +314,12 @@ def test_an_access_export_is_downloaded_once(settings: Settings, api: Api, inbox
     assert api.verify(request_id, secret, code).status_code == 200
     assert_error(api.export(request_id, secret), 404, "export_not_ready")
     process_pending(settings)
+    # The mail says how to download, never with a link that works alone, and holds no data.
+    notice = inbox.wait_for(jane, 2)[1].get_body()
+    assert notice is not None
+    text = notice.get_content()
+    assert f"/v1/privacy-requests/{request_id}/export" in text and "Bearer <your secret>" in text
+    assert secret not in text and "Müller" not in text
     shown = api.status(request_id, secret).json()
     assert shown["status"] == "completed"
     assert shown["export"]["available"] is True and shown["export"]["expires_at"] > shown["processed_at"]
