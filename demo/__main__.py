@@ -4,7 +4,9 @@ Starts the stack, seeds users (most of them consenting to analytics), runs both 
 HTTP collector and the generator concurrently (most events straight into Kafka, some through
 the collector with a write key, and a consent withdrawal through it), waits until the consumers
 have caught up, runs the batch job and the comparison (which must show zero difference), files
-and processes privacy requests, checks the audit trail's hash chain, and prints both reports. It runs as production should, with
+and processes privacy requests (an operator's by SQL; a person's through the privacy API, with
+the code read from the mail the stack's SMTP server wrote; an erasure held by a DPO's legal
+hold), checks the audit trail's hash chain, and prints both reports. It runs as production should, with
 ``CONSENT_MODE=required``: events of users without consent are dropped and counted. Every step
 runs the same command a user would type, so the output shows how to use each part. Nothing is
 left running unless ``--keep-running`` is given.
@@ -34,6 +36,7 @@ from core.cli import one_line_errors, setup_logging
 from core.config import PROJECT_ROOT, Settings, load_settings
 from core.errors import PlatformError
 from core.progress import lag
+from demo import privacy
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +188,7 @@ def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.
         {**info.env(), "STACK_FILE": str(info.stack_file), "CONSENT_MODE": "required", "COLLECTOR_PORT": port}
     )
     try:
-        run_steps(env, users, events, info.data_dir / "logs")
+        run_steps(env, users, events, info.data_dir / "logs", info.mail_dir)
     finally:
         if keep_running:
             print("\nthe embedded stack is still running (`make down` stops it)")
@@ -220,7 +223,26 @@ def file_requests(settings: Settings, requests: list[tuple[str, str]]) -> None:
         cur.executemany("INSERT INTO privacy_requests (email, request_type) VALUES (%s, %s)", requests)
 
 
-def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) -> None:
+def person_files_through_the_api(env: Mapping[str, str], settings: Settings, log_dir: Path, mail_dir: Path, address: str) -> None:
+    """Step 6: the privacy API, a mailed code, the processor, a download that works once."""
+    banner("6. a person's own access request through the privacy API, verified by a mailed code")
+    port = config.merged_values()["PRIVACY_API_PORT"]
+    if not port.isdigit() or not devstack.port_is_free(int(port)):
+        port = str(devstack.free_port())
+    api_env = {**env, "PRIVACY_API_PORT": port}
+    url = f"http://{settings.privacy_api.host}:{port}"
+    with ExitStack() as running:
+        api = start_service(api_env, "gdpr.api", log_dir)
+        running.callback(stop_service, api)
+        privacy.wait_ready(url, api, log_dir)
+        request_id, secret = privacy.file_request(url, address, "access")
+        code = privacy.code_from_mail(mail_dir, address)
+        privacy.verify(url, request_id, secret, code)
+        command(api_env, "gdpr.process_privacy_requests")
+        privacy.download_once(url, request_id, secret)
+
+
+def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, mail_dir: Path) -> None:
     started = datetime.now(UTC)
     settings = load_settings(env)
 
@@ -257,9 +279,9 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) ->
         command(env, "batch.batch_metrics", "--from", days[0], "--to", days[-1])
         command(env, "batch.compare_batch_vs_stream", "--from", days[0], "--to", days[-1])
 
-    banner("5. privacy requests: erasure and access")
-    emails = some_emails(settings, 3)
-    requests = [(e, "erasure") for e in (emails[0], emails[1].upper())] + [(emails[2], "access")] if len(emails) >= 3 else []
+    banner("5. privacy requests filed by an operator (SQL): erasure and access")
+    emails = some_emails(settings, 5)
+    requests = [(e, "erasure") for e in (emails[0], emails[1].upper())] + [(emails[2], "access")] if len(emails) >= 5 else []
     requests.append(("nobody@example.invalid", "erasure"))
     file_requests(settings, requests)
     print(
@@ -267,9 +289,16 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path) ->
         "one access request, one unknown email"
     )
     command(env, "gdpr.process_privacy_requests")
+    if len(emails) >= 5:
+        person_files_through_the_api(env, settings, log_dir, mail_dir, emails[3])
+        banner("7. a DPO places a legal hold; the person's erasure waits on it")
+        privacy.place_hold(env, emails[4])
+        file_requests(settings, [(emails[4], "erasure")])
+        command(env, "gdpr.process_privacy_requests")
+        print("the DPO console shows the queue and each request's audit trail: python -m console (http://127.0.0.1:8002)")
     command(env, "gdpr.verify_audit")
 
-    banner("6. reports")
+    banner("8. reports")
     # The last closed day (batch figures) and today (streaming figures); --from/--to for all.
     for day in days[-2:]:
         command(env, "reports.generate_daily_report", day)

@@ -580,12 +580,18 @@ def _notify(settings: Settings, notices: list[Notice]) -> None:
             return
 
 
-def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
+def process_batch(
+    conn: psycopg2.extensions.connection,
+    settings: Settings,
+    batch_size: int = DEFAULT_BATCH,
+    rewritten: Counter[str] | None = None,
+) -> Counter[str]:
     """Lock up to ``batch_size`` pending requests, process them set-based and commit; return
     counts by status. Access requests are answered before erasures, so the export reflects
     what was held; an erasure in the same batch then deletes that fresh export too (it is not
     in privacy_requests yet, where earlier exports are found). An erasure of a person under a
-    legal hold waits ``on_hold`` with its email kept (housekeeping releases it)."""
+    legal hold waits ``on_hold`` with its email kept (housekeeping releases it). ``rewritten``
+    counts the completed erasures and rectifications (which leave old row versions behind)."""
     outcomes: Counter[str] = Counter()
     key = settings.gdpr_hmac_key
     with conn, conn.cursor() as cur:
@@ -626,12 +632,15 @@ def process_batch(conn: psycopg2.extensions.connection, settings: Settings, batc
         for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
+            if rewritten is not None and request_type in REWRITING and results[request_id].status == "completed":
+                rewritten[request_type] += 1
     _notify(settings, notices)
     return outcomes
 
 
-# The tables an erasure rewrites: vacuumed after it, so that the old row versions (which still
+# The tables an erasure (or a rectification) rewrites: vacuumed after it, so that the old row versions (which still
 # hold the erased values) are removed from the table files instead of waiting for autovacuum.
+REWRITING = ("erasure", "rectification")
 VACUUMED = ("users_pii", "users_public", "events_raw", "dead_letter_events", "privacy_requests")
 
 
@@ -644,21 +653,22 @@ def vacuum_after_erasure(conn: psycopg2.extensions.connection) -> None:
             cur.execute(f"VACUUM {', '.join(VACUUMED)}")
     finally:
         conn.autocommit = autocommit
-    logger.info("vacuumed %s after the erasures", ", ".join(VACUUMED))
+    logger.info("vacuumed %s: no old row version keeps an erased or corrected value", ", ".join(VACUUMED))
 
 
 def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
     """Tidy (holds ended, codes expired, exports expired), then process every pending request;
-    return counts by resulting status. Vacuums after any erasure."""
+    return counts by resulting status. Vacuums after any erasure or rectification."""
     total: Counter[str] = Counter()
+    rewritten: Counter[str] = Counter()
     with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
         housekeeping.tidy(conn, settings.gdpr_hmac_key)
         while True:
-            outcomes = process_batch(conn, settings, batch_size)
+            outcomes = process_batch(conn, settings, batch_size, rewritten)
             if not outcomes:
                 break
             total.update(outcomes)
-        if total["completed"]:
+        if rewritten:
             vacuum_after_erasure(conn)
     return total
 
