@@ -15,6 +15,8 @@ from core.db import Cursor
 # One rule for a user id, in events and in consent changes.
 from core.events import InvalidEvent, check_user_id
 
+# The name sql/017 gives the refusal of an analytics grant while a restriction is in force.
+RESTRICTED = "consent_while_restricted"
 # A consent change is under 200 bytes; anything far larger is not one.
 MAX_BODY_BYTES = 4096
 

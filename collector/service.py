@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from confluent_kafka import KafkaException
 
 from collector import auth, body, consent, intake
@@ -136,6 +137,14 @@ class Collector:
         change = consent.parse_change(payload)
         try:
             effective_at = await self.database.call(lambda cur: consent.record(cur, change, key.name))
+        except psycopg2.errors.CheckViolation as e:
+            if e.diag.constraint_name != consent.RESTRICTED:
+                raise
+            raise Refused(
+                409,
+                "processing_restricted",
+                "processing of this user is restricted (Art. 18) until a DPO lifts it: the grant was not recorded",
+            ) from e
         except (ServiceUnavailable, psycopg2.Error) as e:
             if isinstance(e, psycopg2.Error) and not db.is_transient(e):
                 raise  # a defect (a missing grant, a bug), not an outage: answered 500

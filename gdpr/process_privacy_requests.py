@@ -79,6 +79,8 @@ logger = logging.getLogger("gdpr.process_privacy_requests")
 # Each transaction costs a commit and a few set-based statements whatever its size: 1,000 a batch
 # (rather than 200) took the erasure of 10,000 people over 10M events from 10.3 s to 10.0 s.
 DEFAULT_BATCH = 1000
+# A batch rolled back by a deadlock or a serialization failure is done again, this many times.
+BATCH_RETRIES = 3
 # --watch: the notification normally wakes the processor; the sweep catches anything missed.
 SWEEP_INTERVAL_S = 30.0
 ERASED_PAYLOAD = "[erased: this payload mentioned a person who asked to be forgotten]"
@@ -473,9 +475,29 @@ def _accept(
     return requests
 
 
+def _email_is_bound(cur: db.Cursor, r: Request) -> bool:
+    """Whether the person's address must not change now: an open erasure request names it, or a
+    legal hold is kept by its proof. Both find the person by that address; a new one would let
+    the erasure end not_found, or a new erasure slip past the hold."""
+    cur.execute(
+        "SELECT EXISTS (SELECT FROM privacy_requests WHERE id <> %(id)s AND request_type = 'erasure'"
+        " AND status IN ('unverified', 'pending', 'on_hold')"
+        " AND (email_hmac = %(proof)s OR lower(email) = %(key)s OR normalize(email, NFC) = %(key)s))"
+        " OR EXISTS (SELECT FROM legal_holds WHERE email_hmac = %(proof)s"
+        " AND released_at IS NULL AND (until IS NULL OR until > now()))",
+        {"id": r.request_id, "proof": r.proof, "key": r.email},
+    )
+    return bool(cur.fetchone()[0])  # type: ignore[index]
+
+
 def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Outcome:
     try:
-        changed = rights.rectify(cur, person.user_id, rights.parse_corrections(r.corrections))
+        corrections = rights.parse_corrections(r.corrections)
+        if "email" in corrections and corrections["email"] != r.email and _email_is_bound(cur, r):
+            raise rights.InvalidCorrections(
+                "the email cannot be corrected while an erasure request or a legal hold is open for this person"
+            )
+        changed = rights.rectify(cur, person.user_id, corrections)
     except rights.InvalidCorrections as e:
         audit.add(r.request_id, "rejected", {"reason": str(e)})
         return Outcome("rejected", str(e), r.proof)
@@ -663,8 +685,18 @@ def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Coun
     rewritten: Counter[str] = Counter()
     with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
         housekeeping.tidy(conn, settings.gdpr_hmac_key)
+        retries = 0
         while True:
-            outcomes = process_batch(conn, settings, batch_size, rewritten)
+            try:
+                outcomes = process_batch(conn, settings, batch_size, rewritten)
+            except psycopg2.Error as e:
+                # A deadlock with a DPO's action, or a serialization failure: the batch was rolled
+                # back whole, so it is simply done again.
+                if not db.is_transient(e) or conn.closed or retries >= BATCH_RETRIES:
+                    raise
+                retries += 1
+                logger.warning("privacy batch rolled back (%s); doing it again", db.describe_error(e))
+                continue
             if not outcomes:
                 break
             total.update(outcomes)
@@ -694,7 +726,13 @@ def watch(
             cur.execute("LISTEN privacy_requests")
         logger.info("watching privacy_requests (sweep every %.0f s)", sweep_s)
         while not stop.is_set():
-            total.update(process_pending(settings, batch_size))
+            try:
+                total.update(process_pending(settings, batch_size))
+            except (ServiceUnavailable, psycopg2.Error) as e:
+                if isinstance(e, psycopg2.Error) and not db.is_transient(e):
+                    raise
+                # Nothing was lost: what was rolled back is pending again, and the sweep retries.
+                logger.warning("privacy requests not processed this round, trying again: %s", db.describe_error(e))
             # Wake on a notification, on the sweep timer, or (within 1 s) on a stop request.
             deadline = time.monotonic() + sweep_s
             while not stop.is_set() and time.monotonic() < deadline:

@@ -159,7 +159,15 @@ GRANT USAGE ON SEQUENCE consent_ledger_id_seq TO dpo_console;
 GRANT SELECT ON legal_holds TO gdpr_processor;
 GRANT SELECT, DELETE ON privacy_verifications TO gdpr_processor;
 GRANT SELECT, INSERT ON processing_restrictions TO gdpr_processor;
-GRANT MAINTAIN ON users_pii, users_public, events_raw, dead_letter_events, privacy_requests TO gdpr_processor;
+-- MAINTAIN exists from PostgreSQL 17 on; before it only the owner may vacuum (the processor's
+-- VACUUM is then skipped with a warning).
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        EXECUTE 'GRANT MAINTAIN ON users_pii, users_public, events_raw, dead_letter_events, privacy_requests TO gdpr_processor';
+    END IF;
+END;
+$$;
 
 -- The audit report counts holds, denials and extensions.
 GRANT SELECT (id, placed_at, until, released_at) ON legal_holds TO privacy_auditor;

@@ -46,6 +46,28 @@ def test_a_change_is_appended_to_the_ledger_with_the_keys_name(collector: Collec
     assert numeric.json()["user_id"] == "00000000-0000-0000-0000-00000000002a"
 
 
+def test_a_grant_for_a_restricted_user_is_refused_until_the_restriction_is_lifted(
+    collector: Collector, write_key: str, settings: Settings
+) -> None:
+    user = str(uuid.uuid4())
+    query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type, status) VALUES ('r@example.com', 'restriction', 'completed')",
+    )
+    query(settings, "INSERT INTO processing_restrictions (request_id, user_id) SELECT max(id), %s FROM privacy_requests", (user,))
+    assert_error(collector.post("/v1/consent", consent(user), write_key), 409, "processing_restricted")
+    # A withdrawal, or another purpose, is still recorded.
+    assert collector.post("/v1/consent", consent(user, granted=False), write_key).status_code == 201
+    assert collector.post("/v1/consent", consent(user, purpose="marketing_email"), write_key).status_code == 201
+    query(settings, "UPDATE processing_restrictions SET lifted_at = now()")
+    assert collector.post("/v1/consent", consent(user), write_key).status_code == 201
+    assert query(settings, "SELECT purpose, granted FROM consent_ledger ORDER BY id") == [
+        ("analytics", False),
+        ("marketing_email", True),
+        ("analytics", True),
+    ]
+
+
 def test_a_key_issued_for_events_only_cannot_record_consent(collector: Collector, settings: Settings) -> None:
     # A key in a web page is public: without --consent anybody could grant consent for anybody.
     events_only = create_key("page", "--origin", "https://blog.example")

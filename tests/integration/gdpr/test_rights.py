@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core import db
 from core.config import Settings
 from core.events import Event, user_uuid
 from gdpr.email_address import email_hmac
@@ -133,6 +134,47 @@ def test_restriction_stops_storing_and_counting_later_events_and_keeps_earlier_o
     assert dropped == 2
     # Nothing was stored for the person's other data: it is kept, not erased.
     assert query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user_id,)) == [("rita@example.com",)]
+
+
+def test_the_email_stays_while_an_erasure_or_a_hold_is_open_for_the_person(settings: Settings) -> None:
+    user_id = add_person(settings, 10, "bound@example.com")
+    # An erasure waiting on a hold: changing the address would let it end not_found, or let a
+    # new erasure under the new address slip past the hold.
+    query(
+        settings,
+        "INSERT INTO legal_holds (email_hmac, reason, placed_by) VALUES (%s, 'case 17', 'dpo:test')",
+        (email_hmac(settings.gdpr_hmac_key, "bound@example.com"),),
+    )
+    erasure = request(settings, "bound@example.com")
+    process_pending(settings)
+    assert status(settings, erasure) == "on_hold"
+    moved = request(settings, "bound@example.com", "rectification", {"email": "free@example.com", "full_name": "B. Ound"})
+    process_pending(settings)
+    assert status(settings, moved) == "rejected"
+    assert query(settings, "SELECT email, full_name FROM users_pii WHERE user_id = %s", (user_id,)) == [
+        ("bound@example.com", "Erika Muster")
+    ]
+    # The name alone may be corrected.
+    renamed = request(settings, "bound@example.com", "rectification", {"full_name": "B. Ound"})
+    process_pending(settings)
+    assert status(settings, renamed) == "completed"
+    query(settings, "UPDATE legal_holds SET released_at = now()")
+    process_pending(settings)
+    assert status(settings, erasure) == "completed"
+
+
+def test_the_api_login_files_only_unverified_api_requests(settings: Settings) -> None:
+    # Its INSERT covers status and channel; the database still makes the row what the API files.
+    with db.connection(settings.database, role=db.PRIVACY_API_ROLE) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO privacy_requests (email, request_type, status, channel)"
+            " VALUES ('x@example.com', 'erasure', 'pending', 'sql') RETURNING id"
+        )
+        [(request_id,)] = cur.fetchall()
+    assert query(settings, "SELECT status, channel FROM privacy_requests WHERE id = %s", (request_id,)) == [("unverified", "api")]
+    # The owner's (an operator's) row keeps what it says.
+    operator = request(settings, "y@example.com")
+    assert query(settings, "SELECT status, channel FROM privacy_requests WHERE id = %s", (operator,)) == [("pending", "sql")]
 
 
 def test_objection_withdraws_analytics_consent(settings: Settings) -> None:
