@@ -83,8 +83,9 @@ class AuditFigures:
     erasure_residuals: int = 0  # values of erased people found still stored by their erasure
     consent_totals: ConsentTotals = ConsentTotals()
     consent_history: list[ConsentDay] = field(default_factory=list)  # days with changes only
-    dpo_actions: dict[str, int] = field(default_factory=dict)  # denied, extended, held, hold_released
+    dpo_actions: dict[str, int] = field(default_factory=dict)  # denied, extended (audit rows)
     holds_active: int = 0
+    holds_placed: int = 0
     restrictions_in_force: int = 0
 
     @property
@@ -147,16 +148,15 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
         dead = {reason: int(n) for reason, n in cur.fetchall()}
         history = _history(cur, today)
         consent_totals, consent_history = _consent(cur, today)
-        cur.execute(
-            "SELECT action, count(*) FROM privacy_audit_log WHERE action IN ('denied', 'extended', 'held', 'hold_released')"
-            " GROUP BY action"
-        )
+        cur.execute("SELECT action, count(*) FROM privacy_audit_log WHERE action IN ('denied', 'extended') GROUP BY action")
         dpo_actions = {action: int(n) for action, n in cur.fetchall()}
         holds = _scalar(cur, "SELECT count(*) FROM legal_holds WHERE released_at IS NULL AND (until IS NULL OR until > now())")
+        placed = _scalar(cur, "SELECT count(id) FROM legal_holds")
         restricted = _scalar(cur, "SELECT count(*) FROM processing_restrictions WHERE lifted_at IS NULL")
     return AuditFigures(
         by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals,
         consent_totals=consent_totals, consent_history=consent_history, dpo_actions=dpo_actions, holds_active=holds,
+        holds_placed=placed,
         restrictions_in_force=restricted,
     )  # fmt: skip
 
@@ -227,8 +227,8 @@ def build_document(figures: AuditFigures, day: date) -> Document:
         " unverified, pending or on hold)",
         f"Overdue (open past the deadline of Art. 12(3), one month or as extended; on hold included): **{figures.overdue:,}**",
         f"DPO decisions: **{figures.dpo_actions.get('denied', 0):,}** denied (Art. 12(5)),"
-        f" **{figures.dpo_actions.get('extended', 0):,}** extended (Art. 12(3)), **{figures.dpo_actions.get('held', 0):,}**"
-        f" put on hold; legal holds active: **{figures.holds_active:,}**;"
+        f" **{figures.dpo_actions.get('extended', 0):,}** extended (Art. 12(3)); legal holds placed:"
+        f" **{figures.holds_placed:,}**, active: **{figures.holds_active:,}**;"
         f" restrictions in force (Art. 18): **{figures.restrictions_in_force:,}**",
         f"Processing time: **{timing}**",
         f"Erasures completed: **{figures.count(request_type='erasure', status='completed'):,}**;"
@@ -329,6 +329,7 @@ def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
         },
         "dpo_actions": figures.dpo_actions,
         "legal_holds_active": figures.holds_active,
+        "legal_holds_placed": figures.holds_placed,
         "restrictions_in_force": figures.restrictions_in_force,
     }
 

@@ -93,7 +93,7 @@ def test_gdpr_audit_report_counts_requests_and_erasures(settings: Settings, tmp_
     [report] = list(settings.reports_dir.glob("gdpr_audit_report_*.md"))
     text = report.read_text(encoding="utf-8")
     assert "Privacy requests: **3** (2 answered, 1 open: unverified, pending or on hold)" in text
-    assert "**0** denied (Art. 12(5)), **1** extended (Art. 12(3)), **0** put on hold; legal holds active: **1**" in text
+    assert "**0** denied (Art. 12(5)), **1** extended (Art. 12(3)); legal holds placed: **1**, active: **1**" in text
     assert "Users with anonymized PII: **1**" in text
     assert "| completed | 1 |" in text and "| not_found | 1 |" in text and "| pending | 1 |" in text
     assert str(email) not in text
