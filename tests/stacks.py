@@ -29,7 +29,7 @@ def describe() -> str:
             f"TEST_KAFKA_BOOTSTRAP_SERVERS={os.environ['TEST_KAFKA_BOOTSTRAP_SERVERS']}; its tables are truncated)"
         )
     if kind == "testcontainers":
-        return "stack: testcontainers (Kafka in KRaft mode + postgres:15, in Docker)"
+        return "stack: testcontainers (Kafka in KRaft mode + postgres:17, in Docker)"
     import devstack
     from core.errors import PlatformError
 

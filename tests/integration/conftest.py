@@ -3,7 +3,7 @@
 Which stack, in this order:
 - ``TEST_DATABASE_URL`` and ``TEST_KAFKA_BOOTSTRAP_SERVERS`` set: that existing stack (its tables
   are truncated: point it at a disposable database);
-- ``TEST_STACK=testcontainers`` (needs Docker): Kafka and postgres:15 containers;
+- ``TEST_STACK=testcontainers`` (needs Docker): Kafka and postgres:17 containers;
 - otherwise an isolated embedded stack (Tansu + PostgreSQL) on free ports in a temporary folder,
   never the user's ``.local/``; ``STACK_FILE`` points at that stack's own file.
 Every test gets a fresh topic and fresh consumer group names; tables are truncated before it.
@@ -43,7 +43,7 @@ def _testcontainers_stack(nowhere: Path) -> Generator[dict[str, str], None, None
     from testcontainers.postgres import PostgresContainer
 
     with (
-        PostgresContainer("postgres:15", username="de_user", password="de_password", dbname="de_db", driver=None) as pg,
+        PostgresContainer("postgres:17", username="de_user", password="de_password", dbname="de_db", driver=None) as pg,
         KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as broker,
     ):
         yield {

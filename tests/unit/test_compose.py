@@ -1,18 +1,25 @@
-"""docker-compose.yml matches the configuration defaults (no Docker engine needed)."""
+"""docker-compose.yml and the Dockerfile match the configuration defaults and each other (no
+Docker engine needed: the files are parsed, never run)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import ast
+import re
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import yaml
 
 from core import db
-from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES
+from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT
 from devstack import SERVER_TUNING
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (PROJECT_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
+DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
+# The services built from the Dockerfile, each running one module with `python -m`.
+BUILT = {name: service for name, service in SERVICES.items() if service.get("build") == "."}
 
 
 def test_kafka_runs_in_kraft_mode_without_zookeeper_on_the_default_port() -> None:
@@ -29,7 +36,8 @@ def test_kafka_runs_in_kraft_mode_without_zookeeper_on_the_default_port() -> Non
 
 def test_postgres_matches_the_default_database_url() -> None:
     pg = SERVICES["postgres"]
-    assert pg["image"] == "postgres:15"
+    # 17: the GDPR processor's VACUUM after an erasure needs the MAINTAIN privilege (sql/014).
+    assert pg["image"] == "postgres:17"
     url = urlsplit(DEFAULTS["DATABASE_URL"])
     env = pg["environment"]
     assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
@@ -54,6 +62,7 @@ def test_app_services_run_under_the_app_profile_from_one_image() -> None:
         "raw-consumer": "consumers.store_raw_events",
         "streaming-consumer": "consumers.streaming_metrics",
         "generator": "data_generators.generate_events",
+        "gdpr-processor": "gdpr.process_privacy_requests",
     }
     for name, module in expected.items():
         service = SERVICES[name]
@@ -79,8 +88,8 @@ def test_postgres_gets_the_embedded_stacks_server_tuning() -> None:
 def test_compose_up_needs_no_key_and_never_passes_the_public_default() -> None:
     """`docker compose up` works as the design document writes it: no variable is required. The
     services pass GDPR_HMAC_KEY through from the environment (empty when unset, which the GDPR
-    processor refuses) and never the public development default."""
-    for name in ("init", "raw-consumer", "streaming-consumer", "generator"):
+    processor, the privacy API and the console refuse) and never the public development default."""
+    for name in ("init", "raw-consumer", "streaming-consumer", "generator", "gdpr-processor", "privacy-api", "console"):
         key = SERVICES[name]["environment"]["GDPR_HMAC_KEY"]
         assert key == "${GDPR_HMAC_KEY:-}"
         assert DEFAULTS["GDPR_HMAC_KEY"] not in key
@@ -95,6 +104,7 @@ LOGIN_OF_MODULE = {
     "collector": db.COLLECTOR_ROLE,
     "gdpr.api": db.PRIVACY_API_ROLE,
     "console": db.CONSOLE_ROLE,
+    "console.accounts": db.CONSOLE_ROLE,
     "gdpr.process_privacy_requests": db.GDPR_ROLE,
     "reports.generate_daily_report": db.ANALYTICS_ROLE,
     "reports.gdpr_audit_report": db.AUDITOR_ROLE,
@@ -160,8 +170,144 @@ def test_the_privacy_api_listens_on_its_default_port_and_mails_through_the_mail_
     assert any(v.endswith(f":{mail_dir}") for v in mail["volumes"])
 
 
+# -- the GDPR processor -------------------------------------------------------------------------
+
+
+def test_the_gdpr_processor_runs_as_a_service_watching_for_requests() -> None:
+    processor = SERVICES["gdpr-processor"]
+    assert processor["command"] == ["python", "-m", "gdpr.process_privacy_requests", "--watch"]
+    assert processor["profiles"] == ["app"] and processor["build"] == "."
+    assert processor["restart"] == "unless-stopped"
+    assert processor["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    assert "kafka" not in processor["depends_on"]  # it reads and writes PostgreSQL only
+    env = processor["environment"]
+    assert {key for key in env if key.startswith("DB_PASSWORD_")} == {password_variable(db.GDPR_ROLE)} == {"DB_PASSWORD_GDPR"}
+    assert env["GDPR_HMAC_KEY"] == "${GDPR_HMAC_KEY:-}"  # required: refused when empty, never defaulted here
+
+
+def test_the_gdpr_processor_mails_through_the_mail_service_as_the_privacy_api_does() -> None:
+    processor, api, mail = SERVICES["gdpr-processor"], SERVICES["privacy-api"], SERVICES["mail"]
+    env = processor["environment"]
+    assert env["SMTP_HOST"] == "${SMTP_HOST:-mail}"
+    assert env["SMTP_PORT"] == f"${{SMTP_PORT:-{mail['command'][mail['command'].index('--port') + 1]}}}"
+    assert processor["depends_on"]["mail"] == {"condition": "service_started"}
+    # The same relay, sender and public address (the completion notice names the export's URL).
+    mail_settings = {key for key in api["environment"] if key.startswith("SMTP_")} | {"PRIVACY_API_PUBLIC_URL"}
+    assert {key: env[key] for key in mail_settings} == {key: api["environment"][key] for key in mail_settings}
+
+
 def test_the_privacy_api_reads_the_exports_where_the_processor_writes_them() -> None:
-    assert "reports:/app/reports/output" in SERVICES["privacy-api"]["volumes"]
-    assert DEFAULTS["REPORTS_DIR"] == "reports/output"
-    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
-    assert "COPY devstack ./devstack" in dockerfile and "COPY gdpr ./gdpr" in dockerfile
+    """Both mount the `reports` volume at REPORTS_DIR under the image's working directory, and run
+    as the image's one user: the exports are written 0600, and the API reads and deletes them."""
+    workdir = re.search(r"^WORKDIR\s+(\S+)", DOCKERFILE, re.MULTILINE)
+    assert workdir is not None
+    reports_dir = PurePosixPath(workdir.group(1)) / DEFAULTS["REPORTS_DIR"]
+    for name in ("privacy-api", "gdpr-processor"):
+        service = SERVICES[name]
+        assert f"reports:{reports_dir}" in service["volumes"], name
+        assert "REPORTS_DIR" not in service["environment"], name
+        assert "user" not in service, f"{name} must run as the Dockerfile's USER, as the other one does"
+    assert "reports" in COMPOSE["volumes"]
+    assert re.search(r"^USER app$", DOCKERFILE, re.MULTILINE)
+    # A fixed uid: every service builds its own image from the Dockerfile, all with the same owner.
+    assert re.search(r"useradd .*--uid \d+ app\b", DOCKERFILE)
+
+
+# -- the image holds what the services run --------------------------------------------------------
+
+
+def copied_into_image() -> set[str]:
+    """What the Dockerfile's COPY lines put into the image, relative to its working directory."""
+    copied: set[str] = set()
+    for line in DOCKERFILE.splitlines():
+        words = [word for word in line.split() if not word.startswith("--")]  # --chown=... and the like
+        if words[:1] != ["COPY"]:
+            continue
+        *sources, target = words[1:]
+        for source in sources:
+            path = PurePosixPath(target) / PurePosixPath(source).name if target.endswith("/") else PurePosixPath(target)
+            copied.add(path.as_posix())
+    return copied
+
+
+TOP_LEVEL = {p.name for p in PROJECT_ROOT.iterdir() if (p / "__init__.py").is_file()} | {
+    p.stem for p in PROJECT_ROOT.glob("*.py")
+}
+
+
+def module_files(name: str, *, run: bool = False) -> list[Path]:
+    """The project's files Python executes to import ``name`` (its packages' ``__init__`` too), and
+    with ``run`` to run it with ``python -m`` (a package's ``__main__``). None for a library's module
+    or for an attribute (``from core.db import connect`` names ``core.db.connect``)."""
+    parts = name.split(".")
+    if parts[0] not in TOP_LEVEL:
+        return []
+    files: list[Path] = []
+    for depth in range(1, len(parts) + 1):
+        base = PROJECT_ROOT.joinpath(*parts[:depth])
+        if (base / "__init__.py").is_file():
+            files.append(base / "__init__.py")
+        elif base.with_suffix(".py").is_file():
+            return [*files, base.with_suffix(".py")]
+        else:
+            return files
+    main = PROJECT_ROOT.joinpath(*parts, "__main__.py")
+    return [*files, main] if run and main.is_file() else files
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every dotted name a file imports, anywhere in it (function-level imports too)."""
+    names: set[str] = set()
+    package = path.relative_to(PROJECT_ROOT).parent.parts
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def needed_in_image(module: str) -> set[str]:
+    """The top-level packages and modules ``python -m module`` imports, transitively."""
+    todo, seen = module_files(module, run=True), set[Path]()
+    assert todo, f"{module} is not a module of this project"
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(f for name in imported_names(path) for f in module_files(name))
+    return {path.relative_to(PROJECT_ROOT).parts[0] for path in seen}
+
+
+def test_the_image_holds_every_module_a_service_runs_and_what_it_imports() -> None:
+    copied = copied_into_image()
+    assert {"mail", "init", "console", "gdpr-processor"} <= set(BUILT)
+    for name, service in BUILT.items():
+        command = service["command"]
+        assert command[:2] == ["python", "-m"], f"{name}: a service runs a module of the image"
+        missing = needed_in_image(command[2]) - copied
+        assert not missing, f"{name} runs {command[2]}, which needs {sorted(missing)}: COPY them in the Dockerfile"
+    # The migrator (`init`) reads the schema from sql/ beside the packages.
+    assert db.SQL_DIR.relative_to(PROJECT_ROOT).as_posix() in copied
+
+
+def test_the_one_off_commands_the_compose_file_shows_run_in_a_service_that_can() -> None:
+    """`docker compose run --rm SERVICE python -m MODULE` in the file's comments works: the image
+    holds the module and the service gives it its login's password (init: the owner's)."""
+    shown = re.findall(r"docker compose run --rm ([\w-]+) python -m ([\w.]+)", COMPOSE_TEXT)
+    assert ("console", "console.accounts") in shown
+    copied = copied_into_image()
+    for name, module in shown:
+        assert name in BUILT, f"`docker compose run {name}`: no such service built from the Dockerfile"
+        missing = needed_in_image(module) - copied
+        assert not missing, f"{module} (in {name}) needs {sorted(missing)}: COPY them in the Dockerfile"
+        env = BUILT[name]["environment"]
+        if name == "init":
+            assert urlsplit(env["DATABASE_URL"]).username == urlsplit(DEFAULTS["DATABASE_URL"]).username
+        else:
+            role = LOGIN_OF_MODULE.get(module)
+            assert role is not None, f"{module}: which login does it use?"
+            assert password_variable(role) in env, f"{module} in {name}"
