@@ -663,11 +663,19 @@ def process_batch(
 # The tables an erasure (or a rectification) rewrites: vacuumed after it, so that the old row versions (which still
 # hold the erased values) are removed from the table files instead of waiting for autovacuum.
 REWRITING = ("erasure", "rectification")
+# The MAINTAIN privilege (sql/014 grants it to the processor) exists from PostgreSQL 17 on.
+MAINTAIN_SINCE = 170_000
 VACUUMED = ("users_pii", "users_public", "events_raw", "dead_letter_events", "privacy_requests")
 
 
 def vacuum_after_erasure(conn: psycopg2.extensions.connection) -> None:
     """VACUUM the tables an erasure rewrote (outside a transaction, as VACUUM must be)."""
+    if conn.server_version < MAINTAIN_SINCE:
+        logger.warning(
+            "PostgreSQL %d cannot let this role VACUUM (MAINTAIN came with 17): old row versions wait for autovacuum",
+            conn.server_version // 10_000,
+        )
+        return
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
