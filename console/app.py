@@ -46,14 +46,22 @@ LOGIN_FORM_S = 3600  # the login form's own token is good for an hour
 HTML = "text/html; charset=utf-8"
 # No script, no inline style, no framing, forms post here only.
 CSP = "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+ACTIONS = ("verify", "deny", "extend", "hold", "release", "lift-restriction")
+# The notice after an action (``?done=``): its name, or RELEASE_HELD after a release that left
+# another hold on the person in force.
+RELEASE_HELD = "release-held"
 ACTION_DONE = {
     "verify": "Identity verified: the processor takes the request next.",
     "deny": "Request denied; the requester's email was removed, the reason recorded.",
     "extend": "Deadline extended; tell the requester, with the reason.",
     "hold": "Legal hold placed: the person's erasure waits until it is released.",
-    "release": "Legal holds released: the person's erasures on hold are processed next.",
+    "release": "Legal hold released; no other hold on the person is active: their erasures on hold are processed next.",
+    RELEASE_HELD: "Legal hold released; another hold on the person is still active: their erasures stay on hold.",
     "lift-restriction": "Restriction lifted.",
 }
+# What the reason fields say: the reason is kept in the hash-chained, append-only audit trail.
+REASON_HINT = "A case reference and the ground, never personal data: it is kept in the audit trail for good."
+BUSY_RETRY_S = 5
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -357,8 +365,8 @@ async def show_request(
         notice=notice,
         error=error,
         max_reason=actions.MAX_REASON_LENGTH,
+        reason_hint=REASON_HINT,
         active_holds=[h for h in page.holds if h.active],
-        unreleased=[h for h in page.holds if h.released_at is None],
     )
 
 
@@ -366,6 +374,13 @@ def _months(form: dict[str, str]) -> int:
     text = form.get("months", "")
     if text not in ("1", "2"):
         _fail(400, "choose an extension of 1 or 2 months")
+    return int(text)
+
+
+def _hold_id(form: dict[str, str]) -> int:
+    text = form.get("hold", "")
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) < 2**63:
+        _fail(400, "choose the hold to release with its button on the request's page")
     return int(text)
 
 
@@ -398,7 +413,8 @@ def _action_work(action: str, form: dict[str, str], request_id: int, username: s
         until = _until(form)
         return lambda cur: actions.place_hold(cur, request_id, username, reason, until=until, hmac_key=key)
     if action == "release":
-        return lambda cur: actions.release_hold(cur, request_id, username, key)
+        hold = _hold_id(form)
+        return lambda cur: actions.release_hold(cur, hold, username, key, request_id=request_id)
     if action == "lift-restriction":
         return lambda cur: actions.lift_restriction(cur, request_id, username, services.consent_mode)
     _fail(404, f"there is no action {action[:40]!r}: use the buttons on the request's page")
@@ -412,21 +428,24 @@ class Action:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, request_id: int, action: str) -> None:
         session = signed_in(req)
-        if action not in ACTION_DONE:
+        if action not in ACTIONS:
             _fail(404, f"there is no action {action[:40]!r}: use the buttons on the request's page")
         form = await read_form(req)
         check_csrf(form, session)
         work = _action_work(action, form, request_id, session.username, self.services)
         try:
-            await self.services.database.call(work)
+            result = await self.services.database.call(work)
         except actions.UnknownRequest as e:
             _fail(404, str(e))
         except actions.ActionRefused as e:
             status = 400 if isinstance(e, actions.InvalidArgument) else 409
             await show_request(self.services, resp, session, request_id, error=str(e), status=status)
+            if isinstance(e, actions.RequestBusy):
+                resp.set_header("Retry-After", str(BUSY_RETRY_S))
             return
         logger.info("DPO %s: %s on request %d", session.username, action, request_id)
-        see_other(resp, f"/requests/{request_id}?{urlencode({'done': action})}")
+        done = RELEASE_HELD if isinstance(result, actions.HoldReleased) and result.still_active else action
+        see_other(resp, f"/requests/{request_id}?{urlencode({'done': done})}")
 
 
 class Health:

@@ -6,9 +6,11 @@
   the email goes, its keyed HMAC stays for proof, as after any other outcome.
 * ``extend``: the deadline moves by one or two months past the original one, with a reason
   (Art. 12(3)); decided within the first month, as the requester must be told within it.
-* ``place_hold`` / ``place_hold_for_email`` / ``release_hold``: a legal hold on a person keeps
-  their erasure waiting (``on_hold``; the deadline still runs) until it is released or its
-  ``until`` passes (the processor's housekeeping releases those).
+* ``place_hold`` / ``place_hold_for_email``: a legal hold on a person keeps their erasure
+  waiting (``on_hold``; the deadline still runs) until it is released or its ``until`` passes
+  (the processor's housekeeping resumes those).
+* ``release_hold`` / ``release_only_hold``: one hold ends, by its id; the person's erasures
+  resume only when no other hold on them is active.
 * ``lift_restriction``: a restriction of processing (Art. 18) ends and the person's analytics
   consent is what it was before it.
 
@@ -17,14 +19,23 @@ changes, checks what it is asked before changing anything and raises ``ActionRef
 ``ValueError``) without side effects when the action is impossible: an unknown request, a wrong
 status, a reason that is empty or too long. Each writes its audit entry with the actor
 ``dpo:<username>``; details hold the DPO's reason and ids, never personal data.
+
+Locks: each action first sets ``lock_timeout`` for its transaction (LOCK_WAIT_MS), so it never
+waits long for a row the processor holds; it waits only for the first row it locks (the request
+acted on), and takes the person's other rows afterwards in id order with NOWAIT, so it never
+waits for a row while holding one (and cannot close a cycle with the processor, which locks its
+batch first and the person's access requests after). A lock it cannot get at once, or a
+deadlock PostgreSQL breaks, is ``RequestBusy``: nothing was changed, try again in a moment.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg2.errors
 
@@ -35,6 +46,8 @@ from gdpr.housekeeping import ACTIVE_HOLD
 from gdpr.rights import RESTRICTION_SOURCE
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 OPEN_STATUSES = ("unverified", "pending", "on_hold")
 MAX_REASON_LENGTH = 500  # the legal_holds CHECK; a reason is a sentence, not a file
@@ -43,7 +56,13 @@ MAX_EXTENSION_MONTHS = 2  # Art. 12(3): "by two further months where necessary"
 MAX_HOLD_YEARS = 10
 LIFTED_SOURCE = "restriction_lifted"
 NOTIFY_PROCESSOR = "SELECT pg_notify('privacy_requests', '')"
+# The longest an action waits for a lock (the processor holds a request's lock while it answers
+# it, seconds for a large erasure); then the DPO is told to try again.
 LOCK_WAIT_MS = 5000
+BUSY = (
+    "the request (or another request of its person) is being processed right now: nothing was changed; "
+    "reload its page in a moment, check its status and try again"
+)
 
 
 class ActionRefused(ValueError):
@@ -55,7 +74,16 @@ class UnknownRequest(ActionRefused):
 
 
 class InvalidArgument(ActionRefused):
-    """A reason, a number of months or a date that the action cannot take."""
+    """A reason, a number of months, a date or a hold id that the action cannot take."""
+
+
+class UnknownHold(InvalidArgument):
+    """No legal hold has this id."""
+
+
+class RequestBusy(ActionRefused):
+    """A row the action needs is locked (by the processor, or another DPO's action) or PostgreSQL
+    broke a deadlock: nothing was changed, and the same action may succeed in a moment."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +94,25 @@ class HoldPlaced:
 
 @dataclass(frozen=True)
 class HoldReleased:
-    hold_ids: list[int]
-    resumed_requests: list[int]  # the requests back to pending
+    hold_id: int
+    resumed_requests: list[int]  # the requests back to pending (none while another hold is active)
+    still_active: list[int]  # the person's other holds in force, which keep their erasures on hold
+
+
+def action(work: Callable[Concatenate[db.Cursor, P], R]) -> Callable[Concatenate[db.Cursor, P], R]:
+    """An action's transaction: every lock wait bounded by LOCK_WAIT_MS from its first statement
+    (``SET LOCAL``: until the caller's commit or rollback); a lock not had in time (55P03) or a
+    deadlock (40P01) becomes RequestBusy (the transaction is then aborted: the caller rolls back)."""
+
+    @functools.wraps(work)
+    def run(cur: db.Cursor, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{LOCK_WAIT_MS}ms",))
+        try:
+            return work(cur, *args, **kwargs)
+        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected) as e:
+            raise RequestBusy(BUSY) from e
+
+    return run
 
 
 def actor(username: str) -> str:
@@ -110,11 +155,20 @@ def check_until(until: datetime | None, now: datetime | None = None) -> datetime
     return until.astimezone(UTC)
 
 
+def mailbox_proof(key: bytes, email: str) -> str:
+    """The proof the processor keeps for a mailbox: the HMAC of the match key it matches a stored
+    address by (``normalise(..., deliverable=False)``: a special-use domain such as ``.test`` or
+    ``.invalid`` is accepted, as in an operator's request for a stored address); InvalidEmail for
+    what is no mailbox. The one place the DPO's side computes a person's proof: a hold must carry
+    the processor's proof, or it holds nobody."""
+    return email_hmac(key, normalise(email, deliverable=False))
+
+
 def proof_of(key: bytes, email: str) -> str:
-    """The proof the processor keeps for an address: the HMAC of its match key, or of the raw
+    """The proof the processor keeps for an address: ``mailbox_proof``, or the HMAC of the raw
     text when it is not a mailbox (so the same text is matched again)."""
     try:
-        return email_hmac(key, normalise(email))
+        return mailbox_proof(key, email)
     except InvalidEmail:
         return email_hmac(key, email)
 
@@ -133,23 +187,19 @@ class _Request:
         return None if self.email is None else proof_of(key, self.email)
 
 
+def _valid_id(value: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value < 2**63
+
+
 def _lock(cur: db.Cursor, request_id: int) -> _Request:
-    """The request, locked until the transaction ends (the processor skips locked requests)."""
-    if isinstance(request_id, bool) or not isinstance(request_id, int) or not 1 <= request_id < 2**63:
+    """The request, locked until the transaction ends (the processor skips locked requests): the
+    one lock an action waits for (at most LOCK_WAIT_MS, see ``action``)."""
+    if not _valid_id(request_id):
         raise UnknownRequest(f"no privacy request {request_id!r}: ids are positive whole numbers")
-    # The processor holds a request's lock while it answers it (seconds for a large erasure): wait
-    # that long, not the statement timeout, then tell the DPO to look again.
-    cur.execute("SET LOCAL lock_timeout = %s", (f"{LOCK_WAIT_MS}ms",))
-    try:
-        cur.execute(
-            "SELECT id, request_type, status, email, email_hmac FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,)
-        )
-    except psycopg2.errors.LockNotAvailable as e:
-        raise ActionRefused(
-            f"request {request_id} is being processed right now: reload its page in a moment and check its status"
-        ) from e
+    cur.execute(
+        "SELECT id, request_type, status, email, email_hmac FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,)
+    )
     row = cur.fetchone()
-    cur.execute("RESET lock_timeout")
     if row is None:
         raise UnknownRequest(f"no privacy request {request_id}")
     return _Request(int(row[0]), row[1], row[2], row[3], row[4])
@@ -171,6 +221,7 @@ def _audit(cur: db.Cursor, who: str, entries: list[tuple[int, str, dict[str, Any
     log.write(cur)
 
 
+@action
 def verify_manually(cur: db.Cursor, request_id: int, username: str) -> None:
     """The DPO verified the requester another way: ``unverified`` -> ``pending``."""
     who = actor(username)
@@ -182,6 +233,7 @@ def verify_manually(cur: db.Cursor, request_id: int, username: str) -> None:
     cur.execute(NOTIFY_PROCESSOR)
 
 
+@action
 def deny(cur: db.Cursor, request_id: int, username: str, reason: str, hmac_key: bytes) -> None:
     """Refuse an open request as manifestly unfounded or excessive (Art. 12(5)): ``denied``,
     the outcome says why, the email and any corrections go, the proof stays."""
@@ -195,6 +247,7 @@ def deny(cur: db.Cursor, request_id: int, username: str, reason: str, hmac_key: 
     _audit(cur, who, [(request_id, "denied", {"reason": text})])
 
 
+@action
 def extend(cur: db.Cursor, request_id: int, username: str, months: int, reason: str) -> datetime:
     """Move an open request's deadline to ``months`` (1 or 2) months after the original one;
     return the new deadline. Refused once the original deadline has passed (the requester must
@@ -247,20 +300,30 @@ def _hold_person(
 
 def _open_erasures(cur: db.Cursor, proof: str, hmac_key: bytes) -> list[tuple[int, str]]:
     """The person's open erasure requests, locked: by their proof, or by their email where no
-    proof is stored yet (computed here: the queue of open requests is short)."""
+    proof is stored yet (computed here: the queue of open requests is short). Found first without
+    a lock (nobody else's rows are locked), then locked in id order with NOWAIT: a row the
+    processor holds now refuses the action (RequestBusy) rather than make it wait holding a lock."""
     cur.execute(
-        "SELECT id, status, email, email_hmac FROM privacy_requests WHERE request_type = 'erasure'"
-        " AND status IN ('unverified', 'pending', 'on_hold') AND (email_hmac = %s OR (email_hmac IS NULL AND email IS NOT NULL))"
-        " ORDER BY id FOR UPDATE",
+        "SELECT id, email, email_hmac FROM privacy_requests WHERE request_type = 'erasure'"
+        " AND status IN ('unverified', 'pending', 'on_hold') AND (email_hmac = %s OR (email_hmac IS NULL AND email IS NOT NULL))",
         (proof,),
     )
-    return [
-        (int(request_id), status)
-        for request_id, status, email, stored in cur.fetchall()
+    theirs = [
+        int(request_id)
+        for request_id, email, stored in cur.fetchall()
         if (stored if stored is not None else proof_of(hmac_key, email)) == proof
     ]
+    if not theirs:
+        return []
+    cur.execute(
+        "SELECT id, status FROM privacy_requests WHERE id = ANY(%s) AND status IN ('unverified', 'pending', 'on_hold')"
+        " ORDER BY id FOR UPDATE NOWAIT",
+        (theirs,),
+    )
+    return [(int(request_id), status) for request_id, status in cur.fetchall()]
 
 
+@action
 def place_hold(
     cur: db.Cursor, request_id: int, username: str, reason: str, *, until: datetime | None, hmac_key: bytes
 ) -> HoldPlaced:
@@ -274,6 +337,7 @@ def place_hold(
     return _hold_person(cur, proof, who, text, until=end, hmac_key=hmac_key, acted_on=request_id)
 
 
+@action
 def place_hold_for_email(
     cur: db.Cursor, email: str, username: str, reason: str, *, until: datetime | None, hmac_key: bytes
 ) -> HoldPlaced:
@@ -282,35 +346,91 @@ def place_hold_for_email(
     an entry for each erasure put on hold."""
     who, text, end = actor(username), check_reason(reason), check_until(until)
     try:
-        key = normalise(email)
+        proof = mailbox_proof(hmac_key, email)
     except InvalidEmail as e:
         raise InvalidArgument(f"cannot hold this address: {e}") from e
-    return _hold_person(cur, email_hmac(hmac_key, key), who, text, until=end, hmac_key=hmac_key, acted_on=None)
+    return _hold_person(cur, proof, who, text, until=end, hmac_key=hmac_key, acted_on=None)
 
 
-def release_hold(cur: db.Cursor, request_id: int, username: str, hmac_key: bytes) -> HoldReleased:
-    """Release every unreleased hold on the person of this request; their erasures on hold go
-    back to ``pending`` and the processor is woken."""
+@action
+def release_hold(cur: db.Cursor, hold_id: int, username: str, hmac_key: bytes, *, request_id: int | None = None) -> HoldReleased:
+    """Release one legal hold, by its id. The person's erasures on hold go back to ``pending``
+    (``hold_released`` on each, the processor woken) only when no other hold on them is active:
+    ending a tax hold leaves a litigation hold in force. ``request_id``: the request the DPO acts
+    from, which must be of the hold's person; the release is audited on it (without one, the
+    hold's own row records who released it and when, and resumed erasures are audited)."""
+    return _release(cur, hold_id, actor(username), hmac_key, request_id)
+
+
+_HOLD = "SELECT email_hmac, released_at, released_by, until, until IS NULL OR until > now() FROM legal_holds WHERE id = %s"
+
+
+def _lock_hold(cur: db.Cursor, hold_id: int, proof: str | None, request_id: int | None) -> str:
+    """Lock a hold in force and return its person's proof; refused when it is unknown, of another
+    person than ``proof`` (the request's), released or ended. A hold's row is locked only by a
+    DPO's action: waited for when it is the action's first lock, else taken at once (NOWAIT)."""
+    if not _valid_id(hold_id):
+        raise UnknownHold(f"no legal hold {hold_id!r}: ids are positive whole numbers")
+    cur.execute(_HOLD + (" FOR UPDATE" if request_id is None else " FOR UPDATE NOWAIT"), (hold_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise UnknownHold(f"no legal hold {hold_id}: pick one from the request's page")
+    person, released_at, released_by, until, in_force = row
+    if proof is not None and person != proof:
+        raise ActionRefused(f"legal hold {hold_id} is not on the person of request {request_id}: nothing was released")
+    if released_at is not None:
+        raise ActionRefused(
+            f"legal hold {hold_id} was already released ({released_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC, {released_by})"
+        )
+    if not in_force:
+        raise ActionRefused(
+            f"legal hold {hold_id} ended {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC: there is nothing to release "
+            "(the processor resumes the person's erasures by itself)"
+        )
+    return str(person)
+
+
+def _release(cur: db.Cursor, hold_id: int, who: str, hmac_key: bytes, request_id: int | None) -> HoldReleased:
+    proof = None
+    if request_id is not None:
+        proof = _lock(cur, request_id).proof(hmac_key)
+        if proof is None:
+            raise ActionRefused(f"request {request_id} names nobody (no email, no proof): there is no hold to release")
+    person = _lock_hold(cur, hold_id, proof, request_id)
+    cur.execute("UPDATE legal_holds SET released_at = now(), released_by = %s WHERE id = %s", (who, hold_id))
+    remaining = active_hold_ids(cur, person)
+    resumed: list[int] = []
+    if not remaining:
+        cur.execute(
+            "SELECT id FROM privacy_requests WHERE status = 'on_hold' AND email_hmac = %s ORDER BY id FOR UPDATE NOWAIT",
+            (person,),
+        )
+        resumed = [int(r[0]) for r in cur.fetchall()]
+        if resumed:
+            cur.execute("UPDATE privacy_requests SET status = 'pending' WHERE id = ANY(%s)", (resumed,))
+    details = {"hold_id": hold_id, "holds_still_active": remaining}
+    audited = sorted({*resumed, *([] if request_id is None else [request_id])})
+    _audit(cur, who, [(rid, "hold_released", details) for rid in audited])
+    if resumed:
+        cur.execute(NOTIFY_PROCESSOR)
+    return HoldReleased(hold_id, resumed, remaining)
+
+
+@action
+def release_only_hold(cur: db.Cursor, request_id: int, username: str, hmac_key: bytes) -> HoldReleased:
+    """Release the one active hold on the person of this request; refused when there is none or
+    more than one (then the DPO names the hold: ``release_hold``)."""
     who = actor(username)
-    request = _lock(cur, request_id)
-    proof = request.proof(hmac_key)
-    if proof is None:
-        raise ActionRefused(f"request {request_id} names nobody (no email, no proof): there is no hold to release")
-    cur.execute(
-        "UPDATE legal_holds SET released_at = now(), released_by = %s WHERE email_hmac = %s AND released_at IS NULL RETURNING id",
-        (who, proof),
-    )
-    hold_ids = sorted(int(row[0]) for row in cur.fetchall())
-    if not hold_ids:
-        raise ActionRefused(f"the person of request {request_id} is under no legal hold: there is nothing to release")
-    cur.execute(
-        "UPDATE privacy_requests SET status = 'pending' WHERE status = 'on_hold' AND email_hmac = %s RETURNING id", (proof,)
-    )
-    resumed = sorted(int(row[0]) for row in cur.fetchall())
-    details = {"hold_ids": hold_ids}
-    _audit(cur, who, [(rid, "hold_released", details) for rid in sorted({*resumed, request_id})])
-    cur.execute(NOTIFY_PROCESSOR)
-    return HoldReleased(hold_ids, resumed)
+    proof = _lock(cur, request_id).proof(hmac_key)
+    holds = [] if proof is None else active_hold_ids(cur, proof)
+    if not holds:
+        raise ActionRefused(f"the person of request {request_id} is under no active legal hold: there is nothing to release")
+    if len(holds) > 1:
+        raise ActionRefused(
+            f"the person of request {request_id} is under {len(holds)} active legal holds ({', '.join(map(str, holds))}): "
+            "name the one to release (--hold ID)"
+        )
+    return _release(cur, holds[0], who, hmac_key, request_id)
 
 
 def active_hold_ids(cur: db.Cursor, proof: str) -> list[int]:
@@ -319,6 +439,7 @@ def active_hold_ids(cur: db.Cursor, proof: str) -> list[int]:
     return [int(row[0]) for row in cur.fetchall()]
 
 
+@action
 def lift_restriction(cur: db.Cursor, request_id: int, username: str, consent_mode: str) -> bool:
     """End the restriction of processing this completed request put in place, and give the
     person back the analytics consent they had before it; return whether consent was granted

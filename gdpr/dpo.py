@@ -3,7 +3,9 @@
 Each command acts in the name of an existing, enabled DPO account (``--dpo USERNAME``, created
 with ``python -m console.accounts create``), the actor the audit trail records, and runs as the
 console's database role. An address to hold is read from standard input, never from the
-command line, where shell history and process lists would keep it.
+command line, where shell history and process lists would keep it. A reason goes to the
+hash-chained, append-only audit trail for good: a case reference and the ground, never personal
+data.
 """
 
 # A command-line tool: it prints its results for people (as the project's other commands do).
@@ -21,6 +23,7 @@ from core.errors import InvalidInput
 from gdpr import actions
 
 APPLICATION = "dpo-cli"
+REASON_GUIDANCE = "a case reference and the ground, never personal data: it is kept in the audit trail for good"
 
 
 def parse_until(text: str) -> datetime:
@@ -42,6 +45,13 @@ def request_id(text: str) -> int:
     """argparse type: a privacy request's id."""
     if not text.isdigit() or not 1 <= int(text) < 2**63:
         raise argparse.ArgumentTypeError(f"{text!r} is not a request id (a positive whole number)")
+    return int(text)
+
+
+def hold_id(text: str) -> int:
+    """argparse type: a legal hold's id."""
+    if not text.isdigit() or not 1 <= int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hold id (a positive whole number)")
     return int(text)
 
 
@@ -92,13 +102,27 @@ def _held(placed: actions.HoldPlaced) -> str:
 
 def _release(settings: Settings, args: argparse.Namespace) -> int:
     key = settings.gdpr_hmac_key
+    if args.hold is None and args.request is None:
+        raise InvalidInput("name the hold to release: --hold ID (its id is on the request's page), or --request ID")
 
     def work(cur: db.Cursor) -> str:
-        released = actions.release_hold(cur, args.request, args.dpo, key)
-        resumed = ", ".join(map(str, released.resumed_requests)) or "none"
-        return f"released legal hold(s) {', '.join(map(str, released.hold_ids))}; back to pending: {resumed}"
+        if args.hold is None:
+            released = actions.release_only_hold(cur, args.request, args.dpo, key)
+        else:
+            released = actions.release_hold(cur, args.hold, args.dpo, key, request_id=args.request)
+        return _released(released)
 
     return _act(settings, args.dpo, work)
+
+
+def _released(released: actions.HoldReleased) -> str:
+    if released.still_active:
+        others = ", ".join(map(str, released.still_active))
+        return (
+            f"legal hold {released.hold_id} released; the person is still under legal hold {others}: their erasures stay on hold"
+        )
+    resumed = ", ".join(map(str, released.resumed_requests)) or "none"
+    return f"legal hold {released.hold_id} released; no other hold on the person is active; back to pending: {resumed}"
 
 
 def _deny(settings: Settings, args: argparse.Namespace) -> int:
@@ -150,10 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gdpr.dpo",
         description="The DPO's actions on privacy requests, audited in the DPO's name (the same as the console's).",
+        epilog=f"--reason (deny, extend, hold): {REASON_GUIDANCE}.",
     )
     parser.add_argument("--dpo", required=True, metavar="USERNAME", help="the enabled DPO account acting (the audit's actor)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    reason_help = f"why, on one line, at most {actions.MAX_REASON_LENGTH} characters (kept in the audit trail)"
+    reason_help = f"why, on one line, at most {actions.MAX_REASON_LENGTH} characters: {REASON_GUIDANCE}"
 
     hold = commands.add_parser("hold", help="place a legal hold on a person: their erasure waits until it is released")
     who = hold.add_mutually_exclusive_group(required=True)
@@ -164,8 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=parse_until, help="when the hold ends: YYYY-MM-DD (00:00 UTC) or an ISO time; default: until released"
     )
 
-    release = commands.add_parser("release", help="release the legal holds on the person of a request; their erasures resume")
-    release.add_argument("request", type=request_id, metavar="ID")
+    release = commands.add_parser(
+        "release",
+        help="release one legal hold; the person's erasures resume once no other hold on them is active",
+        description="Release one legal hold by its id (the request's page lists the person's holds). The person's "
+        "erasures on hold resume only when no other hold on them is active.",
+    )
+    release.add_argument("--hold", type=hold_id, metavar="ID", help="the hold to release")
+    release.add_argument(
+        "--request",
+        type=request_id,
+        metavar="ID",
+        help="a request of the hold's person, audited with the release; alone: release the person's only active hold "
+        "(refused when they have several: name it with --hold)",
+    )
 
     deny = commands.add_parser("deny", help="deny an open request as manifestly unfounded or excessive (Art. 12(5))")
     deny.add_argument("request", type=request_id, metavar="ID")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import devstack
+from core import db
 from core.config import Settings
 from tests.helpers import PROJECT_ROOT, query, run_command
 from tests.integration.console.conftest import DPO, PASSWORD, Console, accounts, file_request
@@ -42,6 +43,11 @@ def test_help_of_the_three_commands() -> None:
     assert dpo.returncode == 0 and all(
         c in dpo.stdout for c in ("hold", "release", "deny", "extend", "verify", "lift-restriction")
     )
+    assert "a case reference and the ground, never personal data" in " ".join(dpo.stdout.split())
+    hold = run_command("gdpr.dpo", "--dpo", "dora", "hold", "--help")
+    assert "never personal data: it is kept in the audit trail for good" in " ".join(hold.stdout.split())
+    release = run_command("gdpr.dpo", "--dpo", "dora", "release", "--help")
+    assert "--hold ID" in release.stdout and "--request ID" in release.stdout
 
 
 def test_accounts_are_created_listed_and_disabled_without_showing_a_password(settings: Settings) -> None:
@@ -170,7 +176,10 @@ def test_each_action_from_the_request_page(settings: Settings, console: Console)
     held = console.http.get(f"/requests/{erasure}")
     assert_page(held, 200, "litigation 17")
     assert "on_hold" in held.text and "extended" in held.text
-    assert console.act(erasure, "release").status_code == 303
+    [hold] = RELEASE_FORM.findall(held.text)
+    released = console.act(erasure, "release", hold=hold)
+    assert released.status_code == 303 and released.headers["location"] == f"/requests/{erasure}?done=release"
+    assert_page(console.http.get(released.headers["location"]), 200, "no other hold on the person is active")
     assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (erasure,)) == [("pending",)]
 
     denied = console.act(erasure, "deny", reason="manifestly excessive")
@@ -181,6 +190,67 @@ def test_each_action_from_the_request_page(settings: Settings, console: Console)
         a for (a,) in query(settings, "SELECT action FROM privacy_audit_log WHERE request_id = %s ORDER BY id", (erasure,))
     ]
     assert actions == ["received", "extended", "held", "hold_released", "denied"]
+
+
+RELEASE_FORM = re.compile(r'<input type="hidden" name="hold" value="(\d+)">')
+
+
+def test_each_reason_field_says_what_a_reason_may_hold(settings: Settings, console: Console) -> None:
+    request_id = file_request(settings)
+    assert console.login().status_code == 303
+    page = console.http.get(f"/requests/{request_id}")
+    for form in ("deny", "extend", "hold"):
+        assert re.search(
+            rf'id="{form}-reason" [^>]*aria-describedby="{form}-hint">\s*<small class="hint" id="{form}-hint">'
+            r"A case reference and the ground, never personal data: it is kept in the audit trail for good.</small>",
+            page.text,
+        ), page.text
+
+
+def test_each_hold_is_released_by_its_own_button_and_the_erasure_waits_for_the_last(settings: Settings, console: Console) -> None:
+    erasure = file_request(settings)
+    assert console.login().status_code == 303
+    assert console.act(erasure, "hold", reason="tax audit FY2025", until="").status_code == 303
+    assert console.act(erasure, "hold", reason="litigation 2026-17", until="").status_code == 303
+    page = console.http.get(f"/requests/{erasure}")
+    tax, litigation = sorted(RELEASE_FORM.findall(page.text), key=int)
+    assert f'id="release-{tax}"' in page.text and f'id="release-{litigation}"' in page.text
+
+    released = console.act(erasure, "release", hold=tax)
+    assert released.headers["location"] == f"/requests/{erasure}?done=release-held"
+    page = console.http.get(released.headers["location"])
+    assert_page(page, 200, "another hold on the person is still active: their erasures stay on hold")
+    assert RELEASE_FORM.findall(page.text) == [litigation]  # a released hold has no button
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (erasure,)) == [("on_hold",)]
+    again = console.act(erasure, "release", hold=tax)
+    assert_page(again, 409, f"legal hold {tax} was already released")
+
+    assert console.act(erasure, "release", hold=litigation).headers["location"] == f"/requests/{erasure}?done=release"
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (erasure,)) == [("pending",)]
+    details = query(
+        settings,
+        "SELECT details FROM privacy_audit_log WHERE request_id = %s AND action = 'hold_released' ORDER BY id",
+        (erasure,),
+    )
+    assert details == [
+        ({"hold_id": int(tax), "holds_still_active": [int(litigation)]},),
+        ({"hold_id": int(litigation), "holds_still_active": []},),
+    ]
+
+
+def test_an_action_on_a_request_the_processor_is_answering_is_a_409_to_try_again(settings: Settings, console: Console) -> None:
+    access = file_request(settings, kind="access")
+    erasure = file_request(settings)
+    assert console.login().status_code == 303
+    before = requests_table(settings)
+    with db.connection(settings.database) as processor, processor.cursor() as cur:
+        cur.execute("SELECT id FROM privacy_requests WHERE id = %s FOR UPDATE", (erasure,))
+        busy = console.act(access, "hold", reason="litigation 2026-17", until="")
+        processor.rollback()
+    assert_page(busy, 409, "being processed right now: nothing was changed")
+    assert busy.headers["retry-after"] == "5"
+    assert requests_table(settings) == before
+    assert query(settings, "SELECT count(*) FROM legal_holds") == [(0,)]
 
 
 def test_hostile_input_gets_a_clear_error_and_changes_nothing(settings: Settings, console: Console) -> None:
@@ -215,7 +285,9 @@ def test_hostile_input_gets_a_clear_error_and_changes_nothing(settings: Settings
         ),
         (console.http.post(f"/requests/{done}/deny", data={"csrf": csrf, "reason": "r"}), 409, "is completed"),
         (console.http.post(f"/requests/{request_id}/verify", data={"csrf": csrf}), 409, "only an unverified request"),
-        (console.http.post(f"/requests/{request_id}/release", data={"csrf": csrf}), 409, "under no legal hold"),
+        (console.http.post(f"/requests/{request_id}/release", data={"csrf": csrf}), 400, "choose the hold to release"),
+        (console.http.post(f"/requests/{request_id}/release", data={"csrf": csrf, "hold": "x1"}), 400, "choose the hold"),
+        (console.http.post(f"/requests/{request_id}/release", data={"csrf": csrf, "hold": "77"}), 400, "no legal hold 77"),
         (console.http.post("/requests/424242/deny", data={"csrf": csrf, "reason": "r"}), 404, "no privacy request 424242"),
         (console.http.post(f"/requests/{request_id}/deny", data={"csrf": csrf, "reason": "r" * 9000}), 413, "exceeds 8192 bytes"),
         (
@@ -257,6 +329,30 @@ def test_the_dpo_command_acts_in_a_dpo_accounts_name(settings: Settings, account
     )
     assert held.returncode == 0 and "put on hold: " + str(request_id) in held.stdout, held.stderr
     assert "jane" not in held.stdout.lower()
+    second = run_command("gdpr.dpo", "--dpo", account, "hold", "--request", str(request_id), "--reason", "litigation 17")
+    assert second.returncode == 0, second.stderr
+    [first_hold, second_hold] = [h for (h,) in query(settings, "SELECT id FROM legal_holds ORDER BY id")]
+    ambiguous = run_command("gdpr.dpo", "--dpo", account, "release", "--request", str(request_id))
+    assert ambiguous.returncode == 2 and "Traceback" not in ambiguous.stderr
+    assert ambiguous.stderr.strip() == (
+        f"error: the person of request {request_id} is under 2 active legal holds ({first_hold}, {second_hold}): "
+        "name the one to release (--hold ID)"
+    )
+    nothing = run_command("gdpr.dpo", "--dpo", account, "release")
+    assert nothing.returncode == 2 and "--hold ID" in nothing.stderr and "Traceback" not in nothing.stderr
+    one = run_command("gdpr.dpo", "--dpo", account, "release", "--hold", str(first_hold))
+    assert one.returncode == 0 and f"still under legal hold {second_hold}" in one.stdout, one.stderr
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (request_id,)) == [("on_hold",)]
+    last = run_command("gdpr.dpo", "--dpo", account, "release", "--request", str(request_id))
+    assert last.returncode == 0 and f"back to pending: {request_id}" in last.stdout, last.stderr
+    assert query(settings, "SELECT status FROM privacy_requests WHERE id = %s", (request_id,)) == [("pending",)]
+    with db.connection(settings.database) as processor, processor.cursor() as cur:
+        cur.execute("SELECT id FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,))
+        busy = run_command("gdpr.dpo", "--dpo", account, "deny", str(request_id), "--reason", "unfounded")
+        processor.rollback()
+    assert busy.returncode == 2 and "Traceback" not in busy.stderr
+    assert busy.stderr.strip().startswith("error: the request (or another request of its person) is being processed right now")
+    assert len(busy.stderr.strip().splitlines()) == 1
     actors = query(settings, "SELECT DISTINCT actor FROM privacy_audit_log WHERE action <> 'received'")
     assert actors == [("dpo:dora",)]
 

@@ -37,15 +37,16 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 
 def a_realistic_queue(settings: Settings) -> int:
-    """A few requests of every kind, one person under a legal hold, another's hold released;
-    return the overdue erasure's id."""
+    """A few requests of every kind, one person under a legal hold; the overdue erasure's person
+    under two, one of them released; return the overdue erasure's id."""
     file_request(settings, email="ana.silva@example.pt", kind="access", status="pending", days_ago=26)
     overdue = file_request(settings, email="jane.doe@example.com", kind="erasure", status="pending", days_ago=38)
     held = file_request(settings, email="p.meyer@example.de", kind="erasure", status="pending", days_ago=20)
     with db.connection(settings.database, role=db.CONSOLE_ROLE) as conn, conn, conn.cursor() as cur:
         key = settings.gdpr_hmac_key
-        actions.place_hold(cur, overdue, "erik", "Chargeback dispute 2026-118: keep the order records", until=None, hmac_key=key)
-        actions.release_hold(cur, overdue, "erik", key)
+        chargeback = actions.place_hold(cur, overdue, "erik", "Chargeback dispute 2026-118: settled", until=None, hmac_key=key)
+        actions.place_hold(cur, overdue, "erik", "Litigation 2026-17: order records", until=None, hmac_key=key)
+        actions.release_hold(cur, chargeback.hold_id, "erik", key, request_id=overdue)
         until = datetime.now(UTC) + timedelta(days=120)
         actions.place_hold(cur, held, "erik", "Tax audit FY2025 (records kept 10 years)", until=until, hmac_key=key)
     file_request(settings, email="k.nowak@example.pl", kind="rectification", status="unverified", days_ago=3)
@@ -89,6 +90,9 @@ def test_a_dpo_finds_the_overdue_request_denies_it_and_sees_the_timeline(
     browser.click(f"{row} a")
     browser.wait_for(f"location.pathname === '/requests/{overdue}'", what="the request's page")
     assert "j***@example.com" in browser.text("dl.fields")
+    # Each hold in force has its own release button; the released one has none.
+    assert browser.evaluate("document.querySelectorAll('table.holds form[id^=release-]').length") == 1
+    assert "never personal data" in browser.text("#deny")
     browser.type("#deny-reason", "Third identical request within a month, each answered in full (Art. 12(5))")
     browser.click("#deny button[type=submit]")
     browser.wait_for("location.search === '?done=deny'", what="the page after the denial")
@@ -96,6 +100,7 @@ def test_a_dpo_finds_the_overdue_request_denies_it_and_sees_the_timeline(
     assert "Request denied" in browser.text(".notice")
     assert browser.evaluate("[...document.querySelectorAll('table.timeline td:nth-child(2)')].map(c => c.innerText)") == [
         "received",
+        "held",
         "held",
         "hold_released",
         "denied",

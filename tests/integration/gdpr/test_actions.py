@@ -4,17 +4,21 @@ changed."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from core import db
 from core.config import Settings
 from gdpr import actions
 from gdpr.email_address import email_hmac
+from gdpr.process_privacy_requests import process_pending
 from tests.helpers import query, run_command, wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,6 +26,7 @@ pytestmark = pytest.mark.integration
 DPO = "dora"
 JANE = "Jane.Doe@Example.com"
 USER = "3f1b2a9c-0000-4000-8000-000000000001"
+AUDIT_CHAIN_LOCK = 715004  # sql/013: the advisory lock that serialises writers of the audit trail
 
 
 def file_request(
@@ -149,7 +154,8 @@ def test_an_unknown_request_is_refused_by_every_action(settings: Settings, conso
         lambda: console(actions.deny, 424242, DPO, "why", key(settings)),
         lambda: console(actions.extend, 424242, DPO, 1, "why"),
         lambda: console(actions.place_hold, 424242, DPO, "why", until=None, hmac_key=key(settings)),
-        lambda: console(actions.release_hold, 424242, DPO, key(settings)),
+        lambda: console(actions.release_only_hold, 424242, DPO, key(settings)),
+        lambda: console(actions.release_hold, 1, DPO, key(settings), request_id=424242),
         lambda: console(actions.lift_restriction, 424242, DPO, "assumed"),
         lambda: console(actions.deny, 2**63, DPO, "why", key(settings)),
     ]
@@ -210,12 +216,105 @@ def test_a_hold_puts_the_persons_pending_erasures_on_hold_and_release_resumes_th
         assert (action, who, details["hold_id"], details["reason"]) == ("held", "dpo:dora", placed.hold_id, "litigation 2026-17")
     assert trail(settings, other) == []
 
-    released = console(actions.release_hold, acted_on, DPO, key(settings))
-    assert released == actions.HoldReleased([placed.hold_id], [erasure])
+    released = console(actions.release_hold, placed.hold_id, DPO, key(settings), request_id=acted_on)
+    assert released == actions.HoldReleased(placed.hold_id, [erasure], [])
     assert request_row(settings, erasure)["status"] == "pending"
     assert query(settings, "SELECT released_by FROM legal_holds") == [("dpo:dora",)]
-    assert trail(settings, erasure)[-1] == ("hold_released", "dpo:dora", {"hold_ids": [placed.hold_id]})
-    refused(settings, lambda: console(actions.release_hold, acted_on, DPO, key(settings)), "under no legal hold")
+    for request_id in (acted_on, erasure):
+        assert trail(settings, request_id)[-1] == (
+            "hold_released",
+            "dpo:dora",
+            {"hold_id": placed.hold_id, "holds_still_active": []},
+        )
+    refused(
+        settings,
+        lambda: console(actions.release_hold, placed.hold_id, DPO, key(settings), request_id=acted_on),
+        f"legal hold {placed.hold_id} was already released",
+    )
+    refused(settings, lambda: console(actions.release_only_hold, acted_on, DPO, key(settings)), "under no active legal hold")
+
+
+def process(settings: Settings) -> None:
+    """One run of the processor, as ``python -m gdpr.process_privacy_requests`` does it."""
+    process_pending(settings)
+
+
+def test_releasing_one_of_two_holds_keeps_the_erasure_on_hold_until_the_other_is_released(
+    settings: Settings, console: Callable[..., Any]
+) -> None:
+    access = file_request(settings, kind="access", status="completed")  # the request the DPO acts from
+    query(settings, "UPDATE privacy_requests SET email = NULL, email_hmac = %s WHERE id = %s", (proof(settings), access))
+    query(
+        settings,
+        "INSERT INTO users_pii (user_id, email, full_name, address) VALUES (%s, %s, 'Jane Doe', 'Main Street 1')",
+        (USER, JANE.lower()),
+    )
+    query(settings, "INSERT INTO users_public (user_id, country, signup_date) VALUES (%s, 'DE', current_date)", (USER,))
+    tax = console(actions.place_hold, access, DPO, "tax audit FY2025", until=None, hmac_key=key(settings)).hold_id
+    litigation = console(actions.place_hold, access, DPO, "litigation 2026-17", until=None, hmac_key=key(settings)).hold_id
+    erasure = file_request(settings)
+    process(settings)
+    assert request_row(settings, erasure)["status"] == "on_hold"
+
+    refused(
+        settings,
+        lambda: console(actions.release_only_hold, access, DPO, key(settings)),
+        rf"under 2 active legal holds \({tax}, {litigation}\): name the one to release",
+    )
+    released = console(actions.release_hold, tax, DPO, key(settings), request_id=access)
+    assert released == actions.HoldReleased(tax, [], [litigation])
+    process(settings)
+    assert request_row(settings, erasure)["status"] == "on_hold"  # the litigation hold still stands
+    assert query(settings, "SELECT id FROM legal_holds WHERE released_at IS NULL") == [(litigation,)]
+    assert trail(settings, access)[-1] == ("hold_released", "dpo:dora", {"hold_id": tax, "holds_still_active": [litigation]})
+    assert [a for a, _, _ in trail(settings, erasure)] == ["verified", "held"]  # nothing audited on the waiting erasure
+
+    released = console(actions.release_only_hold, access, DPO, key(settings))  # now unambiguous
+    assert released == actions.HoldReleased(litigation, [erasure], [])
+    assert request_row(settings, erasure)["status"] == "pending"
+    assert trail(settings, erasure)[-1] == ("hold_released", "dpo:dora", {"hold_id": litigation, "holds_still_active": []})
+    process(settings)
+    assert request_row(settings, erasure)["status"] == "completed"
+    assert query(settings, "SELECT email FROM users_pii") == [(None,)]
+
+
+def test_a_hold_is_released_only_from_a_request_of_its_person_and_only_while_in_force(
+    settings: Settings, console: Callable[..., Any]
+) -> None:
+    jane = file_request(settings, kind="access")
+    other = file_request(settings, email="someone.else@example.com", kind="access")
+    hold = console(actions.place_hold, jane, DPO, "litigation 2026-17", until=None, hmac_key=key(settings)).hold_id
+    refused(
+        settings,
+        lambda: console(actions.release_hold, hold, DPO, key(settings), request_id=other),
+        f"legal hold {hold} is not on the person of request {other}",
+    )
+    refused(
+        settings, lambda: console(actions.release_hold, 424242, DPO, key(settings)), "no legal hold 424242", actions.UnknownHold
+    )
+    query(settings, "UPDATE legal_holds SET until = now() - interval '1 minute' WHERE id = %s", (hold,))
+    refused(settings, lambda: console(actions.release_hold, hold, DPO, key(settings)), "nothing to release")
+    # Without a request: the hold's row records the release; no request's trail gets an entry.
+    query(settings, "UPDATE legal_holds SET until = NULL WHERE id = %s", (hold,))
+    assert console(actions.release_hold, hold, DPO, key(settings)) == actions.HoldReleased(hold, [], [])
+    assert query(settings, "SELECT released_by FROM legal_holds") == [("dpo:dora",)]
+
+
+def test_a_hold_on_an_address_at_a_special_use_domain_holds_the_erasure_the_processor_takes(
+    settings: Settings, console: Callable[..., Any]
+) -> None:
+    access = file_request(settings, email="Bob@Shop.TEST", kind="access")
+    placed = console(actions.place_hold, access, DPO, "litigation 2026-17", until=None, hmac_key=key(settings))
+    assert query(settings, "SELECT email_hmac FROM legal_holds") == [(email_hmac(key(settings), "bob@shop.test"),)]
+    erasure = file_request(settings, email="bob@shop.test")
+    process(settings)
+    assert request_row(settings, erasure)["status"] == "on_hold"
+    assert trail(settings, erasure)[-1][2]["hold_id"] == placed.hold_id
+    # A hold by address (nobody asked yet) is accepted for such an address too, with the same proof.
+    by_address = console(actions.place_hold_for_email, " BOB@shop.test", DPO, "tax audit", until=None, hmac_key=key(settings))
+    assert query(settings, "SELECT email_hmac FROM legal_holds WHERE id = %s", (by_address.hold_id,)) == [
+        (email_hmac(key(settings), "bob@shop.test"),)
+    ]
 
 
 def test_a_hold_refuses_a_past_end_and_a_bad_reason(settings: Settings, console: Callable[..., Any]) -> None:
@@ -319,13 +418,81 @@ def test_the_trail_stays_chained_and_the_console_role_cannot_rewrite_it(settings
 
 
 def test_an_action_on_a_request_the_processor_holds_waits_briefly_then_says_so(
-    settings: Settings, console: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    settings: Settings, console: Callable[..., Any]
 ) -> None:
     request_id = file_request(settings)
-    monkeypatch.setattr(actions, "LOCK_WAIT_MS", 200)
     with db.connection(settings.database) as processor, processor.cursor() as cur:
         cur.execute("SELECT id FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,))
-        refused(settings, lambda: console(actions.deny, request_id, DPO, "why", key(settings)), "being processed right now")
+        started = time.monotonic()
+        refused(
+            settings,
+            lambda: console(actions.deny, request_id, DPO, "why", key(settings)),
+            "is being processed right now: nothing was changed",
+            actions.RequestBusy,
+        )
+        waited = time.monotonic() - started
         processor.rollback()
+    assert actions.LOCK_WAIT_MS / 1000 - 0.5 < waited < actions.LOCK_WAIT_MS / 1000 + 3  # lock_timeout, not forever
     console(actions.deny, request_id, DPO, "why", key(settings))
     assert request_row(settings, request_id)["status"] == "denied"
+
+
+def test_an_action_never_waits_for_the_persons_other_rows_while_holding_the_first(
+    settings: Settings, console: Callable[..., Any]
+) -> None:
+    """The deadlock of the review: the processor holds the person's pending erasure and waits
+    for their access request; a hold placed from that access request must not wait for the
+    erasure while holding the access request."""
+    access = file_request(settings, kind="access")
+    erasure = file_request(settings)
+    bystander = file_request(settings, email="someone.else@example.com")
+    with db.connection(settings.database) as processor, processor.cursor() as cur:
+        cur.execute("SELECT id FROM privacy_requests WHERE id = ANY(%s) FOR UPDATE", ([erasure, bystander],))
+        started = time.monotonic()
+        refused(
+            settings,
+            lambda: console(actions.place_hold, access, DPO, "litigation", until=None, hmac_key=key(settings)),
+            "being processed right now",
+            actions.RequestBusy,
+        )
+        assert time.monotonic() - started < 2  # NOWAIT: at once, not after lock_timeout
+        # Somebody else's erasure in the processor's hands stops nobody's hold.
+        processor.rollback()
+        cur.execute("SELECT id FROM privacy_requests WHERE id = %s FOR UPDATE", (bystander,))
+        placed = console(actions.place_hold, access, DPO, "litigation", until=None, hmac_key=key(settings))
+        processor.rollback()
+    assert placed.held_requests == [erasure]
+
+
+def test_a_deadlock_postgresql_breaks_refuses_the_action_and_leaves_the_other_transaction_alone(
+    settings: Settings, console: Callable[..., Any]
+) -> None:
+    """The action holds its request and waits for the audit trail's lock (sql/013), which the
+    other transaction holds while it waits for that request: PostgreSQL breaks the cycle in the
+    action, which began waiting first, and the action says to try again."""
+    request_id = file_request(settings)
+    errors: list[BaseException] = []
+    with db.connection(settings.database) as other, other.cursor() as cur:
+        cur.execute("SET lock_timeout = '20s'; SELECT pg_advisory_xact_lock(%s)", (AUDIT_CHAIN_LOCK,))
+
+        def deny() -> None:
+            try:
+                console(actions.deny, request_id, DPO, "unfounded", key(settings))
+            except BaseException as e:  # checked below
+                errors.append(e)
+
+        acting = threading.Thread(target=deny)
+        acting.start()
+        wait_until(
+            lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
+            timeout=10,
+            what="the action to wait for the audit trail",
+        )
+        cur.execute("SELECT id FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,))  # closes the cycle
+        acting.join(timeout=15)
+        assert not acting.is_alive()
+        other.rollback()
+    [error] = errors
+    assert isinstance(error, actions.RequestBusy) and "being processed right now" in str(error)
+    assert isinstance(error.__cause__, psycopg2.errors.DeadlockDetected)
+    assert request_row(settings, request_id)["status"] == "pending"
