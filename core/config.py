@@ -49,6 +49,7 @@ DEFAULTS: dict[str, str] = {
     "DB_PASSWORD_AUDITOR": "auditor-dev-password",
     "DB_PASSWORD_BATCH": "batch-dev-password",
     "DB_PASSWORD_MONITOR": "monitor-dev-password",
+    "DB_PASSWORD_RETENTION": "retention-dev-password",
     # Consumer groups: the raw-events sink and the streaming metrics (the reconciliation and the
     # demo need both names, so they live here rather than in the consumer modules).
     "RAW_EVENTS_GROUP": "raw-events-sink",
@@ -66,6 +67,20 @@ DEFAULTS: dict[str, str] = {
     "CONSENT_MODE": "assumed",
     # An access export (Art. 15/20) may be downloaded once within this many days; then it is deleted.
     "ACCESS_EXPORT_DAYS": "7",
+    # Storage limitation (GDPR Art. 5(1)(e)): python -m gdpr.retention removes what is older than
+    # this many days, per kind of data (README, Retention). Raw events: 13 months, a year to
+    # compare with the year before plus a month to notice a gap; the daily metrics stay.
+    "RETENTION_DAYS": "395",
+    # Dead letters diagnose a bad producer: a month is time enough to find and fix it.
+    "DEAD_LETTER_RETENTION_DAYS": "30",
+    # A processed request's residue (outcome, export and secret columns); its proof stays. Three
+    # years, a leap day included: the regular limitation period of a claim about how it was handled
+    # (BGB section 195, for example).
+    "PRIVACY_REQUEST_RETENTION_DAYS": "1096",
+    # Report files by the day in their name: a year to compare with, and a month's grace.
+    "REPORT_RETENTION_DAYS": "400",
+    # The events topic is a buffer, not the history (events_raw is): Kafka's copy goes after a week.
+    "KAFKA_RETENTION_HOURS": "168",
     # The HTTP collector (python -m collector).
     "COLLECTOR_HOST": "127.0.0.1",
     "COLLECTOR_PORT": "8000",
@@ -125,6 +140,7 @@ LOGIN_PASSWORD_VARIABLES: dict[str, str] = {
     "login_auditor": "DB_PASSWORD_AUDITOR",
     "login_batch": "DB_PASSWORD_BATCH",
     "login_monitor": "DB_PASSWORD_MONITOR",
+    "login_retention": "DB_PASSWORD_RETENTION",
 }
 
 
@@ -180,6 +196,8 @@ class KafkaSettings:
     bootstrap_servers: str
     topic: str
     partitions: int
+    # retention.ms of the topic when the platform creates it.
+    retention_hours: int = 168
 
 
 @dataclass(frozen=True)
@@ -248,6 +266,17 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How many days each kind of data is kept (storage limitation, GDPR Art. 5(1)(e)); access
+    exports follow ``Settings.access_export_days``."""
+
+    raw_event_days: int = 395
+    dead_letter_days: int = 30
+    privacy_request_days: int = 1096
+    report_days: int = 400
+
+
+@dataclass(frozen=True)
 class ConsumerGroups:
     """The consumer group of each sink; every instance of a group shares its partitions."""
 
@@ -272,6 +301,7 @@ class Settings:
     privacy_api: PrivacyApiSettings = PrivacyApiSettings()
     mail: MailSettings = MailSettings()
     access_export_days: int = 7
+    retention: RetentionSettings = RetentionSettings()
     # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
     # the generator and the reports never need it, so they run against any stack as designed.
     hmac_key_text: str = field(default="", repr=False)
@@ -391,8 +421,38 @@ def _database(values: Mapping[str, str], url: str) -> DatabaseSettings:
 def _kafka(values: Mapping[str, str], bootstrap: str) -> KafkaSettings:
     if not bootstrap.strip():
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
+    hours, days = _int(values, "KAFKA_RETENTION_HOURS"), _days(values, "RETENTION_DAYS")
+    if hours > days * 24:
+        raise ConfigError(
+            f"KAFKA_RETENTION_HOURS={hours} would keep the events in Kafka longer than RETENTION_DAYS={days} keeps them"
+            " in events_raw: lower it"
+        )
     return KafkaSettings(
-        bootstrap_servers=bootstrap, topic=_name(values, "EVENTS_TOPIC"), partitions=_int(values, "EVENTS_TOPIC_PARTITIONS")
+        bootstrap_servers=bootstrap,
+        topic=_name(values, "EVENTS_TOPIC"),
+        partitions=_int(values, "EVENTS_TOPIC_PARTITIONS"),
+        retention_hours=hours,
+    )
+
+
+# A hundred years: beyond it a cutoff date is a typo, not a policy.
+MAX_RETENTION_DAYS = 36_525
+
+
+def _days(values: Mapping[str, str], key: str) -> int:
+    """A retention in days: 1 at least (0 or less would remove today's data), a century at most."""
+    days = _int(values, key)
+    if days > MAX_RETENTION_DAYS:
+        raise ConfigError(f"{key}={days} is more than {MAX_RETENTION_DAYS} days (a century)")
+    return days
+
+
+def _retention(values: Mapping[str, str]) -> RetentionSettings:
+    return RetentionSettings(
+        raw_event_days=_days(values, "RETENTION_DAYS"),
+        dead_letter_days=_days(values, "DEAD_LETTER_RETENTION_DAYS"),
+        privacy_request_days=_days(values, "PRIVACY_REQUEST_RETENTION_DAYS"),
+        report_days=_days(values, "REPORT_RETENTION_DAYS"),
     )
 
 
@@ -552,7 +612,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         consent_mode=_consent_mode(values),
         collector=_collector(values),
         console=_console(values),
-        access_export_days=_int(values, "ACCESS_EXPORT_DAYS"),
+        access_export_days=_days(values, "ACCESS_EXPORT_DAYS"),
+        retention=_retention(values),
         privacy_api=_privacy_api(values),
         mail=_mail(values),
     )

@@ -36,8 +36,10 @@ CONSOLE_ROLE = "dpo_console"
 # The batch metrics, the comparison and its repair; consumer status, lag and dead letters (sql/015).
 BATCH_ROLE = "batch_writer"
 MONITOR_ROLE = "pipeline_monitor"
+# Storage limitation: python -m gdpr.retention removes what is older than its retention (sql/018).
+RETENTION_ROLE = "retention_worker"
 
-# The login of each group role (sql/015); its password is configured in the variable that
+# The login of each group role (sql/015, sql/018); its password is configured in the variable that
 # core.config.LOGIN_PASSWORD_VARIABLES names.
 LOGINS: dict[str, str] = {
     COLLECTOR_ROLE: "login_collector",
@@ -49,6 +51,7 @@ LOGINS: dict[str, str] = {
     AUDITOR_ROLE: "login_auditor",
     BATCH_ROLE: "login_batch",
     MONITOR_ROLE: "login_monitor",
+    RETENTION_ROLE: "login_retention",
 }
 
 SQL_DIR = PROJECT_ROOT / "sql"

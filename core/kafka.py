@@ -93,18 +93,43 @@ def ensure_reachable(settings: KafkaSettings, timeout: float = REACHABLE_TIMEOUT
     return client
 
 
+# A broker that refuses a topic configuration answers one of these; the topic is then created
+# with the broker's defaults instead (Tansu 0.6 accepts retention.ms and reports it back).
+CONFIG_REFUSALS = (KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION, KafkaError.UNSUPPORTED_VERSION)
+
+
+def topic_config(settings: KafkaSettings) -> dict[str, str]:
+    """The configuration a topic gets when the platform creates it: ``retention.ms`` from
+    KAFKA_RETENTION_HOURS (the topic is a buffer; events_raw holds the history)."""
+    return {"retention.ms": str(settings.retention_hours * 3_600_000)}
+
+
 def ensure_topic(settings: KafkaSettings, topic: str | None = None, partitions: int | None = None) -> bool:
-    """Create the topic if it does not exist; return True when it was created."""
+    """Create the topic if it does not exist, with ``topic_config``; return True when it was
+    created. A topic that exists keeps its configuration."""
     name = topic or settings.topic
+    count = partitions or settings.partitions
     client = ensure_reachable(settings)
-    futures = client.create_topics([NewTopic(name, partitions or settings.partitions, 1)])
+    config = topic_config(settings)
     try:
-        futures[name].result(timeout=15)
+        try:
+            client.create_topics([NewTopic(name, count, 1, config=config)])[name].result(timeout=15)
+        except KafkaException as e:
+            if not (e.args and e.args[0].code() in CONFIG_REFUSALS):
+                raise
+            logger.warning(
+                "Kafka at %s refused %s for topic %s (%s): created with the broker's defaults",
+                settings.bootstrap_servers,
+                config,
+                name,
+                e.args[0].str(),
+            )
+            client.create_topics([NewTopic(name, count, 1)])[name].result(timeout=15)
     except KafkaException as e:
         if e.args and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
         raise ServiceUnavailable(f"could not create topic {name!r} on {settings.bootstrap_servers}: {e}") from e
-    logger.info("created topic %s with %d partitions", name, partitions or settings.partitions)
+    logger.info("created topic %s with %d partitions, retention %d h", name, count, settings.retention_hours)
     return True
 
 

@@ -7,13 +7,17 @@ from pathlib import Path
 from core.config import PROJECT_ROOT
 
 
-def remove_export(path: str) -> bool:
-    """Delete an export file; True if it was there. A relative path (written by an older
-    processor) is taken from the project root, where that processor ran."""
+def export_file(path: str) -> Path:
+    """The file an ``export_path`` names. A relative path (written by an older processor) is taken
+    from the project root, where that processor ran."""
     file = Path(path)
-    file = file if file.is_absolute() else PROJECT_ROOT / file
+    return file if file.is_absolute() else PROJECT_ROOT / file
+
+
+def remove_export(path: str) -> bool:
+    """Delete an export file (``export_file``); True if it was there."""
     try:
-        file.unlink()
+        export_file(path).unlink()
     except FileNotFoundError:
         return False
     return True

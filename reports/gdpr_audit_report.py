@@ -15,13 +15,17 @@ Consent: grants and withdrawals recorded in ``consent_ledger``, in all and per U
 ``effective_at``) and purpose over the last 30 days, with how many were recorded by erasures
 (source ``erasure``). The auditor may read only the ledger's purpose, granted, effective_at,
 source and recorded_at, never whose consent it is; the report reads no other column.
+
+Retention (storage limitation, Art. 5(1)(e)): what ``python -m gdpr.retention`` removed per kind
+of data (``retention_runs``, dry runs left out), and the oldest data still held: the first day of
+the raw events, of the dead letters, and of the processed requests whose residue is still kept.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,16 @@ REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection
 # Requests still to be answered: the deadline runs for all of them, on hold included.
 OPEN = ("unverified", "pending", "on_hold")
 HISTORY_DAYS = 30
+# The kinds of data retention records (sql/018), in the order gdpr.retention handles them.
+RETENTION_KINDS = {
+    "raw_events": "raw events",
+    "dead_letters": "dead letters",
+    "access_exports": "access exports",
+    "privacy_requests": "processed requests (residue)",
+    "dpo_sessions": "expired DPO sessions",
+    "verification_codes": "used verification codes",
+    "reports": "report files",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,31 @@ class ConsentTotals:
 
 
 @dataclass(frozen=True)
+class RetentionKind:
+    """What retention removed of one kind of data: in its last run, and in all runs."""
+
+    kind: str
+    last_run: datetime
+    last_cutoff: date
+    last_removed: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class RetentionFigures:
+    """Storage limitation: what retention removed (dry runs left out), and the oldest data held."""
+
+    kinds: list[RetentionKind] = field(default_factory=list)
+    oldest_event_day: date | None = None
+    oldest_dead_letter_day: date | None = None
+    oldest_processed_request_day: date | None = None  # of those whose residue is still kept
+
+    @property
+    def last_run(self) -> datetime | None:
+        return max((k.last_run for k in self.kinds), default=None)
+
+
+@dataclass(frozen=True)
 class AuditFigures:
     by_type_status: dict[tuple[str, str], int]
     overdue: int
@@ -87,6 +126,7 @@ class AuditFigures:
     holds_active: int = 0
     holds_placed: int = 0
     restrictions_in_force: int = 0
+    retention: RetentionFigures = RetentionFigures()
 
     @property
     def residual(self) -> int:
@@ -153,12 +193,33 @@ def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
         holds = _scalar(cur, "SELECT count(*) FROM legal_holds WHERE released_at IS NULL AND (until IS NULL OR until > now())")
         placed = _scalar(cur, "SELECT count(id) FROM legal_holds")
         restricted = _scalar(cur, "SELECT count(*) FROM processing_restrictions WHERE lifted_at IS NULL")
+        retention = _retention(cur)
     return AuditFigures(
         by_type_status, overdue, processing, anonymized, residual, redactions, dead, history, erasure_residuals,
         consent_totals=consent_totals, consent_history=consent_history, dpo_actions=dpo_actions, holds_active=holds,
         holds_placed=placed,
-        restrictions_in_force=restricted,
+        restrictions_in_force=restricted, retention=retention,
     )  # fmt: skip
+
+
+def _retention(cur: db.Cursor) -> RetentionFigures:
+    """Each kind's last retention run and its total, and the first day of what is still held (the
+    days only: the auditor may read events_raw's event_date, never who)."""
+    cur.execute(
+        "SELECT DISTINCT ON (kind) kind, finished_at, cutoff, removed, sum(removed) OVER (PARTITION BY kind)"
+        " FROM retention_runs WHERE NOT dry_run ORDER BY kind, finished_at DESC, id DESC"
+    )
+    found = {kind: RetentionKind(kind, at, cutoff, int(last), int(total)) for kind, at, cutoff, last, total in cur.fetchall()}
+    cur.execute(
+        "SELECT (SELECT min(event_date) FROM events_raw),"
+        " (SELECT (min(received_at) AT TIME ZONE 'UTC')::date FROM dead_letter_events),"
+        " (SELECT (min(processed_at) AT TIME ZONE 'UTC')::date FROM privacy_requests"
+        "  WHERE processed_at IS NOT NULL AND residue_removed_at IS NULL)"
+    )
+    row = cur.fetchone()
+    events, letters, requests = row if row else (None, None, None)
+    kinds = [found[kind] for kind in RETENTION_KINDS if kind in found]
+    return RetentionFigures(kinds, events, letters, requests)
 
 
 def _consent(cur: db.Cursor, today: date) -> tuple[ConsentTotals, list[ConsentDay]]:
@@ -244,6 +305,7 @@ def build_document(figures: AuditFigures, day: date) -> Document:
             else ""
         ),
         consent_line(figures.consent_totals),
+        retention_line(figures.retention),
     ]
     sections = [
         Section(
@@ -274,6 +336,7 @@ def build_document(figures: AuditFigures, day: date) -> Document:
             )
         )
     sections.append(consent_section(figures.consent_history))
+    sections.append(retention_section(figures.retention))
     return Document(f"GDPR audit report {day.isoformat()}", bullets, sections)
 
 
@@ -301,6 +364,45 @@ def consent_section(history: list[ConsentDay]) -> Section:
             [(h.day.isoformat(), h.purpose, f"{h.granted:,}", f"{h.withdrawn:,}", f"{h.by_erasure:,}") for h in history],
         ),
     )
+
+
+def retention_line(figures: RetentionFigures) -> str:
+    """The headline on storage limitation: the last run, what went, and the oldest data held."""
+    last = figures.last_run
+    removed = ", ".join(f"{RETENTION_KINDS[k.kind]} {k.removed:,}" for k in figures.kinds if k.removed)
+    held = ", ".join(
+        f"{what} from **{day}**" if day else f"{what}: none"
+        for what, day in (
+            ("raw events", figures.oldest_event_day),
+            ("dead letters", figures.oldest_dead_letter_day),
+            ("processed requests", figures.oldest_processed_request_day),
+        )
+    )
+    ran = "never run (`python -m gdpr.retention`)" if last is None else f"last run **{last.date()}**"
+    return f"Retention (storage limitation, Art. 5(1)(e)): {ran}; removed: {removed or 'nothing yet'}; oldest data held: {held}"
+
+
+def retention_section(figures: RetentionFigures) -> Section:
+    """Per kind of data: retention's last run, its cutoff, what it removed then and in all."""
+    title = "Retention (storage limitation)"
+    note = (
+        "What `python -m gdpr.retention` removed, per kind of data (dry runs left out). The daily metrics, "
+        "the audit trail and the requests' status and proof are never removed."
+    )
+    if not figures.kinds:
+        return Section(title, paragraphs=[note, "Retention has not run yet."])
+    return Section(
+        title,
+        paragraphs=[note],
+        table=Table(
+            ["kind", "last run (UTC)", "cutoff", "removed then", "removed in all"],
+            [
+                (RETENTION_KINDS[k.kind], f"{k.last_run:%Y-%m-%d %H:%M}", k.last_cutoff.isoformat(), f"{k.last_removed:,}",
+                 f"{k.removed:,}")
+                for k in figures.kinds
+            ],
+        ),
+    )  # fmt: skip
 
 
 def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
@@ -331,6 +433,15 @@ def build_data(figures: AuditFigures, day: date) -> dict[str, Any]:
         "legal_holds_active": figures.holds_active,
         "legal_holds_placed": figures.holds_placed,
         "restrictions_in_force": figures.restrictions_in_force,
+        "retention": {
+            "last_run": figures.retention.last_run,
+            "kinds": [asdict(k) for k in figures.retention.kinds],
+            "oldest_held": {
+                "raw_events": figures.retention.oldest_event_day,
+                "dead_letters": figures.retention.oldest_dead_letter_day,
+                "processed_requests": figures.retention.oldest_processed_request_day,
+            },
+        },
     }
 
 
@@ -349,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m reports.gdpr_audit_report",
         description="Print the GDPR audit report (requests by type and status, overdue requests, processing time, "
         "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days, "
-        "consent grants and withdrawals per day) "
+        "consent grants and withdrawals per day, what retention removed and the oldest data held) "
         "and write it to REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.{md,html,json}.",
     )
     add_format_argument(parser)

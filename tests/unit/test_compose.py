@@ -110,6 +110,7 @@ LOGIN_OF_MODULE = {
     "reports.gdpr_audit_report": db.AUDITOR_ROLE,
     "batch.batch_metrics": db.BATCH_ROLE,
     "batch.compare_batch_vs_stream": db.BATCH_ROLE,
+    "gdpr.retention": db.RETENTION_ROLE,
     "devstack.mail": None,  # the development mail server: no database at all
 }
 
@@ -211,6 +212,29 @@ def test_the_privacy_api_reads_the_exports_where_the_processor_writes_them() -> 
     assert re.search(r"^USER app$", DOCKERFILE, re.MULTILINE)
     # A fixed uid: every service builds its own image from the Dockerfile, all with the same owner.
     assert re.search(r"useradd .*--uid \d+ app\b", DOCKERFILE)
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def test_kafka_keeps_the_events_as_long_as_the_topic_the_platform_creates_says() -> None:
+    """The broker's default and the events topic's own retention.ms (set by `init`, core.kafka)
+    come from one variable, with core.config's default."""
+    variable = f"${{KAFKA_RETENTION_HOURS:-{DEFAULTS['KAFKA_RETENTION_HOURS']}}}"
+    assert SERVICES["kafka"]["environment"]["KAFKA_LOG_RETENTION_HOURS"] == variable
+    assert SERVICES["init"]["environment"]["KAFKA_RETENTION_HOURS"] == variable
+
+
+def test_retention_is_a_one_off_job_that_reaches_the_report_files_and_exports() -> None:
+    job = SERVICES["retention"]
+    assert job["command"] == ["python", "-m", "gdpr.retention"]
+    assert job["profiles"] == ["jobs"] and job["restart"] == "no"  # `up --profile app` leaves it alone
+    assert job["volumes"] == SERVICES["gdpr-processor"]["volumes"]
+    env = job["environment"]
+    for variable in ("RETENTION_DAYS", "DEAD_LETTER_RETENTION_DAYS", "ACCESS_EXPORT_DAYS", "PRIVACY_REQUEST_RETENTION_DAYS",
+                     "REPORT_RETENTION_DAYS", "KAFKA_RETENTION_HOURS"):  # fmt: skip
+        assert env[variable] == f"${{{variable}:-{DEFAULTS[variable]}}}", variable
+    assert ("retention", "gdpr.retention") in re.findall(r"docker compose run --rm ([\w-]+) python -m ([\w.]+)", COMPOSE_TEXT)
 
 
 # -- the image holds what the services run --------------------------------------------------------

@@ -196,3 +196,64 @@ def test_the_embedded_stack_gives_every_login_a_random_password_kept_private(set
     assert settings.database.login_passwords == {name: recorded[v] for name, v in LOGIN_PASSWORD_VARIABLES.items()}
     for private in (Path(data_dir) / "stack.env", Path(data_dir) / LOGINS_FILE):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+
+
+RETENTION_REFUSED = (
+    "SELECT user_id FROM events_raw",
+    "SELECT metadata FROM events_raw",
+    "SELECT payload FROM dead_letter_events",
+    "SELECT email FROM privacy_requests",
+    "SELECT email_hmac, outcome FROM privacy_requests",
+    "SELECT * FROM users_pii",
+    "DELETE FROM metrics_batch_daily",
+    "DELETE FROM metrics_streaming_daily",
+    "UPDATE privacy_requests SET status = 'completed'",
+    "UPDATE privacy_requests SET email_hmac = NULL",
+    "DELETE FROM privacy_requests",
+    "TRUNCATE events_raw",
+    "DROP TABLE events_raw",
+    "UPDATE retention_runs SET removed = 0",
+    "DELETE FROM retention_runs",
+)
+
+
+def test_the_retention_login_removes_old_data_by_its_day_and_reads_none_of_it(settings: Settings) -> None:
+    """sql/018: events and dead letters go by their day, a processed request's residue is cleared;
+    no user id, metadata, payload, email or proof is readable, the metrics and a request's status
+    and proof cannot be touched, and nothing is dropped but through the owner's function."""
+    with login(settings, db.RETENTION_ROLE) as cur:
+        cur.execute("DELETE FROM events_raw WHERE event_date < '2000-01-01'")
+        cur.execute("DELETE FROM dead_letter_events WHERE received_at < '2000-01-01'")
+        cur.execute(
+            "UPDATE privacy_requests SET email = NULL, outcome = NULL, secret_hash = NULL, residue_removed_at = now()"
+            " WHERE processed_at < '2000-01-01' AND residue_removed_at IS NULL"
+        )
+        cur.execute(
+            "INSERT INTO retention_runs (started_at, kind, cutoff, removed, dry_run)"
+            " VALUES (now(), 'reports', current_date, 0, true)"
+        )
+        cur.connection.commit()
+        for statement in RETENTION_REFUSED:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            cur.connection.rollback()
+
+
+def test_only_the_retention_login_may_drop_event_partitions_and_only_old_ones_of_events_raw(settings: Settings) -> None:
+    function = "retention_drop_event_partitions(regclass, date, boolean, integer)"
+    allowed = query(
+        settings,
+        "SELECT r FROM unnest(%s::text[]) AS r WHERE has_function_privilege(r, %s, 'EXECUTE')",
+        (sorted(db.LOGINS.values()), function),
+    )
+    assert allowed == [("login_retention",)]
+    with login(settings, db.RETENTION_ROLE) as cur:
+        for table in ("metrics_batch_daily", "events_raw"):  # not events_raw; not partitioned (yet)
+            with pytest.raises(psycopg2.errors.WrongObjectType, match="is not an events_raw table partitioned by range"):
+                cur.execute("SELECT * FROM retention_drop_event_partitions(%s, current_date, true)", (table,))
+            cur.connection.rollback()
+        with pytest.raises(psycopg2.errors.InvalidParameterValue, match="is after today"):
+            cur.execute("SELECT * FROM retention_drop_event_partitions('events_raw', current_date + 1, false)")
+        cur.connection.rollback()
+    with login(settings, db.BATCH_ROLE) as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cur.execute("SELECT * FROM retention_drop_event_partitions('events_raw', '2000-01-01', true)")

@@ -376,3 +376,33 @@ def test_the_auditor_role_reads_no_more_of_the_consent_ledger_than_the_report_ne
         assert len(cur.fetchall()) == 1
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("SELECT user_id FROM consent_ledger")
+
+
+def test_gdpr_audit_report_shows_what_retention_removed_and_the_oldest_data_held(settings: Settings) -> None:
+    today = datetime.now(UTC).date()
+    old, kept = today - timedelta(days=400), today - timedelta(days=300)
+    for day in (old, kept):
+        query(
+            settings,
+            "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+            " VALUES (gen_random_uuid(), %s, 'page_view', %s, %s, 0, 0)",
+            (user_uuid(1), f"{day.isoformat()}T12:00:00+00:00", day),
+        )
+    query(
+        settings,
+        "INSERT INTO privacy_requests (email_hmac, status, outcome, processed_at) VALUES ('p', 'completed', 'done', %s)",
+        (datetime.now(UTC) - timedelta(days=5),),
+    )
+    assert run_command("gdpr.retention", "--dry-run").returncode == 0  # not counted in the report
+    assert run_command("gdpr.retention", "--only", "raw_events").returncode == 0
+
+    result = run_command("reports.gdpr_audit_report", "--format", "md,json")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"Retention (storage limitation, Art. 5(1)(e)): last run **{today}**; removed: raw events 1; oldest data held:"
+        f" raw events from **{kept}**, dead letters: none, processed requests from **{today - timedelta(days=5)}**"
+    ) in result.stdout
+    assert f"| raw events | {today} " in result.stdout and "| 1 | 1 |" in result.stdout
+    [data_file] = list(settings.reports_dir.glob("gdpr_audit_report_*.json"))
+    data = json.loads(data_file.read_text(encoding="utf-8"))
+    assert [k["kind"] for k in data["retention"]["kinds"]] == ["raw_events"]

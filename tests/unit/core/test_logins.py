@@ -1,6 +1,6 @@
-"""The component logins, without a server: one name in the code, the configuration and sql/015
-alike; passwords from DB_PASSWORD_* (the environment winning), never shown; the embedded stack's
-own random ones, kept private."""
+"""The component logins, without a server: one name in the code, the configuration and the
+migrations that create them (sql/015, sql/018) alike; passwords from DB_PASSWORD_* (the
+environment winning), never shown; the embedded stack's own random ones, kept private."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, load_database_settin
 from core.errors import ConfigError
 from devstack.stack import LOGINS_FILE, login_passwords
 
-MIGRATION = db.SQL_DIR / "015_component_logins.sql"
+MIGRATIONS = [db.SQL_DIR / "015_component_logins.sql", db.SQL_DIR / "018_retention.sql"]
 
 
 def env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -23,7 +23,8 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 
 def test_every_group_role_has_one_login_created_by_the_migration_with_a_password_variable() -> None:
-    created = dict(re.findall(r"\['(login_\w+)', '(\w+)'\]", MIGRATION.read_text(encoding="utf-8")))
+    text = "".join(path.read_text(encoding="utf-8") for path in MIGRATIONS)
+    created = dict(re.findall(r"\['(login_\w+)', '(\w+)'\]", text))
     assert created == {login: role for role, login in db.LOGINS.items()}
     assert set(LOGIN_PASSWORD_VARIABLES) == set(db.LOGINS.values())
     assert all(variable in DEFAULTS for variable in LOGIN_PASSWORD_VARIABLES.values())

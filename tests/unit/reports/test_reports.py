@@ -7,7 +7,7 @@ import base64
 import json
 import re
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from batch.reconcile import Comparison
 from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
-from reports.gdpr_audit_report import AuditFigures, ConsentDay, ConsentTotals
+from reports.gdpr_audit_report import AuditFigures, ConsentDay, ConsentTotals, RetentionFigures, RetentionKind
 from reports.gdpr_audit_report import build_data as build_audit_data
 from reports.gdpr_audit_report import build_document as build_audit_document
 from reports.generate_daily_report import build_data, build_document
@@ -202,3 +202,38 @@ def test_the_audit_report_counts_consent_grants_and_withdrawals_per_day_and_purp
     empty = render_markdown(build_audit_document(audit(ConsentTotals(), []), DAY))
     assert "**0** grants, **0** withdrawals (0 recorded by erasures; 0 purposes)" in empty
     assert "No consent change took effect in the last 30 days (UTC)." in empty
+
+
+def test_the_audit_report_shows_what_retention_removed_and_the_oldest_data_held() -> None:
+    at = datetime(2026, 5, 4, 3, 15, tzinfo=UTC)
+    kinds = [
+        RetentionKind("raw_events", at, date(2025, 4, 4), 1_204, 1_204_332),
+        RetentionKind("dead_letters", at - timedelta(days=1), date(2026, 4, 3), 0, 12),
+        RetentionKind("reports", at, date(2025, 3, 30), 0, 0),
+    ]
+    figures = replace(
+        audit(ConsentTotals(), []),
+        retention=RetentionFigures(kinds, date(2025, 4, 4), None, date(2023, 5, 5)),
+    )
+    text = render_markdown(build_audit_document(figures, DAY))
+    assert (
+        "Retention (storage limitation, Art. 5(1)(e)): last run **2026-05-04**; removed: raw events 1,204,332,"
+        " dead letters 12; oldest data held: raw events from **2025-04-04**, dead letters: none,"
+        " processed requests from **2023-05-05**"
+    ) in text
+    assert "| raw events | 2026-05-04 03:15 | 2025-04-04 | 1,204 | 1,204,332 |" in text
+    assert "| dead letters | 2026-05-03 03:15 | 2026-04-03 | 0 | 12 |" in text
+    data = json.loads(render_json(build_audit_data(figures, DAY)))
+    assert data["retention"]["last_run"] == "2026-05-04T03:15:00+00:00"
+    assert data["retention"]["kinds"][0] == {
+        "kind": "raw_events", "last_run": "2026-05-04T03:15:00+00:00", "last_cutoff": "2025-04-04", "last_removed": 1_204,
+        "removed": 1_204_332,
+    }  # fmt: skip
+    assert data["retention"]["oldest_held"] == {
+        "raw_events": "2025-04-04",
+        "dead_letters": None,
+        "processed_requests": "2023-05-05",
+    }
+    never = render_markdown(build_audit_document(audit(ConsentTotals(), []), DAY))
+    assert "Retention (storage limitation, Art. 5(1)(e)): never run (`python -m gdpr.retention`); removed: nothing yet;" in never
+    assert "Retention has not run yet." in never
