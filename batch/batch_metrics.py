@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows = recompute_day(conn, day)
                 print(f"batch metrics for {day}:")
                 if not rows:
-                    print("  no events stored for this day")
+                    print("  no events stored for this day (batch metrics it has are kept: its events are past retention)")
                 for kind, count, revenue in rows:
                     print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
                 if len(days) > 1:

@@ -24,9 +24,13 @@ ORDER BY event_type
 
 
 def recompute_day_in(cur: db.Cursor, day: date) -> list[tuple[str, int, str]]:
-    """Replace the batch metrics of ``day`` inside the caller's transaction."""
+    """Replace the batch metrics of ``day`` inside the caller's transaction. A day with no raw
+    event stored keeps the metrics it has: its events are past retention (gdpr.retention drops
+    raw events, never the aggregates), and an erasure never removes an event."""
     cur.execute(AGGREGATE_SQL, {"day": day})
     rows = [(kind, int(count), revenue) for kind, count, revenue in cur.fetchall()]
+    if not rows:
+        return []
     cur.execute("DELETE FROM metrics_batch_daily WHERE event_date = %(day)s", {"day": day})
     if rows:
         execute_values(

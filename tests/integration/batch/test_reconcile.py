@@ -95,3 +95,16 @@ def test_tolerance_accepts_small_relative_differences(settings: Settings, two_da
     assert run_command("batch.compare_batch_vs_stream", yesterday.isoformat()).returncode == 1
     loose = run_command("batch.compare_batch_vs_stream", yesterday.isoformat(), "--tolerance", "0.01")
     assert loose.returncode == 0 and "within 0.01" in loose.stdout
+
+
+def test_a_day_whose_raw_events_are_gone_keeps_its_batch_metrics(settings: Settings) -> None:
+    # Retention drops raw events, never the aggregates: recomputing such a day must not empty it.
+    query(
+        settings,
+        "INSERT INTO metrics_batch_daily (event_date, event_type, total_events, total_amount)"
+        " VALUES ('2020-01-01', 'purchase', 7, 70.00)",
+    )
+    result = run_command("batch.batch_metrics", "2020-01-01")
+    assert result.returncode == 0, result.stderr
+    assert "no events stored for this day" in result.stdout
+    assert query(settings, "SELECT total_events FROM metrics_batch_daily WHERE event_date = '2020-01-01'") == [(7,)]
