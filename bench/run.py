@@ -55,6 +55,10 @@ NAIVE_EVENTS = 3_000
 # consenting: every event is checked against the consent ledger, and a tenth are dropped.
 CONSENT_SHARE = 0.9
 ERASURES = 10_000
+# Load levels of the freshness stage (share of the slower consumer's capacity, p99 target in s)
+# and how long the generator runs at each.
+FRESHNESS_LEVELS = ((0.5, 0.5), (0.8, 2.0))
+FRESHNESS_SECONDS = 20
 WATCH_REQUESTS = 40
 
 
@@ -157,6 +161,7 @@ class Bench:
         self.data_dir = data_dir
         self.rows: list[Row] = []
         self.topic = "bench_events"
+        self.capacity: dict[str, float] = {}  # events/s of each consumer, measured by its stage
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -286,6 +291,7 @@ class Bench:
     def raw_sink(self) -> None:
         log("raw sink (exactly-once into events_raw)")
         rate, peak, growth = self._consume("consumers.store_raw_events", "bench-raw")
+        self.capacity["raw"] = rate
         [(rows,)] = self.query("SELECT count(*) FROM events_raw")
         log("baseline: bare COPY of the same rows into an identical table")
         buffer = io.StringIO()
@@ -344,6 +350,7 @@ class Bench:
     def streaming(self) -> None:
         log("streaming metrics (exactly-once into metrics_streaming_daily)")
         rate, peak, growth = self._consume("consumers.streaming_metrics", "bench-stream")
+        self.capacity["streaming"] = rate
         quix = self._quix()
         if quix is None:
             row = Row(
@@ -364,6 +371,97 @@ class Bench:
         )
         row.peak_rss_mib, row.rss_growth_pct = peak, growth
         self.rows.append(row)
+
+    def freshness(self) -> None:
+        """End-to-end freshness under sustained load at 50 % and 80 % of the slower consumer's
+        measured capacity: both consumers run on a fresh topic while the generator produces at
+        that rate; each batch records when its oldest event was produced and when it committed.
+        Every event of a batch is counted with the batch's oldest one (an upper bound)."""
+        capacity = min(self.capacity.values())
+        for share, target_s in FRESHNESS_LEVELS:
+            rate = int(capacity * share)
+            topic = f"bench_fresh_{round(share * 100)}"
+            log(f"freshness at {share:.0%} load: {rate:,} events/s for {FRESHNESS_SECONDS} s on {topic}")
+            kafka.ensure_topic(self.settings.kafka, topic)
+            env = {**self.env, "EVENTS_TOPIC": topic}
+            groups = {"raw": f"fresh-raw-{topic}", "streaming": f"fresh-stream-{topic}"}
+            consumers = [
+                subprocess.Popen(
+                    python_module(module, "--group", group),
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for module, group in (
+                    ("consumers.store_raw_events", groups["raw"]),
+                    ("consumers.streaming_metrics", groups["streaming"]),
+                )
+            ]
+            try:
+                self._wait_running(list(groups.values()), topic)
+                count = rate * FRESHNESS_SECONDS
+                run_measured(python_module("data_generators.generate_events", "--rate", str(rate), "--count", str(count)), env)
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+                        done = [progress.total_stored(cur, g) for g in groups.values()]
+                    if min(done) >= count:
+                        break
+                    time.sleep(0.2)
+            finally:
+                for process in consumers:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=60)
+            measured = {name: self._freshness(group) for name, group in groups.items()}
+            worst_p99 = max(p99 for _p50, p99, _max in measured.values())
+            self.rows.append(
+                Row(
+                    f"freshness at {share:.0%} load ({rate:,} events/s), produced to visible",
+                    "; ".join(
+                        f"{name} p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms, max {top * 1000:,.0f} ms"
+                        for name, (p50, p99, top) in measured.items()
+                    ),
+                    f"capacity {capacity:,.0f} events/s",
+                    None,
+                    f"p99 < {target_s * 1000:,.0f} ms",
+                    worst_p99 < target_s,
+                )
+            )
+
+    def _wait_running(self, groups: list[str], topic: str) -> None:
+        """Until every group has a live instance (subscribed, its heartbeat written)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            [(live,)] = self.query(
+                "SELECT count(DISTINCT consumer_group) FROM consumer_instances WHERE topic = %s AND consumer_group = ANY(%s)",
+                (topic, groups),
+            )
+            if int(live) == len(groups):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the consumers of {topic} did not start within 60 s")
+
+    def _freshness(self, group: str) -> tuple[float, float, float]:
+        """p50, p99 and max seconds from production to commit, each event weighted as its batch's oldest."""
+        rows = self.query(
+            "SELECT extract(epoch FROM committed_at - oldest_event_at)::float8, events FROM consumer_batches"
+            " WHERE consumer_group = %s AND oldest_event_at IS NOT NULL AND events > 0 ORDER BY 1",
+            (group,),
+        )
+        total = sum(int(n) for _s, n in rows)
+        if not total:
+            raise RuntimeError(f"{group} recorded no batch with timestamps")
+
+        def quantile(q: float) -> float:
+            seen = 0
+            for seconds, n in rows:
+                seen += int(n)
+                if seen >= q * total:
+                    return float(seconds)
+            return float(rows[-1][0])
+
+        return quantile(0.5), quantile(0.99), float(rows[-1][0])
 
     def _bare_consume(self) -> float:
         """Context for the streaming row: how fast the broker hands out the topic at all."""
@@ -592,6 +690,7 @@ def main(argv: list[str] | None = None) -> None:
             bench.generator,
             bench.raw_sink,
             bench.streaming,
+            bench.freshness,
             bench.batch,
             bench.end_to_end_check,
             bench.gdpr,

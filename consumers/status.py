@@ -1,4 +1,8 @@
-"""Consumer status per group: running instances, lag, events/s, dead letters, and a lost broker.
+"""Consumer status per group: running instances, lag, freshness, events/s, dead letters, and a lost broker.
+
+Freshness is how long after being produced (its Kafka timestamp: when the generator, another
+producer or the collector handed it to Kafka) an event became visible in PostgreSQL: for the
+newest and the oldest event of the group's last batch, and the worst of the last minute.
 
 Lag is the end of each partition in Kafka minus the offset the group stored in PostgreSQL (the
 only record of progress: nothing is committed to Kafka).
@@ -26,6 +30,7 @@ class GroupStatus:
     last_commit: datetime | None
     instances: int = 0
     broker_lost_since: datetime | None = None
+    freshness: progress.Freshness | None = None
 
     @property
     def total_lag(self) -> int | None:
@@ -55,9 +60,20 @@ def collect(settings: Settings, groups: list[str] | None = None) -> list[GroupSt
                 last_commit=found.last_commit if found else None,
                 instances=found.instances if found else 0,
                 broker_lost_since=found.broker_lost_since if found else None,
+                freshness=found.freshness if found else None,
             )
         )
     return statuses
+
+
+def freshness_text(freshness: progress.Freshness | None) -> str:
+    """ "freshness 0.02-0.31 s (last batch), at most 1.20 s in the last minute", or why not."""
+    if freshness is None:
+        return "freshness unknown (no batch in the last minute)"
+    return (
+        f"freshness {freshness.last_best:.2f}-{freshness.last_worst:.2f} s (last batch),"
+        f" at most {freshness.window_worst:.2f} s in the last minute"
+    )
 
 
 def render(statuses: list[GroupStatus], topic: str, kafka_at: str = "") -> str:
@@ -73,7 +89,7 @@ def render(statuses: list[GroupStatus], topic: str, kafka_at: str = "") -> str:
         running = f"{s.instances} running" if s.instances else "not running"
         lines.append(
             f"{s.group}: {running}; {lag}; {s.events_per_s:,.1f} events/s over the last "
-            f"minute; {s.dead_letters:,} dead letters; last commit {last}"
+            f"minute; {s.dead_letters:,} dead letters; last commit {last}; {freshness_text(s.freshness)}"
         )
         if s.broker_lost_since is not None:
             lines.append(
@@ -87,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m consumers.status",
         description="Per consumer group: lag per partition (end offset minus the offset stored in PostgreSQL), "
+        "freshness (seconds from an event's production to its commit: last batch, worst of the last minute), "
         "events/s over the last minute and dead-letter counts.",
     )
     parser.add_argument("--group", action="append", help="only this group (repeatable; default: every group)")

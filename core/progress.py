@@ -74,12 +74,25 @@ def advance(cur: Cursor, group: str, topic: str, next_offsets: Mapping[int, int]
     )
 
 
-def record_batch(cur: Cursor, group: str, topic: str, events: int, dead_letters: int, *, prune: bool = False) -> None:
-    """One row of batch telemetry (the status command's events/s): ``events`` valid events handled
-    (stored, or dropped for lack of consent), ``dead_letters`` invalid ones; ``prune`` drops old rows."""
+def record_batch(
+    cur: Cursor,
+    group: str,
+    topic: str,
+    events: int,
+    dead_letters: int,
+    *,
+    prune: bool = False,
+    produced: tuple[int, int] | None = None,
+) -> None:
+    """One row of batch telemetry (the status command's events/s and freshness): ``events`` valid
+    events handled (stored, or dropped for lack of consent), ``dead_letters`` invalid ones,
+    ``produced`` the Kafka timestamps (ms) of the oldest and newest message; ``prune`` drops old
+    rows. Stamped with the clock, not the transaction's start: this is the batch's last statement."""
+    oldest, newest = produced if produced is not None else (None, None)
     cur.execute(
-        "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters) VALUES (%s, %s, %s, %s)",
-        (group, topic, events, dead_letters),
+        "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters, committed_at, oldest_event_at,"
+        " newest_event_at) VALUES (%s, %s, %s, %s, clock_timestamp(), to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))",
+        (group, topic, events, dead_letters, oldest, newest),
     )
     if prune:
         cur.execute(
@@ -143,6 +156,18 @@ class GroupProgress:
     dead_letters: int
     instances: int
     broker_lost_since: datetime | None
+    # Seconds from an event's production (its Kafka timestamp) to the commit that made it visible:
+    # the newest and the oldest event of the last batch, and the oldest of any batch in the window.
+    freshness: Freshness | None = None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How long after being produced events became visible, in seconds."""
+
+    last_best: float
+    last_worst: float
+    window_worst: float
 
 
 def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]:
@@ -171,6 +196,15 @@ def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]
         (topic, INSTANCE_STALE_S),
     )
     live = {group: (int(n), lost) for group, n, lost in cur.fetchall()}
+    cur.execute(
+        "SELECT DISTINCT ON (consumer_group) consumer_group,"
+        " extract(epoch FROM committed_at - newest_event_at)::float8, extract(epoch FROM committed_at - oldest_event_at)::float8,"
+        " max(extract(epoch FROM committed_at - oldest_event_at)::float8) OVER (PARTITION BY consumer_group)"
+        " FROM consumer_batches WHERE topic = %s AND oldest_event_at IS NOT NULL"
+        " AND committed_at > now() - make_interval(secs => %s) ORDER BY consumer_group, committed_at DESC",
+        (topic, window_s),
+    )
+    fresh = {group: Freshness(max(best, 0.0), max(worst, 0.0), max(window, 0.0)) for group, best, worst, window in cur.fetchall()}
     return {
         name: GroupProgress(
             group=name,
@@ -180,6 +214,7 @@ def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]
             dead_letters=dead.get(name, 0),
             instances=live.get(name, (0, None))[0],
             broker_lost_since=live.get(name, (0, None))[1],
+            freshness=fresh.get(name),
         )
         for name in sorted(set(offsets) | set(live))
     }

@@ -63,6 +63,8 @@ class Polled(Generic[E]):
     dead: list[DeadLetter]
     encoded: E | None
     dropped: list[Dropped] = field(default_factory=list)
+    # Kafka timestamps (ms) of the oldest and the newest message polled: when they were produced.
+    produced: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.valid) + len(self.dead) + len(self.dropped)
@@ -93,6 +95,7 @@ class Polled(Generic[E]):
             [d for d in self.dead if d.offset < cut[d.partition]],
             None,
             [x for x in self.dropped if x.offset < cut[x.partition]],
+            self.produced,
         )
         if not len(first):
             return None
@@ -101,5 +104,6 @@ class Polled(Generic[E]):
             [d for d in self.dead if d.offset >= cut[d.partition]],
             None,
             [x for x in self.dropped if x.offset >= cut[x.partition]],
+            self.produced,
         )
         return first, second

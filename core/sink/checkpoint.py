@@ -38,7 +38,7 @@ class Fence:
         dropped = [x for x in polled.dropped if x.partition not in self.gaps and x.offset >= self.stored[x.partition]]
         if len(valid) == len(polled.valid) and len(dead) == len(polled.dead) and len(dropped) == len(polled.dropped):
             return polled
-        return Polled(valid, dead, None, dropped)
+        return Polled(valid, dead, None, dropped, polled.produced)
 
 
 class Checkpoint:
@@ -66,9 +66,12 @@ class Checkpoint:
         gaps = {p: stored[p] for p in first if first[p] > stored[p]}
         return Fence(stored, last, gaps)
 
-    def commit(self, cur: Cursor, fence: Fence, events: int, dead_letters: int) -> None:
-        """Advance the offsets past the batch and record it; the caller's transaction commits."""
+    def commit(self, cur: Cursor, fence: Fence, events: int, dead_letters: int, produced: tuple[int, int] | None = None) -> None:
+        """Advance the offsets past the batch and record it (with when its oldest and newest event
+        were produced, in Kafka milliseconds); the caller's transaction commits."""
         advanced = {p: last + 1 for p, last in fence.last.items() if p not in fence.gaps and last + 1 > fence.stored[p]}
         progress.advance(cur, self.group, self.topic, advanced)
-        progress.record_batch(cur, self.group, self.topic, events, dead_letters, prune=self.commits % PRUNE_EVERY_BATCHES == 0)
+        progress.record_batch(
+            cur, self.group, self.topic, events, dead_letters, prune=self.commits % PRUNE_EVERY_BATCHES == 0, produced=produced
+        )
         self.commits += 1

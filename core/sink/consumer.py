@@ -43,7 +43,15 @@ from typing import Generic, TypeVar
 import msgspec
 import psycopg2
 import psycopg2.extensions
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from psycopg2.extras import execute_values
 
 from core import db, kafka, progress
@@ -67,6 +75,14 @@ PROGRESS_EVERY_S = 10.0
 FULL_GC_EVERY_BATCHES = 50
 # How often a running instance says it is alive (and whether it reaches its broker).
 HEARTBEAT_EVERY_S = 5.0
+# How long one consume call waits for messages while a batch fills: the latency added at low load.
+POLL_SLICE_S = 0.005
+# A batch closes early (the writer free) only when the consumer is caught up: no partition has
+# more than this many messages waiting after the newest one polled. Live traffic keeps a few
+# hundred in flight; a backlog is drained in full-size batches, the fastest way.
+BEHIND_SLACK = 2_000
+# How many of the newest polled messages are looked at to find each partition's position.
+BEHIND_SCAN = 5_000
 # A batch that hits the statement timeout is halved at most this often (1/8 of it) before the
 # consumer gives up and says so: a timeout that survives that is a lock or an overload.
 MAX_TIMEOUT_SPLITS = 3
@@ -104,6 +120,12 @@ class SinkStats:
     skipped_already_done: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+def produced_between(messages: list[Message]) -> tuple[int, int] | None:
+    """The Kafka timestamps (ms) of the oldest and the newest message, None when none has one."""
+    stamps = [stamp for kind, stamp in (m.timestamp() for m in messages) if kind != TIMESTAMP_NOT_AVAILABLE]
+    return (min(stamps), max(stamps)) if stamps else None
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,9 @@ class Sink(Generic[E]):
         # Pipelining: the polling thread decodes and encodes batch N+1 while the writer thread
         # writes batch N. One batch waits at most, so memory stays bounded.
         self._pending: queue.Queue[Polled[E] | _Heartbeat | None] = queue.Queue(maxsize=1)
+        # Whether the writer thread is in a transaction (read by the polling thread to close a
+        # batch early: see _poll).
+        self._writing = False
         self._writer_error: BaseException | None = None
         self._broker_lost_at: float | None = None
         self._last_beat = 0.0  # monotonic time of the last heartbeat recorded
@@ -390,7 +415,9 @@ class Sink(Generic[E]):
             self._count_dropped(cur, fresh)
         # Telemetry counts every valid event handled, stored or dropped for lack of consent: the
         # status command's events/s is the consumer's pace, whatever the share of consent.
-        self.checkpoint.commit(cur, fence, len(fresh.valid) - len(refused) + len(fresh.dropped), len(fresh.dead) + len(refused))
+        self.checkpoint.commit(
+            cur, fence, len(fresh.valid) - len(refused) + len(fresh.dropped), len(fresh.dead) + len(refused), fresh.produced
+        )
         return fence, fresh, refused
 
     def _store(self, polled: Polled[E], depth: int = 0) -> None:
@@ -477,12 +504,52 @@ class Sink(Generic[E]):
         if valid or dead or dropped:
             encoded = self.writer.encode(valid) if valid else None
             self._raise_writer_error()
-            self._pending.put(Polled(valid, dead, encoded, dropped))
+            self._pending.put(Polled(valid, dead, encoded, dropped, produced_between(messages)))
+
+    def _writer_free(self) -> bool:
+        return not self._writing and self._pending.empty()
+
+    def _behind(self, consumer: Consumer, messages: list[Message]) -> bool:
+        """Whether more than BEHIND_SLACK messages wait in Kafka after the newest polled one of a
+        partition (the high watermarks librdkafka last fetched, no request to the broker): a
+        backlog, which big batches drain fastest."""
+        last: dict[int, int] = {}
+        for message in messages[: -BEHIND_SCAN - 1 : -1]:
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None and offset >= 0 and partition not in last:
+                last[partition] = offset
+        for partition, offset in last.items():
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high > offset + 1 + BEHIND_SLACK:
+                return True
+        return False
+
+    def _poll(self, consumer: Consumer, batch_size: int, batch_seconds: float) -> list[Message]:
+        """The messages of the next batch. It closes at ``batch_size`` messages, after
+        ``batch_seconds``, or as soon as it holds any message while the writer is free and the
+        consumer is caught up: at low load each event is written within about a poll slice
+        (small batches), under pressure batches grow while the writer works, and a backlog goes
+        in full batches (the throughput of big transactions). Time is never the floor of the
+        latency."""
+        deadline = time.monotonic() + batch_seconds
+        messages = consumer.consume(num_messages=batch_size, timeout=min(POLL_SLICE_S, batch_seconds))
+        while len(messages) < batch_size and not self.stop.is_set():
+            if messages and self._writer_free() and not self._behind(consumer, messages):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages.extend(consumer.consume(num_messages=batch_size - len(messages), timeout=min(POLL_SLICE_S, remaining)))
+        return messages
 
     def _write_batches(self) -> None:
         """The writer thread: one transaction per batch, in order."""
         while True:
             item = self._pending.get()
+            self._writing = True
             try:
                 if item is None:
                     return
@@ -499,6 +566,7 @@ class Sink(Generic[E]):
                 self._writer_error = e
                 self.stop.set()
             finally:
+                self._writing = False
                 self._pending.task_done()
 
     def _raise_writer_error(self) -> None:
@@ -589,7 +657,7 @@ class Sink(Generic[E]):
         polled = 0
         try:
             while not self.stop.is_set():
-                messages = self._consumer.consume(num_messages=batch_size, timeout=batch_seconds)
+                messages = self._poll(self._consumer, batch_size, batch_seconds)
                 self._process(messages)
                 polled += 1
                 gc.collect(2 if polled % FULL_GC_EVERY_BATCHES == 0 else 0)

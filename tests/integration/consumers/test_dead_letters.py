@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -119,6 +120,12 @@ def test_mixed_stream_splits_exactly_into_events_and_dead_letters(settings: Sett
         status.stdout.split(f"raw-{group}: not running; lag 0 (p0=0, p1=0, p2=0); ")[1].split(" events/s")[0].replace(",", "")
     )
     assert rate == pytest.approx(len(valid) / 60, rel=0.01)
+    # Freshness: the events were produced moments ago, so they became visible within seconds;
+    # the newest of the last batch no later than its oldest, the window's worst no better.
+    found = re.search(rf"raw-{group}: .*freshness ([\d.]+)-([\d.]+) s \(last batch\), at most ([\d.]+) s", status.stdout)
+    assert found, status.stdout
+    best, worst, window = (float(x) for x in found.groups())
+    assert 0 <= best <= worst <= window < 60
 
     report = run_command("reports.generate_daily_report")
     assert f"dead letters received this day): **{len(invalid):,}**" in report.stdout
