@@ -59,6 +59,8 @@ ERASURES = 10_000
 # and how long the generator runs at each.
 FRESHNESS_LEVELS = ((0.5, 0.5), (0.8, 2.0))
 FRESHNESS_SECONDS = 20
+# Events of the backlog on which both consumers' shared capacity is measured first.
+FRESHNESS_CAPACITY_EVENTS = 500_000
 WATCH_REQUESTS = 40
 
 
@@ -373,11 +375,11 @@ class Bench:
         self.rows.append(row)
 
     def freshness(self) -> None:
-        """End-to-end freshness under sustained load at 50 % and 80 % of the slower consumer's
-        measured capacity: both consumers run on a fresh topic while the generator produces at
+        """End-to-end freshness under sustained load at 50 % and 80 % of the capacity of both
+        consumers running together: both run on a fresh topic while the generator produces at
         that rate; each batch records when its oldest event was produced and when it committed.
         Every event of a batch is counted with the batch's oldest one (an upper bound)."""
-        capacity = min(self.capacity.values())
+        capacity = self._shared_capacity()
         for share, target_s in FRESHNESS_LEVELS:
             rate = int(capacity * share)
             topic = f"bench_fresh_{round(share * 100)}"
@@ -385,30 +387,12 @@ class Bench:
             kafka.ensure_topic(self.settings.kafka, topic)
             env = {**self.env, "EVENTS_TOPIC": topic}
             groups = {"raw": f"fresh-raw-{topic}", "streaming": f"fresh-stream-{topic}"}
-            consumers = [
-                subprocess.Popen(
-                    python_module(module, "--group", group),
-                    cwd=PROJECT_ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for module, group in (
-                    ("consumers.store_raw_events", groups["raw"]),
-                    ("consumers.streaming_metrics", groups["streaming"]),
-                )
-            ]
+            consumers = self._start_consumers(topic, groups)
             try:
                 self._wait_running(list(groups.values()), topic)
                 count = rate * FRESHNESS_SECONDS
                 run_measured(python_module("data_generators.generate_events", "--rate", str(rate), "--count", str(count)), env)
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
-                    with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
-                        done = [progress.total_stored(cur, g) for g in groups.values()]
-                    if min(done) >= count:
-                        break
-                    time.sleep(0.2)
+                self._wait_stored(groups, count)
             finally:
                 for process in consumers:
                     process.send_signal(signal.SIGTERM)
@@ -422,12 +406,63 @@ class Bench:
                         f"{name} p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms, max {top * 1000:,.0f} ms"
                         for name, (p50, p99, top) in measured.items()
                     ),
-                    f"capacity {capacity:,.0f} events/s",
+                    f"both consumers together: {capacity:,.0f} events/s",
                     None,
                     f"p99 < {target_s * 1000:,.0f} ms",
                     worst_p99 < target_s,
                 )
             )
+
+    def _start_consumers(self, topic: str, groups: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+        env = {**self.env, "EVENTS_TOPIC": topic}
+        modules = {"raw": "consumers.store_raw_events", "streaming": "consumers.streaming_metrics"}
+        return [
+            subprocess.Popen(
+                python_module(modules[name], "--group", group),
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, group in groups.items()
+        ]
+
+    def _wait_stored(self, groups: dict[str, str], count: int) -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+                done = [progress.total_stored(cur, g) for g in groups.values()]
+            if min(done) >= count:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the consumers did not store {count:,} events within 600 s")
+
+    def _shared_capacity(self) -> float:
+        """Events/s of the slower consumer while both run at once on one backlog, as they do in
+        production: on this machine they share its cores (each stage above ran alone)."""
+        topic = "bench_fresh_capacity"
+        count = min(self.scale["events"], FRESHNESS_CAPACITY_EVENTS)
+        log(f"freshness: capacity of both consumers together over {count:,} events on {topic}")
+        kafka.ensure_topic(self.settings.kafka, topic)
+        env = {**self.env, "EVENTS_TOPIC": topic}
+        run_measured(python_module("data_generators.generate_events", "--rate", "0", "--count", str(count)), env)
+        groups = {"raw": f"cap-raw-{topic}", "streaming": f"cap-stream-{topic}"}
+        consumers = self._start_consumers(topic, groups)
+        try:
+            self._wait_stored(groups, count)
+        finally:
+            for process in consumers:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+        rates = []
+        for group in groups.values():
+            [(first, last, events, first_events)] = self.query(
+                "SELECT min(committed_at), max(committed_at), sum(events), (array_agg(events ORDER BY committed_at))[1]"
+                " FROM consumer_batches WHERE consumer_group = %s",
+                (group,),
+            )
+            rates.append((int(events) - int(first_events)) / max((last - first).total_seconds(), 1e-6))
+        return float(min(rates))
 
     def _wait_running(self, groups: list[str], topic: str) -> None:
         """Until every group has a live instance (subscribed, its heartbeat written)."""
