@@ -1,4 +1,6 @@
-"""Recompute ``metrics_batch_daily`` from ``events_raw``, in SQL, for one UTC day or a range.
+"""Recompute ``metrics_batch_daily`` from ``events_raw``, in SQL, for one UTC day, a range, or
+(``--changed``) every closed day that received events since the last such run, late ones
+included.
 
 Each day's rows are replaced in one transaction, so a reader sees either the old or the new
 figures, never a mix; re-running gives the same result.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from batch.metrics import recompute_day
+from batch.metrics import changed_days, recompute_day, record_run
 from core import cli, db
 from core.config import Settings
 
@@ -17,20 +19,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m batch.batch_metrics",
         description="Recompute metrics_batch_daily (event count and revenue per event type) from events_raw, "
-        "for one UTC day or a range of days.",
+        "for one UTC day, a range of days, or every closed day that received events since the last --changed run.",
     )
     cli.add_day_range_arguments(parser)
+    parser.add_argument(
+        "--changed",
+        action="store_true",
+        help="recompute every closed UTC day (before today) that received events since the last --changed run, "
+        "late events included (all closed days the first time); for a scheduler, after midnight",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    days = cli.days_from_arguments(parser, args)
+    if args.changed and (args.day or args.from_day or args.to_day):
+        parser.error("--changed chooses the days itself: give no DAY or --from/--to with it")
+    chosen = [] if args.changed else cli.days_from_arguments(parser, args)
 
     def execute(settings: Settings) -> int:
-        progress = cli.Progress("days", total=len(days))
         with db.connection(settings.database, application_name="batch_metrics", role=db.BATCH_ROLE) as conn:
+            days = chosen
+            if args.changed:
+                with conn, conn.cursor() as cur:
+                    looked_from, started, days = changed_days(cur, cli.today_utc())
+                since = (
+                    "every closed day (first run)"
+                    if looked_from is None
+                    else f"events stored since {looked_from:%Y-%m-%d %H:%M} UTC"
+                )
+                print(f"days changed ({since}): {', '.join(map(str, days)) if days else 'none'}")
+            progress = cli.Progress("days", total=len(days))
             for day in days:
                 rows = recompute_day(conn, day)
                 print(f"batch metrics for {day}:")
@@ -40,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
                 if len(days) > 1:
                     progress.advance(1)
+            if args.changed:
+                # Recorded last: a run that failed half-way is looked at again from the same time.
+                with conn, conn.cursor() as cur:
+                    record_run(cur, started, looked_from, days)
         return 0
 
     cli.run(execute)

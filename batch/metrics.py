@@ -5,7 +5,7 @@ Used by ``python -m batch.batch_metrics``, by the repair in batch.reconcile and 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import psycopg2.extensions
 from psycopg2.extras import execute_values
@@ -45,3 +45,33 @@ def recompute_day(conn: psycopg2.extensions.connection, day: date) -> list[tuple
     """Replace the batch metrics of ``day`` in a transaction of its own; return (type, count, revenue)."""
     with conn, conn.cursor() as cur:
         return recompute_day_in(cur, day)
+
+
+# A transaction stamps its events with its start (ingested_at = now()) and may commit later: each
+# run looks again this far before the previous run's start. A day seen twice is recomputed twice,
+# which gives the same figures. Ten minutes covers DB_STATEMENT_TIMEOUT_MS many times over.
+LOOK_BACK = timedelta(minutes=10)
+
+
+def changed_days(cur: db.Cursor, today: date) -> tuple[datetime | None, datetime, list[date]]:
+    """The closed days (before ``today``) that received events since the last ``--changed`` run
+    (every closed day on the first run), the time looked from, and this run's start (the
+    database's clock, which stamps ingested_at)."""
+    cur.execute("SELECT max(started_at), now() FROM batch_runs")
+    row = cur.fetchone()
+    last, started = (row[0], row[1]) if row else (None, datetime.now().astimezone())
+    looked_from = None if last is None else last - LOOK_BACK
+    if looked_from is None:
+        cur.execute("SELECT DISTINCT event_date FROM events_raw WHERE event_date < %s ORDER BY 1", (today,))
+    else:
+        cur.execute(
+            "SELECT DISTINCT event_date FROM events_raw WHERE ingested_at >= %s AND event_date < %s ORDER BY 1",
+            (looked_from, today),
+        )
+    return looked_from, started, [day for (day,) in cur.fetchall()]
+
+
+def record_run(cur: db.Cursor, started_at: datetime, looked_from: datetime | None, days: list[date]) -> None:
+    cur.execute(
+        "INSERT INTO batch_runs (started_at, looked_from, days) VALUES (%s, %s, %s::date[])", (started_at, looked_from, days)
+    )

@@ -108,3 +108,39 @@ def test_a_day_whose_raw_events_are_gone_keeps_its_batch_metrics(settings: Setti
     assert result.returncode == 0, result.stderr
     assert "no events stored for this day" in result.stdout
     assert query(settings, "SELECT total_events FROM metrics_batch_daily WHERE event_date = '2020-01-01'") == [(7,)]
+
+
+def _store(settings: Settings, day: str, n: int, ago: str = "0 seconds") -> None:
+    """``n`` events of ``day`` as the raw consumer stores them, ingested ``ago``."""
+    query(
+        settings,
+        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, kafka_partition,"
+        " kafka_offset, ingested_at) SELECT gen_random_uuid(), gen_random_uuid(), 'purchase', %s::date + time '12:00',"
+        " %s::date, 1.00, 0, g, now() - %s::interval FROM generate_series(1, %s) AS g",
+        (day, day, ago, n),
+    )
+
+
+def test_the_batch_job_recomputes_exactly_the_closed_days_that_received_events(settings: Settings) -> None:
+    today = datetime.now(UTC).date()
+    d1, d2 = (today - timedelta(days=3)).isoformat(), (today - timedelta(days=2)).isoformat()
+    _store(settings, d1, 3, "2 hours")
+    _store(settings, d2, 4, "2 hours")
+    _store(settings, today.isoformat(), 5)
+    first = run_command("batch.batch_metrics", "--changed")
+    assert first.returncode == 0, first.stderr
+    assert f"days changed (every closed day (first run)): {d1}, {d2}" in first.stdout
+    counts = "SELECT event_date::text, total_events FROM metrics_batch_daily ORDER BY 1"
+    assert query(settings, counts) == [(d1, 3), (d2, 4)]  # today is open: the streaming figures stand
+
+    # An hour later, a late event of d1 arrives; nothing else does.
+    query(settings, "UPDATE batch_runs SET started_at = started_at - interval '1 hour'")
+    _store(settings, d1, 1)
+    late = run_command("batch.batch_metrics", "--changed")
+    assert late.returncode == 0, late.stderr
+    assert f"): {d1}\n" in late.stdout
+    assert query(settings, counts) == [(d1, 4), (d2, 4)]
+    assert query(settings, "SELECT cardinality(days) FROM batch_runs ORDER BY id") == [(2,), (1,)]
+
+    again = run_command("batch.batch_metrics", "--changed", "2020-01-01")
+    assert again.returncode == 2 and "--changed chooses the days itself" in again.stderr
