@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long --repair waits for both consumer groups to reach the same offsets (default: 30)",
     )
+    parser.add_argument(
+        "--changed",
+        action="store_true",
+        help="compare the days the last `batch.batch_metrics --changed` run recomputed (late events included)",
+    )
     parser.add_argument("--raw-group", help="raw-events consumer group (default: RAW_EVENTS_GROUP, raw-events-sink)")
     parser.add_argument("--streaming-group", help="streaming consumer group (default: STREAMING_GROUP, streaming-metrics)")
     return parser
@@ -64,12 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    days = cli.days_from_arguments(parser, args)
+    if args.changed and (args.day or args.from_day or args.to_day):
+        parser.error("--changed takes the days of the last `batch.batch_metrics --changed` run: give no DAY or --from/--to")
+    chosen = [] if args.changed else cli.days_from_arguments(parser, args)
 
     def execute(settings: Settings) -> int:
         drifting: list[date] = []
         today = cli.today_utc()
         with db.connection(settings.database, application_name="compare_batch_vs_stream", role=db.BATCH_ROLE) as conn:
+            days = chosen
+            if args.changed:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT days FROM batch_runs ORDER BY id DESC LIMIT 1")
+                    row = cur.fetchone()
+                days = list(row[0]) if row else []
+                print(f"days of the last batch run: {', '.join(map(str, days)) if days else 'none'}")
             for day in days:
                 rows = compare_day(conn, day)
                 bad = [r for r in rows if not r.within(args.tolerance)]

@@ -141,6 +141,10 @@ def test_the_batch_job_recomputes_exactly_the_closed_days_that_received_events(s
     assert f"): {d1}\n" in late.stdout
     assert query(settings, counts) == [(d1, 4), (d2, 4)]
     assert query(settings, "SELECT cardinality(days) FROM batch_runs ORDER BY id") == [(2,), (1,)]
+    # The comparison covers the days the run recomputed: d1 has no streaming figures here.
+    compared = run_command("batch.compare_batch_vs_stream", "--changed")
+    assert compared.returncode == 1, compared.stderr
+    assert f"days of the last batch run: {d1}\n" in compared.stdout and f"drift on 1 day(s): {d1}" in compared.stdout
 
     again = run_command("batch.batch_metrics", "--changed", "2020-01-01")
     assert again.returncode == 2 and "--changed chooses the days itself" in again.stderr
