@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
 import math
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
-import uvicorn
 import uvloop
 from confluent_kafka import KafkaException
 
@@ -33,9 +30,9 @@ from collector.auth import KeyRing
 from collector.delivery import Delivery
 from collector.service import Collector
 from collector.store import Database
-from core import cli, db, kafka
+from core import cli, db, kafka, web
 from core.config import Settings
-from core.errors import ConfigError, ServiceUnavailable
+from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +42,6 @@ FLUSH_TIMEOUT_S = 10.0
 BACKLOG = 2048
 # Allocations between two young-generation collections (CPython's default: 700).
 GC_THRESHOLD = 20_000
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by the platform's stop flag instead of its own signal handlers."""
-
-    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
-        super().__init__(config)
-        self.stop = stop
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # core.cli.install_stop_handlers owns SIGINT and SIGTERM
-
-    async def on_tick(self, counter: int) -> bool:
-        should_exit = await super().on_tick(counter)
-        return should_exit or self.stop.is_set()
 
 
 def open_collector(settings: Settings, stop: threading.Event) -> Collector:
@@ -91,34 +72,17 @@ def open_collector(settings: Settings, stop: threading.Event) -> Collector:
     return Collector(settings.collector, delivery, database, KeyRing(live, revoked))
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything else starts; ConfigError when it cannot be."""
-    try:
-        return socket.create_server((host, port), backlog=BACKLOG)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot listen on {host}:{port} ({e.strerror}): stop what uses it, or choose --port / COLLECTOR_PORT"
-        ) from e
-
-
 async def _serve(collector: Collector, sock: socket.socket, stop: threading.Event) -> None:
-    config = uvicorn.Config(
+    config = web.config(
         create_app(collector),
         http="httptools",
-        ws="none",
-        lifespan="off",
-        # The access log writes each client's IP address: personal data, never logged here.
-        access_log=False,
-        proxy_headers=False,  # nothing here reads the client's address
-        log_config=None,
-        server_header=False,
         backlog=BACKLOG,
         # Requests in flight wait at most the delivery timeout for the broker.
-        timeout_graceful_shutdown=math.ceil(collector.settings.delivery_timeout_ms / 1000) + 5,
+        graceful_s=math.ceil(collector.settings.delivery_timeout_ms / 1000) + 5,
     )
     background = [asyncio.create_task(collector.refresh_keys()), asyncio.create_task(collector.delivery.poll_forever())]
     try:
-        await _Server(config, stop).serve(sockets=[sock])
+        await web.StoppableServer(config, stop).serve(sockets=[sock])
     finally:
         for task in background:
             task.cancel()
@@ -130,7 +94,7 @@ async def _serve(collector: Collector, sock: socket.socket, stop: threading.Even
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """Run the collector until stopped; 0 after a clean stop, 1 when the producer failed for good."""
-    sock = listen(host, port)
+    sock = web.listen(host, port, "COLLECTOR_PORT", BACKLOG)
     stop = cli.install_stop_handlers()
     collector = open_collector(settings, stop)
     # Each request allocates thousands of short-lived objects (decoded events, their metadata):

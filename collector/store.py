@@ -1,75 +1,17 @@
-"""The collector's PostgreSQL connections, as the event_collector role, used from worker threads.
+"""The collector's PostgreSQL connections, as the event_collector role's login (core.pool).
 
-psycopg2 blocks, so every statement runs in a thread (``asyncio.to_thread``) and the event loop
-keeps answering event requests, which never touch the database. A connection serves one thread at
-a time; a few are kept open and a broken one is dropped and reopened on next use.
+Event requests never touch the database; consent changes and the key ring do.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable
-from typing import TypeVar
-
-import psycopg2
-import psycopg2.extensions
-
-from core import db
+from core import db, pool
 from core.config import DatabaseSettings
-from core.db import Cursor
-
-T = TypeVar("T")
 
 # Consent changes are rare and each takes a millisecond: four connections serve hundreds a second.
 POOL_SIZE = 4
 
 
-class Database:
-    """At most ``size`` connections, opened when first needed."""
-
+class Database(pool.Database):
     def __init__(self, settings: DatabaseSettings, size: int = POOL_SIZE) -> None:
-        self.settings = settings
-        self._idle: list[psycopg2.extensions.connection] = []
-        self._slots = threading.BoundedSemaphore(size)
-        self._lock = threading.Lock()
-
-    def run(self, work: Callable[[Cursor], T]) -> T:
-        """Run ``work`` in one transaction (committed when it returns); blocking. Raises
-        ServiceUnavailable when no connection can be opened, psycopg2.Error from the work."""
-        with self._slots:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = db.connect(self.settings, application_name="collector", role=db.COLLECTOR_ROLE)
-            try:
-                with conn, conn.cursor() as cur:
-                    result = work(cur)
-            except BaseException:
-                if conn.closed or not _healthy(conn):
-                    conn.close()
-                else:
-                    self._give_back(conn)
-                raise
-            self._give_back(conn)
-            return result
-
-    async def call(self, work: Callable[[Cursor], T]) -> T:
-        """``run`` in a worker thread, so the event loop is never blocked."""
-        return await asyncio.to_thread(self.run, work)
-
-    def _give_back(self, conn: psycopg2.extensions.connection) -> None:
-        with self._lock:
-            self._idle.append(conn)
-
-    def close(self) -> None:
-        """Close the idle connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _healthy(conn: psycopg2.extensions.connection) -> bool:
-    """After a failed transaction: is the connection still usable (idle, not broken)?"""
-    return conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        super().__init__(settings, role=db.COLLECTOR_ROLE, application_name="collector", size=size)

@@ -13,53 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 
 import psycopg2
-import uvicorn
 
 from console import auth
 from console.app import Services, create_app
 from console.store import Database
-from core import cli, db
+from core import cli, db, web
 from core.config import Settings
-from core.errors import ConfigError, ServiceUnavailable
+from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 # A request in flight gets this long to finish after a stop signal: pages take milliseconds.
 GRACEFUL_S = 5
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by the platform's stop flag instead of its own signal handlers."""
-
-    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
-        super().__init__(config)
-        self.stop = stop
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # core.cli.install_stop_handlers owns SIGINT and SIGTERM
-
-    async def on_tick(self, counter: int) -> bool:
-        should_exit = await super().on_tick(counter)
-        return should_exit or self.stop.is_set()
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything else starts; ConfigError when it cannot be."""
-    try:
-        return socket.create_server((host, port))
-    except OSError as e:
-        raise ConfigError(
-            f"cannot listen on {host}:{port} ({e.strerror}): stop what uses it, or choose --port / CONSOLE_PORT"
-        ) from e
 
 
 def open_services(settings: Settings) -> Services:
@@ -87,25 +58,16 @@ def _loopback(host: str) -> bool:
 
 
 async def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> None:
-    config = uvicorn.Config(
-        create_app(services),
-        ws="none",
-        lifespan="off",
-        access_log=False,  # it would log each client's IP address and the ids looked at
-        proxy_headers=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_S,
-    )
+    config = web.config(create_app(services), graceful_s=GRACEFUL_S)
     try:
-        await _Server(config, stop).serve(sockets=[sock])
+        await web.StoppableServer(config, stop).serve(sockets=[sock])
     finally:
         services.database.close()
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """Run the console until stopped; 0 after a clean stop."""
-    sock = listen(host, port)
+    sock = web.listen(host, port, "CONSOLE_PORT")
     stop = cli.install_stop_handlers()
     services = open_services(settings)
     bound_host, bound_port = sock.getsockname()[:2]

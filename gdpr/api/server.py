@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import math
 import socket
 import threading
-from collections.abc import Iterator
 
 import psycopg2
-import uvicorn
 import uvloop
 
-from core import cli, db
+from core import cli, db, web
 from core.config import Settings
-from core.errors import ConfigError, ServiceUnavailable
+from core.errors import ServiceUnavailable
 from gdpr.api.app import create_app
 from gdpr.api.service import PrivacyApi
 from gdpr.api.store import Database
@@ -35,22 +32,6 @@ logger = logging.getLogger(__name__)
 
 # Pending connections the kernel holds while the loop is busy.
 BACKLOG = 1024
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by the platform's stop flag instead of its own signal handlers."""
-
-    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
-        super().__init__(config)
-        self.stop = stop
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # core.cli.install_stop_handlers owns SIGINT and SIGTERM
-
-    async def on_tick(self, counter: int) -> bool:
-        should_exit = await super().on_tick(counter)
-        return should_exit or self.stop.is_set()
 
 
 def open_api(settings: Settings) -> PrivacyApi:
@@ -66,40 +47,23 @@ def open_api(settings: Settings) -> PrivacyApi:
     return PrivacyApi(settings, database)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything else starts; ConfigError when it cannot be."""
-    try:
-        return socket.create_server((host, port), backlog=BACKLOG)
-    except OSError as e:
-        raise ConfigError(
-            f"cannot listen on {host}:{port} ({e.strerror}): stop what uses it, or choose --port / PRIVACY_API_PORT"
-        ) from e
-
-
 async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) -> None:
-    config = uvicorn.Config(
+    config = web.config(
         create_app(api),
         http="httptools",
-        ws="none",
-        lifespan="off",
-        # The access log writes each client's IP address: personal data, never logged here.
-        access_log=False,
-        proxy_headers=False,
-        log_config=None,
-        server_header=False,
         backlog=BACKLOG,
         # A request in flight waits at most the SMTP timeout (per step) for the mail server.
-        timeout_graceful_shutdown=math.ceil(api.settings.mail.timeout_s) * 3 + 5,
+        graceful_s=math.ceil(api.settings.mail.timeout_s) * 3 + 5,
     )
     try:
-        await _Server(config, stop).serve(sockets=[sock])
+        await web.StoppableServer(config, stop).serve(sockets=[sock])
     finally:
         api.database.close()
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """Run the API until stopped; 0 after a clean stop."""
-    sock = listen(host, port)
+    sock = web.listen(host, port, "PRIVACY_API_PORT", BACKLOG)
     stop = cli.install_stop_handlers()
     api = open_api(settings)
     bound_host, bound_port = sock.getsockname()[:2]
