@@ -11,6 +11,7 @@ traceback could quote a request's data) and answered 500.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -112,6 +113,8 @@ class Services:
     settings: ConsoleSettings
     hmac_key: bytes
     consent_mode: str
+    # Mails an API requester a denial or an extension with its reason (gdpr.mail); None: nobody is told.
+    tell: Callable[[actions.Requester, str, str, datetime | None], bool] | None = None
 
 
 def render(resp: falcon.asgi.Response, template: str, http_status: int = 200, /, **context: Any) -> None:
@@ -396,6 +399,8 @@ def _until(form: dict[str, str]) -> datetime | None:
 
 
 Work = Callable[[db.Cursor], object]
+# The actions whose requester is told (Art. 12(3) and 12(4)), when they filed through the API.
+TOLD = ("deny", "extend")
 
 
 def _action_work(action: str, form: dict[str, str], request_id: int, username: str, services: Services) -> Work:
@@ -432,9 +437,16 @@ class Action:
             _fail(404, f"there is no action {action[:40]!r}: use the buttons on the request's page")
         form = await read_form(req)
         check_csrf(form, session)
-        work = _action_work(action, form, request_id, session.username, self.services)
+        act = _action_work(action, form, request_id, session.username, self.services)
+        told = action in TOLD and self.services.tell is not None
+
+        def work(cur: db.Cursor) -> tuple[object, actions.Requester | None]:
+            # The requester is read before a denial removes their address.
+            who = actions.requester(cur, request_id) if told else None
+            return act(cur), who
+
         try:
-            result = await self.services.database.call(work)
+            result, who = await self.services.database.call(work)
         except actions.UnknownRequest as e:
             _fail(404, str(e))
         except actions.ActionRefused as e:
@@ -444,6 +456,10 @@ class Action:
                 resp.set_header("Retry-After", str(BUSY_RETRY_S))
             return
         logger.info("DPO %s: %s on request %d", session.username, action, request_id)
+        if who is not None and self.services.tell is not None:
+            due = result if isinstance(result, datetime) else None
+            decision = "denied" if action == "deny" else "extended"
+            await asyncio.to_thread(self.services.tell, who, decision, form.get("reason", "").strip(), due)
         done = RELEASE_HELD if isinstance(result, actions.HoldReleased) and result.still_active else action
         see_other(resp, f"/requests/{request_id}?{urlencode({'done': done})}")
 

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from datetime import datetime
 
 import psycopg2
 
@@ -26,6 +27,7 @@ from console.store import Database
 from core import cli, db, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
+from gdpr import actions, mail
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,14 @@ def open_services(settings: Settings) -> Services:
         ) from e
     if accounts == 0:
         logger.warning("no enabled DPO account: create one with `python -m console.accounts create NAME`")
-    return Services(database, auth.Passwords(), auth.Throttle(), settings.console, key, settings.consent_mode)
+
+    def tell(who: actions.Requester, decision: str, reason: str, due_at: datetime | None) -> bool:
+        return mail.tell_decision_or_log(
+            settings, who.email, request_id=who.request_id, request_type=who.request_type, decision=decision,
+            reason=reason, due_at=due_at,
+        )  # fmt: skip
+
+    return Services(database, auth.Passwords(), auth.Throttle(), settings.console, key, settings.consent_mode, tell)
 
 
 def _loopback(host: str) -> bool:

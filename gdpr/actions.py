@@ -115,6 +115,29 @@ def action(work: Callable[Concatenate[db.Cursor, P], R]) -> Callable[Concatenate
     return run
 
 
+@dataclass(frozen=True)
+class Requester:
+    """A person who filed through the API: told of a DPO's denial or extension once it commits
+    (Art. 12(3) and 12(4)). An operator's SQL row has nobody to tell here."""
+
+    email: str
+    request_id: int
+    request_type: str
+
+
+def requester(cur: db.Cursor, request_id: int) -> Requester | None:
+    """The API requester of ``request_id`` while their address is still held, else None. Read
+    before a denial, which removes the address."""
+    if not _valid_id(request_id):
+        return None
+    cur.execute(
+        "SELECT email, request_type FROM privacy_requests WHERE id = %s AND channel = 'api' AND email IS NOT NULL",
+        (request_id,),
+    )
+    row = cur.fetchone()
+    return None if row is None else Requester(str(row[0]), request_id, str(row[1]))
+
+
 def actor(username: str) -> str:
     """The audit trail's name of a DPO."""
     if not username or not username.isprintable() or len(username) > 40:

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from core import cli, db
 from core.config import Settings
 from core.errors import InvalidInput
-from gdpr import actions
+from gdpr import actions, mail
 
 APPLICATION = "dpo-cli"
 REASON_GUIDANCE = "a case reference and the ground, never personal data: it is kept in the audit trail for good"
@@ -68,6 +68,18 @@ def _act(settings: Settings, username: str, work: Callable[[db.Cursor], str]) ->
             raise InvalidInput(str(e)) from e
     print(done)
     return 0
+
+
+def _tell(settings: Settings, told: list[actions.Requester], decision: str, reason: str, due_at: datetime | None = None) -> None:
+    """After the commit: mail a requester who filed through the API the decision and its reason."""
+    for who in told:
+        if mail.tell_decision_or_log(
+            settings, who.email, request_id=who.request_id, request_type=who.request_type, decision=decision,
+            reason=reason.strip(), due_at=due_at,
+        ):  # fmt: skip
+            print(f"the requester was mailed the decision and its reason (request {who.request_id})")
+        else:
+            print(f"the requester could not be mailed (request {who.request_id}): tell them another way")
 
 
 def _read_email() -> str:
@@ -127,20 +139,33 @@ def _released(released: actions.HoldReleased) -> str:
 
 def _deny(settings: Settings, args: argparse.Namespace) -> int:
     key = settings.gdpr_hmac_key
+    told: list[actions.Requester] = []
 
     def work(cur: db.Cursor) -> str:
+        who = actions.requester(cur, args.request)  # before the denial removes the address
         actions.deny(cur, args.request, args.dpo, args.reason, key)
+        told.extend([who] if who else [])
         return f"request {args.request} denied"
 
-    return _act(settings, args.dpo, work)
+    code = _act(settings, args.dpo, work)
+    _tell(settings, told, "denied", args.reason)
+    return code
 
 
 def _extend(settings: Settings, args: argparse.Namespace) -> int:
+    told: list[actions.Requester] = []
+    due_at: list[datetime] = []
+
     def work(cur: db.Cursor) -> str:
+        who = actions.requester(cur, args.request)
         due = actions.extend(cur, args.request, args.dpo, args.months, args.reason)
+        told.extend([who] if who else [])
+        due_at.append(due)
         return f"request {args.request} is now due {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
-    return _act(settings, args.dpo, work)
+    code = _act(settings, args.dpo, work)
+    _tell(settings, told, "extended", args.reason, due_at[0] if due_at else None)
+    return code
 
 
 def _verify(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ server without it refuses them (MailRefused). Nothing here logs an address, a co
 from __future__ import annotations
 
 import email.policy
+import logging
 import smtplib
 import ssl
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from email.utils import format_datetime, make_msgid
 
 from core.config import MailSettings, PrivacyApiSettings, Settings
 from core.errors import InvalidInput, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
 
 START_HINT = "start it with `make up` (embedded stack, .local/mail/) or set SMTP_HOST and SMTP_PORT"
 # What a person is told a request asks for, by request type.
@@ -168,3 +171,55 @@ def notify_completion(
         settings, to, request_id=request_id, request_type=request_type, status=status, export_expires_at=export_expires_at
     )
     send(settings.mail, message)
+
+
+def tell_decision(
+    settings: Settings,
+    to: str,
+    *,
+    request_id: int,
+    request_type: str,
+    decision: str,
+    reason: str,
+    due_at: datetime | None = None,
+) -> None:
+    """Mail the requester a DPO's decision on request ``request_id`` with its reason: ``denied``
+    (Art. 12(4): and that they may complain to a supervisory authority) or ``extended`` (Art.
+    12(3): the new deadline). Raises as ``send`` does."""
+    if decision == "denied":
+        text = (
+            f"Your {request_type} request {request_id} was refused by our data protection officer.\n\n"
+            f"The reason: {reason}\n\n"
+            "You may lodge a complaint with a supervisory authority and seek a judicial remedy (GDPR Art. 12(4)).\n"
+        )
+    else:
+        when = "" if due_at is None else f" We will answer by {due_at.astimezone(UTC):%Y-%m-%d}."
+        text = (
+            f"We need more time for your {request_type} request {request_id}.{when}\n\n"
+            f"The reason: {reason}\n\n"
+            "The deadline may be extended by up to two months where requests are complex or numerous (GDPR Art. 12(3)).\n"
+        )
+    text += f"\nThe request's status: GET {status_url(settings.privacy_api, request_id)} with your secret.\n"
+    send(settings.mail, _message(settings.mail, to, f"Your privacy request {request_id}: {decision}", text))
+
+
+def tell_decision_or_log(
+    settings: Settings,
+    to: str,
+    *,
+    request_id: int,
+    request_type: str,
+    decision: str,
+    reason: str,
+    due_at: datetime | None = None,
+) -> bool:
+    """``tell_decision``; True when the mail went. A mail that cannot go is logged by request id
+    (never the address) and False: the decision stands, and the status shows it."""
+    try:
+        tell_decision(
+            settings, to, request_id=request_id, request_type=request_type, decision=decision, reason=reason, due_at=due_at
+        )
+    except (MailRefused, ServiceUnavailable) as e:
+        logger.warning("privacy request %d: the requester was not mailed the decision: %s", request_id, e)
+        return False
+    return True

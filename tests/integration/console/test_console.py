@@ -4,10 +4,15 @@ nothing changed."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import os
 import re
 import socket
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -361,3 +366,48 @@ def subprocess_with_input(args: list[str], stdin: str) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def _mails_to(address: str) -> list[str]:
+    """Subject and text of every mail the embedded stack's SMTP server wrote to ``address``."""
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack's mail server")
+    found = []
+    for path in sorted((Path(data_dir) / devstack.MAIL_DIR).glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["X-Envelope-To"] == f"<{address}>":
+            body = message.get_body()
+            found.append(f"{message['Subject']}\n{body.get_content() if body is not None else ''}")
+    return found
+
+
+def test_a_requester_who_filed_through_the_api_is_told_a_denial_or_an_extension_and_why(
+    settings: Settings, console: Console, account: str
+) -> None:
+    asker = f"asker-{uuid.uuid4().hex[:12]}@example.com"  # the stack's mail folder lasts the whole session
+    [(first,), (second,), (third,)] = query(
+        settings,
+        "INSERT INTO privacy_requests (email, request_type, status, channel) VALUES"
+        " (%(e)s, 'access', 'pending', 'api'), (%(e)s, 'erasure', 'pending', 'api'), (%(e)s, 'objection', 'pending', 'api')"
+        " RETURNING id",
+        {"e": asker},
+    )
+    operators = file_request(settings)  # an operator's SQL row: nobody to mail
+    assert console.login().status_code == 303
+    assert console.act(first, "extend", months="2", reason="case 2026-17: 40,000 events to review").status_code == 303
+    assert console.act(second, "deny", reason="case 2026-18: the fourth identical request this month").status_code == 303
+    assert console.act(operators, "deny", reason="case 2026-19").status_code == 303
+    denied = run_command("gdpr.dpo", "--dpo", account, "deny", str(third), "--reason", "case 2026-20: repeated")
+    assert denied.returncode == 0 and "the requester was mailed" in denied.stdout, denied.stderr
+
+    # Mailed before each answer: the console and the command return once the server has the mail.
+    mails = _mails_to(asker)
+    assert len(mails) == 3, mails
+    extended = next(m for m in mails if m.startswith(f"Your privacy request {first}: extended"))
+    assert "case 2026-17: 40,000 events to review" in extended and "We will answer by " in extended
+    refused = next(m for m in mails if m.startswith(f"Your privacy request {second}: denied"))
+    assert "case 2026-18" in refused and "supervisory authority" in refused
+    assert any(m.startswith(f"Your privacy request {third}: denied") for m in mails)
+    # The denial removed the address: it is nowhere in the requests any more.
+    assert query(settings, "SELECT count(*) FROM privacy_requests WHERE email = %s", (asker,)) == [(1,)]  # the extended one
