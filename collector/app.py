@@ -19,6 +19,7 @@ from collector import body, consent
 from collector.auth import WriteKey
 from collector.errors import Refused
 from collector.service import Answer, Collector
+from core import web
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +46,8 @@ def _refuse(resp: falcon.asgi.Response, status: int, code: str, detail: str, ret
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes: from
-    Content-Length before reading, and while reading a chunked body without one."""
-    length = req.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in req.stream:
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    return await web.read_body(req, limit, _too_large)
 
 
 def _too_large(limit: int) -> Refused:

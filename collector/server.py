@@ -130,11 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             "COLLECTOR_KEY_REFRESH_S, COLLECTOR_RETRY_AFTER_S, KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, DATABASE_URL."
         ),
     )
-    parser.add_argument("--host", help="address to listen on (default: COLLECTOR_HOST, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (default: COLLECTOR_PORT, 8000)")
+    web.add_listen_arguments(parser, "COLLECTOR", 8000)
     args = parser.parse_args(argv)
-    if args.port is not None and not 0 <= args.port <= 65535:
-        parser.error(f"--port {args.port} is not a port number")
+    web.check_port(parser, args)
     cli.run(
         lambda settings: serve(
             settings,

@@ -99,11 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
         ),
     )
-    parser.add_argument("--host", help="address to listen on (default: CONSOLE_HOST, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on, 0 for any free one (default: CONSOLE_PORT, 8002)")
+    web.add_listen_arguments(parser, "CONSOLE", 8002)
     args = parser.parse_args(argv)
-    if args.port is not None and not 0 <= args.port <= 65535:
-        parser.error(f"--port {args.port} is not a port number")
+    web.check_port(parser, args)
     cli.run(
         lambda settings: serve(
             settings,

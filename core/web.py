@@ -4,12 +4,14 @@ and a server configuration that logs no client address."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import falcon.asgi
 import uvicorn
 
 from core.errors import ConfigError
@@ -58,3 +60,33 @@ def config(app: Any, *, graceful_s: int, **overrides: Any) -> uvicorn.Config:
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
+
+
+async def read_body(req: falcon.asgi.Request, limit: int, too_large: Callable[[int], Exception]) -> bytes:
+    """The whole body, refused with ``too_large(limit)`` as soon as it is known to exceed
+    ``limit`` bytes: from Content-Length before reading, and while reading a chunked body without one."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in req.stream:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser, prefix: str, default_port: int) -> None:
+    """--host and --port, defaulting to the ``<prefix>_HOST`` and ``<prefix>_PORT`` settings."""
+    parser.add_argument("--host", help=f"address to listen on (default: {prefix}_HOST, 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, help=f"port to listen on, 0 for any free one (default: {prefix}_PORT, {default_port})"
+    )
+
+
+def check_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """parser.error() for a --port that is no port number."""
+    if args.port is not None and not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a port number")

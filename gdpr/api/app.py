@@ -16,6 +16,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
+from core import web
 from gdpr.api import payloads
 from gdpr.api.errors import Refused
 from gdpr.api.service import Answer, PrivacyApi
@@ -41,19 +42,8 @@ def _answer(resp: falcon.asgi.Response, answer: Answer) -> None:
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes: from
-    Content-Length before reading, and while reading a chunked body without one."""
-    length = req.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in req.stream:
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    return await web.read_body(req, limit, _too_large)
 
 
 def _too_large(limit: int) -> Refused:
