@@ -1,11 +1,17 @@
 """Consumer that stores every valid event once in ``events_raw`` (exactly-once, via core.sink).
 
-Rows are staged with COPY into a temporary table and inserted with ``ON CONFLICT (event_id)
-DO NOTHING``: the offsets make each message count once, and the event id guards against a
-producer that sent the same event twice. Before anything is stored, personal data in the
-metadata (emails, phones, IPs, card numbers, IBANs) is redacted and counted, and an event of a
-user who has been erased is stored under a fresh random id, never the former one, with the
-strings of its metadata erased.
+Rows are copied straight into ``events_raw``; a batch that meets an event already stored goes
+through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``: the offsets make each message
+count once, and the key guards against a producer that sent the same event twice. Before anything
+is stored, personal data in the metadata (emails, phones, IPs, card numbers, IBANs) is redacted
+and counted, and an event of a user who has been erased is stored under a fresh random id, never
+the former one, with the strings of its metadata erased.
+
+``events_raw`` is partitioned by day (sql/021): before a batch is written, the partitions of
+its days (late ones within the retention) and of today and the week ahead are created if they
+are missing (core.partitions); an event whose day still has none goes to the default partition.
+Its key is (event_id, event_date): every copy of an event has the same day, so a resent event
+meets the key in its day's partition and is ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 import msgspec
@@ -21,7 +27,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from core import cli, db
+from core import cli, db, partitions
 from core.config import Settings
 from core.db import Cursor
 from core.pii import erase_strings, might_contain_pii_each, new_pseudonymous_user_id, redact_metadata
@@ -45,13 +51,16 @@ class RawBatch(NamedTuple):
     csv: str
     redactions: Counter[str]
     user_ids: list[str]
+    days: set[date]  # the events' days, each needing its partition of events_raw
 
 
 class RawEventsWriter:
     """Writes batches of events into ``events_raw``."""
 
-    def __init__(self) -> None:
+    def __init__(self, retention_days: int) -> None:
         self.duplicates = 0
+        # A partition of events_raw (sql/021) for today, the week ahead and late days.
+        self.partitions = partitions.DailyPartitions(retention_days)
 
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         with conn, conn.cursor() as cur:
@@ -70,13 +79,16 @@ class RawEventsWriter:
             serialised[i] = _METADATA_ENCODER.encode(redact_metadata(events[i].event.metadata, redactions))
         # Events come in bursts with one timestamp: its two text forms are computed once.
         stamps: dict[datetime, str] = {}
+        days: set[date] = set()
         lines = []
         for i, consumed in enumerate(events):
             e = consumed.event
             metadata = serialised[i].decode()
             stamp = stamps.get(e.event_timestamp)
             if stamp is None:
-                stamp = stamps[e.event_timestamp] = f"{e.event_timestamp.isoformat()},{e.event_date.isoformat()}"
+                day = e.event_date
+                days.add(day)
+                stamp = stamps[e.event_timestamp] = f"{e.event_timestamp.isoformat()},{day.isoformat()}"
             # CSV by hand (2.5x faster than csv.writer here): every field but the metadata is
             # validated to contain no comma, quote or newline; the metadata is quoted.
             amount = "" if e.amount is None else e.amount
@@ -84,10 +96,11 @@ class RawEventsWriter:
                 f"{e.event_id},{e.user_id},{e.event_type},{stamp},"
                 f'{amount},"{metadata.replace(chr(34), chr(34) * 2)}",{consumed.partition},{consumed.offset}\n'
             )
-        return RawBatch("".join(lines), redactions, sorted({c.event.user_id for c in events}))
+        return RawBatch("".join(lines), redactions, sorted({c.event.user_id for c in events}), days)
 
     def write(self, cur: Cursor, batch: SinkBatch[RawBatch]) -> None:
         events, encoded = batch.events, batch.encoded
+        self.partitions(cur, encoded.days)
         # Shared erasure lock: an erasure either committed before this batch (and the check
         # below sees it) or waits until this batch is stored (and re-keys it).
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
@@ -117,21 +130,23 @@ class RawEventsWriter:
             # Late events of erased users: each gets a fresh pseudonym of its own and its metadata's
             # strings erased (the person's own values are no longer known to scrub), before the
             # transaction commits, so neither is ever visible.
-            execute_values(
-                cur,
-                "UPDATE events_raw AS e SET user_id = v.new::uuid, metadata = v.metadata::jsonb"
-                " FROM (VALUES %s) AS v (event_id, user_id, new, metadata)"
-                " WHERE e.event_id = v.event_id::uuid AND e.user_id = v.user_id::uuid",
-                [
-                    (
-                        c.event.event_id,
-                        c.event.user_id,
-                        new_pseudonymous_user_id(),
-                        _METADATA_ENCODER.encode(erase_strings(c.event.metadata)).decode(),
-                    )
-                    for c in events
-                    if c.event.user_id in erased_ids
-                ],
+            late = [c.event for c in events if c.event.user_id in erased_ids]
+            # The day is named twice: beside each row, for the key (event_id, event_date), and as
+            # a list, from which the planner keeps only those days' partitions.
+            cur.execute(
+                "UPDATE events_raw AS e SET user_id = v.new, metadata = v.metadata"
+                " FROM unnest(%s::uuid[], %s::uuid[], %s::date[], %s::uuid[], %s::jsonb[])"
+                " AS v (event_id, user_id, event_date, new, metadata)"
+                " WHERE e.event_id = v.event_id AND e.event_date = v.event_date AND e.user_id = v.user_id"
+                " AND e.event_date = ANY(%s::date[])",
+                (
+                    [e.event_id for e in late],
+                    [e.user_id for e in late],
+                    [e.event_date for e in late],
+                    [new_pseudonymous_user_id() for _ in late],
+                    [_METADATA_ENCODER.encode(erase_strings(e.metadata)).decode() for e in late],
+                    sorted({e.event_date for e in late}),
+                ),
             )
         if encoded.redactions:
             execute_values(
@@ -157,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
-        Sink(settings, args.group or settings.groups.raw_events, RawEventsWriter(), cli.install_stop_handlers()).run()
+        writer = RawEventsWriter(settings.retention.raw_event_days)
+        Sink(settings, args.group or settings.groups.raw_events, writer, cli.install_stop_handlers()).run()
         return 0
 
     cli.run(execute)

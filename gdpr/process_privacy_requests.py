@@ -45,9 +45,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import msgspec
 import psycopg2.extensions
@@ -184,12 +185,15 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
         cur.execute(
             "UPDATE events_raw AS e SET user_id = m.new"
             " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS m (old, new, anchors) WHERE e.user_id = m.old"
-            " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END",
+            " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END, e.event_date",
             (olds, news, anchors),
         )
         returned = cur.fetchall()
-    rekeyed = Counter(str(old) for old, _suspect in returned)
-    suspects = {str(event_id): str(old) for old, event_id in returned if event_id is not None}
+    rekeyed = Counter(str(old) for old, _suspect, _day in returned)
+    suspects = Suspects(
+        {str(event_id): str(old) for old, event_id, _day in returned if event_id is not None},
+        sorted({day for _old, event_id, day in returned if event_id is not None}),
+    )
     scrubbed = _scrub_events(cur, suspects, known)
     # Most of the time no dead letter is left to look at: then no word list is built for them.
     cur.execute("SELECT EXISTS (SELECT FROM dead_letter_events WHERE payload <> %s)", (ERASED_PAYLOAD,))
@@ -212,16 +216,31 @@ def erase_people(cur: db.Cursor, people: list[Person]) -> dict[str, Erased]:
     return {old: Erased(rekeyed[old], scrubbed[old], residual[old]) for old in olds}
 
 
-def _scrub_events(cur: db.Cursor, suspects: dict[str, str], known: dict[str, KnownValues]) -> Counter[str]:
-    """Remove the person's values from the metadata of these events (event id -> former user
-    id); write back only the rows that changed. Return the values removed per former id."""
+class Suspects(NamedTuple):
+    """The events whose metadata may hold an erased person's values: event id -> former user id,
+    and the days they are on, which name the partitions of events_raw to look in."""
+
+    owners: dict[str, str]
+    days: list[date]
+
+    def read(self, cur: db.Cursor) -> list[tuple[Any, str]]:
+        """Their event ids and metadata, as text."""
+        cur.execute(
+            "SELECT event_id, metadata::text FROM events_raw WHERE event_id = ANY(%s::uuid[]) AND event_date = ANY(%s::date[])",
+            (list(self.owners), self.days),
+        )
+        return list(cur.fetchall())
+
+
+def _scrub_events(cur: db.Cursor, suspects: Suspects, known: dict[str, KnownValues]) -> Counter[str]:
+    """Remove the person's values from the metadata of these events; write back only the rows
+    that changed. Return the values removed per former id."""
     scrubbed: Counter[str] = Counter()
-    if not suspects:
+    if not suspects.owners:
         return scrubbed
-    cur.execute("SELECT event_id, metadata::text FROM events_raw WHERE event_id = ANY(%s::uuid[])", (list(suspects),))
     changed = []
-    for event_id, text in cur.fetchall():
-        old = suspects[str(event_id)]
+    for event_id, text in suspects.read(cur):
+        old = suspects.owners[str(event_id)]
         metadata, found = scrub_known_values(_METADATA_DECODER.decode(text), known[old])
         if found:
             scrubbed[old] += found
@@ -229,8 +248,10 @@ def _scrub_events(cur: db.Cursor, suspects: dict[str, str], known: dict[str, Kno
     if changed:
         execute_values(
             cur,
-            "UPDATE events_raw AS e SET metadata = v.metadata::jsonb FROM (VALUES %s) AS v (event_id, metadata)"
-            " WHERE e.event_id = v.event_id::uuid",
+            sql.SQL(
+                "UPDATE events_raw AS e SET metadata = v.metadata::jsonb FROM (VALUES %s) AS v (event_id, metadata)"
+                " WHERE e.event_id = v.event_id::uuid AND e.event_date = ANY({}::date[])"
+            ).format(sql.Literal(suspects.days)),
             changed,
             page_size=1000,
         )
@@ -290,16 +311,15 @@ def _scrub_dead_letters(cur: db.Cursor, user_ids: list[str], known: dict[str, Kn
         logger.info("scrubbed %d dead letters that mentioned erased people", len(ids))
 
 
-def _residual_values(cur: db.Cursor, suspects: dict[str, str], known: dict[str, KnownValues], letters: bool) -> Counter[str]:
+def _residual_values(cur: db.Cursor, suspects: Suspects, known: dict[str, KnownValues], letters: bool) -> Counter[str]:
     """The erasure's own check, read back from the database after scrubbing: how many of each
     person's values are still written in their events' metadata or in a dead letter. Of the
     events, only those the re-keying named can hold one (every spelling contains an anchor,
     and the new user id is the erasure's own, locked against ingest)."""
     residual: Counter[str] = Counter()
-    if suspects:
-        cur.execute("SELECT event_id, metadata::text FROM events_raw WHERE event_id = ANY(%s::uuid[])", (list(suspects),))
-        for event_id, text in cur.fetchall():
-            old = suspects[str(event_id)]
+    if suspects.owners:
+        for event_id, text in suspects.read(cur):
+            old = suspects.owners[str(event_id)]
             residual[old] += scrub_known_values(_METADATA_DECODER.decode(text), known[old])[1]
     for _row_id, people in _dead_letter_mentions(cur, [], known) if letters else []:
         residual.update(people)

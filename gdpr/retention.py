@@ -2,9 +2,10 @@
 
 ``python -m gdpr.retention`` removes, per kind of data (``--only`` picks some):
 
-* ``raw_events``: the events of days before RETENTION_DAYS ago. Once ``events_raw`` is
-  partitioned by day, whole partitions are dropped; until then the rows are deleted day by day,
-  at most 50,000 per transaction, with progress. The daily metrics, aggregates, stay.
+* ``raw_events``: the events of days before RETENTION_DAYS ago. ``events_raw`` is partitioned
+  by day (sql/021): whole partitions are dropped, and the old rows of the default partition
+  (late events of days without a partition) deleted day by day, at most 50,000 per transaction,
+  with progress, as are all old rows of a table that is not partitioned. The daily metrics, aggregates, stay.
 * ``dead_letters``: dead letters received before DEAD_LETTER_RETENTION_DAYS ago.
 * ``access_exports``: exports past their download period (the GDPR processor's own sweep,
   ``gdpr.housekeeping``), and files in ``REPORTS_DIR/access/`` that no request points to, last
@@ -35,7 +36,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from core import cli, db
+from core import cli, db, partitions
 from core.config import Settings
 from core.errors import PlatformError
 from gdpr import housekeeping
@@ -177,11 +178,32 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     """Events of days before the cutoff: whole daily partitions when ``run.events_table`` is
     partitioned, otherwise rows deleted day by day, ``chunk_rows`` per transaction."""
     removal = run.removal("raw_events", run.settings.retention.raw_event_days)
-    if is_partitioned(run.conn, run.events_table):
-        _drop_partitions(run.conn, removal, run.events_table)
-    else:
+    if not is_partitioned(run.conn, run.events_table):
         _delete_events(run.conn, removal, run.events_table, chunk_rows)
+        return removal
+    _drop_partitions(run.conn, removal, run.events_table)
+    if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
+        # The daily run also keeps the coming week's partitions created, as the sink does.
+        with run.conn, run.conn.cursor() as cur:
+            partitions.create_partitions(cur, *partitions.ahead(cli.today_utc()))
+    # The late events of days that had no partition of their own wait in the default one.
+    default = default_partition(run.conn, run.events_table)
+    if default is not None:
+        _delete_events(run.conn, removal, default, chunk_rows)
     return removal
+
+
+def default_partition(conn: psycopg2.extensions.connection, table: str) -> str | None:
+    """The schema-qualified name of ``table``'s DEFAULT partition, if it has one."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.inhparent = to_regclass(%s) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'",
+            (table,),
+        )
+        row = cur.fetchone()
+    return None if row is None else str(row[0])
 
 
 def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, table: str) -> None:
@@ -466,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gdpr.retention",
         description="Storage limitation (GDPR Art. 5(1)(e)): remove what is older than its retention. Raw events "
-        "(RETENTION_DAYS, default 395; whole daily partitions once events_raw is partitioned), dead letters "
+        "(RETENTION_DAYS, default 395; whole daily partitions of events_raw, and old rows of its default partition), "
+        "dead letters "
         "(DEAD_LETTER_RETENTION_DAYS, 30), access exports past their download period and stray export files "
         "(ACCESS_EXPORT_DAYS, 7), the residue of processed privacy requests (PRIVACY_REQUEST_RETENTION_DAYS, 1096; "
         "their status and HMAC proof stay) with expired DPO sessions and used codes, and report files "
