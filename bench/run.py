@@ -709,10 +709,20 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="small: 1M users, 1M events; large: 10M events")
+    parser.add_argument(
+        "--scale",
+        choices=[*sorted(SCALES), "scaleout"],
+        default="small",
+        help="small: 1M users, 1M events; large: 10M events; scaleout: the consumers with 1, 2, 4, ... instances (bench.scaleout)",
+    )
     parser.add_argument("--events", type=int, help="override the number of events")
     parser.add_argument("--keep", action="store_true", help="leave the stack running and its folder in place")
     args = parser.parse_args(argv)
+    if args.scale == "scaleout":
+        from bench import scaleout
+
+        scaleout.main([*(["--events", str(args.events)] if args.events else []), *(["--keep"] if args.keep else [])])
+        return
     started = time.perf_counter()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     bench = Bench(args.scale, data_dir)
