@@ -181,43 +181,33 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     if not is_partitioned(run.conn, run.events_table):
         _delete_events(run.conn, removal, run.events_table, chunk_rows)
         return removal
-    _drop_partitions(run.conn, removal, run.events_table)
+    in_partitions = _drop_partitions(run.conn, removal, run.events_table)
     if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
         # The daily run also keeps the coming week's partitions created, as the sink does.
         with run.conn, run.conn.cursor() as cur:
             partitions.create_partitions(cur, *partitions.ahead(cli.today_utc()))
-    # The late events of days that had no partition of their own wait in the default one.
-    default = default_partition(run.conn, run.events_table)
-    if default is not None:
-        _delete_events(run.conn, removal, default, chunk_rows)
+    # What is left before the cutoff is in the default partition: late events of days that had
+    # no partition of their own. A dry run still sees the partitions' rows: they are not counted twice.
+    _delete_events(run.conn, removal, run.events_table, chunk_rows, counted=in_partitions if removal.dry_run else 0)
     return removal
 
 
-def default_partition(conn: psycopg2.extensions.connection, table: str) -> str | None:
-    """The schema-qualified name of ``table``'s DEFAULT partition, if it has one."""
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT n.nspname || '.' || c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE i.inhparent = to_regclass(%s) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'",
-            (table,),
-        )
-        row = cur.fetchone()
-    return None if row is None else str(row[0])
-
-
-def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, table: str) -> None:
+def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, table: str) -> int:
     """The owner's function (sql/018) drops the partitions that hold only days before the cutoff:
-    one per transaction (each holds the table's exclusive lock only for its own drop)."""
+    one per transaction (each holds the table's exclusive lock only for its own drop). Return
+    the rows they held."""
     query = "SELECT partition_name, first_day, last_day, row_count FROM retention_drop_event_partitions(%s::regclass, %s, %s, %s)"
+    rows = 0
     if removal.dry_run:
         with conn, conn.cursor() as cur:
             cur.execute(query, (table, removal.cutoff, True, None))
-            rows = cur.fetchall()
-        for _name, first, last, count in rows:
+            found = cur.fetchall()
+        for _name, first, last, count in found:
             removal.add(int(count), first, last)
-        removal.note = f"{len(rows)} partitions would be dropped"
-        return
+            rows += int(count)
+        if found:
+            removal.note = f"{len(found)} partitions would be dropped"
+        return rows
     progress = cli.Progress("raw events removed")
     dropped = 0
     while True:
@@ -228,40 +218,45 @@ def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, tab
             break
         name, first, last, count = row
         dropped += 1
+        rows += int(count)
         removal.add(int(count), first, last)
         progress.advance(int(count), extra=f"{dropped} partitions, the last {name}")
-    removal.note = f"{dropped} partitions dropped"
+    if dropped:
+        removal.note = f"{dropped} partitions dropped"
+    return rows
 
 
-def _delete_events(conn: psycopg2.extensions.connection, removal: Removal, table: str, chunk_rows: int) -> None:
-    """Delete day by day (the BRIN index on event_date finds a day's blocks), at most
-    ``chunk_rows`` per transaction. Each transaction takes the erasure lock shared, as an ingest
-    batch does: an erasure re-keying a person's events never interleaves with it."""
+def _delete_events(conn: psycopg2.extensions.connection, removal: Removal, table: str, chunk_rows: int, counted: int = 0) -> None:
+    """Delete day by day, at most ``chunk_rows`` per transaction; ``counted`` of the rows before
+    the cutoff were counted already (a dry run's partitions). Each transaction takes the erasure
+    lock shared, as an ingest batch does: an erasure re-keying a person's events never
+    interleaves with it."""
     name = sql.Identifier(*table.split("."))
     with conn, conn.cursor() as cur:
         cur.execute(
-            sql.SQL("SELECT count(*), min(event_date), max(event_date) FROM {} WHERE event_date < %s").format(name),
+            sql.SQL("SELECT event_date, count(*) FROM {} WHERE event_date < %s GROUP BY 1 ORDER BY 1").format(name),
             (removal.cutoff,),
         )
-        total, first, last = _one(cur)
-    if removal.dry_run or first is None or last is None:
-        removal.add(total, first, last)
+        per_day = [(day, int(count)) for day, count in cur.fetchall()]
+    total = sum(count for _day, count in per_day) - counted
+    if removal.dry_run or total == 0:
+        removal.add(total, per_day[0][0] if per_day else None, per_day[-1][0] if per_day else None)
         return
-    delete = sql.SQL("DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE event_date = %s LIMIT %s))").format(
-        t=name
-    )
+    # A row's ctid is its place in one table, and a partitioned table's partitions repeat each
+    # other's: the day, named in both statements, keeps them to the one partition that holds it.
+    delete = sql.SQL(
+        "DELETE FROM {t} WHERE event_date = %s AND ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE event_date = %s LIMIT %s))"
+    ).format(t=name)
     progress = cli.Progress("raw events removed", total=total)
-    day = first
-    while day <= last:
+    for day, _count in per_day:
         deleted = chunk_rows
         while deleted == chunk_rows:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
-                cur.execute(delete, (day, chunk_rows))
+                cur.execute(delete, (day, day, chunk_rows))
                 deleted = cur.rowcount
             removal.add(deleted, day, day)
             progress.advance(deleted, extra=f"at {day}")
-        day += timedelta(days=1)
 
 
 # -- dead letters -----------------------------------------------------------------------------

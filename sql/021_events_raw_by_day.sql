@@ -128,6 +128,3 @@ ANALYZE events_raw;
 
 -- Who creates partitions: the raw-events sink (today and the week ahead) and the retention job.
 GRANT EXECUTE ON FUNCTION events_raw_create_partitions(DATE, DATE) TO ingest_writer, retention_worker;
--- Retention deletes the old rows the default partition holds (late events of days without a
--- partition), as it did in the whole table before (sql/018).
-GRANT SELECT (event_date, ctid), DELETE ON events_raw_default TO retention_worker;

@@ -132,21 +132,25 @@ def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Sett
                 f"CREATE TABLE {schema}.events_raw_{day:%Y%m%d} PARTITION OF {table}"
                 f" FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')",
             )
-        # A DEFAULT partition may hold any day: it is never dropped, even with an old row in it.
+        # A DEFAULT partition may hold any day: it is never dropped; its old rows are deleted.
         query(settings, f"CREATE TABLE {schema}.events_raw_other PARTITION OF {table} DEFAULT")
         query(settings, f"GRANT USAGE ON SCHEMA {schema} TO retention_worker")
-        query(settings, f"GRANT SELECT (event_date), DELETE ON {table} TO retention_worker")
+        query(settings, f"GRANT SELECT (event_date, ctid), DELETE ON {table} TO retention_worker")
         insert_events(settings, {days[0]: 2, days[1]: 0, days[2]: 3, days[3]: 4, days[4]: 1}, table)
-        insert_events(settings, {CUTOFF - timedelta(days=40): 1}, table)  # lands in the DEFAULT partition
+        late = CUTOFF - timedelta(days=40)
+        insert_events(settings, {late: 2, CUTOFF + timedelta(days=9): 1}, table)  # land in the DEFAULT partition
 
         with as_retention(settings) as conn:
             dry = retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=True, events_table=table))
-            assert (dry.removed, dry.first, dry.last) == (5, days[0], days[2])
+            assert (dry.removed, dry.first, dry.last) == (7, late, days[2])  # each row counted once
             assert dry.note == "3 partitions would be dropped"
-            assert len(events_per_day(settings, table)) == 5  # nothing dropped
-            removal = retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=False, events_table=table))
-        assert removal.summary() == f"raw events: 5 rows of {days[0]}..{days[2]} removed (cutoff {CUTOFF}; 3 partitions dropped)"
-        assert events_per_day(settings, table) == {days[3]: 4, days[4]: 1, CUTOFF - timedelta(days=40): 1}
+            assert sum(events_per_day(settings, table).values()) == 13  # nothing dropped
+            removal = retention.remove_raw_events(
+                Run(conn, short(settings), TODAY, dry_run=False, events_table=table), chunk_rows=1
+            )
+        assert removal.summary() == f"raw events: 7 rows of {late}..{days[2]} removed (cutoff {CUTOFF}; 3 partitions dropped)"
+        # The default partition's recent row stays; so do the days from the cutoff on.
+        assert events_per_day(settings, table) == {days[3]: 4, days[4]: 1, CUTOFF + timedelta(days=9): 1}
         partitions = query(
             settings, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass"
             " ORDER BY 1", (table,),
