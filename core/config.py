@@ -61,6 +61,8 @@ DEFAULTS: dict[str, str] = {
     # Public, so proof hashes made with it could be forged: accepted on the embedded stack only.
     "GDPR_HMAC_KEY": "dev-only-change-me",
     "LOG_LEVEL": "INFO",
+    # text: one line per record for people; json: one JSON object per line for log shippers.
+    "LOG_FORMAT": "text",
     # Lawful basis of analytics. required: an event counts only if its user had analytics
     # consent at the event's time (production). assumed: a user with no consent record counts
     # (the design document's flow, which creates users without consent); recorded withdrawals
@@ -129,6 +131,7 @@ DEFAULTS: dict[str, str] = {
     "CONSOLE_SECURE_COOKIES": "false",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 CONSENT_MODES = ("required", "assumed")
 # Each component's database login (created by sql/015) and the variable holding its password.
 LOGIN_PASSWORD_VARIABLES: dict[str, str] = {
@@ -398,6 +401,17 @@ def log_level(environ: Mapping[str, str] | None = None, default: str = DEFAULTS[
     stack, the demo); ``default`` when it is set nowhere."""
     env = os.environ if environ is None else environ
     return _level(env.get("LOG_LEVEL") or read_env_file(stack_file(env)).get("LOG_LEVEL") or default)
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT (text or json), validated, read as log_level() is: every entry point's logging
+    set-up (core.cli.setup_logging) takes it from here."""
+    env = os.environ if environ is None else environ
+    raw = env.get("LOG_FORMAT") or read_env_file(stack_file(env)).get("LOG_FORMAT") or DEFAULTS["LOG_FORMAT"]
+    fmt = raw.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={raw.strip()!r} is not one of {', '.join(LOG_FORMATS)}")
+    return fmt
 
 
 def _level(raw: str) -> str:
