@@ -48,5 +48,5 @@ clean: ## remove the virtual environment and caches (not .local/ data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 SCALE ?= small
-bench: install ## benchmarks with same-run baselines (SCALE=small|large), or the consumers scaled out (SCALE=scaleout); results in bench/results/
+bench: install ## benchmarks with same-run baselines (SCALE=small|large), the consumers scaled out (SCALE=scaleout), costs over 400 days of history (SCALE=history); results in bench/results/
 	$(PY) -m bench.run --scale $(SCALE)

@@ -711,13 +711,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--scale",
-        choices=[*sorted(SCALES), "scaleout"],
+        choices=[*sorted(SCALES), "scaleout", "history"],
         default="small",
-        help="small: 1M users, 1M events; large: 10M events; scaleout: the consumers with 1, 2, 4, ... instances (bench.scaleout)",
+        help="small: 1M users, 1M events; large: 10M events; scaleout: the consumers with 1, 2, 4, ... instances "
+        "(bench.scaleout); history: 400 days at 10M and 50M events (bench.history, its own options follow)",
     )
     parser.add_argument("--events", type=int, help="override the number of events")
     parser.add_argument("--keep", action="store_true", help="leave the stack running and its folder in place")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.scale == "history":
+        from bench import history
+
+        if args.events:
+            parser.error("--scale history takes --small-events and --large-events instead of --events")
+        history.main([*rest, *(["--keep"] if args.keep else [])])
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.scale == "scaleout":
         from bench import scaleout
 

@@ -1,0 +1,611 @@
+"""``make bench SCALE=history``: the costs that must stay flat as history grows (issue 15).
+
+The same days of history (400 by default) are measured at two sizes, 10M and then 50M events
+(``--small-events``, ``--large-events``), on an isolated embedded stack (as ``bench.run`` starts
+it). Each operation is timed at both sizes and passes when the larger history costs at most
+1.5x the smaller one: the batch job for one day, the daily report of that day, the erasure of one
+person and of 10,000 people, ``consumers.status`` and the retention run.
+
+What each operation has to do is the same at both sizes; only the history around it grows (a
+day five times as busy would cost a per-day job five times as much, which says nothing about
+history):
+
+* the newest 14 days (the day measured, the days the report compares it with, its 14-day trend)
+  hold the same events at both sizes;
+* retention removes the oldest 3 days at each size (``RETENTION_DAYS`` set so): days that also
+  hold the same events at both sizes;
+* the people erased at each size are different people, reserved so that the events added for the
+  larger size are never theirs: each has as many events at 50M as at 10M;
+* the events added for the larger size (so that events_raw then holds 50M) go to the days in
+  between.
+
+Events are made on the server (INSERT ... SELECT from generate_series), one statement per day and
+transaction, by one connection per core, and always written through the parent table
+``events_raw`` (partitioned by day or not; missing daily partitions are created first). Users are
+seeded by ``data_generators.generate_users``; events are only for users with analytics consent,
+with the generator's mix of event types, hours, metadata and amounts. Results go to
+``bench/results/bench-history.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any
+
+import psutil
+from psycopg2 import sql
+
+import devstack
+from bench.run import CONSENT_SHARE, RESULTS_DIR, Bench, log, python_module, run_measured
+from core import cli, consent, db, partitions
+from core.config import PROJECT_ROOT
+from data_generators.events import BROWSERS, CATEGORIES, DEVICES, EVENT_MIX, HOURLY_TRAFFIC
+
+# The report reads its day, the day before, the same weekday a week before and 14 days of
+# metrics: these newest days hold the same events at both sizes.
+RECENT_DAYS = 14
+# Days retention removes at each size, oldest first; they too hold the same events at both sizes.
+RETENTION_STEP_DAYS = 3
+# A cost that stays flat: the larger history may cost at most this much more.
+TARGET_RATIO = 1.5
+# Relative traffic per weekday (Monday first): e-commerce peaks late in the week and on Sundays.
+WEEKDAY_TRAFFIC = (0.95, 0.93, 0.95, 1.0, 1.05, 1.1, 1.02)
+# A consumer commits an event within a second or two of its time.
+INGEST_DELAY_S = 2.0
+# Users with analytics consent, numbered in a fixed order: the first ones are reserved for erasure.
+USERS_TABLE = "bench_history_users"
+# Batch job, report and status change nothing: each runs this often and counts its median.
+DEFAULT_REPEATS = 3
+
+# One day of events, made on the server. Hours follow HOURLY_TRAFFIC and event types EVENT_MIX
+# (width_bucket over cumulative shares); ids are UUIDv7 of the event's time, as the generator
+# makes them, so each day's ids are appended in order rather than all over the primary key. A
+# user is looked up by number per event (an index probe), never by hashing the whole user table
+# per day. Subqueries with random() in their select list are evaluated once per row (PostgreSQL
+# does not flatten them), so an event's time, id, day and ingestion agree.
+INSERT_DAY = sql.SQL("""
+INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, metadata,
+                        kafka_partition, kafka_offset, ingested_at, created_at)
+SELECT (substr(e.ms, 1, 8) || '-' || substr(e.ms, 9, 4) || '-7' || substr(gen_random_uuid()::text, 16))::uuid,
+       e.user_id, e.kind, e.ts, %(day)s,
+       CASE WHEN e.kind = 'purchase' THEN round((5 + random() * 495)::numeric, 2) END,
+       jsonb_build_object(
+           'page', CASE WHEN e.kind = 'purchase' THEN '/checkout/confirmation'
+                        ELSE '/' || e.category || '/product/' || e.product END,
+           'device', (%(devices)s::text[])[1 + floor(random() * cardinality(%(devices)s::text[]))::int],
+           'browser', (%(browsers)s::text[])[1 + floor(random() * cardinality(%(browsers)s::text[]))::int]
+       ) || CASE WHEN e.kind = 'page_view' THEN '{{}}'::jsonb ELSE jsonb_build_object('product_id', e.product) END,
+       (hashtext(e.user_id::text) & 2147483647) %% %(partitions)s,
+       (%(offset)s + e.i) / %(partitions)s,
+       e.ingested,
+       e.ingested
+FROM (
+    SELECT t.ts, lpad(to_hex(floor(extract(epoch FROM t.ts) * 1000)::bigint), 12, '0') AS ms,
+           (%(kinds)s::text[])[width_bucket(random(), %(kind_bounds)s::float8[])] AS kind,
+           (%(categories)s::text[])[1 + floor(random() * cardinality(%(categories)s::text[]))::int] AS category,
+           1 + floor(random() * 4999)::int AS product,
+           (SELECT u.user_id FROM {users} AS u WHERE u.n = t.pick) AS user_id,
+           t.ts + random() * make_interval(secs => %(delay)s) AS ingested,
+           row_number() OVER (ORDER BY t.ts) AS i
+    FROM (
+        SELECT (%(day)s::date::timestamp AT TIME ZONE 'UTC')
+               + make_interval(hours => width_bucket(random(), %(hour_bounds)s::float8[]) - 1)
+               + random() * interval '1 hour' AS ts,
+               %(first_user)s + floor(random() * %(users)s)::int AS pick
+        FROM generate_series(1, %(count)s)
+    ) AS t
+) AS e
+ORDER BY e.ts
+""").format(users=sql.Identifier(USERS_TABLE))
+
+
+# -- the plan: pure, and unit-tested ----------------------------------------------------------
+
+
+def apportion(total: int, weights: Sequence[float]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders): whole numbers that sum
+    to ``total`` exactly, 0 wherever the weight is 0."""
+    if total < 0 or any(w < 0 for w in weights):
+        raise ValueError("a total and weights of at least 0 are needed")
+    whole = sum(weights)
+    if total and not whole:
+        raise ValueError(f"{total:,} cannot be split over weights that are all 0")
+    if not total:
+        return [0] * len(weights)
+    shares = [total * w / whole for w in weights]
+    counts = [int(s) for s in shares]
+    by_remainder = sorted(range(len(weights)), key=lambda i: shares[i] - counts[i], reverse=True)
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def lower_bounds(weights: Sequence[float]) -> list[float]:
+    """Where each weight's share of [0, 1) starts: ``width_bucket(random(), bounds)`` then picks
+    bucket i (from 1) with probability weights[i-1] / sum(weights)."""
+    whole = sum(weights)
+    return [0.0, *(c / whole for c in accumulate(weights[:-1]))]
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    """The days of the history, oldest first, and what each size does with them."""
+
+    days: tuple[date, ...]
+    step: int = RETENTION_STEP_DAYS
+    recent: int = RECENT_DAYS
+
+    @classmethod
+    def ending_before(cls, today: date, days: int) -> HistoryPlan:
+        """``days`` whole UTC days, the last of them yesterday."""
+        plan = cls(tuple(today - timedelta(days=days - i) for i in range(days)))
+        if days < 2 * plan.step + plan.recent + 1:
+            raise ValueError(
+                f"--days must be at least {2 * plan.step + plan.recent + 1} (recent and retention days, and one more)"
+            )
+        return plan
+
+    @property
+    def measured_day(self) -> date:
+        """The day the batch job and the report are measured on: the newest."""
+        return self.days[-1]
+
+    def removed(self, size: int) -> tuple[date, ...]:
+        """The days retention removes at size 0 (small) or 1 (large)."""
+        return self.days[size * self.step : (size + 1) * self.step]
+
+    def first_kept(self, size: int) -> date:
+        """The oldest day left after retention at ``size``."""
+        return self.days[(size + 1) * self.step]
+
+    def weights(self) -> list[float]:
+        return [WEEKDAY_TRAFFIC[d.weekday()] for d in self.days]
+
+    def small_counts(self, total: int) -> list[int]:
+        """Events per day for the smaller size: every day, by weekday."""
+        return apportion(total, self.weights())
+
+    def added_counts(self, total: int) -> list[int]:
+        """Events per day added for the larger size: only the days between the ones retention
+        removes at either size and the recent ones, whose events must stay what they were."""
+        growing = range(2 * self.step, len(self.days) - self.recent)
+        return apportion(total, [w if i in growing else 0.0 for i, w in enumerate(self.weights())])
+
+
+def erasure_people(erasures: int, size: int) -> tuple[range, range]:
+    """Positions (in the numbered users) of the one person and of the ``erasures`` people erased
+    at size 0 or 1: different people each time, all among the first ``reserved_people``."""
+    start = size * (erasures + 1)
+    return range(start, start + 1), range(start + 1, start + 1 + erasures)
+
+
+def reserved_people(erasures: int) -> int:
+    """The users erased at either size: the events added for the larger size are not theirs."""
+    return 2 * (erasures + 1)
+
+
+def flatness(small: float | None, large: float | None, target: float = TARGET_RATIO) -> tuple[float | None, bool | None]:
+    """(large / small, whether that is at most ``target``); (None, None) when either is missing."""
+    if small is None or large is None or small <= 0:
+        return None, None
+    ratio = large / small
+    return ratio, ratio <= target
+
+
+def size_label(events: int) -> str:
+    """10_000_000 -> "10M", 200_000 -> "200k", 1_234 -> "1,234"."""
+    if events and events % 1_000_000 == 0:
+        return f"{events // 1_000_000}M"
+    if events and events % 1_000 == 0:
+        return f"{events // 1_000}k"
+    return f"{events:,}"
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+def run_child(command: list[str], env: dict[str, str]) -> tuple[float, str, float]:
+    """bench.run's run_measured, with the peak RSS the kernel kept for the child (``ru_maxrss``
+    of ``wait4``) instead of Sampler's: a command that ends within 0.2 s is never sampled
+    running (Sampler gave 6 MiB for a Python process). Return (seconds, stdout+stderr, peak MiB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    process.stdout.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-2000:]}")
+    return seconds, output, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+@dataclass
+class Result:
+    """One operation at one size."""
+
+    seconds: float | None = None
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Operation:
+    """One line of the table: an operation at both sizes."""
+
+    name: str
+    results: list[Result] = field(default_factory=lambda: [Result(), Result()])
+
+    @property
+    def ratio(self) -> float | None:
+        return flatness(self.results[0].seconds, self.results[1].seconds)[0]
+
+    @property
+    def passed(self) -> bool | None:
+        return flatness(self.results[0].seconds, self.results[1].seconds)[1]
+
+
+@dataclass
+class Load:
+    """One load of events: how many, how long."""
+
+    what: str
+    events: int
+    seconds: float
+
+    @property
+    def seconds_per_million(self) -> float:
+        return self.seconds / (self.events / 1e6) if self.events else 0.0
+
+
+class HistoryBench(Bench):
+    """The stack, ``query`` and ``settle`` of bench.run's Bench; its own loads and measurements."""
+
+    def __init__(self, args: argparse.Namespace, data_dir: Path) -> None:
+        super().__init__("small", data_dir)
+        self.scale_name = "history"
+        self.scale = {"users": args.users, "events": args.large_events}
+        self.args = args
+        self.plan = HistoryPlan.ending_before(cli.today_utc(), args.days)
+        self.sizes = (args.small_events, args.large_events)
+        self.operations: dict[str, Operation] = {}
+        self.loads: list[Load] = []
+        self.pool = 0  # users with analytics consent, numbered in USERS_TABLE
+        self.partitioned = False
+        # Each operation's line in the table, in the order they are measured.
+        self.names = {
+            "batch": "batch metrics, one day",
+            "report": "daily report, one day",
+            "erasure_one": "erasure of one person",
+            "erasure_many": f"erasure of {args.erasures:,} people",
+            "status": "consumers.status",
+            "retention": f"retention run ({self.plan.step} oldest days)",
+        }
+
+    def query(self, statement: str | sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Bench.query, for composed statements too (identifiers through psycopg2.sql)."""
+        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def seed_users(self) -> None:
+        n = self.args.users
+        log(f"seeding {n:,} users, {CONSENT_SHARE:.0%} of them with analytics consent")
+        seconds, _out, _peak, _g = run_measured(
+            python_module("data_generators.generate_users", "--count", str(n), "--consent-share", str(CONSENT_SHARE)), self.env
+        )
+        log(f"seeded in {seconds:.1f} s; numbering the users with consent")
+        table = sql.Identifier(USERS_TABLE)
+        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            # md5 of the id: a fixed order that is no particular kind of user.
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {} AS SELECT (row_number() OVER (ORDER BY md5(user_id::text)) - 1)::int AS n, user_id"
+                    " FROM (SELECT DISTINCT user_id FROM consent_ledger WHERE purpose = %s AND granted) AS c"
+                ).format(table),
+                (consent.ANALYTICS,),
+            )
+            cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (n)").format(table))
+            cur.execute(sql.SQL("ANALYZE {}").format(table))
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            self.pool = int((cur.fetchone() or (0,))[0])
+        reserved = reserved_people(self.args.erasures)
+        if self.pool <= reserved:
+            raise RuntimeError(
+                f"{self.pool:,} users with consent cannot hold {reserved:,} people to erase and others: raise --users"
+            )
+
+    def ensure_partitions(self) -> None:
+        """The history's daily partitions, when events_raw is partitioned (sql/021), created the
+        way an operator loading history does (core.partitions): rows then go to their day."""
+        [(partitioned,)] = self.query("SELECT EXISTS (SELECT FROM pg_partitioned_table WHERE partrelid = 'events_raw'::regclass)")
+        self.partitioned = bool(partitioned)
+        if not partitioned:
+            return
+        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+            created = partitions.create_partitions(cur, min(self.plan.days), max(self.plan.days))
+        log(f"events_raw is partitioned: created {created} daily partitions")
+
+    def load(self, what: str, counts: list[int], first_user: int, offset: int) -> None:
+        """Insert ``counts[i]`` events on day i, one statement per day, for users numbered from
+        ``first_user``; Kafka offsets continue from ``offset`` events."""
+        jobs: SimpleQueue[tuple[date, int, int]] = SimpleQueue()
+        bases = accumulate(counts, initial=offset)
+        for day, count, base in zip(self.plan.days, counts, bases, strict=False):
+            if count:
+                jobs.put((day, count, base))
+        total = sum(counts)
+        workers = max(1, min(self.args.load_workers, len(self.plan.days)))
+        log(f"loading {what}: {total:,} events over {sum(1 for c in counts if c)} days, {workers} connections")
+        progress = cli.Progress(f"[bench] {what}", total=total, every_s=10)
+        lock = threading.Lock()
+        stop = threading.Event()
+        params = {
+            "devices": list(DEVICES),
+            "browsers": list(BROWSERS),
+            "categories": list(CATEGORIES),
+            "kinds": list(EVENT_MIX),
+            "kind_bounds": lower_bounds(list(EVENT_MIX.values())),
+            "hour_bounds": lower_bounds(HOURLY_TRAFFIC),
+            "partitions": self.settings.kafka.partitions,
+            "delay": INGEST_DELAY_S,
+            "first_user": first_user,
+            "users": self.pool - first_user,
+        }
+
+        def work() -> None:
+            with db.connection(self.settings.database, application_name="bench-history-load") as conn:
+                with conn, conn.cursor() as cur:
+                    # A day's events are sorted by time in memory, not in temporary files.
+                    cur.execute("SET work_mem = '64MB'")
+                while not stop.is_set():
+                    try:
+                        day, count, base = jobs.get_nowait()
+                    except Empty:
+                        return
+                    with conn, conn.cursor() as cur:
+                        cur.execute(INSERT_DAY, {**params, "day": day, "count": count, "offset": base})
+                    with lock:
+                        progress.advance(count, extra=f"last {day}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(work) for _ in range(workers)]
+            try:
+                for future in futures:
+                    future.result()
+            finally:
+                stop.set()  # after a failed day or Ctrl+C the others end with their day, not the load
+        seconds = time.perf_counter() - started
+        progress.show("done")
+        self.loads.append(Load(what, total, seconds))
+        log(f"{what}: {total:,} events in {seconds:.1f} s ({seconds / max(total / 1e6, 1e-9):.1f} s per million)")
+
+    def load_small(self) -> None:
+        self.ensure_partitions()
+        self.load(f"{size_label(self.sizes[0])} events", self.plan.small_counts(self.sizes[0]), 0, 0)
+
+    def load_large(self) -> None:
+        [(stored,)] = self.query("SELECT count(*) FROM events_raw")
+        added = self.sizes[1] - int(stored)
+        reserved = reserved_people(self.args.erasures)
+        self.load(f"{added:,} more events", self.plan.added_counts(added), reserved, self.sizes[0])
+
+    # -- measurements ---------------------------------------------------------------------
+
+    def record(self, key: str, size: int, result: Result) -> None:
+        """``result`` of operation ``key`` (a step's name without ``measure_``) at ``size``."""
+        operation = self.operations.setdefault(key, Operation(self.names[key]))
+        operation.results[size] = result
+        shown = "FAILED" if result.seconds is None else f"{result.seconds:.2f} s"
+        log(f"{operation.name} at {size_label(self.sizes[size])}: {shown}{f' ({result.note})' if result.note else ''}")
+
+    def repeated(self, command: list[str], env: dict[str, str] | None = None) -> Result:
+        """Median wall time and highest peak RSS of ``--repeats`` runs of a command that gives the
+        same result every time (the first run also warms the cache, as a scheduled job's would not)."""
+        runs = [run_child(command, env or self.env) for _ in range(self.args.repeats)]
+        return Result(statistics.median(s for s, _o, _p in runs), max(peak for _s, _o, peak in runs))
+
+    def measure_batch(self, size: int) -> None:
+        day = self.plan.measured_day
+        [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date = %s", (day,))
+        result = self.repeated(python_module("batch.batch_metrics", day.isoformat()))
+        result.note = f"{day}, {int(events):,} events"
+        self.record("batch", size, result)
+
+    def measure_report(self, size: int) -> None:
+        day = self.plan.measured_day
+        self.record("report", size, self.repeated(python_module("reports.generate_daily_report", day.isoformat())))
+
+    def _erase(self, people: range) -> Result:
+        """File an erasure request for each of ``people`` (positions in USERS_TABLE) as bench.run's
+        gdpr stage does, then time the processor over them."""
+        users = sql.Identifier(USERS_TABLE)
+        rows = self.query(
+            sql.SQL(
+                "INSERT INTO privacy_requests (email) SELECT p.email FROM {} AS b JOIN users_pii AS p USING (user_id)"
+                " WHERE b.n >= %s AND b.n < %s ORDER BY b.n RETURNING id"
+            ).format(users),
+            (people.start, people.stop),
+        )
+        ids = [int(i) for (i,) in rows]
+        [(events,)] = self.query(
+            sql.SQL("SELECT count(*) FROM events_raw WHERE user_id IN (SELECT user_id FROM {} WHERE n >= %s AND n < %s)").format(
+                users
+            ),
+            (people.start, people.stop),
+        )
+        seconds, _out, peak = run_child(python_module("gdpr.process_privacy_requests"), self.env)
+        [(completed,)] = self.query("SELECT count(*) FROM privacy_requests WHERE id = ANY(%s) AND status = 'completed'", (ids,))
+        if int(completed) != len(people):
+            raise RuntimeError(f"{int(completed):,} of {len(people):,} erasures completed")
+        return Result(seconds, peak, f"{int(events):,} events re-keyed")
+
+    def measure_erasure_one(self, size: int) -> None:
+        self.record("erasure_one", size, self._erase(erasure_people(self.args.erasures, size)[0]))
+
+    def measure_erasure_many(self, size: int) -> None:
+        self.record("erasure_many", size, self._erase(erasure_people(self.args.erasures, size)[1]))
+
+    def measure_status(self, size: int) -> None:
+        self.record("status", size, self.repeated(python_module("consumers.status")))
+
+    def measure_retention(self, size: int) -> None:
+        """RETENTION_DAYS is chosen now, not at the start (a run may cross midnight UTC), to
+        remove exactly this size's days."""
+        first_kept = self.plan.first_kept(size)
+        keep = (cli.today_utc() - first_kept).days
+        removed = self.plan.removed(size)
+        [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
+        seconds, output, peak = run_child(python_module("gdpr.retention"), {**self.env, "RETENTION_DAYS": str(keep)})
+        [(left,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
+        if int(left):
+            raise RuntimeError(f"retention left {int(left):,} events before {first_kept}:\n{output[-1000:]}")
+        note = f"{int(events):,} events of {removed[0]}..{removed[-1]} removed (RETENTION_DAYS={keep})"
+        self.record("retention", size, Result(seconds, peak, note))
+
+    def measure(self, size: int) -> None:
+        """Every operation at ``size``; one that fails is recorded as failed, the others still run.
+        Retention comes last: it removes the oldest days, which no other measure reads."""
+        self.settle()
+        steps = (
+            self.measure_batch,
+            self.measure_report,
+            self.measure_erasure_one,
+            self.measure_erasure_many,
+            self.measure_status,
+            self.measure_retention,
+        )
+        for step in steps:
+            try:
+                step(size)
+            except Exception as e:  # one failed measure must not lose the others' results
+                self.record(step.__name__.removeprefix("measure_"), size, Result(note=f"FAILED: {str(e).splitlines()[0][:200]}"))
+
+    # -- output ---------------------------------------------------------------------------
+
+    def render(self, wall: float) -> str:
+        small, large = (size_label(s) for s in self.sizes)
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+        lines = [
+            f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users)",
+            "",
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; embedded stack on the same host; events_raw "
+            f"{'partitioned' if self.partitioned else 'not partitioned'}; whole run {wall / 60:.1f} min. "
+            "Reproduce: `make bench SCALE=history`.",
+            "",
+            f"Each operation does the same work at both sizes (the newest {RECENT_DAYS} days, the days retention removes "
+            "and the people erased hold the same events); only the history around it grows. Wall time of the command, "
+            f"start-up included; batch job, report and status: median of {self.args.repeats} runs.",
+            "",
+            f"| operation | at {small} | at {large} | ratio | target | ok | peak RSS at {small} / {large} |",
+            "|---|---:|---:|---:|---|---|---:|",
+        ]
+        for op in self.operations.values():
+            times = [("FAILED" if r.seconds is None else f"{r.seconds:.2f} s") for r in op.results]
+            peaks = [r.peak_rss_mib for r in op.results]
+            rss = "" if peaks == [None, None] else " / ".join("-" if p is None else f"{p:,.0f}" for p in peaks) + " MiB"
+            lines.append(
+                f"| {op.name} | {times[0]} | {times[1]} | {'' if op.ratio is None else f'{op.ratio:.2f}x'} | "
+                f"<= {TARGET_RATIO}x | {'' if op.passed is None else ('yes' if op.passed else 'NO')} | {rss} |"
+            )
+        lines += [
+            "",
+            *(
+                f"- {op.name}: {small}: {op.results[0].note or '-'}; {large}: {op.results[1].note or '-'}"
+                for op in self.operations.values()
+                if any(r.note for r in op.results)
+            ),
+        ]
+        lines += [
+            f"- load {load.what}: {load.seconds:.1f} s, {load.seconds_per_million:.1f} s per million events"
+            for load in self.loads
+        ]
+        return "\n".join(lines) + "\n"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scale": "history",
+            **{k: v for k, v in vars(self.args).items() if k != "keep"},
+            "first_day": self.plan.days[0].isoformat(),
+            "measured_day": self.plan.measured_day.isoformat(),
+            "target_ratio": TARGET_RATIO,
+            "loads": [{**asdict(load), "seconds_per_million": load.seconds_per_million} for load in self.loads],
+            "rows": [{"operation": op.name, "ratio": op.ratio, "passed": op.passed, "results": [asdict(r) for r in op.results]}
+                     for op in self.operations.values()],
+        }  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small-events", type=int, default=10_000_000, help="events at the first size (default 10,000,000)")
+    parser.add_argument("--large-events", type=int, default=50_000_000, help="events at the second size (default 50,000,000)")
+    parser.add_argument("--days", type=int, default=400, help="days of history, the last yesterday (default 400)")
+    parser.add_argument("--users", type=int, default=1_000_000, help="users seeded (default 1,000,000)")
+    parser.add_argument("--erasures", type=int, default=10_000, help="people erased at once at each size (default 10,000)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="runs of the read-only commands (default 3)")
+    parser.add_argument(
+        "--load-workers", type=int, default=os.cpu_count() or 1, help="connections loading days at once (default: one per core)"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the stack running and its folder in place")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m bench.history`` (and ``python -m bench.run --scale history``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 < args.small_events < args.large_events:
+        parser.error("--large-events must be more than --small-events, and both more than 0")
+    if min(args.users, args.erasures, args.repeats, args.load_workers) < 1:
+        parser.error("--users, --erasures, --repeats and --load-workers must be at least 1")
+    started = time.perf_counter()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-history-"))
+    try:
+        bench = HistoryBench(args, data_dir)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        bench.start_stack()
+        bench.seed_users()
+        bench.load_small()
+        bench.measure(0)
+        bench.load_large()
+        bench.measure(1)
+        text = bench.render(time.perf_counter() - started)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return
+    finally:
+        if not args.keep:
+            devstack.down(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "bench-history.md").write_text(text, encoding="utf-8")
+    (RESULTS_DIR / "bench-history.json").write_text(json.dumps(bench.as_json(), indent=2), encoding="utf-8")
+    log(f"results written to {RESULTS_DIR / 'bench-history'}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
