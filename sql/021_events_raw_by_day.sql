@@ -29,6 +29,22 @@ CREATE TABLE events_raw (LIKE events_raw_unpartitioned INCLUDING DEFAULTS INCLUD
     PARTITION BY RANGE (event_date);
 CREATE TABLE events_raw_default PARTITION OF events_raw DEFAULT;
 
+-- VACUUM checks its privilege on each partition, not on the parent: without MAINTAIN on every
+-- partition, the GDPR processor's VACUUM of events_raw after an erasure (sql/014) would skip them
+-- all, and the old row versions holding an erased person's ids and values would wait for
+-- autovacuum. Each partition gets it when it is created (PostgreSQL 17 and later; before, the
+-- processor skips its vacuum, as it always has there).
+CREATE OR REPLACE FUNCTION events_raw_grant_maintenance(partition_name TEXT) RETURNS VOID
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        EXECUTE format('GRANT MAINTAIN ON %I TO gdpr_processor', partition_name);
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION events_raw_grant_maintenance(TEXT) FROM PUBLIC;
+SELECT events_raw_grant_maintenance('events_raw_default');
+
 -- Creates the daily partitions of events_raw for the days from first_day to last_day that have
 -- none, and returns how many it created. The owner does it (creating a partition needs the
 -- table's owner); the raw-events sink and the retention job call it. A day's rows that are in
@@ -78,6 +94,7 @@ BEGIN
                            name, name || '_day', day, day + 1);
             EXECUTE format('ALTER TABLE events_raw ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', name, day, day + 1);
             EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', name, name || '_day');
+            PERFORM events_raw_grant_maintenance(name);
             created := created + 1;
         END IF;
         day := day + 1;
