@@ -1,7 +1,8 @@
 # One image for every service of docker-compose.yml (the migrator, the consumers, the generator,
-# the collector, the privacy API, the GDPR processor, the DPO console, the development mail
-# server) and for the one-off commands run in it (batch, reports). Every package a service's
-# module imports is copied here: tests/unit/test_compose.py checks it against the compose file.
+# the collector, the privacy API, the GDPR processor, the DPO console, the scheduler, the development
+# mail server) and for the one-off commands run in it (batch, reports, retention), which the
+# scheduler runs too. Every package a service's module imports, and every command the scheduler
+# runs, is copied here: tests/unit/test_compose.py checks it against the compose file.
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -16,6 +17,7 @@ COPY batch ./batch
 COPY gdpr ./gdpr
 COPY reports ./reports
 COPY console ./console
+COPY scheduler ./scheduler
 COPY devstack ./devstack
 COPY config.py ./config.py
 # One user, with a fixed uid, for every service: the GDPR processor writes access exports readable

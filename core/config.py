@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,6 +53,7 @@ DEFAULTS: dict[str, str] = {
     "DB_PASSWORD_BATCH": "batch-dev-password",
     "DB_PASSWORD_MONITOR": "monitor-dev-password",
     "DB_PASSWORD_RETENTION": "retention-dev-password",
+    "DB_PASSWORD_SCHEDULER": "scheduler-dev-password",
     # Consumer groups: the raw-events sink and the streaming metrics (the reconciliation and the
     # demo need both names, so they live here rather than in the consumer modules).
     "RAW_EVENTS_GROUP": "raw-events-sink",
@@ -129,6 +132,25 @@ DEFAULTS: dict[str, str] = {
     "CONSOLE_SESSION_HOURS": "8",
     # Send the session cookie over HTTPS only: set to true behind TLS (a reverse proxy), as in production.
     "CONSOLE_SECURE_COOKIES": "false",
+    # The scheduler (python -m scheduler), every time in UTC. The nightly batch waits a quarter of an
+    # hour past midnight so the consumers have stored the day's last events; the reports follow it,
+    # retention runs after them, and the GDPR audit report is weekly.
+    "SCHEDULER_BATCH_AT": "00:15",
+    # Whether the nightly comparison repairs drifting closed days (compare_batch_vs_stream --repair):
+    # off by default, as a repair rewrites streaming figures; a drift then fails the run for a person
+    # to look at.
+    "SCHEDULER_REPAIR": "false",
+    "SCHEDULER_DAILY_REPORT_AT": "01:00",
+    "SCHEDULER_AUDIT_REPORT_AT": "mon 02:00",
+    "SCHEDULER_RETENTION_AT": "03:00",
+    # The hourly check of privacy requests' deadlines, at this minute of every hour, warns of open
+    # requests overdue or due within SCHEDULER_DEADLINE_WARN_DAYS.
+    "SCHEDULER_DEADLINE_CHECK_MINUTE": "5",
+    "SCHEDULER_DEADLINE_WARN_DAYS": "7",
+    # On start, run once each job whose last successful run is older than its latest due time.
+    "SCHEDULER_CATCH_UP": "true",
+    # A job still running after this long is stuck, not slow: it is stopped and recorded as failed.
+    "SCHEDULER_JOB_TIMEOUT_S": "3600",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -145,6 +167,7 @@ LOGIN_PASSWORD_VARIABLES: dict[str, str] = {
     "login_batch": "DB_PASSWORD_BATCH",
     "login_monitor": "DB_PASSWORD_MONITOR",
     "login_retention": "DB_PASSWORD_RETENTION",
+    "login_scheduler": "DB_PASSWORD_SCHEDULER",
 }
 
 
@@ -280,6 +303,36 @@ class RetentionSettings:
     report_days: int = 400
 
 
+# Weekdays as the scheduler's settings name them (SCHEDULER_AUDIT_REPORT_AT=mon 02:00); index 0 is
+# Monday, as date.weekday() counts.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """When ``python -m scheduler`` runs each periodic job (every time in UTC) and how."""
+
+    batch_at: time = time(0, 15)
+    repair: bool = False
+    daily_report_at: time = time(1, 0)
+    audit_report_weekday: int = 0
+    audit_report_at: time = time(2, 0)
+    retention_at: time = time(3, 0)
+    deadline_check_minute: int = 5
+    deadline_warn_days: int = 7
+    catch_up: bool = True
+    job_timeout_s: float = 3600.0
+
+    def describe(self) -> str:
+        """One log line with the scheduler's settings (it has no secret)."""
+        return (
+            f"batch={self.batch_at:%H:%M} repair={self.repair} daily_report={self.daily_report_at:%H:%M} "
+            f"audit_report={WEEKDAYS[self.audit_report_weekday]} {self.audit_report_at:%H:%M} "
+            f"retention={self.retention_at:%H:%M} deadline_check=:{self.deadline_check_minute:02d} "
+            f"warn_days={self.deadline_warn_days} catch_up={self.catch_up} job_timeout={self.job_timeout_s:g}s (UTC)"
+        )
+
+
 @dataclass(frozen=True)
 class ConsumerGroups:
     """The consumer group of each sink; every instance of a group shares its partitions."""
@@ -306,6 +359,7 @@ class Settings:
     mail: MailSettings = MailSettings()
     access_export_days: int = 7
     retention: RetentionSettings = RetentionSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     # The GDPR key is checked where it is used (proof hashes), not at every start: consumers,
     # the generator and the reports never need it, so they run against any stack as designed.
     hmac_key_text: str = field(default="", repr=False)
@@ -611,6 +665,46 @@ def _mail(values: Mapping[str, str]) -> MailSettings:
     )
 
 
+def _time_of_day(values: Mapping[str, str], key: str) -> time:
+    """HH:MM, a time of day in UTC."""
+    raw = values[key].strip()
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw)
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ConfigError(f"{key}={raw!r} is not a time of day HH:MM (UTC), such as 00:15")
+    return time(int(match[1]), int(match[2]))
+
+
+def _weekday_and_time(values: Mapping[str, str], key: str) -> tuple[int, time]:
+    """A weekday and a time of day in UTC, such as ``mon 02:00``."""
+    raw = values[key].strip()
+    day, _, at = raw.lower().partition(" ")
+    try:
+        if day in WEEKDAYS:
+            return WEEKDAYS.index(day), _time_of_day({key: at}, key)
+    except ConfigError:
+        pass
+    raise ConfigError(f"{key}={raw!r} is not a weekday and a time (UTC), such as 'mon 02:00'")
+
+
+def _scheduler(values: Mapping[str, str]) -> SchedulerSettings:
+    minute = _int(values, "SCHEDULER_DEADLINE_CHECK_MINUTE", minimum=0)
+    if minute > 59:
+        raise ConfigError(f"SCHEDULER_DEADLINE_CHECK_MINUTE={minute} is not a minute of the hour (0-59)")
+    weekday, audit_at = _weekday_and_time(values, "SCHEDULER_AUDIT_REPORT_AT")
+    return SchedulerSettings(
+        batch_at=_time_of_day(values, "SCHEDULER_BATCH_AT"),
+        repair=_flag(values, "SCHEDULER_REPAIR"),
+        daily_report_at=_time_of_day(values, "SCHEDULER_DAILY_REPORT_AT"),
+        audit_report_weekday=weekday,
+        audit_report_at=audit_at,
+        retention_at=_time_of_day(values, "SCHEDULER_RETENTION_AT"),
+        deadline_check_minute=minute,
+        deadline_warn_days=_int(values, "SCHEDULER_DEADLINE_WARN_DAYS"),
+        catch_up=_flag(values, "SCHEDULER_CATCH_UP"),
+        job_timeout_s=_float(values, "SCHEDULER_JOB_TIMEOUT_S"),
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build and validate the settings; raise ConfigError with the offending variable."""
     values = merged_values(environ)
@@ -631,4 +725,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retention=_retention(values),
         privacy_api=_privacy_api(values),
         mail=_mail(values),
+        scheduler=_scheduler(values),
     )

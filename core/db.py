@@ -38,8 +38,11 @@ BATCH_ROLE = "batch_writer"
 MONITOR_ROLE = "pipeline_monitor"
 # Storage limitation: python -m gdpr.retention removes what is older than its retention (sql/018).
 RETENTION_ROLE = "retention_worker"
+# The scheduler records its runs and checks privacy requests' deadlines (sql/022); each job it runs
+# is a command that logs in as its own component.
+SCHEDULER_ROLE = "scheduler_runner"
 
-# The login of each group role (sql/015, sql/018); its password is configured in the variable that
+# The login of each group role (sql/015, sql/018, sql/022); its password is configured in the variable that
 # core.config.LOGIN_PASSWORD_VARIABLES names.
 LOGINS: dict[str, str] = {
     COLLECTOR_ROLE: "login_collector",
@@ -52,6 +55,7 @@ LOGINS: dict[str, str] = {
     BATCH_ROLE: "login_batch",
     MONITOR_ROLE: "login_monitor",
     RETENTION_ROLE: "login_retention",
+    SCHEDULER_ROLE: "login_scheduler",
 }
 
 SQL_DIR = PROJECT_ROOT / "sql"

@@ -6,7 +6,9 @@ the collector with a write key, and a consent withdrawal through it), waits unti
 have caught up, runs the batch job and the comparison (which must show zero difference), files
 and processes privacy requests (an operator's by SQL; a person's through the privacy API, with
 the code read from the mail the stack's SMTP server wrote; an erasure held by a DPO's legal
-hold), checks the audit trail's hash chain, and prints both reports. It runs as production should, with
+hold), checks the audit trail's hash chain, and prints both reports. The scheduler runs
+throughout (its catch-up runs each periodic job whose due time passed once when it starts), and
+its record of runs is shown last. It runs as production should, with
 ``CONSENT_MODE=required``: events of users without consent are dropped and counted. Every step
 runs the same command a user would type, so the output shows how to use each part. Nothing is
 left running unless ``--keep-running`` is given.
@@ -224,8 +226,8 @@ def file_requests(settings: Settings, requests: list[tuple[str, str]]) -> None:
 
 
 def person_files_through_the_api(env: Mapping[str, str], settings: Settings, log_dir: Path, mail_dir: Path, address: str) -> None:
-    """Step 6: the privacy API, a mailed code, the processor, a download that works once."""
-    banner("6. a person's own access request through the privacy API, verified by a mailed code")
+    """Step 7: the privacy API, a mailed code, the processor, a download that works once."""
+    banner("7. a person's own access request through the privacy API, verified by a mailed code")
     port = config.merged_values()["PRIVACY_API_PORT"]
     if not port.isdigit() or not devstack.port_is_free(int(port)):
         port = str(devstack.free_port())
@@ -243,14 +245,28 @@ def person_files_through_the_api(env: Mapping[str, str], settings: Settings, log
 
 
 def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, mail_dir: Path) -> None:
+    """Every step after the stack's start, with the scheduler running for all of them."""
+    with ExitStack() as running:
+        banner("2. the scheduler: the periodic jobs on time; on start, each job whose due time passed runs once")
+        scheduler = start_service(env, "scheduler", log_dir)
+        running.callback(stop_service, scheduler)
+        pipeline_steps(env, users, events, log_dir, mail_dir)
+        banner("10. what the scheduler ran, then it stops")
+        command(env, "scheduler", "status", "--runs", "1")
+        stop_service(scheduler)
+        print(f"scheduler stopped (exit status {scheduler.returncode}): SIGTERM lets a running job record its outcome")
+
+
+def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, mail_dir: Path) -> None:
+    """Steps 3-9: users, events through both consumers, batch, privacy requests, reports."""
     started = datetime.now(UTC)
     settings = load_settings(env)
 
-    banner(f"2. {users:,} users")
+    banner(f"3. {users:,} users")
     command(env, "data_generators.generate_users", "--count", str(users), "--consent-share", str(CONSENT_SHARE))
 
     with ExitStack() as running:
-        banner(f"3. both consumers, the HTTP collector and the generator, {events:,} events (CONSENT_MODE=required)")
+        banner(f"4. both consumers, the HTTP collector and the generator, {events:,} events (CONSENT_MODE=required)")
         consumers = [start_service(env, m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
         for process in consumers:
             running.callback(stop_service, process)
@@ -274,12 +290,12 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, ma
         wait_for_consumers(settings, consumers, log_dir)
 
     days = [day.isoformat() for day in days_written_since(settings, started)]
-    banner("4. batch job and Lambda reconciliation")
+    banner("5. batch job and Lambda reconciliation")
     if days:
         command(env, "batch.batch_metrics", "--from", days[0], "--to", days[-1])
         command(env, "batch.compare_batch_vs_stream", "--from", days[0], "--to", days[-1])
 
-    banner("5. privacy requests filed by an operator (SQL): erasure and access")
+    banner("6. privacy requests filed by an operator (SQL): erasure and access")
     emails = some_emails(settings, 5)
     requests = [(e, "erasure") for e in (emails[0], emails[1].upper())] + [(emails[2], "access")] if len(emails) >= 5 else []
     requests.append(("nobody@example.invalid", "erasure"))
@@ -291,14 +307,14 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, ma
     command(env, "gdpr.process_privacy_requests")
     if len(emails) >= 5:
         person_files_through_the_api(env, settings, log_dir, mail_dir, emails[3])
-        banner("7. a DPO places a legal hold; the person's erasure waits on it")
+        banner("8. a DPO places a legal hold; the person's erasure waits on it")
         privacy.place_hold(env, emails[4])
         file_requests(settings, [(emails[4], "erasure")])
         command(env, "gdpr.process_privacy_requests")
         print("the DPO console shows the queue and each request's audit trail: python -m console (http://127.0.0.1:8002)")
     command(env, "gdpr.verify_audit")
 
-    banner("8. reports")
+    banner("9. reports")
     # The last closed day (batch figures) and today (streaming figures); --from/--to for all.
     for day in days[-2:]:
         command(env, "reports.generate_daily_report", day)

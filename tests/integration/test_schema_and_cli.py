@@ -50,6 +50,8 @@ COMMANDS = [
     ("gdpr.process_privacy_requests", []),
     ("reports.generate_daily_report", []),
     ("reports.gdpr_audit_report", []),
+    ("scheduler", []),
+    ("scheduler", ["run-once", "privacy-deadlines"]),
     ("core.db", []),
 ]
 

@@ -13,6 +13,7 @@ import yaml
 from core import db
 from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT
 from devstack import SERVER_TUNING
+from scheduler.jobs import job_modules
 
 COMPOSE_TEXT = (PROJECT_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
@@ -63,6 +64,7 @@ def test_app_services_run_under_the_app_profile_from_one_image() -> None:
         "streaming-consumer": "consumers.streaming_metrics",
         "generator": "data_generators.generate_events",
         "gdpr-processor": "gdpr.process_privacy_requests",
+        "scheduler": "scheduler",
     }
     for name, module in expected.items():
         service = SERVICES[name]
@@ -111,8 +113,12 @@ LOGIN_OF_MODULE = {
     "batch.batch_metrics": db.BATCH_ROLE,
     "batch.compare_batch_vs_stream": db.BATCH_ROLE,
     "gdpr.retention": db.RETENTION_ROLE,
+    "scheduler": db.SCHEDULER_ROLE,
     "devstack.mail": None,  # the development mail server: no database at all
 }
+# A service that runs other commands as subprocesses (the scheduler's jobs), each logging in as its
+# own component: it needs their logins' passwords too, and nothing more.
+SUBPROCESSES_OF_MODULE = {"scheduler": job_modules()}
 
 
 def password_variable(role: str) -> str:
@@ -129,7 +135,8 @@ def test_each_service_logs_in_as_its_own_component_with_only_its_password() -> N
         env = service.get("environment", {})
         given = {key for key in env if key.startswith("DB_PASSWORD_")}
         role = LOGIN_OF_MODULE[module]
-        assert given == (set() if role is None else {password_variable(role)}), name
+        runs = {password_variable(str(LOGIN_OF_MODULE[job])) for job in SUBPROCESSES_OF_MODULE.get(module, ())}
+        assert given == (set() if role is None else {password_variable(role)}) | runs, name
         if role is None:
             assert "DATABASE_URL" not in env, name
             continue
@@ -235,6 +242,34 @@ def test_retention_is_a_one_off_job_that_reaches_the_report_files_and_exports() 
                      "REPORT_RETENTION_DAYS", "KAFKA_RETENTION_HOURS"):  # fmt: skip
         assert env[variable] == f"${{{variable}:-{DEFAULTS[variable]}}}", variable
     assert ("retention", "gdpr.retention") in re.findall(r"docker compose run --rm ([\w-]+) python -m ([\w.]+)", COMPOSE_TEXT)
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+
+
+def test_the_scheduler_runs_as_a_service_with_its_settings_and_what_its_jobs_need() -> None:
+    scheduler = SERVICES["scheduler"]
+    assert scheduler["command"] == ["python", "-m", "scheduler"]
+    assert scheduler["profiles"] == ["app"] and scheduler["build"] == "." and scheduler["restart"] == "unless-stopped"
+    assert scheduler["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    env = scheduler["environment"]
+    settings = [key for key in DEFAULTS if key.startswith("SCHEDULER_")]
+    assert len(settings) == 9
+    # Every setting of the scheduler and of the retention it runs, with core.config's default.
+    for variable in [*settings, "RETENTION_DAYS", "DEAD_LETTER_RETENTION_DAYS", "ACCESS_EXPORT_DAYS",
+                     "PRIVACY_REQUEST_RETENTION_DAYS", "REPORT_RETENTION_DAYS", "REPORT_MIN_CELL_USERS"]:  # fmt: skip
+        assert env[variable] == f"${{{variable}:-{DEFAULTS[variable]}}}", variable
+    # The reports it runs write where the processor's exports are; retention removes old ones there.
+    assert scheduler["volumes"] == SERVICES["gdpr-processor"]["volumes"]
+    shown = re.findall(r"docker compose run --rm scheduler python -m (scheduler [\w-]+)", COMPOSE_TEXT)
+    assert shown == ["scheduler status", "scheduler run-once"]
+
+
+def test_the_image_holds_every_command_the_scheduler_runs() -> None:
+    copied = copied_into_image()
+    for module in sorted(job_modules()):
+        missing = needed_in_image(module) - copied
+        assert not missing, f"the scheduler runs {module}, which needs {sorted(missing)}: COPY them in the Dockerfile"
 
 
 # -- the image holds what the services run --------------------------------------------------------

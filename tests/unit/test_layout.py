@@ -11,7 +11,8 @@ import pytest
 from core.config import PROJECT_ROOT
 
 STAGES = ("data_generators", "collector", "consumers", "batch", "gdpr", "reports", "console")
-APPLICATIONS = ("demo", "devstack", "bench")
+# The scheduler runs the stages' commands on time, as the demo runs them in order.
+APPLICATIONS = ("demo", "devstack", "bench", "scheduler")
 PACKAGES = ("core", *STAGES, *APPLICATIONS)
 
 

@@ -260,3 +260,35 @@ def test_only_the_retention_login_may_drop_event_partitions_and_only_old_ones_of
         cur.connection.rollback()
     with login(settings, db.BATCH_ROLE) as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
         cur.execute("SELECT * FROM retention_drop_event_partitions('events_raw', '2000-01-01', true)")
+
+
+SCHEDULER_REFUSED = (
+    "SELECT email FROM privacy_requests",
+    "SELECT email_hmac FROM privacy_requests",
+    "SELECT request_type FROM privacy_requests",
+    "SELECT * FROM users_pii",
+    "SELECT user_id FROM events_raw",
+    "SELECT * FROM metrics_batch_daily",
+    "UPDATE privacy_requests SET status = 'completed'",
+    "UPDATE scheduler_runs SET job = 'forged'",
+    "UPDATE scheduler_runs SET scheduled_for = now()",
+    "DELETE FROM scheduler_runs",
+    "TRUNCATE scheduler_runs",
+)
+
+
+def test_the_scheduler_login_records_its_runs_and_reads_only_request_deadlines(settings: Settings) -> None:
+    """sql/022: its own runs (claimed, finished; never deleted or re-dated) and, of the requests,
+    the id, status and due date for the deadline check; no personal data, nothing of the pipeline."""
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('someone@example.invalid')")
+    with login(settings, db.SCHEDULER_ROLE) as cur:
+        cur.execute("SELECT count(*) FROM privacy_requests WHERE status = 'pending' AND due_at > now()")
+        assert cur.fetchone() == (1,)
+        cur.execute("INSERT INTO scheduler_runs (job, scheduled_for, outcome) VALUES ('batch', now(), 'running') RETURNING id")
+        (run_id,) = cur.fetchone() or (None,)
+        cur.execute("UPDATE scheduler_runs SET outcome = 'ok', finished_at = now(), detail = 'fine' WHERE id = %s", (run_id,))
+        cur.connection.commit()
+        for statement in SCHEDULER_REFUSED:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            cur.connection.rollback()
