@@ -6,26 +6,21 @@ UUID)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 from psycopg2 import sql
 
-import devstack
 from core import db
 from core.config import Settings
 from core.events import user_uuid
 from gdpr.process_privacy_requests import process_privacy_requests
 from tests.helpers import RAW, produce, query, start_service, wait_caught_up
+from tests.integration.core.databases import database_before
 
 pytestmark = pytest.mark.integration
 
@@ -35,34 +30,9 @@ ERASED_BEFORE = 4611686018427387905  # a pseudonym of the numeric era, in [2**62
 
 @pytest.fixture
 def old_database(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """A database of its own on the test cluster, at migration 008 (created by the superuser of the
-    embedded stack: the application role may not create databases)."""
-    url = urlsplit(settings.database.url)
-    name = f"upgrade_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(devstack.superuser_url(settings_data_dir(), url.port or 5432))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(url.username or "")))
-    old = replace(settings, database=replace(settings.database, url=urlunsplit(url._replace(path=f"/{name}"))))
-    before = tmp_path / "sql-008"
-    before.mkdir()
-    for path in db.migration_files():
-        if path.name < "009":
-            shutil.copy(path, before / path.name)
-    try:
-        db.migrate(old.database, before)
+    """A database of its own at migration 008."""
+    with database_before(settings, tmp_path, "009") as old:
         yield old
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
-
-
-def settings_data_dir() -> Path:
-    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
-    if not data_dir:
-        pytest.skip("needs the embedded stack, whose superuser can create a database")
-    return Path(data_dir)
 
 
 def fill_as_of_008(old: Settings) -> None:

@@ -5,25 +5,18 @@ its partitions first."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-import psycopg2
 import pytest
-from psycopg2 import sql
 
-import devstack
 from core import db
 from core.config import Settings
 from core.events import Event
 from tests.helpers import RAW, known_events, produce, produce_events, query, run_command, start_service, wait_caught_up
-from tests.integration.core.test_migrations import settings_data_dir
+from tests.integration.core.databases import database_before
 
 pytestmark = pytest.mark.integration
 
@@ -67,25 +60,8 @@ def privileges(settings: Settings, table: str) -> tuple[set[str], set[tuple[str,
 @pytest.fixture
 def database_at_020(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """A database of its own, migrated up to sql/020 (events_raw not yet partitioned)."""
-    url = urlsplit(settings.database.url)
-    name = f"part_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(devstack.superuser_url(settings_data_dir(), url.port or 5432))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(url.username or "")))
-    old = replace(settings, database=replace(settings.database, url=urlunsplit(url._replace(path=f"/{name}"))))
-    before = tmp_path / "sql-020"
-    before.mkdir()
-    for path in db.migration_files():
-        if path.name < "021":
-            shutil.copy(path, before / path.name)
-    try:
-        db.migrate(old.database, before)
+    with database_before(settings, tmp_path, "021") as old:
         yield old
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
 
 
 def test_a_populated_events_raw_is_partitioned_in_place_with_every_row_and_grant(database_at_020: Settings) -> None:
