@@ -148,14 +148,14 @@ class Erased:
 
 
 @contextmanager
-def _walking_the_user_index(cur: db.Cursor) -> Iterator[None]:
+def _walking_the_user_index(cur: db.Cursor, settings: tuple[str, ...] = _JOIN_SETTINGS) -> Iterator[None]:
     """The planner is told to walk the user_id index for every person. Left to itself it once
     chose a scan of all of events_raw per batch (65 s for 10,000 erasures over 10M events,
     measured); per-person statements avoided that but cost a round trip each."""
-    for setting in _JOIN_SETTINGS:
+    for setting in settings:
         cur.execute(f"SET LOCAL {setting} = off")
     yield
-    for setting in _JOIN_SETTINGS:
+    for setting in settings:
         cur.execute(f"SET LOCAL {setting} = on")
 
 
@@ -180,15 +180,22 @@ def erase_people(cur: db.Cursor, people: list[Person], partitions: set[str] | No
             " FROM unnest(%s::uuid[], %s::uuid[]) AS m (old, new) WHERE u.user_id = m.old",
             (olds, news),
         )
-        # The same walk names the events whose metadata may hold the person's values: those
-        # with one of the words each of their spellings contains (KnownValues.anchors), a cheap
-        # test in PostgreSQL. Only those few are read, scrubbed and written back.
+    # events_raw is partitioned by day, and a person's events may be on any day: each partition's
+    # user index is searched once for the whole batch of ids (the ids handed over at run time, so
+    # that planning does not weigh a thousand values for each of hundreds of partitions), and the
+    # rows found are joined to the new ids by hash. A nested loop per person searched every
+    # partition once per person: 7.5 s against 2.4 s for 1,000 people over 400 days (measured).
+    # The re-keying also names the events whose metadata may hold the person's values: those with
+    # one of the words each of their spellings contains (KnownValues.anchors), a cheap test in
+    # PostgreSQL. Only those few are read, scrubbed and written back.
+    with _walking_the_user_index(cur, ("enable_seqscan",)):
         cur.execute(
             "UPDATE events_raw AS e SET user_id = m.new"
-            " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS m (old, new, anchors) WHERE e.user_id = m.old"
+            " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS m (old, new, anchors)"
+            " WHERE e.user_id = m.old AND e.user_id = ANY(ARRAY(SELECT unnest(%s::uuid[])))"
             " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END, e.event_date,"
             " e.tableoid::regclass::text",
-            (olds, news, anchors),
+            (olds, news, anchors, olds),
         )
         rows = cur.fetchall()
     returned = [(old, suspect, day) for old, suspect, day, _table in rows]
