@@ -1,7 +1,7 @@
 # One image for every service of docker-compose.yml (the migrator, the consumers, the generator,
-# the collector, the privacy API, the GDPR processor, the DPO console, the scheduler, the development
-# mail server) and for the one-off commands run in it (batch, reports, retention), which the
-# scheduler runs too. Every package a service's module imports, and every command the scheduler
+# the collector, the privacy API, the GDPR processor, the DPO console, the scheduler, the live
+# dashboard, the development mail server) and for the one-off commands run in it (batch, reports,
+# retention), which the scheduler runs too. Every package a service's module imports, and every command the scheduler
 # runs, is copied here: tests/unit/test_compose.py checks it against the compose file.
 FROM python:3.11-slim
 WORKDIR /app
@@ -18,6 +18,7 @@ COPY gdpr ./gdpr
 COPY reports ./reports
 COPY console ./console
 COPY scheduler ./scheduler
+COPY dashboard ./dashboard
 COPY devstack ./devstack
 COPY config.py ./config.py
 # One user, with a fixed uid, for every service: the GDPR processor writes access exports readable

@@ -11,8 +11,6 @@ only record of progress: nothing is committed to Kafka).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from datetime import datetime
 
 from core import cli, db, kafka, progress
 from core.config import Settings
@@ -21,23 +19,7 @@ from core.errors import ServiceUnavailable
 RATE_WINDOW_S = 60
 
 
-@dataclass(frozen=True)
-class GroupStatus:
-    group: str
-    lag: dict[int, int] | None  # None: the broker could not be asked for its end offsets
-    events_per_s: float
-    dead_letters: int
-    last_commit: datetime | None
-    instances: int = 0
-    broker_lost_since: datetime | None = None
-    freshness: progress.Freshness | None = None
-
-    @property
-    def total_lag(self) -> int | None:
-        return None if self.lag is None else sum(self.lag.values())
-
-
-def collect(settings: Settings, groups: list[str] | None = None) -> list[GroupStatus]:
+def collect(settings: Settings, groups: list[str] | None = None) -> list[progress.GroupStatus]:
     """Status of ``groups`` (default: every group that stored offsets of the topic or runs on it)."""
     topic = settings.kafka.topic
     try:
@@ -47,23 +29,7 @@ def collect(settings: Settings, groups: list[str] | None = None) -> list[GroupSt
         ends = None
     with db.connection(settings.database, application_name="status", role=db.MONITOR_ROLE) as conn, conn, conn.cursor() as cur:
         known = progress.overview(cur, topic, RATE_WINDOW_S)
-    statuses = []
-    for name in groups or sorted(known):
-        found = known.get(name)
-        offsets = found.offsets if found else {}
-        statuses.append(
-            GroupStatus(
-                group=name,
-                lag=None if ends is None else {p: end - offsets.get(p, 0) for p, end in sorted(ends.items())},
-                events_per_s=(found.events_last_window if found else 0) / RATE_WINDOW_S,
-                dead_letters=found.dead_letters if found else 0,
-                last_commit=found.last_commit if found else None,
-                instances=found.instances if found else 0,
-                broker_lost_since=found.broker_lost_since if found else None,
-                freshness=found.freshness if found else None,
-            )
-        )
-    return statuses
+    return progress.statuses(known, ends, RATE_WINDOW_S, groups or None)
 
 
 def freshness_text(freshness: progress.Freshness | None) -> str:
@@ -76,7 +42,7 @@ def freshness_text(freshness: progress.Freshness | None) -> str:
     )
 
 
-def render(statuses: list[GroupStatus], topic: str, kafka_at: str = "") -> str:
+def render(statuses: list[progress.GroupStatus], topic: str, kafka_at: str = "") -> str:
     if not statuses:
         return f"no consumer group has stored offsets of {topic} yet"
     lines = [f"topic {topic}"]
@@ -87,9 +53,10 @@ def render(statuses: list[GroupStatus], topic: str, kafka_at: str = "") -> str:
             lag = f"lag {s.total_lag:,} ({', '.join(f'p{p}={n:,}' for p, n in s.lag.items())})"
         last = s.last_commit.isoformat(timespec="seconds") if s.last_commit else "never"
         running = f"{s.instances} running" if s.instances else "not running"
+        dead = "" if s.dead_letters is None else f"{s.dead_letters:,} dead letters; "
         lines.append(
             f"{s.group}: {running}; {lag}; {s.events_per_s:,.1f} events/s over the last "
-            f"minute; {s.dead_letters:,} dead letters; last commit {last}; {freshness_text(s.freshness)}"
+            f"minute; {dead}last commit {last}; {freshness_text(s.freshness)}"
         )
         if s.broker_lost_since is not None:
             lines.append(

@@ -54,6 +54,7 @@ DEFAULTS: dict[str, str] = {
     "DB_PASSWORD_MONITOR": "monitor-dev-password",
     "DB_PASSWORD_RETENTION": "retention-dev-password",
     "DB_PASSWORD_SCHEDULER": "scheduler-dev-password",
+    "DB_PASSWORD_DASHBOARD": "dashboard-dev-password",
     # Consumer groups: the raw-events sink and the streaming metrics (the reconciliation and the
     # demo need both names, so they live here rather than in the consumer modules).
     "RAW_EVENTS_GROUP": "raw-events-sink",
@@ -132,6 +133,9 @@ DEFAULTS: dict[str, str] = {
     "CONSOLE_SESSION_HOURS": "8",
     # Send the session cookie over HTTPS only: set to true behind TLS (a reverse proxy), as in production.
     "CONSOLE_SECURE_COOKIES": "false",
+    # The live dashboard (python -m dashboard): internal, so it listens on the loopback by default.
+    "DASHBOARD_HOST": "127.0.0.1",
+    "DASHBOARD_PORT": "8003",
     # The scheduler (python -m scheduler), every time in UTC. The nightly batch waits a quarter of an
     # hour past midnight so the consumers have stored the day's last events; the reports follow it,
     # retention runs after them, and the GDPR audit report is weekly.
@@ -168,6 +172,7 @@ LOGIN_PASSWORD_VARIABLES: dict[str, str] = {
     "login_monitor": "DB_PASSWORD_MONITOR",
     "login_retention": "DB_PASSWORD_RETENTION",
     "login_scheduler": "DB_PASSWORD_SCHEDULER",
+    "login_dashboard": "DB_PASSWORD_DASHBOARD",
 }
 
 
@@ -293,6 +298,14 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """Where the live dashboard listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8003
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How many days each kind of data is kept (storage limitation, GDPR Art. 5(1)(e)); access
     exports follow ``Settings.access_export_days``."""
@@ -355,6 +368,7 @@ class Settings:
     consent_mode: str = "assumed"
     collector: CollectorSettings = CollectorSettings()
     console: ConsoleSettings = ConsoleSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     privacy_api: PrivacyApiSettings = PrivacyApiSettings()
     mail: MailSettings = MailSettings()
     access_export_days: int = 7
@@ -589,6 +603,10 @@ def _console(values: Mapping[str, str]) -> ConsoleSettings:
     return ConsoleSettings(host=_name(values, "CONSOLE_HOST"), port=port, session_hours=hours, secure_cookies=secure == "true")
 
 
+def _dashboard(values: Mapping[str, str]) -> DashboardSettings:
+    return DashboardSettings(host=_name(values, "DASHBOARD_HOST"), port=_port(values, "DASHBOARD_PORT"))
+
+
 def _collector(values: Mapping[str, str]) -> CollectorSettings:
     port = _int(values, "COLLECTOR_PORT")
     if port > 65535:
@@ -721,6 +739,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         consent_mode=_consent_mode(values),
         collector=_collector(values),
         console=_console(values),
+        dashboard=_dashboard(values),
         access_export_days=_days(values, "ACCESS_EXPORT_DAYS"),
         retention=_retention(values),
         privacy_api=_privacy_api(values),

@@ -41,9 +41,12 @@ RETENTION_ROLE = "retention_worker"
 # The scheduler records its runs and checks privacy requests' deadlines (sql/022); each job it runs
 # is a command that logs in as its own component.
 SCHEDULER_ROLE = "scheduler_runner"
+# The live dashboard reads pipeline progress, today's metrics and counts of requests, runs and dead
+# letters, never personal data (sql/024).
+DASHBOARD_ROLE = "dashboard_reader"
 
-# The login of each group role (sql/015, sql/018, sql/022); its password is configured in the variable that
-# core.config.LOGIN_PASSWORD_VARIABLES names.
+# The login of each group role (sql/015, sql/018, sql/022, sql/024); its password is configured in
+# the variable that core.config.LOGIN_PASSWORD_VARIABLES names.
 LOGINS: dict[str, str] = {
     COLLECTOR_ROLE: "login_collector",
     INGEST_ROLE: "login_consumers",
@@ -56,6 +59,7 @@ LOGINS: dict[str, str] = {
     MONITOR_ROLE: "login_monitor",
     RETENTION_ROLE: "login_retention",
     SCHEDULER_ROLE: "login_scheduler",
+    DASHBOARD_ROLE: "login_dashboard",
 }
 
 SQL_DIR = PROJECT_ROOT / "sql"

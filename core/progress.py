@@ -3,8 +3,8 @@
 PostgreSQL, not Kafka, records how far each consumer group has got: the next offset of every
 partition, written in the same transaction as the rows it covers. Every reader and writer of
 that record goes through this module: the sink's checkpoint (lock, fence, advance), the status
-command (lag, rate, health), the reconciliation ("are both groups at the same offsets"), the
-embedded stack (forget a topic the broker lost) and the tests and benchmarks.
+command and the live dashboard (lag, rate, health), the reconciliation ("are both groups at the
+same offsets"), the embedded stack (forget a topic the broker lost) and the tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class GroupProgress:
     offsets: dict[int, int]
     last_commit: datetime | None
     events_last_window: int
-    dead_letters: int
+    dead_letters: int | None  # None: not counted (overview(..., count_dead_letters=False))
     instances: int
     broker_lost_since: datetime | None
     # Seconds from an event's production (its Kafka timestamp) to the commit that made it visible:
@@ -170,8 +170,10 @@ class Freshness:
     window_worst: float
 
 
-def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]:
-    """Every group that stored offsets of ``topic`` or has a live instance on it."""
+def overview(cur: Cursor, topic: str, window_s: int, *, count_dead_letters: bool = True) -> dict[str, GroupProgress]:
+    """Every group that stored offsets of ``topic`` or has a live instance on it; without
+    ``count_dead_letters`` their dead letters are not counted (a login that may not read which
+    group wrote a dead letter: the dashboard's)."""
     cur.execute(
         "SELECT consumer_group, partition, next_offset, updated_at FROM consumer_offsets WHERE topic = %s"
         " ORDER BY consumer_group, partition",
@@ -188,8 +190,10 @@ def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]
         (topic, window_s),
     )
     recent = {group: int(events) for group, events in cur.fetchall()}
-    cur.execute("SELECT consumer_group, count(*) FROM dead_letter_events WHERE topic = %s GROUP BY consumer_group", (topic,))
-    dead = {group: int(n) for group, n in cur.fetchall()}
+    dead: dict[str, int] | None = None
+    if count_dead_letters:
+        cur.execute("SELECT consumer_group, count(*) FROM dead_letter_events WHERE topic = %s GROUP BY consumer_group", (topic,))
+        dead = {group: int(n) for group, n in cur.fetchall()}
     cur.execute(
         "SELECT consumer_group, count(*), min(broker_lost_since) FROM consumer_instances"
         " WHERE topic = %s AND seen_at > now() - make_interval(secs => %s) GROUP BY consumer_group",
@@ -211,13 +215,74 @@ def overview(cur: Cursor, topic: str, window_s: int) -> dict[str, GroupProgress]
             offsets=offsets.get(name, {}),
             last_commit=last_commit.get(name),
             events_last_window=recent.get(name, 0),
-            dead_letters=dead.get(name, 0),
+            dead_letters=None if dead is None else dead.get(name, 0),
             instances=live.get(name, (0, None))[0],
             broker_lost_since=live.get(name, (0, None))[1],
             freshness=fresh.get(name),
         )
         for name in sorted(set(offsets) | set(live))
     }
+
+
+def events_per_minute(cur: Cursor, topic: str, minutes: int) -> dict[str, list[int]]:
+    """Valid events each group handled in each of the last ``minutes`` minutes, oldest first: the
+    last entry is the 60 s before now (the database's clock), the one before it the 60 s before
+    those, and so on. ``minutes`` is at most an hour: older batches are pruned (BATCH_HISTORY)."""
+    cur.execute(
+        "SELECT consumer_group, floor(extract(epoch FROM now() - committed_at) / 60)::int, sum(events)"
+        " FROM consumer_batches WHERE topic = %s AND committed_at > now() - make_interval(mins => %s)"
+        " GROUP BY 1, 2",
+        (topic, minutes),
+    )
+    series: dict[str, list[int]] = {}
+    for group, ago, events in cur.fetchall():
+        # A batch stamped after now() (this transaction's start) counts in the latest minute.
+        series.setdefault(group, [0] * minutes)[minutes - 1 - min(max(ago, 0), minutes - 1)] += int(events)
+    return series
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """One group as the status command and the dashboard show it: PostgreSQL's progress beside
+    Kafka's end offsets."""
+
+    group: str
+    lag: dict[int, int] | None  # None: the broker could not be asked for its end offsets
+    events_per_s: float
+    dead_letters: int | None
+    last_commit: datetime | None
+    instances: int = 0
+    broker_lost_since: datetime | None = None
+    freshness: Freshness | None = None
+
+    @property
+    def total_lag(self) -> int | None:
+        return None if self.lag is None else sum(self.lag.values())
+
+
+def statuses(
+    known: Mapping[str, GroupProgress], ends: Mapping[int, int] | None, window_s: int, groups: Iterable[str] | None = None
+) -> list[GroupStatus]:
+    """Each of ``groups`` (default: every group in ``known``, by name): its lag per partition (the
+    end of the partition, ``ends``, minus the offset it stored; None when the broker did not say),
+    its events/s over ``window_s`` and what ``overview`` found of it."""
+    result = []
+    for name in sorted(known) if groups is None else groups:
+        found = known.get(name)
+        offsets = found.offsets if found else {}
+        result.append(
+            GroupStatus(
+                group=name,
+                lag=None if ends is None else {p: end - offsets.get(p, 0) for p, end in sorted(ends.items())},
+                events_per_s=(found.events_last_window if found else 0) / window_s,
+                dead_letters=found.dead_letters if found else 0,
+                last_commit=found.last_commit if found else None,
+                instances=found.instances if found else 0,
+                broker_lost_since=found.broker_lost_since if found else None,
+                freshness=found.freshness if found else None,
+            )
+        )
+    return result
 
 
 def lag(settings: Settings, group_id: str, topic: str | None = None) -> dict[int, int]:

@@ -8,7 +8,8 @@ and processes privacy requests (an operator's by SQL; a person's through the pri
 the code read from the mail the stack's SMTP server wrote; an erasure held by a DPO's legal
 hold), checks the audit trail's hash chain, and prints both reports. The scheduler runs
 throughout (its catch-up runs each periodic job whose due time passed once when it starts), and
-its record of runs is shown last. It runs as production should, with
+its record of runs is shown last; so does the live dashboard, whose address is printed first, to
+watch the events, the consumers and the requests arrive. It runs as production should, with
 ``CONSENT_MODE=required``: events of users without consent are dropped and counted. Every step
 runs the same command a user would type, so the output shows how to use each part. Nothing is
 left running unless ``--keep-running`` is given.
@@ -50,6 +51,7 @@ CONSENT_SHARE = 0.8
 # Events the demo sends through the HTTP collector, in batches of 100; the rest go to Kafka.
 HTTP_EVENTS = 20_000
 COLLECTOR_READY_TIMEOUT_S = 60.0
+DASHBOARD_READY_TIMEOUT_S = 60.0
 
 
 def banner(text: str) -> None:
@@ -104,6 +106,28 @@ def wait_for_collector(url: str, process: subprocess.Popen[bytes], log_dir: Path
             raise PlatformError(f"the collector exited early; see its log under {log_dir}")
         if time.monotonic() > deadline:
             raise PlatformError(f"the collector at {url} was not ready within {COLLECTOR_READY_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def start_dashboard(env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    """The live dashboard, for the demo's duration; its address once it answers."""
+    settings = load_settings(env)
+    url = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
+    process = start_service(env, "dashboard", log_dir)
+    deadline = time.monotonic() + DASHBOARD_READY_TIMEOUT_S
+    while True:
+        try:
+            with urlrequest.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310 - our own http:// URL
+                if answer.status == 200:
+                    print(f"live dashboard: open {url} to watch the demo (it stops with the demo)", flush=True)
+                    return process
+        except (urlerror.URLError, OSError):
+            pass
+        if process.poll() is not None:
+            raise PlatformError(f"the dashboard exited early; see its log under {log_dir}")
+        if time.monotonic() > deadline:
+            stop_service(process)
+            raise PlatformError(f"the dashboard at {url} did not answer within {DASHBOARD_READY_TIMEOUT_S:.0f} s")
         time.sleep(0.2)
 
 
@@ -176,19 +200,21 @@ def wait_for_consumers(settings: Settings, processes: list[subprocess.Popen[byte
         time.sleep(0.2)
 
 
+def port_or_free(setting: str) -> str:
+    """The port ``setting`` names (COLLECTOR_PORT, ...) when it is free, else one that is."""
+    port = config.merged_values()[setting]
+    return port if port.isdigit() and devstack.port_is_free(int(port)) else str(devstack.free_port())
+
+
 def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.DEFAULT_DATA_DIR) -> None:
     banner("1. embedded stack (python -m devstack up)")
     info = devstack.up(data_dir)
     print(f"PostgreSQL: {info.database_url}\nKafka:      {info.kafka_bootstrap}")
     # Every command of the demo goes to this stack, whatever DATABASE_URL the shell exports.
     # It runs as production should: only events of users with analytics consent count. The
-    # collector takes its default port unless that is taken.
-    port = config.merged_values()["COLLECTOR_PORT"]
-    if not port.isdigit() or not devstack.port_is_free(int(port)):
-        port = str(devstack.free_port())
-    env = config.child_environment(
-        {**info.env(), "STACK_FILE": str(info.stack_file), "CONSENT_MODE": "required", "COLLECTOR_PORT": port}
-    )
+    # collector and the dashboard take their default ports unless those are taken.
+    ports = {name: port_or_free(name) for name in ("COLLECTOR_PORT", "DASHBOARD_PORT")}
+    env = config.child_environment({**info.env(), "STACK_FILE": str(info.stack_file), "CONSENT_MODE": "required", **ports})
     try:
         run_steps(env, users, events, info.data_dir / "logs", info.mail_dir)
     finally:
@@ -247,9 +273,14 @@ def person_files_through_the_api(env: Mapping[str, str], settings: Settings, log
 def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, mail_dir: Path) -> None:
     """Every step after the stack's start, with the scheduler running for all of them."""
     with ExitStack() as running:
-        banner("2. the scheduler: the periodic jobs on time; on start, each job whose due time passed runs once")
+        banner(
+            "2. the scheduler: the periodic jobs on time; on start, each job whose due time passed runs once;"
+            " and the live dashboard"
+        )
         scheduler = start_service(env, "scheduler", log_dir)
         running.callback(stop_service, scheduler)
+        dashboard = start_dashboard(env, log_dir)
+        running.callback(stop_service, dashboard)
         pipeline_steps(env, users, events, log_dir, mail_dir)
         banner("10. what the scheduler ran, then it stops")
         command(env, "scheduler", "status", "--runs", "1")

@@ -114,6 +114,7 @@ LOGIN_OF_MODULE = {
     "batch.compare_batch_vs_stream": db.BATCH_ROLE,
     "gdpr.retention": db.RETENTION_ROLE,
     "scheduler": db.SCHEDULER_ROLE,
+    "dashboard": db.DASHBOARD_ROLE,
     "devstack.mail": None,  # the development mail server: no database at all
 }
 # A service that runs other commands as subprocesses (the scheduler's jobs), each logging in as its
@@ -370,3 +371,19 @@ def test_the_one_off_commands_the_compose_file_shows_run_in_a_service_that_can()
             role = LOGIN_OF_MODULE.get(module)
             assert role is not None, f"{module}: which login does it use?"
             assert password_variable(role) in env, f"{module} in {name}"
+
+
+# -- the live dashboard -------------------------------------------------------------------------
+
+
+def test_the_dashboard_listens_on_its_default_port_published_on_the_hosts_loopback_only() -> None:
+    dashboard = SERVICES["dashboard"]
+    assert dashboard["command"] == ["python", "-m", "dashboard", "--host", "0.0.0.0"]  # noqa: S104 - inside its container
+    assert dashboard["profiles"] == ["app"] and dashboard["build"] == "." and dashboard["restart"] == "unless-stopped"
+    assert dashboard["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    port = DEFAULTS["DASHBOARD_PORT"]
+    assert dashboard["ports"] == [f"127.0.0.1:{port}:{port}"]  # an internal page without a login of its own
+    assert f"127.0.0.1:{port}/healthz" in str(dashboard["healthcheck"]["test"])
+    env = dashboard["environment"]
+    assert {key for key in env if key.startswith("DB_PASSWORD_")} == {password_variable(db.DASHBOARD_ROLE)}
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"  # the lag: Kafka's end offsets

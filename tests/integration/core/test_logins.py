@@ -292,3 +292,44 @@ def test_the_scheduler_login_records_its_runs_and_reads_only_request_deadlines(s
             with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                 cur.execute(statement)
             cur.connection.rollback()
+
+
+DASHBOARD_REFUSED = (
+    "SELECT email FROM privacy_requests",
+    "SELECT email_hmac FROM privacy_requests",
+    "SELECT outcome FROM privacy_requests",
+    "SELECT * FROM privacy_requests",
+    "SELECT * FROM users_pii",
+    "SELECT * FROM users_public",
+    "SELECT * FROM events_raw",
+    "SELECT payload FROM dead_letter_events",
+    "SELECT consumer_group FROM dead_letter_events",
+    "SELECT error FROM scheduler_runs",
+    "SELECT detail FROM scheduler_runs",
+    "SELECT * FROM privacy_audit_log",
+    "SELECT * FROM consent_ledger",
+    "SELECT * FROM metrics_batch_daily",
+    "UPDATE metrics_streaming_daily SET total_events = 0",
+    "DELETE FROM consumer_offsets",
+    "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters) VALUES ('g', 't', 1, 0)",
+    "UPDATE privacy_requests SET status = 'completed'",
+)
+
+
+def test_the_dashboard_login_reads_counts_and_progress_and_no_personal_data(settings: Settings) -> None:
+    """sql/024: what the page shows (progress, today's metrics, a request's type, status and due date,
+    a run's job, due time, end and outcome, a dead letter's reason and time) and nothing else: no
+    email, proof, outcome or error line, no event, no payload; and it writes nothing."""
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('someone@example.invalid')")
+    with login(settings, db.DASHBOARD_ROLE) as cur:
+        cur.execute("SELECT count(id), min(request_type), min(status) FROM privacy_requests WHERE due_at > now()")
+        assert cur.fetchone() == (1, "erasure", "pending")
+        cur.execute("SELECT job, scheduled_for, finished_at, outcome FROM scheduler_runs")
+        cur.execute("SELECT reason, received_at FROM dead_letter_events")
+        cur.execute("SELECT event_date, event_type, total_events, total_amount FROM metrics_streaming_daily")
+        cur.execute("SELECT * FROM consumer_offsets, consumer_batches, consumer_instances")
+        cur.connection.commit()
+        for statement in DASHBOARD_REFUSED:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            cur.connection.rollback()

@@ -1,5 +1,5 @@
 """The component logins, without a server: one name in the code, the configuration and the
-migrations that create them (sql/015, sql/018, sql/022) alike; passwords from DB_PASSWORD_* (the
+migrations that create them (sql/015, sql/018, sql/022, sql/024) alike; passwords from DB_PASSWORD_* (the
 environment winning), never shown; the embedded stack's own random ones, kept private."""
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, load_database_settin
 from core.errors import ConfigError
 from devstack.stack import LOGINS_FILE, login_passwords
 
-MIGRATIONS = [db.SQL_DIR / "015_component_logins.sql", db.SQL_DIR / "018_retention.sql", db.SQL_DIR / "022_scheduler.sql"]
+MIGRATIONS = [
+    db.SQL_DIR / "015_component_logins.sql",
+    db.SQL_DIR / "018_retention.sql",
+    db.SQL_DIR / "022_scheduler.sql",
+    db.SQL_DIR / "024_dashboard.sql",
+]
 
 
 def env(tmp_path: Path, **values: str) -> dict[str, str]:

@@ -1,0 +1,92 @@
+"""What the dashboard reads, in one read-only transaction as the dashboard_reader login (sql/024).
+
+Every statement reads counts and progress: the consumers' offsets, batches and heartbeats (through
+core.progress, their one owner), today's streaming metrics, the type and due date of each open
+privacy request, the latest run of each scheduled job and the last hour's dead letters by reason.
+The login cannot read anything else, personal data above all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from core import db, progress
+from gdpr.actions import OPEN_STATUSES  # a request's deadline runs while it is open, on hold too
+
+# consumers.status's window: events/s and freshness over the last minute.
+RATE_WINDOW_S = 60
+# The throughput chart's width: the last ten minutes, one bar a minute.
+THROUGHPUT_MINUTES = 10
+# Dead letters are counted over the last hour (a burst from a bad producer shows at once).
+DEAD_LETTER_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """The latest run of a scheduled job."""
+
+    job: str
+    scheduled_for: datetime
+    finished_at: datetime | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the database holds right now, read in one transaction."""
+
+    now: datetime  # the database's clock
+    day: date  # today, UTC
+    metrics: dict[str, tuple[int, Decimal]]  # today's streaming metrics: event type -> (events, amount)
+    groups: dict[str, progress.GroupProgress]
+    per_minute: dict[str, list[int]]  # events each group handled per minute, oldest first
+    open_requests: list[tuple[str, datetime]]  # (request type, due date) of every open request
+    runs: list[JobRun]
+    dead_letters: list[tuple[str, int]]  # (reason, count) over the last DEAD_LETTER_MINUTES, most first
+
+
+def read(cur: db.Cursor, topic: str) -> Snapshot:
+    """Everything the page shows, from one snapshot of the database."""
+    # One snapshot for every statement, so the figures agree with each other; nothing is written.
+    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    # The connection's time zone is UTC (core.db.connect): current_date is today's UTC day.
+    cur.execute("SELECT now(), current_date")
+    [(now, day)] = cur.fetchall()
+    cur.execute("SELECT event_type, total_events, total_amount FROM metrics_streaming_daily WHERE event_date = current_date")
+    metrics = {str(kind): (int(events), Decimal(amount)) for kind, events, amount in cur.fetchall()}
+    groups = progress.overview(cur, topic, RATE_WINDOW_S, count_dead_letters=False)
+    per_minute = progress.events_per_minute(cur, topic, THROUGHPUT_MINUTES)
+    cur.execute("SELECT request_type, due_at FROM privacy_requests WHERE status = ANY(%s)", (list(OPEN_STATUSES),))
+    open_requests = [(str(kind), due) for kind, due in cur.fetchall()]
+    return Snapshot(
+        now=now,
+        day=day,
+        metrics=metrics,
+        groups=groups,
+        per_minute=per_minute,
+        open_requests=open_requests,
+        runs=latest_runs(cur),
+        dead_letters=dead_letters(cur, DEAD_LETTER_MINUTES),
+    )
+
+
+def latest_runs(cur: db.Cursor) -> list[JobRun]:
+    """Each job's run for its latest due time, by job name: the attempt still running or the one
+    that ended last; a run skipped because another held that due time only when nothing else did."""
+    cur.execute(
+        "SELECT DISTINCT ON (job) job, scheduled_for, finished_at, outcome FROM scheduler_runs"
+        " ORDER BY job, scheduled_for DESC, outcome = 'skipped', finished_at DESC NULLS FIRST"
+    )
+    return [JobRun(str(job), due, finished, str(outcome)) for job, due, finished, outcome in cur.fetchall()]
+
+
+def dead_letters(cur: db.Cursor, minutes: int) -> list[tuple[str, int]]:
+    """Dead letters received in the last ``minutes``, counted by reason, the most frequent first."""
+    cur.execute(
+        "SELECT reason, count(*) FROM dead_letter_events WHERE received_at > now() - make_interval(mins => %s)"
+        " GROUP BY reason ORDER BY count(*) DESC, reason",
+        (minutes,),
+    )
+    return [(str(reason), int(n)) for reason, n in cur.fetchall()]

@@ -1,0 +1,95 @@
+"""``python -m dashboard``: serve the live dashboard over HTTP until SIGINT or SIGTERM.
+
+Falcon (ASGI) on uvicorn, like the console and the privacy API: one process, the page rendered on
+the server, every database transaction and every Kafka probe in a worker thread so the loop keeps
+answering. At start the database must answer as the dashboard_reader login with the tables it reads
+(else one line and exit status 2); Kafka may be down (the lag then shows as unknown). It listens on
+the loopback by default: it is an internal page, without a login of its own; publish it on a trusted
+network only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import threading
+
+import psycopg2
+
+from core import cli, db, web
+from core.config import Settings
+from core.errors import ServiceUnavailable
+from dashboard import queries
+from dashboard.app import create_app
+from dashboard.service import REFRESH_S, Dashboard
+from dashboard.store import Database
+
+logger = logging.getLogger(__name__)
+
+# A request in flight gets this long to finish after a stop signal: a summary takes milliseconds,
+# or a Kafka probe's timeout.
+GRACEFUL_S = 10
+
+
+def open_dashboard(settings: Settings) -> Dashboard:
+    """The dashboard on a database that answers with its tables; ServiceUnavailable (one line,
+    naming what to do) when it does not, ConfigError when its login is refused."""
+    database = Database(settings.database)
+    topic = settings.kafka.topic
+    try:
+        database.run(lambda cur: queries.read(cur, topic))
+    except psycopg2.Error as e:
+        database.close()
+        raise ServiceUnavailable(
+            f"the dashboard cannot read its tables ({db.describe_error(e)}): apply the migrations with `python -m core.db`"
+        ) from e
+    return Dashboard(database, settings)
+
+
+async def _serve(dashboard: Dashboard, sock: socket.socket, stop: threading.Event) -> None:
+    config = web.config(create_app(dashboard), graceful_s=GRACEFUL_S)
+    try:
+        await web.StoppableServer(config, stop).serve(sockets=[sock])
+    finally:
+        dashboard.database.close()
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    """Run the dashboard until stopped; 0 after a clean stop."""
+    sock = web.listen(host, port, "DASHBOARD_PORT")
+    stop = cli.install_stop_handlers()
+    dashboard = open_dashboard(settings)
+    bound_host, bound_port = sock.getsockname()[:2]
+    logger.info(
+        "dashboard listening on http://%s:%d (topic %s, refreshed every %d s)", bound_host, bound_port, dashboard.topic, REFRESH_S
+    )
+    asyncio.run(_serve(dashboard, sock, stop))
+    logger.info("dashboard stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m dashboard``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard",
+        description=(
+            "Serve the live dashboard: today's revenue and funnel (page views, added to cart, purchases), each "
+            "consumer group's throughput over the last minutes, lag and freshness, open privacy requests by "
+            "deadline, the scheduler's last runs and the last hour's dead letters by reason; refreshed every "
+            f"{REFRESH_S} s. GET / (the page), GET /api/summary (JSON), GET /healthz. No personal data; it logs in "
+            "as login_dashboard. Settings: DASHBOARD_HOST, DASHBOARD_PORT, DATABASE_URL, DB_PASSWORD_DASHBOARD, "
+            "KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC."
+        ),
+    )
+    web.add_listen_arguments(parser, "DASHBOARD", 8003)
+    args = parser.parse_args(argv)
+    web.check_port(parser, args)
+    cli.run(
+        lambda settings: serve(
+            settings,
+            settings.dashboard.host if args.host is None else args.host,
+            settings.dashboard.port if args.port is None else args.port,
+        )
+    )

@@ -1,0 +1,91 @@
+"""What a request to the dashboard does: read the database and ask Kafka for its end offsets, side by
+side, and build the summary (dashboard.summary).
+
+Kafka is asked at most every KAFKA_FRESH_S whatever the number of screens watching, and one probe
+at a time; when it does not answer, the lag is shown as unknown and it is asked again after
+KAFKA_RETRY_S, so a broker that is down costs a refresh its timeout at most that often. What the
+database knows is always shown, a lost broker above all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core import kafka
+from core.config import KafkaSettings, Settings
+from core.errors import ServiceUnavailable
+from dashboard import queries, summary
+from dashboard.store import Database
+
+logger = logging.getLogger(__name__)
+
+# The page asks for a new summary this often.
+REFRESH_S = 5
+# End offsets this young are good enough: the consumers' own figures move once a second at most.
+KAFKA_FRESH_S = 3.0
+# After Kafka did not answer, wait this long before asking again (a probe may wait seconds for it).
+KAFKA_RETRY_S = 15.0
+
+EndOffsetsProbe = Callable[[KafkaSettings, str], dict[int, int]]
+
+
+class EndOffsets:
+    """Kafka's end offset of each partition of the topic, asked at most every KAFKA_FRESH_S; None
+    while Kafka does not answer."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        probe: EndOffsetsProbe = kafka.end_offsets,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.probe = probe
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._value: dict[int, int] | None = None
+        self._asked_at: float | None = None
+        self._reachable = True
+
+    async def get(self) -> dict[int, int] | None:
+        async with self._lock:  # one probe at a time; the others wait for its answer
+            now = self.clock()
+            wait = KAFKA_FRESH_S if self._value is not None else KAFKA_RETRY_S
+            if self._asked_at is None or now - self._asked_at >= wait:
+                self._value = await asyncio.to_thread(self._ask)
+                self._asked_at = self.clock()
+            return self._value
+
+    def _ask(self) -> dict[int, int] | None:
+        try:
+            ends = self.probe(self.settings, self.topic)
+        except ServiceUnavailable as e:
+            if self._reachable:
+                logger.warning("lag unknown: %s", e)
+            self._reachable = False
+            return None
+        if not self._reachable:
+            logger.info("Kafka at %s answers again", self.settings.bootstrap_servers)
+        self._reachable = True
+        return ends
+
+
+class Dashboard:
+    """The pool, the end offsets and the topic: everything a summary is made of."""
+
+    def __init__(self, database: Database, settings: Settings, ends: EndOffsets | None = None) -> None:
+        self.database = database
+        self.topic = settings.kafka.topic
+        self.ends = EndOffsets(settings.kafka, self.topic) if ends is None else ends
+
+    async def summary(self) -> dict[str, Any]:
+        """The summary now (dashboard.summary.build); the database and Kafka are asked side by side."""
+        topic = self.topic
+        snapshot, ends = await asyncio.gather(self.database.call(lambda cur: queries.read(cur, topic)), self.ends.get())
+        return summary.build(snapshot, ends, topic, REFRESH_S)

@@ -1,0 +1,121 @@
+"""Fixtures for the live dashboard: the real server process on the test's stack, a real HTTP client,
+and rows seeded as the owner where a test needs a state no command makes quickly (a request due
+tomorrow, a scheduler run).
+
+``python -m dashboard --port 0`` is started on the session's stack; the port it bound is read from
+its log, and readiness is polled, never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.config import Settings
+from tests.helpers import PROJECT_ROOT, query, wait_until
+
+LISTENING = re.compile(r"dashboard listening on (http://[\d.]+:\d+)")
+
+
+@dataclass
+class Dashboard:
+    """A running ``python -m dashboard`` and an HTTP client pointed at it."""
+
+    process: subprocess.Popen[str]
+    log: Path
+    url: str
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def summary(self) -> dict[str, Any]:
+        answer = self.http.get("/api/summary")
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def start_dashboard(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Dashboard:
+    """Start the dashboard on a free port (its default host); return once /healthz answers 200."""
+    log = log_dir / f"dashboard.{uuid.uuid4().hex[:6]}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard", "--port", "0", *args],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    found: list[str] = []
+
+    def listening() -> bool:
+        assert process.poll() is None, f"the dashboard exited ({process.returncode}):\n{log.read_text()}"
+        found.extend(LISTENING.findall(log.read_text()))
+        return bool(found)
+
+    wait_until(listening, timeout=60, what="the dashboard to listen")
+    dashboard = Dashboard(process, log, found[0])
+
+    def answers() -> bool:
+        try:
+            return dashboard.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, timeout=60, what="the dashboard's /healthz")
+    return dashboard
+
+
+@pytest.fixture
+def dashboard(settings: Settings, tmp_path: Path) -> Iterator[Dashboard]:
+    """The dashboard on the test's stack (the test's own topic); it must stop cleanly (exit 0) on
+    SIGTERM, and never have met a defect."""
+    running = start_dashboard(tmp_path)
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert code == 0, running.output()
+    assert "unforeseen" not in running.output(), running.output()
+
+
+def file_request(settings: Settings, kind: str, due_in: str, email: str = "jane.doe@example.com") -> int:
+    """An open request, as an operator files it, due ``due_in`` from now (a PostgreSQL interval,
+    '-2 days' for an overdue one); the due date is set after the insert, whose trigger computes it."""
+    [(request_id,)] = query(
+        settings, "INSERT INTO privacy_requests (email, request_type) VALUES (%s, %s) RETURNING id", (email, kind)
+    )
+    query(settings, "UPDATE privacy_requests SET due_at = now() + %s::interval WHERE id = %s", (due_in, request_id))
+    return int(request_id)
+
+
+def record_run(settings: Settings, job: str, outcome: str, *, error: str | None = None) -> None:
+    """A finished run of ``job`` in scheduler_runs, as the scheduler records one."""
+    query(
+        settings,
+        "INSERT INTO scheduler_runs (job, scheduled_for, started_at, finished_at, outcome, error)"
+        " VALUES (%s, date_trunc('hour', now()), now() - interval '3 seconds', now(), %s, %s)",
+        (job, outcome, error),
+    )

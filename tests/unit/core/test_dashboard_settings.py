@@ -1,0 +1,39 @@
+"""Settings of the live dashboard: the loopback and port 8003 by default, overrides, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import DashboardSettings, load_settings
+from core.errors import ConfigError
+
+
+def env(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"STACK_FILE": str(tmp_path / "absent.env"), **values}
+
+
+def test_defaults_listen_on_the_loopback_on_port_8003(tmp_path: Path) -> None:
+    assert load_settings(env(tmp_path)).dashboard == DashboardSettings("127.0.0.1", 8003)
+
+
+def test_the_environment_sets_them(tmp_path: Path) -> None:
+    values = env(tmp_path, DASHBOARD_HOST="0.0.0.0", DASHBOARD_PORT="9003")  # noqa: S104
+    assert load_settings(values).dashboard == DashboardSettings("0.0.0.0", 9003)  # noqa: S104
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DASHBOARD_PORT", "70000", "DASHBOARD_PORT=70000 is not a port number"),
+        ("DASHBOARD_PORT", "http", "DASHBOARD_PORT='http' is not an integer"),
+        ("DASHBOARD_PORT", "0", "DASHBOARD_PORT=0 must be at least 1"),
+        ("DASHBOARD_HOST", " ", "DASHBOARD_HOST is empty"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(env(tmp_path, **{variable: value}))
