@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test test-unit lint format clean bench
+.PHONY: help install up down status demo test test-unit lint format clean bench prometheus
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,3 +50,6 @@ clean: ## remove the virtual environment and caches (not .local/ data)
 SCALE ?= small
 bench: install ## benchmarks with same-run baselines (SCALE=small|large), the consumers scaled out (SCALE=scaleout), costs over 400 days of history (SCALE=history); results in bench/results/
 	$(PY) -m bench.run --scale $(SCALE)
+
+prometheus: ## Prometheus with the alert rules, scraping the services on this machine (Debian: apt-get install prometheus); data in .local/prometheus
+	prometheus --config.file=ops/prometheus/prometheus.yml --storage.tsdb.path=.local/prometheus

@@ -211,6 +211,7 @@ def measure(settings: Settings, key: str | None = None, seconds: float = 10, cli
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "EVENTS_TOPIC": settings.kafka.topic,
         "LOG_LEVEL": "INFO",  # the collector logs the address it listens on at INFO
+        "METRICS_ENABLED": "false",  # no default metrics port: it may be taken on a bench machine
     }
     payloads = bodies()
     results: dict[str, Any] = {"batch": BATCH, "clients": clients, "seconds": seconds}

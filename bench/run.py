@@ -180,6 +180,9 @@ class Bench:
                 "REPORTS_DIR": str(self.data_dir / "reports"),
                 # A bare COPY of ten million rows runs for minutes: no service timeout here.
                 "DB_STATEMENT_TIMEOUT_MS": str(6 * 3600 * 1000),
+                # Instances run side by side (scale-out): none takes its default metrics port. The
+                # instruments are updated all the same, so their cost is in every figure.
+                "METRICS_ENABLED": "false",
             }
         )
         # The bench's own process runs library code too (the baselines): it sees the same stack.

@@ -19,7 +19,7 @@ from collector import body, consent
 from collector.auth import WriteKey
 from collector.errors import Refused
 from collector.service import Answer, Collector
-from core import web
+from core import metrics, web
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,8 @@ async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: B
 
 def create_app(collector: Collector) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application serving ``collector``."""
-    app = falcon.asgi.App(middleware=[Cors(collector)])
+    app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
+    app.add_middleware(Cors(collector))
     app.add_route("/v1/events", Events(collector))
     app.add_route("/v1/consent", Consent(collector))
     app.add_route("/healthz", Health())

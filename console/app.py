@@ -29,7 +29,7 @@ import psycopg2
 
 from console import auth, queries
 from console.store import Database
-from core import db
+from core import db, metrics
 from core.config import ConsoleSettings
 from core.errors import ServiceUnavailable
 from gdpr import actions
@@ -533,7 +533,8 @@ REQUEST_ID = "{request_id:int(min=1, max=9223372036854775807)}"
 
 def create_app(services: Services) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application of the console."""
-    app = falcon.asgi.App(middleware=[Sessions(services)])
+    app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
+    app.add_middleware(Sessions(services))
     app.add_middleware(SecurityHeaders())
     app.add_route("/", Queue(services))
     app.add_route("/login", Login(services))

@@ -24,7 +24,7 @@ import psycopg2
 from console import auth
 from console.app import Services, create_app
 from console.store import Database
-from core import cli, db, web
+from core import cli, db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr import actions, mail
@@ -74,11 +74,12 @@ async def _serve(services: Services, sock: socket.socket, stop: threading.Event)
         services.database.close()
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
+def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the console until stopped; 0 after a clean stop."""
     sock = web.listen(host, port, "CONSOLE_PORT")
     stop = cli.install_stop_handlers()
     services = open_services(settings)
+    metrics.serve(settings, "console", metrics_port)
     bound_host, bound_port = sock.getsockname()[:2]
     if not _loopback(bound_host) and not settings.console.secure_cookies:
         logger.warning("listening beyond the loopback with CONSOLE_SECURE_COOKIES=false: serve it behind TLS and set it to true")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     web.add_listen_arguments(parser, "CONSOLE", 8002)
+    metrics.add_metrics_argument(parser, "console")
     args = parser.parse_args(argv)
     web.check_port(parser, args)
     cli.run(
@@ -107,5 +109,6 @@ def main(argv: list[str] | None = None) -> None:
             settings,
             settings.console.host if args.host is None else args.host,
             settings.console.port if args.port is None else args.port,
+            args.metrics_port,
         )
     )

@@ -27,11 +27,12 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from core import cli, db, partitions
+from core import cli, db, metrics, partitions
 from core.config import Settings
 from core.db import Cursor
 from core.pii import erase_strings, might_contain_pii_each, new_pseudonymous_user_id, redact_metadata
 from core.sink import Consumed, Sink, SinkBatch
+from core.sink.metrics import count_redactions
 
 # Decimals in metadata stay JSON numbers, as they arrived.
 _METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
@@ -77,6 +78,10 @@ class RawEventsWriter:
         # what is stored is always valid JSON.
         for i in might_contain_pii_each(serialised):
             serialised[i] = _METADATA_ENCODER.encode(redact_metadata(events[i].event.metadata, redactions))
+        if redactions:
+            # Counted as the batch is redacted (ingest_redactions, written with the batch, is the
+            # exact record: a batch encoded again after a rebalance is counted here twice).
+            count_redactions(redactions)
         # Events come in bursts with one timestamp: its two text forms are computed once.
         stamps: dict[datetime, str] = {}
         days: set[date] = set()
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Invalid events go to dead_letter_events with the reason. Stops cleanly on Ctrl+C / SIGTERM.",
     )
     parser.add_argument("--group", help="consumer group (default: RAW_EVENTS_GROUP, raw-events-sink)")
+    metrics.add_metrics_argument(parser, "consumers.store_raw_events")
     return parser
 
 
@@ -172,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
+        metrics.serve(settings, "consumers.store_raw_events", args.metrics_port)
         writer = RawEventsWriter(settings.retention.raw_event_days)
         Sink(settings, args.group or settings.groups.raw_events, writer, cli.install_stop_handlers()).run()
         return 0

@@ -14,7 +14,7 @@ from decimal import Decimal
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from core import cli
+from core import cli, metrics
 from core.config import Settings
 from core.db import Cursor
 from core.sink import Consumed, Sink, SinkBatch
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the events topic, exactly once. Stops cleanly on Ctrl+C / SIGTERM.",
     )
     parser.add_argument("--group", help="consumer group (default: STREAMING_GROUP, streaming-metrics)")
+    metrics.add_metrics_argument(parser, "consumers.streaming_metrics")
     return parser
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
+        metrics.serve(settings, "consumers.streaming_metrics", args.metrics_port)
         stop = cli.install_stop_handlers()
         Sink(
             settings, args.group or settings.groups.streaming_metrics, StreamingMetricsWriter(), stop, record_dead_letters=False

@@ -155,6 +155,12 @@ DEFAULTS: dict[str, str] = {
     "SCHEDULER_CATCH_UP": "true",
     # A job still running after this long is stuck, not slow: it is stopped and recorded as failed.
     "SCHEDULER_JOB_TIMEOUT_S": "3600",
+    # Where every service's Prometheus exporter (--metrics-port) listens: the loopback, as the
+    # metrics are for the operators' Prometheus; compose sets 0.0.0.0 inside each container.
+    "METRICS_HOST": "127.0.0.1",
+    # false: a service started without --metrics-port serves no metrics, instead of taking its
+    # default port (the test suite and the benchmarks, which run many instances side by side).
+    "METRICS_ENABLED": "true",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -306,6 +312,15 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Where the services' Prometheus exporters listen (core.metrics); each one's port is its
+    --metrics-port, by default its own (``enabled``) or none."""
+
+    host: str = "127.0.0.1"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How many days each kind of data is kept (storage limitation, GDPR Art. 5(1)(e)); access
     exports follow ``Settings.access_export_days``."""
@@ -378,6 +393,7 @@ class Settings:
     # the generator and the reports never need it, so they run against any stack as designed.
     hmac_key_text: str = field(default="", repr=False)
     hmac_key_refusal: str | None = None
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def gdpr_hmac_key(self) -> bytes:
@@ -745,4 +761,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         privacy_api=_privacy_api(values),
         mail=_mail(values),
         scheduler=_scheduler(values),
+        metrics=MetricsSettings(host=_name(values, "METRICS_HOST"), enabled=_flag(values, "METRICS_ENABLED")),
     )

@@ -212,9 +212,19 @@ def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.
     print(f"PostgreSQL: {info.database_url}\nKafka:      {info.kafka_bootstrap}")
     # Every command of the demo goes to this stack, whatever DATABASE_URL the shell exports.
     # It runs as production should: only events of users with analytics consent count. The
-    # collector and the dashboard take their default ports unless those are taken.
+    # collector and the dashboard take their default ports unless those are taken. The services it
+    # starts serve no metrics: they stop with the demo, and their default metrics ports may be
+    # taken by the services a developer runs beside it.
     ports = {name: port_or_free(name) for name in ("COLLECTOR_PORT", "DASHBOARD_PORT")}
-    env = config.child_environment({**info.env(), "STACK_FILE": str(info.stack_file), "CONSENT_MODE": "required", **ports})
+    env = config.child_environment(
+        {
+            **info.env(),
+            "STACK_FILE": str(info.stack_file),
+            "CONSENT_MODE": "required",
+            **ports,
+            "METRICS_ENABLED": "false",
+        }
+    )
     try:
         run_steps(env, users, events, info.data_dir / "logs", info.mail_dir)
     finally:

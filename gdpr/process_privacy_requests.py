@@ -28,7 +28,9 @@ LOCKED``, so several processors never handle one twice; processing is idempotent
 ``process_privacy_requests()`` (no argument needed) is the same as the command without
 ``--watch``, for code written against the design. ``--watch`` keeps running and handles a new
 request within about a second (LISTEN/NOTIFY from a trigger, with a periodic sweep as a safety
-net, which also releases ended holds and expires unconfirmed requests and old exports).
+net, which also releases ended holds and expires unconfirmed requests and old exports), and serves
+Prometheus metrics on ``--metrics-port`` (gdpr.metrics: requests answered by type and outcome,
+open requests, those due soon and overdue; counts only).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from core import cli, consent, db
+from core import cli, consent, db, metrics
 from core.config import Settings, load_settings
 from core.errors import ServiceUnavailable
 from core.pii import (
@@ -68,6 +70,7 @@ from core.pii import (
     words_of,
 )
 from gdpr import housekeeping, mail, rights
+from gdpr import metrics as gdpr_metrics
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
 from gdpr.exports import remove_export
@@ -662,6 +665,7 @@ def process_batch(
     collects what leaves old row versions behind: completed erasures and rectifications, and
     the partitions of events_raw the erasures rewrote."""
     outcomes: Counter[str] = Counter()
+    answered: Counter[tuple[str, str]] = Counter()
     key = settings.gdpr_hmac_key
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -701,8 +705,10 @@ def process_batch(
         for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
+            answered[(request_type, results[request_id].status)] += 1
             if rewritten is not None and request_type in REWRITING and results[request_id].status == "completed":
                 rewritten.requests[request_type] += 1
+    gdpr_metrics.count_processed(answered)  # once committed: a rolled-back batch is done again
     _notify(settings, notices)
     return outcomes
 
@@ -787,11 +793,29 @@ def process_privacy_requests(settings: Settings | None = None, batch_size: int =
     return process_pending(settings, batch_size)
 
 
+def _refresh_deadlines(listener: psycopg2.extensions.connection) -> None:
+    """The deadline gauges (gdpr.metrics), read on the listening connection; a transient failure
+    only leaves them as they were until the next refresh."""
+    try:
+        with listener.cursor() as cur:
+            gdpr_metrics.refresh_deadlines(cur)
+    except psycopg2.Error as e:
+        if not db.is_transient(e):
+            raise
+        logger.warning("privacy request deadlines not counted this time: %s", db.describe_error(e))
+
+
 def watch(
-    settings: Settings, stop: threading.Event, batch_size: int = DEFAULT_BATCH, sweep_s: float = SWEEP_INTERVAL_S
+    settings: Settings,
+    stop: threading.Event,
+    batch_size: int = DEFAULT_BATCH,
+    sweep_s: float = SWEEP_INTERVAL_S,
+    deadlines_every_s: float | None = None,
 ) -> Counter[str]:
-    """Process requests as they arrive until ``stop`` is set."""
+    """Process requests as they arrive until ``stop`` is set; with ``deadlines_every_s``, also
+    count the open requests' deadlines for the metrics that often."""
     total: Counter[str] = Counter()
+    next_deadlines = time.monotonic()
     with db.connection(settings.database, application_name="gdpr_watch", role=db.GDPR_ROLE) as listener:
         listener.autocommit = True
         with listener.cursor() as cur:
@@ -808,6 +832,9 @@ def watch(
             # Wake on a notification, on the sweep timer, or (within 1 s) on a stop request.
             deadline = time.monotonic() + sweep_s
             while not stop.is_set() and time.monotonic() < deadline:
+                if deadlines_every_s is not None and time.monotonic() >= next_deadlines:
+                    _refresh_deadlines(listener)
+                    next_deadlines = time.monotonic() + deadlines_every_s
                 ready, _w, _x = select.select([listener], [], [], 1.0)
                 if ready:
                     listener.poll()
@@ -829,6 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"requests per transaction (default: {DEFAULT_BATCH})"
     )
+    metrics.add_metrics_argument(parser, "gdpr.process_privacy_requests")
     return parser
 
 
@@ -844,11 +872,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.metrics_port is not None and not args.watch:
+        parser.error("--metrics-port applies to --watch (a single run ends before anything could scrape it)")
 
     def execute(settings: Settings) -> int:
         if args.watch:
             settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
-            outcomes = watch(settings, cli.install_stop_handlers(), args.batch_size)
+            exporter = metrics.serve(settings, "gdpr.process_privacy_requests", args.metrics_port)
+            deadlines_every_s = gdpr_metrics.DEADLINES_EVERY_S if exporter is not None else None
+            outcomes = watch(settings, cli.install_stop_handlers(), args.batch_size, deadlines_every_s=deadlines_every_s)
         else:
             outcomes = process_privacy_requests(settings, args.batch_size)
         print(_summary(outcomes))

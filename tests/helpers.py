@@ -63,11 +63,11 @@ class Service:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | None = None, args: Iterable[str] = ()) -> Service:
     log = log_dir / f"{module}.{group}.{uuid.uuid4().hex[:6]}.log"
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - owned by the child process
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--group", group],
+        [sys.executable, "-m", module, "--group", group, *args],
         cwd=PROJECT_ROOT,
         env={**os.environ, **(env or {})},
         stdout=handle,

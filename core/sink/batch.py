@@ -65,6 +65,8 @@ class Polled(Generic[E]):
     dropped: list[Dropped] = field(default_factory=list)
     # Kafka timestamps (ms) of the oldest and the newest message polled: when they were produced.
     produced: tuple[int, int] | None = None
+    # dropped_counts(), worked out once: the transaction writes it and the metrics add it up.
+    _dropped_counts: Counter[tuple[date, str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.valid) + len(self.dead) + len(self.dropped)
@@ -79,8 +81,10 @@ class Polled(Generic[E]):
             yield x.partition, x.offset
 
     def dropped_counts(self) -> Counter[tuple[date, str]]:
-        """Dropped events per (UTC event day, reason)."""
-        return Counter((x.event_date, x.reason) for x in self.dropped)
+        """Dropped events per (UTC event day, reason); the batch's messages do not change."""
+        if self._dropped_counts is None:
+            self._dropped_counts = Counter((x.event_date, x.reason) for x in self.dropped)
+        return self._dropped_counts
 
     def halves(self) -> tuple[Polled[E], Polled[E]] | None:
         """The first and the second half of every partition's messages, or None when the batch

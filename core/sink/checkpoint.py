@@ -40,6 +40,10 @@ class Fence:
             return polled
         return Polled(valid, dead, None, dropped, polled.produced)
 
+    def positions_after(self) -> dict[int, int]:
+        """The next offset of each partition of the batch once it is committed (gaps excluded)."""
+        return {p: max(self.stored[p], last + 1) for p, last in self.last.items() if p not in self.gaps}
+
 
 class Checkpoint:
     """Progress of ``group`` on ``topic``: opened and committed inside the sink's transaction."""
@@ -69,7 +73,7 @@ class Checkpoint:
     def commit(self, cur: Cursor, fence: Fence, events: int, dead_letters: int, produced: tuple[int, int] | None = None) -> None:
         """Advance the offsets past the batch and record it (with when its oldest and newest event
         were produced, in Kafka milliseconds); the caller's transaction commits."""
-        advanced = {p: last + 1 for p, last in fence.last.items() if p not in fence.gaps and last + 1 > fence.stored[p]}
+        advanced = {p: offset for p, offset in fence.positions_after().items() if offset > fence.stored[p]}
         progress.advance(cur, self.group, self.topic, advanced)
         progress.record_batch(
             cur, self.group, self.topic, events, dead_letters, prune=self.commits % PRUNE_EVERY_BATCHES == 0, produced=produced

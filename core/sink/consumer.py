@@ -17,6 +17,10 @@ Failures, by kind:
   batch that still times out stops the consumer with a message naming the timeout;
 - a lost broker: said in the log and in ``consumers.status`` until it answers again.
 
+Metrics (core.sink.metrics): consumed, stored, dead-lettered and dropped events, batch sizes,
+commit times, freshness and lag per partition, updated once per batch or once a second, never
+per event; served when the consumer runs with ``--metrics-port`` (core.metrics).
+
 Consent (core.consent): before a batch is decided the consent ledger is read again, and a
 valid event whose user had no analytics consent at the event's time is dropped: neither
 written nor aggregated, only counted per day and reason in ``consent_dropped_daily``, in the
@@ -62,6 +66,7 @@ from core.events import Event, InvalidEvent, parse_event
 from core.pii import redact_payload
 from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
+from core.sink.metrics import SinkMetrics
 from core.sink.retry import RetryPolicy, with_retry
 from core.sink.writer import SinkWriter
 
@@ -75,6 +80,9 @@ PROGRESS_EVERY_S = 10.0
 FULL_GC_EVERY_BATCHES = 50
 # How often a running instance says it is alive (and whether it reaches its broker).
 HEARTBEAT_EVERY_S = 5.0
+# How often each assigned partition's lag is worked out for the metrics (from the high watermark
+# librdkafka keeps, no request to the broker): Prometheus scrapes every 15 s.
+LAG_EVERY_S = 1.0
 # How long one consume call waits for messages while a batch fills: the latency added at low load.
 POLL_SLICE_S = 0.005
 # A batch closes early (the writer free) only when the consumer is caught up: no partition has
@@ -181,6 +189,11 @@ class Sink(Generic[E]):
         self.writer = writer
         self.stop = stop
         self.stats = SinkStats()
+        self.metrics = SinkMetrics(group_id)
+        # The next offset to commit of each assigned partition (None: it starts at the log's
+        # beginning and nothing is committed yet), for its lag: set on assignment by the polling
+        # thread, advanced after each commit by the writer thread.
+        self._positions: dict[int, int | None] = {}
         self.checkpoint = Checkpoint(group_id, self.topic)
         self.retry = RetryPolicy(total_s=settings.database.retry_timeout_s)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
@@ -287,6 +300,7 @@ class Sink(Generic[E]):
         self._check_offsets_within_log(consumer, stored)
         for tp in partitions:
             tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
+            self._positions[tp.partition] = stored.get(tp.partition)
         consumer.assign(partitions)
         logger.info(
             "assigned %s from PostgreSQL offsets %s",
@@ -317,7 +331,11 @@ class Sink(Generic[E]):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Batches in flight are committed before the partitions go to another instance.
         self._drain()
-        logger.info("revoked %s partitions %s", self.topic, [tp.partition for tp in partitions])
+        revoked = [tp.partition for tp in partitions]
+        for partition in revoked:
+            self._positions.pop(partition, None)
+        self.metrics.revoked(revoked)
+        logger.info("revoked %s partitions %s", self.topic, revoked)
         consumer.unassign()
 
     def _on_kafka_error(self, error: KafkaError) -> None:
@@ -422,6 +440,7 @@ class Sink(Generic[E]):
 
     def _store(self, polled: Polled[E], depth: int = 0) -> None:
         """Commit one batch, whatever the database says about it (see the module docstring)."""
+        started = time.perf_counter()
         try:
             try:
                 outcome = self._transaction("writing a batch", lambda cur: self._commit(polled, cur, isolate=False))
@@ -444,6 +463,17 @@ class Sink(Generic[E]):
                 "stored and the offsets stay where they were: fix the cause and restart to resume"
             ) from None
         fence, fresh, refused = outcome
+        self.metrics.committed(
+            messages=len(fresh),
+            stored=len(fresh.valid) - len(refused),
+            dead=fresh.dead + refused if refused else fresh.dead,
+            dropped=fresh.dropped_counts(),
+            seconds=time.perf_counter() - started,
+            produced=fresh.produced,
+        )
+        for partition, position in fence.positions_after().items():
+            if partition in self._positions:
+                self._positions[partition] = position
         self._rewind(fence.gaps)
         skipped = len(polled) - len(fresh)
         self.stats.events += len(fresh.valid) - len(refused)
@@ -501,10 +531,25 @@ class Sink(Generic[E]):
         # After the poll: the ledger is at least as new as the events it decides.
         self._refresh_consent()
         valid, dead, dropped = self._split(messages)
+        self.metrics.consumed(len(valid) + len(dead) + len(dropped))
         if valid or dead or dropped:
             encoded = self.writer.encode(valid) if valid else None
             self._raise_writer_error()
             self._pending.put(Polled(valid, dead, encoded, dropped, produced_between(messages)))
+
+    def _refresh_lag(self, consumer: Consumer) -> None:
+        """Each assigned partition's lag for the metrics: the high watermark librdkafka last
+        fetched (no request to the broker) minus the next offset to commit. The embedded broker
+        reports a high watermark short of the end (README, Known limits), so there the lag of a
+        consumer that is behind is a little low; caught up, it is 0."""
+        for partition, position in list(self._positions.items()):
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            except KafkaException:
+                continue
+            start = low if position is None else position
+            if high >= 0 and start >= 0:  # both known once the partition has been fetched
+                self.metrics.lag(partition, high - start)
 
     def _writer_free(self) -> bool:
         return not self._writing and self._pending.empty()
@@ -645,6 +690,7 @@ class Sink(Generic[E]):
         logger.info("%s consuming %s (batches of %d or %.1f s)", self.group_id, self.topic, batch_size, batch_seconds)
         next_progress = time.monotonic() + PROGRESS_EVERY_S
         next_heartbeat = time.monotonic()
+        next_lag = time.monotonic() + LAG_EVERY_S
         writer = threading.Thread(target=self._write_batches, name=f"{self.group_id}-writer", daemon=True)
         writer.start()
         # Automatic cyclic garbage collection runs every few hundred allocations and rescans the
@@ -662,8 +708,12 @@ class Sink(Generic[E]):
                 polled += 1
                 gc.collect(2 if polled % FULL_GC_EVERY_BATCHES == 0 else 0)
                 now = time.monotonic()
+                if now >= next_lag:
+                    self._refresh_lag(self._consumer)
+                    next_lag = now + LAG_EVERY_S
                 if now >= next_heartbeat:
                     self._check_broker()
+                    self.metrics.broker_reachable(self._broker_lost_at is None)
                     next_heartbeat = now + HEARTBEAT_EVERY_S
                     # Skipped while a batch waits: the writer is busy, the next beat comes soon.
                     with contextlib.suppress(queue.Full):

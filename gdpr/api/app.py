@@ -16,7 +16,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from core import web
+from core import metrics, web
 from gdpr.api import payloads
 from gdpr.api.errors import Refused
 from gdpr.api.service import Answer, PrivacyApi
@@ -163,7 +163,8 @@ async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: B
 
 def create_app(api: PrivacyApi) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application serving ``api``."""
-    app = falcon.asgi.App(middleware=[NoStore()])
+    app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
+    app.add_middleware(NoStore())
     app.add_route("/v1/privacy-requests", PrivacyRequests(api))
     app.add_route("/v1/privacy-requests/{request_id}", PrivacyRequest(api))
     app.add_route("/v1/privacy-requests/{request_id}/verify", Verify(api))

@@ -21,7 +21,7 @@ import threading
 import psycopg2
 import uvloop
 
-from core import cli, db, web
+from core import cli, db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr.api.app import create_app
@@ -61,11 +61,12 @@ async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) ->
         api.database.close()
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
+def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the API until stopped; 0 after a clean stop."""
     sock = web.listen(host, port, "PRIVACY_API_PORT", BACKLOG)
     stop = cli.install_stop_handlers()
     api = open_api(settings)
+    metrics.serve(settings, "gdpr.api", metrics_port)
     bound_host, bound_port = sock.getsockname()[:2]
     logger.info(
         "privacy API listening on http://%s:%d (mail via %s, codes valid %d s with %d tries, %d requests an hour per address)",
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     web.add_listen_arguments(parser, "PRIVACY_API", 8001)
+    metrics.add_metrics_argument(parser, "gdpr.api")
     args = parser.parse_args(argv)
     web.check_port(parser, args)
     cli.run(
@@ -107,5 +109,6 @@ def main(argv: list[str] | None = None) -> None:
             settings,
             settings.privacy_api.host if args.host is None else args.host,
             settings.privacy_api.port if args.port is None else args.port,
+            args.metrics_port,
         )
     )

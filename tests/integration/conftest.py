@@ -82,6 +82,9 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         os.environ.update(env)
         os.environ["GDPR_HMAC_KEY"] = TEST_HMAC_KEY
         os.environ["LOG_LEVEL"] = "INFO"
+        # Tests run many services side by side: none takes its default metrics port; the tests
+        # of the metrics give theirs a free one (--metrics-port).
+        os.environ["METRICS_ENABLED"] = "false"
         db.migrate(load_settings().database)
         yield env
     finally:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from core import db
+from core import db, metrics
 from core.config import DEFAULTS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT
 from devstack import SERVER_TUNING
 from scheduler.jobs import job_modules
@@ -165,7 +165,7 @@ def test_init_migrates_as_the_owner_and_sets_every_logins_password() -> None:
 
 def test_the_privacy_api_listens_on_its_default_port_and_mails_through_the_mail_service() -> None:
     api, mail = SERVICES["privacy-api"], SERVICES["mail"]
-    assert api["command"] == ["python", "-m", "gdpr.api", "--host", "0.0.0.0"]  # noqa: S104 - inside its container
+    assert api["command"][:5] == ["python", "-m", "gdpr.api", "--host", "0.0.0.0"]  # noqa: S104 - inside its container
     assert api["profiles"] == ["app"] and api["build"] == "."
     port = DEFAULTS["PRIVACY_API_PORT"]
     assert f"{port}:{port}" in api["ports"] and f"127.0.0.1:{port}/readyz" in str(api["healthcheck"]["test"])
@@ -184,7 +184,7 @@ def test_the_privacy_api_listens_on_its_default_port_and_mails_through_the_mail_
 
 def test_the_gdpr_processor_runs_as_a_service_watching_for_requests() -> None:
     processor = SERVICES["gdpr-processor"]
-    assert processor["command"] == ["python", "-m", "gdpr.process_privacy_requests", "--watch"]
+    assert processor["command"][:4] == ["python", "-m", "gdpr.process_privacy_requests", "--watch"]
     assert processor["profiles"] == ["app"] and processor["build"] == "."
     assert processor["restart"] == "unless-stopped"
     assert processor["depends_on"]["init"] == {"condition": "service_completed_successfully"}
@@ -387,3 +387,77 @@ def test_the_dashboard_listens_on_its_default_port_published_on_the_hosts_loopba
     env = dashboard["environment"]
     assert {key for key in env if key.startswith("DB_PASSWORD_")} == {password_variable(db.DASHBOARD_ROLE)}
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"  # the lag: Kafka's end offsets
+# -- metrics and monitoring ---------------------------------------------------------------------
+
+PROMETHEUS_DIR = PROJECT_ROOT / "ops" / "prometheus"
+
+
+def scraped(config_file: str) -> dict[str, list[str]]:
+    """Job name -> targets of a Prometheus configuration of ops/prometheus."""
+    config = yaml.safe_load((PROMETHEUS_DIR / config_file).read_text(encoding="utf-8"))
+    return {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]] for job in config["scrape_configs"]
+    }
+
+
+def metrics_port(service: dict[str, object]) -> int | None:
+    command = service["command"]
+    assert isinstance(command, list)
+    return int(command[command.index("--metrics-port") + 1]) if "--metrics-port" in command else None
+
+
+# The services that serve metrics: every one running a module with a default metrics port.
+WITH_METRICS = {name: s for name, s in BUILT.items() if s["command"][2] in metrics.DEFAULT_PORTS}
+
+
+def test_every_long_running_service_serves_metrics_on_its_default_port() -> None:
+    assert {"raw-consumer", "streaming-consumer", "gdpr-processor", "collector", "privacy-api", "console"} <= set(WITH_METRICS)
+    for name, service in BUILT.items():
+        module, port = service["command"][2], metrics_port(service)
+        if name in WITH_METRICS:
+            assert port == metrics.DEFAULT_PORTS[module], f"{name}: --metrics-port {port}"
+            # Inside its container, where Prometheus reaches it; the port is not published.
+            assert service["environment"]["METRICS_HOST"] == "0.0.0.0", name  # noqa: S104
+            assert all(str(port) not in str(p) for p in service.get("ports", [])), name
+        else:
+            assert port is None, f"{name} runs {module}, which serves no metrics"
+
+
+def test_prometheus_in_compose_scrapes_each_service_with_a_metrics_port() -> None:
+    jobs = scraped("prometheus-compose.yml")
+    expected = {name: [f"{name}:{metrics_port(service)}"] for name, service in WITH_METRICS.items()}
+    assert jobs == expected
+
+
+def test_prometheus_on_this_machine_scrapes_the_same_jobs_at_the_default_ports() -> None:
+    """ops/prometheus/prometheus.yml: the same job names as compose's (the alert rules and the
+    dashboards select on them), at localhost and each module's default port; and the scheduler."""
+    jobs = scraped("prometheus.yml")
+    job_of_module = {service["command"][2]: name for name, service in WITH_METRICS.items()} | {"scheduler": "scheduler"}
+    assert set(job_of_module) == set(metrics.DEFAULT_PORTS)
+    assert jobs == {job: [f"localhost:{metrics.DEFAULT_PORTS[module]}"] for module, job in job_of_module.items()}
+    scheduler = next(
+        j
+        for j in yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"]
+        if j["job_name"] == "scheduler"
+    )
+    assert scheduler["honor_labels"] is True  # its platform_job_* gauges keep their own `job` label
+
+
+def test_the_monitoring_services_run_under_the_ops_profile_with_the_repositorys_files() -> None:
+    for name in ("prometheus", "alertmanager", "grafana"):
+        service = SERVICES[name]
+        assert service["profiles"] == ["ops"], name
+        assert "build" not in service and ":" in service["image"] and not service["image"].endswith(":latest"), name
+        assert all(str(port).startswith("127.0.0.1:") for port in service["ports"]), f"{name}: publish on the loopback only"
+        for volume in service["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (PROJECT_ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["prometheus"]["volumes"]}
+    assert mounted["/etc/prometheus/prometheus.yml"] == "./ops/prometheus/prometheus-compose.yml"
+    assert mounted["/etc/prometheus/alerts.yml"] == "./ops/prometheus/alerts.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
+    # Grafana reads PostgreSQL as the reports' read-only login, with that password only.
+    grafana = SERVICES["grafana"]["environment"]
+    assert {key for key in grafana if key.startswith("DB_PASSWORD_")} == {password_variable(db.ANALYTICS_ROLE)}

@@ -65,12 +65,14 @@ class Collector:
         return self.process.wait(timeout=timeout)
 
 
-def start_collector(log_dir: Path, env: dict[str, str] | None = None, ready: str = "/readyz") -> Collector:
-    """Start the collector on a free port; return once ``ready`` answers 200."""
+def start_collector(
+    log_dir: Path, env: dict[str, str] | None = None, ready: str = "/readyz", args: tuple[str, ...] = ()
+) -> Collector:
+    """Start the collector on a free port (with ``args`` added); return once ``ready`` answers 200."""
     log = log_dir / f"collector.{uuid.uuid4().hex[:6]}.log"
     with open(log, "w", encoding="utf-8") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "--port", "0"],
+            [sys.executable, "-m", "collector", "--port", "0", *args],
             cwd=PROJECT_ROOT,
             env={**os.environ, "COLLECTOR_KEY_REFRESH_S": REFRESH_S, **(env or {})},
             stdout=handle,
