@@ -8,7 +8,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from core import cli
+from core import cli, metrics
 from core.config import SchedulerSettings, Settings
 from scheduler import status
 from scheduler.jobs import jobs
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on start, each job that missed its latest due time runs once (SCHEDULER_CATCH_UP).",
         epilog=f"jobs (times are set by the SCHEDULER_* variables, see README):\n{listed}",
     )
+    metrics.add_metrics_argument(parser, "scheduler")
     commands = parser.add_subparsers(dest="command", metavar="{run,status,run-once}")
     commands.add_parser("run", help="run as a service (the default)")
     show = commands.add_parser("status", help="each job's schedule, next due time, last success and latest runs")
@@ -85,7 +86,12 @@ def main(argv: list[str] | None = None) -> None:
             print(line + (f": {extra}" if extra else ""), file=sys.stdout if result.outcome == "ok" else sys.stderr)
             return {"ok": 0, "failed": 1}.get(result.outcome, SKIPPED_EXIT)
         logger.info("scheduler starting: %s; %s", settings.describe(), settings.scheduler.describe())
-        return serve(settings, stop)
+        exporter = metrics.serve(settings, "scheduler", args.metrics_port)
+        try:
+            return serve(settings, stop)
+        finally:
+            if exporter is not None:
+                exporter.close()
 
     cli.run(execute)
 

@@ -5,6 +5,7 @@ records how the run ended; a command that runs past ``SCHEDULER_JOB_TIMEOUT_S`` 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import IO, TextIO, TypeVar
 import psycopg2
 import psycopg2.extensions
 
-from core import db
+from core import db, metrics
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
 from scheduler import runs
@@ -107,6 +108,20 @@ def run_process(argv: list[str], stop: threading.Event, timeout_s: float) -> Exi
     return Exited(code, tails[1].last or tails[0].last, stopped)
 
 
+# The comparison's last line names how many days drift when any do (exit status 1).
+COMPARISON = "batch.compare_batch_vs_stream"
+_DRIFT_LINE = re.compile(r"drift on (\d+) day")
+
+
+def drifting_days(exited: Exited) -> int:
+    """Days the comparison found drifting: 0 when it agreed (exit 0), else the count its last line
+    gives (at least 1)."""
+    if exited.returncode == 0:
+        return 0
+    found = _DRIFT_LINE.search(exited.last_line or "")
+    return max(int(found.group(1)), 1) if found else 1
+
+
 def describe_failure(module: str, exited: Exited) -> str:
     """One line for the record: which command, its exit status, its last line."""
     if exited.stopped is not None:
@@ -150,6 +165,7 @@ class Runner:
                 return Result("skipped", detail=claim.detail, run_id=claim.run_id)
             logger.info("%s due %s: run %d started", job.name, scheduled_for.isoformat(), claim.run_id)
             started = time.monotonic()
+            started_at = time.time()
             try:
                 result = self._execute(job, scheduled_for)
             except Exception as e:  # a defect of ours: still recorded, never left running
@@ -157,6 +173,7 @@ class Runner:
                 result = Result("failed", error=f"the scheduler failed: {describe_exception(e)}")
             result = Result(result.outcome, runs.one_line(result.error), runs.one_line(result.detail))
             self._record(conn, claim.run_id, result)
+        metrics.record_job_run(job.name, succeeded=result.outcome == "ok", started_at=started_at, finished_at=time.time())
         took = time.monotonic() - started
         if result.outcome == "ok":
             logger.info("%s due %s: run %d ok in %.1f s", job.name, scheduled_for.isoformat(), claim.run_id, took)
@@ -221,6 +238,8 @@ class Runner:
             argv = step.argv(scheduled_for)
             logger.info("%s: python -m %s", job.name, " ".join(argv))
             exited = run_process([sys.executable, "-m", *argv], self.stop, self.settings.scheduler.job_timeout_s)
+            if step.module == COMPARISON and exited.stopped is None and exited.returncode in {0, 1}:
+                metrics.record_reconciliation(drifting_days(exited))
             if exited.returncode != 0 or exited.stopped is not None:
                 return Result("failed", error=describe_failure(step.module, exited))
         return Result("ok")

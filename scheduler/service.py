@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from core import metrics
 from core.config import Settings
 from scheduler.jobs import jobs
 from scheduler.runner import Runner
@@ -41,6 +42,7 @@ def serve(settings: Settings, stop: threading.Event) -> int:
     elif not settings.scheduler.catch_up:
         logger.info("catch-up is off (SCHEDULER_CATCH_UP=false): missed due times are not run")
     for job in table:
+        metrics.expect_job(job.name, job.schedule.period.total_seconds())
         scheduler.add_job(runner.run_due, trigger=job.schedule.trigger(), args=[job], id=job.name, name=job.name)
     scheduler.start()
     now = datetime.now(UTC)

@@ -250,7 +250,7 @@ def test_retention_is_a_one_off_job_that_reaches_the_report_files_and_exports() 
 
 def test_the_scheduler_runs_as_a_service_with_its_settings_and_what_its_jobs_need() -> None:
     scheduler = SERVICES["scheduler"]
-    assert scheduler["command"] == ["python", "-m", "scheduler"]
+    assert scheduler["command"] == ["python", "-m", "scheduler", "--metrics-port", str(metrics.DEFAULT_PORTS["scheduler"])]
     assert scheduler["profiles"] == ["app"] and scheduler["build"] == "." and scheduler["restart"] == "unless-stopped"
     assert scheduler["depends_on"]["init"] == {"condition": "service_completed_successfully"}
     env = scheduler["environment"]
@@ -387,6 +387,8 @@ def test_the_dashboard_listens_on_its_default_port_published_on_the_hosts_loopba
     env = dashboard["environment"]
     assert {key for key in env if key.startswith("DB_PASSWORD_")} == {password_variable(db.DASHBOARD_ROLE)}
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"  # the lag: Kafka's end offsets
+
+
 # -- metrics and monitoring ---------------------------------------------------------------------
 
 PROMETHEUS_DIR = PROJECT_ROOT / "ops" / "prometheus"

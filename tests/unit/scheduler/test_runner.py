@@ -7,8 +7,10 @@ import sys
 import threading
 
 import pytest
+from prometheus_client import REGISTRY
 
-from scheduler.runner import Exited, describe_exception, describe_failure, run_process
+from core.metrics import record_reconciliation
+from scheduler.runner import Exited, describe_exception, describe_failure, drifting_days, run_process
 from scheduler.runs import one_line
 
 
@@ -77,3 +79,11 @@ def test_a_long_line_is_cut() -> None:
 
 def test_an_exception_of_the_in_process_check_quotes_no_data() -> None:
     assert describe_exception(KeyError("jane@example.org")) == "KeyError"
+
+
+def test_the_drift_the_comparison_reports_becomes_the_reconciliation_gauge() -> None:
+    assert drifting_days(Exited(0, "OK: agree exactly")) == 0
+    assert drifting_days(Exited(1, "drift on 3 day(s): 2026-11-20, 2026-11-21, 2026-11-22")) == 3
+    assert drifting_days(Exited(1, None)) == 1  # drift, count unknown: at least one day
+    record_reconciliation(drifting_days(Exited(1, "drift on 2 day(s): 2026-11-21, 2026-11-22")))
+    assert REGISTRY.get_sample_value("platform_reconciliation_drift_days") == 2
