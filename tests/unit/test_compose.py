@@ -463,3 +463,21 @@ def test_the_monitoring_services_run_under_the_ops_profile_with_the_repositorys_
     # Grafana reads PostgreSQL as the reports' read-only login, with that password only.
     grafana = SERVICES["grafana"]["environment"]
     assert {key for key in grafana if key.startswith("DB_PASSWORD_")} == {password_variable(db.ANALYTICS_ROLE)}
+
+
+# -- healthchecks -------------------------------------------------------------------------------
+
+# One-shot jobs (they exit when done) and the generator (a producer with nothing to ask) have none.
+WITHOUT_HEALTHCHECK = {"init", "retention", "generator"}
+
+
+def test_every_long_running_service_has_a_healthcheck_on_what_it_serves() -> None:
+    for name, service in SERVICES.items():
+        if name in WITHOUT_HEALTHCHECK:
+            assert "healthcheck" not in service, name
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name} has no healthcheck"
+    for name, service in WITH_METRICS.items():
+        if "healthz" not in str(service["healthcheck"]) and "readyz" not in str(service["healthcheck"]):
+            assert f"127.0.0.1:{metrics_port(service)}/metrics" in str(service["healthcheck"]["test"]), name
