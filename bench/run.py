@@ -28,13 +28,14 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 import psycopg2
+from psycopg2 import sql
 
 import devstack
 from core import db, kafka, progress
@@ -298,13 +299,22 @@ class Bench:
         rate, peak, growth = self._consume("consumers.store_raw_events", "bench-raw")
         self.capacity["raw"] = rate
         [(rows,)] = self.query("SELECT count(*) FROM events_raw")
-        log("baseline: bare COPY of the same rows into an identical table")
+        log("baseline: bare COPY of the same rows into an identical table (partitioned by day alike)")
         buffer = io.StringIO()
         with db.connection(self.settings.database) as conn:
             with conn, conn.cursor() as cur:
                 cur.execute("DROP TABLE IF EXISTS bench_copy")
-                cur.execute("CREATE TABLE bench_copy (LIKE events_raw INCLUDING ALL)")
-                cur.copy_expert("COPY events_raw TO STDOUT", buffer)
+                cur.execute("CREATE TABLE bench_copy (LIKE events_raw INCLUDING ALL) PARTITION BY RANGE (event_date)")
+                cur.execute("CREATE TABLE bench_copy_default PARTITION OF bench_copy DEFAULT")
+                cur.execute("SELECT DISTINCT event_date FROM events_raw")
+                for (day,) in cur.fetchall():
+                    cur.execute(
+                        sql.SQL("CREATE TABLE {} PARTITION OF bench_copy FOR VALUES FROM (%s) TO (%s)").format(
+                            sql.Identifier(f"bench_copy_{day:%Y%m%d}")
+                        ),
+                        (day, day + timedelta(days=1)),
+                    )
+                cur.copy_expert("COPY (SELECT * FROM events_raw) TO STDOUT", buffer)
             buffer.seek(0)
             started = time.perf_counter()
             with conn, conn.cursor() as cur:
