@@ -30,18 +30,44 @@ CREATE UNIQUE INDEX IF NOT EXISTS scheduler_runs_one_claim_per_slot ON scheduler
 -- A job's latest runs and its latest success (status, catch-up).
 CREATE INDEX IF NOT EXISTS scheduler_runs_job_idx ON scheduler_runs (job, started_at DESC);
 
-DO $$
-DECLARE
-    name TEXT;
+-- Group roles and component logins, made the same way by every migration from here on (the rules
+-- of sql/015 and sql/018, written once): platform_group_role makes a NOLOGIN group role the
+-- migrator belongs to; platform_component_login makes a login that is a member of its own group
+-- only (any other membership revoked), and refuses a role of that name that may do more.
+CREATE OR REPLACE FUNCTION platform_group_role(name TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
 BEGIN
-    FOREACH name IN ARRAY ARRAY['scheduler_runner'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', name);
-        END IF;
-        EXECUTE format('GRANT %I TO %I', name, current_user);
-    END LOOP;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+    END IF;
+    EXECUTE format('GRANT %I TO %I', name, current_user);
 END;
 $$;
+REVOKE ALL ON FUNCTION platform_group_role(TEXT) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION platform_component_login(login TEXT, own_group TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    other TEXT;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = login) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT', login);
+    ELSIF EXISTS (SELECT FROM pg_roles WHERE rolname = login
+                  AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)) THEN
+        RAISE EXCEPTION 'role % exists and may do more than a component login: drop it, then migrate again', login;
+    END IF;
+    FOR other IN
+        SELECT g.rolname FROM pg_auth_members m
+        JOIN pg_roles g ON g.oid = m.roleid
+        JOIN pg_roles u ON u.oid = m.member
+        WHERE u.rolname = login AND g.rolname <> own_group
+    LOOP
+        EXECUTE format('REVOKE %I FROM %I', other, login);
+    END LOOP;
+    EXECUTE format('GRANT %I TO %I', own_group, login);
+END;
+$$;
+REVOKE ALL ON FUNCTION platform_component_login(TEXT, TEXT) FROM PUBLIC;
+
+SELECT platform_group_role('scheduler_runner');
 
 -- Its own runs: claimed, finished, never deleted or rewritten after the fact (no DELETE, and UPDATE of
 -- the columns a run's end sets only).
@@ -52,34 +78,4 @@ GRANT USAGE ON SEQUENCE scheduler_runs_id_seq TO scheduler_runner;
 GRANT SELECT (id, status, due_at) ON privacy_requests TO scheduler_runner;
 
 -- The login, a member of its own group only (the same rules as sql/015's).
-DO $$
-DECLARE
-    pair TEXT[];
-    login TEXT;
-    own_group TEXT;
-    other TEXT;
-BEGIN
-    FOREACH pair SLICE 1 IN ARRAY ARRAY[
-        ['login_scheduler', 'scheduler_runner']
-    ] LOOP
-        login := pair[1];
-        own_group := pair[2];
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = login) THEN
-            EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
-                           login);
-        ELSIF EXISTS (SELECT FROM pg_roles WHERE rolname = login
-                      AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)) THEN
-            RAISE EXCEPTION 'role % exists and may do more than a component login: drop it, then migrate again', login;
-        END IF;
-        FOR other IN
-            SELECT g.rolname FROM pg_auth_members m
-            JOIN pg_roles g ON g.oid = m.roleid
-            JOIN pg_roles u ON u.oid = m.member
-            WHERE u.rolname = login AND g.rolname <> own_group
-        LOOP
-            EXECUTE format('REVOKE %I FROM %I', other, login);
-        END LOOP;
-        EXECUTE format('GRANT %I TO %I', own_group, login);
-    END LOOP;
-END;
-$$;
+SELECT platform_component_login('login_scheduler', 'scheduler_runner');

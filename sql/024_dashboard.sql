@@ -13,18 +13,7 @@
 
 CREATE INDEX IF NOT EXISTS dead_letter_events_received_idx ON dead_letter_events (received_at);
 
-DO $$
-DECLARE
-    name TEXT;
-BEGIN
-    FOREACH name IN ARRAY ARRAY['dashboard_reader'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', name);
-        END IF;
-        EXECUTE format('GRANT %I TO %I', name, current_user);
-    END LOOP;
-END;
-$$;
+SELECT platform_group_role('dashboard_reader');
 
 -- Throughput per group over the last minutes, freshness, live instances and a lost broker; the lag
 -- is Kafka's end offsets minus the stored ones. No column of these tables says who.
@@ -39,34 +28,4 @@ GRANT SELECT (job, scheduled_for, finished_at, outcome) ON scheduler_runs TO das
 GRANT SELECT (reason, received_at) ON dead_letter_events TO dashboard_reader;
 
 -- The login, a member of its own group only (the same rules as sql/015's).
-DO $$
-DECLARE
-    pair TEXT[];
-    login TEXT;
-    own_group TEXT;
-    other TEXT;
-BEGIN
-    FOREACH pair SLICE 1 IN ARRAY ARRAY[
-        ['login_dashboard', 'dashboard_reader']
-    ] LOOP
-        login := pair[1];
-        own_group := pair[2];
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = login) THEN
-            EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
-                           login);
-        ELSIF EXISTS (SELECT FROM pg_roles WHERE rolname = login
-                      AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)) THEN
-            RAISE EXCEPTION 'role % exists and may do more than a component login: drop it, then migrate again', login;
-        END IF;
-        FOR other IN
-            SELECT g.rolname FROM pg_auth_members m
-            JOIN pg_roles g ON g.oid = m.roleid
-            JOIN pg_roles u ON u.oid = m.member
-            WHERE u.rolname = login AND g.rolname <> own_group
-        LOOP
-            EXECUTE format('REVOKE %I FROM %I', other, login);
-        END LOOP;
-        EXECUTE format('GRANT %I TO %I', own_group, login);
-    END LOOP;
-END;
-$$;
+SELECT platform_component_login('login_dashboard', 'dashboard_reader');
