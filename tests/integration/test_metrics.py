@@ -1,13 +1,15 @@
-"""Metrics end to end: a real raw-events consumer and a real collector with ``--metrics-port``, a
-real Prometheus (Debian's package) scraping them with the platform's own configuration and alert
+"""Metrics end to end: a real raw-events consumer, a real collector and a real scheduler with
+``--metrics-port``, a real Prometheus (Debian's package) scraping them with the platform's own configuration and alert
 rules, and its HTTP API asked until the series say what happened. Nothing of a person reaches a
 label."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from core.config import Settings
 from tests import prometheus
 from tests.helpers import PROJECT_ROOT, RAW, produce, start_service, wait_caught_up, wait_until
 from tests.integration.collector.conftest import create_key, event, start_collector
+from tests.integration.scheduler.test_scheduler import quiet_schedule, start_scheduler
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -135,3 +138,30 @@ def test_a_taken_metrics_port_is_one_line_naming_what_to_do(settings: Settings, 
     output = consumer.output().strip()
     assert output.splitlines()[-1].startswith(f"error: cannot serve metrics on 127.0.0.1:{port} (")
     assert "--metrics-port" in output and "Traceback" not in output
+
+
+def test_prometheus_sees_the_schedulers_jobs_and_the_reconciliation(settings: Settings, tmp_path: Path) -> None:
+    """A scheduler that starts with nothing run yet catches every job up, and a real Prometheus
+    sees each job's interval, success and outcome (under the job's own name: honor_labels) and the
+    nightly comparison's drift."""
+    prometheus.tool_or_skip("prometheus")
+    metrics_port, server_port = devstack.free_port(), devstack.free_port()
+    env = {**quiet_schedule(datetime.now(UTC)), "SCHEDULER_CATCH_UP": "true"}
+    scheduler = start_scheduler(tmp_path / "scheduler.log", "--metrics-port", str(metrics_port), env=env)
+    config = prometheus.scrape_config({"scheduler": f"127.0.0.1:{metrics_port}"})
+    try:
+        with prometheus.running(config, server_port, tmp_path / "prometheus") as server:
+            server.wait_for("platform_job_interval_seconds{job='batch'}", 86_400)
+            server.wait_for("platform_job_interval_seconds{job='privacy-deadlines'}", 3_600)
+            server.wait_for("platform_job_interval_seconds{job='gdpr-audit-report'}", 7 * 86_400)
+            for job in ("batch", "daily-report", "gdpr-audit-report", "retention", "privacy-deadlines"):
+                server.wait_for(f"platform_job_last_outcome{{job='{job}'}}", 1, timeout=120)
+                assert server.values(f"platform_job_last_success_timestamp_seconds{{job='{job}'}} > 0") != []
+            # Nothing drifts on an empty database: the comparison agreed.
+            server.wait_for("platform_reconciliation_drift_days", 0)
+        scheduler.send_signal(signal.SIGTERM)
+        assert scheduler.wait(timeout=60) == 0, (tmp_path / "scheduler.log").read_text()
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait(timeout=30)
