@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import KafkaError, Message
 from psycopg2 import sql
 
@@ -76,6 +78,42 @@ def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | 
     )
     handle.close()
     return Service(process, log)
+
+
+def start_http_service(
+    module: str, name: str, log_dir: Path, *, args: Iterable[str] = (), env: dict[str, str] | None = None, ready: str = "/healthz"
+) -> tuple[subprocess.Popen[str], Path, str]:
+    """``python -m module --port 0 args`` (an HTTP service on a free port), its output in a log;
+    return (process, log, its URL) once the log says "``name`` listening on URL" and ``ready``
+    answers 200."""
+    log = log_dir / f"{module}.{uuid.uuid4().hex[:6]}.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", *args],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    listening = re.compile(rf"{re.escape(name)} listening on (http://[\d.]+:\d+)")
+    found: list[str] = []
+
+    def started() -> bool:
+        assert process.poll() is None, f"the {name} exited ({process.returncode}):\n{log.read_text()}"
+        found.extend(listening.findall(log.read_text()))
+        return bool(found)
+
+    wait_until(started, timeout=60, what=f"the {name} to listen")
+
+    def answers() -> bool:
+        try:
+            return httpx.get(found[0] + ready, timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, timeout=60, what=f"the {name}'s {ready}")
+    return process, log, found[0]
 
 
 def start_generator(log: Path, *args: str, new_session: bool = False) -> subprocess.Popen[str]:

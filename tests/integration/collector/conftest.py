@@ -8,12 +8,9 @@ stack; the port it bound is read from its log, and readiness is polled, never sl
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,12 +24,11 @@ import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import PROJECT_ROOT, run_command, wait_until
+from tests.helpers import run_command, start_http_service, wait_until
 
 ORIGIN = "https://shop.example"
 # Fast key reloads, so a revoked or new key takes effect within a test's patience.
 REFRESH_S = "0.2"
-LISTENING = re.compile(r"collector listening on (http://[\d.]+:\d+)")
 
 
 @dataclass
@@ -69,34 +65,8 @@ def start_collector(
     log_dir: Path, env: dict[str, str] | None = None, ready: str = "/readyz", args: tuple[str, ...] = ()
 ) -> Collector:
     """Start the collector on a free port (with ``args`` added); return once ``ready`` answers 200."""
-    log = log_dir / f"collector.{uuid.uuid4().hex[:6]}.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "--port", "0", *args],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "COLLECTOR_KEY_REFRESH_S": REFRESH_S, **(env or {})},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    found: list[str] = []
-
-    def listening() -> bool:
-        assert process.poll() is None, f"the collector exited ({process.returncode}):\n{log.read_text()}"
-        found.extend(LISTENING.findall(log.read_text()))
-        return bool(found)
-
-    wait_until(listening, timeout=60, what="the collector to listen")
-    collector = Collector(process, log, found[0])
-
-    def answers() -> bool:
-        try:
-            return collector.http.get(ready).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, timeout=60, what=f"the collector's {ready}")
-    return collector
+    env = {"COLLECTOR_KEY_REFRESH_S": REFRESH_S, **(env or {})}
+    return Collector(*start_http_service("collector", "collector", log_dir, args=args, env=env, ready=ready))
 
 
 def create_key(name: str, *args: str) -> str:

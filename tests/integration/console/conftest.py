@@ -7,12 +7,10 @@ the port it bound is read from its log, and readiness is polled, never slept for
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +19,8 @@ import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import PROJECT_ROOT, query, wait_until
+from tests.helpers import PROJECT_ROOT, query, start_http_service
 
-LISTENING = re.compile(r"console listening on (http://[\d.]+:\d+)")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 DPO = "dora"
@@ -83,34 +80,7 @@ class Console:
 
 def start_console(log_dir: Path, env: dict[str, str] | None = None) -> Console:
     """Start the console on a free port; return once /healthz answers 200."""
-    log = log_dir / f"console.{uuid.uuid4().hex[:6]}.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "console", "--port", "0"],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    found: list[str] = []
-
-    def listening() -> bool:
-        assert process.poll() is None, f"the console exited ({process.returncode}):\n{log.read_text()}"
-        found.extend(LISTENING.findall(log.read_text()))
-        return bool(found)
-
-    wait_until(listening, timeout=60, what="the console to listen")
-    console = Console(process, log, found[0])
-
-    def answers() -> bool:
-        try:
-            return console.http.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, timeout=60, what="the console's /healthz")
-    return console
+    return Console(*start_http_service("console", "console", log_dir, env=env))
 
 
 @pytest.fixture

@@ -8,12 +8,8 @@ its log, and readiness is polled, never slept for.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +19,7 @@ import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import PROJECT_ROOT, query, wait_until
-
-LISTENING = re.compile(r"dashboard listening on (http://[\d.]+:\d+)")
+from tests.helpers import query, start_http_service
 
 
 @dataclass
@@ -58,34 +52,7 @@ class Dashboard:
 
 def start_dashboard(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Dashboard:
     """Start the dashboard on a free port (its default host); return once /healthz answers 200."""
-    log = log_dir / f"dashboard.{uuid.uuid4().hex[:6]}.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dashboard", "--port", "0", *args],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    found: list[str] = []
-
-    def listening() -> bool:
-        assert process.poll() is None, f"the dashboard exited ({process.returncode}):\n{log.read_text()}"
-        found.extend(LISTENING.findall(log.read_text()))
-        return bool(found)
-
-    wait_until(listening, timeout=60, what="the dashboard to listen")
-    dashboard = Dashboard(process, log, found[0])
-
-    def answers() -> bool:
-        try:
-            return dashboard.http.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, timeout=60, what="the dashboard's /healthz")
-    return dashboard
+    return Dashboard(*start_http_service("dashboard", "dashboard", log_dir, args=args, env=env))
 
 
 @pytest.fixture

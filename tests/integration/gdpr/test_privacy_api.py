@@ -13,7 +13,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import re
 import signal
 import socket
@@ -37,11 +36,10 @@ from core.config import Settings
 from core.events import user_uuid
 from gdpr.email_address import email_hmac
 from gdpr.process_privacy_requests import process_pending
-from tests.helpers import PROJECT_ROOT, query, run_command, wait_until
+from tests.helpers import PROJECT_ROOT, query, run_command, start_http_service, wait_until
 
 pytestmark = pytest.mark.integration
 
-LISTENING = re.compile(r"privacy API listening on (http://[\d.]+:\d+)")
 CODE = re.compile(r"verification code is: (\d{8})")
 # All requests of a test come from 127.0.0.1: the per-client limit is lifted unless under test.
 GENEROUS = {"PRIVACY_API_REQUESTS_PER_CLIENT_PER_MINUTE": "10000"}
@@ -157,27 +155,7 @@ def bearer(secret: str) -> dict[str, str]:
 
 def start_api(log_dir: Path, env: dict[str, str]) -> Api:
     """``python -m gdpr.api --port 0``; return once /healthz answers."""
-    log = log_dir / f"privacy-api.{uuid.uuid4().hex[:6]}.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gdpr.api", "--port", "0"],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **env},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    found: list[str] = []
-
-    def listening() -> bool:
-        assert process.poll() is None, f"the API exited ({process.returncode}):\n{log.read_text()}"
-        found.extend(LISTENING.findall(log.read_text()))
-        return bool(found)
-
-    wait_until(listening, timeout=60, what="the privacy API to listen")
-    api = Api(process, log, found[0])
-    wait_until(lambda: api.http.get("/healthz").status_code == 200, timeout=30, what="/healthz")
-    return api
+    return Api(*start_http_service("gdpr.api", "privacy API", log_dir, env=env))
 
 
 @pytest.fixture
