@@ -42,3 +42,24 @@ def test_a_change_committed_late_is_read_by_a_running_ledger(settings: Settings)
             assert ledger.refresh(cur) == 0  # read once, however often it is read again
     assert ledger.decide(slow_user, datetime.now(UTC)) == WITHDRAWN
     assert len(ledger) == 2
+
+
+def test_the_read_before_each_batch_never_starts_parallel_workers(settings: Settings) -> None:
+    """Without statistics on txid the planner expects a third of the ledger and starts parallel
+    workers for the few rows the incremental read finds: milliseconds of every batch."""
+    ledger = ConsentLedger("required")
+
+    def parallel_workers(cur: db.Cursor) -> str:
+        cur.execute("SHOW max_parallel_workers_per_gather")
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    with db.connection(settings.database, role=db.INGEST_ROLE) as reader:
+        with reader, reader.cursor() as cur:
+            ledger.refresh(cur)
+        with reader, reader.cursor() as cur:
+            ledger.refresh(cur)
+            assert parallel_workers(cur) == "0"
+        with reader, reader.cursor() as cur:
+            assert parallel_workers(cur) != "0"  # for the read's transaction alone
