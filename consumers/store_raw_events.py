@@ -43,6 +43,8 @@ COLUMNS = "event_id, user_id, event_type, event_timestamp, event_date, amount, m
 # The statements are built once from the constant column list above; no value is ever formatted in.
 COPY_DIRECT = f"COPY events_raw ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"
 COPY_STAGE = f"COPY events_stage ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+# Which of a batch's users have been erased (read through the partial index of sql/025).
+ERASED_AMONG = "SELECT user_id::text FROM users_pii WHERE user_id = ANY(%s::uuid[]) AND anonymized_at IS NOT NULL"
 INSERT_STAGED = f"INSERT INTO events_raw ({COLUMNS}) SELECT {COLUMNS} FROM events_stage ON CONFLICT DO NOTHING"  # noqa: S608 - constant columns
 
 
@@ -111,10 +113,7 @@ class RawEventsWriter:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
         # The ids go as one array literal: psycopg2 would adapt a list of 50,000 strings one by
         # one, holding the GIL the polling thread needs.
-        cur.execute(
-            "SELECT user_id::text FROM users_pii WHERE user_id = ANY(%s::uuid[]) AND anonymized_at IS NOT NULL",
-            ("{" + ",".join(map(str, encoded.user_ids)) + "}",),
-        )
+        cur.execute(ERASED_AMONG, ("{" + ",".join(map(str, encoded.user_ids)) + "}",))
         erased = [row[0] for row in cur.fetchall()]
         buffer = io.StringIO(encoded.csv)
         # Fast path: COPY straight into events_raw. Only when an event id is already stored (a
