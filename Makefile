@@ -29,8 +29,12 @@ status: install ## is the embedded stack running, and where
 demo: install ## the whole pipeline end to end on the embedded stack, then both reports
 	$(PY) -m demo
 
-test: install ## the whole test suite; it starts its own isolated stack on free ports
-	$(PY) -m pytest
+# Most of the suite waits on services (consumer group joins, outages, processes starting), so two
+# workers, each starting its own isolated stack, take the suite from 11.5 to 7.3 minutes even on
+# two cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+test: install ## the whole test suite in TEST_WORKERS workers (2), each with its own isolated stack on free ports
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-unit: install ## only the tests that need no services
 	$(PY) -m pytest tests/unit

@@ -25,3 +25,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """E.g. ``stack: embedded (Tansu + PostgreSQL 18.6 on free ports in a temporary folder)``."""
     return [stacks.describe()]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An existing stack is one database for every worker, and every test empties its tables:
+    several workers (pytest-xdist's -n, make test's TEST_WORKERS) would empty each other's."""
+    workers = getattr(config.option, "numprocesses", None)
+    if stacks.chosen() == "existing" and workers not in (None, 0):
+        raise pytest.UsageError("an existing stack (TEST_DATABASE_URL) is shared by every worker: run it in one (TEST_WORKERS=0)")
