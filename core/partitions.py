@@ -62,6 +62,28 @@ def partitioned_days(cur: Cursor) -> set[date]:
     return {row[0] for row in cur.fetchall()}
 
 
+def oldest_event_day(cur: Cursor) -> date | None:
+    """The first day events_raw holds an event of, without reading the history (``min(event_date)``
+    reads every partition). The days that have a partition are tried oldest first, each try
+    reading that day's partition up to its first row (retention keeps the oldest ones full, so
+    the first try usually answers); then whatever lies before the first day found is read, which
+    only the default partition and the empty partitions just tried can hold."""
+    first = None
+    for day in sorted(partitioned_days(cur)):
+        # The day as a constant: the plan holds that day's partition alone.
+        cur.execute("SELECT EXISTS (SELECT FROM events_raw WHERE event_date = %s)", (day,))
+        row = cur.fetchone()
+        if row and row[0]:
+            first = day
+            break
+    if first is None:
+        cur.execute("SELECT min(event_date) FROM events_raw")
+    else:
+        cur.execute("SELECT coalesce(min(event_date), %s) FROM events_raw WHERE event_date < %s", (first, first))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def runs(days: list[date]) -> list[tuple[date, date]]:
     """Sorted days as ranges of consecutive days (first, last)."""
     out: list[tuple[date, date]] = []

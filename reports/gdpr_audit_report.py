@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from core import cli, db
+from core import cli, db, partitions
 from core.config import Settings
 from core.consent import ERASURE_SOURCE
 from reports import charts
@@ -210,14 +210,14 @@ def _retention(cur: db.Cursor) -> RetentionFigures:
         " FROM retention_runs WHERE NOT dry_run ORDER BY kind, finished_at DESC, id DESC"
     )
     found = {kind: RetentionKind(kind, at, cutoff, int(last), int(total)) for kind, at, cutoff, last, total in cur.fetchall()}
+    events = partitions.oldest_event_day(cur)
     cur.execute(
-        "SELECT (SELECT min(event_date) FROM events_raw),"
-        " (SELECT (min(received_at) AT TIME ZONE 'UTC')::date FROM dead_letter_events),"
+        "SELECT (SELECT (min(received_at) AT TIME ZONE 'UTC')::date FROM dead_letter_events),"
         " (SELECT (min(processed_at) AT TIME ZONE 'UTC')::date FROM privacy_requests"
         "  WHERE processed_at IS NOT NULL AND residue_removed_at IS NULL)"
     )
     row = cur.fetchone()
-    events, letters, requests = row if row else (None, None, None)
+    letters, requests = row if row else (None, None)
     kinds = [found[kind] for kind in RETENTION_KINDS if kind in found]
     return RetentionFigures(kinds, events, letters, requests)
 

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from core import db
+from core import partitions as partitions_module
 from core.config import Settings
 from core.events import Event
 from tests.helpers import RAW, known_events, produce, produce_events, query, run_command, start_service, wait_caught_up
@@ -31,6 +32,11 @@ RESENT_DAY = date(2001, 1, 2)
 
 def partition_of(settings: Settings, event_id: str) -> list[str]:
     return [r[0] for r in query(settings, "SELECT tableoid::regclass::text FROM events_raw WHERE event_id = %s", (event_id,))]
+
+
+def partition_of_day(settings: Settings, day: date) -> list[str]:
+    rows = query(settings, "SELECT DISTINCT tableoid::regclass::text FROM events_raw WHERE event_date = %s", (day,))
+    return [r[0] for r in rows]
 
 
 def partitions(settings: Settings) -> set[str]:
@@ -221,3 +227,31 @@ def test_a_duplicate_in_the_default_partition_is_ignored_too(settings: Settings,
     finally:
         assert raw.stop() == 0, raw.output()
     assert partition_of(settings, event.event_id) == [f"events_raw_{RESENT_DAY:%Y%m%d}"]
+
+
+def test_the_oldest_day_held_is_found_day_by_day_and_in_the_default_partition(settings: Settings) -> None:
+    """The audit report's oldest event day: the partitions are tried oldest first, empty ones
+    skipped, and a row of an older day waiting in the default partition still counts."""
+    empty, full, unpartitioned = date(2005, 6, 7), date(2005, 6, 9), date(2005, 6, 1)
+
+    def oldest() -> date | None:
+        with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+            return partitions_module.oldest_event_day(cur)
+
+    def store(day: date) -> None:
+        query(
+            settings,
+            "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+            " VALUES (gen_random_uuid(), gen_random_uuid(), 'page_view', %s, %s, 0, 0)",
+            (f"{day.isoformat()}T12:00:00+00:00", day),
+        )
+
+    assert oldest() is None
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        partitions_module.create_partitions(cur, empty, full)
+    store(TODAY)
+    store(full)
+    assert oldest() == full  # the empty 7th and 8th are passed over
+    store(unpartitioned)
+    assert partition_of_day(settings, unpartitioned) == ["events_raw_default"]
+    assert oldest() == unpartitioned
