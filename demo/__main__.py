@@ -311,11 +311,13 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
         consumers = [start_service(env, m, log_dir) for m in ("consumers.store_raw_events", "consumers.streaming_metrics")]
         for process in consumers:
             running.callback(stop_service, process)
+        # The key first: the collector reads the keys as it starts, and a key made after that is
+        # known only at its next reload (COLLECTOR_KEY_REFRESH_S), which a fast machine beat.
+        key = create_write_key(env)
         collector = start_service(env, "collector", log_dir)
         running.callback(stop_service, collector)
         url = f"http://{settings.collector.host}:{settings.collector.port}"
         wait_for_collector(url, collector, log_dir)
-        key = create_write_key(env)
         http_events = min(HTTP_EVENTS, events // 10)
         # Two weeks of history, so the reports have a trend and a previous day to compare with.
         command(
