@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from core.errors import PlatformError
 READY_TIMEOUT_S = 60.0
 MAIL_TIMEOUT_S = 30.0
 CODE = re.compile(r"verification code is: (\d+)")
-DPO = "demo-dpo"
+# The DPO account of one run: accounts keep their names for ever (disabled ones too), and the
+# demo's stack keeps its data between runs, so each run makes its own.
+DPO_PREFIX = "demo-dpo"
 
 
 def mask_email(address: str) -> str:
@@ -132,18 +135,19 @@ def _run(env: Mapping[str, str], args: list[str], stdin: str, shown: str) -> Non
 
 
 def place_hold(env: Mapping[str, str], address: str) -> None:
-    """A DPO account (random password, never shown), then a legal hold on the person."""
+    """A DPO account of this run (random password, never shown), then a legal hold on the person."""
+    dpo = f"{DPO_PREFIX}-{datetime.now(UTC):%Y%m%d%H%M%S}"
     password = secrets.token_urlsafe(18)
     _run(
         env,
-        ["console.accounts", "create", DPO, "--password-stdin"],
+        ["console.accounts", "create", dpo, "--password-stdin"],
         password + "\n",
-        f"python -m console.accounts create {DPO} --password-stdin   (a random password)",
+        f"python -m console.accounts create {dpo} --password-stdin   (a random password)",
     )
     reason = "Demo: open chargeback dispute, keep the order records"
     _run(
         env,
-        ["gdpr.dpo", "--dpo", DPO, "hold", "--email-stdin", "--reason", reason],
+        ["gdpr.dpo", "--dpo", dpo, "hold", "--email-stdin", "--reason", reason],
         address + "\n",
-        f"echo {mask_email(address)} | python -m gdpr.dpo --dpo {DPO} hold --email-stdin --reason '{reason}'",
+        f"echo {mask_email(address)} | python -m gdpr.dpo --dpo {dpo} hold --email-stdin --reason '{reason}'",
     )
