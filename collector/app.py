@@ -150,21 +150,13 @@ async def _on_http_error(
 ) -> None:
     """Falcon's own errors (no route, wrong method, a malformed header) in the collector's shape."""
     assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    status = ex.status_code
-    if status == 404:
-        detail = f"no such path: {req.path}; the collector serves POST /v1/events, POST /v1/consent, GET /healthz, GET /readyz"
-    elif status == 405:
-        detail = f"{req.method} is not allowed on {req.path}; use {', '.join(_allowed(ex))}"
-    else:
-        detail = ex.description or ex.title
-    _refuse(resp, status, _HTTP_ERROR_CODES.get(status, ex.title.lower().replace(" ", "_")), detail)
-    for name, value in dict(ex.headers or {}).items():
-        resp.set_header(name, value)
-
-
-def _allowed(ex: falcon.HTTPError) -> list[str]:
-    allow = dict(ex.headers or {}).get("Allow", "")
-    return [m.strip() for m in allow.split(",") if m.strip() and m.strip() != "OPTIONS"] or ["POST"]
+    detail = web.error_detail(
+        ex,
+        not_found=f"no such path: {req.path}; the collector serves POST /v1/events, POST /v1/consent, GET /healthz, GET /readyz",
+        not_allowed=f"{req.method} is not allowed on {req.path}; use {', '.join(web.allowed_methods(ex) or ['POST'])}",
+    )
+    _refuse(resp, ex.status_code, web.error_code(ex, _HTTP_ERROR_CODES), detail)
+    web.copy_error_headers(ex, resp)
 
 
 async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ import psycopg2
 
 from console import auth, queries
 from console.store import Database
-from core import db, metrics
+from core import db, metrics, web
 from core.config import ConsoleSettings
 from core.errors import ServiceUnavailable
 from gdpr import actions
@@ -502,15 +502,13 @@ async def _on_http_error(
 ) -> None:
     """Falcon's own errors (no route, a wrong method, a malformed header) as pages."""
     assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    if ex.status_code == 404:
-        message = "there is no such page: start from the queue"
-    elif ex.status_code == 405:
-        message = f"{req.method} is not allowed here: use the console's links and buttons"
-    else:
-        message = ex.description or ex.title
+    message = web.error_detail(
+        ex,
+        not_found="there is no such page: start from the queue",
+        not_allowed=f"{req.method} is not allowed here: use the console's links and buttons",
+    )
     _error_page(req, resp, ex.status_code, message)
-    for name, value in dict(ex.headers or {}).items():
-        resp.set_header(name, value)
+    web.copy_error_headers(ex, resp)
 
 
 async def _on_unavailable(

@@ -1,6 +1,7 @@
-"""What the platform's HTTP services (the collector, the privacy API, the DPO console) share:
-uvicorn stopped by the platform's stop flag, a listening socket bound before anything starts,
-and a server configuration that logs no client address."""
+"""What the platform's HTTP services (the collector, the privacy API, the DPO console, the
+dashboard) share: uvicorn stopped by the platform's stop flag, a listening socket bound before
+anything starts, a server configuration that logs no client address, and the reading of Falcon's
+own errors (no route, a wrong method, a malformed request) that each answers in its own shape."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import falcon.asgi
@@ -90,3 +91,31 @@ def check_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """parser.error() for a --port that is no port number."""
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port number")
+
+
+def error_code(ex: falcon.HTTPError, codes: Mapping[int, str]) -> str:
+    """The machine-readable code of one of Falcon's errors: the service's own for the statuses it
+    names, Falcon's title in snake case otherwise."""
+    return codes.get(ex.status_code, ex.title.lower().replace(" ", "_"))
+
+
+def error_detail(ex: falcon.HTTPError, *, not_found: str, not_allowed: str) -> str:
+    """What to say of one of Falcon's errors: the service's words for 404 and 405, Falcon's
+    description otherwise."""
+    if ex.status_code == 404:
+        return not_found
+    if ex.status_code == 405:
+        return not_allowed
+    return ex.description or ex.title
+
+
+def allowed_methods(ex: falcon.HTTPError) -> list[str]:
+    """The methods a 405 says the path allows (its Allow header), OPTIONS left out."""
+    allow = dict(ex.headers or {}).get("Allow", "")
+    return [m.strip() for m in allow.split(",") if m.strip() and m.strip() != "OPTIONS"]
+
+
+def copy_error_headers(ex: falcon.HTTPError, resp: falcon.asgi.Response) -> None:
+    """The headers Falcon set on its error (Allow on a 405, for one) onto the service's answer."""
+    for name, value in dict(ex.headers or {}).items():
+        resp.set_header(name, value)

@@ -23,7 +23,7 @@ import msgspec
 import psycopg2
 from markupsafe import Markup
 
-from core import db
+from core import db, web
 from core.errors import PlatformError
 from dashboard import display
 from dashboard.service import Dashboard
@@ -146,16 +146,13 @@ async def _on_http_error(
 ) -> None:
     """Falcon's own errors (no route, a wrong method, a malformed request) in the dashboard's shape."""
     assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    status = ex.status_code
-    if status == 404:
-        detail = f"no such path; the dashboard serves {ROUTES}"
-    elif status == 405:
-        detail = f"{req.method[:20]} is not allowed here; the dashboard only answers GET"
-    else:
-        detail = ex.description or ex.title
-    _json(resp, status, {"error": _HTTP_ERROR_CODES.get(status, ex.title.lower().replace(" ", "_")), "detail": detail})
-    for name, value in dict(ex.headers or {}).items():
-        resp.set_header(name, value)
+    detail = web.error_detail(
+        ex,
+        not_found=f"no such path; the dashboard serves {ROUTES}",
+        not_allowed=f"{req.method[:20]} is not allowed here; the dashboard only answers GET",
+    )
+    _json(resp, ex.status_code, {"error": web.error_code(ex, _HTTP_ERROR_CODES), "detail": detail})
+    web.copy_error_headers(ex, resp)
 
 
 def _reason(ex: BaseException) -> str:

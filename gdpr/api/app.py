@@ -140,18 +140,13 @@ async def _on_http_error(
 ) -> None:
     """Falcon's own errors (no route, wrong method, a malformed header) in the API's shape."""
     assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    status = ex.status_code
-    if status == 404:
-        detail = f"no such path; the privacy API serves {ROUTES}"
-    elif status == 405:
-        allowed = [m.strip() for m in dict(ex.headers or {}).get("Allow", "").split(",") if m.strip() not in ("", "OPTIONS")]
-        detail = f"{req.method} is not allowed here; use {', '.join(allowed) or 'another path'}"
-    else:
-        detail = ex.description or ex.title
-    code = _HTTP_ERROR_CODES.get(status, ex.title.lower().replace(" ", "_"))
-    _answer(resp, Answer(status, {"error": code, "detail": detail}))
-    for name, value in dict(ex.headers or {}).items():
-        resp.set_header(name, value)
+    detail = web.error_detail(
+        ex,
+        not_found=f"no such path; the privacy API serves {ROUTES}",
+        not_allowed=f"{req.method} is not allowed here; use {', '.join(web.allowed_methods(ex)) or 'another path'}",
+    )
+    _answer(resp, Answer(ex.status_code, {"error": web.error_code(ex, _HTTP_ERROR_CODES), "detail": detail}))
+    web.copy_error_headers(ex, resp)
 
 
 async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
