@@ -11,11 +11,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from confluent_kafka import KafkaError, Message
@@ -114,6 +114,30 @@ def start_http_service(
 
     wait_until(answers, timeout=60, what=f"the {name}'s {ready}")
     return process, log, found[0]
+
+
+@dataclass
+class HttpService:
+    """A running HTTP service (``start_http_service``'s process, log and URL) and an HTTP client
+    pointed at it; each service's fixture adds its own calls."""
+
+    process: subprocess.Popen[str]
+    log: Path
+    url: str
+    http: httpx.Client = field(init=False)
+    stop_timeout_s: ClassVar[float] = 30
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=self.stop_timeout_s if timeout is None else timeout)
 
 
 def start_generator(log: Path, *args: str, new_session: bool = False) -> subprocess.Popen[str]:

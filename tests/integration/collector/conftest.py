@@ -8,14 +8,12 @@ stack; the port it bound is read from its log, and readiness is polled, never sl
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import run_command, start_http_service, wait_until
+from tests.helpers import HttpService, run_command, start_http_service, wait_until
 
 ORIGIN = "https://shop.example"
 # Fast key reloads, so a revoked or new key takes effect within a test's patience.
@@ -32,16 +30,8 @@ REFRESH_S = "0.2"
 
 
 @dataclass
-class Collector:
+class Collector(HttpService):
     """A running ``python -m collector`` and an HTTP client pointed at it."""
-
-    process: subprocess.Popen[str]
-    log: Path
-    url: str
-    http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def post(
         self, path: str, body: bytes, key: str | None, content_type: str = "application/json", **headers: str
@@ -50,15 +40,6 @@ class Collector:
         if key is not None:
             sent["Authorization"] = f"Bearer {key}"
         return self.http.post(path, content=body, headers=sent)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
 
 
 def start_collector(

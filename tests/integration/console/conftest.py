@@ -8,18 +8,17 @@ the port it bound is read from its log, and readiness is polled, never slept for
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import PROJECT_ROOT, query, start_http_service
+from tests.helpers import PROJECT_ROOT, HttpService, query, start_http_service
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
@@ -41,19 +40,9 @@ def accounts(*args: str, password: str | None = None) -> subprocess.CompletedPro
 
 
 @dataclass
-class Console:
-    """A running ``python -m console`` and an HTTP client pointed at it (cookies kept)."""
-
-    process: subprocess.Popen[str]
-    log: Path
-    url: str
-    http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+class Console(HttpService):
+    """A running ``python -m console`` and an HTTP client pointed at it (cookies kept, redirects not
+    followed: httpx's defaults)."""
 
     def login(self, username: str = DPO, password: str = PASSWORD) -> httpx.Response:
         form = self.http.get("/login")
@@ -70,12 +59,6 @@ class Console:
     def act(self, request_id: int, action: str, **fields: str) -> httpx.Response:
         token = self.csrf(f"/requests/{request_id}")
         return self.http.post(f"/requests/{request_id}/{action}", data={"csrf": token, **fields})
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
 
 
 def start_console(log_dir: Path, env: dict[str, str] | None = None) -> Console:

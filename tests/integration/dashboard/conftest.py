@@ -8,46 +8,26 @@ its log, and readiness is polled, never slept for.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from core.config import Settings
-from tests.helpers import query, start_http_service
+from tests.helpers import HttpService, query, start_http_service
 
 
 @dataclass
-class Dashboard:
+class Dashboard(HttpService):
     """A running ``python -m dashboard`` and an HTTP client pointed at it."""
-
-    process: subprocess.Popen[str]
-    log: Path
-    url: str
-    http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
 
     def summary(self) -> dict[str, Any]:
         answer = self.http.get("/api/summary")
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
 
 
 def start_dashboard(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Dashboard:

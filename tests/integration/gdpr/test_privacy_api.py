@@ -14,14 +14,13 @@ import email
 import email.policy
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from core.config import Settings
 from core.events import user_uuid
 from gdpr.email_address import email_hmac
 from gdpr.process_privacy_requests import process_pending
-from tests.helpers import PROJECT_ROOT, query, run_command, start_http_service, wait_until
+from tests.helpers import PROJECT_ROOT, HttpService, query, run_command, start_http_service, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -116,16 +115,10 @@ def inbox(mail_server: MailServer) -> Inbox:
 
 
 @dataclass
-class Api:
+class Api(HttpService):
     """A running ``python -m gdpr.api`` and an HTTP client pointed at it."""
 
-    process: subprocess.Popen[str]
-    log: Path
-    url: str
-    http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+    stop_timeout_s = 60
 
     def file(self, address: str, kind: str = "erasure", **more: Any) -> httpx.Response:
         return self.http.post("/v1/privacy-requests", json={"email": address, "type": kind, **more})
@@ -138,15 +131,6 @@ class Api:
 
     def export(self, request_id: int | str, secret: str) -> httpx.Response:
         return self.http.get(f"/v1/privacy-requests/{request_id}/export", headers=bearer(secret))
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> int:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
 
 
 def bearer(secret: str) -> dict[str, str]:
