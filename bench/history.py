@@ -64,6 +64,9 @@ RECENT_DAYS = 14
 RETENTION_STEP_DAYS = 3
 # A cost that stays flat: the larger history may cost at most this much more.
 TARGET_RATIO = 1.5
+# Shown without a target: the nightly index cleanup after a large erasure reads every index of
+# every day the erased people's events are on (gdpr.process_privacy_requests.finish_vacuum).
+UNTARGETED = frozenset({"finish_vacuum"})
 # Relative traffic per weekday (Monday first): e-commerce peaks late in the week and on Sundays.
 WEEKDAY_TRAFFIC = (0.95, 0.93, 0.95, 1.0, 1.05, 1.1, 1.02)
 # A consumer commits an event within a second or two of its time.
@@ -257,9 +260,11 @@ class Operation:
     def ratio(self) -> float | None:
         return flatness(self.results[0].seconds, self.results[1].seconds)[0]
 
+    targeted: bool = True  # False: shown for what it costs, with no target (its work is the history's)
+
     @property
     def passed(self) -> bool | None:
-        return flatness(self.results[0].seconds, self.results[1].seconds)[1]
+        return flatness(self.results[0].seconds, self.results[1].seconds)[1] if self.targeted else None
 
 
 @dataclass
@@ -295,6 +300,7 @@ class HistoryBench(Bench):
             "report": "daily report, one day",
             "erasure_one": "erasure of one person",
             "erasure_many": f"erasure of {args.erasures:,} people",
+            "finish_vacuum": f"index cleanup after the {args.erasures:,} erasures (nightly)",
             "status": "consumers.status",
             "retention": f"retention run ({self.plan.step} oldest days)",
         }
@@ -415,7 +421,7 @@ class HistoryBench(Bench):
 
     def record(self, key: str, size: int, result: Result) -> None:
         """``result`` of operation ``key`` (a step's name without ``measure_``) at ``size``."""
-        operation = self.operations.setdefault(key, Operation(self.names[key]))
+        operation = self.operations.setdefault(key, Operation(self.names[key], targeted=key not in UNTARGETED))
         operation.results[size] = result
         shown = "FAILED" if result.seconds is None else f"{result.seconds:.2f} s"
         log(f"{operation.name} at {size_label(self.sizes[size])}: {shown}{f' ({result.note})' if result.note else ''}")
@@ -467,6 +473,14 @@ class HistoryBench(Bench):
     def measure_erasure_many(self, size: int) -> None:
         self.record("erasure_many", size, self._erase(erasure_people(self.args.erasures, size)[1]))
 
+    def measure_finish_vacuum(self, size: int) -> None:
+        """The index cleanup the large erasure left for the scheduler's nightly job: every index of
+        every day the erased people's events are on, so the whole history's here. Shown, not
+        held to the target."""
+        [(queued,)] = self.query("SELECT count(*) FROM erasure_index_cleanup")
+        seconds, _out, peak = run_child(python_module("gdpr.process_privacy_requests", "--finish-vacuum"), self.env)
+        self.record("finish_vacuum", size, Result(seconds, peak, f"{int(queued)} partitions"))
+
     def measure_status(self, size: int) -> None:
         self.record("status", size, self.repeated(python_module("consumers.status")))
 
@@ -493,6 +507,7 @@ class HistoryBench(Bench):
             self.measure_report,
             self.measure_erasure_one,
             self.measure_erasure_many,
+            self.measure_finish_vacuum,
             self.measure_status,
             self.measure_retention,
         )
@@ -527,7 +542,7 @@ class HistoryBench(Bench):
             rss = "" if peaks == [None, None] else " / ".join("-" if p is None else f"{p:,.0f}" for p in peaks) + " MiB"
             lines.append(
                 f"| {op.name} | {times[0]} | {times[1]} | {'' if op.ratio is None else f'{op.ratio:.2f}x'} | "
-                f"<= {TARGET_RATIO}x | {'' if op.passed is None else ('yes' if op.passed else 'NO')} | {rss} |"
+                f"{f'<= {TARGET_RATIO}x' if op.targeted else 'none'} | {'' if op.passed is None else ('yes' if op.passed else 'NO')} | {rss} |"
             )
         lines += [
             "",

@@ -719,6 +719,14 @@ REWRITING = ("erasure", "rectification")
 # The MAINTAIN privilege (sql/014 grants it to the processor) exists from PostgreSQL 17 on.
 MAINTAIN_SINCE = 170_000
 VACUUMED = ("users_pii", "users_public", "dead_letter_events", "privacy_requests")
+# An erasure's vacuum cleans the indexes of the partitions it touched itself while they come to at
+# most this much: VACUUM reads every page of an index, however few rows died, which takes about a
+# quarter of a second for 256 MiB here. Past it (an erasure of thousands of people, whose events lie
+# on every day of a long history) the old row versions still leave the table files at once, and the
+# indexes are cleaned by finish_vacuum (sql/026).
+INLINE_INDEX_CLEANUP_BYTES = 256 << 20
+# --watch, when idle, finishes that vacuum this many partitions at a time between looks at the requests.
+FINISH_VACUUM_STEP = 4
 
 
 @dataclass
@@ -732,28 +740,88 @@ class Rewrites:
     partitions: set[str] = field(default_factory=set)
 
 
-def vacuum_after_erasure(conn: psycopg2.extensions.connection, partitions: Iterable[str] = ()) -> None:
+def vacuum_after_erasure(
+    conn: psycopg2.extensions.connection, partitions: Iterable[str] = (), inline_index_bytes: int | None = None
+) -> None:
     """VACUUM the tables an erasure rewrote and these partitions of events_raw (outside a
-    transaction, as VACUUM must be)."""
+    transaction, as VACUUM must be). When the partitions' indexes together are larger than
+    ``inline_index_bytes`` (INLINE_INDEX_CLEANUP_BYTES by default), the partitions are vacuumed
+    without index cleanup, which reads their heap pages that changed and not their whole indexes,
+    and are queued in erasure_index_cleanup for ``finish_vacuum``: the old row versions leave the
+    table files now either way."""
     if conn.server_version < MAINTAIN_SINCE:
         logger.warning(
             "PostgreSQL %d cannot let this role VACUUM (MAINTAIN came with 17): old row versions wait for autovacuum",
             conn.server_version // 10_000,
         )
         return
-    tables = [*VACUUMED, *sorted(partitions)]
+    limit = INLINE_INDEX_CLEANUP_BYTES if inline_index_bytes is None else inline_index_bytes
+    parts = sorted(partitions)
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in tables)))
+            deferred = bool(parts) and _indexes_size(cur, parts) > limit
+            tables = [*VACUUMED, *([] if deferred else parts)]
+            cur.execute(sql.SQL("VACUUM {}").format(_names(tables)))
+            if deferred:
+                # Queued first: a processor stopped between the two leaves the queue longer, never shorter.
+                cur.execute(
+                    "INSERT INTO erasure_index_cleanup (partition_name) SELECT unnest(%s::text[])"
+                    " ON CONFLICT (partition_name) DO UPDATE SET queued_at = excluded.queued_at",
+                    (parts,),
+                )
+                cur.execute(sql.SQL("VACUUM (INDEX_CLEANUP OFF) {}").format(_names(parts)))
     finally:
         conn.autocommit = autocommit
     logger.info(
-        "vacuumed %s and %d partitions of events_raw: no old row version keeps an erased or corrected value",
+        "vacuumed %s and %d partitions of events_raw%s: no old row version keeps an erased or corrected value",
         ", ".join(VACUUMED),
-        len(tables) - len(VACUUMED),
+        len(parts),
+        " (their index cleanup is queued for --finish-vacuum)" if deferred else "",
     )
+
+
+def _names(tables: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in tables)
+
+
+def _indexes_size(cur: db.Cursor, tables: list[str]) -> int:
+    cur.execute("SELECT coalesce(sum(pg_indexes_size(to_regclass(t))), 0) FROM unnest(%s::text[]) AS t", (tables,))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def finish_vacuum(conn: psycopg2.extensions.connection, stop: threading.Event | None = None, limit: int | None = None) -> int:
+    """VACUUM, index cleanup included, the partitions of events_raw an erasure queued in
+    erasure_index_cleanup, one at a time, and take each off the queue; return how many left it.
+    With ``stop``, return early once it is set, and with ``limit`` after that many (the rest stay
+    queued). A partition that retention dropped meanwhile just leaves the queue."""
+    done = 0
+    handled = 0
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT partition_name, queued_at, to_regclass(partition_name) IS NOT NULL FROM erasure_index_cleanup"
+                " ORDER BY queued_at, partition_name LIMIT %s",
+                (limit,),
+            )
+            for name, queued_at, exists in cur.fetchall():
+                if stop is not None and stop.is_set():
+                    break
+                handled += 1
+                if exists:
+                    cur.execute(sql.SQL("VACUUM {}").format(_names([name])))
+                    done += 1
+                # An erasure that queued it again meanwhile keeps it queued.
+                cur.execute("DELETE FROM erasure_index_cleanup WHERE partition_name = %s AND queued_at = %s", (name, queued_at))
+    finally:
+        conn.autocommit = autocommit
+    if done:
+        logger.info("finished the vacuum of %d partitions of events_raw, index cleanup included", done)
+    return handled
 
 
 def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Counter[str]:
@@ -805,6 +873,19 @@ def _refresh_deadlines(listener: psycopg2.extensions.connection) -> None:
         logger.warning("privacy request deadlines not counted this time: %s", db.describe_error(e))
 
 
+def _finish_vacuum_step(conn: psycopg2.extensions.connection, stop: threading.Event) -> bool:
+    """A few partitions' deferred index cleanup (finish_vacuum); whether more may be queued."""
+    if stop.is_set():
+        return False
+    try:
+        return finish_vacuum(conn, stop, FINISH_VACUUM_STEP) == FINISH_VACUUM_STEP
+    except psycopg2.Error as e:
+        if not db.is_transient(e):
+            raise
+        logger.warning("vacuum not finished this round, trying again: %s", db.describe_error(e))
+        return False
+
+
 def watch(
     settings: Settings,
     stop: threading.Event,
@@ -829,8 +910,11 @@ def watch(
                     raise
                 # Nothing was lost: what was rolled back is pending again, and the sweep retries.
                 logger.warning("privacy requests not processed this round, trying again: %s", db.describe_error(e))
+            # Idle: a few of the partitions a large erasure left for index cleanup, then back to the
+            # requests; while some remain the loop comes round again at once.
+            more = _finish_vacuum_step(listener, stop)
             # Wake on a notification, on the sweep timer, or (within 1 s) on a stop request.
-            deadline = time.monotonic() + sweep_s
+            deadline = time.monotonic() + (0.0 if more else sweep_s)
             while not stop.is_set() and time.monotonic() < deadline:
                 if deadlines_every_s is not None and time.monotonic() >= next_deadlines:
                     _refresh_deadlines(listener)
@@ -856,6 +940,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"requests per transaction (default: {DEFAULT_BATCH})"
     )
+    parser.add_argument(
+        "--finish-vacuum",
+        action="store_true",
+        help="only finish the vacuum that large erasures left for later: clean the indexes of the partitions of "
+        "events_raw they queued (a nightly job of the scheduler), then exit",
+    )
     metrics.add_metrics_argument(parser, "gdpr.process_privacy_requests")
     return parser
 
@@ -874,8 +964,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batch-size must be at least 1")
     if args.metrics_port is not None and not args.watch:
         parser.error("--metrics-port applies to --watch (a single run ends before anything could scrape it)")
+    if args.finish_vacuum and args.watch:
+        parser.error("--finish-vacuum is a run of its own (--watch finishes the vacuum by itself when idle)")
 
     def execute(settings: Settings) -> int:
+        if args.finish_vacuum:
+            with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
+                done = finish_vacuum(conn, cli.install_stop_handlers())
+            print(f"vacuum finished for {done} partitions of events_raw")
+            return 0
         if args.watch:
             settings.gdpr_hmac_key  # noqa: B018 - refuse a missing or public key before touching any request
             exporter = metrics.serve(settings, "gdpr.process_privacy_requests", args.metrics_port)

@@ -19,6 +19,7 @@ BATCH = "batch"
 DAILY_REPORT = "daily-report"
 AUDIT_REPORT = "gdpr-audit-report"
 RETENTION = "retention"
+FINISH_VACUUM = "finish-vacuum"
 DEADLINES = "privacy-deadlines"
 
 
@@ -88,6 +89,12 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
             daily(settings.retention_at.hour, settings.retention_at.minute),
             "storage limitation: what is older than its retention goes",
             steps=(Step("gdpr.retention"),),
+        ),
+        Job(
+            FINISH_VACUUM,
+            daily(settings.finish_vacuum_at.hour, settings.finish_vacuum_at.minute),
+            "the index cleanup that large erasures left for later",
+            steps=(Step("gdpr.process_privacy_requests", lambda _due: ("--finish-vacuum",)),),
         ),
         Job(
             DEADLINES,

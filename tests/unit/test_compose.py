@@ -255,7 +255,7 @@ def test_the_scheduler_runs_as_a_service_with_its_settings_and_what_its_jobs_nee
     assert scheduler["depends_on"]["init"] == {"condition": "service_completed_successfully"}
     env = scheduler["environment"]
     settings = [key for key in DEFAULTS if key.startswith("SCHEDULER_")]
-    assert len(settings) == 9
+    assert len(settings) == 10
     # Every setting of the scheduler and of the retention it runs, with core.config's default.
     for variable in [*settings, "RETENTION_DAYS", "DEAD_LETTER_RETENTION_DAYS", "ACCESS_EXPORT_DAYS",
                      "PRIVACY_REQUEST_RETENTION_DAYS", "REPORT_RETENTION_DAYS", "REPORT_MIN_CELL_USERS"]:  # fmt: skip

@@ -15,12 +15,13 @@ import psycopg2
 import pytest
 
 import devstack
+import gdpr.process_privacy_requests as processor
 from core import db
 from core.config import Settings
 from core.events import Event, user_uuid
 from gdpr.email_address import email_hmac
 from gdpr.process_privacy_requests import process_pending
-from tests.helpers import consume_all, produce_events, query, wait_until
+from tests.helpers import consume_all, produce_events, query, run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -289,13 +290,46 @@ def test_the_erased_tables_are_vacuumed_after_the_erasure(settings: Settings) ->
     wait_until(vacuumed, timeout=30, what=f"users_pii and {partition} vacuumed")
 
 
+def superuser(settings: Settings) -> psycopg2.extensions.connection:
+    """The embedded stack's superuser, to read pages with pageinspect (its extension is created in
+    the caller's transaction, which rolls back)."""
+    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
+    if not data_dir:
+        pytest.skip("needs the embedded stack's superuser, to read the pages with pageinspect")
+    url = urlsplit(settings.database.url)
+    assert url.port is not None
+    return psycopg2.connect(devstack.superuser_url(Path(data_dir), url.port, url.path[1:]))
+
+
+def index_entries_of(settings: Settings, partition: str, user_id: str) -> int:
+    """How many entries of the partition's user_id index hold this id, dead ones included (read
+    from the index pages themselves: a scan would skip those whose rows are dead)."""
+    with superuser(settings) as conn, conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        cur.execute(
+            "SELECT i.indexrelid::regclass::text FROM pg_index AS i JOIN pg_attribute AS a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = %s::regclass AND i.indnatts = 1 AND a.attname = 'user_id'",
+            (partition,),
+        )
+        [(index,)] = cur.fetchall()
+        cur.execute(
+            # A leaf entry holding several row pointers (deduplicated) counts as that many.
+            "SELECT coalesce(sum(coalesce(cardinality(t.tids), 1)), 0)"
+            " FROM generate_series(1, pg_relation_size(%(index)s::regclass) / 8192 - 1) AS b,"
+            " LATERAL bt_page_stats(%(index)s, b::int) AS s, LATERAL bt_page_items(get_raw_page(%(index)s, b::int)) AS t"
+            " WHERE s.type = 'l' AND replace(t.data, ' ', '') = encode(uuid_send(%(id)s::uuid), 'hex')",
+            {"index": index, "id": user_id},
+        )
+        [(count,)] = cur.fetchall()
+        conn.rollback()
+    return int(count)
+
+
 def test_the_old_versions_of_re_keyed_events_leave_their_pages(settings: Settings) -> None:
     """The vacuum after the erasure prunes the old row versions of the person's events, which
     held the former user id and the erased values: their line pointers are left with no tuple
     behind them."""
-    data_dir = os.environ.get("TEST_STACK_DATA_DIR")
-    if not data_dir:
-        pytest.skip("needs the embedded stack's superuser, to read the pages with pageinspect")
     user_id = add_person(settings, 10, "pages@example.com")
     query(
         settings,
@@ -309,9 +343,7 @@ def test_the_old_versions_of_re_keyed_events_leave_their_pages(settings: Setting
     )
     request(settings, "pages@example.com")
     process_pending(settings)
-    port = urlsplit(settings.database.url).port
-    assert port is not None
-    with psycopg2.connect(devstack.superuser_url(Path(data_dir), port, urlsplit(settings.database.url).path[1:])) as conn:
+    with superuser(settings) as conn:
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
             cur.execute("SELECT lp_flags, lp_len, t_data FROM heap_page_items(get_raw_page(%s, %s))", (partition, page))
@@ -322,3 +354,56 @@ def test_the_old_versions_of_re_keyed_events_leave_their_pages(settings: Setting
     assert not [data for data in holding if former in data or b"pages@example.com" in data]
     # The old versions' line pointers: dead or already unused, with no tuple behind them.
     assert any(flags in (0, 3) and not length for flags, length, _data in items)
+
+
+def test_a_large_erasure_leaves_the_index_cleanup_to_finish_vacuum(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past INLINE_INDEX_CLEANUP_BYTES (here 0) the erasure vacuums the partition's heap only and
+    queues it: the old row versions leave their pages at once, the index entries of the former id
+    stay until ``--finish-vacuum``, which removes them and empties the queue."""
+    monkeypatch.setattr(processor, "INLINE_INDEX_CLEANUP_BYTES", 0)
+    user_id = add_person(settings, 11, "queue@example.com")
+    query(
+        settings,
+        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+        " SELECT gen_random_uuid(), %s, 'page_view', now(), (now() AT TIME ZONE 'UTC')::date, 0, n"
+        " FROM generate_series(1, 3) AS n",
+        (user_id,),
+    )
+    [(partition,)] = query(settings, "SELECT DISTINCT tableoid::regclass::text FROM events_raw WHERE user_id = %s", (user_id,))
+    assert index_entries_of(settings, partition, user_id) == 3
+    request(settings, "queue@example.com")
+    process_pending(settings)
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,)) == [(0,)]
+    assert query(settings, "SELECT partition_name FROM erasure_index_cleanup") == [(partition,)]
+    with superuser(settings) as conn, conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        cur.execute(
+            "SELECT count(*) FROM generate_series(0, pg_relation_size(%(p)s::regclass) / 8192 - 1) AS b,"
+            " LATERAL heap_page_items(get_raw_page(%(p)s, b::int)) AS t WHERE t.lp_len > 0"
+            " AND position(uuid_send(%(id)s::uuid) IN t.t_data) > 0",
+            {"p": partition, "id": user_id},
+        )
+        assert cur.fetchall() == [(0,)]  # no tuple holds the former id any more
+        conn.rollback()
+    assert index_entries_of(settings, partition, user_id) == 3  # the index cleanup waits
+
+    finished = run_command("gdpr.process_privacy_requests", "--finish-vacuum")
+    assert finished.returncode == 0, finished.stderr
+    assert "vacuum finished for 1 partitions of events_raw" in finished.stdout
+    assert query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)]
+    assert index_entries_of(settings, partition, user_id) == 0
+
+
+def test_a_small_erasure_cleans_the_indexes_itself(settings: Settings) -> None:
+    user_id = add_person(settings, 12, "inline@example.com")
+    query(
+        settings,
+        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+        " VALUES (gen_random_uuid(), %s, 'page_view', now(), (now() AT TIME ZONE 'UTC')::date, 0, 1)",
+        (user_id,),
+    )
+    [(partition,)] = query(settings, "SELECT tableoid::regclass::text FROM events_raw WHERE user_id = %s", (user_id,))
+    request(settings, "inline@example.com")
+    process_pending(settings)
+    assert query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)]
+    assert index_entries_of(settings, partition, user_id) == 0

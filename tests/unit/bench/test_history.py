@@ -11,6 +11,8 @@ from bench.history import (
     RECENT_DAYS,
     RETENTION_STEP_DAYS,
     HistoryPlan,
+    Operation,
+    Result,
     apportion,
     erasure_people,
     flatness,
@@ -102,6 +104,13 @@ def test_a_cost_is_flat_up_to_one_and_a_half_times() -> None:
     ratio, ok = flatness(2.0, 3.2)
     assert ratio == pytest.approx(1.6) and ok is False
     assert flatness(2.0, 1.0) == (0.5, True)
+
+
+def test_an_operation_without_a_target_shows_its_ratio_and_neither_passes_nor_fails() -> None:
+    held = Operation("held", [Result(2.0), Result(8.0)])
+    shown = Operation("shown", [Result(2.0), Result(8.0)], targeted=False)
+    assert held.ratio == shown.ratio == 4.0
+    assert held.passed is False and shown.passed is None
 
 
 def test_a_missing_measure_has_no_ratio() -> None:
