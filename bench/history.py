@@ -432,6 +432,15 @@ class HistoryBench(Bench):
         runs = [run_child(command, env or self.env) for _ in range(self.args.repeats)]
         return Result(statistics.median(s for s, _o, _p in runs), max(peak for _s, _o, peak in runs))
 
+    def build_person_days(self, size: int) -> None:
+        """The lists of the days each person's events are on (gdpr.person_days), as the nightly
+        job keeps them: built here for every closed day the load wrote, in one pass over them."""
+        [(events,)] = self.query("SELECT count(*) FROM events_raw")
+        log(f"building the lists of each person's event days over {int(events):,} events")
+        seconds, output, _peak = run_child(python_module("gdpr.person_days"), self.env)
+        log(output.strip().splitlines()[-1] if output.strip() else "person days: no output")
+        self.loads.append(Load(f"person days at {size_label(self.sizes[size])} (one pass, after the load)", int(events), seconds))
+
     def measure_batch(self, size: int) -> None:
         day = self.plan.measured_day
         [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date = %s", (day,))
@@ -501,6 +510,7 @@ class HistoryBench(Bench):
     def measure(self, size: int) -> None:
         """Every operation at ``size``; one that fails is recorded as failed, the others still run.
         Retention comes last: it removes the oldest days, which no other measure reads."""
+        self.build_person_days(size)
         self.settle()
         steps = (
             self.measure_batch,

@@ -147,8 +147,9 @@ DEFAULTS: dict[str, str] = {
     "SCHEDULER_DAILY_REPORT_AT": "01:00",
     "SCHEDULER_AUDIT_REPORT_AT": "mon 02:00",
     "SCHEDULER_RETENTION_AT": "03:00",
-    # The vacuum that large erasures left for later (index cleanup of the partitions they touched).
-    "SCHEDULER_FINISH_VACUUM_AT": "03:30",
+    # Erasure upkeep: the lists of each person's event days for the day just closed (gdpr.person_days),
+    # then the index cleanup that large erasures left for later (--finish-vacuum).
+    "SCHEDULER_ERASURE_UPKEEP_AT": "00:30",
     # The hourly check of privacy requests' deadlines, at this minute of every hour, warns of open
     # requests overdue or due within SCHEDULER_DEADLINE_WARN_DAYS.
     "SCHEDULER_DEADLINE_CHECK_MINUTE": "5",
@@ -348,7 +349,7 @@ class SchedulerSettings:
     audit_report_weekday: int = 0
     audit_report_at: time = time(2, 0)
     retention_at: time = time(3, 0)
-    finish_vacuum_at: time = time(3, 30)
+    erasure_upkeep_at: time = time(0, 30)
     deadline_check_minute: int = 5
     deadline_warn_days: int = 7
     catch_up: bool = True
@@ -359,7 +360,7 @@ class SchedulerSettings:
         return (
             f"batch={self.batch_at:%H:%M} repair={self.repair} daily_report={self.daily_report_at:%H:%M} "
             f"audit_report={WEEKDAYS[self.audit_report_weekday]} {self.audit_report_at:%H:%M} "
-            f"retention={self.retention_at:%H:%M} finish_vacuum={self.finish_vacuum_at:%H:%M} "
+            f"retention={self.retention_at:%H:%M} erasure_upkeep={self.erasure_upkeep_at:%H:%M} "
             f"deadline_check=:{self.deadline_check_minute:02d} "
             f"warn_days={self.deadline_warn_days} catch_up={self.catch_up} job_timeout={self.job_timeout_s:g}s (UTC)"
         )
@@ -736,7 +737,7 @@ def _scheduler(values: Mapping[str, str]) -> SchedulerSettings:
         audit_report_weekday=weekday,
         audit_report_at=audit_at,
         retention_at=_time_of_day(values, "SCHEDULER_RETENTION_AT"),
-        finish_vacuum_at=_time_of_day(values, "SCHEDULER_FINISH_VACUUM_AT"),
+        erasure_upkeep_at=_time_of_day(values, "SCHEDULER_ERASURE_UPKEEP_AT"),
         deadline_check_minute=minute,
         deadline_warn_days=_int(values, "SCHEDULER_DEADLINE_WARN_DAYS"),
         catch_up=_flag(values, "SCHEDULER_CATCH_UP"),

@@ -19,7 +19,7 @@ BATCH = "batch"
 DAILY_REPORT = "daily-report"
 AUDIT_REPORT = "gdpr-audit-report"
 RETENTION = "retention"
-FINISH_VACUUM = "finish-vacuum"
+ERASURE_UPKEEP = "erasure-upkeep"
 DEADLINES = "privacy-deadlines"
 
 
@@ -91,10 +91,13 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
             steps=(Step("gdpr.retention"),),
         ),
         Job(
-            FINISH_VACUUM,
-            daily(settings.finish_vacuum_at.hour, settings.finish_vacuum_at.minute),
-            "the index cleanup that large erasures left for later",
-            steps=(Step("gdpr.process_privacy_requests", lambda _due: ("--finish-vacuum",)),),
+            ERASURE_UPKEEP,
+            daily(settings.erasure_upkeep_at.hour, settings.erasure_upkeep_at.minute),
+            "the lists of each person's event days for the closed day, then the index cleanup large erasures left",
+            steps=(
+                Step("gdpr.person_days"),
+                Step("gdpr.process_privacy_requests", lambda _due: ("--finish-vacuum",)),
+            ),
         ),
         Job(
             DEADLINES,

@@ -108,6 +108,7 @@ LOGIN_OF_MODULE = {
     "console": db.CONSOLE_ROLE,
     "console.accounts": db.CONSOLE_ROLE,
     "gdpr.process_privacy_requests": db.GDPR_ROLE,
+    "gdpr.person_days": db.GDPR_ROLE,
     "reports.generate_daily_report": db.ANALYTICS_ROLE,
     "reports.gdpr_audit_report": db.AUDITOR_ROLE,
     "batch.batch_metrics": db.BATCH_ROLE,

@@ -172,7 +172,7 @@ def quiet_schedule(now: datetime) -> dict[str, str]:
         "SCHEDULER_BATCH_AT": at,
         "SCHEDULER_DAILY_REPORT_AT": at,
         "SCHEDULER_RETENTION_AT": at,
-        "SCHEDULER_FINISH_VACUUM_AT": at,
+        "SCHEDULER_ERASURE_UPKEEP_AT": at,
         "SCHEDULER_AUDIT_REPORT_AT": f"{away:%a} {at}".lower(),
     }
 

@@ -41,16 +41,19 @@ def test_reports_retention_and_the_deadline_check() -> None:
     table = jobs(SchedulerSettings())
     assert commands(SchedulerSettings(), "gdpr-audit-report") == [["reports.gdpr_audit_report"]]
     assert commands(SchedulerSettings(), "retention") == [["gdpr.retention"]]
-    assert commands(SchedulerSettings(), "finish-vacuum") == [["gdpr.process_privacy_requests", "--finish-vacuum"]]
+    assert commands(SchedulerSettings(), "erasure-upkeep") == [
+        ["gdpr.person_days"],
+        ["gdpr.process_privacy_requests", "--finish-vacuum"],
+    ]
     assert table["privacy-deadlines"].steps == () and table["privacy-deadlines"].check is not None
     # Catch-up runs them in this order: the batch before the report of the same night.
-    assert list(table) == ["batch", "daily-report", "gdpr-audit-report", "retention", "finish-vacuum", "privacy-deadlines"]
+    assert list(table) == ["batch", "daily-report", "gdpr-audit-report", "retention", "erasure-upkeep", "privacy-deadlines"]
 
 
 def test_each_job_runs_at_its_configured_time() -> None:
     settings = SchedulerSettings(
         batch_at=time(0, 30), daily_report_at=time(6, 0), audit_report_weekday=4, audit_report_at=time(7, 45),
-        retention_at=time(4, 10), finish_vacuum_at=time(4, 40), deadline_check_minute=50,
+        retention_at=time(4, 10), erasure_upkeep_at=time(4, 40), deadline_check_minute=50,
     )  # fmt: skip
     described = {name: job.schedule.describe() for name, job in jobs(settings).items()}
     assert described == {
@@ -58,7 +61,7 @@ def test_each_job_runs_at_its_configured_time() -> None:
         "daily-report": "daily at 06:00",
         "gdpr-audit-report": "weekly on fri at 07:45",
         "retention": "daily at 04:10",
-        "finish-vacuum": "daily at 04:40",
+        "erasure-upkeep": "daily at 04:40",
         "privacy-deadlines": "hourly at :50",
     }
 
@@ -71,6 +74,7 @@ def test_the_modules_the_jobs_run_are_known_whatever_the_settings() -> None:
         "reports.gdpr_audit_report",
         "gdpr.retention",
         "gdpr.process_privacy_requests",
+        "gdpr.person_days",
     }
 
 

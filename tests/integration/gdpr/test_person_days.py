@@ -1,0 +1,151 @@
+"""The lists of the days each person's events are on (gdpr.person_days, sql/027): built for closed
+days, kept exact against late events by the trigger's notes, read by the erasure, trimmed by
+retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from core import cli, db
+from core.config import Settings
+from gdpr import person_days
+from gdpr.process_privacy_requests import process_pending
+from tests.helpers import query, run_command
+from tests.integration.gdpr.test_rights import add_person, request, status
+
+pytestmark = pytest.mark.integration
+
+TODAY = cli.today_utc()
+DAYS = [TODAY - timedelta(days=n) for n in (5, 4, 3)]
+
+
+def add_event(settings: Settings, user_id: str, day: date, offset: int) -> None:
+    query(
+        settings,
+        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+        " VALUES (gen_random_uuid(), %s, 'page_view', %s::date + time '12:00', %s, 0, %s)",
+        (user_id, day, day, offset),
+    )
+
+
+def build(settings: Settings) -> tuple[list[date], int]:
+    with db.connection(settings.database, application_name="test", role=db.GDPR_ROLE) as conn:
+        return person_days.build(conn)
+
+
+def coverage(settings: Settings) -> person_days.Coverage:
+    with db.connection(settings.database, application_name="test", role=db.GDPR_ROLE) as conn, conn.cursor() as cur:
+        return person_days.coverage(cur)
+
+
+def listed(settings: Settings, user_id: str) -> list[date] | None:
+    rows = query(settings, "SELECT days FROM person_days WHERE user_id = %s", (user_id,))
+    return rows[0][0] if rows else None
+
+
+def events_of(settings: Settings, user_id: str) -> int:
+    [(count,)] = query(settings, "SELECT count(*) FROM events_raw WHERE user_id = %s", (user_id,))
+    return int(count)
+
+
+@pytest.fixture
+def history(settings: Settings) -> Settings:
+    """Partitions for the days used, as the sink and the operators' loads create them."""
+    query(settings, "SELECT events_raw_create_partitions(%s, %s)", (DAYS[0], TODAY + timedelta(days=1)))
+    return settings
+
+
+def test_the_build_lists_each_persons_closed_days_and_the_erasure_reads_them(history: Settings) -> None:
+    settings = history
+    ada = add_person(settings, 21, "ada@example.com")
+    bob = add_person(settings, 22, "bob@example.com")
+    for n, day in enumerate(DAYS):
+        add_event(settings, ada, day, n)
+    add_event(settings, bob, DAYS[1], 10)
+    add_event(settings, ada, TODAY, 11)  # today is open: never listed, always searched
+
+    built, people = build(settings)
+    assert set(DAYS) <= set(built) and TODAY not in built and people == 2
+    assert listed(settings, ada) == DAYS and listed(settings, bob) == [DAYS[1]]
+    days = coverage(settings)
+    assert set(DAYS) <= days.covered and TODAY in days.searched and not set(DAYS) & set(days.searched)
+    assert build(settings) == ([], 0)  # nothing changed since
+
+    erasure = request(settings, "ada@example.com")
+    process_pending(settings)
+    assert status(settings, erasure) == "completed"
+    # The listed days' events were found through the list alone (those days were not searched).
+    assert events_of(settings, ada) == 0
+    assert listed(settings, ada) is None
+    assert events_of(settings, bob) == 1 and listed(settings, bob) == [DAYS[1]]
+
+
+def test_a_late_event_on_a_built_day_is_noted_and_that_day_is_searched(history: Settings) -> None:
+    settings = history
+    ada = add_person(settings, 23, "late@example.com")
+    add_event(settings, ada, DAYS[0], 1)
+    build(settings)
+    assert listed(settings, ada) == [DAYS[0]]
+
+    add_event(settings, ada, DAYS[2], 2)  # a late event of a closed, built day, not in ada's list
+    assert query(settings, "SELECT event_date FROM person_days_changes") == [(DAYS[2],)]
+    days = coverage(settings)
+    assert DAYS[2] in days.searched and DAYS[2] not in days.covered and DAYS[0] in days.covered
+
+    request(settings, "late@example.com")
+    process_pending(settings)
+    assert events_of(settings, ada) == 0
+
+
+def test_a_rebuild_takes_the_late_days_in_and_clears_their_notes(history: Settings) -> None:
+    settings = history
+    ada = add_person(settings, 24, "rebuild@example.com")
+    add_event(settings, ada, DAYS[0], 1)
+    build(settings)
+    add_event(settings, ada, DAYS[2], 2)
+    with db.connection(settings.database, application_name="test") as conn, conn.cursor() as cur:
+        assert person_days.days_to_build(cur, datetime.now(UTC)) == [DAYS[2]]
+    built, people = build(settings)
+    assert built == [DAYS[2]] and people == 1
+    assert listed(settings, ada) == [DAYS[0], DAYS[2]]
+    assert query(settings, "SELECT count(*) FROM person_days_changes") == [(0,)]
+
+
+def test_events_of_today_are_not_noted(history: Settings) -> None:
+    add_event(history, add_person(history, 25, "today@example.com"), TODAY, 1)
+    assert query(history, "SELECT count(*) FROM person_days_changes") == [(0,)]
+
+
+def test_a_day_is_built_only_once_it_has_been_over_a_while() -> None:
+    midnight = datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC)
+    assert person_days.closed_before(midnight + timedelta(minutes=5)) == TODAY - timedelta(days=1)
+    assert person_days.closed_before(midnight + timedelta(minutes=15)) == TODAY
+
+
+def test_retention_takes_the_removed_days_out_of_the_lists(history: Settings) -> None:
+    settings = history
+    ada = add_person(settings, 26, "keep@example.com")
+    bob = add_person(settings, 27, "old@example.com")
+    add_event(settings, ada, DAYS[0], 1)
+    add_event(settings, ada, DAYS[2], 2)
+    add_event(settings, bob, DAYS[0], 3)
+    build(settings)
+    keep = (TODAY - DAYS[1]).days  # DAYS[0] goes
+    result = run_command("gdpr.retention", "--only", "raw_events", env={"RETENTION_DAYS": str(keep), "KAFKA_RETENTION_HOURS": "24"})
+    assert result.returncode == 0, result.stderr
+    assert listed(settings, ada) == [DAYS[2]]
+    assert listed(settings, bob) is None
+    assert query(settings, "SELECT count(*) FROM person_days_built WHERE event_date < %s", (DAYS[1],)) == [(0,)]
+
+
+def test_the_command_builds_and_says_what_it_did(history: Settings) -> None:
+    add_event(history, add_person(history, 28, "cli@example.com"), DAYS[0], 1)
+    first = run_command("gdpr.person_days")
+    assert first.returncode == 0, first.stderr
+    assert "person days built for" in first.stdout and "1 people's lists changed" in first.stdout
+    again = run_command("gdpr.person_days")
+    assert again.returncode == 0 and "every closed day is built" in again.stdout
+    helped = run_command("gdpr.person_days", "--help")
+    assert helped.returncode == 0 and "erasure" in helped.stdout
