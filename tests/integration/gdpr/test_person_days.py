@@ -133,7 +133,9 @@ def test_retention_takes_the_removed_days_out_of_the_lists(history: Settings) ->
     add_event(settings, bob, DAYS[0], 3)
     build(settings)
     keep = (TODAY - DAYS[1]).days  # DAYS[0] goes
-    result = run_command("gdpr.retention", "--only", "raw_events", env={"RETENTION_DAYS": str(keep), "KAFKA_RETENTION_HOURS": "24"})
+    result = run_command(
+        "gdpr.retention", "--only", "raw_events", env={"RETENTION_DAYS": str(keep), "KAFKA_RETENTION_HOURS": "24"}
+    )
     assert result.returncode == 0, result.stderr
     assert listed(settings, ada) == [DAYS[2]]
     assert listed(settings, bob) is None

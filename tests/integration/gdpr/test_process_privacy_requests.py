@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from core import db
+from core import cli, db
 from core.config import Settings
 from core.events import Event, user_uuid
 from data_generators.events import EventFactory
@@ -318,6 +318,34 @@ def test_watch_processes_a_new_request_within_about_a_second(settings: Settings,
         # The sweep runs every 30 s; finishing well before proves the notification woke it.
         wait_until(
             lambda: query(settings, "SELECT status FROM privacy_requests") == [("not_found",)], timeout=10, what="the request"
+        )
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=15) == 0, log.read_text()
+
+
+def test_watch_finishes_the_vacuum_a_large_erasure_left_when_it_is_idle(settings: Settings, tmp_path: Path) -> None:
+    """A partition queued for index cleanup (gdpr.process_privacy_requests.finish_vacuum) leaves
+    the queue without any request or command: the idle watcher vacuums it."""
+    day = cli.today_utc() - timedelta(days=2)
+    query(settings, "SELECT events_raw_create_partitions(%s, %s)", (day, day))
+    name = f"events_raw_{day:%Y%m%d}"
+    query(settings, "INSERT INTO erasure_index_cleanup (partition_name) VALUES (%s)", (name,))
+    before = query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", (name,))
+    log = tmp_path / "watch.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "gdpr.process_privacy_requests", "--watch"],
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOG_LEVEL": "INFO"},
+        )
+    try:
+        wait_until(lambda: query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)], what="the queue emptied")
+        wait_until(
+            lambda: query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", (name,)) > before,
+            what=f"{name} vacuumed",
         )
     finally:
         watcher.send_signal(signal.SIGTERM)
