@@ -303,6 +303,7 @@ class HistoryBench(Bench):
             "finish_vacuum": f"index cleanup after the {args.erasures:,} erasures (nightly)",
             "status": "consumers.status",
             "retention": f"retention run ({self.plan.step} oldest days)",
+            "upkeep": "person days after retention (its days out of the lists)",
         }
 
     def query(self, statement: str | sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -507,6 +508,13 @@ class HistoryBench(Bench):
         note = f"{int(events):,} events of {removed[0]}..{removed[-1]} removed (RETENTION_DAYS={keep})"
         self.record("retention", size, Result(seconds, peak, note))
 
+    def measure_upkeep(self, size: int) -> None:
+        """The nightly gdpr.person_days after retention: the days retention dropped leave every
+        list they are in (no day is left to build)."""
+        [(people,)] = self.query("SELECT count(*) FROM person_days WHERE days[1] < %s", (self.plan.first_kept(size),))
+        seconds, _out, peak = run_child(python_module("gdpr.person_days"), self.env)
+        self.record("upkeep", size, Result(seconds, peak, f"{int(people):,} people's lists"))
+
     def measure(self, size: int) -> None:
         """Every operation at ``size``; one that fails is recorded as failed, the others still run.
         Retention comes last: it removes the oldest days, which no other measure reads."""
@@ -520,6 +528,7 @@ class HistoryBench(Bench):
             self.measure_finish_vacuum,
             self.measure_status,
             self.measure_retention,
+            self.measure_upkeep,
         )
         for step in steps:
             try:

@@ -147,9 +147,10 @@ DEFAULTS: dict[str, str] = {
     "SCHEDULER_DAILY_REPORT_AT": "01:00",
     "SCHEDULER_AUDIT_REPORT_AT": "mon 02:00",
     "SCHEDULER_RETENTION_AT": "03:00",
-    # Erasure upkeep: the lists of each person's event days for the day just closed (gdpr.person_days),
-    # then the index cleanup that large erasures left for later (--finish-vacuum).
-    "SCHEDULER_ERASURE_UPKEEP_AT": "00:30",
+    # Erasure upkeep, after retention: the lists of each person's event days (gdpr.person_days: the
+    # days retention dropped go, the closed days not yet listed come), then the index cleanup that
+    # large erasures left for later (--finish-vacuum).
+    "SCHEDULER_ERASURE_UPKEEP_AT": "03:30",
     # The hourly check of privacy requests' deadlines, at this minute of every hour, warns of open
     # requests overdue or due within SCHEDULER_DEADLINE_WARN_DAYS.
     "SCHEDULER_DEADLINE_CHECK_MINUTE": "5",
@@ -349,7 +350,7 @@ class SchedulerSettings:
     audit_report_weekday: int = 0
     audit_report_at: time = time(2, 0)
     retention_at: time = time(3, 0)
-    erasure_upkeep_at: time = time(0, 30)
+    erasure_upkeep_at: time = time(3, 30)
     deadline_check_minute: int = 5
     deadline_warn_days: int = 7
     catch_up: bool = True

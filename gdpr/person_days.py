@@ -9,7 +9,8 @@ before, so a late or missed run costs time, never an event left behind.
 
 An erasure (``gdpr.process_privacy_requests``) asks ``coverage`` which days the lists cover
 exactly, looks each person up in their own days among those, searches the others in full, and
-deletes the person's list. Retention removes the days it drops from the lists.
+deletes the person's list. Each build first takes the days retention dropped out of the lists
+(the scheduler runs it after retention).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None) -> 
                 # A first build reads the whole history: longer than any statement should be.
                 cur.execute("SET LOCAL statement_timeout = 0")
                 cur.execute("SET LOCAL work_mem = '256MB'")
+                _forget_dropped_days(cur)
                 days = days_to_build(cur, now)
                 people = 0
                 if days:
@@ -119,18 +121,27 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None) -> 
     return days, people
 
 
-def forget_days_before(cur: db.Cursor, cutoff: date) -> int:
-    """Retention: the days before ``cutoff`` leave every list (and the record of their builds);
-    return how many people's lists changed."""
-    cur.execute(
-        "UPDATE person_days SET days = ARRAY(SELECT d FROM unnest(days) AS d WHERE d >= %(cutoff)s ORDER BY d)"
-        " WHERE days[1] < %(cutoff)s",
-        {"cutoff": cutoff},
-    )
+def _forget_dropped_days(cur: db.Cursor) -> int:
+    """The days retention dropped (every day before the oldest that may still hold events: it
+    removes the oldest days) leave every list and the record of the builds; return how many
+    people's lists changed. A list is sorted, so those days are its first: a person left with
+    none goes, the others lose their first day, pass by pass, each pass finding its rows by the
+    index on the first day."""
+    remaining = days_with_events(cur)
+    if not remaining:
+        return 0
+    oldest = min(remaining)
+    cur.execute("DELETE FROM person_days WHERE days[1] < %(d)s AND days[cardinality(days)] < %(d)s", {"d": oldest})
     changed = cur.rowcount
-    cur.execute("DELETE FROM person_days WHERE days = '{}'")
-    cur.execute("DELETE FROM person_days_built WHERE event_date < %s", (cutoff,))
-    cur.execute("DELETE FROM person_days_changes WHERE event_date < %s", (cutoff,))
+    while True:
+        cur.execute("UPDATE person_days SET days = days[2:] WHERE days[1] < %s", (oldest,))
+        if not cur.rowcount:
+            break
+        changed += cur.rowcount
+    cur.execute("DELETE FROM person_days_built WHERE event_date < %s", (oldest,))
+    cur.execute("DELETE FROM person_days_changes WHERE event_date < %s", (oldest,))
+    if changed:
+        logger.info("%d people's lists of event days lost the days before %s, which retention dropped", changed, oldest)
     return changed
 
 

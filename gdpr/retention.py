@@ -39,7 +39,7 @@ from psycopg2 import sql
 from core import cli, db, partitions
 from core.config import Settings
 from core.errors import PlatformError
-from gdpr import housekeeping, person_days
+from gdpr import housekeeping
 from gdpr.audit import AuditLog
 from gdpr.exports import export_file, remove_export
 
@@ -189,12 +189,6 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     # What is left before the cutoff is in the default partition: late events of days that had
     # no partition of their own. A dry run still sees the partitions' rows: they are not counted twice.
     _delete_events(run.conn, removal, run.events_table, chunk_rows, counted=in_partitions if removal.dry_run else 0)
-    if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
-        # The lists of the days each person's events are on (sql/027) lose the days removed.
-        with run.conn, run.conn.cursor() as cur:
-            changed = person_days.forget_days_before(cur, removal.cutoff)
-        if changed:
-            logger.info("%d people's lists of event days lost the days before %s", changed, removal.cutoff)
     return removal
 
 

@@ -93,7 +93,8 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
         Job(
             ERASURE_UPKEEP,
             daily(settings.erasure_upkeep_at.hour, settings.erasure_upkeep_at.minute),
-            "the lists of each person's event days for the closed day, then the index cleanup large erasures left",
+            "each person's list of event days (the days retention dropped out, the closed days in), then the index "
+            "cleanup large erasures left",
             steps=(
                 Step("gdpr.person_days"),
                 Step("gdpr.process_privacy_requests", lambda _due: ("--finish-vacuum",)),

@@ -10,7 +10,8 @@
 --
 --   * person_days: a person's days, sorted, for the closed days built so far. Its rows are
 --     personal data of the same kind as events_raw's user_id: an erasure deletes the person's
---     row, retention removes the days it drops.
+--     row; each build first takes out the days retention dropped (those before the oldest day
+--     that still has a partition).
 --   * person_days_built: the closed days whose lists are built (gdpr.person_days, a nightly job).
 --   * person_days_changes: a closed day that received rows after the fact. The statement trigger
 --     below notes (day, writing transaction) for every insert into events_raw of a day that has
@@ -64,8 +65,6 @@ CREATE TRIGGER events_raw_closed_days AFTER INSERT ON events_raw
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION events_raw_note_closed_days();
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON person_days, person_days_built, person_days_changes TO gdpr_processor;
-GRANT SELECT, UPDATE, DELETE ON person_days TO retention_worker;
-GRANT SELECT, DELETE ON person_days_built, person_days_changes TO retention_worker;
 -- The days of the rows in the default partition (days with no partition of their own), which an
 -- erasure searches in full and a build lists.
 GRANT SELECT (event_date) ON events_raw_default TO gdpr_processor;

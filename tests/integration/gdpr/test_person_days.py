@@ -1,6 +1,6 @@
 """The lists of the days each person's events are on (gdpr.person_days, sql/027): built for closed
-days, kept exact against late events by the trigger's notes, read by the erasure, trimmed by
-retention."""
+days, kept exact against late events by the trigger's notes, read by the erasure, rid of the days
+retention dropped by the next build."""
 
 from __future__ import annotations
 
@@ -124,22 +124,23 @@ def test_a_day_is_built_only_once_it_has_been_over_a_while() -> None:
     assert person_days.closed_before(midnight + timedelta(minutes=15)) == TODAY
 
 
-def test_retention_takes_the_removed_days_out_of_the_lists(history: Settings) -> None:
+def test_the_next_build_takes_the_days_retention_dropped_out_of_the_lists(history: Settings) -> None:
     settings = history
     ada = add_person(settings, 26, "keep@example.com")
     bob = add_person(settings, 27, "old@example.com")
-    add_event(settings, ada, DAYS[0], 1)
-    add_event(settings, ada, DAYS[2], 2)
+    for n, day in enumerate(DAYS):
+        add_event(settings, ada, day, n)
     add_event(settings, bob, DAYS[0], 3)
     build(settings)
-    keep = (TODAY - DAYS[1]).days  # DAYS[0] goes
-    result = run_command(
-        "gdpr.retention", "--only", "raw_events", env={"RETENTION_DAYS": str(keep), "KAFKA_RETENTION_HOURS": "24"}
-    )
+    keep = (TODAY - DAYS[2]).days  # DAYS[0] and DAYS[1] go
+    env = {"RETENTION_DAYS": str(keep), "KAFKA_RETENTION_HOURS": "24"}
+    result = run_command("gdpr.retention", "--only", "raw_events", env=env)
     assert result.returncode == 0, result.stderr
+    assert listed(settings, ada) == DAYS  # until the next build
+    build(settings)
     assert listed(settings, ada) == [DAYS[2]]
     assert listed(settings, bob) is None
-    assert query(settings, "SELECT count(*) FROM person_days_built WHERE event_date < %s", (DAYS[1],)) == [(0,)]
+    assert query(settings, "SELECT count(*) FROM person_days_built WHERE event_date < %s", (DAYS[2],)) == [(0,)]
 
 
 def test_the_command_builds_and_says_what_it_did(history: Settings) -> None:
