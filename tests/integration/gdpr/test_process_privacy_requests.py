@@ -11,7 +11,8 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -302,7 +303,10 @@ def test_two_processors_never_handle_a_request_twice(settings: Settings) -> None
     ]
 
 
-def test_watch_processes_a_new_request_within_about_a_second(settings: Settings, tmp_path: Path) -> None:
+@contextmanager
+def watching(tmp_path: Path) -> Iterator[Path]:
+    """``--watch`` running, its output in the returned log; stopped with SIGTERM, which it must
+    answer with exit status 0."""
     log = tmp_path / "watch.log"
     with open(log, "w", encoding="utf-8") as handle:
         watcher = subprocess.Popen(
@@ -313,15 +317,20 @@ def test_watch_processes_a_new_request_within_about_a_second(settings: Settings,
             env={**os.environ, "LOG_LEVEL": "INFO"},
         )
     try:
+        yield log
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(timeout=15) == 0, log.read_text()
+
+
+def test_watch_processes_a_new_request_within_about_a_second(settings: Settings, tmp_path: Path) -> None:
+    with watching(tmp_path) as log:
         wait_until(lambda: "watching privacy_requests" in log.read_text(), what="the watcher to listen")
         query(settings, "INSERT INTO privacy_requests (email) VALUES ('late.comer@example.invalid')")
         # The sweep runs every 30 s; finishing well before proves the notification woke it.
         wait_until(
             lambda: query(settings, "SELECT status FROM privacy_requests") == [("not_found",)], timeout=10, what="the request"
         )
-    finally:
-        watcher.send_signal(signal.SIGTERM)
-        assert watcher.wait(timeout=15) == 0, log.read_text()
 
 
 def test_watch_finishes_the_vacuum_a_large_erasure_left_when_it_is_idle(settings: Settings, tmp_path: Path) -> None:
@@ -332,24 +341,13 @@ def test_watch_finishes_the_vacuum_a_large_erasure_left_when_it_is_idle(settings
     name = f"events_raw_{day:%Y%m%d}"
     query(settings, "INSERT INTO erasure_index_cleanup (partition_name) VALUES (%s)", (name,))
     before = query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", (name,))
-    log = tmp_path / "watch.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "gdpr.process_privacy_requests", "--watch"],
-            cwd=PROJECT_ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LOG_LEVEL": "INFO"},
-        )
-    try:
+    with watching(tmp_path) as log:
         wait_until(lambda: query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)], what="the queue emptied")
         wait_until(
             lambda: query(settings, "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s", (name,)) > before,
             what=f"{name} vacuumed",
         )
-    finally:
-        watcher.send_signal(signal.SIGTERM)
-        assert watcher.wait(timeout=15) == 0, log.read_text()
+        assert "watching privacy_requests" in log.read_text()
 
 
 @pytest.mark.parametrize(

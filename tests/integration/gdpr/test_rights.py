@@ -37,6 +37,15 @@ def add_person(settings: Settings, number: int, email: str, name: str = "Erika M
     return user_id
 
 
+def add_todays_event(settings: Settings, user_id: str) -> None:
+    query(
+        settings,
+        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+        " VALUES (gen_random_uuid(), %s, 'page_view', now(), (now() AT TIME ZONE 'UTC')::date, 0, 1)",
+        (user_id,),
+    )
+
+
 def request(settings: Settings, email: str, kind: str = "erasure", corrections: dict[str, str] | None = None) -> int:
     [(request_id,)] = query(
         settings,
@@ -271,12 +280,7 @@ def test_the_erased_tables_are_vacuumed_after_the_erasure(settings: Settings) ->
     """users_pii, and every partition of events_raw: VACUUM checks its privilege per partition
     (sql/021 grants it on each), so the person's old row versions go from today's events too."""
     user_id = add_person(settings, 9, "vac@example.com")
-    query(
-        settings,
-        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
-        " VALUES (gen_random_uuid(), %s, 'page_view', now(), (now() AT TIME ZONE 'UTC')::date, 0, 1)",
-        (user_id,),
-    )
+    add_todays_event(settings, user_id)
     [(partition,)] = query(settings, "SELECT tableoid::regclass::text FROM events_raw WHERE user_id = %s", (user_id,))
     statement = "SELECT relname, vacuum_count FROM pg_stat_user_tables WHERE relname = ANY(%s)"
     before = dict(query(settings, statement, (["users_pii", partition],)))
@@ -396,12 +400,7 @@ def test_a_large_erasure_leaves_the_index_cleanup_to_finish_vacuum(settings: Set
 
 def test_a_small_erasure_cleans_the_indexes_itself(settings: Settings) -> None:
     user_id = add_person(settings, 12, "inline@example.com")
-    query(
-        settings,
-        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
-        " VALUES (gen_random_uuid(), %s, 'page_view', now(), (now() AT TIME ZONE 'UTC')::date, 0, 1)",
-        (user_id,),
-    )
+    add_todays_event(settings, user_id)
     [(partition,)] = query(settings, "SELECT tableoid::regclass::text FROM events_raw WHERE user_id = %s", (user_id,))
     request(settings, "inline@example.com")
     process_pending(settings)
