@@ -74,11 +74,12 @@ MIGRATION_LOCK_ID = 715_001
 
 # SQLSTATE classes (PostgreSQL's "Appendix A"): which failures are worth retrying, which mean
 # the data itself was refused. Connection exceptions (08), transaction rollbacks (40:
-# serialization failure, deadlock), too many connections (53300) and a server shutting down or
-# starting (57P01-57P03) pass; a full disk (53100), a statement timeout (57014) or a permission
-# fail the same way on every attempt and are reported instead.
+# serialization failure, deadlock), too many connections (53300), a lock not had within
+# lock_timeout (55P03) and a server shutting down or starting (57P01-57P03) pass; a full disk
+# (53100), a statement timeout (57014) or a permission fail the same way on every attempt and are
+# reported instead.
 TRANSIENT_CLASSES = ("08", "40")
-TRANSIENT_CODES = ("53300", "57P01", "57P02", "57P03")
+TRANSIENT_CODES = ("53300", "55P03", "57P01", "57P02", "57P03")
 DATA_ERROR_CLASSES = ("22", "23")
 QUERY_CANCELED = "57014"
 
@@ -139,7 +140,7 @@ def connect(
             settings.url,
             application_name=application_name,
             connect_timeout=5,
-            options=f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC",
+            options=f"-c statement_timeout={settings.statement_timeout_ms} -c timezone=UTC -c datestyle=ISO",
             user=login,
             password=password,
         )

@@ -83,8 +83,12 @@ logger = logging.getLogger("gdpr.process_privacy_requests")
 # Each transaction costs a commit and a few set-based statements whatever its size: 1,000 a batch
 # (rather than 200) took the erasure of 10,000 people over 10M events from 10.3 s to 10.0 s.
 DEFAULT_BATCH = 1000
-# A batch rolled back by a deadlock or a serialization failure is done again, this many times.
+# A batch rolled back by a deadlock, a serialization failure or a lock wait is done again, this many times.
 BATCH_RETRIES = 3
+# The longest a batch waits for the erasure lock, held shared by each ingest batch, retention and
+# each step of gdpr.person_days (a few seconds at most): past it the batch is rolled back and
+# retried, before the statement timeout (which is not retried) would end the processor.
+ERASURE_LOCK_WAIT_MS = 20_000
 # --watch: the notification normally wakes the processor; the sweep catches anything missed.
 SWEEP_INTERVAL_S = 30.0
 ERASED_PAYLOAD = "[erased: this payload mentioned a person who asked to be forgotten]"
@@ -715,8 +719,11 @@ def process_batch(
         rows = cur.fetchall()
         if not rows:
             return outcomes
-        # Taken after the requests are locked, so two processors never wait on each other in a cycle.
+        # Taken after the requests are locked, so two processors never wait on each other in a cycle;
+        # a wait past ERASURE_LOCK_WAIT_MS (a long job holding it shared) rolls the batch back to retry.
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{ERASURE_LOCK_WAIT_MS}ms",))
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
+        cur.execute("SET LOCAL lock_timeout = DEFAULT")
         audit = AuditLog()
         results: dict[int, Outcome] = {}
         requests = _accept(rows, key, audit, results)
@@ -852,8 +859,11 @@ def finish_vacuum(conn: psycopg2.extensions.connection, stop: threading.Event | 
                     break
                 handled += 1
                 if exists:
-                    cur.execute(sql.SQL("VACUUM {}").format(_names([name])))
-                    done += 1
+                    try:
+                        cur.execute(sql.SQL("VACUUM {}").format(_names([name])))
+                        done += 1
+                    except psycopg2.errors.UndefinedTable:
+                        pass  # dropped by retention since it was read: nothing left to clean
                 # An erasure that queued it again meanwhile keeps it queued.
                 cur.execute("DELETE FROM erasure_index_cleanup WHERE partition_name = %s AND queued_at = %s", (name, queued_at))
     finally:
@@ -875,8 +885,8 @@ def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Coun
             try:
                 outcomes = process_batch(conn, settings, batch_size, rewritten)
             except psycopg2.Error as e:
-                # A deadlock with a DPO's action, or a serialization failure: the batch was rolled
-                # back whole, so it is simply done again.
+                # A deadlock with a DPO's action, a serialization failure or the erasure lock not had
+                # in time: the batch was rolled back whole, so it is simply done again.
                 if not db.is_transient(e) or conn.closed or retries >= BATCH_RETRIES:
                     raise
                 retries += 1

@@ -4,15 +4,17 @@ retention dropped by the next build."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg2
 import pytest
 
 from core import cli, db
 from core.config import Settings
 from gdpr import person_days
 from gdpr.process_privacy_requests import process_pending
-from tests.helpers import query, run_command
+from tests.helpers import query, run_command, wait_until
 from tests.integration.gdpr.test_rights import add_person, request, status
 
 pytestmark = pytest.mark.integration
@@ -21,18 +23,29 @@ TODAY = cli.today_utc()
 DAYS = [TODAY - timedelta(days=n) for n in (5, 4, 3)]
 
 
+INSERT_EVENT = (
+    "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
+    " VALUES (gen_random_uuid(), %s, 'page_view', %s::date + time '12:00', %s, 0, %s)"
+)
+
+
 def add_event(settings: Settings, user_id: str, day: date, offset: int) -> None:
-    query(
-        settings,
-        "INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, kafka_partition, kafka_offset)"
-        " VALUES (gen_random_uuid(), %s, 'page_view', %s::date + time '12:00', %s, 0, %s)",
-        (user_id, day, day, offset),
-    )
+    query(settings, INSERT_EVENT, (user_id, day, day, offset))
 
 
-def build(settings: Settings) -> tuple[list[date], int]:
+def build(settings: Settings, step_bytes: int = person_days.BUILD_STEP_BYTES) -> tuple[list[date], int]:
     with db.connection(settings.database, application_name="test", role=db.GDPR_ROLE) as conn:
-        return person_days.build(conn)
+        return person_days.build(conn, step_bytes=step_bytes)
+
+
+def advisory_locks_of(settings: Settings, application_name: str) -> int:
+    [(count,)] = query(
+        settings,
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND a.application_name = %s",
+        (application_name,),
+    )
+    return int(count)
 
 
 def coverage(settings: Settings) -> person_days.Coverage:
@@ -152,3 +165,91 @@ def test_the_command_builds_and_says_what_it_did(history: Settings) -> None:
     assert again.returncode == 0 and "every closed day is built" in again.stdout
     helped = run_command("gdpr.person_days", "--help")
     assert helped.returncode == 0 and "erasure" in helped.stdout
+
+
+def test_a_build_in_steps_of_one_day_lists_the_same_days(history: Settings) -> None:
+    settings = history
+    ada = add_person(settings, 29, "steps@example.com")
+    bob = add_person(settings, 30, "steps.two@example.com")
+    for n, day in enumerate(DAYS):
+        add_event(settings, ada, day, n)
+    add_event(settings, bob, DAYS[2], 5)
+    built, people = build(settings, step_bytes=1)  # every day its own transaction
+    assert set(DAYS) <= set(built)
+    assert people == 4  # ada's list changed in three steps, bob's in one
+    assert listed(settings, ada) == DAYS and listed(settings, bob) == [DAYS[2]]
+    assert set(DAYS) <= coverage(settings).covered
+
+
+def test_an_uncommitted_late_event_keeps_its_day_searched_after_a_build(history: Settings) -> None:
+    """The build deletes only the notes its snapshot sees: a late event written while it runs,
+    committed after, leaves its note, so its day is still searched in full."""
+    settings = history
+    ada = add_person(settings, 31, "racing@example.com")
+    add_event(settings, ada, DAYS[0], 1)
+    build(settings)
+    # A late event on a built day, by the raw sink's own login, still open while the build runs.
+    with db.connection(settings.database, application_name="test-sink", role=db.INGEST_ROLE) as writer:
+        with writer.cursor() as cur:
+            cur.execute(INSERT_EVENT, (ada, DAYS[1], DAYS[1], 2))
+        assert build(settings) == ([], 0)  # the note is not committed: nothing to build yet
+        writer.commit()
+    assert query(settings, "SELECT event_date FROM person_days_changes") == [(DAYS[1],)]
+    assert DAYS[1] in coverage(settings).searched
+    assert build(settings) == ([DAYS[1]], 1)
+    assert listed(settings, ada) == [DAYS[0], DAYS[1]]
+
+
+def test_a_failed_build_releases_its_locks(history: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = history
+    add_event(settings, add_person(settings, 32, "fails@example.com"), DAYS[0], 1)
+
+    def fail(cur: db.Cursor, days: list[date]) -> int:
+        cur.execute("SELECT 1 / 0")
+        return 0
+
+    monkeypatch.setattr(person_days, "_build_days", fail)
+    with db.connection(settings.database, application_name="test-failing-build", role=db.GDPR_ROLE) as conn:
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            person_days.build(conn)
+        # The error above is the build's own; both its locks are gone and the connection is usable.
+        assert advisory_locks_of(settings, "test-failing-build") == 0
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM person_days_built")
+            assert cur.fetchone() == (0,)
+    monkeypatch.undo()
+    assert DAYS[0] in build(settings)[0]
+
+
+def test_an_erasure_waits_for_one_build_step_not_the_whole_build(history: Settings) -> None:
+    """Each step takes the erasure lock and lets it go: an erasure that asks for it during a step
+    runs right after that step, before the next one."""
+    settings = history
+    ada = add_person(settings, 33, "between@example.com")
+    for n, day in enumerate(DAYS):
+        add_event(settings, ada, day, n)
+    erasure = request(settings, "between@example.com")
+    steps: list[list[date]] = []
+    seen: list[str] = []
+    original = person_days._build_days
+    worker = threading.Thread(target=process_pending, args=(settings,))
+
+    def step(cur: db.Cursor, days: list[date]) -> int:
+        steps.append(days)
+        seen.append(status(settings, erasure))
+        if len(steps) == 2:
+            worker.start()
+            wait_until(
+                lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
+                timeout=30,
+                what="the erasure to wait for the lock",
+            )
+        return original(cur, days)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(person_days, "_build_days", step)
+        build(settings, step_bytes=1)
+    worker.join(timeout=60)
+    assert len(steps) >= 3
+    assert seen[:3] == ["pending", "pending", "completed"]  # done between the second step and the third
+    assert events_of(settings, ada) == 0 and listed(settings, ada) is None

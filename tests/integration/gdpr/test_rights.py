@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 import devstack
 import gdpr.process_privacy_requests as processor
@@ -406,3 +408,58 @@ def test_a_small_erasure_cleans_the_indexes_itself(settings: Settings) -> None:
     process_pending(settings)
     assert query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)]
     assert index_entries_of(settings, partition, user_id) == 0
+
+
+def test_finish_vacuum_passes_over_a_partition_dropped_while_it_waits(settings: Settings) -> None:
+    """Retention may drop a queued partition between the queue's read and its VACUUM: the
+    VACUUM then finds no table, and the partition just leaves the queue."""
+    day = datetime.now(UTC).date() - timedelta(days=900)
+    query(settings, "SELECT events_raw_create_partitions(%s, %s)", (day, day + timedelta(days=1)))
+    [(partition,)] = query(
+        settings,
+        "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'events_raw'::regclass AND pg_get_expr(c.relpartbound, c.oid) LIKE %s",
+        (f"%{day}%",),
+    )
+    query(settings, "INSERT INTO erasure_index_cleanup (partition_name) VALUES (%s)", (partition,))
+    outcome: list[int | BaseException] = []
+
+    def finish() -> None:
+        try:
+            with db.connection(settings.database, application_name="test-finish", role=db.GDPR_ROLE) as conn:
+                outcome.append(processor.finish_vacuum(conn))
+        except BaseException as e:  # reported by the assertion below
+            outcome.append(e)
+
+    with db.connection(settings.database, application_name="test-retention") as dropper, dropper.cursor() as cur:
+        cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition)))  # not committed yet
+        worker = threading.Thread(target=finish)
+        worker.start()
+        wait_until(
+            lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted") != [(0,)],
+            what="the VACUUM to wait for the dropped partition",
+        )
+        dropper.commit()
+    worker.join(timeout=60)
+    assert outcome == [1]
+    assert query(settings, "SELECT count(*) FROM erasure_index_cleanup") == [(0,)]
+
+
+def test_an_erasure_that_waits_too_long_for_the_lock_is_rolled_back_and_retried(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job holding the erasure lock shared (an ingest batch, retention, a person_days step)
+    past ERASURE_LOCK_WAIT_MS rolls the batch back, to be done again, rather than reach the
+    statement timeout, which would end --watch; the request stays pending meanwhile."""
+    monkeypatch.setattr(processor, "ERASURE_LOCK_WAIT_MS", 100)
+    add_todays_event(settings, add_person(settings, 13, "busy@example.com"))
+    erasure = request(settings, "busy@example.com")
+    with db.connection(settings.database, application_name="test-holder") as holder, holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            process_pending(settings)
+        cur.execute("SELECT pg_advisory_unlock_shared(%s)", (db.ERASURE_LOCK_ID,))
+    assert status(settings, erasure) == "pending"
+    assert caplog.text.count("doing it again") == processor.BATCH_RETRIES
+    process_pending(settings)
+    assert status(settings, erasure) == "completed"
