@@ -47,8 +47,10 @@ from itertools import accumulate
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
+import psycopg2
 from psycopg2 import sql
 
 import devstack
@@ -240,6 +242,23 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, str, floa
     return seconds, output, usage.ru_maxrss / 1024  # KiB on Linux
 
 
+@dataclass(frozen=True)
+class IoCounts:
+    """PostgreSQL's block counts for one command (pg_stat_database): pages it touched, those it
+    had to read in (from the operating system's cache or the disk) and the time those reads took
+    (track_io_timing, which the bench turns on)."""
+
+    touched: int
+    read: int
+    read_s: float
+
+    def __sub__(self, other: IoCounts) -> IoCounts:
+        return IoCounts(self.touched - other.touched, self.read - other.read, self.read_s - other.read_s)
+
+    def describe(self) -> str:
+        return f"{self.touched:,} pages touched, {self.read:,} read in, {self.read_s:.1f} s waiting for reads"
+
+
 @dataclass
 class Result:
     """One operation at one size."""
@@ -247,6 +266,7 @@ class Result:
     seconds: float | None = None
     peak_rss_mib: float | None = None
     note: str = ""
+    io: IoCounts | None = None  # what the database did for it (the one-shot operations)
 
 
 @dataclass
@@ -420,6 +440,43 @@ class HistoryBench(Bench):
 
     # -- measurements ---------------------------------------------------------------------
 
+    def io_counts(self) -> IoCounts:
+        """The database's block counts now, once the last command's counts have landed: a backend
+        sends them as it exits, just after it leaves pg_stat_activity, so they are read until two
+        reads agree (a second at most)."""
+        statement = (
+            "SELECT blks_hit + blks_read, blks_read, blk_read_time FROM pg_stat_database WHERE datname = current_database()"
+        )
+        last = None
+        deadline = time.monotonic() + 1.0
+        while True:
+            [(touched, read, read_ms)] = self.query(statement)
+            counts = IoCounts(int(touched), int(read), float(read_ms) / 1000)
+            if counts == last or time.monotonic() > deadline:
+                return counts
+            last = counts
+            time.sleep(0.1)
+
+    def track_io_timing(self) -> None:
+        """Time the database's reads for every later session (superuser only)."""
+        port = urlsplit(self.settings.database.url).port
+        admin = psycopg2.connect(devstack.superuser_url(self.data_dir, port or 5432))
+        try:
+            admin.autocommit = True
+            with admin.cursor() as cur:
+                cur.execute("SELECT current_database()")
+                row = cur.fetchone()
+                assert row is not None
+                cur.execute(sql.SQL("ALTER DATABASE {} SET track_io_timing = on").format(sql.Identifier(row[0])))
+        finally:
+            admin.close()
+
+    def counted(self, command: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float, IoCounts]:
+        """run_child, with the database's block counts over the command."""
+        before = self.io_counts()
+        seconds, output, peak = run_child(command, env or self.env)
+        return seconds, output, peak, self.io_counts() - before
+
     def record(self, key: str, size: int, result: Result) -> None:
         """``result`` of operation ``key`` (a step's name without ``measure_``) at ``size``."""
         operation = self.operations.setdefault(key, Operation(self.names[key], targeted=key not in UNTARGETED))
@@ -471,11 +528,11 @@ class HistoryBench(Bench):
             ),
             (people.start, people.stop),
         )
-        seconds, _out, peak = run_child(python_module("gdpr.process_privacy_requests"), self.env)
+        seconds, _out, peak, io = self.counted(python_module("gdpr.process_privacy_requests"))
         [(completed,)] = self.query("SELECT count(*) FROM privacy_requests WHERE id = ANY(%s) AND status = 'completed'", (ids,))
         if int(completed) != len(people):
             raise RuntimeError(f"{int(completed):,} of {len(people):,} erasures completed")
-        return Result(seconds, peak, f"{int(events):,} events re-keyed")
+        return Result(seconds, peak, f"{int(events):,} events re-keyed", io)
 
     def measure_erasure_one(self, size: int) -> None:
         self.record("erasure_one", size, self._erase(erasure_people(self.args.erasures, size)[0]))
@@ -488,8 +545,8 @@ class HistoryBench(Bench):
         every day the erased people's events are on, so the whole history's here. Shown, not
         held to the target."""
         [(queued,)] = self.query("SELECT count(*) FROM erasure_index_cleanup")
-        seconds, _out, peak = run_child(python_module("gdpr.process_privacy_requests", "--finish-vacuum"), self.env)
-        self.record("finish_vacuum", size, Result(seconds, peak, f"{int(queued)} partitions"))
+        seconds, _out, peak, io = self.counted(python_module("gdpr.process_privacy_requests", "--finish-vacuum"))
+        self.record("finish_vacuum", size, Result(seconds, peak, f"{int(queued)} partitions", io))
 
     def measure_status(self, size: int) -> None:
         self.record("status", size, self.repeated(python_module("consumers.status")))
@@ -501,23 +558,24 @@ class HistoryBench(Bench):
         keep = (cli.today_utc() - first_kept).days
         removed = self.plan.removed(size)
         [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
-        seconds, output, peak = run_child(python_module("gdpr.retention"), {**self.env, "RETENTION_DAYS": str(keep)})
+        seconds, output, peak, io = self.counted(python_module("gdpr.retention"), {**self.env, "RETENTION_DAYS": str(keep)})
         [(left,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
         if int(left):
             raise RuntimeError(f"retention left {int(left):,} events before {first_kept}:\n{output[-1000:]}")
         note = f"{int(events):,} events of {removed[0]}..{removed[-1]} removed (RETENTION_DAYS={keep})"
-        self.record("retention", size, Result(seconds, peak, note))
+        self.record("retention", size, Result(seconds, peak, note, io))
 
     def measure_upkeep(self, size: int) -> None:
         """The nightly gdpr.person_days after retention: the days retention dropped leave every
         list they are in (no day is left to build)."""
         [(people,)] = self.query("SELECT count(*) FROM person_days WHERE days[1] < %s", (self.plan.first_kept(size),))
-        seconds, _out, peak = run_child(python_module("gdpr.person_days"), self.env)
-        self.record("upkeep", size, Result(seconds, peak, f"{int(people):,} people's lists"))
+        seconds, _out, peak, io = self.counted(python_module("gdpr.person_days"))
+        self.record("upkeep", size, Result(seconds, peak, f"{int(people):,} people's lists", io))
 
     def measure(self, size: int) -> None:
         """Every operation at ``size``; one that fails is recorded as failed, the others still run.
         Retention comes last: it removes the oldest days, which no other measure reads."""
+        self.track_io_timing()
         self.build_person_days(size)
         self.settle()
         steps = (
@@ -566,9 +624,9 @@ class HistoryBench(Bench):
         lines += [
             "",
             *(
-                f"- {op.name}: {small}: {op.results[0].note or '-'}; {large}: {op.results[1].note or '-'}"
+                f"- {op.name}: {small}: {describe(op.results[0])}; {large}: {describe(op.results[1])}"
                 for op in self.operations.values()
-                if any(r.note for r in op.results)
+                if any(r.note or r.io for r in op.results)
             ),
         ]
         lines += [
@@ -588,6 +646,14 @@ class HistoryBench(Bench):
             "rows": [{"operation": op.name, "ratio": op.ratio, "passed": op.passed, "results": [asdict(r) for r in op.results]}
                      for op in self.operations.values()],
         }  # fmt: skip
+
+
+def describe(result: Result) -> str:
+    """A result's note and block counts, for the lines under the table."""
+    parts = [result.note] if result.note else []
+    if result.io is not None:
+        parts.append(result.io.describe())
+    return ", ".join(parts) or "-"
 
 
 def build_parser() -> argparse.ArgumentParser:
