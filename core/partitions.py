@@ -70,12 +70,6 @@ def partitioned_days(cur: Cursor) -> set[date]:
     return {row[0] for row in cur.fetchall()}
 
 
-def day_sizes(cur: Cursor) -> dict[date, int]:
-    """Each partitioned day's share of its partition's size in bytes (the file's size: no row is read)."""
-    cur.execute(sql.SQL("SELECT day, pg_relation_size(oid) / greatest(upper_day - lower_day, 1) FROM ({}) AS p").format(_BOUNDS))
-    return {day: int(size) for day, size in cur.fetchall()}
-
-
 def oldest_event_day(cur: Cursor) -> date | None:
     """The first day events_raw holds an event of, without reading the history (``min(event_date)``
     reads every partition). The days that have a partition are tried oldest first, each try

@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 CLOSED_AFTER = timedelta(minutes=10)
 # Builds take this lock, so that two never update the same people at once.
 BUILD_LOCK_ID = 715_027
-# A build step reads about this much of the days' partitions in one transaction (a few seconds),
-# the most an erasure or an ingest batch waits for it.
-BUILD_STEP_BYTES = 512 << 20
+# A build merges its lists into person_days this many people per transaction (about a second
+# each), holding the erasure lock shared: the most an erasure waits for a build.
+MERGE_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,16 @@ def coverage(cur: db.Cursor) -> Coverage:
     return Coverage(frozenset(covered), tuple(searched))
 
 
+def days_of(cur: db.Cursor, user_id: str, days: Coverage | None = None) -> list[date]:
+    """The days that may hold one person's events: their listed days among those the lists
+    cover, and every day the lists do not cover. Read under the erasure lock, as ``coverage``."""
+    days = days or coverage(cur)
+    cur.execute("SELECT days FROM person_days WHERE user_id = %s", (user_id,))
+    row = cur.fetchone()
+    listed = [day for day in (row[0] if row else ()) if day in days.covered]
+    return sorted({*listed, *days.searched})
+
+
 def closed_before(now: datetime) -> date:
     """The first day not yet closed long enough to be built at ``now``."""
     return (now.astimezone(UTC) - CLOSED_AFTER).date()
@@ -83,20 +93,22 @@ def days_to_build(cur: db.Cursor, now: datetime) -> list[date]:
     return sorted(day for day in days_with_events(cur) | changed if day < limit and (day not in built or day in changed))
 
 
-def build(
-    conn: psycopg2.extensions.connection, now: datetime | None = None, step_bytes: int = BUILD_STEP_BYTES
-) -> tuple[list[date], int]:
+def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chunk: int = MERGE_CHUNK) -> tuple[list[date], int]:
     """Build the lists of the days that need it; return those days and how many people's lists
-    changed (a person changed in two steps counts twice). ``now`` (the database's clock when
-    not given, the clock the trigger reads) says which days are closed.
+    changed. ``now`` (the database's clock when not given, the clock the trigger reads) says
+    which days are closed.
 
-    The days are built in steps of about ``step_bytes`` of their partitions, each one
-    REPEATABLE READ transaction holding the erasure lock shared, as an ingest batch does: no
-    erasure deletes a list while a step writes it, and an erasure waits for one step, never
-    for a first build over the whole history (70 s over 50M events, measured). A step deletes
-    only the notes its snapshot sees: the notes of later writes stay for the next build."""
+    The days' events are read in one pass, in one REPEATABLE READ snapshot and without the
+    erasure lock (the first build reads the whole history: 70 s over 50M events), into a
+    temporary table. The lists are then merged ``chunk`` people per transaction, each holding
+    the erasure lock shared as an ingest batch does, so that an erasure waits for one chunk: a
+    person erased after the snapshot (their events re-keyed, their ``users_pii`` row anonymised)
+    gets no list back. Last, in one transaction, the days are recorded built and the notes the
+    snapshot saw are deleted: notes of later writes stay, and their days stay searched."""
     if conn.autocommit:
         raise ValueError("person_days.build needs a connection outside autocommit")
+    days: list[date] = []
+    people = 0
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_ID,))
         conn.commit()
@@ -107,26 +119,109 @@ def build(
                 now = row[0] if row else datetime.now(UTC)
                 conn.commit()
             with _erasure_lock_shared(conn):
+                people += _forget_dropped_days(cur)
+            with conn:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("SET LOCAL statement_timeout = 0")
-                people = _forget_dropped_days(cur)
                 days = days_to_build(cur, now)
-                sizes = partitions.day_sizes(cur)
-            for step in _steps(days, sizes, step_bytes):
+                if days:
+                    seen = _read_days(cur, days)
+            if days:
+                people += _merge(conn, chunk)
                 with _erasure_lock_shared(conn):
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    people += _build_days(cur, step)
-                logger.info("person days built for %s to %s (%d days)", step[0], step[-1], len(step))
+                    cur.execute(
+                        "DELETE FROM person_days_changes AS c USING unnest(%s::date[], %s::xid8[]) AS s (event_date, changed_by)"
+                        " WHERE c.event_date = s.event_date AND c.changed_by = s.changed_by",
+                        ([d for d, _x in seen], [x for _d, x in seen]),
+                    )
+                    cur.execute(
+                        "INSERT INTO person_days_built (event_date) SELECT unnest(%s::date[])"
+                        " ON CONFLICT (event_date) DO UPDATE SET built_at = excluded.built_at",
+                        (days,),
+                    )
         finally:
             _release(conn, "SELECT pg_advisory_unlock(%s)", BUILD_LOCK_ID)
+            _drop_staged(conn)
     return days, people
+
+
+def _read_days(cur: db.Cursor, days: list[date]) -> list[tuple[date, str]]:
+    """In the build's snapshot: each person's days among ``days``, into the temporary table
+    person_days_staged (indexed by person, for the chunks); return the notes of those days this
+    snapshot sees (day, writing transaction), which the build may delete."""
+    cur.execute("SELECT event_date, changed_by::text FROM person_days_changes WHERE event_date = ANY(%s::date[])", (days,))
+    seen = [(day, str(xid)) for day, xid in cur.fetchall()]
+    # A first build reads the whole history: longer than an ordinary statement may be.
+    cur.execute("SET LOCAL statement_timeout = 0")
+    cur.execute("SET LOCAL work_mem = '256MB'")
+    cur.execute("DROP TABLE IF EXISTS pg_temp.person_days_staged")
+    cur.execute(
+        "CREATE TEMPORARY TABLE person_days_staged AS"
+        " SELECT user_id, array_agg(DISTINCT event_date ORDER BY event_date) AS days FROM events_raw"
+        " WHERE event_date = ANY(%s::date[]) GROUP BY user_id",
+        (days,),
+    )
+    cur.execute("CREATE INDEX ON pg_temp.person_days_staged (user_id)")
+    return seen
+
+
+def _merge(conn: psycopg2.extensions.connection, chunk: int) -> int:
+    """Merge person_days_staged into person_days, ``chunk`` people (in user_id order) per
+    transaction under the erasure lock; return how many lists changed."""
+    changed = 0
+    after: str | None = None
+    with conn.cursor() as cur:
+        while True:
+            with _erasure_lock_shared(conn):
+                cur.execute(
+                    "SELECT user_id::text FROM (SELECT user_id FROM pg_temp.person_days_staged"
+                    " WHERE %(after)s::uuid IS NULL OR user_id > %(after)s::uuid ORDER BY user_id LIMIT %(n)s) AS c"
+                    " ORDER BY user_id DESC LIMIT 1",
+                    {"after": after, "n": chunk},
+                )
+                row = cur.fetchone()
+                last = row[0] if row else None
+                if last is None:
+                    return changed
+                changed += _merge_chunk(cur, after, last)
+            after = last
+
+
+def _merge_chunk(cur: db.Cursor, after: str | None, last: str) -> int:
+    """Merge the staged lists of the people after ``after`` up to ``last``; return how many
+    changed. A person anonymised since the snapshot (erased) is left out: an erasure deleted
+    their list, and re-keyed the events it was read from."""
+    cur.execute(
+        "INSERT INTO person_days (user_id, days)"
+        " SELECT s.user_id, s.days FROM pg_temp.person_days_staged AS s"
+        " WHERE (%(after)s::uuid IS NULL OR s.user_id > %(after)s::uuid) AND s.user_id <= %(last)s::uuid"
+        "   AND NOT EXISTS (SELECT FROM users_pii AS p WHERE p.user_id = s.user_id AND p.anonymized_at IS NOT NULL)"
+        # Most lists just grow at their end (yesterday is the newest day): appended, not sorted.
+        " ON CONFLICT (user_id) DO UPDATE SET days = CASE"
+        "  WHEN person_days.days[cardinality(person_days.days)] < excluded.days[1] THEN person_days.days || excluded.days"
+        "  ELSE person_days_merge(person_days.days, excluded.days) END"
+        " WHERE NOT person_days.days @> excluded.days",
+        {"after": after, "last": last},
+    )
+    return int(cur.rowcount)
+
+
+def _drop_staged(conn: psycopg2.extensions.connection) -> None:
+    """The temporary table goes with the session anyway; dropped at once on a kept connection."""
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS pg_temp.person_days_staged")
+        conn.commit()
+    except psycopg2.Error as e:
+        logger.warning("could not drop the staged person days (%s); they go with the connection", db.describe_error(e))
 
 
 @contextmanager
 def _erasure_lock_shared(conn: psycopg2.extensions.connection) -> Iterator[None]:
     """One transaction with the erasure lock held shared. The lock is taken and committed before
-    the transaction starts, so that its snapshot is taken once the lock is held (the statement
-    taking a transaction-level lock would take the snapshot before waiting)."""
+    the transaction starts, so that what the transaction reads is read once the lock is held."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
     conn.commit()
@@ -149,44 +244,6 @@ def _release(conn: psycopg2.extensions.connection, statement: str, lock: int) ->
         conn.commit()
     except psycopg2.Error as e:
         logger.warning("could not release a person-days lock (%s); it goes with the connection", db.describe_error(e))
-
-
-def _steps(days: list[date], sizes: dict[date, int], step_bytes: int) -> Iterator[list[date]]:
-    """``days`` in order, cut into steps of about ``step_bytes`` each (at least one day a step)."""
-    step: list[date] = []
-    size = 0
-    for day in days:
-        if step and size + sizes.get(day, 0) > step_bytes:
-            yield step
-            step, size = [], 0
-        step.append(day)
-        size += sizes.get(day, 0)
-    if step:
-        yield step
-
-
-def _build_days(cur: db.Cursor, days: list[date]) -> int:
-    """Merge ``days``' people into the lists, take those days' notes off and record them built;
-    return how many people's lists changed."""
-    # A step reads days of the history: longer than an ordinary statement may be.
-    cur.execute("SET LOCAL statement_timeout = 0")
-    cur.execute("SET LOCAL work_mem = '256MB'")
-    cur.execute(
-        "INSERT INTO person_days (user_id, days)"
-        " SELECT user_id, array_agg(DISTINCT event_date ORDER BY event_date) FROM events_raw"
-        " WHERE event_date = ANY(%(days)s::date[]) GROUP BY user_id"
-        " ON CONFLICT (user_id) DO UPDATE SET days = person_days_merge(person_days.days, excluded.days)"
-        " WHERE NOT person_days.days @> excluded.days",
-        {"days": days},
-    )
-    people = cur.rowcount
-    cur.execute("DELETE FROM person_days_changes WHERE event_date = ANY(%s::date[])", (days,))
-    cur.execute(
-        "INSERT INTO person_days_built (event_date) SELECT unnest(%s::date[])"
-        " ON CONFLICT (event_date) DO UPDATE SET built_at = excluded.built_at",
-        (days,),
-    )
-    return int(people)
 
 
 def _forget_dropped_days(cur: db.Cursor) -> int:

@@ -409,15 +409,18 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
 
 
 def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, directory: Path) -> Path:
-    """Write everything held about the user as JSON (Art. 15 and 20); return the file."""
+    """Write everything held about the user as JSON (Art. 15 and 20); return the file. Runs
+    under the erasure lock (process_batch), which ``person_days.days_of`` needs."""
     cur.execute("SELECT user_id::text, email, full_name, address, created_at FROM users_pii WHERE user_id = %s", (user_id,))
     pii = cur.fetchone()
     cur.execute("SELECT country, signup_date FROM users_public WHERE user_id = %s", (user_id,))
     public = cur.fetchone()
+    # The person's own days and the days no list covers, not every day's user index: the days as
+    # constants, so that the plan holds those days' partitions only.
     cur.execute(
-        "SELECT event_id, event_type, event_timestamp, amount, metadata FROM events_raw WHERE user_id = %s"
-        " ORDER BY event_timestamp, event_id",
-        (user_id,),
+        "SELECT event_id, event_type, event_timestamp, amount, metadata FROM events_raw"
+        " WHERE user_id = %s AND event_date = ANY(%s::date[]) ORDER BY event_timestamp, event_id",
+        (user_id, person_days.days_of(cur, user_id)),
     )
     events = [
         {

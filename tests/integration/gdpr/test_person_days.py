@@ -4,8 +4,10 @@ retention dropped by the next build."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -33,9 +35,9 @@ def add_event(settings: Settings, user_id: str, day: date, offset: int) -> None:
     query(settings, INSERT_EVENT, (user_id, day, day, offset))
 
 
-def build(settings: Settings, step_bytes: int = person_days.BUILD_STEP_BYTES) -> tuple[list[date], int]:
+def build(settings: Settings, chunk: int = person_days.MERGE_CHUNK) -> tuple[list[date], int]:
     with db.connection(settings.database, application_name="test", role=db.GDPR_ROLE) as conn:
-        return person_days.build(conn, step_bytes=step_bytes)
+        return person_days.build(conn, chunk=chunk)
 
 
 def advisory_locks_of(settings: Settings, application_name: str) -> int:
@@ -167,18 +169,21 @@ def test_the_command_builds_and_says_what_it_did(history: Settings) -> None:
     assert helped.returncode == 0 and "erasure" in helped.stdout
 
 
-def test_a_build_in_steps_of_one_day_lists_the_same_days(history: Settings) -> None:
+def test_a_build_merged_one_person_at_a_time_lists_the_same_days(history: Settings) -> None:
     settings = history
     ada = add_person(settings, 29, "steps@example.com")
     bob = add_person(settings, 30, "steps.two@example.com")
     for n, day in enumerate(DAYS):
         add_event(settings, ada, day, n)
     add_event(settings, bob, DAYS[2], 5)
-    built, people = build(settings, step_bytes=1)  # every day its own transaction
-    assert set(DAYS) <= set(built)
-    assert people == 4  # ada's list changed in three steps, bob's in one
+    built, people = build(settings, chunk=1)  # every person merged in a transaction of their own
+    assert set(DAYS) <= set(built) and people == 2
     assert listed(settings, ada) == DAYS and listed(settings, bob) == [DAYS[2]]
     assert set(DAYS) <= coverage(settings).covered
+    add_event(settings, ada, DAYS[0], 6)  # late, on a day ada's list has: merged, not duplicated
+    add_event(settings, bob, DAYS[0], 7)  # late, before bob's only day: merged in order
+    assert build(settings, chunk=1) == ([DAYS[0]], 1)
+    assert listed(settings, ada) == DAYS and listed(settings, bob) == [DAYS[0], DAYS[2]]
 
 
 def test_an_uncommitted_late_event_keeps_its_day_searched_after_a_build(history: Settings) -> None:
@@ -204,11 +209,11 @@ def test_a_failed_build_releases_its_locks(history: Settings, monkeypatch: pytes
     settings = history
     add_event(settings, add_person(settings, 32, "fails@example.com"), DAYS[0], 1)
 
-    def fail(cur: db.Cursor, days: list[date]) -> int:
+    def fail(cur: db.Cursor, after: str | None, last: str) -> int:
         cur.execute("SELECT 1 / 0")
         return 0
 
-    monkeypatch.setattr(person_days, "_build_days", fail)
+    monkeypatch.setattr(person_days, "_merge_chunk", fail)
     with db.connection(settings.database, application_name="test-failing-build", role=db.GDPR_ROLE) as conn:
         with pytest.raises(psycopg2.errors.DivisionByZero):
             person_days.build(conn)
@@ -221,35 +226,59 @@ def test_a_failed_build_releases_its_locks(history: Settings, monkeypatch: pytes
     assert DAYS[0] in build(settings)[0]
 
 
-def test_an_erasure_waits_for_one_build_step_not_the_whole_build(history: Settings) -> None:
-    """Each step takes the erasure lock and lets it go: an erasure that asks for it during a step
-    runs right after that step, before the next one."""
+def test_an_erasure_waits_for_one_merged_chunk_not_the_whole_build(history: Settings) -> None:
+    """Each chunk of the merge takes the erasure lock and lets it go: an erasure that asks for it
+    during the first chunk runs before the second; the person it erased, read before it ran,
+    gets no list back from the later chunks."""
     settings = history
-    ada = add_person(settings, 33, "between@example.com")
-    for n, day in enumerate(DAYS):
-        add_event(settings, ada, day, n)
-    erasure = request(settings, "between@example.com")
-    steps: list[list[date]] = []
+    people = sorted(add_person(settings, 40 + n, f"between{n}@example.com") for n in range(3))
+    for n, person in enumerate(people):
+        add_event(settings, person, DAYS[n], n)
+    erased = people[-1]  # merged last, after the erasure
+    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (erased,))
+    erasure = request(settings, email)
+    chunks: list[str] = []
     seen: list[str] = []
-    original = person_days._build_days
+    original = person_days._merge_chunk
     worker = threading.Thread(target=process_pending, args=(settings,))
 
-    def step(cur: db.Cursor, days: list[date]) -> int:
-        steps.append(days)
+    def merge(cur: db.Cursor, after: str | None, last: str) -> int:
+        chunks.append(last)
         seen.append(status(settings, erasure))
-        if len(steps) == 2:
+        if len(chunks) == 1:
             worker.start()
             wait_until(
                 lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
                 timeout=30,
                 what="the erasure to wait for the lock",
             )
-        return original(cur, days)
+        return original(cur, after, last)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(person_days, "_build_days", step)
-        build(settings, step_bytes=1)
+        patch.setattr(person_days, "_merge_chunk", merge)
+        build(settings, chunk=1)
     worker.join(timeout=60)
-    assert len(steps) >= 3
-    assert seen[:3] == ["pending", "pending", "completed"]  # done between the second step and the third
-    assert events_of(settings, ada) == 0 and listed(settings, ada) is None
+    assert chunks == people
+    assert seen == ["pending", "completed", "completed"]  # done between the first chunk and the second
+    assert events_of(settings, erased) == 0 and listed(settings, erased) is None
+    assert listed(settings, people[0]) == [DAYS[0]] and listed(settings, people[1]) == [DAYS[1]]
+
+
+def test_an_access_export_reads_the_listed_days_and_every_day_not_covered(history: Settings) -> None:
+    """The export finds the person's events through their list, plus the days no list covers:
+    today, and a built day that received a late event (not in the list yet)."""
+    settings = history
+    ada = add_person(settings, 34, "export@example.com")
+    add_event(settings, ada, DAYS[0], 1)
+    add_event(settings, ada, DAYS[1], 2)
+    build(settings)
+    add_event(settings, ada, DAYS[2], 3)  # late, on a built day: noted, not listed
+    add_event(settings, ada, TODAY, 4)
+    assert listed(settings, ada) == [DAYS[0], DAYS[1]]
+    access = request(settings, "export@example.com", "access")
+    process_pending(settings)
+    assert status(settings, access) == "completed"
+    [(path,)] = query(settings, "SELECT export_path FROM privacy_requests WHERE id = %s", (access,))
+    exported = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    days = sorted(date.fromisoformat(e["event_timestamp"][:10]) for e in exported["events"])
+    assert days == [DAYS[0], DAYS[1], DAYS[2], TODAY]
