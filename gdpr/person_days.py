@@ -38,6 +38,8 @@ BUILD_LOCK_ID = 715_027
 # A build merges its lists into person_days this many people per transaction (about a second
 # each), holding the erasure lock shared: the most an erasure waits for a build.
 MERGE_CHUNK = 50_000
+# The session's buffers for the staged lists (about 250 bytes a person).
+TEMP_BUFFERS = "1GB"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chu
     people = 0
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_ID,))
+        # The staged lists live in this session's own buffers (8 MB by default, set before the
+        # session's first temporary table): at 8 MB each chunk of the merge read them back from
+        # the files (20.2 s against 11.4 s for one pass under the lock over 8M events).
+        cur.execute("SET temp_buffers = %s", (TEMP_BUFFERS,))
         conn.commit()
         try:
             if now is None:
@@ -161,6 +167,7 @@ def _read_days(cur: db.Cursor, days: list[date]) -> list[tuple[date, str]]:
         (days,),
     )
     cur.execute("CREATE INDEX ON pg_temp.person_days_staged (user_id)")
+    cur.execute("ANALYZE pg_temp.person_days_staged")
     return seen
 
 
