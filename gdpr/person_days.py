@@ -60,7 +60,8 @@ def days_with_events(cur: db.Cursor) -> set[date]:
 
 def coverage(cur: db.Cursor) -> Coverage:
     """The days the lists cover exactly now. Read inside an erasure's transaction, which holds
-    the erasure lock: no ingest batch and no build is under way."""
+    the erasure lock: no ingest batch and no merge of a build is under way (a build's read may
+    be, but its days are marked built only in its last step, under the lock)."""
     cur.execute("SELECT event_date FROM person_days_built")
     built = {day for (day,) in cur.fetchall()}
     cur.execute("SELECT DISTINCT event_date FROM person_days_changes")
@@ -112,11 +113,12 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chu
     days: list[date] = []
     people = 0
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_ID,))
         # The staged lists live in this session's own buffers (8 MB by default, set before the
         # session's first temporary table): at 8 MB each chunk of the merge read them back from
         # the files (20.2 s against 11.4 s for one pass under the lock over 8M events).
         cur.execute("SET temp_buffers = %s", (TEMP_BUFFERS,))
+        conn.commit()
+        cur.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_ID,))
         conn.commit()
         try:
             if now is None:
@@ -125,6 +127,8 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chu
                 now = row[0] if row else datetime.now(UTC)
                 conn.commit()
             with _erasure_lock_shared(conn):
+                # After a long pause or a shorter retention, many lists lose days at once.
+                cur.execute("SET LOCAL statement_timeout = 0")
                 people += _forget_dropped_days(cur)
             with conn:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -724,7 +724,10 @@ def process_batch(
             return outcomes
         # Taken after the requests are locked, so two processors never wait on each other in a cycle;
         # a wait past ERASURE_LOCK_WAIT_MS (a long job holding it shared) rolls the batch back to retry.
-        cur.execute("SET LOCAL lock_timeout = %s", (f"{ERASURE_LOCK_WAIT_MS}ms",))
+        # Shorter than the statement timeout, which is not retried and would end --watch.
+        timeout_ms = settings.database.statement_timeout_ms  # 0: no statement timeout
+        wait_ms = min(ERASURE_LOCK_WAIT_MS, max(timeout_ms // 2, 1)) if timeout_ms > 0 else ERASURE_LOCK_WAIT_MS
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
         cur.execute("SET LOCAL lock_timeout = DEFAULT")
         audit = AuditLog()
@@ -895,6 +898,7 @@ def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Coun
                 retries += 1
                 logger.warning("privacy batch rolled back (%s); doing it again", db.describe_error(e))
                 continue
+            retries = 0  # each batch has its own retries
             if not outcomes:
                 break
             total.update(outcomes)

@@ -186,23 +186,34 @@ def test_a_build_merged_one_person_at_a_time_lists_the_same_days(history: Settin
     assert listed(settings, ada) == DAYS and listed(settings, bob) == [DAYS[0], DAYS[2]]
 
 
-def test_an_uncommitted_late_event_keeps_its_day_searched_after_a_build(history: Settings) -> None:
-    """The build deletes only the notes its snapshot sees: a late event written while it runs,
-    committed after, leaves its note, so its day is still searched in full."""
+def test_a_late_event_written_while_a_build_merges_keeps_its_day_searched(history: Settings) -> None:
+    """The build deletes only the notes its read saw: a late event on a day being rebuilt,
+    written (by the raw sink's own login) and committed while the build merges, after its read,
+    leaves its note, so that day is still searched in full and built again next time."""
     settings = history
     ada = add_person(settings, 31, "racing@example.com")
     add_event(settings, ada, DAYS[0], 1)
     build(settings)
-    # A late event on a built day, by the raw sink's own login, still open while the build runs.
-    with db.connection(settings.database, application_name="test-sink", role=db.INGEST_ROLE) as writer:
-        with writer.cursor() as cur:
-            cur.execute(INSERT_EVENT, (ada, DAYS[1], DAYS[1], 2))
-        assert build(settings) == ([], 0)  # the note is not committed: nothing to build yet
-        writer.commit()
-    assert query(settings, "SELECT event_date FROM person_days_changes") == [(DAYS[1],)]
+    add_event(settings, ada, DAYS[1], 2)  # late: DAYS[1] is to be built again
+    original = person_days._merge_chunk
+
+    def merge(cur: db.Cursor, after: str | None, last: str) -> int:
+        with (
+            db.connection(settings.database, application_name="test-sink", role=db.INGEST_ROLE) as writer,
+            writer,
+            writer.cursor() as other,
+        ):
+            other.execute(INSERT_EVENT, (ada, DAYS[1], DAYS[1], 3))
+        return original(cur, after, last)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(person_days, "_merge_chunk", merge)
+        assert build(settings)[0] == [DAYS[1]]
+    notes = query(settings, "SELECT event_date FROM person_days_changes")
+    assert notes == [(DAYS[1],)]  # the second write's note, which the read did not see
     assert DAYS[1] in coverage(settings).searched
-    assert build(settings) == ([DAYS[1]], 1)
-    assert listed(settings, ada) == [DAYS[0], DAYS[1]]
+    assert build(settings) == ([DAYS[1]], 0)  # ada's list already has that day
+    assert query(settings, "SELECT count(*) FROM person_days_changes") == [(0,)]
 
 
 def test_a_failed_build_releases_its_locks(history: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
