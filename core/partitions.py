@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import psycopg2
-from psycopg2 import sql
 
 from core import cli, db
 from core.config import Settings
@@ -50,23 +49,16 @@ def ahead(today: date) -> tuple[date, date]:
     return today - timedelta(days=BEHIND_DAYS), today + timedelta(days=AHEAD_DAYS)
 
 
-# Each partition of events_raw that has bounds (not the default one): its oid, first day and end
-# day, read from the catalogue (the bounds as pg_get_expr prints them: ISO dates, db.connect sets
-# DateStyle).
-_BOUNDS = sql.SQL(
-    "SELECT b.oid, b.lower_day, b.upper_day, d::date AS day FROM ("
-    " SELECT c.oid,"
-    "        substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([0-9-]+)''\\)')::date AS lower_day,"
-    "        substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([0-9-]+)''\\)')::date AS upper_day"
-    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events_raw'::regclass"
-    ") AS b, generate_series(b.lower_day, b.upper_day - 1, interval '1 day') AS d"
-    " WHERE b.lower_day IS NOT NULL AND b.upper_day IS NOT NULL"
-)
-
-
 def partitioned_days(cur: Cursor) -> set[date]:
     """The days some partition of events_raw covers (bounds read from the catalogue)."""
-    cur.execute(sql.SQL("SELECT day FROM ({}) AS p").format(_BOUNDS))
+    cur.execute(
+        "SELECT d::date FROM ("
+        " SELECT substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([0-9-]+)''\\)')::date AS lower_day,"
+        "        substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([0-9-]+)''\\)')::date AS upper_day"
+        " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events_raw'::regclass"
+        ") AS b, generate_series(b.lower_day, b.upper_day - 1, interval '1 day') AS d"
+        " WHERE b.lower_day IS NOT NULL AND b.upper_day IS NOT NULL"
+    )
     return {row[0] for row in cur.fetchall()}
 
 

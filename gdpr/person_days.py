@@ -71,10 +71,10 @@ def coverage(cur: db.Cursor) -> Coverage:
     return Coverage(frozenset(covered), tuple(searched))
 
 
-def days_of(cur: db.Cursor, user_id: str, days: Coverage | None = None) -> list[date]:
+def days_of(cur: db.Cursor, user_id: str) -> list[date]:
     """The days that may hold one person's events: their listed days among those the lists
     cover, and every day the lists do not cover. Read under the erasure lock, as ``coverage``."""
-    days = days or coverage(cur)
+    days = coverage(cur)
     cur.execute("SELECT days FROM person_days WHERE user_id = %s", (user_id,))
     row = cur.fetchone()
     listed = [day for day in (row[0] if row else ()) if day in days.covered]
@@ -149,8 +149,9 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chu
                         (days,),
                     )
         finally:
-            _release(conn, "SELECT pg_advisory_unlock(%s)", BUILD_LOCK_ID)
-            _drop_staged(conn)
+            _quietly(conn, "SELECT pg_advisory_unlock(%s)", BUILD_LOCK_ID)
+            # The temporary table would go with the session; a kept connection drops it now.
+            _quietly(conn, "DROP TABLE IF EXISTS pg_temp.person_days_staged")
     return days, people
 
 
@@ -216,19 +217,6 @@ def _merge_chunk(cur: db.Cursor, after: str | None, last: str) -> int:
     return int(cur.rowcount)
 
 
-def _drop_staged(conn: psycopg2.extensions.connection) -> None:
-    """The temporary table goes with the session anyway; dropped at once on a kept connection."""
-    if conn.closed:
-        return
-    try:
-        conn.rollback()
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS pg_temp.person_days_staged")
-        conn.commit()
-    except psycopg2.Error as e:
-        logger.warning("could not drop the staged person days (%s); they go with the connection", db.describe_error(e))
-
-
 @contextmanager
 def _erasure_lock_shared(conn: psycopg2.extensions.connection) -> Iterator[None]:
     """One transaction with the erasure lock held shared. The lock is taken and committed before
@@ -240,21 +228,22 @@ def _erasure_lock_shared(conn: psycopg2.extensions.connection) -> Iterator[None]
         with conn:
             yield
     finally:
-        _release(conn, "SELECT pg_advisory_unlock_shared(%s)", db.ERASURE_LOCK_ID)
+        _quietly(conn, "SELECT pg_advisory_unlock_shared(%s)", db.ERASURE_LOCK_ID)
 
 
-def _release(conn: psycopg2.extensions.connection, statement: str, lock: int) -> None:
-    """Release a session lock; on a connection already lost, the server has released it, and the
-    error that lost it is the one to report."""
+def _quietly(conn: psycopg2.extensions.connection, statement: str, *params: object) -> None:
+    """Clean up after a build (release a session lock, drop the staged lists) in a transaction of
+    its own. On a connection already lost the server has done it, and the error that lost it is
+    the one to report; a failure here is only logged."""
     if conn.closed:
         return
     try:
         conn.rollback()
         with conn.cursor() as cur:
-            cur.execute(statement, (lock,))
+            cur.execute(statement, params)
         conn.commit()
     except psycopg2.Error as e:
-        logger.warning("could not release a person-days lock (%s); it goes with the connection", db.describe_error(e))
+        logger.warning("person days: %s failed (%s); the session's end does it", statement, db.describe_error(e))
 
 
 def _forget_dropped_days(cur: db.Cursor) -> int:
