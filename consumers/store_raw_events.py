@@ -27,7 +27,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from core import cli, db, metrics, partitions
+from core import cli, locks, metrics, partitions
 from core.config import Settings
 from core.db import Cursor
 from core.pii import erase_strings, might_contain_pii_each, new_pseudonymous_user_id, redact_metadata
@@ -60,8 +60,10 @@ class RawBatch(NamedTuple):
 class RawEventsWriter:
     """Writes batches of events into ``events_raw``."""
 
-    def __init__(self, retention_days: int) -> None:
+    def __init__(self, retention_days: int, lock_wait_ms: int = locks.DEFAULT_WAIT_MS) -> None:
         self.duplicates = 0
+        # The longest a batch waits for an erasure (then 55P03, and the batch is retried).
+        self.lock_wait_ms = lock_wait_ms
         # A partition of events_raw (sql/021) for today, the week ahead and late days.
         self.partitions = partitions.DailyPartitions(retention_days)
 
@@ -110,7 +112,7 @@ class RawEventsWriter:
         self.partitions(cur, encoded.days)
         # Shared erasure lock: an erasure either committed before this batch (and the check
         # below sees it) or waits until this batch is stored (and re-keys it).
-        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        locks.take(cur, locks.ERASURE, wait_ms=self.lock_wait_ms)
         # The ids go as one array literal: psycopg2 would adapt a list of 50,000 strings one by
         # one, holding the GIL the polling thread needs.
         cur.execute(ERASED_AMONG, ("{" + ",".join(map(str, encoded.user_ids)) + "}",))
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         metrics.serve(settings, "consumers.store_raw_events", args.metrics_port)
-        writer = RawEventsWriter(settings.retention.raw_event_days)
+        writer = RawEventsWriter(settings.retention.raw_event_days, locks.wait_ms_for(settings.database))
         Sink(settings, args.group or settings.groups.raw_events, writer, cli.install_stop_handlers()).run()
         return 0
 

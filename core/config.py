@@ -64,6 +64,10 @@ DEFAULTS: dict[str, str] = {
     "REPORT_MIN_CELL_USERS": "5",
     # Public, so proof hashes made with it could be forged: accepted on the embedded stack only.
     "GDPR_HMAC_KEY": "dev-only-change-me",
+    # The key of the audit trail's seals (gdpr.verify_audit): held by the verifier, never by the
+    # database, so whoever rewrites the trail there cannot make new seals. Public like the one
+    # above: accepted on the embedded stack only.
+    "AUDIT_SEAL_KEY": "dev-only-audit-seal-key",
     "LOG_LEVEL": "INFO",
     # text: one line per record for people; json: one JSON object per line for log shippers.
     "LOG_FORMAT": "text",
@@ -400,6 +404,8 @@ class Settings:
     hmac_key_text: str = field(default="", repr=False)
     hmac_key_refusal: str | None = None
     metrics: MetricsSettings = MetricsSettings()
+    audit_seal_key_text: str = field(default="", repr=False)
+    audit_seal_key_refusal: str | None = None
 
     @property
     def gdpr_hmac_key(self) -> bytes:
@@ -408,6 +414,14 @@ class Settings:
         if self.hmac_key_refusal is not None:
             raise ConfigError(self.hmac_key_refusal)
         return self.hmac_key_text.encode("utf-8")
+
+    @property
+    def audit_seal_key(self) -> bytes:
+        """The key of the audit trail's seals; ConfigError (one line) when it is empty, or the
+        public development default anywhere but on the embedded stack."""
+        if self.audit_seal_key_refusal is not None:
+            raise ConfigError(self.audit_seal_key_refusal)
+        return self.audit_seal_key_text.encode("utf-8")
 
     def describe(self) -> str:
         """One log line with the settings, secrets masked."""
@@ -591,15 +605,18 @@ def on_embedded_stack(environ: Mapping[str, str] | None = None) -> bool:
     return recorded is not None and recorded == merged_values(environ)["DATABASE_URL"]
 
 
-def _hmac_key_refusal(values: Mapping[str, str], environ: Mapping[str, str] | None) -> str | None:
-    """Why GDPR_HMAC_KEY must not be used here, or None."""
-    key = values["GDPR_HMAC_KEY"]
+def _hmac_key_refusal(
+    values: Mapping[str, str], environ: Mapping[str, str] | None, variable: str = "GDPR_HMAC_KEY"
+) -> str | None:
+    """Why the key in ``variable`` (GDPR_HMAC_KEY, AUDIT_SEAL_KEY) must not be used here, or None."""
+    key = values[variable]
     if not key.strip():
-        return "GDPR_HMAC_KEY is empty; set it to a secret (e.g. `openssl rand -hex 32`)"
-    if key == DEFAULTS["GDPR_HMAC_KEY"] and not on_embedded_stack(environ):
-        # Anybody can read the default, and with it forge the proof hashes of erased requesters.
+        return f"{variable} is empty; set it to a secret (e.g. `openssl rand -hex 32`)"
+    if key == DEFAULTS[variable] and not on_embedded_stack(environ):
+        # Anybody can read the default, and with it forge the proof hashes of erased requesters
+        # (or the audit trail's seals).
         return (
-            "GDPR_HMAC_KEY is the public development default; set it to a secret (e.g. `openssl rand -hex 32`)"
+            f"{variable} is the public development default; set it to a secret (e.g. `openssl rand -hex 32`)"
             " - the default is only accepted on the embedded stack (`make up`)"
         )
     return None
@@ -759,6 +776,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         groups=ConsumerGroups(raw_events=_name(values, "RAW_EVENTS_GROUP"), streaming_metrics=_name(values, "STREAMING_GROUP")),
         hmac_key_text=values["GDPR_HMAC_KEY"],
         hmac_key_refusal=_hmac_key_refusal(values, environ),
+        audit_seal_key_text=values["AUDIT_SEAL_KEY"],
+        audit_seal_key_refusal=_hmac_key_refusal(values, environ, "AUDIT_SEAL_KEY"),
         consent_mode=_consent_mode(values),
         collector=_collector(values),
         console=_console(values),

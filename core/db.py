@@ -6,11 +6,12 @@ import argparse
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import errorcodes, sql
 
@@ -64,12 +65,11 @@ LOGINS: dict[str, str] = {
 
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"
-# Erasure takes this lock exclusively while it re-keys a person's events; each raw-events batch
-# takes it shared, so a batch either commits before the erasure (and is re-keyed by it) or sees
-# the user as erased (and re-keys the late events itself).
-ERASURE_LOCK_ID = 715_003
-# Serialises concurrent migrators (compose's init service and a developer's `make up`).
-MIGRATION_LOCK_ID = 715_001
+# Serialises concurrent migrators (compose's init service and a developer's `make up`): an empty
+# table only the owner may lock (an advisory key, as before, any component's login could hold). A
+# migrator waits this long for another (under half the statement timeout), then says so.
+MIGRATION_LOCK_TABLE = "schema_migrations_lock"
+MIGRATION_LOCK_WAIT_MS = 300_000
 
 
 # SQLSTATE classes (PostgreSQL's "Appendix A"): which failures are worth retrying, which mean
@@ -201,33 +201,56 @@ def migrate(settings: DatabaseSettings, sql_dir: Path = SQL_DIR) -> list[str]:
     An applied file is never edited: its checksum is recorded and a changed file is an error.
     """
     applied_now: list[str] = []
-    with connection(settings, application_name="migrator") as conn:
+    with _migration_lock(settings), connection(settings, application_name="migrator") as conn:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
                 " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-        try:
-            for path in migration_files(sql_dir):
-                checksum = hashlib.sha256(path.read_bytes()).hexdigest()
-                with conn, conn.cursor() as cur:
-                    cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (path.name,))
-                    row = cur.fetchone()
-                    if row is not None:
-                        if row[0] != checksum:
-                            logger.warning("migration %s changed after it was applied; add a new file instead", path.name)
-                        continue
-                    cur.execute(path.read_text(encoding="utf-8"))
-                    cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (path.name, checksum))
-                applied_now.append(path.name)
-                logger.info("applied migration %s", path.name)
-            set_login_passwords(conn, settings)
-        finally:
+        for path in migration_files(sql_dir):
+            checksum = hashlib.sha256(path.read_bytes()).hexdigest()
             with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+                cur.execute("SELECT checksum FROM schema_migrations WHERE version = %s", (path.name,))
+                row = cur.fetchone()
+                if row is not None:
+                    if row[0] != checksum:
+                        logger.warning("migration %s changed after it was applied; add a new file instead", path.name)
+                    continue
+                cur.execute(path.read_text(encoding="utf-8"))
+                cur.execute("INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (path.name, checksum))
+            applied_now.append(path.name)
+            logger.info("applied migration %s", path.name)
+        set_login_passwords(conn, settings)
     return applied_now
+
+
+@contextmanager
+def _migration_lock(settings: DatabaseSettings) -> Iterator[None]:
+    """Hold the migration lock for the block, on a connection of its own whose transaction lasts
+    as long (a table lock: no xid, so it holds back no vacuum); ServiceUnavailable when another
+    migrator holds it past the wait."""
+    timeout = settings.statement_timeout_ms
+    wait_ms = min(MIGRATION_LOCK_WAIT_MS, max(timeout // 2, 1)) if timeout > 0 else MIGRATION_LOCK_WAIT_MS
+    with connection(settings, application_name="migrator-lock") as conn:
+        conn.autocommit = True
+        # A second migrator may create it at the same moment.
+        with conn.cursor() as cur, suppress(psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable):
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ()").format(sql.Identifier(MIGRATION_LOCK_TABLE)))
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
+            try:
+                cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(MIGRATION_LOCK_TABLE)))
+            except psycopg2.errors.LockNotAvailable as e:
+                raise ServiceUnavailable(
+                    f"another migrator has held the migration lock for {wait_ms / 1000:.0f} s: run again once it has finished"
+                ) from e
+        try:
+            yield
+        finally:
+            if not conn.closed:
+                conn.rollback()
 
 
 def set_login_passwords(conn: psycopg2.extensions.connection, settings: DatabaseSettings) -> int:

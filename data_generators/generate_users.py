@@ -33,7 +33,7 @@ from typing import NamedTuple
 import psycopg2.extensions
 from faker import Faker
 
-from core import cli, consent, db
+from core import cli, consent, db, locks
 from core.config import Settings
 from data_generators.events import MAX_BACKFILL_DAYS
 
@@ -49,7 +49,8 @@ EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
 POOL_SIZE = 300
 # One transaction per chunk: Ctrl+C loses at most the chunk in flight, and nothing half-written.
 CHUNK = 100_000
-SEED_LOCK_ID = 715_002
+# The longest a seeder waits for another one to finish (kept under half the statement timeout).
+SEED_LOCK_WAIT_MS = 300_000
 SIGNUP_WINDOW_DAYS = 3 * 365
 # Signups end this many days before the day the users are made: generate_events stamps events at
 # most MAX_BACKFILL_DAYS back, so every event of a user comes after the signup and after the
@@ -184,10 +185,19 @@ def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = 
     Generation (Python) and loading (PostgreSQL) overlap: one chunk is generated while the
     previous one is copied.
     """
-    with db.connection(settings.database, application_name="generate_users") as conn:
+    # Held until the end: two seeders at once would make the same new users. A lock only the owner
+    # may take (sql/032), on a connection of its own; a second seeder waits, bounded, then says so.
+    with (
+        locks.held(
+            settings.database,
+            locks.USER_SEED,
+            role=None,
+            application_name="generate_users",
+            wait_ms=locks.wait_ms_for(settings.database, SEED_LOCK_WAIT_MS),
+        ),
+        db.connection(settings.database, application_name="generate_users") as conn,
+    ):
         with conn.cursor() as cur:
-            # Held until the end: two seeders at once would make the same new users.
-            cur.execute("SELECT pg_advisory_lock(%s)", (SEED_LOCK_ID,))
             cur.execute("SELECT count(*) FROM users_pii")
             row = cur.fetchone()
             existing = int(row[0]) if row else 0

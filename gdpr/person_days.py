@@ -25,16 +25,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg2.extensions
 
-from core import cli, db, partitions
-from core.config import Settings
+from core import cli, db, locks, partitions
+from core.config import DatabaseSettings, Settings
 
 logger = logging.getLogger(__name__)
 
 # A day is built once it has been over this long: a transaction that wrote rows of the day just
 # before midnight (not noted as a change, the day being open) has committed by then.
 CLOSED_AFTER = timedelta(minutes=10)
-# Builds take this lock, so that two never update the same people at once.
-BUILD_LOCK_ID = 715_027
+# The longest a build waits for another build to end (the lock locks.PERSON_DAYS_BUILD, held on a
+# connection of its own for the whole build, so that two never update the same people at once);
+# then it fails with lock_not_available and the next night's run builds (kept under half the
+# statement timeout).
+BUILD_LOCK_WAIT_MS = 60_000
 # A build merges its lists into person_days this many people per transaction (about a second
 # each), holding the erasure lock shared: the most an erasure waits for a build.
 MERGE_CHUNK = 50_000
@@ -96,7 +99,9 @@ def days_to_build(cur: db.Cursor, now: datetime) -> list[date]:
     return sorted(day for day in days_with_events(cur) | changed if day < limit and (day not in built or day in changed))
 
 
-def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chunk: int = MERGE_CHUNK) -> tuple[list[date], int]:
+def build(
+    conn: psycopg2.extensions.connection, database: DatabaseSettings, now: datetime | None = None, chunk: int = MERGE_CHUNK
+) -> tuple[list[date], int]:
     """Build the lists of the days that need it; return those days and how many people's lists
     changed. ``now`` (the database's clock when not given, the clock the trigger reads) says
     which days are closed.
@@ -118,38 +123,44 @@ def build(conn: psycopg2.extensions.connection, now: datetime | None = None, chu
         # the files (20.2 s against 11.4 s for one pass under the lock over 8M events).
         cur.execute("SET temp_buffers = %s", (TEMP_BUFFERS,))
         conn.commit()
-        cur.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK_ID,))
-        conn.commit()
+        lock = locks.held(
+            database,
+            locks.PERSON_DAYS_BUILD,
+            role=db.GDPR_ROLE,
+            application_name="gdpr_person_days",
+            wait_ms=locks.wait_ms_for(database, BUILD_LOCK_WAIT_MS),
+        )
         try:
-            if now is None:
-                cur.execute("SELECT clock_timestamp()")
-                row = cur.fetchone()
-                now = row[0] if row else datetime.now(UTC)
-                conn.commit()
-            with _erasure_lock_shared(conn):
-                # After a long pause or a shorter retention, many lists lose days at once.
-                cur.execute("SET LOCAL statement_timeout = 0")
-                people += _forget_dropped_days(cur)
-            with conn:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                days = days_to_build(cur, now)
-                if days:
-                    seen = _read_days(cur, days)
-            if days:
-                people += _merge(conn, chunk)
+            with lock:
+                if now is None:
+                    cur.execute("SELECT clock_timestamp()")
+                    row = cur.fetchone()
+                    now = row[0] if row else datetime.now(UTC)
+                    conn.commit()
                 with _erasure_lock_shared(conn):
-                    cur.execute(
-                        "DELETE FROM person_days_changes AS c USING unnest(%s::date[], %s::xid8[]) AS s (event_date, changed_by)"
-                        " WHERE c.event_date = s.event_date AND c.changed_by = s.changed_by",
-                        ([d for d, _x in seen], [x for _d, x in seen]),
-                    )
-                    cur.execute(
-                        "INSERT INTO person_days_built (event_date) SELECT unnest(%s::date[])"
-                        " ON CONFLICT (event_date) DO UPDATE SET built_at = excluded.built_at",
-                        (days,),
-                    )
+                    # After a long pause or a shorter retention, many lists lose days at once.
+                    cur.execute("SET LOCAL statement_timeout = 0")
+                    people += _forget_dropped_days(cur)
+                with conn:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    days = days_to_build(cur, now)
+                    if days:
+                        seen = _read_days(cur, days)
+                if days:
+                    people += _merge(conn, chunk)
+                    with _erasure_lock_shared(conn):
+                        cur.execute(
+                            "DELETE FROM person_days_changes AS c"
+                            " USING unnest(%s::date[], %s::xid8[]) AS s (event_date, changed_by)"
+                            " WHERE c.event_date = s.event_date AND c.changed_by = s.changed_by",
+                            ([d for d, _x in seen], [x for _d, x in seen]),
+                        )
+                        cur.execute(
+                            "INSERT INTO person_days_built (event_date) SELECT unnest(%s::date[])"
+                            " ON CONFLICT (event_date) DO UPDATE SET built_at = excluded.built_at",
+                            (days,),
+                        )
         finally:
-            _quietly(conn, "SELECT pg_advisory_unlock(%s)", BUILD_LOCK_ID)
             # The temporary table would go with the session; a kept connection drops it now.
             _quietly(conn, "DROP TABLE IF EXISTS pg_temp.person_days_staged")
     return days, people
@@ -219,16 +230,12 @@ def _merge_chunk(cur: db.Cursor, after: str | None, last: str) -> int:
 
 @contextmanager
 def _erasure_lock_shared(conn: psycopg2.extensions.connection) -> Iterator[None]:
-    """One transaction with the erasure lock held shared. The lock is taken and committed before
-    the transaction starts, so that what the transaction reads is read once the lock is held."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
-    conn.commit()
-    try:
-        with conn:
-            yield
-    finally:
-        _quietly(conn, "SELECT pg_advisory_unlock_shared(%s)", db.ERASURE_LOCK_ID)
+    """One transaction with the erasure lock held shared, taken by its first statement: each later
+    statement (READ COMMITTED) reads once the lock is held."""
+    with conn:
+        with conn.cursor() as cur:
+            locks.take(cur, locks.ERASURE)
+        yield
 
 
 def _quietly(conn: psycopg2.extensions.connection, statement: str, *params: object) -> None:
@@ -284,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     def execute(settings: Settings) -> int:
         started = time.perf_counter()
         with db.connection(settings.database, application_name="gdpr_person_days", role=db.GDPR_ROLE) as conn:
-            days, people = build(conn)
+            days, people = build(conn, settings.database)
         if days:
             span = f"{days[0]}" if len(days) == 1 else f"{len(days)} days, {days[0]} to {days[-1]}"
             print(f"person days built for {span}: {people:,} people's lists changed in {time.perf_counter() - started:.1f} s")

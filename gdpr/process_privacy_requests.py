@@ -57,7 +57,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from core import cli, consent, db, metrics
+from core import cli, consent, db, locks, metrics
 from core.config import Settings, load_settings
 from core.errors import ServiceUnavailable
 from core.pii import (
@@ -727,9 +727,7 @@ def process_batch(
         # Shorter than the statement timeout, which is not retried and would end --watch.
         timeout_ms = settings.database.statement_timeout_ms  # 0: no statement timeout
         wait_ms = min(ERASURE_LOCK_WAIT_MS, max(timeout_ms // 2, 1)) if timeout_ms > 0 else ERASURE_LOCK_WAIT_MS
-        cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (db.ERASURE_LOCK_ID,))
-        cur.execute("SET LOCAL lock_timeout = DEFAULT")
+        locks.take(cur, locks.ERASURE, exclusive=True, wait_ms=wait_ms)
         audit = AuditLog()
         results: dict[int, Outcome] = {}
         requests = _accept(rows, key, audit, results)

@@ -36,7 +36,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from core import cli, db, partitions
+from core import cli, db, locks, partitions
 from core.config import Settings
 from core.errors import PlatformError
 from gdpr import housekeeping
@@ -252,7 +252,7 @@ def _delete_events(conn: psycopg2.extensions.connection, removal: Removal, table
         deleted = chunk_rows
         while deleted == chunk_rows:
             with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+                locks.take(cur, locks.ERASURE)
                 cur.execute(delete, (day, day, chunk_rows))
                 deleted = cur.rowcount
             removal.add(deleted, day, day)

@@ -8,6 +8,14 @@ end leave a shorter chain that is still whole, so the command prints the last ha
 somewhere the database's owner cannot write (a ticket, a signed log) and compare it next time
 with ``--expect-head``.
 
+The chain alone proves nothing to someone who could rewrite the table with its triggers off (the
+owner): they can recompute every hash. So each whole check also seals the head it checked: an
+HMAC-SHA256 under AUDIT_SEAL_KEY, a key the database never holds, of the row's id and hash, kept
+in ``privacy_audit_seals`` (sql/033). Every later check recomputes every seal and requires the
+sealed row to carry the sealed hash: a chain recomputed from any row before the last seal fails,
+and so does a seal made without the key. Rows after the last seal are only as safe as the chain;
+the seals themselves can be deleted by the owner, which ``--expect-head`` catches.
+
 Exit status: 0 when the chain is whole, 1 when it is broken (the first broken row is named), 2
 when the check cannot run.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +49,7 @@ class Verdict:
     broken_at: int | None
     reason: str
     head: str
+    last_id: int | None = None
 
 
 class AuditRow(NamedTuple):
@@ -66,6 +76,7 @@ def check_chain(rows: Iterable[tuple[int, int, str, str, str, datetime, str, str
     """Walk the rows (AuditRow's fields) in id order; stop at the first whose link or hash is wrong."""
     previous = ""
     count = 0
+    last_id: int | None = None
     for fields in rows:
         row = AuditRow._make(fields)
         count += 1
@@ -75,7 +86,26 @@ def check_chain(rows: Iterable[tuple[int, int, str, str, str, datetime, str, str
         if expected_hash(row) != row.row_hash:
             return Verdict(count, row.id, "its contents do not match its hash: the row was changed", previous)
         previous = row.row_hash
-    return Verdict(count, None, "", previous)
+        last_id = row.id
+    return Verdict(count, None, "", previous, last_id)
+
+
+def seal_mac(key: bytes, audit_id: int, row_hash: str) -> str:
+    """The seal of row ``audit_id`` carrying ``row_hash``: hex HMAC-SHA256 under the seal key."""
+    return hmac.new(key, f"{audit_id}{SEPARATOR}{row_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_seals(key: bytes, seals: Iterable[tuple[int, int, str, str, str | None]]) -> str | None:
+    """Why the seals (seal id, row id, sealed hash, MAC, the row's hash now or None) do not hold,
+    or None when every one does."""
+    for seal_id, audit_id, sealed, mac, now in seals:
+        if not hmac.compare_digest(seal_mac(key, audit_id, sealed), mac):
+            return f"seal {seal_id} was not made with AUDIT_SEAL_KEY: it was forged (or the key changed)"
+        if now is None:
+            return f"row {audit_id}, sealed by seal {seal_id}, is gone"
+        if now != sealed:
+            return f"row {audit_id} no longer has the hash seal {seal_id} sealed: the chain was rewritten and recomputed"
+    return None
 
 
 def verify(settings: Settings) -> Verdict:
@@ -106,11 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def verify_seals(settings: Settings, key: bytes) -> tuple[int, str | None]:
+    """How many seals there are, and why they do not hold (None: they all do)."""
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(
+            "SELECT s.id, s.audit_id, s.row_hash, s.mac, l.row_hash FROM privacy_audit_seals s"
+            " LEFT JOIN privacy_audit_log l ON l.id = s.audit_id ORDER BY s.id"
+        )
+        seals = cur.fetchall()
+    return len(seals), check_seals(key, seals)
+
+
+def seal(settings: Settings, key: bytes, audit_id: int, row_hash: str) -> None:
+    """Seal row ``audit_id`` (just checked to carry ``row_hash``), unless it is sealed already."""
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(
+            "INSERT INTO privacy_audit_seals (audit_id, row_hash, mac) SELECT %(id)s, %(hash)s, %(mac)s"
+            " WHERE NOT EXISTS (SELECT FROM privacy_audit_seals WHERE audit_id = %(id)s AND row_hash = %(hash)s)",
+            {"id": audit_id, "hash": row_hash, "mac": seal_mac(key, audit_id, row_hash)},
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m gdpr.verify_audit``."""
     args = build_parser().parse_args(argv)
 
     def execute(settings: Settings) -> int:
+        key = settings.audit_seal_key
         verdict = verify(settings)
         if verdict.broken_at is not None:
             print(
@@ -120,7 +180,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.expect_head and not _contains(settings, args.expect_head):
             print(f"audit trail BROKEN: no row has the hash {args.expect_head} any more (rows were removed)")
             return 1
-        print(f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'}")
+        seals, wrong = verify_seals(settings, key)
+        if wrong is not None:
+            print(f"audit trail BROKEN: {wrong}")
+            return 1
+        if verdict.last_id is not None:
+            seal(settings, key, verdict.last_id, verdict.head)
+        sealed = "; head sealed" if verdict.last_id is not None else ""
+        print(
+            f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'};"
+            f" {seals:,} earlier seals hold{sealed}"
+        )
         return 0
 
     cli.run(execute)

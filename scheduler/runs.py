@@ -3,10 +3,13 @@ from running the same job for the same due time.
 
 A run claims its slot, (job, scheduled_for), by inserting a ``running`` row: a unique index lets
 only one running or successful row exist per slot, so whoever comes second inserts nothing and
-records a ``skipped`` row instead. While it runs, the claimer holds a session advisory lock keyed
-on the run's id: a ``running`` row whose lock nobody holds belongs to a process that ended without
-recording its outcome (killed, or its connection lost), and the next claim of that job marks it
-failed, which frees its slot for catch-up.
+records a ``skipped`` row instead. The claim records the claiming connection's backend (its pid
+and start time, sql/034), and the run stays on that connection until it finishes: a ``running``
+row whose backend no longer exists as a session of the scheduler's login belongs to a process
+that ended without recording its outcome (killed, or its connection lost), and the next claim of
+that job marks it failed, which frees its slot for catch-up. (It was a session advisory lock keyed
+on the run's id, which any login could take: a foreign holder stalled the claim or kept a dead run
+alive.)
 """
 
 from __future__ import annotations
@@ -25,19 +28,16 @@ from core import db
 from core.config import DatabaseSettings
 from core.errors import ConfigError
 
-# The first key of the advisory lock a run holds while it runs; the second is the run's id. This
-# two-key space is apart from the one-key locks of core.db (the migrator's, the erasure's).
-LOCK_CLASS = 715_022
 OUTCOMES = ("running", "ok", "failed", "skipped")
 # What the table keeps of a line (sql/022 refuses more than 1000 characters).
 MAX_LINE = 500
 INTERRUPTED = "interrupted: the process running it ended before recording an outcome (killed, or it lost the database)"
 
-# The advisory lock of a running run, as pg_locks shows it: two int4 keys (objsubid 2), this database.
+# A running run is alive while its claiming backend is: the same pid and start time, a session
+# of the scheduler's own login (which sees its own sessions' start times), in this database.
 _HELD = sql.SQL(
-    "EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND l.classid = %(lock_class)s AND l.objid::bigint = r.id)"
+    "EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = r.holder_pid AND a.backend_start = r.holder_started"
+    " AND a.usename = session_user AND a.datname = current_database())"
 )
 
 
@@ -103,7 +103,7 @@ def mark_abandoned(cur: db.Cursor, job: str | None = None) -> int:
             "UPDATE scheduler_runs r SET outcome = 'failed', finished_at = clock_timestamp(), error = %(error)s"
             " WHERE r.outcome = 'running' AND (%(job)s::text IS NULL OR r.job = %(job)s) AND NOT {held}"
         ).format(held=_HELD),
-        {"error": INTERRUPTED, "job": job, "lock_class": LOCK_CLASS},
+        {"error": INTERRUPTED, "job": job},
     )
     return cur.rowcount
 
@@ -113,15 +113,15 @@ def claim(conn: psycopg2.extensions.connection, job: str, scheduled_for: datetim
     record a skip when another run holds the slot or has already run it successfully."""
     with migrated(), conn, conn.cursor() as cur:
         mark_abandoned(cur, job)
+        # The row names its backend from the start, so nobody sees it running without a holder.
         cur.execute(
-            "INSERT INTO scheduler_runs (job, scheduled_for, outcome) VALUES (%s, %s, 'running')"
+            "INSERT INTO scheduler_runs (job, scheduled_for, outcome, holder_pid, holder_started)"
+            " SELECT %s, %s, 'running', a.pid, a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()"
             " ON CONFLICT (job, scheduled_for) WHERE outcome IN ('running', 'ok') DO NOTHING RETURNING id",
             (job, scheduled_for),
         )
         row = cur.fetchone()
         if row is not None:
-            # In the claiming transaction, so nobody sees the row running without its lock.
-            cur.execute("SELECT pg_advisory_lock(%s, %s::int)", (LOCK_CLASS, row[0]))
             return Claim(run_id=int(row[0]))
         cur.execute(
             "SELECT id, outcome FROM scheduler_runs WHERE job = %s AND scheduled_for = %s AND outcome IN ('running', 'ok')",
@@ -148,10 +148,9 @@ def claim(conn: psycopg2.extensions.connection, job: str, scheduled_for: datetim
 
 
 def finish(conn: psycopg2.extensions.connection, run_id: int, outcome: str, error: str | None, detail: str | None) -> None:
-    """Record the outcome of a claimed run and release its lock (on the claiming connection)."""
+    """Record the outcome of a claimed run (on the claiming connection)."""
     with conn, conn.cursor() as cur:
         record(cur, run_id, outcome, error, detail)
-        cur.execute("SELECT pg_advisory_unlock(%s, %s::int)", (LOCK_CLASS, run_id))
 
 
 def record(cur: db.Cursor, run_id: int, outcome: str, error: str | None, detail: str | None) -> None:
@@ -179,6 +178,6 @@ def latest_runs(cur: db.Cursor, per_job: int) -> list[Run]:
             " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY started_at DESC, id DESC) AS n FROM scheduler_runs) r"
             " WHERE n <= %(per_job)s ORDER BY job, started_at DESC, id DESC"
         ).format(held=_HELD),
-        {"per_job": per_job, "lock_class": LOCK_CLASS},
+        {"per_job": per_job},
     )
     return [Run(*row) for row in cur.fetchall()]

@@ -16,9 +16,6 @@ from psycopg2.extras import Json
 from core import db
 from gdpr.api.payloads import NewRequest
 
-# pg_advisory_xact_lock(class, key): requests for one address are counted and filed one at a
-# time (715_001..715_004 are the migrator's, the erasure's and the audit chain's single-key locks).
-ADDRESS_LOCK_CLASS = 715_005
 _COLUMNS = sql.SQL(
     "id, request_type, status, outcome, secret_hash, requested_at, due_at, processed_at, verified_at,"
     " export_path, export_expires_at, export_downloaded_at"
@@ -53,8 +50,10 @@ class Code:
 
 
 def lock_address(cur: db.Cursor, proof: str) -> None:
-    """Hold the address (its keyed HMAC) until the transaction ends."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADDRESS_LOCK_CLASS, proof))
+    """Hold the address (its keyed HMAC) until the transaction ends: requests for one address are
+    counted and filed one at a time. A row lock only the privacy API's login may take (sql/032),
+    no longer an advisory key any login could hold; the wait is bounded by the caller's timeouts."""
+    cur.execute("SELECT privacy_api_lock_address(%s)", (proof,))
 
 
 def recent_requests(cur: db.Cursor, proof: str) -> tuple[int, float]:

@@ -7,7 +7,7 @@ Which stack, in this order:
 - otherwise an isolated embedded stack (Tansu + PostgreSQL) on free ports in a temporary folder,
   never the user's ``.local/``; ``STACK_FILE`` points at that stack's own file.
 Every test gets a fresh topic and fresh consumer group names; tables are truncated before it.
-The session sets a test ``GDPR_HMAC_KEY`` whatever the stack: tests point commands at other URLs
+The session sets a test ``GDPR_HMAC_KEY`` (and ``AUDIT_SEAL_KEY``) whatever the stack: tests point commands at other URLs
 (an unreachable one, say), where the public development key is refused.
 """
 
@@ -28,6 +28,7 @@ from tests import stacks
 
 # Not the public development default, which is refused off the embedded stack.
 TEST_HMAC_KEY = "test-only-" + uuid.uuid4().hex
+TEST_SEAL_KEY = "test-only-seal-" + uuid.uuid4().hex
 
 
 def _existing_stack(nowhere: Path) -> Generator[dict[str, str], None, None]:
@@ -81,6 +82,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         env = next(source)
         os.environ.update(env)
         os.environ["GDPR_HMAC_KEY"] = TEST_HMAC_KEY
+        os.environ["AUDIT_SEAL_KEY"] = TEST_SEAL_KEY
         os.environ["LOG_LEVEL"] = "INFO"
         # Tests run many services side by side: none takes its default metrics port; the tests
         # of the metrics give theirs a free one (--metrics-port).

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 DPO = "dora"
 JANE = "Jane.Doe@Example.com"
 USER = "3f1b2a9c-0000-4000-8000-000000000001"
-AUDIT_CHAIN_LOCK = 715004  # sql/013: the advisory lock that serialises writers of the audit trail
+AUDIT_CHAIN_LOCK = "platform_lock_audit_chain"  # sql/033: the lock table that serialises writers of the audit trail
 
 
 def file_request(
@@ -473,7 +473,7 @@ def test_a_deadlock_postgresql_breaks_refuses_the_action_and_leaves_the_other_tr
     request_id = file_request(settings)
     errors: list[BaseException] = []
     with db.connection(settings.database) as other, other.cursor() as cur:
-        cur.execute("SET lock_timeout = '20s'; SELECT pg_advisory_xact_lock(%s)", (AUDIT_CHAIN_LOCK,))
+        cur.execute(f"SET lock_timeout = '20s'; LOCK TABLE {AUDIT_CHAIN_LOCK} IN EXCLUSIVE MODE")
 
         def deny() -> None:
             try:
@@ -484,7 +484,12 @@ def test_a_deadlock_postgresql_breaks_refuses_the_action_and_leaves_the_other_tr
         acting = threading.Thread(target=deny)
         acting.start()
         wait_until(
-            lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
+            lambda: (
+                query(
+                    settings, "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted", (AUDIT_CHAIN_LOCK,)
+                )
+                == [(1,)]
+            ),
             timeout=10,
             what="the action to wait for the audit trail",
         )

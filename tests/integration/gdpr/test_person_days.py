@@ -37,14 +37,16 @@ def add_event(settings: Settings, user_id: str, day: date, offset: int) -> None:
 
 def build(settings: Settings, chunk: int = person_days.MERGE_CHUNK) -> tuple[list[date], int]:
     with db.connection(settings.database, application_name="test", role=db.GDPR_ROLE) as conn:
-        return person_days.build(conn, chunk=chunk)
+        return person_days.build(conn, settings.database, chunk=chunk)
 
 
-def advisory_locks_of(settings: Settings, application_name: str) -> int:
+def platform_locks_of(settings: Settings, application_name: str) -> int:
+    """The coordination locks (sql/032) held by the connections of ``application_name``, its
+    build lock's own connection included."""
     [(count,)] = query(
         settings,
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND a.application_name = %s",
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid JOIN pg_class c ON c.oid = l.relation"
+        " WHERE c.relname LIKE 'platform\\_lock\\_%%' AND a.application_name IN (%s, 'gdpr_person_days-lock')",
         (application_name,),
     )
     return int(count)
@@ -227,9 +229,9 @@ def test_a_failed_build_releases_its_locks(history: Settings, monkeypatch: pytes
     monkeypatch.setattr(person_days, "_merge_chunk", fail)
     with db.connection(settings.database, application_name="test-failing-build", role=db.GDPR_ROLE) as conn:
         with pytest.raises(psycopg2.errors.DivisionByZero):
-            person_days.build(conn)
+            person_days.build(conn, settings.database)
         # The error above is the build's own; both its locks are gone and the connection is usable.
-        assert advisory_locks_of(settings, "test-failing-build") == 0
+        assert platform_locks_of(settings, "test-failing-build") == 0
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM person_days_built")
             assert cur.fetchone() == (0,)
@@ -259,7 +261,13 @@ def test_an_erasure_waits_for_one_merged_chunk_not_the_whole_build(history: Sett
         if len(chunks) == 1:
             worker.start()
             wait_until(
-                lambda: query(settings, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
+                lambda: (
+                    query(
+                        settings,
+                        "SELECT count(*) FROM pg_locks WHERE relation = 'platform_lock_erasure'::regclass AND NOT granted",
+                    )
+                    == [(1,)]
+                ),
                 timeout=30,
                 what="the erasure to wait for the lock",
             )

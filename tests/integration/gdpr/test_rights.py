@@ -455,10 +455,10 @@ def test_an_erasure_that_waits_too_long_for_the_lock_is_rolled_back_and_retried(
     add_todays_event(settings, add_person(settings, 13, "busy@example.com"))
     erasure = request(settings, "busy@example.com")
     with db.connection(settings.database, application_name="test-holder") as holder, holder.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        cur.execute("SELECT platform_lock('erasure', false, 1000)")  # as an ingest batch does (sql/032)
         with pytest.raises(psycopg2.errors.LockNotAvailable):
             process_pending(settings)
-        cur.execute("SELECT pg_advisory_unlock_shared(%s)", (db.ERASURE_LOCK_ID,))
+        holder.rollback()
     assert status(settings, erasure) == "pending"
     assert caplog.text.count("doing it again") == processor.BATCH_RETRIES
     process_pending(settings)
