@@ -24,10 +24,14 @@ BEGIN
     END IF;
     IF (pg_has_role(current_user, 'gdpr_processor', 'MEMBER') AND NEW.actor = 'gdpr_processor')
        OR (pg_has_role(current_user, 'privacy_api', 'MEMBER') AND NEW.actor = 'privacy_api')
-       OR (pg_has_role(current_user, 'retention_worker', 'MEMBER') AND NEW.actor = 'retention')
-       OR (pg_has_role(current_user, 'dpo_console', 'MEMBER') AND NEW.actor LIKE 'dpo:%'
-           AND EXISTS (SELECT FROM dpo_accounts a WHERE 'dpo:' || a.username = NEW.actor AND a.disabled_at IS NULL)) THEN
+       OR (pg_has_role(current_user, 'retention_worker', 'MEMBER') AND NEW.actor = 'retention') THEN
         RETURN NEW;
+    END IF;
+    -- Read only by the console's login (which may read the accounts), and only for a DPO's name.
+    IF pg_has_role(current_user, 'dpo_console', 'MEMBER') AND NEW.actor LIKE 'dpo:%' THEN
+        IF EXISTS (SELECT FROM dpo_accounts a WHERE 'dpo:' || a.username = NEW.actor AND a.disabled_at IS NULL) THEN
+            RETURN NEW;
+        END IF;
     END IF;
     RAISE EXCEPTION 'login % may not write audit entries as %', session_user, NEW.actor
         USING ERRCODE = 'insufficient_privilege';

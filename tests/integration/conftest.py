@@ -107,12 +107,16 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
     current = load_settings()
     with db.connection(current.database) as conn, conn, conn.cursor() as cur:
         # Every table but the migrations' record, so a table added by a migration is reset too.
-        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+        # The coordination locks' grants and rows (sql/032) are schema, not data.
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+            " AND tablename NOT LIKE 'platform\\_lock%'"
+        )
         tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in cur.fetchall())
         # The append-only tables (audit trail, consent ledger) refuse TRUNCATE, and the audit
         # trail's owner has no TRUNCATE privilege either (sql/015); only the owner can lift both,
         # here, for a test reset, inside this one transaction.
-        append_only = ("privacy_audit_log", "consent_ledger")
+        append_only = ("privacy_audit_log", "consent_ledger", "privacy_audit_seals")
         cur.execute("GRANT TRUNCATE ON privacy_audit_log TO CURRENT_USER")
         for table in append_only:
             cur.execute(

@@ -8,7 +8,6 @@ import sys
 import threading
 
 import psycopg2.errors
-
 import pytest
 
 from core import db
@@ -105,9 +104,13 @@ def test_concurrent_writers_make_one_chain_in_id_order(settings: Settings) -> No
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _insert_as(settings: Settings, role: str, statement: str) -> None:
+def _insert_as(settings: Settings, role: str, statement: str, params: tuple[object, ...] = ()) -> None:
     with db.connection(settings.database, application_name="test-forger", role=role) as conn, conn, conn.cursor() as cur:
-        cur.execute(statement)
+        cur.execute(statement, params)
+
+
+def _write_entry(settings: Settings, role: str, actor: str) -> None:
+    _insert_as(settings, role, "INSERT INTO privacy_audit_log (request_id, action, actor) VALUES (1, 'completed', %s)", (actor,))
 
 
 @pytest.mark.parametrize(
@@ -123,9 +126,7 @@ def _insert_as(settings: Settings, role: str, statement: str) -> None:
 )
 def test_a_login_cannot_write_an_audit_entry_as_another_actor(settings: Settings, role: str, actor: str) -> None:
     with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="may not write audit entries"):
-        _insert_as(
-            settings, role, f"INSERT INTO privacy_audit_log (request_id, action, actor) VALUES (1, 'completed', '{actor}')"
-        )
+        _write_entry(settings, role, actor)
     assert query(settings, "SELECT count(*) FROM privacy_audit_log WHERE actor = %s", (actor,)) == [(0,)]
 
 
@@ -138,9 +139,7 @@ def test_each_login_writes_as_itself_and_the_console_as_an_enabled_dpo(settings:
         (db.RETENTION_ROLE, "retention"),
         (db.CONSOLE_ROLE, "dpo:dora"),
     ]:
-        _insert_as(
-            settings, role, f"INSERT INTO privacy_audit_log (request_id, action, actor) VALUES (1, 'completed', '{actor}')"
-        )
+        _write_entry(settings, role, actor)
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _insert_as(
             settings,
