@@ -44,7 +44,9 @@ def file_request(
 
 @pytest.fixture
 def console(settings: Settings) -> Iterator[Callable[..., Any]]:
-    """Run one action in its own transaction as the dpo_console role, committed on success."""
+    """Run one action in its own transaction as the dpo_console role, committed on success, as DPO
+    (an enabled account: the audit trail accepts no other DPO as actor, sql/033)."""
+    query(settings, "INSERT INTO dpo_accounts (username, password_hash) VALUES (%s, 'x') ON CONFLICT DO NOTHING", (DPO,))
     with db.connection(settings.database, application_name="console", role=db.CONSOLE_ROLE) as conn:
 
         def act(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
