@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import phonenumbers
 import pytest
 
 from core.events import DEAD_LETTER_PAYLOAD_CHARS
@@ -18,6 +19,7 @@ from core.pii import (
     EMAIL,
     EMAIL_ADDRESS,
     ERASED,
+    PHONE_CHECKS_PER_EVENT,
     iban_valid,
     known_values,
     luhn_valid,
@@ -147,11 +149,33 @@ def test_numbers_beyond_any_kind_are_left_alone_cheaply() -> None:
 
 
 def test_a_text_built_to_be_expensive_degrades_to_redacting_more() -> None:
-    """Thousands of phone-like runs: after a budget of library checks the digit count decides."""
+    """Thousands of phone-like runs: after a budget of candidates the whole string goes."""
     text = " x ".join(f"0{n:010d}" for n in range(3000))
     counts: Counter[str] = Counter()
-    redacted = redact_text(text, counts)
-    assert counts["phone"] > 2500 and "[redacted-phone]" in redacted
+    assert redact_text(text, counts) == "[redacted]"
+    assert counts == Counter({"unchecked": 1})
+
+
+def test_an_event_built_to_be_expensive_degrades_to_redacting_more() -> None:
+    """The budget is the event's, not each string's (issue 26: 2,600 phone-shaped values in one
+    event cost the raw consumer seconds): past it, each suspect string is redacted whole, and the
+    library is asked a bounded number of times."""
+    metadata = {f"p{i}": f"+49 30 {1_000_000 + i * 7919}" for i in range(2_600)}
+    calls = 0
+    real = phonenumbers.parse
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    counts: Counter[str] = Counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(phonenumbers, "parse", counting)
+        redacted = redact_metadata(metadata, counts)
+    assert calls <= PHONE_CHECKS_PER_EVENT
+    assert all(value in ("[redacted]", "[redacted-phone]") for value in redacted.values())
+    assert counts["phone"] + counts["unchecked"] == 2_600
 
 
 # -- Dead letters
@@ -180,7 +204,7 @@ def test_a_dead_letter_loses_the_values_under_personal_keys() -> None:
     assert json.loads(text) == {
         "email": "[redacted]",
         "Full-Name": "[redacted]",
-        "address": "[redacted]",
+        "address": {"street": "[redacted]"},  # the structure stays, every value under the key goes
         "note": "[redacted-email]",
     }
 
