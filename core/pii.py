@@ -616,9 +616,13 @@ def redact_serialised(metadatas: Sequence[dict[str, Any]], counts: Counter[str])
     encode = METADATA_ENCODER.encode
     serialised = [encode(m) for m in metadatas]
     suspects = might_contain_pii_each(serialised)
-    for i, text in enumerate(serialised):
-        if i not in suspects and (b"[" in text or text.count(b"{") > 1 or _keys_flat(metadatas[i])):
-            suspects.add(i)
+    # Nested metadata (a second "{" or a "[" in its text) gets the walk; of the flat rest, those
+    # whose tuple of keys is not known to be harmless. Comprehensions, not a loop with calls:
+    # this runs for every event the raw sink stores.
+    known = _flat_cache.get
+    suspects.update(i for i, text in enumerate(serialised) if b"[" in text or text.count(b"{") > 1)
+    unsure = [i for i, m in enumerate(metadatas) if known(tuple(m)) is not False]
+    suspects.update(i for i in unsure if _keys_flat(metadatas[i]))
     for i in suspects:
         serialised[i] = encode(redact_metadata(metadatas[i], counts))
     return serialised, sorted(suspects)
