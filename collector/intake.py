@@ -65,7 +65,7 @@ def validate(raws: Sequence[bytes], now: datetime, limits: MetadataLimits = _DEF
         except InvalidEvent as e:
             outcomes.append(Invalid(e.reason, e.detail))
             continue
-        if event.metadata and (refusal := metadata_refusal(event.metadata, limits, len(raw))):
+        if event.metadata and (refusal := metadata_refusal(event.metadata, limits, raw)):
             raise Refused(413, "too_large", f"event {index}: {refusal} (METADATA_MAX_*): send less metadata")
         parsed.append((index, event, raw))
         outcomes.append(Valid(event.event_id, event.key, raw))

@@ -93,7 +93,7 @@ PHONE_CHECKS_PER_EVENT = 24
 # And after this many candidates of any detector (a form has a few; each costs microseconds),
 # every further string of the event that the prefilter suspects becomes ``[redacted]`` whole,
 # counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold.
-CANDIDATES_PER_EVENT = 64
+CANDIDATES_PER_EVENT = 48
 UNCHECKED_KIND = "unchecked"
 _PHONE_CACHE_SIZE = 4096
 # Card numbers have at most 19 digits; a longer number is not personal data of any kind here.
@@ -631,12 +631,17 @@ def redact_serialised(metadatas: Sequence[dict[str, Any]], counts: Counter[str])
 # -- Bounds: what one event may ask of the redactor.
 
 
-def metadata_refusal(metadata: dict[str, Any], limits: MetadataLimits, payload_bytes: int | None = None) -> str | None:
+def metadata_refusal(metadata: dict[str, Any], limits: MetadataLimits, payload: bytes | None = None) -> str | None:
     """Why ``metadata`` is too large to redact at a bounded cost (more values, a longer string or
-    more bytes than ``limits`` allow), or None. ``payload_bytes``, the size of the whole event,
-    lets an event too small to break any bound (nearly every one) skip the walk."""
-    # A value takes two bytes at least ("1," or a key's quotes): a small event cannot break a bound.
-    if payload_bytes is not None and payload_bytes <= min(limits.max_string_chars, limits.max_bytes, 2 * limits.max_values):
+    more bytes than ``limits`` allow), or None. ``payload``, the whole event as JSON, lets an
+    event that cannot break a bound (nearly every one) skip the walk: no longer than a string
+    may be, and with fewer colons and commas (one per key and per value after the first of a
+    list, at least) than values are allowed."""
+    if (
+        payload is not None
+        and len(payload) <= min(limits.max_string_chars, limits.max_bytes)
+        and payload.count(b":") + payload.count(b",") < limits.max_values
+    ):
         return None
     values = 0
     longest = 0

@@ -368,7 +368,7 @@ class Sink(Generic[E]):
                 payload = message.value()
                 event = parse_event(payload, now)
                 # Bounded redaction work per event (core.pii): both consumers decide alike.
-                if event.metadata and (refusal := metadata_refusal(event.metadata, limits, len(payload or b""))):
+                if event.metadata and (refusal := metadata_refusal(event.metadata, limits, payload)):
                     raise InvalidEvent(TOO_LARGE_REASON, refusal)
                 # Most events are of users whose one grant is long past: a set probe, inline.
                 if (event.event_timestamp >= horizon and event.user_id in settled) or (
