@@ -6,7 +6,8 @@ users seeded; generator vs a bare producer of pre-serialised messages; raw sink 
 and vs one INSERT and commit per event (the original design); streaming metrics vs Quix Streams
 (its own virtual environment); batch metrics vs a bare GROUP BY; GDPR erasure of 10,000 requests
 and ``--watch`` latency; the HTTP collector vs the same server answering 202 without validating or
-producing, and its latency at half its maximum rate. The consumers run with
+producing, and its latency at half its maximum rate; the redactor's worst event within the metadata
+bounds vs its normal case (bench.redaction). The consumers run with
 ``CONSENT_MODE=required`` and 90 % of the users consenting. Peak memory (RSS) of every process, and its growth over the run.
 """
 
@@ -723,6 +724,27 @@ class Bench:
             )
         )
 
+    def redaction(self) -> None:
+        """The redactor's worst event within the metadata bounds against its normal case (an
+        event of a checkout form), same process, same run (bench.redaction)."""
+        from bench import redaction
+
+        log("redactor: worst case within the bounds vs a checkout form's event")
+        result = redaction.measure(self.settings.metadata_limits)
+        ratio = result["ratio"]
+        self.rows.append(
+            Row(
+                f"redactor worst case per event ({result['worst_case']})",
+                f"{result['worst_us']:,.0f} us",
+                f"normal case (a checkout form's event): {result['normal_us']:,.0f} us",
+                ratio,
+                f"<= {redaction.WORST_TO_NORMAL_TARGET:.0f}x",
+                ratio <= redaction.WORST_TO_NORMAL_TARGET,
+                notes=f"the raw sink's encode (serialise, prefilter, redact, CSV) costs "
+                f"{result['raw_sink_encode_us_per_event']:.2f} us per event of the generator's traffic",
+            )
+        )
+
     def end_to_end_check(self) -> None:
         day = self.query("SELECT max(event_date) FROM events_raw")[0][0]
         result = subprocess.run(
@@ -803,6 +825,7 @@ def main(argv: list[str] | None = None) -> None:
             bench.end_to_end_check,
             bench.gdpr,
             bench.collector,
+            bench.redaction,
         ):
             try:
                 step()

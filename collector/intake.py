@@ -1,13 +1,26 @@
-"""Each event of a request validated on its own bytes, and the per-event results a client gets back."""
+"""Each event of a request validated on its own bytes, redacted, and the per-event results a client gets back.
+
+Personal data never reaches Kafka: each valid event's metadata goes through the one redactor
+(core.pii), as the raw consumer's would, and an event with something redacted is sent re-encoded
+with the redacted metadata (its other fields as the client wrote them); any other event goes as
+the bytes the client sent. The topic thus holds what ``events_raw`` would.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from core.events import InvalidEvent, parse_event
+import msgspec
+
+from collector.errors import Refused
+from core.config import MetadataLimits
+from core.events import Event, InvalidEvent, parse_event
+from core.pii import METADATA_ENCODER, metadata_refusal, redact_serialised
 
 BROKER_UNAVAILABLE = "broker_unavailable"
 
@@ -32,18 +45,44 @@ class Invalid:
 Outcome = Valid | Invalid
 
 
-def validate(raws: Sequence[bytes], now: datetime) -> list[Outcome]:
-    """Validate each event with core.events.parse_event, in request order; ``now`` is the
-    request's time, against which future timestamps are judged."""
+# An event re-encoded after redaction: every field as decoded, numbers exact.
+_EVENT_DECODER = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_DEFAULT_LIMITS = MetadataLimits()
+
+
+def validate(raws: Sequence[bytes], now: datetime, limits: MetadataLimits = _DEFAULT_LIMITS) -> list[Outcome]:
+    """Validate each event with core.events.parse_event, in request order, and redact the valid
+    ones' metadata; ``now`` is the request's time, against which future timestamps are judged.
+
+    Raises Refused (413, ``too_large``) when an event's metadata is over a bound of ``limits``:
+    the redactor's work per event is bounded, and the client must send less, not again.
+    """
     outcomes: list[Outcome] = []
-    for raw in raws:
+    parsed: list[tuple[int, Event, bytes]] = []
+    for index, raw in enumerate(raws):
         try:
             event = parse_event(raw, now)
         except InvalidEvent as e:
             outcomes.append(Invalid(e.reason, e.detail))
-        else:
-            outcomes.append(Valid(event.event_id, event.key, raw))
+            continue
+        if event.metadata and (refusal := metadata_refusal(event.metadata, limits, raw)):
+            raise Refused(413, "too_large", f"event {index}: {refusal} (METADATA_MAX_*): send less metadata")
+        parsed.append((index, event, raw))
+        outcomes.append(Valid(event.event_id, event.key, raw))
+    if parsed:
+        serialised, redacted = redact_serialised([event.metadata for _, event, _ in parsed], Counter())
+        for i in redacted:
+            index, event, raw = parsed[i]
+            outcomes[index] = Valid(event.event_id, event.key, _with_metadata(raw, serialised[i]))
     return outcomes
+
+
+def _with_metadata(raw: bytes, metadata: bytes) -> bytes:
+    """The event's bytes with ``metadata`` (redacted, serialised) in place of its own; only
+    called for an event that parsed, so ``raw`` is a JSON object."""
+    document = _EVENT_DECODER.decode(raw)
+    document["metadata"] = msgspec.Raw(metadata)
+    return METADATA_ENCODER.encode(document)
 
 
 def undelivered(detail: str) -> Invalid:

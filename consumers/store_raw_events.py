@@ -22,7 +22,6 @@ from collections import Counter
 from datetime import date, datetime
 from typing import NamedTuple
 
-import msgspec
 import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
@@ -30,12 +29,10 @@ from psycopg2.extras import execute_values
 from core import cli, locks, metrics, partitions
 from core.config import Settings
 from core.db import Cursor
-from core.pii import erase_strings, might_contain_pii_each, new_pseudonymous_user_id, redact_metadata
+from core.pii import METADATA_ENCODER, erase_strings, new_pseudonymous_user_id, redact_serialised
 from core.sink import Consumed, Sink, SinkBatch
 from core.sink.metrics import count_redactions
 
-# Decimals in metadata stay JSON numbers, as they arrived.
-_METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
 # COPY reads its input in chunks, taking the GIL for each: large chunks keep the writer thread
 # from queueing behind the polling thread on every 8 KiB.
 COPY_CHUNK = 4 << 20
@@ -76,12 +73,11 @@ class RawEventsWriter:
     def encode(self, events: list[Consumed]) -> RawBatch:
         """CSV rows with the metadata redacted (CPU only: runs while the previous batch is written)."""
         redactions: Counter[str] = Counter()
-        serialised = [_METADATA_ENCODER.encode(c.event.metadata) for c in events]
-        # One scan of the whole batch finds the few events whose metadata needs the detectors;
+        # One scan of the whole batch finds the few events whose metadata needs the redactor;
         # those are redacted value by value (keys stay, a redacted number becomes a string), so
-        # what is stored is always valid JSON.
-        for i in might_contain_pii_each(serialised):
-            serialised[i] = _METADATA_ENCODER.encode(redact_metadata(events[i].event.metadata, redactions))
+        # what is stored is always valid JSON. The collector redacted them already: what it left
+        # as markers is counted again here, so ingest_redactions says what was removed.
+        serialised, _ = redact_serialised([c.event.metadata for c in events], redactions)
         if redactions:
             # Counted as the batch is redacted (ingest_redactions, written with the batch, is the
             # exact record: a batch encoded again after a rebalance is counted here twice).
@@ -150,7 +146,7 @@ class RawEventsWriter:
                     [e.user_id for e in late],
                     [e.event_date for e in late],
                     [new_pseudonymous_user_id() for _ in late],
-                    [_METADATA_ENCODER.encode(erase_strings(e.metadata)).decode() for e in late],
+                    [METADATA_ENCODER.encode(erase_strings(e.metadata)).decode() for e in late],
                     sorted({e.event_date for e in late}),
                 ),
             )

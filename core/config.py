@@ -92,6 +92,13 @@ DEFAULTS: dict[str, str] = {
     "REPORT_RETENTION_DAYS": "400",
     # The events topic is a buffer, not the history (events_raw is): Kafka's copy goes after a week.
     "KAFKA_RETENTION_HOURS": "168",
+    # What one event's metadata may hold: the redactor's work grows with it, and a real event's is
+    # a few keys (the generator's: 4 values, 80 bytes; a checkout form's: about 20, 400 bytes).
+    # Bounds at 10-20x that keep the worst event within 20x of a typical one's redaction
+    # (bench.redaction); over a bound the collector answers 413 and the consumers dead-letter it.
+    "METADATA_MAX_VALUES": "128",
+    "METADATA_MAX_STRING_CHARS": "1024",
+    "METADATA_MAX_BYTES": "4096",
     # The HTTP collector (python -m collector).
     "COLLECTOR_HOST": "127.0.0.1",
     "COLLECTOR_PORT": "8000",
@@ -255,6 +262,16 @@ class SinkSettings:
 
 
 @dataclass(frozen=True)
+class MetadataLimits:
+    """What one event's metadata may hold (core.pii.metadata_refusal): keys and values counted
+    together at any depth, the longest string, and its size as JSON."""
+
+    max_values: int = 128
+    max_string_chars: int = 1024
+    max_bytes: int = 4096
+
+
+@dataclass(frozen=True)
 class CollectorSettings:
     """Where the HTTP collector listens and what it accepts."""
 
@@ -265,6 +282,8 @@ class CollectorSettings:
     delivery_timeout_ms: int = 10_000
     key_refresh_s: float = 2.0
     retry_after_s: int = 5
+    # The consumers' bounds, checked before the collector redacts: over one, a 413.
+    metadata_limits: MetadataLimits = MetadataLimits()
 
 
 @dataclass(frozen=True)
@@ -406,6 +425,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     audit_seal_key_text: str = field(default="", repr=False)
     audit_seal_key_refusal: str | None = None
+    metadata_limits: MetadataLimits = MetadataLimits()
 
     @property
     def gdpr_hmac_key(self) -> bytes:
@@ -658,6 +678,7 @@ def _collector(values: Mapping[str, str]) -> CollectorSettings:
         delivery_timeout_ms=_int(values, "COLLECTOR_DELIVERY_TIMEOUT_MS"),
         key_refresh_s=_float(values, "COLLECTOR_KEY_REFRESH_S"),
         retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
+        metadata_limits=_metadata_limits(values),
     )
 
 
@@ -788,4 +809,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mail=_mail(values),
         scheduler=_scheduler(values),
         metrics=MetricsSettings(host=_name(values, "METRICS_HOST"), enabled=_flag(values, "METRICS_ENABLED")),
+        metadata_limits=_metadata_limits(values),
+    )
+
+
+def _metadata_limits(values: Mapping[str, str]) -> MetadataLimits:
+    return MetadataLimits(
+        max_values=_int(values, "METADATA_MAX_VALUES"),
+        max_string_chars=_int(values, "METADATA_MAX_STRING_CHARS"),
+        max_bytes=_int(values, "METADATA_MAX_BYTES", minimum=2),  # "{}"
     )

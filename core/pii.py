@@ -1,11 +1,18 @@
 """Personal data in free-form data: detection and redaction before anything is stored, and the
 removal of a known person's values at erasure. The one redactor for every place data is stored.
 
-Each kind is a small, explicit detector (fides-style masking strategies): emails, IBANs (checked
-by python-stdnum), payment card numbers (Luhn-checked, so order numbers survive), IPv4/IPv6
-addresses and phone numbers (checked by phonenumbers, Google's libphonenumber metadata). A match
-is replaced by ``[redacted-<kind>]`` and counted. Structured data is redacted value by value, so
-what is stored stays valid JSON; a cheap byte-level prefilter keeps the detectors off the hot path.
+Each kind is a small, explicit detector (fides-style masking strategies): emails (also written
+with "(at)" and "dot"), IBANs (checked by python-stdnum), payment card numbers (Luhn-checked, so
+order numbers survive), IPv4/IPv6 addresses and phone numbers (checked by phonenumbers, Google's
+libphonenumber metadata). Text is normalised first (URL-decoded, NFKC: full-width digits and @
+become ASCII). A match is replaced by ``[redacted-<kind>]`` and counted. Structured data is
+redacted value by value, so what is stored stays valid JSON, and by key name as well: a value
+under a name, address, email or phone key (in several languages) becomes ``[redacted]``
+whatever it looks like. A cheap byte-level prefilter keeps the detectors off the hot path.
+
+The work per event is bounded: ``metadata_refusal`` names metadata larger than the settings'
+bounds (values, string length, total size), which the collector answers with 413 and the
+consumers dead-letter, and the library checks per event are capped (PHONE_CHECKS_PER_EVENT).
 """
 
 from __future__ import annotations
@@ -18,16 +25,18 @@ import re
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 import msgspec
 import phonenumbers
 from stdnum import iban as stdnum_iban
 
+from core.config import MetadataLimits
 from core.events import DEAD_LETTER_PAYLOAD_CHARS, MAX_PAYLOAD_BYTES
 
 # -- Email: one definition, used to validate a requester's address and to find addresses in text.
@@ -47,8 +56,19 @@ EMAIL = re.compile(rf"[\w{re.escape(_LOCAL_IN_TEXT)}]{{1,64}}[{AT_SIGNS}][\w-]{{
 
 # -- The other detectors' candidates; each is confirmed by a check below before it is redacted.
 
-IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}\b")
-CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+# An address written to dodge a scraper: "jane (at) example (dot) com", "jane [at] example.com",
+# "jane at example dot com" (a bare "at" only with a spelled "dot", or "see you at home.com" would
+# be one). The lengths are EMAIL's, so a search stays linear.
+_SPELLED_AT = r"\s*[(\[{<]\s*at\s*[)\]}>]\s*"
+_SPELLED_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
+EMAIL_SPELLED = re.compile(
+    rf"[\w.+-]{{1,64}}(?:{_SPELLED_AT}[\w-]{{1,63}}(?:(?:\.|{_SPELLED_DOT})[\w-]{{1,63}})+"
+    rf"|\s+at\s+[\w-]{{1,63}}(?:{_SPELLED_DOT}[\w-]{{1,63}})+)",
+    re.IGNORECASE,
+)
+# Groups of four may be joined by spaces or dashes (IBAN, card) or dots (card), as people type them.
+IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,30}\b")
+CARD = re.compile(r"\b\d(?:[ .-]?\d){12,18}\b")
 IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # A phone number is written internationally (+49 ..., 0049 ...) or nationally with its leading 0
@@ -56,36 +76,63 @@ IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]
 # order or product number, a timestamp or a JSON integer (which cannot start with 0) far more
 # often than a phone number written without its prefix.
 PHONE = re.compile(r"(?<![\w+./-])(?:\+|\(?0)[\d ()./-]{6,28}\d(?![\w/])")
+# A national number written without its leading 0 ("30 1234567", "6 12 34 56 78", "151 2345 6789")
+# is a candidate when its digits are grouped by spaces, dots, dashes or slashes, as people write
+# phone numbers; a bare run stays an order number or a JSON integer (see above).
+PHONE_NATIONAL = re.compile(r"(?<![\w+./:-])[1-9]\d{0,4}(?:[ ./-]\d{1,8}){1,5}(?![\w/:.-])")
+# A decimal written with thousands separators (1.234.567.890) is an amount, not a phone number.
+_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+\Z")
 # The countries the shop sells to; a national number must be valid in one of those where a
 # national number starts with 0 (trunk prefix 0, or Italy, where the 0 belongs to the number).
 PHONE_REGIONS = ("DE", "FR", "IT", "NL", "BE", "AT", "SE", "IE", "FI", "GB", "CH")
-_DATE_PREFIX = re.compile(r"\(?\d{1,2}([./-])\d{1,2}\1(?:19|20)\d\d(?!\d)")
-# A text built to be expensive (thousands of phone-like runs) falls back to counting digits
-# after this many library checks: over-redaction, never minutes of CPU on one event.
-PHONE_CHECKS_PER_TEXT = 32
+_DATE_PREFIX = re.compile(r"\(?(?:\d{1,2}([./-])\d{1,2}\1(?:19|20)\d\d|(?:19|20)\d\d([./-])\d{1,2}\2\d{1,2})(?!\d)")
+# An event built to be expensive (thousands of phone-like values) falls back to counting digits
+# after this many library checks (about 20 us each): over-redaction, never seconds of CPU on one
+# event. A form with a few phone numbers needs a handful; a miss in one region is one check.
+PHONE_CHECKS_PER_EVENT = 24
+# And after this many candidates of any detector (a form has a few; each costs microseconds),
+# every further string of the event that the prefilter suspects becomes ``[redacted]`` whole,
+# counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold.
+CANDIDATES_PER_EVENT = 48
+UNCHECKED_KIND = "unchecked"
 _PHONE_CACHE_SIZE = 4096
 # Card numbers have at most 19 digits; a longer number is not personal data of any kind here.
 _DIGITS_IN_LONGEST = 19
 _LONGEST_NUMBER = 10**_DIGITS_IN_LONGEST
 
 # -- The prefilter: a cheap necessary condition for every detector, checked with bytes.find and
-# bytes.translate (a regex alternation costs microseconds per event): an @ or a look-alike
-# (email), a run of 7+ digits, spaces, dots, parentheses, dashes or slashes (phone, card, IBAN,
-# IPv4), or a colon next to a hex digit or another colon (IPv6). Every check below insists on
-# what this looks for: tests/unit/test_pii.py runs every detector's positives through it.
+# bytes.translate (a regex alternation costs microseconds per event): an @, a look-alike or %40
+# (email), "at)" or "at]" or " dot " (a spelled email), a run of 7+ digits, spaces, dots,
+# parentheses, dashes or slashes (phone, card, IBAN, IPv4), a full-width digit, or a colon next to
+# a hex digit or another colon (IPv6); and a marker of an earlier redaction (counted again where
+# the data is stored). Every check below insists on what this looks for:
+# tests/unit/core/test_pii.py runs every detector's positives through it.
 _AT_LOOK_ALIKES = tuple(ch.encode("utf-8") for ch in AT_SIGNS[1:])
 # Both look-alikes start with this byte: one memchr-fast find of a single byte costs a fiftieth
 # of a find of their three bytes, and the byte is rare in metadata.
 _LOOK_ALIKE_LEAD = b"\xef"
+# Full-width digits (U+FF10-FF19) and @ (U+FF20) are EF BC 90-A0 in UTF-8.
+_FULL_WIDTH = frozenset(range(0x90, 0xA1))
+# Needles whose first byte is rare in metadata: bytes.find skips to it with memchr ("at)" would
+# stop at every "a"); a closing bracket is checked for its "at" apart.
+_PLAIN_NEEDLES = (b"@", b"::", b"%40", b"[redacted", b" dot ", b" DOT ")
+_CLOSING = (b")", b"]")
 _DIGIT_RUNS = bytes.maketrans(b"0123456789 .()-/", b"#" * 16)
 _DIGIT_RUN = b"#######"
 _HEX = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
 _DIGITS_7 = re.compile(r"[\d .()/-]{7}")
 
 
+# The same conditions for one string, as one regex: for a short string a search costs less than
+# the batch scan's encode, translates and finds.
+_SUSPECT = re.compile(
+    r"[@\uff20\ufe6b\uff10-\uff19]|::|%40|\[redacted|at[)\]]| dot |[\d .()/-]{7}|[0-9a-fA-F]:[0-9a-fA-F]", re.IGNORECASE
+)
+
+
 def might_contain_pii(text: str) -> bool:
     """False when ``text`` certainly holds nothing a detector below would redact."""
-    return bool(might_contain_pii_each([text.encode("utf-8")]))
+    return _SUSPECT.search(text) is not None
 
 
 def _positions(data: bytes, needle: bytes) -> list[int]:
@@ -98,13 +145,18 @@ def _positions(data: bytes, needle: bytes) -> list[int]:
     return found
 
 
+def _full_width_or_at(three: bytes) -> bool:
+    return three in _AT_LOOK_ALIKES or (len(three) == 3 and three[1] == 0xBC and three[2] in _FULL_WIDTH)
+
+
 def might_contain_pii_each(texts: list[bytes]) -> set[int]:
     """Indices of the ``texts`` (UTF-8) that may hold personal data, found with one scan of the
     whole batch: the conditions above on the texts joined by newlines (a newline breaks every
     run and pattern), about ten times cheaper than a check per text."""
     blob = b"\n".join(texts)
-    hits = _positions(blob, b"@") + _positions(blob, b"::")
-    hits += [at for at in _positions(blob, _LOOK_ALIKE_LEAD) if blob[at : at + 3] in _AT_LOOK_ALIKES]
+    hits = [at for needle in _PLAIN_NEEDLES for at in _positions(blob, needle)]
+    hits += [at for closing in _CLOSING for at in _positions(blob, closing) if blob[at - 2 : at].lower() == b"at"]
+    hits += [at for at in _positions(blob, _LOOK_ALIKE_LEAD) if _full_width_or_at(blob[at : at + 3])]
     hits += _positions(blob.translate(_DIGIT_RUNS), _DIGIT_RUN) + _positions(blob.translate(_HEX), b"h:h")
     if not hits:
         return set()
@@ -133,23 +185,30 @@ def iban_valid(text: str) -> bool:
 
 
 class _Checks:
-    """Library checks left for one text (see PHONE_CHECKS_PER_TEXT)."""
+    """Library checks and candidates left for one event (PHONE_CHECKS_PER_EVENT, CANDIDATES_PER_EVENT)."""
 
-    __slots__ = ("left",)
+    __slots__ = ("candidates", "left")
 
     def __init__(self) -> None:
-        self.left = PHONE_CHECKS_PER_TEXT
+        self.left = PHONE_CHECKS_PER_EVENT
+        self.candidates = CANDIDATES_PER_EVENT
+
+
+class _OutOfCandidates(Exception):
+    """The event's candidates are spent: the string at hand is redacted whole."""
 
 
 _phone_cache: dict[str, bool] = {}
 
 
-def _phone_number(text: str) -> bool:
+def _phone_number(text: str, checks: _Checks) -> bool | None:
     """Whether phonenumbers accepts a candidate: with a +, any plausible length for its country
-    (the + says it is a phone number); with 00, a valid international number; with a leading 0,
-    a valid national number of one of PHONE_REGIONS (a 0044... or 06... digit group is as often
-    part of a longer number or a date)."""
+    (the + says it is a phone number); with 00, a valid international number; otherwise, with or
+    without its leading 0, a valid national number of one of PHONE_REGIONS (a 0044... or 06...
+    digit group is as often part of a longer number or a date). None when the event's checks ran
+    out before an answer (see PHONE_CHECKS_PER_EVENT)."""
     digits = re.sub(r"\D", "", text)
+    checks.left -= 1
     try:
         if text.startswith("+"):
             return bool(phonenumbers.is_possible_number(phonenumbers.parse("+" + digits)))
@@ -158,6 +217,9 @@ def _phone_number(text: str) -> bool:
     except phonenumbers.NumberParseException:
         return False
     for region in PHONE_REGIONS:
+        if checks.left < 0:
+            return None
+        checks.left -= 1
         try:
             if phonenumbers.is_valid_number(phonenumbers.parse(digits, region)):
                 return True
@@ -168,7 +230,7 @@ def _phone_number(text: str) -> bool:
 
 def _is_phone(text: str, checks: _Checks) -> bool:
     digits = sum(ch.isdigit() for ch in text)
-    if not 9 <= digits <= 15 or _DATE_PREFIX.match(text):
+    if not 9 <= digits <= 15 or _DATE_PREFIX.match(text) or _THOUSANDS.match(text):
         return False
     key = ("+" if text.startswith("+") else "") + re.sub(r"\D", "", text)
     known = _phone_cache.get(key)
@@ -176,10 +238,12 @@ def _is_phone(text: str, checks: _Checks) -> bool:
         return known
     if checks.left <= 0:
         return True  # out of checks: the digit count alone decides, erring on privacy's side
-    checks.left -= 1
+    result = _phone_number(key, checks)
+    if result is None:
+        return True  # as above
     if len(_phone_cache) >= _PHONE_CACHE_SIZE:
         _phone_cache.clear()
-    result = _phone_cache[key] = _phone_number(key)
+    _phone_cache[key] = result
     return result
 
 
@@ -197,6 +261,20 @@ def _phone_length(candidate: str, checks: _Checks) -> int:
     return 0
 
 
+# A national significant number of PHONE_REGIONS has at most 11 digits (Germany's longest).
+_NATIONAL_DIGITS = 11
+
+
+def _national_length(candidate: str, checks: _Checks) -> int:
+    """A phone number without its leading 0: as _phone_length, with at most 11 digits (a longer
+    group is part of an account or reference number, not a phone number)."""
+    for end in _prefixes_at_spaces(candidate):
+        part = candidate[:end].rstrip(" ./-(")
+        if part and part[-1].isdigit() and sum(ch.isdigit() for ch in part) <= _NATIONAL_DIGITS and _is_phone(part, checks):
+            return len(part)
+    return 0
+
+
 def _iban_length(candidate: str, _checks: _Checks) -> int:
     for end in _prefixes_at_spaces(candidate):
         # The prefilter finds an IBAN by its run of digits; the account part of every EU format
@@ -207,7 +285,7 @@ def _iban_length(candidate: str, _checks: _Checks) -> int:
 
 
 def _card_length(candidate: str, _checks: _Checks) -> int:
-    digits = re.sub(r"[ -]", "", candidate)
+    digits = re.sub(r"[ .-]", "", candidate)
     return len(candidate) if 13 <= len(digits) <= 19 and luhn_valid(digits) else 0
 
 
@@ -231,6 +309,8 @@ class Detector:
     pattern: re.Pattern[str]
     # The length of the leading part of a candidate that is personal data; 0 when none is.
     accept: Callable[[str, _Checks], int]
+    # A necessary condition, far cheaper than the pattern's search: a text without it is skipped.
+    needs: Callable[[str, int], bool]
 
     @property
     def marker(self) -> str:
@@ -238,20 +318,27 @@ class Detector:
 
 
 # Order matters: an IBAN or a card number also looks like a phone number.
+_SPELLED_HINT = re.compile(r"at\s*[)\]}>]| at ", re.IGNORECASE)
 DETECTORS = (
-    Detector("email", EMAIL, _whole),
-    Detector("iban", IBAN, _iban_length),
-    Detector("card", CARD, _card_length),
-    Detector("ip", IPV4, _ip_length),
-    Detector("ip", IPV6, _ip_length),
-    Detector("phone", PHONE, _phone_length),
+    Detector("email", EMAIL, _whole, lambda text, _digits: "@" in text or "\uff20" in text or "\ufe6b" in text),
+    Detector("email", EMAIL_SPELLED, _whole, lambda text, _digits: _SPELLED_HINT.search(text) is not None),
+    Detector("iban", IBAN, _iban_length, lambda _text, digits: digits >= 7),
+    Detector("card", CARD, _card_length, lambda _text, digits: digits >= 13),
+    Detector("ip", IPV4, _ip_length, lambda text, digits: digits >= 4 and "." in text),
+    Detector("ip", IPV6, _ip_length, lambda text, _digits: ":" in text),
+    Detector("phone", PHONE, _phone_length, lambda _text, digits: digits >= 9),
+    Detector("phone", PHONE_NATIONAL, _national_length, lambda _text, digits: digits >= 9),
 )
+_NOT_DIGITS = re.compile(r"\D+")
 
 
 def _redact_kind(text: str, detector: Detector, counts: Counter[str], checks: _Checks) -> str:
     pieces: list[str] = []
     kept_from = search_from = 0
     while match := detector.pattern.search(text, search_from):
+        checks.candidates -= 1
+        if checks.candidates < 0:
+            raise _OutOfCandidates
         length = detector.accept(match.group(0), checks)
         if length:
             pieces += (text[kept_from : match.start()], detector.marker)
@@ -262,14 +349,56 @@ def _redact_kind(text: str, detector: Detector, counts: Counter[str], checks: _C
     return "".join(pieces) + text[kept_from:] if pieces else text
 
 
-def redact_text(text: str, counts: Counter[str]) -> str:
-    """``text`` with every detected piece of personal data replaced; ``counts`` gets the kinds."""
-    if not might_contain_pii(text):
-        return text
-    checks = _Checks()
-    for detector in DETECTORS:
-        text = _redact_kind(text, detector, counts, checks)
+# -- Normalisation: what a detector sees.
+
+# A percent escape: text that holds one is also read URL-decoded ("jane%40example.com").
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_MARKER = re.compile(r"\[redacted(?:-(\w+))?\]")
+KEY_MARKER = "[redacted]"
+# The kind counted for a value redacted because of its key.
+KEY_KIND = "key"
+
+
+def normalised(text: str) -> str:
+    """``text`` as the detectors read it: URL-decoded when it holds a percent escape, and in NFKC
+    when it is not ASCII (full-width digits and @, ligatures, compatibility forms)."""
+    if "%" in text and _PERCENT_ESCAPE.search(text):
+        text = unquote(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     return text
+
+
+def redact_text(text: str, counts: Counter[str], checks: _Checks | None = None) -> str:
+    """``text`` with every detected piece of personal data replaced; ``counts`` gets the kinds.
+
+    The detectors read the normalised text; when they find something, the result is the
+    normalised text with the finds replaced (an encoded address must not survive in its encoded
+    form), else ``text`` as it was. Markers of an earlier redaction (the collector's, read again
+    by a consumer) are counted again, so what is stored says what was removed from it.
+    """
+    plain = normalised(text)
+    if not might_contain_pii(plain):
+        return text
+    for marker in _MARKER.finditer(plain):
+        counts[marker.group(1) or KEY_KIND] += 1
+    checks = _Checks() if checks is None else checks
+    if checks.candidates < 0:
+        counts[UNCHECKED_KIND] += 1
+        return KEY_MARKER
+    redacted = plain
+    digits = len(plain) - len("".join(_NOT_DIGITS.findall(plain)))
+    found: Counter[str] = Counter()
+    try:
+        for detector in DETECTORS:
+            # A find of an earlier detector only takes digits away: the count stays a bound.
+            if detector.needs(redacted, digits):
+                redacted = _redact_kind(redacted, detector, found, checks)
+    except _OutOfCandidates:
+        counts[UNCHECKED_KIND] += 1
+        return KEY_MARKER
+    counts.update(found)
+    return text if redacted == plain else redacted
 
 
 def _number_text(value: int | float | Decimal) -> str | None:
@@ -284,24 +413,169 @@ def _number_text(value: int | float | Decimal) -> str | None:
     return str(int(value)) if value.is_integer() and abs(value) < _LONGEST_NUMBER else None
 
 
-def _redact_number(value: int | float | Decimal, counts: Counter[str]) -> int | float | Decimal | str:
+def _redact_number(
+    value: int | float | Decimal, counts: Counter[str], checks: _Checks | None = None
+) -> int | float | Decimal | str:
     """A number that is personal data as a whole (a card number sent as a JSON integer) becomes
     its marker, a string; any other number stays the number it was. The rule is redact_text's:
-    as a JSON integer cannot start with 0 or +, it is never a phone number (see PHONE)."""
+    a bare digit run is never a phone number (see PHONE and PHONE_NATIONAL)."""
     text = _number_text(value)
     if text is None or not might_contain_pii(text):
         return value
     found: Counter[str] = Counter()
-    redacted = redact_text(text, found)
+    redacted = redact_text(text, found, checks)
     if len(found) == 1 and redacted == f"[redacted-{next(iter(found))}]":
         counts.update(found)
         return redacted
     return value
 
 
-def _walk(value: Any, on_text: Callable[[str], str], on_number: Callable[[Any], Any], key_rule: Callable[[str], bool]) -> Any:
+# -- Keys: a value under a name, address, email or phone key is personal data whatever it holds.
+
+# Words that make a key personal whatever else it says ("shipping_address", "E-Mail", "prénom"):
+# English and the shop's other languages (German, French, Spanish, Italian, Dutch, Portuguese).
+# Keys are compared as lower-case ASCII words (accents dropped, camelCase and separators split);
+# a compound in one word ("fullname", "nachname") is listed as one.
+PII_KEY_WORDS = frozenset(
+    {
+        # email
+        "email", "emailaddress", "mail", "mailaddress", "correo", "courriel",
+        # phone
+        "phone", "phonenumber", "telephone", "tel", "telefon", "telefono", "telefone", "telefoonnummer",
+        "telefonnummer", "mobilephone", "mobilenumber", "cellphone", "handynummer",
+        # address
+        "address", "adresse", "adres", "direccion", "indirizzo", "endereco", "anschrift", "morada",
+        "street", "streetaddress", "strasse", "calle", "straat", "postcode", "postalcode", "zip",
+        "zipcode", "plz", "codepostal", "codigopostal", "cap",
+        # names
+        "fullname", "firstname", "lastname", "surname", "givenname", "familyname", "middlename",
+        "maidenname", "username", "nickname", "vorname", "nachname", "familienname", "prenom",
+        "cognome", "apellido", "apellidos", "sobrenome", "voornaam", "achternaam",
+        # other identifiers
+        "ip", "ipaddress", "iban", "cardnumber", "ccnumber", "creditcard", "dateofbirth",
+        "birthdate", "birthday", "dob", "geburtsdatum", "ssn", "passport",
+    }
+)  # fmt: skip
+# A name by itself ("name", "nombre", "nom"): personal alone, at the top of the metadata or
+# under a person's key, or beside a person word ("customer_name"); not "product_name", or
+# {"items": [{"name": "Shoe"}]}.
+NAME_WORDS = frozenset({"name", "names", "nombre", "nom", "nome", "naam", "navn", "namn"})
+# Parts of a name or an address: personal beside or under a person word ("billing.first",
+# {"shipping": {"city": ...}}), not alone ("first": true, "city" of a store).
+PART_WORDS = frozenset(
+    {"first", "last", "given", "family", "middle", "city", "town", "ort", "ville", "ciudad", "citta", "stadt", "line1", "line2",
+     "house", "housenumber", "hausnummer", "mobile", "cell"}
+)  # fmt: skip
+PERSON_WORDS = frozenset(
+    {
+        "customer", "user", "client", "cliente", "kunde", "kunden", "buyer", "recipient", "contact", "holder",
+        "cardholder", "account", "shipping", "billing", "delivery", "invoice", "sender", "receiver", "owner",
+        "member", "person", "guest", "passenger", "patient", "display", "real", "legal", "full", "destinataire",
+        "titular", "usuario", "utente", "persona", "home", "personal", "private", "my",
+    }
+)  # fmt: skip
+# Where a key is: at the top of the metadata, under a person's key, or under any other.
+_TOP, _PERSON, _OTHER = 0, 1, 2
+_KEY_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_KEY_CACHE_SIZE = 4096
+_key_cache: dict[tuple[str, int], tuple[bool, int]] = {}
+
+
+def _key_words(key: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", key.translate(_ASCII_LETTERS)).encode("ascii", "ignore").decode("ascii")
+    return _KEY_WORD.findall(_CAMEL.sub(r"\1 \2", folded).lower())
+
+
+def _judge_key(key: str, place: int) -> tuple[bool, int]:
+    """Whether a value under ``key`` at ``place`` is personal, and the place of keys under it."""
+    cached = _key_cache.get((key, place))
+    if cached is not None:
+        return cached
+    words = _key_words(key)
+    found = set(words)
+    person = bool(found & PERSON_WORDS) or place == _PERSON
+    personal = (
+        "".join(words) in PII_KEY_WORDS
+        or bool(found & PII_KEY_WORDS)
+        or (bool(found & NAME_WORDS) and (person or bool(found & PART_WORDS) or (len(found) == 1 and place == _TOP)))
+        or (bool(found & PART_WORDS) and person)
+    )
+    verdict = (personal, _PERSON if person else _OTHER)
+    if len(_key_cache) >= _KEY_CACHE_SIZE:
+        _key_cache.clear()
+    _key_cache[(key, place)] = verdict
+    return verdict
+
+
+def is_pii_key(key: str) -> bool:
+    """Whether a value under this key, at the top of an event's metadata, is personal data
+    whatever it looks like ("E-Mail", "full_name", "shipping_address", "Vorname", "nombre")."""
+    return _judge_key(key, _TOP)[0]
+
+
+_flat_cache: dict[tuple[Any, ...], bool] = {}
+
+
+def _keys_flat(metadata: dict[str, Any]) -> bool:
+    """Whether a flat metadata object has a personal key. Events of one kind share their keys:
+    one lookup of the tuple of keys per event (a lookup per key cost the raw sink's encode a
+    microsecond an event)."""
+    keys = tuple(metadata)
+    verdict = _flat_cache.get(keys)
+    if verdict is None:
+        verdict = any(isinstance(key, str) and _judge_key(key, _TOP)[0] for key in keys)
+        if len(_flat_cache) >= _KEY_CACHE_SIZE:
+            _flat_cache.clear()
+        _flat_cache[keys] = verdict
+    return verdict
+
+
+class _Redaction:
+    """One event's redaction: its counts, and the library checks it may still spend."""
+
+    __slots__ = ("checks", "counts")
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+        self.checks = _Checks()
+
+    def text(self, text: str) -> str:
+        return redact_text(text, self.counts, self.checks)
+
+    def walk(self, value: Any, place: int = _TOP, personal: bool = False) -> Any:  # noqa: PLR0911 - one return per JSON type
+        """A copy of JSON-like data: strings (keys too) through the detectors, numbers that are
+        personal data as a whole replaced; strings and numbers under a personal key (at any
+        depth below it) become KEY_MARKER. Booleans and null stay: they say nothing of anybody."""
+        if isinstance(value, str):
+            if personal:
+                if _MARKER.fullmatch(value) is None:
+                    self.counts[KEY_KIND] += 1
+                    return KEY_MARKER
+                return self.text(value)  # already redacted: counted again, kept
+            return self.text(value)
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                inner_personal, inner_place = _judge_key(key, place) if isinstance(key, str) else (False, _OTHER)
+                new_key = self.text(key) if isinstance(key, str) else key
+                if new_key in out:  # two keys redacted alike: keep both values
+                    new_key = next(f"{new_key} ({n})" for n in itertools.count(2) if f"{new_key} ({n})" not in out)
+                out[new_key] = self.walk(item, inner_place, personal or inner_personal)
+            return out
+        if isinstance(value, list | tuple):
+            return [self.walk(item, place, personal) for item in value]
+        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            if personal:
+                self.counts[KEY_KIND] += 1
+                return KEY_MARKER
+            return _redact_number(value, self.counts, self.checks)
+        return value
+
+
+def _walk(value: Any, on_text: Callable[[str], str], on_number: Callable[[Any], Any]) -> Any:
     """A copy of JSON-like data with every string (keys too) through ``on_text`` and every number
-    through ``on_number``; values under a key for which ``key_rule`` holds become ``[redacted]``."""
+    through ``on_number`` (erasure's walk: no key rule, no detectors)."""
     if isinstance(value, str):
         return on_text(value)
     if isinstance(value, dict):
@@ -310,26 +584,88 @@ def _walk(value: Any, on_text: Callable[[str], str], on_number: Callable[[Any], 
             new_key = on_text(key) if isinstance(key, str) else key
             if new_key in out:  # two keys redacted alike: keep both values
                 new_key = next(f"{new_key} ({n})" for n in itertools.count(2) if f"{new_key} ({n})" not in out)
-            out[new_key] = "[redacted]" if isinstance(key, str) and key_rule(key) else _walk(item, on_text, on_number, key_rule)
+            out[new_key] = _walk(item, on_text, on_number)
         return out
     if isinstance(value, list | tuple):
-        return [_walk(item, on_text, on_number, key_rule) for item in value]
+        return [_walk(item, on_text, on_number) for item in value]
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return on_number(value)
     return value
 
 
-def _no_key_rule(_key: str) -> bool:
-    return False
-
-
 def redact_metadata(metadata: dict[str, Any], counts: Counter[str]) -> dict[str, Any]:
     """A redacted copy of event metadata (the input is not changed), value by value: strings
     through the detectors, a number that is personal data as a whole replaced by its marker
-    string, keys redacted like strings. The result is always JSON-serialisable, so what is
-    stored stays valid JSON; ``counts`` gets the kinds."""
-    result: dict[str, Any] = _walk(metadata, lambda t: redact_text(t, counts), lambda n: _redact_number(n, counts), _no_key_rule)
+    string, keys redacted like strings, and values under personal keys (is_pii_key, and parts of
+    a name or an address under a person's key) replaced by ``[redacted]``. The result is always
+    JSON-serialisable, so what is stored stays valid JSON; ``counts`` gets the kinds. Call
+    metadata_refusal first: the bounds are what keeps this cheap."""
+    result: dict[str, Any] = _Redaction(counts).walk(metadata)
     return result
+
+
+METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
+"""Metadata as stored: decimals stay JSON numbers, as they arrived."""
+
+
+def redact_serialised(metadatas: Sequence[dict[str, Any]], counts: Counter[str]) -> tuple[list[bytes], list[int]]:
+    """Each metadata object serialised (METADATA_ENCODER), redacted where it needs to be, and the
+    indices of those redacted. One prefilter scan of the whole batch (might_contain_pii_each) and
+    a cached look at each flat object's keys pick the few that need the walk; nested ones always
+    get it (their keys are not looked at here)."""
+    encode = METADATA_ENCODER.encode
+    serialised = [encode(m) for m in metadatas]
+    suspects = might_contain_pii_each(serialised)
+    # Nested metadata (a second "{" or a "[" in its text) gets the walk; of the flat rest, those
+    # whose tuple of keys is not known to be harmless. Comprehensions, not a loop with calls:
+    # this runs for every event the raw sink stores.
+    known = _flat_cache.get
+    suspects.update(i for i, text in enumerate(serialised) if b"[" in text or text.count(b"{") > 1)
+    unsure = [i for i, m in enumerate(metadatas) if known(tuple(m)) is not False]
+    suspects.update(i for i in unsure if _keys_flat(metadatas[i]))
+    for i in suspects:
+        serialised[i] = encode(redact_metadata(metadatas[i], counts))
+    return serialised, sorted(suspects)
+
+
+# -- Bounds: what one event may ask of the redactor.
+
+
+def metadata_refusal(metadata: dict[str, Any], limits: MetadataLimits, payload: bytes | None = None) -> str | None:
+    """Why ``metadata`` is too large to redact at a bounded cost (more values, a longer string or
+    more bytes than ``limits`` allow), or None. ``payload``, the whole event as JSON, lets an
+    event that cannot break a bound (nearly every one) skip the walk: no longer than a string
+    may be, and with fewer colons and commas (one per key and per value after the first of a
+    list, at least) than values are allowed."""
+    if (
+        payload is not None
+        and len(payload) <= min(limits.max_string_chars, limits.max_bytes)
+        and payload.count(b":") + payload.count(b",") < limits.max_values
+    ):
+        return None
+    values = 0
+    longest = 0
+    pending: list[Any] = [metadata]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+            continue
+        if isinstance(value, list):
+            pending.extend(value)
+            continue
+        values += 1
+        if isinstance(value, str):
+            longest = max(longest, len(value))
+    if values > limits.max_values:
+        return f"metadata holds {values} keys and values; at most {limits.max_values} are accepted"
+    if longest > limits.max_string_chars:
+        return f"metadata holds a string of {longest} characters; at most {limits.max_string_chars} are accepted"
+    size = len(METADATA_ENCODER.encode(metadata))
+    if size > limits.max_bytes:
+        return f"metadata is {size} bytes as JSON; at most {limits.max_bytes} are accepted"
+    return None
 
 
 # -- Dead letters: a rejected message, stored for diagnosis without the personal data in it.
@@ -337,27 +673,14 @@ def redact_metadata(metadata: dict[str, Any], counts: Counter[str]) -> dict[str,
 # Text redaction (of a message that is not JSON, or is larger than MAX_PAYLOAD_BYTES and was
 # rejected as oversized) reads this far past the cut, so a value across it is recognised whole.
 _CUT_MARGIN = 256
-# Keys whose values are personal data whatever they look like (compared without case, spaces,
-# dashes and underscores).
-PII_KEYS = frozenset(
-    {
-        "email", "mail", "emailaddress", "name", "fullname", "firstname", "lastname", "surname", "givenname",
-        "familyname", "username", "address", "street", "streetaddress", "addressline1", "addressline2", "postcode",
-        "zip", "zipcode", "phone", "phonenumber", "telephone", "tel", "mobile", "ip", "ipaddress", "iban", "card",
-        "cardnumber", "ccnumber", "creditcard", "dateofbirth", "birthdate", "dob",
-    }
-)  # fmt: skip
-_KEY_SEPARATORS = re.compile(r"[\s_-]+")
+# A larger message is redacted as text from its head only (what is kept of it), not walked as
+# JSON whole: a dead letter costs the redactor at most what a message of this size does.
+_JSON_WALK_BYTES = 16 * 1024
 _PII_KEY_VALUE = re.compile(
     r"""(?P<key>(?P<q>["'])(?P<name>[\w -]{1,40})(?P=q)\s*:\s*)(?P<value>"(?:[^"\\]|\\.)*(?:"|$)|'[^']*(?:'|$)|[^,}\]\s]+)"""
 )
 _PAYLOAD_ENCODER = msgspec.json.Encoder(decimal_format="number")
 _PAYLOAD_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def is_pii_key(key: str) -> bool:
-    """Whether a value under this key is personal data whatever it looks like ("E-Mail", "full_name")."""
-    return _KEY_SEPARATORS.sub("", key).lower() in PII_KEYS
 
 
 def _redact_key_values(text: str) -> str:
@@ -375,7 +698,7 @@ def redact_payload(payload: bytes | None, counts: Counter[str] | None = None) ->
 
     JSON is redacted value by value (like redact_metadata) and values under PII keys (email,
     name, address, phone, iban, ...) become ``[redacted]``; anything else (not JSON, binary,
-    too large) goes through the same detectors as text, with the key rule as a pattern.
+    over 16 KiB) goes through the same detectors as text, with the key rule as a pattern.
     Redaction comes before the cut, so an address across the cut cannot survive in part; NUL
     characters, which PostgreSQL text refuses, are written as ``\\x00``.
     """
@@ -383,11 +706,11 @@ def redact_payload(payload: bytes | None, counts: Counter[str] | None = None) ->
         return ""
     counts = Counter() if counts is None else counts
     text: str | None = None
-    if len(payload) <= MAX_PAYLOAD_BYTES:
+    if len(payload) <= min(_JSON_WALK_BYTES, MAX_PAYLOAD_BYTES):
         found: Counter[str] = Counter()
         try:
             document = _PAYLOAD_DECODER.decode(payload)
-            redacted = _walk(document, lambda t: redact_text(t, found), lambda n: _redact_number(n, found), is_pii_key)
+            redacted = _Redaction(found).walk(document)
             text = _PAYLOAD_ENCODER.encode(redacted).decode("utf-8")
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             pass  # not JSON, a string of invalid UTF-8, or nested too deep to walk: redacted as text
@@ -626,7 +949,7 @@ def scrub_known_values(value: Any, known: KnownValues) -> tuple[Any, int]:
         found += n
         return text
 
-    return _walk(value, scrub, lambda n: n, _no_key_rule), found
+    return _walk(value, scrub, lambda n: n), found
 
 
 def mentions_known_values(text: str, known: KnownValues) -> int:

@@ -63,7 +63,7 @@ from core.config import Settings
 from core.consent import ConsentLedger
 from core.errors import PlatformError
 from core.events import Event, InvalidEvent, parse_event
-from core.pii import redact_payload
+from core.pii import metadata_refusal, redact_payload
 from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
 from core.sink.metrics import SinkMetrics
@@ -94,6 +94,8 @@ BEHIND_SCAN = 5_000
 # A batch that hits the statement timeout is halved at most this often (1/8 of it) before the
 # consumer gives up and says so: a timeout that survives that is a lock or an overload.
 MAX_TIMEOUT_SPLITS = 3
+# Reason recorded for an event whose metadata is over a bound of METADATA_MAX_* (core.pii).
+TOO_LARGE_REASON = "too_large"
 # Reason recorded for an event the database refused; ``detail`` holds the database's words.
 REFUSED_REASON = "refused_by_database"
 # Reason recorded for an event whose parsing failed in a way the event model did not foresee.
@@ -352,6 +354,7 @@ class Sink(Generic[E]):
         decide = self.consent.decide
         settled, horizon = self.consent.fast_path()
         now = datetime.now(UTC)  # once per batch: the plausibility bound for timestamps
+        limits = self.settings.metadata_limits
         for message in messages:
             error = message.error()
             if error is not None:
@@ -362,7 +365,11 @@ class Sink(Generic[E]):
             if partition is None or offset is None:  # only error messages lack them
                 continue
             try:
-                event = parse_event(message.value(), now)
+                payload = message.value()
+                event = parse_event(payload, now)
+                # Bounded redaction work per event (core.pii): both consumers decide alike.
+                if event.metadata and (refusal := metadata_refusal(event.metadata, limits, payload)):
+                    raise InvalidEvent(TOO_LARGE_REASON, refusal)
                 # Most events are of users whose one grant is long past: a set probe, inline.
                 if (event.event_timestamp >= horizon and event.user_id in settled) or (
                     reason := decide(event.user_id, event.event_timestamp)
@@ -371,7 +378,8 @@ class Sink(Generic[E]):
                 else:
                     dropped.append(Dropped(partition, offset, event.event_date, reason))
             except InvalidEvent as e:
-                dead.append(DeadLetter(partition, offset, e.reason, _printable(message.value())))
+                detail = e.detail if e.reason == TOO_LARGE_REASON else None
+                dead.append(DeadLetter(partition, offset, e.reason, _printable(message.value()), detail))
             except Exception as e:  # a defect of ours must cost one event, never the stream
                 logger.error("could not parse the event at %s[%d]@%d: %s", self.topic, partition, offset, defect(e))
                 dead.append(DeadLetter(partition, offset, UNPARSEABLE_REASON, _printable(message.value()), type(e).__name__))

@@ -11,22 +11,27 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import phonenumbers
 import pytest
 
+from core.config import MetadataLimits
 from core.events import DEAD_LETTER_PAYLOAD_CHARS
 from core.pii import (
     EMAIL,
     EMAIL_ADDRESS,
     ERASED,
+    PHONE_CHECKS_PER_EVENT,
     iban_valid,
     known_values,
     luhn_valid,
     mentions_known_values,
+    metadata_refusal,
     might_contain_pii,
     might_contain_pii_each,
     new_pseudonymous_user_id,
     redact_metadata,
     redact_payload,
+    redact_serialised,
     redact_text,
     scrub_known_values,
 )
@@ -147,11 +152,33 @@ def test_numbers_beyond_any_kind_are_left_alone_cheaply() -> None:
 
 
 def test_a_text_built_to_be_expensive_degrades_to_redacting_more() -> None:
-    """Thousands of phone-like runs: after a budget of library checks the digit count decides."""
+    """Thousands of phone-like runs: after a budget of candidates the whole string goes."""
     text = " x ".join(f"0{n:010d}" for n in range(3000))
     counts: Counter[str] = Counter()
-    redacted = redact_text(text, counts)
-    assert counts["phone"] > 2500 and "[redacted-phone]" in redacted
+    assert redact_text(text, counts) == "[redacted]"
+    assert counts == Counter({"unchecked": 1})
+
+
+def test_an_event_built_to_be_expensive_degrades_to_redacting_more() -> None:
+    """The budget is the event's, not each string's (issue 26: 2,600 phone-shaped values in one
+    event cost the raw consumer seconds): past it, each suspect string is redacted whole, and the
+    library is asked a bounded number of times."""
+    metadata = {f"p{i}": f"+49 30 {1_000_000 + i * 7919}" for i in range(2_600)}
+    calls = 0
+    real = phonenumbers.parse
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    counts: Counter[str] = Counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(phonenumbers, "parse", counting)
+        redacted = redact_metadata(metadata, counts)
+    assert calls <= PHONE_CHECKS_PER_EVENT
+    assert all(value in ("[redacted]", "[redacted-phone]") for value in redacted.values())
+    assert counts["phone"] + counts["unchecked"] == 2_600
 
 
 # -- Dead letters
@@ -180,7 +207,7 @@ def test_a_dead_letter_loses_the_values_under_personal_keys() -> None:
     assert json.loads(text) == {
         "email": "[redacted]",
         "Full-Name": "[redacted]",
-        "address": "[redacted]",
+        "address": {"street": "[redacted]"},  # the structure stays, every value under the key goes
         "note": "[redacted-email]",
     }
 
@@ -346,3 +373,92 @@ def test_the_database_preselection_is_implied_by_every_match() -> None:
     assert "m[\u00fc\u00dc]ller" in (JANE.sql_regex() or "")
     assert known_values(None, None, None).sql_regex() is None
     assert scrub_known_values({"a": "b"}, known_values(None, "", None)) == ({"a": "b"}, 0)
+
+
+# -- Issue 26 item 8: forms the redactor used to miss.
+
+MISSED_FORMS = [
+    ("write to jane.doe%40example.com", "email"),
+    ("call %2B49 30 1234567", "phone"),
+    ("write to jane.doe (at) example (dot) com", "email"),
+    ("write to jane [at] example.org", "email"),
+    ("write to jane at example dot org", "email"),
+    ("card 4111.1111.1111.1111", "card"),
+    ("card \uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11", "card"),
+    ("iban DE89-3704-0044-0532-0130-00", "iban"),
+    ("call 30 12345678", "phone"),
+    ("appelez le 6 12 34 56 78", "phone"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), MISSED_FORMS)
+def test_the_forms_once_missed_are_redacted(text: str, kind: str) -> None:
+    counts: Counter[str] = Counter()
+    redacted = redact_text(text, counts)
+    assert f"[redacted-{kind}]" in redacted and counts[kind] == 1
+    assert might_contain_pii_each([b"{}", msgspec.json.encode({"note": text})]) == {1}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"name": "Jane Doe"},
+        {"full_name": "Jane Doe"},
+        {"customerName": "Jane Doe"},
+        {"shipping_address": "Hauptstr. 5, 10115 Berlin"},
+        {"billing": {"first": "Jane", "last": "Doe"}},
+        {"billing.first": "Jane", "billing.last": "Doe"},
+        {"nombre": "Juana"},
+        {"prénom": "Jeanne", "nom": "Dupont"},
+        {"Vorname": "Johanna", "Nachname": "Müller"},
+        {"direccion": "Calle Mayor 1"},
+        {"indirizzo": "Via Roma 1", "cognome": "Rossi"},
+        {"adresse": "1 rue de la Paix"},
+        {"telefon": 301234567},
+    ],
+)
+def test_values_under_name_and_address_keys_are_redacted(metadata: dict[str, Any]) -> None:
+    counts: Counter[str] = Counter()
+    redacted = redact_metadata(metadata, counts)
+    leaves = json.dumps(redacted)
+    for word in ("Jane", "Doe", "Juana", "Jeanne", "Dupont", "Johanna", "Müller", "Mayor", "Roma", "Rossi", "Paix", "301234567"):
+        assert word not in leaves
+    assert counts["key"] >= 1
+    serialised, redacted_indices = redact_serialised([{"page": "/x"}, metadata], Counter())
+    assert redacted_indices == [1] and json.loads(serialised[1]) == redacted
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"product_name": "Runner 2", "page": "/shoes"},
+        {"items": [{"name": "Runner 2", "qty": 1}]},
+        {"first": True, "last_seen": "yesterday"},
+        {"device": "mobile", "browser": "firefox", "product_id": 1234},
+    ],
+)
+def test_keys_about_things_are_kept(metadata: dict[str, Any]) -> None:
+    assert redact_metadata(metadata, Counter()) == metadata
+
+
+def test_a_dead_letter_goes_through_the_same_key_rule_and_forms() -> None:
+    payload = json.dumps({"metadata": {"customer_name": "Jane Doe", "note": "jane%40example.com", "billing": {"last": "Doe"}}})
+    text = redact_payload(payload.encode())
+    assert "Jane" not in text and "Doe" not in text and "example.com" not in text
+
+
+def test_markers_of_the_collector_are_counted_again_where_stored() -> None:
+    counts: Counter[str] = Counter()
+    metadata = {"email": "[redacted]", "note": "call [redacted-phone]"}
+    serialised, _ = redact_serialised([metadata], counts)
+    assert json.loads(serialised[0]) == metadata
+    assert counts == Counter({"key": 1, "phone": 1})
+
+
+def test_metadata_over_a_bound_is_refused_with_the_reason() -> None:
+    limits = MetadataLimits(max_values=10, max_string_chars=20, max_bytes=200)
+    assert metadata_refusal({"a": "b"}, limits) is None
+    assert "values" in (metadata_refusal({f"k{i}": i for i in range(6)}, limits) or "")  # 12: keys count too
+    assert "characters" in (metadata_refusal({"a": "x" * 21}, limits) or "")
+    wide = MetadataLimits(max_values=20, max_string_chars=20, max_bytes=200)
+    assert "bytes" in (metadata_refusal({"a": ["x" * 19] * 4, "b": ["y" * 19] * 5}, wide) or "")
