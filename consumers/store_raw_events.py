@@ -133,7 +133,11 @@ class RawEventsWriter:
             erased_ids = set(erased)
             # Late events of erased users: each gets a fresh pseudonym of its own and its metadata's
             # strings erased (the person's own values are no longer known to scrub), before the
-            # transaction commits, so neither is ever visible.
+            # transaction commits, so neither is ever visible. The strings are erased in the
+            # redacted metadata, never the raw one: a number that is personal data as a whole (a
+            # card number sent as a JSON integer) is a number to erase_strings, which keeps numbers,
+            # and only the redactor turns it into a marker; keys, too, are redacted only there.
+            # (Redacted again here, with counts thrown away: encode already counted this batch.)
             late = [c.event for c in events if c.event.user_id in erased_ids]
             # The day is named twice: beside each row, for the key (event_id, event_date), and as
             # a list, from which the planner keeps only those days' partitions.
@@ -148,7 +152,7 @@ class RawEventsWriter:
                     [e.user_id for e in late],
                     [e.event_date for e in late],
                     [new_pseudonymous_user_id() for _ in late],
-                    [_METADATA_ENCODER.encode(erase_strings(e.metadata)).decode() for e in late],
+                    [_METADATA_ENCODER.encode(erase_strings(redact_metadata(e.metadata, Counter()))).decode() for e in late],
                     sorted({e.event_date for e in late}),
                 ),
             )
