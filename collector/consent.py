@@ -17,6 +17,20 @@ from core.events import InvalidEvent, check_user_id
 
 # The name sql/017 gives the refusal of an analytics grant while a restriction is in force.
 RESTRICTED = "consent_while_restricted"
+# The name sql/038 gives the refusal of any grant for a user id that was erased.
+ERASED = "consent_after_erasure"
+# What a client is told for each refusal the database gives, answered 409: the grant conflicts
+# with a standing decision about the person, and sending it again cannot help.
+REFUSALS = {
+    RESTRICTED: (
+        "processing_restricted",
+        "processing of this user is restricted (Art. 18) until a DPO lifts it: the grant was not recorded",
+    ),
+    ERASED: (
+        "consent_after_erasure",
+        "this user id was erased (Art. 17): only a new identity can give consent; the grant was not recorded",
+    ),
+}
 # A consent change is under 200 bytes; anything far larger is not one.
 MAX_BODY_BYTES = 4096
 

@@ -138,13 +138,10 @@ class Collector:
         try:
             effective_at = await self.database.call(lambda cur: consent.record(cur, change, key.name))
         except psycopg2.errors.CheckViolation as e:
-            if e.diag.constraint_name != consent.RESTRICTED:
+            refusal = consent.REFUSALS.get(e.diag.constraint_name or "")
+            if refusal is None:
                 raise
-            raise Refused(
-                409,
-                "processing_restricted",
-                "processing of this user is restricted (Art. 18) until a DPO lifts it: the grant was not recorded",
-            ) from e
+            raise Refused(409, *refusal) from e
         except (ServiceUnavailable, psycopg2.Error) as e:
             if isinstance(e, psycopg2.Error) and not db.is_transient(e):
                 raise  # a defect (a missing grant, a bug), not an outage: answered 500

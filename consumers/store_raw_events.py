@@ -4,8 +4,9 @@ Rows are copied straight into ``events_raw``; a batch that meets an event alread
 through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``: the offsets make each message
 count once, and the key guards against a producer that sent the same event twice. Before anything
 is stored, personal data in the metadata (emails, phones, IPs, card numbers, IBANs) is redacted
-and counted, and an event of a user who has been erased is stored under a fresh random id, never
-the former one, with the strings of its metadata erased.
+and counted, and an event of a user who has been erased is stored under a fresh random user id,
+never the former one, with the strings of its metadata erased, a fresh random event id and no
+Kafka partition or offset (nothing may lead back to its message: sql/037).
 
 ``events_raw`` is partitioned by day (sql/021): before a batch is written, the partitions of
 its days (late ones within the retention) and of today and the week ahead are created if they
@@ -29,7 +30,7 @@ from psycopg2.extras import execute_values
 from core import cli, locks, metrics, partitions
 from core.config import Settings
 from core.db import Cursor
-from core.pii import METADATA_ENCODER, erase_strings, new_pseudonymous_user_id, redact_serialised
+from core.pii import METADATA_ENCODER, erase_strings, new_pseudonymous_user_id, redact_metadata, redact_serialised
 from core.sink import Consumed, Sink, SinkBatch
 from core.sink.metrics import count_redactions
 
@@ -114,42 +115,22 @@ class RawEventsWriter:
         cur.execute(ERASED_AMONG, ("{" + ",".join(map(str, encoded.user_ids)) + "}",))
         erased = [row[0] for row in cur.fetchall()]
         buffer = io.StringIO(encoded.csv)
-        # Fast path: COPY straight into events_raw. Only when an event id is already stored (a
-        # producer that sent an event twice) does the batch go through the staging table.
-        cur.execute("SAVEPOINT direct_copy")
-        try:
-            cur.copy_expert(COPY_DIRECT, buffer, size=COPY_CHUNK)
-        except psycopg2.errors.UniqueViolation:
-            cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
-            buffer.seek(0)
-            cur.copy_expert(COPY_STAGE, buffer)
-            cur.execute(INSERT_STAGED)
-            self.duplicates += len(events) - cur.rowcount
-        else:
-            cur.execute("RELEASE SAVEPOINT direct_copy")
         if erased:
-            erased_ids = set(erased)
-            # Late events of erased users: each gets a fresh pseudonym of its own and its metadata's
-            # strings erased (the person's own values are no longer known to scrub), before the
-            # transaction commits, so neither is ever visible.
-            late = [c.event for c in events if c.event.user_id in erased_ids]
-            # The day is named twice: beside each row, for the key (event_id, event_date), and as
-            # a list, from which the planner keeps only those days' partitions.
-            cur.execute(
-                "UPDATE events_raw AS e SET user_id = v.new, metadata = v.metadata"
-                " FROM unnest(%s::uuid[], %s::uuid[], %s::date[], %s::uuid[], %s::jsonb[])"
-                " AS v (event_id, user_id, event_date, new, metadata)"
-                " WHERE e.event_id = v.event_id AND e.event_date = v.event_date AND e.user_id = v.user_id"
-                " AND e.event_date = ANY(%s::date[])",
-                (
-                    [e.event_id for e in late],
-                    [e.user_id for e in late],
-                    [e.event_date for e in late],
-                    [new_pseudonymous_user_id() for _ in late],
-                    [METADATA_ENCODER.encode(erase_strings(e.metadata)).decode() for e in late],
-                    sorted({e.event_date for e in late}),
-                ),
-            )
+            self._write_with_late_events(cur, events, buffer, erased)
+        else:
+            # Fast path: COPY straight into events_raw. Only when an event id is already stored (a
+            # producer that sent an event twice) does the batch go through the staging table.
+            cur.execute("SAVEPOINT direct_copy")
+            try:
+                cur.copy_expert(COPY_DIRECT, buffer, size=COPY_CHUNK)
+            except psycopg2.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
+                buffer.seek(0)
+                cur.copy_expert(COPY_STAGE, buffer)
+                cur.execute(INSERT_STAGED)
+                self.duplicates += len(events) - cur.rowcount
+            else:
+                cur.execute("RELEASE SAVEPOINT direct_copy")
         if encoded.redactions:
             execute_values(
                 cur,
@@ -158,6 +139,55 @@ class RawEventsWriter:
                 sorted(encoded.redactions.items()),
                 template="((now() AT TIME ZONE 'UTC')::date, %s, %s)",
             )
+
+    def _write_with_late_events(self, cur: Cursor, events: list[Consumed], buffer: io.StringIO, erased: list[str]) -> None:
+        """A batch with late events of erased users goes through the staging table, where each
+        of those gets, before anything is visible, a fresh pseudonym of its own, its metadata's
+        strings erased (the person's own values are no longer known to scrub), a fresh random
+        event id and no Kafka partition or offset: nothing stored leads to its message, whose key
+        is the former user id (sql/037). The guard against a copy sent twice is the digest of the
+        former event id (erased_event_digests, which the erasure fills for the events it re-keys):
+        a copy already stored is dropped, and so is a second copy within the batch."""
+        erased_ids = set(erased)
+        # Empty, unless a part of this transaction's batch was written before (the sink writes a
+        # refused batch again in halves, each under a savepoint): those rows are stored already.
+        cur.execute("DELETE FROM events_stage")
+        cur.copy_expert(COPY_STAGE, buffer, size=COPY_CHUNK)
+        cur.execute(
+            "DELETE FROM events_stage AS s USING erased_event_digests AS g WHERE s.user_id = ANY(%s::uuid[])"
+            " AND g.event_digest = sha256(uuid_send(s.event_id)) AND g.event_date = s.event_date",
+            (erased,),
+        )
+        cur.execute(
+            "DELETE FROM events_stage AS a USING events_stage AS b WHERE a.user_id = ANY(%s::uuid[])"
+            " AND a.event_id = b.event_id AND a.event_date = b.event_date AND a.ctid > b.ctid",
+            (erased,),
+        )
+        cur.execute(
+            "INSERT INTO erased_event_digests (event_digest, event_date) SELECT sha256(uuid_send(event_id)), event_date"
+            " FROM events_stage WHERE user_id = ANY(%s::uuid[]) ON CONFLICT DO NOTHING",
+            (erased,),
+        )
+        # The strings are erased in the redacted metadata, never the raw one: a number that is
+        # personal data as a whole (a card number sent as a JSON integer) is a number to
+        # erase_strings, which keeps numbers, and only the redactor turns it into a marker; keys,
+        # too, are redacted only there. (Redacted again here, with the counts thrown away: encode
+        # counted this batch already.)
+        late = [c.event for c in events if c.event.user_id in erased_ids]
+        cur.execute(
+            "UPDATE events_stage AS s SET event_id = gen_random_uuid(), user_id = v.new, metadata = v.metadata,"
+            " kafka_partition = NULL, kafka_offset = NULL"
+            " FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::jsonb[]) AS v (event_id, user_id, new, metadata)"
+            " WHERE s.event_id = v.event_id AND s.user_id = v.user_id",
+            (
+                [e.event_id for e in late],
+                [e.user_id for e in late],
+                [new_pseudonymous_user_id() for _ in late],
+                [METADATA_ENCODER.encode(erase_strings(redact_metadata(e.metadata, Counter()))).decode() for e in late],
+            ),
+        )
+        cur.execute(INSERT_STAGED)
+        self.duplicates += len(events) - cur.rowcount
 
 
 def build_parser() -> argparse.ArgumentParser:

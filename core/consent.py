@@ -38,7 +38,8 @@ WITHDRAWN = "consent_withdrawn"
 ERASURE_SOURCE = "erasure"
 # The first read holds every row at once: a server-side cursor hands it over in pieces.
 _FETCH = 10_000
-_COLUMNS = "id, user_id::text, granted, effective_at, txid::text"
+# The last column says whether the change is an erasure's withdrawal, which is final.
+_COLUMNS = "id, user_id::text, granted, effective_at, txid::text, source = 'erasure'"
 
 # The horizon of an empty fast path: no event is at or after it.
 _NEVER = datetime.max.replace(tzinfo=UTC)
@@ -68,6 +69,9 @@ class ConsentLedger:
         # ``_history`` and its value, measured with a million users: 15 % of a consumer's time).
         self._settled: set[str] = set()
         self._horizon = _NEVER
+        # Erased users and when: an erasure is final (after it only a new identity can consent,
+        # sql/038), so no change recorded after it counts, a grant from before sql/038 included.
+        self._erased: dict[str, datetime] = {}
         self.changes = 0
 
     def __len__(self) -> int:
@@ -107,14 +111,16 @@ class ConsentLedger:
             logger.debug("consent ledger: %d new %s changes, %d users", new, self.purpose, len(self._history))
         return new
 
-    def _take(self, rows: Iterable[tuple[int, str, bool, datetime, str]], xmin: int) -> int:
+    def _take(self, rows: Iterable[tuple[int, str, bool, datetime, str, bool]], xmin: int) -> int:
         new = 0
-        for ledger_id, user_id, granted, effective_at, txid_text in rows:
+        for ledger_id, user_id, granted, effective_at, txid_text, erasure in rows:
             if ledger_id in self._recent:
                 continue
             txid = int(txid_text)
             if txid >= xmin:
                 self._recent[ledger_id] = txid
+            if erasure and not granted:
+                self._erased[user_id] = min(effective_at, self._erased.get(user_id, effective_at))
             self.add(user_id, (effective_at, ledger_id, granted))
             new += 1
         return new
@@ -159,17 +165,19 @@ class ConsentLedger:
         if at >= self._horizon and user_id in self._settled:
             return None
         known = self._history.get(user_id)
-        if known is None:
-            return NO_CONSENT if self.required else None
         if isinstance(known, datetime):  # one grant
             if known <= at:
                 return None
-            return NO_CONSENT if self.required else None
-        # The last change at or before ``at``; (at, max id) sorts after every change at ``at``.
-        index = bisect.bisect_right(known, (at, 1 << 62, True)) - 1
-        if index < 0:
-            return NO_CONSENT if self.required else None
-        return None if known[index][2] else WITHDRAWN
+        elif known is not None:
+            erased_at = self._erased.get(user_id)
+            if erased_at is not None and at >= erased_at:
+                return WITHDRAWN  # final: whatever was recorded after the erasure
+            # The last change at or before ``at``; (at, max id) sorts after every change at ``at``.
+            index = bisect.bisect_right(known, (at, 1 << 62, True)) - 1
+            if index >= 0:
+                return None if known[index][2] else WITHDRAWN
+        # No record at or before ``at``.
+        return NO_CONSENT if self.required else None
 
 
 def record(cur: Cursor, user_id: str, granted: bool, source: str, purpose: str = ANALYTICS) -> datetime:

@@ -3,8 +3,10 @@ rectification (Art. 16), restriction (Art. 18) and objection (Art. 21).
 
 Erasure makes the platform forget the person: email, name and address are set to NULL in
 ``users_pii``; their public profile and events are moved to a fresh random user id with no
-``users_pii`` row (pseudonymised data is personal data, Recital 26), so the aggregates stay
-exactly as they were but nothing links them to the person. Before the values are forgotten they
+``users_pii`` row (pseudonymised data is personal data, Recital 26), each event with a fresh
+random event id and no Kafka partition or offset, so the aggregates stay exactly as they were
+and no stored id leads to the person's Kafka messages (their content still matches the rows
+until the topic's retention deletes them: README, What erasure does). Before the values are forgotten they
 are looked for, in their obvious spellings, in everything stored about the person: they are
 removed from the metadata of the person's events, dead letters that mention them are scrubbed,
 and the erasure checks that none is left (a count, never a value, goes to the audit trail).
@@ -218,18 +220,32 @@ def erase_people(cur: db.Cursor, people: list[Person], partitions: set[str] | No
     return {old: Erased(rekeyed[old], scrubbed[old], residual[old]) for old in olds}
 
 
-# Re-keying returns per event: the former id, the event id when its metadata may hold the person's
-# values (else None), the event's day and the partition it is in. Two ways to find the events:
-# the days searched in full, and each person's own listed days (_rekey_events).
+# Re-keying returns per event: the former id, the event's new id when its metadata may hold the
+# person's values (else None), the event's day and the partition it is in. Two ways to find the
+# events: the days searched in full, and each person's own listed days (_rekey_events). Each event
+# also gets a fresh random event_id and loses its Kafka partition and offset: the message's payload
+# names the old id and its key is the former user id, so either would lead back to the person
+# (sql/037). The old ids' digests are recorded first (_GUARD_*, the same rows), so that a copy of an
+# erased event sent again is still recognised and ignored by the raw sink.
+_GUARD_SEARCHED = (
+    "INSERT INTO erased_event_digests (event_digest, event_date) SELECT sha256(uuid_send(e.event_id)), e.event_date"
+    " FROM events_raw AS e"
+    " WHERE e.user_id = ANY(ARRAY(SELECT unnest(%s::uuid[]))) AND e.event_date = ANY(%s::date[]) ON CONFLICT DO NOTHING"
+)
+_GUARD_LISTED = (
+    "INSERT INTO erased_event_digests (event_digest, event_date) SELECT sha256(uuid_send(e.event_id)), e.event_date"
+    " FROM unnest(%s::uuid[], %s::date[]) AS m (old, day) JOIN events_raw AS e"
+    " ON e.user_id = m.old AND e.event_date = m.day ON CONFLICT DO NOTHING"
+)
 _REKEY_SEARCHED = (
-    "UPDATE events_raw AS e SET user_id = m.new"
+    "UPDATE events_raw AS e SET user_id = m.new, event_id = gen_random_uuid(), kafka_partition = NULL, kafka_offset = NULL"
     " FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS m (old, new, anchors)"
     " WHERE e.user_id = m.old AND e.user_id = ANY(ARRAY(SELECT unnest(%s::uuid[]))) AND e.event_date = ANY(%s::date[])"
     " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END, e.event_date,"
     " e.tableoid::regclass::text"
 )
 _REKEY_LISTED = (
-    "UPDATE events_raw AS e SET user_id = m.new"
+    "UPDATE events_raw AS e SET user_id = m.new, event_id = gen_random_uuid(), kafka_partition = NULL, kafka_offset = NULL"
     " FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::date[]) AS m (old, new, anchors, day)"
     " WHERE e.user_id = m.old AND e.event_date = m.day"
     " RETURNING m.old::text, CASE WHEN e.metadata::text ~* m.anchors THEN e.event_id END, e.event_date,"
@@ -259,6 +275,7 @@ def _rekey_events(cur: db.Cursor, olds: list[str], news: list[str], anchors: lis
     rows: list[tuple[Any, ...]] = []
     if days.searched:
         with _walking_the_user_index(cur, ("enable_seqscan",)):
+            cur.execute(_GUARD_SEARCHED, (olds, list(days.searched)))
             cur.execute(_REKEY_SEARCHED, (olds, news, anchors, olds, list(days.searched)))
             rows += cur.fetchall()
     pairs = [
@@ -268,8 +285,10 @@ def _rekey_events(cur: db.Cursor, olds: list[str], news: list[str], anchors: lis
         if day in days.covered
     ]
     if pairs:
+        columns = tuple(list(column) for column in zip(*pairs, strict=True))
         with _walking_the_user_index(cur, ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")):
-            cur.execute(_REKEY_LISTED, tuple(list(column) for column in zip(*pairs, strict=True)))
+            cur.execute(_GUARD_LISTED, (columns[0], columns[3]))
+            cur.execute(_REKEY_LISTED, columns)
             rows += cur.fetchall()
     return rows
 
@@ -365,7 +384,11 @@ def _scrub_dead_letters(cur: db.Cursor, user_ids: list[str], known: dict[str, Kn
     around the person's values may still be theirs."""
     ids = [row_id for row_id, _people in _dead_letter_mentions(cur, user_ids, known)]
     if ids:
-        cur.execute("UPDATE dead_letter_events SET payload = %s WHERE id = ANY(%s)", (ERASED_PAYLOAD, ids))
+        # Its partition and offset go too: they name the message, whose key is the former user id.
+        cur.execute(
+            "UPDATE dead_letter_events SET payload = %s, kafka_partition = NULL, kafka_offset = NULL WHERE id = ANY(%s)",
+            (ERASED_PAYLOAD, ids),
+        )
         logger.info("scrubbed %d dead letters that mentioned erased people", len(ids))
 
 
@@ -448,6 +471,7 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         }
         for rid, kind, status, requested, processed, due in cur.fetchall()
     ]
+    letters = _dead_letters_of(cur, user_id)
     cur.execute(
         "SELECT purpose, granted, effective_at, source FROM consent_ledger WHERE user_id = %s ORDER BY effective_at, id",
         (user_id,),
@@ -473,6 +497,8 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         "events": events,
         "consent_history": consents,
         "privacy_requests": requests,
+        "dead_letters": letters,
+        "not_included": NOT_IN_EXPORT,
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"access_request_{request_id}.json"
@@ -483,6 +509,38 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         json.dump(document, handle, indent=2, ensure_ascii=False)
     partial.replace(path)
     return path
+
+
+# What an access export says it leaves out, and why (Art. 15: everything held, or why not).
+NOT_IN_EXPORT = [
+    "Messages we rejected at ingest (dead letters) are included when their stored text names your user id in a"
+    ' "user_id" field, whether or not the rest of the message was valid JSON; one that does not name it (its'
+    " user id missing or malformed, or cut off by the 64 KiB limit) cannot be told apart from anybody else's and is"
+    " not included. They are stored, and shown here, with personal data such as emails and phone numbers redacted.",
+    "The event stream (Kafka) keeps each message it received, keyed by your user id, until its retention deletes it"
+    " (a week by default): the same events as listed here, as they were sent, before redaction. This export is"
+    " made from the database.",
+    "Database backups hold earlier copies of these rows until they expire.",
+]
+
+
+def _dead_letters_of(cur: db.Cursor, user_id: str) -> list[dict[str, Any]]:
+    """The dead letters whose payload names this user id (the pattern erasure scrubs by), oldest
+    first: the payload as stored (redacted), parsed when it is JSON, else as text."""
+    cur.execute(
+        "SELECT received_at, reason, detail, payload FROM dead_letter_events WHERE payload ~* %s AND payload <> %s ORDER BY id",
+        (_user_id_pattern([user_id]), ERASED_PAYLOAD),
+    )
+    letters = []
+    for received_at, reason, detail, payload in cur.fetchall():
+        letter: dict[str, Any] = {"received_at": received_at.isoformat(), "reason": reason, "detail": detail}
+        try:
+            letter["payload"] = json.loads(payload)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            letter["payload_text"] = payload
+            letter["note"] = "not valid JSON as received (or cut at the size limit): found by its user_id field's text"
+        letters.append(letter)
+    return letters
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from core.config import Settings
-from tests.helpers import query, wait_until
+from data_generators.generate_users import generated_user_id
+from tests.helpers import query, run_command, wait_until
 from tests.integration.collector.conftest import (
     Collector,
     TcpProxy,
@@ -66,6 +67,31 @@ def test_a_grant_for_a_restricted_user_is_refused_until_the_restriction_is_lifte
         ("marketing_email", True),
         ("analytics", True),
     ]
+
+
+def test_an_erased_user_id_cannot_be_given_consent_again(collector: Collector, write_key: str, settings: Settings) -> None:
+    """An erasure withdraws every consent for good: a grant for the former id, of any purpose, is
+    refused (409 with the reason), so nobody holding a consent key can undo it."""
+    assert run_command("data_generators.generate_users", "--count", "2", "--seed", "9").returncode == 0
+    user = generated_user_id(9, 1)
+    assert collector.post("/v1/consent", consent(user), write_key).status_code == 201
+    [(email,)] = query(settings, "SELECT email FROM users_pii WHERE user_id = %s", (user,))
+    query(settings, "INSERT INTO privacy_requests (email) VALUES (%s)", (email,))
+    assert run_command("gdpr.process_privacy_requests").returncode == 0
+    [(last,)] = query(settings, "SELECT source FROM consent_ledger WHERE user_id = %s ORDER BY id DESC LIMIT 1", (user,))
+    assert last == "erasure"
+    [(grants,)] = query(settings, "SELECT count(*) FROM consent_ledger WHERE user_id = %s AND granted", (user,))
+
+    response = collector.post("/v1/consent", consent(user), write_key)
+    assert_error(response, 409, "consent_after_erasure")
+    assert "new identity" in response.json()["detail"]
+    assert_error(
+        collector.post("/v1/consent", consent(user.upper(), purpose="marketing_email"), write_key), 409, "consent_after_erasure"
+    )
+    # A withdrawal is still recorded, and somebody else is not affected.
+    assert collector.post("/v1/consent", consent(user, granted=False), write_key).status_code == 201
+    assert collector.post("/v1/consent", consent(generated_user_id(9, 2)), write_key).status_code == 201
+    assert query(settings, "SELECT count(*) FROM consent_ledger WHERE user_id = %s AND granted", (user,)) == [(grants,)]
 
 
 def test_a_key_issued_for_events_only_cannot_record_consent(collector: Collector, settings: Settings) -> None:
