@@ -189,7 +189,18 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     # What is left before the cutoff is in the default partition: late events of days that had
     # no partition of their own. A dry run still sees the partitions' rows: they are not counted twice.
     _delete_events(run.conn, removal, run.events_table, chunk_rows, counted=in_partitions if removal.dry_run else 0)
+    if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
+        _remove_erased_digests(run.conn, removal.cutoff)
     return removal
+
+
+def _remove_erased_digests(conn: psycopg2.extensions.connection, cutoff: date) -> None:
+    """The digests of erased events' former ids (sql/037) for days before the cutoff: they guard
+    events_raw against a re-sent copy of an erased event, and those days are gone from it now."""
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM erased_event_digests WHERE event_date < %s", (cutoff,))
+        if cur.rowcount:
+            logger.info("removed %d digests of erased events before %s", cur.rowcount, cutoff)
 
 
 def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, table: str) -> int:

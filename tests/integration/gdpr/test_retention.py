@@ -179,6 +179,23 @@ def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Sett
         query(settings, f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_the_digests_of_erased_events_go_with_their_days(settings: Settings) -> None:
+    """The digests that stop a re-sent copy of an erased event (sql/037) are kept only while the
+    day's events are: one row per erased event would otherwise be kept for ever (sql/039)."""
+    old, kept = CUTOFF - timedelta(days=3), CUTOFF
+    for day in (old, kept):
+        query(
+            settings,
+            "INSERT INTO erased_event_digests (event_digest, event_date) VALUES (sha256(uuid_send(gen_random_uuid())), %s)",
+            (day,),
+        )
+    with as_retention(settings) as conn:
+        retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=True))
+        assert query(settings, "SELECT count(*) FROM erased_event_digests") == [(2,)]  # a dry run removes nothing
+        retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=False))
+    assert query(settings, "SELECT event_date FROM erased_event_digests") == [(kept,)]
+
+
 # -- dead letters, exports, requests, reports ---------------------------------------------------
 
 
