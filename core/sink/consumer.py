@@ -62,7 +62,7 @@ from core import db, kafka, progress
 from core.config import Settings
 from core.consent import ConsentLedger
 from core.errors import PlatformError
-from core.events import Event, InvalidEvent, parse_event
+from core.events import EARLIEST_EVENT, MAX_CLOCK_SKEW, Event, InvalidEvent, parse_event
 from core.pii import redact_payload
 from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
@@ -130,10 +130,23 @@ class SinkStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def produced_between(messages: list[Message]) -> tuple[int, int] | None:
-    """The Kafka timestamps (ms) of the oldest and the newest message, None when none has one."""
-    stamps = [stamp for kind, stamp in (m.timestamp() for m in messages) if kind != TIMESTAMP_NOT_AVAILABLE]
+def produced_between(messages: list[Message], now: datetime | None = None) -> tuple[int, int] | None:
+    """The Kafka timestamps (ms) of the oldest and the newest message, None when none has a
+    plausible one. A producer sets the timestamp it likes (-1, 0, 9e18 ms, ...): one outside the
+    events' own plausible range (core.events) says nothing of freshness and is left out, so no
+    such value ever reaches the bookkeeping (one once stopped both consumers for good)."""
+    earliest, latest = plausible_ms(now or datetime.now(UTC))
+    stamps = [
+        stamp
+        for kind, stamp in (m.timestamp() for m in messages)
+        if kind != TIMESTAMP_NOT_AVAILABLE and earliest <= stamp <= latest
+    ]
     return (min(stamps), max(stamps)) if stamps else None
+
+
+def plausible_ms(now: datetime) -> tuple[int, int]:
+    """The range of Kafka timestamps (ms) taken as a production time: that of event timestamps."""
+    return int(EARLIEST_EVENT.timestamp() * 1000), int((now + MAX_CLOCK_SKEW).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
