@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from core.events import InvalidEvent, parse_event
+from core.events import MAX_AMOUNT, InvalidEvent, parse_event
 
 BROKER_UNAVAILABLE = "broker_unavailable"
 
@@ -32,13 +33,14 @@ class Invalid:
 Outcome = Valid | Invalid
 
 
-def validate(raws: Sequence[bytes], now: datetime) -> list[Outcome]:
+def validate(raws: Sequence[bytes], now: datetime, max_amount: Decimal = MAX_AMOUNT) -> list[Outcome]:
     """Validate each event with core.events.parse_event, in request order; ``now`` is the
-    request's time, against which future timestamps are judged."""
+    request's time, against which future timestamps are judged, ``max_amount`` the most an event
+    may carry (MAX_EVENT_AMOUNT, as in the consumers)."""
     outcomes: list[Outcome] = []
     for raw in raws:
         try:
-            event = parse_event(raw, now)
+            event = parse_event(raw, now, max_amount)
         except InvalidEvent as e:
             outcomes.append(Invalid(e.reason, e.detail))
         else:

@@ -365,6 +365,7 @@ class Sink(Generic[E]):
         decide = self.consent.decide
         settled, horizon = self.consent.fast_path()
         now = datetime.now(UTC)  # once per batch: the plausibility bound for timestamps
+        max_amount = self.settings.max_event_amount
         for message in messages:
             error = message.error()
             if error is not None:
@@ -375,7 +376,7 @@ class Sink(Generic[E]):
             if partition is None or offset is None:  # only error messages lack them
                 continue
             try:
-                event = parse_event(message.value(), now)
+                event = parse_event(message.value(), now, max_amount)
                 # Most events are of users whose one grant is long past: a set probe, inline.
                 if (event.event_timestamp >= horizon and event.user_id in settled) or (
                     reason := decide(event.user_id, event.event_timestamp)
