@@ -8,8 +8,9 @@ and counted, and an event of a user who has been erased is stored under a fresh 
 the former one, with the strings of its metadata erased.
 
 ``events_raw`` is partitioned by day (sql/021): before a batch is written, the partitions of
-its days (late ones within the retention) and of today and the week ahead are created if they
-are missing (core.partitions); an event whose day still has none goes to the default partition.
+today and the week ahead and of its days (at most PARTITIONS_PER_BATCH late ones within the
+retention) are created if they are missing (core.partitions); an event whose day still has none
+goes to the default partition, until the nightly retention run.
 Its key is (event_id, event_date): every copy of an event has the same day, so a resent event
 meets the key in its day's partition and is ignored.
 """
@@ -60,10 +61,10 @@ class RawBatch(NamedTuple):
 class RawEventsWriter:
     """Writes batches of events into ``events_raw``."""
 
-    def __init__(self, retention_days: int) -> None:
+    def __init__(self, retention_days: int, partitions_per_batch: int = 8) -> None:
         self.duplicates = 0
-        # A partition of events_raw (sql/021) for today, the week ahead and late days.
-        self.partitions = partitions.DailyPartitions(retention_days)
+        # A partition of events_raw (sql/021) for today, the week ahead and a few late days per batch.
+        self.partitions = partitions.DailyPartitions(retention_days, partitions_per_batch)
 
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         with conn, conn.cursor() as cur:
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         metrics.serve(settings, "consumers.store_raw_events", args.metrics_port)
-        writer = RawEventsWriter(settings.retention.raw_event_days)
+        writer = RawEventsWriter(settings.retention.raw_event_days, settings.partitions_per_batch)
         Sink(settings, args.group or settings.groups.raw_events, writer, cli.install_stop_handlers()).run()
         return 0
 
