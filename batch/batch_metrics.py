@@ -9,10 +9,15 @@ figures, never a mix; re-running gives the same result.
 from __future__ import annotations
 
 import argparse
+from datetime import date
+
+import psycopg2
+import psycopg2.extensions
 
 from batch.metrics import changed_days, recompute_day, record_run
 from core import cli, db
 from core.config import Settings
+from core.errors import InvalidInput
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
         "late events included (all closed days the first time); for a scheduler, after midnight",
     )
     return parser
+
+
+def recompute_days(conn: psycopg2.extensions.connection, days: list[date]) -> list[str]:
+    """Recompute each day in a transaction of its own and print its figures; return the days
+    PostgreSQL refused, each with its reason. One refused day (its totals out of range, a
+    timeout) does not hold up the others: it is said in one line and looked at again next run."""
+    progress = cli.Progress("days", total=len(days))
+    failed: list[str] = []
+    for day in days:
+        try:
+            rows = recompute_day(conn, day)
+        except psycopg2.Error as e:
+            failed.append(f"{day} ({db.describe_error(e)})")
+            print(f"batch metrics for {day}: not recomputed, PostgreSQL refused it ({db.describe_error(e)})")
+            continue
+        print(f"batch metrics for {day}:")
+        if not rows:
+            print("  no events stored for this day (batch metrics it has are kept: its events are past retention)")
+        for kind, count, revenue in rows:
+            print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
+        if len(days) > 1:
+            progress.advance(1)
+    return failed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,16 +78,13 @@ def main(argv: list[str] | None = None) -> None:
                     else f"events stored since {looked_from:%Y-%m-%d %H:%M} UTC"
                 )
                 print(f"days changed ({since}): {', '.join(map(str, days)) if days else 'none'}")
-            progress = cli.Progress("days", total=len(days))
-            for day in days:
-                rows = recompute_day(conn, day)
-                print(f"batch metrics for {day}:")
-                if not rows:
-                    print("  no events stored for this day (batch metrics it has are kept: its events are past retention)")
-                for kind, count, revenue in rows:
-                    print(f"  {kind:<12} {count:>12,} events  {revenue:>16} EUR")
-                if len(days) > 1:
-                    progress.advance(1)
+            failed = recompute_days(conn, days)
+            if failed:
+                # Not recorded: the next --changed run looks at the failed days again.
+                raise InvalidInput(
+                    f"{len(failed)} of {len(days)} days were not recomputed: {', '.join(failed)}; their previous batch "
+                    "metrics stand. Fix the cause (see the PostgreSQL log) and run again"
+                )
             if args.changed:
                 # Recorded last: a run that failed half-way is looked at again from the same time.
                 with conn, conn.cursor() as cur:

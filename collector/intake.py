@@ -19,7 +19,7 @@ import msgspec
 
 from collector.errors import Refused
 from core.config import MetadataLimits
-from core.events import Event, InvalidEvent, parse_event
+from core.events import MAX_AMOUNT, Event, InvalidEvent, parse_event
 from core.pii import METADATA_ENCODER, metadata_refusal, redact_serialised
 
 BROKER_UNAVAILABLE = "broker_unavailable"
@@ -50,9 +50,12 @@ _EVENT_DECODER = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 _DEFAULT_LIMITS = MetadataLimits()
 
 
-def validate(raws: Sequence[bytes], now: datetime, limits: MetadataLimits = _DEFAULT_LIMITS) -> list[Outcome]:
+def validate(
+    raws: Sequence[bytes], now: datetime, limits: MetadataLimits = _DEFAULT_LIMITS, max_amount: Decimal = MAX_AMOUNT
+) -> list[Outcome]:
     """Validate each event with core.events.parse_event, in request order, and redact the valid
-    ones' metadata; ``now`` is the request's time, against which future timestamps are judged.
+    ones' metadata; ``now`` is the request's time, against which future timestamps are judged,
+    ``max_amount`` the most an event may carry (MAX_EVENT_AMOUNT, as in the consumers).
 
     Raises Refused (413, ``too_large``) when an event's metadata is over a bound of ``limits``:
     the redactor's work per event is bounded, and the client must send less, not again.
@@ -61,7 +64,7 @@ def validate(raws: Sequence[bytes], now: datetime, limits: MetadataLimits = _DEF
     parsed: list[tuple[int, Event, bytes]] = []
     for index, raw in enumerate(raws):
         try:
-            event = parse_event(raw, now)
+            event = parse_event(raw, now, max_amount)
         except InvalidEvent as e:
             outcomes.append(Invalid(e.reason, e.detail))
             continue

@@ -100,7 +100,7 @@ class Collector:
         rejected ones again.
         """
         raws = body.split_events(payload, media_type, self.settings.max_events)
-        outcomes = intake.validate(raws, datetime.now(UTC), self.settings.metadata_limits)
+        outcomes = intake.validate(raws, datetime.now(UTC), self.settings.metadata_limits, self.settings.max_event_amount)
         valid = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, intake.Valid)]
         if not valid:
             answer = intake.results(outcomes)

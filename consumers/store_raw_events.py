@@ -9,8 +9,9 @@ never the former one, with the strings of its metadata erased, a fresh random ev
 Kafka partition or offset (nothing may lead back to its message: sql/037).
 
 ``events_raw`` is partitioned by day (sql/021): before a batch is written, the partitions of
-its days (late ones within the retention) and of today and the week ahead are created if they
-are missing (core.partitions); an event whose day still has none goes to the default partition.
+today and the week ahead and of its days (at most PARTITIONS_PER_BATCH late ones within the
+retention) are created if they are missing (core.partitions); an event whose day still has none
+goes to the default partition, until the nightly retention run.
 Its key is (event_id, event_date): every copy of an event has the same day, so a resent event
 meets the key in its day's partition and is ignored.
 """
@@ -58,12 +59,12 @@ class RawBatch(NamedTuple):
 class RawEventsWriter:
     """Writes batches of events into ``events_raw``."""
 
-    def __init__(self, retention_days: int, lock_wait_ms: int = locks.DEFAULT_WAIT_MS) -> None:
+    def __init__(self, retention_days: int, lock_wait_ms: int = locks.DEFAULT_WAIT_MS, partitions_per_batch: int = 8) -> None:
         self.duplicates = 0
         # The longest a batch waits for an erasure (then 55P03, and the batch is retried).
         self.lock_wait_ms = lock_wait_ms
-        # A partition of events_raw (sql/021) for today, the week ahead and late days.
-        self.partitions = partitions.DailyPartitions(retention_days)
+        # A partition of events_raw (sql/021) for today, the week ahead and a few late days per batch.
+        self.partitions = partitions.DailyPartitions(retention_days, partitions_per_batch)
 
     def prepare(self, conn: psycopg2.extensions.connection) -> None:
         with conn, conn.cursor() as cur:
@@ -206,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         metrics.serve(settings, "consumers.store_raw_events", args.metrics_port)
-        writer = RawEventsWriter(settings.retention.raw_event_days, locks.wait_ms_for(settings.database))
+        writer = RawEventsWriter(
+            settings.retention.raw_event_days, locks.wait_ms_for(settings.database), settings.partitions_per_batch
+        )
         Sink(settings, args.group or settings.groups.raw_events, writer, cli.install_stop_handlers()).run()
         return 0
 

@@ -14,10 +14,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from core.errors import ConfigError
+from core.events import MAX_AMOUNT
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,19 @@ DEFAULTS: dict[str, str] = {
     # false: a service started without --metrics-port serves no metrics, instead of taking its
     # default port (the test suite and the benchmarks, which run many instances side by side).
     "METRICS_ENABLED": "true",
+    # A second instance of a service on one host finds its default metrics port taken: it tries the
+    # default plus 100, plus 200, ... this many times (Spark's UI tries 16 ports too). Steps of 100
+    # keep clear of the other services' defaults (9101-9107), so each stays where Prometheus looks.
+    "METRICS_PORT_RETRIES": "16",
+    # The most one event may carry, in euros: no real purchase comes near it, and at this maximum
+    # the day's totals (NUMERIC(38, 2), sql/028) cannot overflow whatever the rate. At most
+    # 9999999999.99, what events_raw.amount (NUMERIC(12, 2)) holds.
+    "MAX_EVENT_AMOUNT": "1000000.00",
+    # How many partitions of past days one raw-events batch may create (today and the week ahead
+    # are always kept): each one takes locks and moves rows, and a 50 KB request once spread over
+    # 380 days created 380 of them. The rest wait in the default partition for the nightly
+    # retention run, which gives every day found there its partition.
+    "PARTITIONS_PER_BATCH": "8",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -284,6 +299,8 @@ class CollectorSettings:
     retry_after_s: int = 5
     # The consumers' bounds, checked before the collector redacts: over one, a 413.
     metadata_limits: MetadataLimits = MetadataLimits()
+    # MAX_EVENT_AMOUNT, as the consumers hold events to it: above it an event is rejected.
+    max_event_amount: Decimal = Decimal("1000000.00")
 
 
 @dataclass(frozen=True)
@@ -341,10 +358,12 @@ class DashboardSettings:
 @dataclass(frozen=True)
 class MetricsSettings:
     """Where the services' Prometheus exporters listen (core.metrics); each one's port is its
-    --metrics-port, by default its own (``enabled``) or none."""
+    --metrics-port, by default its own (``enabled``) or none; a default port that is taken moves
+    up by 100 at most ``port_retries`` times."""
 
     host: str = "127.0.0.1"
     enabled: bool = True
+    port_retries: int = 16
 
 
 @dataclass(frozen=True)
@@ -426,6 +445,10 @@ class Settings:
     audit_seal_key_text: str = field(default="", repr=False)
     audit_seal_key_refusal: str | None = None
     metadata_limits: MetadataLimits = MetadataLimits()
+    # The largest amount one event may carry (MAX_EVENT_AMOUNT): above it, amount_out_of_range.
+    max_event_amount: Decimal = Decimal("1000000.00")
+    # How many past days' partitions of events_raw one batch may create (PARTITIONS_PER_BATCH).
+    partitions_per_batch: int = 8
 
     @property
     def gdpr_hmac_key(self) -> bytes:
@@ -679,6 +702,7 @@ def _collector(values: Mapping[str, str]) -> CollectorSettings:
         key_refresh_s=_float(values, "COLLECTOR_KEY_REFRESH_S"),
         retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
         metadata_limits=_metadata_limits(values),
+        max_event_amount=_amount(values, "MAX_EVENT_AMOUNT"),
     )
 
 
@@ -808,7 +832,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         privacy_api=_privacy_api(values),
         mail=_mail(values),
         scheduler=_scheduler(values),
-        metrics=MetricsSettings(host=_name(values, "METRICS_HOST"), enabled=_flag(values, "METRICS_ENABLED")),
+        metrics=MetricsSettings(
+            host=_name(values, "METRICS_HOST"),
+            enabled=_flag(values, "METRICS_ENABLED"),
+            port_retries=_int(values, "METRICS_PORT_RETRIES", minimum=0),
+        ),
+        max_event_amount=_amount(values, "MAX_EVENT_AMOUNT"),
+        partitions_per_batch=_int(values, "PARTITIONS_PER_BATCH", minimum=0),
         metadata_limits=_metadata_limits(values),
     )
 
@@ -819,3 +849,17 @@ def _metadata_limits(values: Mapping[str, str]) -> MetadataLimits:
         max_string_chars=_int(values, "METADATA_MAX_STRING_CHARS"),
         max_bytes=_int(values, "METADATA_MAX_BYTES", minimum=2),  # "{}"
     )
+
+
+def _amount(values: Mapping[str, str], key: str) -> Decimal:
+    """An amount in euros, exact to the cent, above 0 and at most what events_raw holds."""
+    raw = values[key].strip()
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite():
+        raise ConfigError(f"{key}={raw!r} is not an amount in euros, such as 1000000.00")
+    if not Decimal(0) < amount <= MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+        raise ConfigError(f"{key}={raw} must be above 0, at most {MAX_AMOUNT} (what events_raw.amount holds), in cents")
+    return amount.quantize(Decimal("0.01"))

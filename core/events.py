@@ -13,8 +13,10 @@ import msgspec
 EVENT_TYPES = ("page_view", "add_to_cart", "purchase")
 # A real event is a few hundred bytes; anything this large is abuse or a bug.
 MAX_PAYLOAD_BYTES = 64 * 1024
-# Amounts are NUMERIC(12, 2) in PostgreSQL.
+# Amounts are NUMERIC(12, 2) in events_raw: no setting may allow more (core.config's
+# MAX_EVENT_AMOUNT, by default far less, is the bound an event is held to).
 MAX_AMOUNT = Decimal("9999999999.99")
+AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
 CENT = Decimal("0.01")
 # Events from before the platform existed or from the far future are clock bugs, not data.
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -124,12 +126,14 @@ class Event(msgspec.Struct, frozen=True, gc=False):
         return self.user_id.encode("ascii")
 
 
-def _parse_amount(raw: Any, event_type: str) -> Decimal | None:
+def _parse_amount(raw: Any, event_type: str, max_amount: Decimal) -> Decimal | None:
     if raw is None:
         if event_type == "purchase":
             raise InvalidEvent("missing_field", "purchase without amount")
         return None
     amount = _parse_money(raw)
+    if amount > max_amount:
+        raise InvalidEvent(AMOUNT_OUT_OF_RANGE, f"amount is above the maximum of {max_amount} per event")
     # The design's generator sends "amount": 0.0 on every event: zero is no amount, anything
     # else on a page view or a cart event is a bug upstream, not revenue.
     if event_type != "purchase" and amount != 0:
@@ -149,7 +153,7 @@ def _parse_money(raw: Any) -> Decimal:
     if amount < 0:
         raise InvalidEvent("negative_amount", "amount is negative")
     if amount > MAX_AMOUNT:
-        raise InvalidEvent("invalid_amount", "amount is too large")
+        raise InvalidEvent(AMOUNT_OUT_OF_RANGE, f"amount is above the maximum of {MAX_AMOUNT} per event")
     if amount != amount.quantize(CENT):
         raise InvalidEvent("invalid_amount", "amount has more than two decimals")
     return amount.quantize(CENT)
@@ -171,8 +175,10 @@ def _parse_timestamp(raw: Any, now: datetime) -> datetime:
     return parsed
 
 
-def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
-    """Decode and validate one message; raise InvalidEvent with a reason category."""
+def parse_event(payload: bytes | None, now: datetime | None = None, max_amount: Decimal = MAX_AMOUNT) -> Event:
+    """Decode and validate one message; raise InvalidEvent with a reason category. An amount
+    above ``max_amount`` (Settings.max_event_amount, for the consumers and the collector alike)
+    is ``amount_out_of_range``."""
     if payload is None:
         raise InvalidEvent("empty_payload")
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -184,7 +190,7 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
     try:
         fast = _FAST_DECODER.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        event = _parse_slowly(payload, now)
+        event = _parse_slowly(payload, now, max_amount)
         _check_depth(payload, event.metadata)
         return event
     except RecursionError as e:
@@ -202,7 +208,7 @@ def parse_event(payload: bytes | None, now: datetime | None = None) -> Event:
         user_id if user_id.islower() else user_id.lower(),
         fast.event_type,
         _parse_timestamp(fast.event_timestamp, now),
-        _parse_amount(fast.amount, fast.event_type),
+        _parse_amount(fast.amount, fast.event_type, max_amount),
         fast.metadata,
     )
 
@@ -276,7 +282,7 @@ def _check_event_type(raw: Any) -> str:
     return raw
 
 
-def _parse_slowly(payload: bytes, now: datetime) -> Event:
+def _parse_slowly(payload: bytes, now: datetime, max_amount: Decimal = MAX_AMOUNT) -> Event:
     """Decode a message the fast path rejected, naming what is wrong with it."""
     body = _decode_slowly(payload)
     for name in ("event_id", "user_id", "event_type", "event_timestamp"):
@@ -286,7 +292,7 @@ def _parse_slowly(payload: bytes, now: datetime) -> Event:
     user_id = check_user_id(body.user_id)
     event_type = _check_event_type(body.event_type)
     timestamp = _parse_timestamp(body.event_timestamp, now)
-    amount = _parse_amount(body.amount, event_type)
+    amount = _parse_amount(body.amount, event_type, max_amount)
     metadata = body.metadata or {}
     if not isinstance(metadata, dict):
         raise InvalidEvent("wrong_type", "metadata must be an object")

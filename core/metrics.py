@@ -18,6 +18,7 @@ event, so the consumers' hot path does not notice them.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import threading
@@ -53,6 +54,10 @@ DEFAULT_PORTS: dict[str, int] = {
     "console": 9106,
     "scheduler": 9107,
 }
+
+# A default port that is taken moves up in steps of this (see fallback_ports).
+PORT_STEP = 100
+MAX_PORT = 65535
 
 # Request latency of the HTTP services: a page or a 202 takes milliseconds; a collector request
 # waits up to COLLECTOR_DELIVERY_TIMEOUT_MS (10 s) for the broker, a privacy request for the mail server.
@@ -162,9 +167,40 @@ def chosen_port(settings: Settings, module: str, given: int | None) -> int:
     return DEFAULT_PORTS[module] if settings.metrics.enabled else 0
 
 
+def fallback_ports(default: int, retries: int) -> list[int]:
+    """Where a service whose default port is taken looks next: the default plus 100, plus 200, ...
+    ``retries`` of them (as Spark's UI tries the next ports), within the port numbers. Steps of
+    100 keep every service clear of the others' defaults (DEFAULT_PORTS, 9101-9107): a second raw
+    sink never takes the streaming consumer's 9102."""
+    return [port for port in (default + PORT_STEP * n for n in range(1, retries + 1)) if port <= MAX_PORT]
+
+
 def serve(settings: Settings, module: str, given: int | None) -> Exporter | None:
-    """Start ``module``'s exporter on METRICS_HOST and the chosen port (None when off)."""
-    return start_exporter(settings.metrics.host, chosen_port(settings, module, given))
+    """Start ``module``'s exporter on METRICS_HOST and the chosen port (None when off). A port
+    given (--metrics-port) that is taken is an error; the default one that is taken (another
+    instance on this host) moves to the first free one of ``fallback_ports``, and the log says
+    which."""
+    port = chosen_port(settings, module, given)
+    if given is not None or port == 0:
+        return start_exporter(settings.metrics.host, port)
+    host = settings.metrics.host
+    tried = [port, *fallback_ports(port, settings.metrics.port_retries)]
+    for candidate in tried:
+        try:
+            server, thread = prometheus_client.start_http_server(candidate, addr=host)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                return start_exporter(host, candidate)  # says why in one line
+            continue
+        if candidate != port:
+            logger.warning("metrics port %d is taken (another instance on this host?): serving on %d instead", port, candidate)
+        logger.info("metrics on http://%s:%d/metrics", host, candidate)
+        return Exporter(server, thread)
+    raise ConfigError(
+        f"cannot serve metrics on {host}: the default port {port} and the {len(tried) - 1} tried after it "
+        f"({', '.join(map(str, tried[1:])) or 'none'}, METRICS_PORT_RETRIES={settings.metrics.port_retries}) are all "
+        "taken: choose a --metrics-port, or turn metrics off with --metrics-port 0"
+    )
 
 
 def route_label(template: str | None) -> str:

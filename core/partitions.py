@@ -2,8 +2,9 @@
 
 ``events_raw`` has one partition per UTC day and a DEFAULT partition that takes an event whose
 day has none, so no event is ever refused for want of one. The raw-events sink keeps today and
-the week ahead created, and the late days it receives within the retention (``DailyPartitions``),
-the retention job keeps the week ahead each run, and an operator loading history creates its
+the week ahead created, and the late days it receives within the retention, a few per batch
+(``DailyPartitions``), the retention job keeps the week ahead each night and gives the days
+left in the default partition theirs, and an operator loading history creates its
 days first (``python -m core.partitions --from ... --to ...``), so
 that the rows go to their day's partition rather than the default one. Creating a day's
 partition moves that day's rows out of the default partition.
@@ -40,6 +41,15 @@ def create_partitions(cur: Cursor, first: date, last: date) -> int:
     """Create the partitions of the days from ``first`` to ``last`` that have none (the owner's
     function, sql/021); return how many were created."""
     cur.execute("SELECT events_raw_create_partitions(%s, %s)", (first, last))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def partition_default_days(cur: Cursor, oldest: date) -> int:
+    """Give every day from ``oldest`` on that still has rows in the default partition its own
+    partition, moving the rows in (the owner's function, sql/029; the nightly retention run calls
+    it); return how many partitions were created."""
+    cur.execute("SELECT events_raw_partition_default_days(%s)", (oldest,))
     row = cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -107,18 +117,27 @@ class DailyPartitions:
     partition are read from the catalogue once and kept: a batch of known days costs nothing.
     """
 
-    def __init__(self, retention_days: int) -> None:
+    def __init__(self, retention_days: int, per_batch: int = 8) -> None:
         self.retention_days = retention_days
+        # Past days given a partition per batch at most (PARTITIONS_PER_BATCH), the latest first.
+        self.per_batch = per_batch
         self.known: set[date] | None = None
         self.retry_at = 0.0
 
     def missing(self, days: Iterable[date], today: date) -> list[date]:
-        """Of ``days`` and the days ahead, those that need a partition and have none known."""
+        """Of ``days`` and the days ahead, those that need a partition and have none known: every
+        day ahead, and of the past days within the retention the ``per_batch`` latest. Each
+        partition takes locks and moves rows: one request spread over a year of days must not
+        create a year of partitions in one batch. The other days' events go to the default
+        partition until the nightly retention run gives their days partitions
+        (``partition_default_days``), or a later batch does."""
         first, last = ahead(today)
-        wanted = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+        known = self.known or set()
+        wanted = {first + timedelta(days=n) for n in range((last - first).days + 1)} - known
         oldest = today - timedelta(days=self.retention_days)
-        wanted.update(d for d in days if oldest <= d <= last)
-        return sorted(wanted - (self.known or set()))
+        past = sorted({d for d in days if oldest <= d < first} - known, reverse=True)
+        wanted.update(d for d in days if first <= d <= last and d not in known)
+        return sorted(wanted | set(past[: self.per_batch]))
 
     def __call__(self, cur: Cursor, days: Iterable[date] = (), today: date | None = None) -> None:
         today = today or cli.today_utc()

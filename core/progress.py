@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from psycopg2.extras import execute_values
 
@@ -86,12 +86,15 @@ def record_batch(
 ) -> None:
     """One row of batch telemetry (the status command's events/s and freshness): ``events`` valid
     events handled (stored, or dropped for lack of consent), ``dead_letters`` invalid ones,
-    ``produced`` the Kafka timestamps (ms) of the oldest and newest message; ``prune`` drops old
-    rows. Stamped with the clock, not the transaction's start: this is the batch's last statement."""
-    oldest, newest = produced if produced is not None else (None, None)
+    ``produced`` the Kafka timestamps (ms) of the oldest and newest message (left out when
+    PostgreSQL could not hold one); ``prune`` drops old rows. Stamped with the clock, not the
+    transaction's start: this is the batch's last statement."""
+    oldest, newest = (_instant(produced[0]), _instant(produced[1])) if produced is not None else (None, None)
+    if oldest is None or newest is None:
+        oldest = newest = None
     cur.execute(
         "INSERT INTO consumer_batches (consumer_group, topic, events, dead_letters, committed_at, oldest_event_at,"
-        " newest_event_at) VALUES (%s, %s, %s, %s, clock_timestamp(), to_timestamp(%s / 1000.0), to_timestamp(%s / 1000.0))",
+        " newest_event_at) VALUES (%s, %s, %s, %s, clock_timestamp(), %s, %s)",
         (group, topic, events, dead_letters, oldest, newest),
     )
     if prune:
@@ -99,6 +102,16 @@ def record_batch(
             "DELETE FROM consumer_batches WHERE consumer_group = %s AND committed_at < now() - %s::interval",
             (group, BATCH_HISTORY),
         )
+
+
+def _instant(ms: int) -> datetime | None:
+    """A Kafka timestamp as a UTC datetime, None when it is not one Python can hold (years 1 to
+    9999, all within PostgreSQL's range): a producer sets any 64-bit number it likes, and one
+    PostgreSQL refuses (22008) would fail the batch's commit on every restart."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def heartbeat(cur: Cursor, group: str, topic: str, instance: str, *, broker_ok: bool) -> None:

@@ -191,6 +191,7 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     _delete_events(run.conn, removal, run.events_table, chunk_rows, counted=in_partitions if removal.dry_run else 0)
     if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
         _remove_erased_digests(run.conn, removal.cutoff)
+        _partition_default_days(run.conn, removal.cutoff)
     return removal
 
 
@@ -201,6 +202,20 @@ def _remove_erased_digests(conn: psycopg2.extensions.connection, cutoff: date) -
         cur.execute("DELETE FROM erased_event_digests WHERE event_date < %s", (cutoff,))
         if cur.rowcount:
             logger.info("removed %d digests of erased events before %s", cur.rowcount, cutoff)
+
+
+def _partition_default_days(conn: psycopg2.extensions.connection, cutoff: date) -> None:
+    """The days still in the default partition (late events beyond what a sink's batch may
+    partition, PARTITIONS_PER_BATCH) get partitions of their own, their rows moved in. A lock not
+    granted is said and left for the next night: the rows are stored either way."""
+    try:
+        with conn, conn.cursor() as cur:
+            created = partitions.partition_default_days(cur, cutoff)
+    except psycopg2.Error as e:
+        logger.warning("the days in the default partition of events_raw keep waiting (%s)", db.describe_error(e))
+        return
+    if created:
+        logger.info("%d days moved out of the default partition of events_raw into partitions of their own", created)
 
 
 def _drop_partitions(conn: psycopg2.extensions.connection, removal: Removal, table: str) -> int:

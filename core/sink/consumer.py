@@ -62,7 +62,7 @@ from core import db, kafka, progress
 from core.config import Settings
 from core.consent import ConsentLedger
 from core.errors import PlatformError
-from core.events import Event, InvalidEvent, parse_event
+from core.events import EARLIEST_EVENT, MAX_CLOCK_SKEW, Event, InvalidEvent, parse_event
 from core.pii import metadata_refusal, redact_payload
 from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
@@ -132,10 +132,23 @@ class SinkStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def produced_between(messages: list[Message]) -> tuple[int, int] | None:
-    """The Kafka timestamps (ms) of the oldest and the newest message, None when none has one."""
-    stamps = [stamp for kind, stamp in (m.timestamp() for m in messages) if kind != TIMESTAMP_NOT_AVAILABLE]
+def produced_between(messages: list[Message], now: datetime | None = None) -> tuple[int, int] | None:
+    """The Kafka timestamps (ms) of the oldest and the newest message, None when none has a
+    plausible one. A producer sets the timestamp it likes (-1, 0, 9e18 ms, ...): one outside the
+    events' own plausible range (core.events) says nothing of freshness and is left out, so no
+    such value ever reaches the bookkeeping (one once stopped both consumers for good)."""
+    earliest, latest = plausible_ms(now or datetime.now(UTC))
+    stamps = [
+        stamp
+        for kind, stamp in (m.timestamp() for m in messages)
+        if kind != TIMESTAMP_NOT_AVAILABLE and earliest <= stamp <= latest
+    ]
     return (min(stamps), max(stamps)) if stamps else None
+
+
+def plausible_ms(now: datetime) -> tuple[int, int]:
+    """The range of Kafka timestamps (ms) taken as a production time: that of event timestamps."""
+    return int(EARLIEST_EVENT.timestamp() * 1000), int((now + MAX_CLOCK_SKEW).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -228,6 +241,22 @@ class Sink(Generic[E]):
         self.writer.prepare(conn)
         return conn
 
+    def _refused(self, what: str, error: psycopg2.Error) -> PlatformError:
+        """The one-line error that stops the consumer when PostgreSQL refuses ``what`` for a reason
+        that is not passing, classified as a batch's refusal is: a statement timeout names the
+        setting, anything else its SQLSTATE (never the error's text, which may quote a row)."""
+        if db.is_statement_timeout(error):
+            timeout_ms = self.settings.database.statement_timeout_ms
+            return StatementTimeout(
+                f"{what} hit the statement timeout (DB_STATEMENT_TIMEOUT_MS={timeout_ms}): PostgreSQL is overloaded or a "
+                "lock is held (see pg_stat_activity). Nothing was stored; a restart resumes from the stored offsets. "
+                "Raise DB_STATEMENT_TIMEOUT_MS or end what holds the lock."
+            )
+        return StoreFailed(
+            f"PostgreSQL refused {what} ({db.describe_error(error)}); nothing was stored and the offsets stay where they "
+            "were: fix the cause and restart to resume"
+        )
+
     def _connection(self) -> psycopg2.extensions.connection:
         """The open connection; a closed one is reopened (failures are the retry's to handle)."""
         if self._conn is None or self._conn.closed:
@@ -284,6 +313,8 @@ class Sink(Generic[E]):
                 where=self.settings.database.display_url,
             )
         except psycopg2.Error as e:
+            if db.is_statement_timeout(e):
+                raise self._refused("reading the consent ledger", e) from None
             raise StoreFailed(
                 f"PostgreSQL refused to read the consent ledger ({db.describe_error(e)}): nothing was stored and the "
                 "offsets stay where they were; if the ledger or its grants are missing, apply the migrations "
@@ -292,7 +323,10 @@ class Sink(Generic[E]):
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Next offset per partition as recorded in PostgreSQL (absent: never consumed)."""
-        return self._transaction("reading stored offsets", lambda cur: self.checkpoint.stored(cur, partitions))
+        try:
+            return self._transaction("reading stored offsets", lambda cur: self.checkpoint.stored(cur, partitions))
+        except psycopg2.Error as e:
+            raise self._refused("reading the stored offsets", e) from None
 
     # -- Kafka callbacks --------------------------------------------------------------------
 
@@ -355,6 +389,7 @@ class Sink(Generic[E]):
         settled, horizon = self.consent.fast_path()
         now = datetime.now(UTC)  # once per batch: the plausibility bound for timestamps
         limits = self.settings.metadata_limits
+        max_amount = self.settings.max_event_amount
         for message in messages:
             error = message.error()
             if error is not None:
@@ -366,7 +401,7 @@ class Sink(Generic[E]):
                 continue
             try:
                 payload = message.value()
-                event = parse_event(payload, now)
+                event = parse_event(payload, now, max_amount)
                 # Bounded redaction work per event (core.pii): both consumers decide alike.
                 if event.metadata and (refusal := metadata_refusal(event.metadata, limits, payload)):
                     raise InvalidEvent(TOO_LARGE_REASON, refusal)
@@ -527,10 +562,13 @@ class Sink(Generic[E]):
             self._consumer.seek(TopicPartition(self.topic, partition, offset))
 
     def _heartbeat(self, broker_ok: bool) -> None:
-        self._transaction(
-            "recording a heartbeat",
-            lambda cur: progress.heartbeat(cur, self.group_id, self.topic, self.instance, broker_ok=broker_ok),
-        )
+        try:
+            self._transaction(
+                "recording a heartbeat",
+                lambda cur: progress.heartbeat(cur, self.group_id, self.topic, self.instance, broker_ok=broker_ok),
+            )
+        except psycopg2.Error as e:
+            raise self._refused("recording the heartbeat", e) from None
         self._last_beat = time.monotonic()
 
     def _process(self, messages: list[Message]) -> None:
@@ -684,13 +722,21 @@ class Sink(Generic[E]):
         except (psycopg2.Error, PlatformError):
             logger.debug("could not remove the heartbeat of %s", self.instance)
 
+    def _start_session(self) -> None:
+        """Open and prepare the writer's session and read the consent ledger; a refusal stops the
+        consumer in one line (see _refused)."""
+        try:
+            self._conn = self._open_connection()
+        except psycopg2.Error as e:
+            raise self._refused("preparing the consumer's session", e) from None
+        self._refresh_consent()
+        logger.info("consent mode %s: %d users with an analytics consent record", self.settings.consent_mode, len(self.consent))
+
     def run(self) -> SinkStats:
         """Consume until the stop flag is set; the last batch is committed before returning."""
         # At start-up a missing service is an error the user should see at once; once
         # running, an outage is waited out (see _transaction).
-        self._conn = self._open_connection()
-        self._refresh_consent()
-        logger.info("consent mode %s: %d users with an analytics consent record", self.settings.consent_mode, len(self.consent))
+        self._start_session()
         kafka.ensure_reachable(self.settings.kafka)
         self._consumer = kafka.consumer(self.settings.kafka, self.group_id, error_cb=self._on_kafka_error)
         batch_size, batch_seconds = self.settings.sink.batch_size, self.settings.sink.batch_seconds

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 import pytest
+from psycopg2 import sql
 
 import devstack as stack
 from core import db, kafka
@@ -358,3 +359,25 @@ def test_a_consumer_that_lost_its_broker_says_so_and_recovers(settings: Settings
     finally:
         assert raw.stop() == 0, raw.output()
     assert query(settings, "SELECT count(*) FROM events_raw") == [(len(events),)]
+
+
+@pytest.mark.parametrize(("module", "table"), [(RAW, "events_raw"), (STREAMING, "consumer_offsets")])
+def test_a_statement_timeout_while_starting_stops_the_consumer_in_one_line(
+    settings: Settings, group: str, tmp_path: Path, module: str, table: str
+) -> None:
+    """A table locked by another session while a consumer starts (the raw sink's session
+    preparation reads events_raw, every consumer reads its stored offsets on assignment) ends
+    in the statement timeout: exit status 2 and the batch path's one line, never a traceback."""
+    produce_events(settings, known_events(10, seed=59, days=[datetime.now(UTC).date()]))
+    holder = db.connect(settings.database)
+    try:
+        with holder.cursor() as cur:
+            cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
+        consumer = start_service(module, f"{group}-{table}", tmp_path, {"DB_STATEMENT_TIMEOUT_MS": "500"})
+        assert consumer.process.wait(timeout=120) == 2, consumer.output()
+    finally:
+        holder.rollback()
+        holder.close()
+    output = consumer.output()
+    assert "statement timeout (DB_STATEMENT_TIMEOUT_MS=500)" in output, output
+    assert "Traceback" not in output

@@ -255,3 +255,36 @@ def test_the_oldest_day_held_is_found_day_by_day_and_in_the_default_partition(se
     store(unpartitioned)
     assert partition_of_day(settings, unpartitioned) == ["events_raw_default"]
     assert oldest() == unpartitioned
+
+
+def test_a_batch_creates_few_partitions_of_past_days_and_the_nightly_run_the_rest(
+    settings: Settings, group: str, tmp_path: Path
+) -> None:
+    """One request spread over many past days once made the sink create a partition for each, in
+    one transaction: a batch creates at most PARTITIONS_PER_BATCH (the latest days), the other
+    days' events wait in the default partition, and the nightly retention run moves them into
+    partitions of their own."""
+    days = [TODAY - timedelta(days=n) for n in range(200, 240)]  # days no other test partitions
+    events = known_events(len(days) * 2, seed=13, days=days)
+    before = partitions(settings)
+    produce_events(settings, events)
+    raw = start_service(RAW, group, tmp_path, {"PARTITIONS_PER_BATCH": "3", "SINK_BATCH_SIZE": "5000"})
+    try:
+        wait_caught_up(settings, group)
+    finally:
+        assert raw.stop() == 0, raw.output()
+    created = {name for name in partitions(settings) - before if name != f"events_raw_{TODAY + timedelta(days=7):%Y%m%d}"}
+    assert created <= {f"events_raw_{day:%Y%m%d}" for day in days}
+    assert 3 <= len(created) <= 3 * int(query(settings, "SELECT count(*) FROM consumer_batches")[0][0])
+    assert len(created) < len(days)
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(len(events),)]
+    waiting = query(settings, "SELECT count(DISTINCT event_date) FROM events_raw_default WHERE event_date = ANY(%s)", (days,))
+    assert waiting == [(len(days) - len(created),)]
+
+    nightly = run_command("gdpr.retention", "--only", "raw_events")
+    assert nightly.returncode == 0, nightly.stderr
+    assert {f"events_raw_{day:%Y%m%d}" for day in days} <= partitions(settings)
+    assert query(settings, "SELECT count(*) FROM events_raw_default WHERE event_date = ANY(%s)", (days,)) == [(0,)]
+    assert query(settings, "SELECT count(*) FROM events_raw") == [(len(events),)]
+    for day in days[:3]:
+        assert partition_of_day(settings, day) == [f"events_raw_{day:%Y%m%d}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from collector.intake import BROKER_UNAVAILABLE, Invalid, Valid, results, undelivered, validate
 
@@ -45,3 +46,12 @@ def test_results_are_counts_and_one_entry_per_event_in_order() -> None:
             {"status": "rejected", "reason": BROKER_UNAVAILABLE, "detail": "timed out"},
         ],
     }
+
+
+def test_an_amount_above_the_maximum_is_a_rejected_event_as_in_the_consumers() -> None:
+    purchase = {"event_type": "purchase"}
+    outcomes = validate(
+        [event(**purchase, amount="1000.01"), event(**purchase, amount="1000.00")], NOW, max_amount=Decimal("1000.00")
+    )
+    assert isinstance(outcomes[0], Invalid) and outcomes[0].reason == "amount_out_of_range"
+    assert isinstance(outcomes[1], Valid)

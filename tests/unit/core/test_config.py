@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,15 @@ def test_the_retry_budget_is_a_positive_number(tmp_path: Path) -> None:
     assert load_settings(env(tmp_path, GDPR_HMAC_KEY="k", DB_RETRY_TIMEOUT_S="2.5")).database.retry_timeout_s == 2.5
     with pytest.raises(ConfigError, match="DB_RETRY_TIMEOUT_S"):
         load_settings(env(tmp_path, GDPR_HMAC_KEY="k", DB_RETRY_TIMEOUT_S="soon"))
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0", "-5", "NaN", "1.001", "10000000000", "1e400"])
+def test_a_maximum_event_amount_that_is_no_amount_or_beyond_events_raw_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="MAX_EVENT_AMOUNT"):
+        load_settings({"MAX_EVENT_AMOUNT": value})
+
+
+def test_the_maximum_event_amount_reaches_the_consumers_and_the_collector() -> None:
+    settings = load_settings({"MAX_EVENT_AMOUNT": "2500"})
+    assert settings.max_event_amount == settings.collector.max_event_amount == Decimal("2500.00")
+    assert load_settings({}).max_event_amount == Decimal("1000000.00")

@@ -181,3 +181,23 @@ def test_fast_path_applies_the_same_range_checks(changes: dict[str, object], rea
     with pytest.raises(InvalidEvent) as caught:
         parse_event(body(**changes), now=NOW)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("amount", ["1000000.01", "9999999999.99", "10000000000.00", 1e300, "1e400"])
+def test_an_amount_above_the_maximum_per_event_is_out_of_range(amount: object) -> None:
+    """MAX_EVENT_AMOUNT (Settings.max_event_amount, 1,000,000.00 by default) bounds each event, so
+    a day's totals cannot overflow; above what events_raw holds nothing is ever accepted."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(amount=amount), now=NOW, max_amount=Decimal("1000000.00"))
+    assert caught.value.reason == "amount_out_of_range"
+    with pytest.raises(InvalidEvent) as slow:
+        events_module._parse_slowly(body(amount=amount), NOW, Decimal("1000000.00"))
+    assert slow.value.reason == "amount_out_of_range"
+    assert parse_event(body(amount="1000000.00"), now=NOW, max_amount=Decimal("1000000.00")).amount == Decimal("1000000.00")
+
+
+def test_without_a_maximum_only_what_events_raw_holds_is_accepted() -> None:
+    assert parse_event(body(amount="9999999999.99"), now=NOW).amount == Decimal("9999999999.99")
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(amount="10000000000"), now=NOW)
+    assert caught.value.reason == "amount_out_of_range"

@@ -4,6 +4,8 @@ job gauges, without services (a local exporter on a free port, Falcon's test cli
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -200,3 +202,45 @@ def test_reconciliation_drift_is_a_count_of_days() -> None:
     assert value("platform_reconciliation_drift_days") == 0
     with pytest.raises(ValueError, match="negative"):
         metrics.record_reconciliation(-1)
+
+
+def test_a_taken_default_port_moves_up_in_steps_of_100_and_the_log_says_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second instance on one host finds its default port taken (the README's scale-out): it
+    serves on the next free port of its range instead of refusing to start."""
+    with socket.create_server(("127.0.0.1", 0)) as first:
+        default = int(first.getsockname()[1])
+        monkeypatch.setitem(metrics.DEFAULT_PORTS, "consumers.store_raw_events", default)
+        taken_too = [p for p in metrics.fallback_ports(default, 2) if p != default][:1]
+        with contextlib.ExitStack() as held:
+            for port in taken_too:
+                with contextlib.suppress(OSError):
+                    held.enter_context(socket.create_server(("127.0.0.1", port)))
+            with caplog.at_level(logging.INFO, logger="core.metrics"):
+                exporter = metrics.serve(settings(tmp_path), "consumers.store_raw_events", None)
+    assert exporter is not None
+    try:
+        assert exporter.port in metrics.fallback_ports(default, 16)
+        assert exporter.port not in taken_too
+        assert f"metrics port {default} is taken" in caplog.text and f"serving on {exporter.port} instead" in caplog.text
+    finally:
+        exporter.close()
+
+
+def test_a_taken_port_given_explicitly_stays_an_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = int(taken.getsockname()[1])
+        with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            metrics.serve(settings(tmp_path), "consumers.store_raw_events", port)
+
+
+def test_when_the_whole_range_is_taken_the_error_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = int(taken.getsockname()[1])
+        monkeypatch.setitem(metrics.DEFAULT_PORTS, "consumers.store_raw_events", port)
+        with pytest.raises(ConfigError) as refused:
+            metrics.serve(settings(tmp_path, METRICS_PORT_RETRIES="0"), "consumers.store_raw_events", None)
+    assert f"the default port {port} and the 0 tried after it" in str(refused.value)
+    assert metrics.fallback_ports(9101, 16) == [9101 + 100 * n for n in range(1, 17)]
+    assert not set(metrics.fallback_ports(9101, 16)) & set(metrics.DEFAULT_PORTS.values())
