@@ -109,6 +109,34 @@ def test_bodies_that_are_not_events_are_400(collector: Collector, write_key: str
     assert answer.json()["results"][0]["reason"] == "too_deep"
 
 
+def test_a_number_out_of_range_rejects_its_event_only_never_the_request(
+    collector: Collector, write_key: str, settings: Settings
+) -> None:
+    """1e-99999999999999999999 once failed the whole request with a 500, and every retry alike."""
+    good = [event(), event()]
+    extremes = [b"1e-99999999999999999999", b"1e99999999999999999999", b"-1e400", b"0E-5000", b"1" * 5000, b"0." + b"1" * 400]
+    bad = [json.dumps(event(metadata={"x": "N"})).encode().replace(b'"N"', n) for n in extremes]
+    bad.append(json.dumps(event(event_type="purchase", amount="N")).encode().replace(b'"N"', extremes[0]))
+    body = b"[" + b",".join([json.dumps(good[0]).encode(), *bad, json.dumps(good[1]).encode()]) + b"]"
+
+    response = collector.post("/v1/events", body, write_key)
+
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, len(bad))
+    assert [r.get("reason") for r in result["results"][1:-1]] == ["invalid_number"] * len(bad)
+    assert sorted(json.loads(value)["event_id"] for _, value in topic_messages(settings, 2)) == sorted(
+        e["event_id"] for e in good
+    )
+    # NaN and Infinity are not JSON: the array cannot be split, a 400 for the body, never a 500.
+    for token in (b"NaN", b"Infinity", b"-Infinity"):
+        broken = json.dumps([event(metadata={"x": "N"})]).encode().replace(b'"N"', token)
+        assert_error(collector.post("/v1/events", broken, write_key), 400, "malformed_json")
+    only_bad = collector.post("/v1/events", bad[0], write_key)
+    assert_error(only_bad, 422, "no_valid_event")
+    assert only_bad.json()["results"][0]["reason"] == "invalid_number"
+
+
 def test_too_large_is_413_by_content_length_by_chunked_body_and_by_event_count(
     collector: Collector, write_key: str, settings: Settings
 ) -> None:

@@ -346,3 +346,9 @@ def test_the_database_preselection_is_implied_by_every_match() -> None:
     assert "m[\u00fc\u00dc]ller" in (JANE.sql_regex() or "")
     assert known_values(None, None, None).sql_regex() is None
     assert scrub_known_values({"a": "b"}, known_values(None, "", None)) == ({"a": "b"}, 0)
+
+
+def test_a_dead_letter_with_a_number_decimal_refuses_is_redacted_as_text() -> None:
+    """1e-99999999999999999999 is valid JSON that Decimal cannot hold: the copy is still made."""
+    text = redact_payload(b'{"email": "jane.doe@example.org", "x": 1e-99999999999999999999}')
+    assert "jane.doe" not in text and "1e-99999999999999999999" in text
