@@ -101,6 +101,11 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_KEY_REFRESH_S": "2",
     # What a 503 tells the client to wait before it sends again.
     "COLLECTOR_RETRY_AFTER_S": "5",
+    # Requests a second one client (IPv4 address or IPv6 /64) may send with one key, within the
+    # key's own rate: a browser sends a batch every few seconds, so 10 is ample for a page, and
+    # one script with a public web key takes 10 of a key's 200, not all of them. 0: no per-client
+    # share (behind a proxy every request comes from the proxy's address).
+    "COLLECTOR_CLIENT_RATE_PER_S": "10",
     # The privacy-request API (python -m gdpr.api): people file requests, verified by a mailed code.
     "PRIVACY_API_HOST": "127.0.0.1",
     "PRIVACY_API_PORT": "8001",
@@ -261,6 +266,7 @@ class CollectorSettings:
     delivery_timeout_ms: int = 10_000
     key_refresh_s: float = 2.0
     retry_after_s: int = 5
+    client_rate_per_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -641,6 +647,7 @@ def _collector(values: Mapping[str, str]) -> CollectorSettings:
         delivery_timeout_ms=_int(values, "COLLECTOR_DELIVERY_TIMEOUT_MS"),
         key_refresh_s=_float(values, "COLLECTOR_KEY_REFRESH_S"),
         retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
+        client_rate_per_s=_int(values, "COLLECTOR_CLIENT_RATE_PER_S", minimum=0),
     )
 
 

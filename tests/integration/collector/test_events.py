@@ -210,6 +210,40 @@ def test_over_the_keys_rate_is_429_with_retry_after(collector: Collector, write_
     assert collector.post("/v1/events", body, write_key).status_code == 202  # other keys are not affected
 
 
+def test_one_client_cannot_spend_a_public_keys_whole_rate(settings: Settings, tmp_path: Path) -> None:
+    """One bucket per key once let a script lock real browsers out (8 of 10 got 429): now each
+    client (here each loopback address) has its share, COLLECTOR_CLIENT_RATE_PER_S (10)."""
+    public = create_key("public", "--rate", "40", "--origin", ORIGIN)
+    collector = start_collector(tmp_path, env={"COLLECTOR_CLIENT_RATE_PER_S": "10"})
+    try:
+        share_of_the_rate(collector, public)
+    finally:
+        assert collector.stop() == 0
+
+
+def share_of_the_rate(collector: Collector, public: str) -> None:
+    body = json.dumps(event()).encode()
+    wait_for_status(lambda: collector.post("/v1/events", body, public), 202)  # the key is loaded
+    for _ in range(400):  # the script sends as fast as it can, until it is refused
+        limited = collector.post("/v1/events", body, public)
+        if limited.status_code == 429:
+            break
+
+    browsers = []
+    for i in range(2, 12):
+        transport = httpx.HTTPTransport(local_address=f"127.0.0.{i}")
+        with httpx.Client(base_url=collector.url, transport=transport, timeout=30) as browser:
+            browsers.append(
+                browser.post(
+                    "/v1/events", content=body, headers={"Authorization": f"Bearer {public}", "Content-Type": "application/json"}
+                )
+            )
+    assert [b.status_code for b in browsers] == [202] * 10, [b.text for b in browsers]
+    assert_error(limited, 429, "rate_limited")
+    assert "one client may send 10 requests a second" in limited.json()["detail"]
+    assert not any(f"127.0.0.{i}" in collector.output() for i in range(2, 12))  # no client address is logged
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_lets_the_request_in_flight_finish(settings: Settings, write_key: str, tmp_path: Path, stop: int) -> None:
     running = start_collector(tmp_path)
