@@ -68,7 +68,9 @@ class _Keyed:
         self.collector = collector
 
     def authorize(self, req: falcon.asgi.Request) -> WriteKey:
-        key = self.collector.authorize(req.get_header("Authorization"), req.get_header("X-Write-Key"), req.get_header("Origin"))
+        key = self.collector.authorize(
+            req.get_header("Authorization"), req.get_header("X-Write-Key"), req.get_header("Origin"), req.remote_addr or ""
+        )
         req.context.write_key = key
         return key
 

@@ -23,7 +23,7 @@ from collector.delivery import Delivery
 from collector.errors import Refused
 from collector.ratelimit import RateLimiter, retry_after
 from collector.store import Database
-from core import db
+from core import db, web
 from core.config import CollectorSettings
 from core.errors import PlatformError, ServiceUnavailable
 
@@ -50,13 +50,14 @@ class Collector:
         self.delivery = delivery
         self.database = database
         self.keys = keys
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(settings.client_rate_per_s)
 
     # -- who may send ----------------------------------------------------------------------
 
-    def authorize(self, authorization: str | None, write_key: str | None, origin: str | None) -> WriteKey:
+    def authorize(self, authorization: str | None, write_key: str | None, origin: str | None, client: str = "") -> WriteKey:
         """The request's live write key; Refused with 401 (no key, unknown or revoked), 403 (a
-        browser origin the key does not allow) or 429 (over the key's rate)."""
+        browser origin the key does not allow) or 429 (over the client's share of the key's
+        rate, or the key's rate). ``client`` is the peer's address, never logged."""
         presented = auth.presented_key(authorization, write_key)
         if presented is None:
             raise Refused(
@@ -75,12 +76,15 @@ class Collector:
                 "origin_not_allowed",
                 f"this write key does not allow pages at {origin}: add it with `python -m collector.keys create --origin`",
             )
-        wait = self.limiter.wait(key.id, key.rate_per_s, time.monotonic())
+        wait, limit = self.limiter.wait(key.id, key.rate_per_s, time.monotonic(), web.client_key(client))
         if wait > 0:
+            share = min(self.limiter.client_rate_per_s, key.rate_per_s)
             raise Refused(
                 429,
                 "rate_limited",
-                f"this write key may send {key.rate_per_s} requests a second: wait, and send larger batches",
+                f"one client may send {share} requests a second with this write key: wait, and send larger batches"
+                if limit == "client"
+                else f"this write key may send {key.rate_per_s} requests a second: wait, and send larger batches",
                 retry_after=retry_after(wait),
             )
         return key

@@ -244,7 +244,7 @@ class Login:
         username = form.get("username", "").strip().lower()
         password = form.get("password", "")
         throttle = self.services.throttle
-        wait = throttle.retry_after(username)
+        wait = throttle.attempt(username)  # counted now: simultaneous guesses cannot all pass
         if wait > 0:
             raise Refusal(
                 429, f"too many failed logins for this account: try again in {int(wait) + 1} s", retry_after=int(wait) + 1
@@ -254,7 +254,6 @@ class Login:
             lambda cur: auth.login(cur, services.passwords, username, password, services.settings.session_hours)
         )
         if opened is None:
-            throttle.failed(username)
             logger.info("failed console login")  # never the name typed: it may be a password
             self._form(req, resp, 401, "Wrong username or password.")
             return

@@ -8,7 +8,8 @@
 * A session is a random 256-bit token in an HttpOnly cookie; only its SHA-256 is stored
   (``dpo_sessions``), with its CSRF token and expiry. A disabled account's sessions end at once.
 * After ``MAX_FAILURES`` failed logins in a row an account name is refused for ``LOCKOUT_S``
-  seconds, whatever the password: online guessing gets a handful of tries per minutes.
+  seconds, whatever the password: online guessing gets a handful of tries per minutes. Each
+  attempt counts before its hash is checked, so simultaneous guesses get no more tries.
 """
 
 from __future__ import annotations
@@ -199,21 +200,33 @@ class Throttle:
     def retry_after(self, username: str) -> float:
         """Seconds until ``username`` may try again; 0 when it may now."""
         with self._lock:
-            count, last = self._failures.get(username, (0, 0.0))
-            if count < self.max_failures:
-                return 0.0
-            left = last + self.lockout_s - self.clock()
-            if left <= 0:
-                del self._failures[username]
-                return 0.0
-            return left
+            return self._locked_for(username, self.clock())
 
-    def failed(self, username: str) -> None:
+    def _locked_for(self, username: str, now: float) -> float:
+        count, last = self._failures.get(username, (0, 0.0))
+        if count < self.max_failures:
+            return 0.0
+        left = last + self.lockout_s - now
+        if left <= 0:
+            del self._failures[username]
+            return 0.0
+        return left
+
+    def attempt(self, username: str) -> float:
+        """Count a login attempt as a failure before its password is checked, and say how many
+        seconds ``username`` must wait (nothing counted) when it is locked; ``succeeded`` then
+        clears the count. Counting after the check let 30 simultaneous guesses all pass the
+        brake while their hashes were computed."""
         with self._lock:
+            now = self.clock()
+            wait = self._locked_for(username, now)
+            if wait > 0:
+                return wait
             count, _ = self._failures.pop(username, (0, 0.0))
-            self._failures[username] = (count + 1, self.clock())
+            self._failures[username] = (count + 1, now)
             while len(self._failures) > self.max_tracked:
                 self._failures.popitem(last=False)
+            return 0.0
 
     def succeeded(self, username: str) -> None:
         with self._lock:

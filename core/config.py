@@ -114,6 +114,11 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_KEY_REFRESH_S": "2",
     # What a 503 tells the client to wait before it sends again.
     "COLLECTOR_RETRY_AFTER_S": "5",
+    # Requests a second one client (IPv4 address or IPv6 /64) may send with one key, within the
+    # key's own rate: a browser sends a batch every few seconds, so 10 is ample for a page, and
+    # one script with a public web key takes 10 of a key's 200, not all of them. 0: no per-client
+    # share (behind a proxy every request comes from the proxy's address).
+    "COLLECTOR_CLIENT_RATE_PER_S": "10",
     # The privacy-request API (python -m gdpr.api): people file requests, verified by a mailed code.
     "PRIVACY_API_HOST": "127.0.0.1",
     "PRIVACY_API_PORT": "8001",
@@ -301,6 +306,7 @@ class CollectorSettings:
     metadata_limits: MetadataLimits = MetadataLimits()
     # MAX_EVENT_AMOUNT, as the consumers hold events to it: above it an event is rejected.
     max_event_amount: Decimal = Decimal("1000000.00")
+    client_rate_per_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -703,6 +709,7 @@ def _collector(values: Mapping[str, str]) -> CollectorSettings:
         retry_after_s=_int(values, "COLLECTOR_RETRY_AFTER_S"),
         metadata_limits=_metadata_limits(values),
         max_event_amount=_amount(values, "MAX_EVENT_AMOUNT"),
+        client_rate_per_s=_int(values, "COLLECTOR_CLIENT_RATE_PER_S", minimum=0),
     )
 
 

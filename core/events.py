@@ -26,6 +26,12 @@ DEAD_LETTER_PAYLOAD_CHARS = 4096
 # Metadata nested deeper than this is abuse: every later walk over it (redaction, erasure,
 # PostgreSQL's jsonb) would recurse that deep, and Python's recursion limit is about 1,000.
 MAX_METADATA_DEPTH = 32
+# A JSON number with a fraction or an exponent must fit a double's range (what any JSON reader,
+# a browser's included, can hold) and PostgreSQL's numeric: "1e-99999999999999999999" is no
+# measurement, Decimal refuses it, and "1e131071" would be 131 KB of digits in every export.
+MAX_NUMBER_EXPONENT = 308
+# Digits after the point: a double's smallest value (4.9e-324) with its 17 significant digits.
+MAX_NUMBER_FRACTION_DIGITS = 340
 
 
 UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
@@ -61,10 +67,38 @@ class _Typed(msgspec.Struct, gc=False):
     metadata: dict[str, Any] = {}
 
 
+class _NumberOutOfRange(Exception):
+    """Raised by the float hook; not a ValueError, which msgspec would re-word as a type error."""
+
+
+def _json_number(text: str) -> Decimal:
+    """A JSON number with a fraction or an exponent, exact (Decimal from its digits, never a
+    binary float); _NumberOutOfRange beyond MAX_NUMBER_EXPONENT or MAX_NUMBER_FRACTION_DIGITS."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation as e:  # an exponent beyond Decimal's own range
+        raise _NumberOutOfRange from e
+    # adjusted() is the exponent of the first digit (of a zero, its exponent): cheap, where
+    # as_tuple() copies the digits, so the fraction's length is read only from a long text.
+    if not -MAX_NUMBER_FRACTION_DIGITS <= number.adjusted() <= MAX_NUMBER_EXPONENT:
+        raise _NumberOutOfRange
+    if len(text) > MAX_NUMBER_FRACTION_DIGITS:
+        exponent = number.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -MAX_NUMBER_FRACTION_DIGITS:
+            raise _NumberOutOfRange
+    return number
+
+
+def _invalid_number() -> InvalidEvent:
+    return InvalidEvent(
+        "invalid_number", f"a number is beyond 1e{MAX_NUMBER_EXPONENT} or has more than {MAX_NUMBER_FRACTION_DIGITS} decimals"
+    )
+
+
 # msgspec decodes in C about three times faster than json.loads; float_hook keeps a numeric
-# amount exact (Decimal from the digits, never a binary float).
-_DECODER = msgspec.json.Decoder(_Wire, float_hook=Decimal)
-_FAST_DECODER = msgspec.json.Decoder(_Typed, float_hook=Decimal)
+# amount exact and refuses numbers out of range, for the event alone.
+_DECODER = msgspec.json.Decoder(_Wire, float_hook=_json_number)
+_FAST_DECODER = msgspec.json.Decoder(_Typed, float_hook=_json_number)
 _UUID = re.compile(UUID_PATTERN)
 # A numeric user id (the platform's format before user ids were UUIDs) is a positive BIGINT.
 _MAX_USER_ID = 2**63
@@ -195,6 +229,8 @@ def parse_event(payload: bytes | None, now: datetime | None = None, max_amount: 
         return event
     except RecursionError as e:
         raise _too_deep() from e
+    except _NumberOutOfRange as e:
+        raise _invalid_number() from e
     _check_depth(payload, fast.metadata)
     user_id = fast.user_id
     if isinstance(user_id, int):
@@ -240,6 +276,8 @@ def _decode_slowly(payload: bytes) -> _Wire:
         # document that is not an object is "not_an_object".
         try:
             msgspec.json.decode(payload)
+        except msgspec.ValidationError as too_long:  # an integer of thousands of digits
+            raise InvalidEvent("invalid_number", "an integer has more digits than can be decoded") from too_long
         except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
             # A string of invalid UTF-8 ('"\xb8...') fails with UnicodeDecodeError here.
             raise InvalidEvent("not_json") from not_json
@@ -250,6 +288,8 @@ def _decode_slowly(payload: bytes) -> _Wire:
         raise InvalidEvent("not_json") from e
     except RecursionError as e:
         raise _too_deep() from e
+    except _NumberOutOfRange as e:
+        raise _invalid_number() from e
 
 
 def _check_event_id(raw: Any) -> str:

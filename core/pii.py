@@ -712,8 +712,10 @@ def redact_payload(payload: bytes | None, counts: Counter[str] | None = None) ->
             document = _PAYLOAD_DECODER.decode(payload)
             redacted = _Redaction(found).walk(document)
             text = _PAYLOAD_ENCODER.encode(redacted).decode("utf-8")
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            pass  # not JSON, a string of invalid UTF-8, or nested too deep to walk: redacted as text
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ArithmeticError):
+            # Not JSON, a string of invalid UTF-8, nested too deep to walk, or a number Decimal
+            # refuses (1e-99999999999999999999): redacted as text.
+            pass
         else:
             counts.update(found)
     if text is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,24 @@ import falcon.asgi
 import uvicorn
 
 from core.errors import ConfigError
+
+# An IPv6 client counts by its /64 network: one host is usually given a whole /64, and could
+# otherwise change address per request.
+IPV6_PREFIX = 64
+
+
+def client_key(remote_addr: str) -> str:
+    """What one client is counted as by a rate limit: its IPv4 address, or its IPv6 /64 network.
+    Kept in memory only, never logged or stored."""
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return remote_addr
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 class StoppableServer(uvicorn.Server):

@@ -71,6 +71,19 @@ def normalise(raw: str | None, *, deliverable: bool = True) -> str:
     return text.lower() if text.isascii() else text
 
 
+def mailbox(key: str) -> str:
+    """The inbox a match key delivers to, for limits on how often it is written to: the local
+    part NFKC case-folded, the domain in its IDNA ASCII form (email-validator's UTS 46 mapping),
+    so ``bomb@EXÄMPLE.de``, ``BOMB@exämple.de`` and ``bomb@xn--exmple-cua.de`` are one inbox.
+    Not a match key: a mail server may tell case apart in a local part, a limit errs to be safe."""
+    try:
+        parsed = validate_email(key, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False)
+    except EmailNotValidError:  # a special-use domain an operator filed: no IDNA form to take
+        local, _, domain = key.rpartition("@")
+        return f"{unicodedata.normalize('NFKC', local).casefold()}@{domain.lower().rstrip('.')}"
+    return f"{unicodedata.normalize('NFKC', parsed.local_part).casefold()}@{parsed.ascii_domain.lower()}"
+
+
 def is_ascii(key: str) -> bool:
     """Whether a match key is compared case-insensitively (``lower(email)``) or exactly."""
     return key.isascii()

@@ -9,26 +9,15 @@ logged or stored, and forgotten once their bucket is full again. An IPv6 client 
 
 from __future__ import annotations
 
-import ipaddress
 import math
+
+from core.web import client_key
+
+__all__ = ["ClientLimiter", "client_key", "retry_after"]
 
 # Buckets kept before the full (idle) ones are dropped: memory stays bounded by the clients of
 # the last minute or so (about 200 bytes each).
 MAX_CLIENTS = 100_000
-IPV6_PREFIX = 64
-
-
-def client_key(remote_addr: str) -> str:
-    """What one client is counted as: its IPv4 address, or its IPv6 /64 network."""
-    try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return remote_addr
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network((address, IPV6_PREFIX), strict=False))
-    return str(address)
 
 
 class _Bucket:

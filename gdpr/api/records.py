@@ -49,33 +49,41 @@ class Code:
     expired: bool
 
 
-def lock_address(cur: db.Cursor, proof: str) -> None:
-    """Hold the address (its keyed HMAC) until the transaction ends: requests for one address are
+def lock_address(cur: db.Cursor, mailbox_proof: str) -> None:
+    """Hold the inbox (its keyed HMAC, however the address was spelt) until the transaction ends: requests for one address are
     counted and filed one at a time. A row lock only the privacy API's login may take (sql/032),
     no longer an advisory key any login could hold; the wait is bounded by the caller's timeouts."""
-    cur.execute("SELECT privacy_api_lock_address(%s)", (proof,))
+    cur.execute("SELECT privacy_api_lock_address(%s)", (mailbox_proof,))
 
 
-def recent_requests(cur: db.Cursor, proof: str) -> tuple[int, float]:
-    """Requests for this address filed in the last hour, and the seconds until the oldest of them
-    is an hour old."""
+def recent_requests(cur: db.Cursor, mailbox_proof: str) -> tuple[int, float]:
+    """Requests mailed to this inbox (gdpr.email_address.mailbox, however the address was
+    spelt) in the last hour, and the seconds until the oldest of them is an hour old."""
     cur.execute(
         "SELECT count(*), coalesce(extract(epoch FROM min(requested_at) + interval '1 hour' - now()), 0)::float8"
-        " FROM privacy_requests WHERE email_hmac = %s AND requested_at > now() - interval '1 hour'",
-        (proof,),
+        " FROM privacy_requests WHERE mailbox_hmac = %s AND requested_at > now() - interval '1 hour'",
+        (mailbox_proof,),
     )
     count, wait = cur.fetchone() or (0, 0.0)
     return int(count), float(wait)
 
 
-def insert_request(cur: db.Cursor, new: NewRequest, proof: str, secret_hash: str) -> Request:
+def insert_request(cur: db.Cursor, new: NewRequest, proof: str, mailbox_proof: str, secret_hash: str) -> Request:
     """File the request, unverified (the trigger audits it 'received' and sets its due date)."""
     cur.execute(
         sql.SQL(
-            "INSERT INTO privacy_requests (email, email_hmac, request_type, status, channel, corrections, secret_hash)"
-            " VALUES (%s, %s, %s, 'unverified', 'api', %s, %s) RETURNING {}"
+            "INSERT INTO privacy_requests"
+            " (email, email_hmac, mailbox_hmac, request_type, status, channel, corrections, secret_hash)"
+            " VALUES (%s, %s, %s, %s, 'unverified', 'api', %s, %s) RETURNING {}"
         ).format(_COLUMNS),
-        (new.email, proof, new.request_type, None if new.corrections is None else Json(new.corrections), secret_hash),
+        (
+            new.email,
+            proof,
+            mailbox_proof,
+            new.request_type,
+            None if new.corrections is None else Json(new.corrections),
+            secret_hash,
+        ),
     )
     return Request(*_one(cur))
 

@@ -37,7 +37,7 @@ from gdpr.api.ratelimit import ClientLimiter, client_key, retry_after
 from gdpr.api.records import Request
 from gdpr.api.store import Database
 from gdpr.audit import AuditLog
-from gdpr.email_address import email_hmac
+from gdpr.email_address import email_hmac, mailbox
 from gdpr.exports import remove_export
 
 logger = logging.getLogger(__name__)
@@ -118,11 +118,13 @@ class PrivacyApi:
             )
         secret, code = tokens.new_secret(), tokens.new_code()
         proof = email_hmac(self.key, new.email)
+        # The limit counts inboxes: each spelling of one (case, punycode) was a fresh allowance.
+        mailbox_proof = email_hmac(self.key, mailbox(new.email))
         message = mail.verification_message(self.settings, new.address, code, new.request_type)
 
         def work(cur: db.Cursor) -> tuple[Request, datetime] | Refused:
-            records.lock_address(cur, proof)
-            count, wait_s = records.recent_requests(cur, proof)
+            records.lock_address(cur, mailbox_proof)
+            count, wait_s = records.recent_requests(cur, mailbox_proof)
             if count >= self.api.requests_per_address_per_hour:
                 return Refused(
                     429,
@@ -133,7 +135,7 @@ class PrivacyApi:
             refused = self._mail(message)
             if refused is not None:
                 return refused
-            row = records.insert_request(cur, new, proof, tokens.secret_hash(secret))
+            row = records.insert_request(cur, new, proof, mailbox_proof, tokens.secret_hash(secret))
             expires_at = records.insert_code(cur, row.id, tokens.code_hash(self.key, row.id, code), self.api.code_ttl_s)
             audit = AuditLog(ACTOR)
             audit.add(row.id, "code_sent", {"valid_s": self.api.code_ttl_s, "attempts": self.api.max_attempts})

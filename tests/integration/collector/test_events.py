@@ -109,6 +109,34 @@ def test_bodies_that_are_not_events_are_400(collector: Collector, write_key: str
     assert answer.json()["results"][0]["reason"] == "too_deep"
 
 
+def test_a_number_out_of_range_rejects_its_event_only_never_the_request(
+    collector: Collector, write_key: str, settings: Settings
+) -> None:
+    """1e-99999999999999999999 once failed the whole request with a 500, and every retry alike."""
+    good = [event(), event()]
+    extremes = [b"1e-99999999999999999999", b"1e99999999999999999999", b"-1e400", b"0E-5000", b"1" * 5000, b"0." + b"1" * 400]
+    bad = [json.dumps(event(metadata={"x": "N"})).encode().replace(b'"N"', n) for n in extremes]
+    bad.append(json.dumps(event(event_type="purchase", amount="N")).encode().replace(b'"N"', extremes[0]))
+    body = b"[" + b",".join([json.dumps(good[0]).encode(), *bad, json.dumps(good[1]).encode()]) + b"]"
+
+    response = collector.post("/v1/events", body, write_key)
+
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, len(bad))
+    assert [r.get("reason") for r in result["results"][1:-1]] == ["invalid_number"] * len(bad)
+    assert sorted(json.loads(value)["event_id"] for _, value in topic_messages(settings, 2)) == sorted(
+        e["event_id"] for e in good
+    )
+    # NaN and Infinity are not JSON: the array cannot be split, a 400 for the body, never a 500.
+    for token in (b"NaN", b"Infinity", b"-Infinity"):
+        broken = json.dumps([event(metadata={"x": "N"})]).encode().replace(b'"N"', token)
+        assert_error(collector.post("/v1/events", broken, write_key), 400, "malformed_json")
+    only_bad = collector.post("/v1/events", bad[0], write_key)
+    assert_error(only_bad, 422, "no_valid_event")
+    assert only_bad.json()["results"][0]["reason"] == "invalid_number"
+
+
 def test_too_large_is_413_by_content_length_by_chunked_body_and_by_event_count(
     collector: Collector, write_key: str, settings: Settings
 ) -> None:
@@ -180,6 +208,40 @@ def test_over_the_keys_rate_is_429_with_retry_after(collector: Collector, write_
     assert_error(limited, 429, "rate_limited")
     assert int(limited.headers["retry-after"]) == 1
     assert collector.post("/v1/events", body, write_key).status_code == 202  # other keys are not affected
+
+
+def test_one_client_cannot_spend_a_public_keys_whole_rate(settings: Settings, tmp_path: Path) -> None:
+    """One bucket per key once let a script lock real browsers out (8 of 10 got 429): now each
+    client (here each loopback address) has its share, COLLECTOR_CLIENT_RATE_PER_S (10)."""
+    public = create_key("public", "--rate", "40", "--origin", ORIGIN)
+    collector = start_collector(tmp_path, env={"COLLECTOR_CLIENT_RATE_PER_S": "10"})
+    try:
+        share_of_the_rate(collector, public)
+    finally:
+        assert collector.stop() == 0
+
+
+def share_of_the_rate(collector: Collector, public: str) -> None:
+    body = json.dumps(event()).encode()
+    wait_for_status(lambda: collector.post("/v1/events", body, public), 202)  # the key is loaded
+    for _ in range(400):  # the script sends as fast as it can, until it is refused
+        limited = collector.post("/v1/events", body, public)
+        if limited.status_code == 429:
+            break
+
+    browsers = []
+    for i in range(2, 12):
+        transport = httpx.HTTPTransport(local_address=f"127.0.0.{i}")
+        with httpx.Client(base_url=collector.url, transport=transport, timeout=30) as browser:
+            browsers.append(
+                browser.post(
+                    "/v1/events", content=body, headers={"Authorization": f"Bearer {public}", "Content-Type": "application/json"}
+                )
+            )
+    assert [b.status_code for b in browsers] == [202] * 10, [b.text for b in browsers]
+    assert_error(limited, 429, "rate_limited")
+    assert "one client may send 10 requests a second" in limited.json()["detail"]
+    assert not any(f"127.0.0.{i}" in collector.output() for i in range(2, 12))  # no client address is logged
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])

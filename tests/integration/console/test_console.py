@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import devstack
 from core import db
 from core.config import Settings
 from tests.helpers import PROJECT_ROOT, query, run_command
-from tests.integration.console.conftest import DPO, PASSWORD, Console, accounts, file_request
+from tests.integration.console.conftest import DPO, LOGIN_TOKEN, PASSWORD, Console, accounts, file_request
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,44 @@ def test_repeated_failures_lock_the_account_name_for_a_while(settings: Settings,
     locked = console.login()
     assert_page(locked, 429, "too many failed logins for this account")
     assert int(locked.headers["retry-after"]) > 0
+    assert query(settings, "SELECT count(*) FROM dpo_sessions") == [(0,)]
+
+
+def raw_login_request(console: Console, token: str, password: str) -> bytes:
+    """A complete POST /login as bytes: sent on a raw socket, it reaches the server at once."""
+    host = console.url.removeprefix("http://")
+    body = urllib.parse.urlencode({"login_token": token, "username": DPO, "password": password}).encode()
+    head = (
+        f"POST /login HTTP/1.1\r\nHost: {host}\r\nCookie: console_login={token}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def status_of(sock: socket.socket) -> int:
+    """The status code of the response on ``sock`` (read until the server closes it)."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_simultaneous_guesses_get_no_more_tries_than_the_brake_allows(settings: Settings, console: Console) -> None:
+    """30 logins sent at once, 29 wrong and the right one last, once all passed the brake while
+    their hashes were checked, and the right one got in: each attempt now counts before its hash."""
+    token = LOGIN_TOKEN.search(console.http.get("/login").text).group(1)  # type: ignore[union-attr]
+    host, port = console.url.removeprefix("http://").rsplit(":", 1)
+    passwords = [f"wrong guess number {i}" for i in range(29)] + [PASSWORD]
+    sockets = [socket.create_connection((host, int(port)), timeout=60) for _ in passwords]
+    try:
+        for sock, password in zip(sockets, passwords, strict=True):
+            sock.sendall(raw_login_request(console, token, password))
+        statuses = [status_of(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert statuses.count(401) == 5, statuses  # only MAX_FAILURES passwords were checked
+    assert statuses[-1] == 429 and statuses.count(429) == 25, statuses
     assert query(settings, "SELECT count(*) FROM dpo_sessions") == [(0,)]
 
 

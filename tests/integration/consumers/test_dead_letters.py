@@ -68,6 +68,8 @@ def invalid_payloads(rng: random.Random) -> list[tuple[bytes, str]]:
         (event(metadata={"nul": "\u0000"}), "invalid_characters"),
         (b'{"event_id": "\xb8", "email": "' + PLANTED_EMAIL.encode() + b'"}', "not_json"),  # a string of invalid UTF-8
         (event(metadata=nested(MAX_METADATA_DEPTH + 1)), "too_deep"),
+        # Valid JSON that Decimal refuses: once a crash of both consumers, parsing and redacting.
+        (event(metadata={"email": PLANTED_EMAIL, "x": "N"}).replace(b'"N"', b"1e-99999999999999999999"), "invalid_number"),
         (event(metadata=...)[:-1] + b', "metadata": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "too_deep"),
     ]
 

@@ -569,6 +569,21 @@ def test_one_address_gets_a_few_codes_an_hour_at_most(settings: Settings, api: A
     assert api.file(address()).status_code == 202  # another address is not affected
 
 
+def test_an_internationalised_inbox_in_other_spellings_is_still_one_inbox(settings: Settings, api: Api, inbox: Inbox) -> None:
+    """Case and punycode once made nine mailboxes of one inbox, each with its own allowance."""
+    name = f"bomb{uuid.uuid4().hex[:8]}"
+    spellings = [f"{name}@exämple.de", f"{name}@EXÄMPLE.de", f"{name}@xn--exmple-cua.de", f"{name.upper()}@XN--EXMPLE-CUA.DE"]
+    spellings += [f"{name}@\uff45\uff58ämple.de", f"{name}@exa\u0308mple.de", f"{name.capitalize()}@Exämple.De"]
+    answers = [api.file(spelling).status_code for spelling in spellings]
+
+    assert answers == [202] * 3 + [429] * (len(spellings) - 3), answers
+    assert_error(api.file(spellings[0]), 429, "address_rate_limited")
+    assert query(settings, "SELECT count(*) FROM privacy_requests") == [(3,)]
+    mailed = {message["X-Envelope-To"] for message in inbox.wait_for(spellings[0]) + inbox.messages_to(spellings[1])}
+    assert sum(len(inbox.messages_to(s)) for s in {*spellings, *(m.strip("<>") for m in mailed)}) == 3
+    assert api.file(f"{name}@example.de").status_code == 202  # another domain is another inbox
+
+
 def test_one_client_files_a_few_requests_a_minute_at_most(settings: Settings, mail_server: MailServer, tmp_path: Path) -> None:
     limited = start_api(tmp_path, {**mail_server.env, "PRIVACY_API_REQUESTS_PER_CLIENT_PER_MINUTE": "2"})
     try:

@@ -67,29 +67,35 @@ class Clock:
         return self.now
 
 
-def test_five_failures_in_a_row_lock_a_name_for_the_lockout_then_it_may_try_again() -> None:
+def test_five_attempts_without_a_success_lock_a_name_for_the_lockout_then_it_may_try_again() -> None:
     clock = Clock()
     throttle = auth.Throttle(max_failures=5, lockout_s=300, clock=clock)
     for _ in range(4):
-        throttle.failed("dora")
+        assert throttle.attempt("dora") == 0
     assert throttle.retry_after("dora") == 0
-    throttle.failed("dora")
+    assert throttle.attempt("dora") == 0  # the fifth is checked; it locks the name if it fails
     assert throttle.retry_after("dora") == 300
-    assert throttle.retry_after("erik") == 0  # other names are not affected
+    assert throttle.attempt("dora") == 300  # refused, and not counted: the lockout does not grow
+    assert throttle.attempt("erik") == 0  # other names are not affected
     clock.now += 299
     assert throttle.retry_after("dora") == pytest.approx(1)
     clock.now += 1
-    assert throttle.retry_after("dora") == 0
-    throttle.failed("dora")
+    assert throttle.attempt("dora") == 0
     assert throttle.retry_after("dora") == 0  # counting starts again
 
 
-def test_a_success_clears_the_failures_and_made_up_names_cannot_fill_the_memory() -> None:
+def test_attempts_count_before_their_outcome_is_known() -> None:
+    """30 logins at once: only the first five are let through to the hash, whatever comes later."""
+    throttle = auth.Throttle(max_failures=5, lockout_s=300, clock=Clock())
+    assert [throttle.attempt("dora") == 0 for _ in range(30)] == [True] * 5 + [False] * 25
+
+
+def test_a_success_clears_the_attempts_and_made_up_names_cannot_fill_the_memory() -> None:
     throttle = auth.Throttle(max_failures=2, clock=Clock(), max_tracked=3)
-    throttle.failed("dora")
+    throttle.attempt("dora")
     throttle.succeeded("dora")
-    throttle.failed("dora")
+    throttle.attempt("dora")
     assert throttle.retry_after("dora") == 0
     for name in ("a1", "a2", "a3", "a4"):
-        throttle.failed(name)
+        throttle.attempt(name)
     assert len(throttle._failures) == 3

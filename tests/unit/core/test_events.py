@@ -201,3 +201,39 @@ def test_without_a_maximum_only_what_events_raw_holds_is_accepted() -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(body(amount="10000000000"), now=NOW)
     assert caught.value.reason == "amount_out_of_range"
+
+
+OUT_OF_RANGE = [b"1e-99999999999999999999", b"1e99999999999999999999", b"-1E+400", b"1e-400", b"0E-5000", b"0." + b"1" * 400]
+
+
+@pytest.mark.parametrize("number", [*OUT_OF_RANGE, b"1" * 5000])
+@pytest.mark.parametrize("field", ["metadata", "event_type"])
+def test_a_number_out_of_range_rejects_its_event_with_a_reason(number: bytes, field: str) -> None:
+    """Decimal refuses some (an exponent past its own range), PostgreSQL or a browser others: each
+    is that event's InvalidEvent, on the fast and the slow path, never another exception."""
+    payload = body(**{field: {"x": "N"} if field == "metadata" else "N"}).replace(b'"N"', number)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(payload, now=NOW)
+    assert caught.value.reason == "invalid_number"
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [(b"1e-99999999999999999999", "invalid_number"), (b"1e99999999999999999999", "invalid_number"),
+     (b"-1E+400", "negative_amount"), (b"1e400", "amount_out_of_range"), (b"1e-400", "invalid_amount")],
+)  # fmt: skip
+def test_an_amount_out_of_range_rejects_its_event_with_a_reason(number: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(amount="N").replace(b'"N"', number), now=NOW)
+    assert caught.value.reason == reason
+
+
+def test_numbers_in_a_doubles_range_are_kept_exact() -> None:
+    numbers = b'{"big": 1e308, "small": -4.9e-324, "zero": 0.0, "long": 3.14159265358979323846264338327950288}'
+    parsed = parse_event(body(metadata="M").replace(b'"M"', numbers), now=NOW)
+    assert parsed.metadata == {
+        "big": Decimal("1e308"),
+        "small": Decimal("-4.9e-324"),
+        "zero": Decimal("0.0"),
+        "long": Decimal("3.14159265358979323846264338327950288"),
+    }

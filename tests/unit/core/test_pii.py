@@ -462,3 +462,9 @@ def test_metadata_over_a_bound_is_refused_with_the_reason() -> None:
     assert "characters" in (metadata_refusal({"a": "x" * 21}, limits) or "")
     wide = MetadataLimits(max_values=20, max_string_chars=20, max_bytes=200)
     assert "bytes" in (metadata_refusal({"a": ["x" * 19] * 4, "b": ["y" * 19] * 5}, wide) or "")
+
+
+def test_a_dead_letter_with_a_number_decimal_refuses_is_redacted_as_text() -> None:
+    """1e-99999999999999999999 is valid JSON that Decimal cannot hold: the copy is still made."""
+    text = redact_payload(b'{"email": "jane.doe@example.org", "x": 1e-99999999999999999999}')
+    assert "jane.doe" not in text and "1e-99999999999999999999" in text
