@@ -1,9 +1,11 @@
 """Rate limits per write key and client: token buckets in this process's memory.
 
 Each key may send ``rate_per_s`` requests a second on average and a burst of as many at once
-(burst = rate): that total is the ceiling. Within it each client (its IPv4 address or IPv6 /64,
-``core.web.client_key``) gets at most ``client_rate_per_s`` of it, so one script holding a public
-web key cannot spend the whole rate and lock the real browsers out. Client addresses stay in
+(burst = rate): that total is the ceiling. Within the total of a key meant for browsers (one
+issued with origins: public, since it is embedded in pages) each client (its IPv4 address or IPv6
+/64, ``core.web.client_key``) gets at most ``client_rate_per_s`` of it, so one script holding a
+public web key cannot spend the whole rate and lock the real browsers out. A server key (no
+origins) is secret, and its one producer may send from one address at the key's whole rate. Client addresses stay in
 memory, never logged, and are dropped once their bucket is full again. The buckets live in the
 process: with several collector processes behind a load balancer, each one enforces the limits
 on its own share of the traffic.
@@ -51,12 +53,13 @@ class RateLimiter:
         self._buckets: dict[int, TokenBucket] = {}
         self._clients: dict[tuple[int, str], TokenBucket] = {}
 
-    def wait(self, key_id: int, rate_per_s: int, now: float, client: str = "") -> tuple[float, Literal["client", "key"]]:
+    def wait(self, key_id: int, rate_per_s: int, now: float, client: str | None = None) -> tuple[float, Literal["client", "key"]]:
         """(0.0, ...) when the key may send now from ``client``, else how many seconds until it
-        may and which limit it met: the client's share or the key's total."""
+        may and which limit it met: the client's share or the key's total. ``client`` None: the
+        key has no per-client share (a server key)."""
         share = min(self.client_rate_per_s, rate_per_s)
         own = None
-        if share > 0:
+        if client is not None and share > 0:
             own = self._clients.get((key_id, client))
             if own is None or own.rate != share:
                 if len(self._clients) >= self.max_clients:

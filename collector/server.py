@@ -31,7 +31,7 @@ from collector.delivery import Delivery
 from collector.service import Collector
 from collector.store import Database
 from core import cli, db, kafka, metrics, web
-from core.config import Settings
+from core.config import HttpSettings, Settings
 from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ def open_collector(settings: Settings, stop: threading.Event) -> Collector:
     return Collector(settings.collector, delivery, database, KeyRing(live, revoked))
 
 
-async def _serve(collector: Collector, sock: socket.socket, stop: threading.Event) -> None:
+async def _serve(collector: Collector, sock: socket.socket, stop: threading.Event, http: HttpSettings) -> None:
     config = web.config(
         create_app(collector),
-        http="httptools",
+        header_timeout_s=http.header_timeout_s,
+        body_timeout_s=http.body_timeout_s,
         backlog=BACKLOG,
         # Requests in flight wait at most the delivery timeout for the broker.
         graceful_s=math.ceil(collector.settings.delivery_timeout_ms / 1000) + 5,
@@ -114,7 +115,7 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
         settings.collector.max_body_bytes,
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(collector, sock, stop))
+        runner.run(_serve(collector, sock, stop, settings.http))
     logger.info("collector stopped")
     return 1 if collector.delivery.fatal else 0
 
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
             "POST /v1/consent with a write key (python -m collector.keys), GET /healthz and GET /readyz. "
             "Events are validated one by one and answered 202 only once the broker has acknowledged them. "
             "Settings: COLLECTOR_MAX_EVENTS, COLLECTOR_MAX_BODY_BYTES, COLLECTOR_DELIVERY_TIMEOUT_MS, "
-            "COLLECTOR_KEY_REFRESH_S, COLLECTOR_RETRY_AFTER_S, KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, DATABASE_URL."
+            "COLLECTOR_KEY_REFRESH_S, COLLECTOR_RETRY_AFTER_S, COLLECTOR_CLIENT_RATE_PER_S, HTTP_HEADER_TIMEOUT_S, "
+            "HTTP_BODY_TIMEOUT_S, KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, DATABASE_URL."
         ),
     )
     web.add_listen_arguments(parser, "COLLECTOR", 8000)

@@ -56,8 +56,8 @@ class Collector:
 
     def authorize(self, authorization: str | None, write_key: str | None, origin: str | None, client: str = "") -> WriteKey:
         """The request's live write key; Refused with 401 (no key, unknown or revoked), 403 (a
-        browser origin the key does not allow) or 429 (over the client's share of the key's
-        rate, or the key's rate). ``client`` is the peer's address, never logged."""
+        browser origin the key does not allow) or 429 (over the client's share of a browser
+        key's rate, or the key's rate). ``client`` is the peer's address, never logged."""
         presented = auth.presented_key(authorization, write_key)
         if presented is None:
             raise Refused(
@@ -76,7 +76,10 @@ class Collector:
                 "origin_not_allowed",
                 f"this write key does not allow pages at {origin}: add it with `python -m collector.keys create --origin`",
             )
-        wait, limit = self.limiter.wait(key.id, key.rate_per_s, time.monotonic(), web.client_key(client))
+        # Only a key meant for browsers (issued with origins) is public and shared per client; a
+        # server key's producer may spend its whole rate from one address.
+        shared = web.client_key(client) if key.origins else None
+        wait, limit = self.limiter.wait(key.id, key.rate_per_s, time.monotonic(), shared)
         if wait > 0:
             share = min(self.limiter.client_rate_per_s, key.rate_per_s)
             raise Refused(

@@ -524,6 +524,10 @@ async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: B
     _error_page(req, resp, 500, "the console failed on this request; it was logged. Nothing was changed if an action failed.")
 
 
+def _foreign_host() -> Refusal:
+    return Refusal(400, "the console does not answer at this host name: open it at an address in CONSOLE_ALLOWED_HOSTS")
+
+
 # Request ids are BIGINT: a larger number is no request (404), never an error of the database.
 REQUEST_ID = "{request_id:int(min=1, max=9223372036854775807)}"
 
@@ -531,6 +535,7 @@ REQUEST_ID = "{request_id:int(min=1, max=9223372036854775807)}"
 def create_app(services: Services) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application of the console."""
     app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
+    app.add_middleware(web.AllowedHosts(services.settings.allowed_hosts, _foreign_host))
     app.add_middleware(Sessions(services))
     app.add_middleware(SecurityHeaders())
     app.add_route("/", Queue(services))

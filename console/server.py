@@ -25,7 +25,7 @@ from console import auth
 from console.app import Services, create_app
 from console.store import Database
 from core import cli, db, metrics, web
-from core.config import Settings
+from core.config import HttpSettings, Settings
 from core.errors import ServiceUnavailable
 from gdpr import actions, mail
 
@@ -66,8 +66,10 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _serve(services: Services, sock: socket.socket, stop: threading.Event) -> None:
-    config = web.config(create_app(services), graceful_s=GRACEFUL_S)
+async def _serve(services: Services, sock: socket.socket, stop: threading.Event, http: HttpSettings) -> None:
+    config = web.config(
+        create_app(services), graceful_s=GRACEFUL_S, header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s
+    )
     try:
         await web.StoppableServer(config, stop).serve(sockets=[sock])
     finally:
@@ -84,7 +86,7 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
     if not _loopback(bound_host) and not settings.console.secure_cookies:
         logger.warning("listening beyond the loopback with CONSOLE_SECURE_COOKIES=false: serve it behind TLS and set it to true")
     logger.info("console listening on http://%s:%d (sessions of %d h)", bound_host, bound_port, settings.console.session_hours)
-    asyncio.run(_serve(services, sock, stop))
+    asyncio.run(_serve(services, sock, stop, settings.http))
     logger.info("console stopped")
     return 0
 
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             "Serve the DPO console: sign in (accounts from `python -m console.accounts create NAME`), the queue of "
             "privacy requests with their deadlines, each request's audit timeline, and the DPO's actions (verify, "
             "deny, extend, legal hold, release, lift a restriction). Settings: CONSOLE_HOST, CONSOLE_PORT, "
-            "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
+            "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, CONSOLE_ALLOWED_HOSTS, HTTP_HEADER_TIMEOUT_S, "
+            "HTTP_BODY_TIMEOUT_S, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
         ),
     )
     web.add_listen_arguments(parser, "CONSOLE", 8002)

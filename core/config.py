@@ -151,9 +151,22 @@ DEFAULTS: dict[str, str] = {
     "CONSOLE_SESSION_HOURS": "8",
     # Send the session cookie over HTTPS only: set to true behind TLS (a reverse proxy), as in production.
     "CONSOLE_SECURE_COOKIES": "false",
+    # The Host headers the console answers (comma-separated, each with any port unless one is
+    # given; * for any): a page of any site whose name an attacker points at 127.0.0.1 (DNS
+    # rebinding) sends its own name, so only the loopback's names by default.
+    "CONSOLE_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
     # The live dashboard (python -m dashboard): internal, so it listens on the loopback by default.
     "DASHBOARD_HOST": "127.0.0.1",
     "DASHBOARD_PORT": "8003",
+    # The Host headers the dashboard answers, as CONSOLE_ALLOWED_HOSTS.
+    "DASHBOARD_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
+    # Every HTTP service (collector, privacy API, console, dashboard): a request's headers must
+    # arrive within this many seconds of its first byte (a browser sends them in one packet; 10 s
+    # leaves a slow mobile link room), and its body within HTTP_BODY_TIMEOUT_S of the headers
+    # (the collector's 1 MiB at 300 kbit/s takes 28 s); a client dripping bytes to hold
+    # connections open is closed after them.
+    "HTTP_HEADER_TIMEOUT_S": "10",
+    "HTTP_BODY_TIMEOUT_S": "30",
     # The scheduler (python -m scheduler), every time in UTC. The nightly batch waits a quarter of an
     # hour past midnight so the consumers have stored the day's last events; the reports follow it,
     # retention runs after them, and the GDPR audit report is weekly.
@@ -343,22 +356,38 @@ class MailSettings:
         return f"smtp://{login}{self.host}:{self.port}" + (" (STARTTLS)" if self.starttls else "")
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# A Host header or an allowed host: a name or an IPv4 address, or an IPv6 address in brackets;
+# then maybe a port.
+HOST_PATTERN = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+
+
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """Where the DPO console listens and how long its sessions last."""
+    """Where the DPO console listens, the hosts it answers, and how long its sessions last."""
 
     host: str = "127.0.0.1"
     port: int = 8002
     session_hours: int = 8
     secure_cookies: bool = False
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
 
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    """Where the live dashboard listens."""
+    """Where the live dashboard listens and the hosts it answers."""
 
     host: str = "127.0.0.1"
     port: int = 8003
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The deadlines of every HTTP service for a request's headers and its body."""
+
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -455,6 +484,7 @@ class Settings:
     max_event_amount: Decimal = Decimal("1000000.00")
     # How many past days' partitions of events_raw one batch may create (PARTITIONS_PER_BATCH).
     partitions_per_batch: int = 8
+    http: HttpSettings = HttpSettings()
 
     @property
     def gdpr_hmac_key(self) -> bytes:
@@ -688,11 +718,42 @@ def _console(values: Mapping[str, str]) -> ConsoleSettings:
     secure = values["CONSOLE_SECURE_COOKIES"].strip().lower()
     if secure not in ("true", "false"):
         raise ConfigError(f"CONSOLE_SECURE_COOKIES={secure!r} is not true or false")
-    return ConsoleSettings(host=_name(values, "CONSOLE_HOST"), port=port, session_hours=hours, secure_cookies=secure == "true")
+    return ConsoleSettings(
+        host=_name(values, "CONSOLE_HOST"),
+        port=port,
+        session_hours=hours,
+        secure_cookies=secure == "true",
+        allowed_hosts=_hosts(values, "CONSOLE_ALLOWED_HOSTS"),
+    )
 
 
 def _dashboard(values: Mapping[str, str]) -> DashboardSettings:
-    return DashboardSettings(host=_name(values, "DASHBOARD_HOST"), port=_port(values, "DASHBOARD_PORT"))
+    return DashboardSettings(
+        host=_name(values, "DASHBOARD_HOST"),
+        port=_port(values, "DASHBOARD_PORT"),
+        allowed_hosts=_hosts(values, "DASHBOARD_ALLOWED_HOSTS"),
+    )
+
+
+def _hosts(values: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """Comma-separated host names or addresses, each with or without a port, an IPv6 address in
+    brackets, or * for any; ConfigError naming ``key`` for one that is none, or for none at all."""
+    hosts = []
+    for item in values[key].split(","):
+        host = item.strip().lower()
+        if host and host != "*" and HOST_PATTERN.fullmatch(host) is None:
+            raise ConfigError(f"{key}: {item.strip()!r} is no host name (e.g. localhost, 127.0.0.1, [::1]:8002)")
+        if host:
+            hosts.append(host)
+    if not hosts:
+        raise ConfigError(f"{key} is empty: name the hosts the service is reached at, e.g. localhost")
+    return tuple(hosts)
+
+
+def _http(values: Mapping[str, str]) -> HttpSettings:
+    return HttpSettings(
+        header_timeout_s=_float(values, "HTTP_HEADER_TIMEOUT_S"), body_timeout_s=_float(values, "HTTP_BODY_TIMEOUT_S")
+    )
 
 
 def _collector(values: Mapping[str, str]) -> CollectorSettings:
@@ -847,6 +908,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_event_amount=_amount(values, "MAX_EVENT_AMOUNT"),
         partitions_per_batch=_int(values, "PARTITIONS_PER_BATCH", minimum=0),
         metadata_limits=_metadata_limits(values),
+        http=_http(values),
     )
 
 

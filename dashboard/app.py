@@ -180,9 +180,15 @@ async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: B
     _json(resp, 500, {"error": "internal_error", "detail": "the dashboard failed on this request; it was logged"})
 
 
+def _foreign_host() -> Refused:
+    detail = "the dashboard does not answer at this host name: open it at an address in DASHBOARD_ALLOWED_HOSTS"
+    return Refused(400, "host_not_allowed", detail)
+
+
 def create_app(dashboard: Dashboard) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application serving ``dashboard``."""
-    app = falcon.asgi.App(middleware=[Guard()])
+    app = falcon.asgi.App(middleware=[web.AllowedHosts(dashboard.settings.dashboard.allowed_hosts, _foreign_host)])
+    app.add_middleware(Guard())
     app.add_route("/", Page(dashboard))
     app.add_route("/api/summary", Summary(dashboard))
     app.add_route("/healthz", Health())

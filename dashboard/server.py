@@ -49,7 +49,10 @@ def open_dashboard(settings: Settings) -> Dashboard:
 
 
 async def _serve(dashboard: Dashboard, sock: socket.socket, stop: threading.Event) -> None:
-    config = web.config(create_app(dashboard), graceful_s=GRACEFUL_S)
+    http = dashboard.settings.http
+    config = web.config(
+        create_app(dashboard), graceful_s=GRACEFUL_S, header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s
+    )
     try:
         await web.StoppableServer(config, stop).serve(sockets=[sock])
     finally:
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             "consumer group's throughput over the last minutes, lag and freshness, open privacy requests by "
             "deadline, the scheduler's last runs and the last hour's dead letters by reason; refreshed every "
             f"{REFRESH_S} s. GET / (the page), GET /api/summary (JSON), GET /healthz. No personal data; it logs in "
-            "as login_dashboard. Settings: DASHBOARD_HOST, DASHBOARD_PORT, DATABASE_URL, DB_PASSWORD_DASHBOARD, "
+            "as login_dashboard. Settings: DASHBOARD_HOST, DASHBOARD_PORT, DASHBOARD_ALLOWED_HOSTS, "
+            "HTTP_HEADER_TIMEOUT_S, HTTP_BODY_TIMEOUT_S, DATABASE_URL, DB_PASSWORD_DASHBOARD, "
             "KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC."
         ),
     )

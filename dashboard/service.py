@@ -77,10 +77,11 @@ class EndOffsets:
 
 
 class Dashboard:
-    """The pool, the end offsets and the topic: everything a summary is made of."""
+    """The pool, the end offsets and the topic: everything a summary is made of; and the settings."""
 
     def __init__(self, database: Database, settings: Settings, ends: EndOffsets | None = None) -> None:
         self.database = database
+        self.settings = settings
         self.topic = settings.kafka.topic
         self.ends = EndOffsets(settings.kafka, self.topic) if ends is None else ends
 

@@ -132,15 +132,10 @@ def start_dashboard(env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[b
 
 
 def create_write_key(env: Mapping[str, str]) -> str:
-    """A write key for the demo's shop, from the keys command (the key is its last line)."""
-    args = [
-        "collector.keys",
-        "create",
-        f"demo-shop-{datetime.now(UTC):%Y%m%d%H%M%S}",
-        "--origin",
-        "https://shop.example",
-        "--consent",
-    ]
+    """A write key for the demo's shop, from the keys command (the key is its last line): a server
+    key (no browser origins), as the shop's back end and its consent platform use, so its one
+    address is not held to a browser's share of the key's rate."""
+    args = ["collector.keys", "create", f"demo-shop-{datetime.now(UTC):%Y%m%d%H%M%S}", "--consent"]
     print(f"$ python -m {' '.join(args)}", flush=True)
     result = subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:

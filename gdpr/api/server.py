@@ -50,7 +50,8 @@ def open_api(settings: Settings) -> PrivacyApi:
 async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) -> None:
     config = web.config(
         create_app(api),
-        http="httptools",
+        header_timeout_s=api.settings.http.header_timeout_s,
+        body_timeout_s=api.settings.http.body_timeout_s,
         backlog=BACKLOG,
         # A request in flight waits at most the SMTP timeout (per step) for the mail server.
         graceful_s=math.ceil(api.settings.mail.timeout_s) * 3 + 5,

@@ -46,8 +46,7 @@ def start_collector(
     log_dir: Path, env: dict[str, str] | None = None, ready: str = "/readyz", args: tuple[str, ...] = ()
 ) -> Collector:
     """Start the collector on a free port (with ``args`` added); return once ``ready`` answers 200."""
-    # No per-client share by default: the generator sends as thousands of users from one address.
-    env = {"COLLECTOR_KEY_REFRESH_S": REFRESH_S, "COLLECTOR_CLIENT_RATE_PER_S": "0", **(env or {})}
+    env = {"COLLECTOR_KEY_REFRESH_S": REFRESH_S, **(env or {})}
     return Collector(*start_http_service("collector", "collector", log_dir, args=args, env=env, ready=ready))
 
 

@@ -221,6 +221,16 @@ def test_one_client_cannot_spend_a_public_keys_whole_rate(settings: Settings, tm
         assert collector.stop() == 0
 
 
+def test_a_server_key_is_not_held_to_one_clients_share(collector: Collector) -> None:
+    """The share applies to keys meant for browsers only: a back-end producer with a server key
+    (no origins; the demo's generator) sends from one address at its key's whole rate."""
+    server = create_key("backend", "--rate", "40")
+    body = json.dumps(event()).encode()
+    wait_for_status(lambda: collector.post("/v1/events", body, server), 202)  # the key is loaded
+    answers = [collector.post("/v1/events", body, server).status_code for _ in range(30)]
+    assert answers == [202] * 30, answers  # the share (10) refused from the 10th
+
+
 def share_of_the_rate(collector: Collector, public: str) -> None:
     body = json.dumps(event()).encode()
     wait_for_status(lambda: collector.post("/v1/events", body, public), 202)  # the key is loaded

@@ -63,6 +63,14 @@ def test_the_keys_total_is_the_ceiling_and_a_refused_request_spends_no_share() -
     assert limiter.wait(1, 5, now=0.0, client="x") == (0.0, "key")  # a key below the share: the key's rate
 
 
+def test_a_server_key_has_no_share_only_its_total() -> None:
+    """A back-end producer with a server key (no origins) sends from one address: the share once
+    held it to 10 of its key's 200 requests a second."""
+    limiter = RateLimiter(client_rate_per_s=10)
+    assert all(limiter.wait(1, 200, now=0.0)[0] == 0.0 for _ in range(200))
+    assert limiter.wait(1, 200, now=0.0)[1] == "key"
+
+
 def test_without_a_share_every_client_is_one() -> None:
     limiter = RateLimiter(client_rate_per_s=0)
     assert limiter.wait(1, 1, now=0.0, client="a")[0] == 0.0

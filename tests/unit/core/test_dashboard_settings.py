@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core import web
 from core.config import DashboardSettings, load_settings
 from core.errors import ConfigError
 
@@ -37,3 +38,38 @@ def test_values_that_cannot_work_are_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         load_settings(env(tmp_path, **{variable: value}))
+
+
+def test_the_allowed_hosts_are_the_loopbacks_names_by_default_and_may_be_set(tmp_path: Path) -> None:
+    assert load_settings(env(tmp_path)).dashboard.allowed_hosts == ("localhost", "127.0.0.1", "[::1]")
+    values = env(tmp_path, DASHBOARD_ALLOWED_HOSTS=" Dash.Example.com , [::1]:8003,")
+    assert load_settings(values).dashboard.allowed_hosts == ("dash.example.com", "[::1]:8003")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(" , ", "DASHBOARD_ALLOWED_HOSTS is empty"), ("::1", "'::1' is no host name"), ("a b", "'a b' is no host name")],
+)
+def test_allowed_hosts_that_are_none_are_refused(tmp_path: Path, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(env(tmp_path, DASHBOARD_ALLOWED_HOSTS=value))
+
+
+@pytest.mark.parametrize(
+    ("header", "allowed"),
+    [
+        ("localhost", True),
+        ("LOCALHOST:8003", True),
+        ("[::1]:1", True),
+        ("dash.example.com:8003", True),
+        ("dash.example.com:8004", False),
+        ("evil.example", False),
+        ("localhost.evil.example", False),
+        ("evil@localhost", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_a_host_header_is_allowed_by_name_and_by_port_when_one_is_listed(header: str | None, allowed: bool) -> None:
+    assert web.host_allowed(header, ("localhost", "[::1]", "dash.example.com:8003")) is allowed
+    assert web.host_allowed(header, ("*",)) is True
