@@ -89,11 +89,15 @@ _DATE_PREFIX = re.compile(r"\(?(?:\d{1,2}([./-])\d{1,2}\1(?:19|20)\d\d|(?:19|20)
 # An event built to be expensive (thousands of phone-like values) falls back to counting digits
 # after this many library checks (about 20 us each): over-redaction, never seconds of CPU on one
 # event. A form with a few phone numbers needs a handful; a miss in one region is one check.
-PHONE_CHECKS_PER_EVENT = 24
+# 16, not 24: an attacker's phone numbers are all new to the cache, and 24 checks alone cost
+# about 480 us, 13x a checkout form's whole event (bench.redaction with the cache cleared).
+PHONE_CHECKS_PER_EVENT = 16
 # And after this many candidates of any detector (a form has a few; each costs microseconds),
 # every further string of the event that the prefilter suspects becomes ``[redacted]`` whole,
-# counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold.
-CANDIDATES_PER_EVENT = 48
+# counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold. 32, not 48:
+# at 48 the worst event within the bounds measured 15-21x a checkout form's on a loaded host,
+# too near the 20x target; a checked candidate costs about 3 us more than one redacted whole.
+CANDIDATES_PER_EVENT = 32
 UNCHECKED_KIND = "unchecked"
 _PHONE_CACHE_SIZE = 4096
 # Card numbers have at most 19 digits; a longer number is not personal data of any kind here.
