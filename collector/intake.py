@@ -20,7 +20,7 @@ import msgspec
 from collector.errors import Refused
 from core.config import MetadataLimits
 from core.events import MAX_AMOUNT, Event, InvalidEvent, parse_event
-from core.pii import METADATA_ENCODER, metadata_refusal, redact_serialised
+from core.pii import METADATA_ENCODER, metadata_always_fits, metadata_refusal, redact_serialised
 
 BROKER_UNAVAILABLE = "broker_unavailable"
 
@@ -68,15 +68,22 @@ def validate(
         except InvalidEvent as e:
             outcomes.append(Invalid(e.reason, e.detail))
             continue
-        if event.metadata and (refusal := metadata_refusal(event.metadata, limits, raw)):
-            raise Refused(413, "too_large", f"event {index}: {refusal} (METADATA_MAX_*): send less metadata")
         parsed.append((index, event, raw))
         outcomes.append(Valid(event.event_id, event.key, raw))
-    if parsed:
-        serialised, redacted = redact_serialised([event.metadata for _, event, _ in parsed], Counter())
-        for i in redacted:
-            index, event, raw = parsed[i]
-            outcomes[index] = Valid(event.event_id, event.key, _with_metadata(raw, serialised[i]))
+    if not parsed:
+        return outcomes
+    # Serialised once, for the bounds and the redactor both; only metadata longer than any that
+    # fits every bound (nearly none) is walked for its values and strings.
+    metadatas = [event.metadata for _, event, _ in parsed]
+    serialised = list(map(METADATA_ENCODER.encode, metadatas))
+    fits = metadata_always_fits(limits)
+    for i in [i for i, text in enumerate(serialised) if len(text) > fits]:
+        if refusal := metadata_refusal(metadatas[i], limits, serialised[i]):
+            raise Refused(413, "too_large", f"event {parsed[i][0]}: {refusal} (METADATA_MAX_*): send less metadata")
+    serialised, redacted = redact_serialised(metadatas, Counter(), serialised)
+    for i in redacted:
+        index, event, raw = parsed[i]
+        outcomes[index] = Valid(event.event_id, event.key, _with_metadata(raw, serialised[i]))
     return outcomes
 
 

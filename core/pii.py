@@ -89,11 +89,15 @@ _DATE_PREFIX = re.compile(r"\(?(?:\d{1,2}([./-])\d{1,2}\1(?:19|20)\d\d|(?:19|20)
 # An event built to be expensive (thousands of phone-like values) falls back to counting digits
 # after this many library checks (about 20 us each): over-redaction, never seconds of CPU on one
 # event. A form with a few phone numbers needs a handful; a miss in one region is one check.
-PHONE_CHECKS_PER_EVENT = 24
+# 16, not 24: an attacker's phone numbers are all new to the cache, and 24 checks alone cost
+# about 480 us, 13x a checkout form's whole event (bench.redaction with the cache cleared).
+PHONE_CHECKS_PER_EVENT = 16
 # And after this many candidates of any detector (a form has a few; each costs microseconds),
 # every further string of the event that the prefilter suspects becomes ``[redacted]`` whole,
-# counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold.
-CANDIDATES_PER_EVENT = 48
+# counted as UNCHECKED_KIND: the work per event is bounded whatever its strings hold. 32, not 48:
+# at 48 the worst event within the bounds measured 15-21x a checkout form's on a loaded host,
+# too near the 20x target; a checked candidate costs about 3 us more than one redacted whole.
+CANDIDATES_PER_EVENT = 32
 UNCHECKED_KIND = "unchecked"
 _PHONE_CACHE_SIZE = 4096
 # Card numbers have at most 19 digits; a longer number is not personal data of any kind here.
@@ -113,9 +117,10 @@ _AT_LOOK_ALIKES = tuple(ch.encode("utf-8") for ch in AT_SIGNS[1:])
 _LOOK_ALIKE_LEAD = b"\xef"
 # Full-width digits (U+FF10-FF19) and @ (U+FF20) are EF BC 90-A0 in UTF-8.
 _FULL_WIDTH = frozenset(range(0x90, 0xA1))
-# Needles whose first byte is rare in metadata: bytes.find skips to it with memchr ("at)" would
-# stop at every "a"); a closing bracket is checked for its "at" apart.
-_PLAIN_NEEDLES = (b"@", b"::", b"%40", b"[redacted", b" dot ", b" DOT ")
+# A find of one byte is a memchr (a hundredth of a nanosecond a byte); a find of several bytes
+# costs about a nanosecond a byte. So each longer needle is looked for only when its first byte,
+# rare in metadata, is there at all; a closing bracket is checked for its "at" apart.
+_GATED_NEEDLES = ((b"%", (b"%40",)), (b"[", (b"[redacted",)), (b" ", (b" dot ", b" DOT ")))
 _CLOSING = (b")", b"]")
 _DIGIT_RUNS = bytes.maketrans(b"0123456789 .()-/", b"#" * 16)
 _DIGIT_RUN = b"#######"
@@ -149,19 +154,36 @@ def _full_width_or_at(three: bytes) -> bool:
     return three in _AT_LOOK_ALIKES or (len(three) == 3 and three[1] == 0xBC and three[2] in _FULL_WIDTH)
 
 
+def _hits(blob: bytes, *, colons_are_keys: bool = False) -> list[int]:
+    """Positions in ``blob`` where the prefilter's conditions hold (see above). With
+    ``colons_are_keys`` (the caller knows every colon of the blob separates a key from its value,
+    so none is in a string) the IPv6 conditions, a colon next to a colon or a hex digit, cannot
+    hold and are not looked for."""
+    hits = _positions(blob, b"@")
+    for lead, needles in _GATED_NEEDLES:
+        if lead in blob:
+            hits += [at for needle in needles for at in _positions(blob, needle)]
+    hits += [at for closing in _CLOSING for at in _positions(blob, closing) if blob[at - 2 : at].lower() == b"at"]
+    hits += [at for at in _positions(blob, _LOOK_ALIKE_LEAD) if _full_width_or_at(blob[at : at + 3])]
+    hits += _positions(blob.translate(_DIGIT_RUNS), _DIGIT_RUN)
+    if not colons_are_keys:
+        hits += _positions(blob, b"::") + _positions(blob.translate(_HEX), b"h:h")
+    return hits
+
+
+def _texts_at(texts: Sequence[bytes], positions: list[int]) -> set[int]:
+    """Indices of the ``texts``, joined by newlines, that hold these positions of the blob."""
+    if not positions:
+        return set()
+    starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+    return {bisect.bisect_right(starts, position) - 1 for position in positions}
+
+
 def might_contain_pii_each(texts: list[bytes]) -> set[int]:
     """Indices of the ``texts`` (UTF-8) that may hold personal data, found with one scan of the
     whole batch: the conditions above on the texts joined by newlines (a newline breaks every
     run and pattern), about ten times cheaper than a check per text."""
-    blob = b"\n".join(texts)
-    hits = [at for needle in _PLAIN_NEEDLES for at in _positions(blob, needle)]
-    hits += [at for closing in _CLOSING for at in _positions(blob, closing) if blob[at - 2 : at].lower() == b"at"]
-    hits += [at for at in _positions(blob, _LOOK_ALIKE_LEAD) if _full_width_or_at(blob[at : at + 3])]
-    hits += _positions(blob.translate(_DIGIT_RUNS), _DIGIT_RUN) + _positions(blob.translate(_HEX), b"h:h")
-    if not hits:
-        return set()
-    starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
-    return {bisect.bisect_right(starts, position) - 1 for position in hits}
+    return _texts_at(texts, _hits(b"\n".join(texts)))
 
 
 # -- Checks: a candidate is personal data only when its check says so.
@@ -514,23 +536,6 @@ def is_pii_key(key: str) -> bool:
     return _judge_key(key, _TOP)[0]
 
 
-_flat_cache: dict[tuple[Any, ...], bool] = {}
-
-
-def _keys_flat(metadata: dict[str, Any]) -> bool:
-    """Whether a flat metadata object has a personal key. Events of one kind share their keys:
-    one lookup of the tuple of keys per event (a lookup per key cost the raw sink's encode a
-    microsecond an event)."""
-    keys = tuple(metadata)
-    verdict = _flat_cache.get(keys)
-    if verdict is None:
-        verdict = any(isinstance(key, str) and _judge_key(key, _TOP)[0] for key in keys)
-        if len(_flat_cache) >= _KEY_CACHE_SIZE:
-            _flat_cache.clear()
-        _flat_cache[keys] = verdict
-    return verdict
-
-
 class _Redaction:
     """One event's redaction: its counts, and the library checks it may still spend."""
 
@@ -608,21 +613,34 @@ METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
 """Metadata as stored: decimals stay JSON numbers, as they arrived."""
 
 
-def redact_serialised(metadatas: Sequence[dict[str, Any]], counts: Counter[str]) -> tuple[list[bytes], list[int]]:
-    """Each metadata object serialised (METADATA_ENCODER), redacted where it needs to be, and the
-    indices of those redacted. One prefilter scan of the whole batch (might_contain_pii_each) and
-    a cached look at each flat object's keys pick the few that need the walk; nested ones always
-    get it (their keys are not looked at here)."""
+def redact_serialised(
+    metadatas: Sequence[dict[str, Any]], counts: Counter[str], serialised: list[bytes] | None = None
+) -> tuple[list[bytes], list[int]]:
+    """Each metadata object serialised (METADATA_ENCODER; or ``serialised``, the caller's), redacted
+    where it needs to be, and the indices of those redacted.
+
+    The few that need the walk are found for the whole batch at once, the events without personal
+    data (nearly all) at a cost of a few scans of the batch's bytes in C: the prefilter
+    (might_contain_pii_each's conditions) on the texts joined; a look at the batch's distinct
+    top-level keys (set union, each key judged once and cached), the events holding a personal
+    one walked; and nesting, whose inner keys only the walk judges. When the batch has as many
+    colons as top-level keys, every colon separates such a key from its value: no object is
+    nested (an empty one holds nothing) and no string holds a colon, so the IPv6 conditions are
+    not looked for either. Otherwise every text with a second "{" is walked, and any with a "[".
+    """
     encode = METADATA_ENCODER.encode
-    serialised = [encode(m) for m in metadatas]
-    suspects = might_contain_pii_each(serialised)
-    # Nested metadata (a second "{" or a "[" in its text) gets the walk; of the flat rest, those
-    # whose tuple of keys is not known to be harmless. Comprehensions, not a loop with calls:
-    # this runs for every event the raw sink stores.
-    known = _flat_cache.get
-    suspects.update(i for i, text in enumerate(serialised) if b"[" in text or text.count(b"{") > 1)
-    unsure = [i for i, m in enumerate(metadatas) if known(tuple(m)) is not False]
-    suspects.update(i for i in unsure if _keys_flat(metadatas[i]))
+    if serialised is None:
+        serialised = list(map(encode, metadatas))
+    blob = b"\n".join(serialised)
+    colons_are_keys = blob.count(b":") == sum(map(len, metadatas))
+    hits = _hits(blob, colons_are_keys=colons_are_keys)
+    hits += _positions(blob, b"[")
+    suspects = _texts_at(serialised, hits)
+    if not colons_are_keys and blob.count(b"{") > len(serialised):
+        suspects.update(i for i, text in enumerate(serialised) if text.count(b"{") > 1)
+    personal = {key for key in set().union(*metadatas) if isinstance(key, str) and _judge_key(key, _TOP)[0]}
+    if personal:
+        suspects.update(i for i, metadata in enumerate(metadatas) if not personal.isdisjoint(metadata))
     for i in suspects:
         serialised[i] = encode(redact_metadata(metadatas[i], counts))
     return serialised, sorted(suspects)
@@ -631,16 +649,27 @@ def redact_serialised(metadatas: Sequence[dict[str, Any]], counts: Counter[str])
 # -- Bounds: what one event may ask of the redactor.
 
 
+def metadata_always_fits(limits: MetadataLimits) -> int:
+    """The size as JSON (METADATA_ENCODER's) up to which no metadata is over a bound of ``limits``:
+    no string is longer than the text, and every key and value counted takes at least two bytes
+    with its separator (``{"":1}``: 6 bytes, 2 values). A caller holding the serialised metadata
+    calls metadata_refusal only for a longer one."""
+    return min(limits.max_string_chars, limits.max_bytes, 2 * limits.max_values + 1)
+
+
 def metadata_refusal(metadata: dict[str, Any], limits: MetadataLimits, payload: bytes | None = None) -> str | None:
     """Why ``metadata`` is too large to redact at a bounded cost (more values, a longer string or
     more bytes than ``limits`` allow), or None. ``payload``, the whole event as JSON, lets an
     event that cannot break a bound (nearly every one) skip the walk: no longer than a string
     may be, and with fewer colons and commas (one per key and per value after the first of a
     list, at least) than values are allowed."""
+    # Both consumers ask this of every event: one translate counts the colons and commas (two
+    # bytes.count cost a fifth more), and no min() call.
     if (
         payload is not None
-        and len(payload) <= min(limits.max_string_chars, limits.max_bytes)
-        and payload.count(b":") + payload.count(b",") < limits.max_values
+        and len(payload) <= limits.max_string_chars
+        and len(payload) <= limits.max_bytes
+        and len(payload) - len(payload.translate(None, b":,")) < limits.max_values
     ):
         return None
     values = 0
