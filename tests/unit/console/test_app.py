@@ -42,7 +42,8 @@ def client(database: BrokenDatabase) -> testing.TestClient:
         database=cast(Database, database),
         passwords=auth.Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
         throttle=auth.Throttle(),
-        settings=ConsoleSettings(),
+        # Falcon's test client names its own host; the console answers only the hosts it allows.
+        settings=ConsoleSettings(allowed_hosts=(testing.helpers.DEFAULT_HOST,)),
         hmac_key=b"unit",
         consent_mode="assumed",
     )
@@ -99,3 +100,10 @@ def test_a_defect_is_a_500_page_logged_by_its_type_only(client: testing.TestClie
     assert result.status_code == 500 and "it was logged" in result.text
     assert "RuntimeError" in caplog.text
     assert SECRET not in caplog.text and SECRET not in result.text and "Traceback" not in caplog.text
+
+
+def test_a_foreign_host_is_refused(client: testing.TestClient) -> None:
+    """DNS rebinding: a page of another site reaching the console names its own host."""
+    result = client.simulate_get("/login", host="evil.example")
+    assert result.status_code == 400
+    assert "CONSOLE_ALLOWED_HOSTS" in result.text

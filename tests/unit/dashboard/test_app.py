@@ -8,12 +8,14 @@ import base64
 import hashlib
 import logging
 import re
+from types import SimpleNamespace
 from typing import Any, cast
 
 import psycopg2
 import pytest
 from falcon import testing
 
+from core.config import DashboardSettings
 from dashboard import summary
 from dashboard.app import MAX_QUERY_BYTES, create_app
 from dashboard.service import Dashboard
@@ -29,6 +31,8 @@ class FakeDashboard:
     def __init__(self) -> None:
         self.calls = 0
         self.error: BaseException | None = None
+        # Falcon's test client names its own host; the dashboard answers only the hosts it allows.
+        self.settings = SimpleNamespace(dashboard=DashboardSettings(allowed_hosts=(testing.helpers.DEFAULT_HOST,)))
 
     async def summary(self) -> dict[str, Any]:
         self.calls += 1
@@ -157,3 +161,10 @@ def test_a_defect_is_a_500_logged_by_its_type_alone(
     assert answer.status_code == 500 and answer.json["error"] == "internal_error"
     assert SECRET not in answer.text and SECRET not in caplog.text
     assert "unforeseen RuntimeError while answering GET /api/summary" in caplog.text
+
+
+def test_a_foreign_host_is_refused_before_anything_is_asked(client: testing.TestClient, dashboard: FakeDashboard) -> None:
+    """DNS rebinding: a page of another site reaching the dashboard names its own host."""
+    result = client.simulate_get("/api/summary", host="evil.example")
+    assert result.status_code == 400 and result.json["error"] == "host_not_allowed"
+    assert dashboard.calls == 0
