@@ -20,7 +20,7 @@ from core.config import Settings
 from gdpr import actions
 from tests.browser import Browser, chromium_or_skip
 from tests.helpers import PROJECT_ROOT, query
-from tests.integration.console.conftest import DPO, PASSWORD, Console, file_request
+from tests.integration.console.conftest import DPO, PASSWORD, Console, accounts, file_request
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,8 @@ def a_realistic_queue(settings: Settings) -> int:
     file_request(settings, email="ana.silva@example.pt", kind="access", status="pending", days_ago=26)
     overdue = file_request(settings, email="jane.doe@example.com", kind="erasure", status="pending", days_ago=38)
     held = file_request(settings, email="p.meyer@example.de", kind="erasure", status="pending", days_ago=20)
+    # The holds are a colleague's: the audit trail takes a DPO's actions only from an enabled account.
+    assert accounts("create", "erik", "--password-stdin", password=PASSWORD).returncode == 0
     with db.connection(settings.database, role=db.CONSOLE_ROLE) as conn, conn, conn.cursor() as cur:
         key = settings.gdpr_hmac_key
         chargeback = actions.place_hold(cur, overdue, "erik", "Chargeback dispute 2026-118: settled", until=None, hmac_key=key)
