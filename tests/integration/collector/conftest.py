@@ -64,6 +64,13 @@ def write_key(settings: Settings) -> str:
 
 
 @pytest.fixture
+def server_key(settings: Settings) -> str:
+    """A live key named ``backend`` without origins (a back end's: no per-client share of its
+    rate) that may record consent. Ask for it before ``collector``, which reads the keys as it starts."""
+    return create_key("backend", "--rate", "10000", "--consent")
+
+
+@pytest.fixture
 def collector(settings: Settings, write_key: str, tmp_path: Path) -> Iterator[Collector]:
     """The collector on the test's stack and topic; it must stop cleanly (exit 0) on SIGTERM."""
     running = start_collector(tmp_path)

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_generator_via_http_then_withdrawal_both_consumers_agree_with_the_ledger(
-    settings: Settings, collector: Collector, write_key: str, group: str, tmp_path: Path
+    settings: Settings, server_key: str, collector: Collector, group: str, tmp_path: Path
 ) -> None:
+    # The generator and the withdrawal stand for back ends, from one address: a server key, which
+    # has no per-client share of its rate (a web key's client may send 10 requests a second).
     users = run_command("data_generators.generate_users", "--count", "40", "--seed", "11", "--consent-share", "0.5")
     assert users.returncode == 0, users.stderr
     consenting = {row[0] for row in query(settings, "SELECT user_id::text FROM consent_ledger WHERE granted")}
@@ -36,7 +38,7 @@ def test_generator_via_http_then_withdrawal_both_consumers_agree_with_the_ledger
         "--via-http",
         collector.url,
         "--key",
-        write_key,
+        server_key,
     )
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert "3,000 accepted" in sent.stdout + sent.stderr
@@ -44,7 +46,7 @@ def test_generator_via_http_then_withdrawal_both_consumers_agree_with_the_ledger
     # One consenting user withdraws through the collector; their events from then on are dropped.
     leaver = sorted(consenting)[0]
     change = {"user_id": leaver, "purpose": "analytics", "granted": False}
-    answer = collector.post("/v1/consent", json.dumps(change).encode(), write_key)
+    answer = collector.post("/v1/consent", json.dumps(change).encode(), server_key)
     assert answer.status_code == 201, answer.text
     withdrawn_at = datetime.fromisoformat(answer.json()["effective_at"])
     later = run_command(
@@ -58,7 +60,7 @@ def test_generator_via_http_then_withdrawal_both_consumers_agree_with_the_ledger
         "--via-http",
         collector.url,
         "--key",
-        write_key,
+        server_key,
     )
     assert later.returncode == 0, later.stdout + later.stderr
 
