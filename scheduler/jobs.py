@@ -81,8 +81,9 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
             Schedule(
                 minute=settings.audit_report_at.minute, hour=settings.audit_report_at.hour, weekday=settings.audit_report_weekday
             ),
-            "the GDPR audit report",
-            steps=(Step("reports.gdpr_audit_report"),),
+            "the audit trail's chain and seals checked and its head sealed (AUDIT_SEAL_KEY), then the GDPR audit report",
+            # A trail that fails its check fails the job (and its alert) before any report says otherwise.
+            steps=(Step("gdpr.verify_audit"), Step("reports.gdpr_audit_report")),
         ),
         Job(
             RETENTION,

@@ -111,6 +111,7 @@ LOGIN_OF_MODULE = {
     "gdpr.person_days": db.GDPR_ROLE,
     "reports.generate_daily_report": db.ANALYTICS_ROLE,
     "reports.gdpr_audit_report": db.AUDITOR_ROLE,
+    "gdpr.verify_audit": db.AUDITOR_ROLE,
     "batch.batch_metrics": db.BATCH_ROLE,
     "batch.compare_batch_vs_stream": db.BATCH_ROLE,
     "gdpr.retention": db.RETENTION_ROLE,

@@ -103,6 +103,32 @@ def test_run_once_of_the_batch_job_records_ok_and_the_metrics_appear(settings: S
     assert any(line.split()[:2] == ["batch", str(run["id"])] and " ok" in line for line in lines)
 
 
+def test_the_audit_report_job_seals_the_trail_first_and_fails_on_a_rewritten_one(settings: Settings) -> None:
+    """The weekly job checks the audit trail and seals its head (AUDIT_SEAL_KEY) before the
+    report: seals are made without anybody remembering to run gdpr.verify_audit, and a trail
+    rewritten in the database fails the job instead of being reported on."""
+    query(settings, "INSERT INTO privacy_requests (email) VALUES ('jane.doe@example.com')")  # its 'received' entry
+    result = run_command("scheduler", "run-once", "gdpr-audit-report")
+    assert result.returncode == 0, result.stderr
+    assert "audit trail whole" in result.stdout
+    [(sealed,)] = query(settings, "SELECT audit_id FROM privacy_audit_seals")
+    assert query(settings, "SELECT max(id) FROM privacy_audit_log") == [(sealed,)]
+
+    # The owner rewrites the sealed row with the triggers off: the next run fails before its report.
+    query(
+        settings,
+        "GRANT UPDATE ON privacy_audit_log TO CURRENT_USER; ALTER TABLE privacy_audit_log DISABLE TRIGGER USER;"
+        " UPDATE privacy_audit_log SET actor = 'dpo:mallory' WHERE id = %s;"
+        " ALTER TABLE privacy_audit_log ENABLE TRIGGER USER; REVOKE UPDATE ON privacy_audit_log FROM CURRENT_USER",
+        (sealed,),
+    )
+    result = run_command("scheduler", "run-once", "gdpr-audit-report")
+    assert result.returncode == 1
+    [_, run] = recorded(settings)
+    assert (run["job"], run["outcome"]) == ("gdpr-audit-report", "failed")
+    assert run["error"].startswith("gdpr.verify_audit exited with status 1")
+
+
 def test_a_failing_job_is_recorded_failed_with_one_line_naming_the_command_and_its_error(settings: Settings) -> None:
     if stacks.chosen() == "existing":
         pytest.skip("this server may not check passwords of host connections (trust)")

@@ -39,7 +39,8 @@ def test_the_daily_report_is_of_the_day_closed_before_its_due_time() -> None:
 
 def test_reports_retention_and_the_deadline_check() -> None:
     table = jobs(SchedulerSettings())
-    assert commands(SchedulerSettings(), "gdpr-audit-report") == [["reports.gdpr_audit_report"]]
+    # The trail is checked and its head sealed before the report: a forged trail fails the job.
+    assert commands(SchedulerSettings(), "gdpr-audit-report") == [["gdpr.verify_audit"], ["reports.gdpr_audit_report"]]
     assert commands(SchedulerSettings(), "retention") == [["gdpr.retention"]]
     assert commands(SchedulerSettings(), "erasure-upkeep") == [
         ["gdpr.person_days"],
@@ -72,6 +73,7 @@ def test_the_modules_the_jobs_run_are_known_whatever_the_settings() -> None:
         "batch.compare_batch_vs_stream",
         "reports.generate_daily_report",
         "reports.gdpr_audit_report",
+        "gdpr.verify_audit",
         "gdpr.retention",
         "gdpr.process_privacy_requests",
         "gdpr.person_days",
