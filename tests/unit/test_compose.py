@@ -106,7 +106,6 @@ LOGIN_OF_MODULE = {
     "collector": db.COLLECTOR_ROLE,
     "gdpr.api": db.PRIVACY_API_ROLE,
     "console": db.CONSOLE_ROLE,
-    "console.accounts": db.CONSOLE_ROLE,
     "gdpr.process_privacy_requests": db.GDPR_ROLE,
     "gdpr.person_days": db.GDPR_ROLE,
     "reports.generate_daily_report": db.ANALYTICS_ROLE,
@@ -360,7 +359,8 @@ def test_the_one_off_commands_the_compose_file_shows_run_in_a_service_that_can()
     """`docker compose run --rm SERVICE python -m MODULE` in the file's comments works: the image
     holds the module and the service gives it its login's password (init: the owner's)."""
     shown = re.findall(r"docker compose run --rm ([\w-]+) python -m ([\w.]+)", COMPOSE_TEXT)
-    assert ("console", "console.accounts") in shown
+    # Accounts are the owner's to create (sql/033): the console's own login may not.
+    assert ("init", "console.accounts") in shown
     copied = copied_into_image()
     for name, module in shown:
         assert name in BUILT, f"`docker compose run {name}`: no such service built from the Dockerfile"
