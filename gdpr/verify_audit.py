@@ -26,7 +26,8 @@ import argparse
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -108,6 +109,17 @@ def check_seals(key: bytes, seals: Iterable[tuple[int, int, str, str, str | None
     return None
 
 
+@contextmanager
+def _auditor_cursor(settings: Settings) -> Iterator[db.Cursor]:
+    """A cursor in one transaction as the auditor's login (it may read the trail and append seals)."""
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        yield cur
+
+
 def verify(settings: Settings) -> Verdict:
     """Check the whole trail, as the auditor's role (it may read the trail, nothing it holds)."""
     with (
@@ -138,11 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def verify_seals(settings: Settings, key: bytes) -> tuple[int, str | None]:
     """How many seals there are, and why they do not hold (None: they all do)."""
-    with (
-        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
-        conn,
-        conn.cursor() as cur,
-    ):
+    with _auditor_cursor(settings) as cur:
         cur.execute(
             "SELECT s.id, s.audit_id, s.row_hash, s.mac, l.row_hash FROM privacy_audit_seals s"
             " LEFT JOIN privacy_audit_log l ON l.id = s.audit_id ORDER BY s.id"
@@ -153,11 +161,7 @@ def verify_seals(settings: Settings, key: bytes) -> tuple[int, str | None]:
 
 def seal(settings: Settings, key: bytes, audit_id: int, row_hash: str) -> None:
     """Seal row ``audit_id`` (just checked to carry ``row_hash``), unless it is sealed already."""
-    with (
-        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
-        conn,
-        conn.cursor() as cur,
-    ):
+    with _auditor_cursor(settings) as cur:
         cur.execute(
             "INSERT INTO privacy_audit_seals (audit_id, row_hash, mac) SELECT %(id)s, %(hash)s, %(mac)s"
             " WHERE NOT EXISTS (SELECT FROM privacy_audit_seals WHERE audit_id = %(id)s AND row_hash = %(hash)s)",
@@ -197,11 +201,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _contains(settings: Settings, head: str) -> bool:
-    with (
-        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
-        conn,
-        conn.cursor() as cur,
-    ):
+    with _auditor_cursor(settings) as cur:
         cur.execute("SELECT EXISTS (SELECT FROM privacy_audit_log WHERE row_hash = %s)", (head,))
         row = cur.fetchone()
         return bool(row and row[0])
