@@ -17,7 +17,7 @@ from core.events import InvalidEvent, check_user_id
 
 # The name sql/017 gives the refusal of an analytics grant while a restriction is in force.
 RESTRICTED = "consent_while_restricted"
-# The name sql/038 gives the refusal of any grant for a user id that was erased.
+# The name sql/035 gives the refusal of any grant for a user id that was erased.
 ERASED = "consent_after_erasure"
 # What a client is told for each refusal the database gives, answered 409: the grant conflicts
 # with a standing decision about the person, and sending it again cannot help.

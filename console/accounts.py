@@ -40,7 +40,7 @@ def read_password(from_stdin: bool) -> str:
 
 
 def _connection(settings: Settings) -> AbstractContextManager[psycopg2.extensions.connection]:
-    """As DATABASE_URL's user, the owner: an operator's tool (sql/033). The console's own login may
+    """As DATABASE_URL's user, the owner: an operator's tool (sql/031). The console's own login may
     not create accounts, so a leaked console password cannot make a DPO."""
     return db.connection(settings.database, application_name=f"{APPLICATION}-accounts")
 

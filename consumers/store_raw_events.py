@@ -6,7 +6,7 @@ count once, and the key guards against a producer that sent the same event twice
 is stored, personal data in the metadata (emails, phones, IPs, card numbers, IBANs) is redacted
 and counted, and an event of a user who has been erased is stored under a fresh random user id,
 never the former one, with the strings of its metadata erased, a fresh random event id and no
-Kafka partition or offset (nothing may lead back to its message: sql/037).
+Kafka partition or offset (nothing may lead back to its message: sql/034).
 
 ``events_raw`` is partitioned by day (sql/021): before a batch is written, the partitions of
 today and the week ahead and of its days (at most PARTITIONS_PER_BATCH late ones within the
@@ -146,7 +146,7 @@ class RawEventsWriter:
         of those gets, before anything is visible, a fresh pseudonym of its own, its metadata's
         strings erased (the person's own values are no longer known to scrub), a fresh random
         event id and no Kafka partition or offset: nothing stored leads to its message, whose key
-        is the former user id (sql/037). The guard against a copy sent twice is the digest of the
+        is the former user id (sql/034). The guard against a copy sent twice is the digest of the
         former event id (erased_event_digests, which the erasure fills for the events it re-keys):
         a copy already stored is dropped, and so is a second copy within the batch."""
         erased_ids = set(erased)

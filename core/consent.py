@@ -70,7 +70,7 @@ class ConsentLedger:
         self._settled: set[str] = set()
         self._horizon = _NEVER
         # Erased users and when: an erasure is final (after it only a new identity can consent,
-        # sql/038), so no change recorded after it counts, a grant from before sql/038 included.
+        # sql/035), so no change recorded after it counts, a grant from before sql/035 included.
         self._erased: dict[str, datetime] = {}
         self.changes = 0
 

@@ -1,9 +1,9 @@
-"""Coordination locks that only the components that need them can take (sql/032).
+"""Coordination locks that only the components that need them can take (sql/030).
 
 The platform used to coordinate through advisory locks, whose keys every login may take: a
 dashboard's login holding the erasure's key stopped the raw consumer. Each lock is now an empty
 table that ``platform_lock(name, exclusive, wait_ms)`` locks for the transaction, as the table's
-owner, for a login whose group role sql/032 granted that lock in that mode: shared (SHARE mode)
+owner, for a login whose group role sql/030 granted that lock in that mode: shared (SHARE mode)
 or exclusive (EXCLUSIVE mode). Every wait is bounded: past ``wait_ms`` the statement fails with
 SQLSTATE 55P03 (lock_not_available, which callers classify as transient and retry), one warning
 line names the lock, and ``platform_lock_timeouts`` counts it.
@@ -33,7 +33,7 @@ DEFAULT_WAIT_MS = 10_000
 
 LOCK_TIMEOUTS = Counter(
     "platform_lock_timeouts",
-    "Waits for a coordination lock (sql/032) that ended at their bound, by lock name.",
+    "Waits for a coordination lock (sql/030) that ended at their bound, by lock name.",
     ["lock"],
 )
 

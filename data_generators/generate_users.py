@@ -186,7 +186,7 @@ def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = 
     previous one is copied.
     """
     # Held until the end: two seeders at once would make the same new users. A lock only the owner
-    # may take (sql/032), on a connection of its own; a second seeder waits, bounded, then says so.
+    # may take (sql/030), on a connection of its own; a second seeder waits, bounded, then says so.
     with (
         locks.held(
             settings.database,

@@ -225,7 +225,7 @@ def erase_people(cur: db.Cursor, people: list[Person], partitions: set[str] | No
 # events: the days searched in full, and each person's own listed days (_rekey_events). Each event
 # also gets a fresh random event_id and loses its Kafka partition and offset: the message's payload
 # names the old id and its key is the former user id, so either would lead back to the person
-# (sql/037). The old ids' digests are recorded first (_GUARD_*, the same rows), so that a copy of an
+# (sql/034). The old ids' digests are recorded first (_GUARD_*, the same rows), so that a copy of an
 # erased event sent again is still recognised and ignored by the raw sink.
 _GUARD_SEARCHED = (
     "INSERT INTO erased_event_digests (event_digest, event_date) SELECT sha256(uuid_send(e.event_id)), e.event_date"

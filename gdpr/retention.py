@@ -196,7 +196,7 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
 
 
 def _remove_erased_digests(conn: psycopg2.extensions.connection, cutoff: date) -> None:
-    """The digests of erased events' former ids (sql/037) for days before the cutoff: they guard
+    """The digests of erased events' former ids (sql/034) for days before the cutoff: they guard
     events_raw against a re-sent copy of an erased event, and those days are gone from it now."""
     with conn, conn.cursor() as cur:
         cur.execute("DELETE FROM erased_event_digests WHERE event_date < %s", (cutoff,))

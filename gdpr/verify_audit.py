@@ -11,7 +11,7 @@ with ``--expect-head``.
 The chain alone proves nothing to someone who could rewrite the table with its triggers off (the
 owner): they can recompute every hash. So each whole check also seals the head it checked: an
 HMAC-SHA256 under AUDIT_SEAL_KEY, a key the database never holds, of the row's id and hash, kept
-in ``privacy_audit_seals`` (sql/033). Every later check recomputes every seal and requires the
+in ``privacy_audit_seals`` (sql/031). Every later check recomputes every seal and requires the
 sealed row to carry the sealed hash: a chain recomputed from any row before the last seal fails,
 and so does a seal made without the key. Rows after the last seal are only as safe as the chain;
 the seals themselves can be deleted by the owner, which ``--expect-head`` catches.

@@ -4,7 +4,7 @@ from running the same job for the same due time.
 A run claims its slot, (job, scheduled_for), by inserting a ``running`` row: a unique index lets
 only one running or successful row exist per slot, so whoever comes second inserts nothing and
 records a ``skipped`` row instead. The claim records the claiming connection's backend (its pid
-and start time, sql/034), and the run stays on that connection until it finishes: a ``running``
+and start time, sql/032), and the run stays on that connection until it finishes: a ``running``
 row whose backend no longer exists as a session of the scheduler's login belongs to a process
 that ended without recording its outcome (killed, or its connection lost), and the next claim of
 that job marks it failed, which frees its slot for catch-up. (It was a session advisory lock keyed

@@ -51,7 +51,7 @@ class Code:
 
 def lock_address(cur: db.Cursor, mailbox_proof: str) -> None:
     """Hold the inbox (its keyed HMAC, however the address was spelt) until the transaction ends: requests for one address are
-    counted and filed one at a time. A row lock only the privacy API's login may take (sql/032),
+    counted and filed one at a time. A row lock only the privacy API's login may take (sql/030),
     no longer an advisory key any login could hold; the wait is bounded by the caller's timeouts."""
     cur.execute("SELECT privacy_api_lock_address(%s)", (mailbox_proof,))
 

@@ -107,7 +107,7 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
     current = load_settings()
     with db.connection(current.database) as conn, conn, conn.cursor() as cur:
         # Every table but the migrations' record, so a table added by a migration is reset too.
-        # The coordination locks' grants and rows (sql/032) are schema, not data.
+        # The coordination locks' grants and rows (sql/030) are schema, not data.
         cur.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
             " AND tablename NOT LIKE 'platform\\_lock%'"

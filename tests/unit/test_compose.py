@@ -359,7 +359,7 @@ def test_the_one_off_commands_the_compose_file_shows_run_in_a_service_that_can()
     """`docker compose run --rm SERVICE python -m MODULE` in the file's comments works: the image
     holds the module and the service gives it its login's password (init: the owner's)."""
     shown = re.findall(r"docker compose run --rm ([\w-]+) python -m ([\w.]+)", COMPOSE_TEXT)
-    # Accounts are the owner's to create (sql/033): the console's own login may not.
+    # Accounts are the owner's to create (sql/031): the console's own login may not.
     assert ("init", "console.accounts") in shown
     copied = copied_into_image()
     for name, module in shown:

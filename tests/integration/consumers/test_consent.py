@@ -173,7 +173,7 @@ def test_an_erasure_withdraws_consent_from_its_time_on(settings: Settings, group
     _run_both(settings, group, tmp_path, "assumed")
 
     # Stored under a pseudonym, never the former id, and under a fresh event id with no Kafka
-    # offset: nothing leads back to its message (sql/037).
+    # offset: nothing leads back to its message (sql/034).
     [(event_id, user_id, offset)] = query(settings, "SELECT event_id::text, user_id::text, kafka_offset FROM events_raw")
     assert event_id != late.event_id and user_id != GRANTED and offset is None
     assert _dropped(settings, f"raw-{group}") == {"consent_withdrawn": 1}

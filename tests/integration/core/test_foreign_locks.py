@@ -1,4 +1,4 @@
-"""No login may stall another component (issue 26): the coordination locks (sql/032) are tables
+"""No login may stall another component (issue 26): the coordination locks (sql/030) are tables
 only the components granted them can lock, so a foreign login (the dashboard's, say) holding every
 advisory key the platform ever used, and trying every lock it can, stalls nobody and fools no
 scheduler liveness check."""
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 # Logins with no business in coordination: they may read, and try whatever PUBLIC may.
 FOREIGN = (db.DASHBOARD_ROLE, db.ANALYTICS_ROLE, db.MONITOR_ROLE, db.COLLECTOR_ROLE, db.AUDITOR_ROLE, db.SCHEDULER_ROLE)
 LOCK_TABLES = ("erasure", "audit_chain", "event_partitions", "person_days_build", "user_seed", "addresses")
-# Every advisory key the platform used before sql/032: the migrator's, the seeder's, the erasure's,
+# Every advisory key the platform used before sql/030: the migrator's, the seeder's, the erasure's,
 # the audit chain's, person_days' build, the scheduler's first runs' (class 715022) and the
 # privacy API's address class (715005) with a spread of keys.
 OLD_KEYS = [(715_001,), (715_002,), (715_003,), (715_004,), (715_027,)]

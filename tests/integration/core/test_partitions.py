@@ -98,7 +98,7 @@ def test_a_populated_events_raw_is_partitioned_in_place_with_every_row_and_grant
     assert query(old, "SELECT count(*) FROM events_raw_default") == [(0,)]
     ahead = {f"events_raw_{TODAY + timedelta(days=n):%Y%m%d}" for n in range(8)}
     assert ahead <= partitions(old)
-    # Every grant carried over; later migrations add some of their own (sql/037: the processor
+    # Every grant carried over; later migrations add some of their own (sql/034: the processor
     # re-keys event ids), the same as on a database migrated from the start.
     grants_after = privileges(old, "events_raw")
     assert grants_before[0] <= grants_after[0] and grants_before[1] <= grants_after[1]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 DPO = "dora"
 JANE = "Jane.Doe@Example.com"
 USER = "3f1b2a9c-0000-4000-8000-000000000001"
-AUDIT_CHAIN_LOCK = "platform_lock_audit_chain"  # sql/033: the lock table that serialises writers of the audit trail
+AUDIT_CHAIN_LOCK = "platform_lock_audit_chain"  # sql/031: the lock table that serialises writers of the audit trail
 
 
 def file_request(
@@ -45,7 +45,7 @@ def file_request(
 @pytest.fixture
 def console(settings: Settings) -> Iterator[Callable[..., Any]]:
     """Run one action in its own transaction as the dpo_console role, committed on success, as DPO
-    (an enabled account: the audit trail accepts no other DPO as actor, sql/033)."""
+    (an enabled account: the audit trail accepts no other DPO as actor, sql/031)."""
     query(settings, "INSERT INTO dpo_accounts (username, password_hash) VALUES (%s, 'x') ON CONFLICT DO NOTHING", (DPO,))
     with db.connection(settings.database, application_name="console", role=db.CONSOLE_ROLE) as conn:
 

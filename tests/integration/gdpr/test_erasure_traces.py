@@ -112,7 +112,7 @@ def test_after_an_erasure_no_stored_row_leads_to_the_persons_kafka_messages(
 def test_the_consumers_never_count_an_erased_person_again_whatever_the_ledger_says(
     settings: Settings, group: str, tmp_path: Path
 ) -> None:
-    """A grant recorded after an erasure (as one could be before sql/038 refused them) does not
+    """A grant recorded after an erasure (as one could be before sql/035 refused them) does not
     bring the former id back: both consumers drop its new events as withdrawn."""
     [person, _other, _third] = make_people()
     erase(settings, person)

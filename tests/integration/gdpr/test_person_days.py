@@ -41,7 +41,7 @@ def build(settings: Settings, chunk: int = person_days.MERGE_CHUNK) -> tuple[lis
 
 
 def platform_locks_of(settings: Settings, application_name: str) -> int:
-    """The coordination locks (sql/032) held by the connections of ``application_name``, its
+    """The coordination locks (sql/030) held by the connections of ``application_name``, its
     build lock's own connection included."""
     [(count,)] = query(
         settings,

@@ -180,8 +180,8 @@ def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Sett
 
 
 def test_the_digests_of_erased_events_go_with_their_days(settings: Settings) -> None:
-    """The digests that stop a re-sent copy of an erased event (sql/037) are kept only while the
-    day's events are: one row per erased event would otherwise be kept for ever (sql/039)."""
+    """The digests that stop a re-sent copy of an erased event (sql/034) are kept only while the
+    day's events are: one row per erased event would otherwise be kept for ever (sql/036)."""
     old, kept = CUTOFF - timedelta(days=3), CUTOFF
     for day in (old, kept):
         query(

@@ -455,7 +455,7 @@ def test_an_erasure_that_waits_too_long_for_the_lock_is_rolled_back_and_retried(
     add_todays_event(settings, add_person(settings, 13, "busy@example.com"))
     erasure = request(settings, "busy@example.com")
     with db.connection(settings.database, application_name="test-holder") as holder, holder.cursor() as cur:
-        cur.execute("SELECT platform_lock('erasure', false, 1000)")  # as an ingest batch does (sql/032)
+        cur.execute("SELECT platform_lock('erasure', false, 1000)")  # as an ingest batch does (sql/030)
         with pytest.raises(psycopg2.errors.LockNotAvailable):
             process_pending(settings)
         holder.rollback()

@@ -1,4 +1,4 @@
--- 037: after an erasure nothing stored leads to the person's Kafka messages (issue 26, item 7).
+-- 034: after an erasure nothing stored leads to the person's Kafka messages (issue 26, item 7).
 -- Each message is keyed by the person's former user id, and its payload names the event's id; a
 -- stored event that kept its event_id, or its kafka_partition and kafka_offset, led straight to
 -- that message, and so to the former id. An erasure (and the raw sink, for an event of an erased

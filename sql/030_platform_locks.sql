@@ -1,4 +1,4 @@
--- 032: coordination locks that only the components that need them can take (issue 26). Until now
+-- 030: coordination locks that only the components that need them can take (issue 26). Until now
 -- the platform coordinated through advisory locks, whose keys any login may take: login_dashboard
 -- holding pg_advisory_lock(715003) stopped the raw consumer, holding 715004 every audit write.
 --   * One empty table per lock (platform_lock_<name>), locked with LOCK TABLE, which needs a

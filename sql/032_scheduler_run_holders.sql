@@ -1,4 +1,4 @@
--- 034: a running scheduler run names the connection that runs it (issue 26). Until now the run
+-- 032: a running scheduler run names the connection that runs it (issue 26). Until now the run
 -- held a session advisory lock keyed on its id, and "alive" meant "someone holds that key": any
 -- login could take a future run's key (the claim then waited for it) or hold a dead run's (it then
 -- looked alive for ever). Now the claim records its own backend's pid and start time, which only

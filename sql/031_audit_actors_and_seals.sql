@@ -1,4 +1,4 @@
--- 033: the audit trail's actor is the login that wrote the row, and its chain is anchored outside
+-- 031: the audit trail's actor is the login that wrote the row, and its chain is anchored outside
 -- the database (issue 26).
 --   * privacy_audit_log_actor(): a BEFORE INSERT trigger (SECURITY INVOKER, so current_user is the
 --     writer: the component's login, or the owner inside the owner's SECURITY DEFINER functions)
@@ -7,7 +7,7 @@
 --     'dpo:<an enabled DPO account>'. The owner (migrations, the request-received trigger) writes
 --     any. Its name sorts before privacy_audit_log_chained, so it runs first.
 --   * privacy_audit_log_chain() (sql/013) is redefined: SECURITY DEFINER with a fixed search_path,
---     and its writers serialised by the lock table platform_lock_audit_chain (sql/032) instead of
+--     and its writers serialised by the lock table platform_lock_audit_chain (sql/030) instead of
 --     advisory lock 715004, which any login could hold.
 --   * privacy_audit_seals: HMAC-SHA256 seals of the chain's head, made by python -m
 --     gdpr.verify_audit with AUDIT_SEAL_KEY, a key the database never holds. Whoever recomputes

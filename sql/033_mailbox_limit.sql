@@ -1,4 +1,4 @@
--- 035: the privacy API's limit on requests per address counts inboxes, not spellings.
+-- 033: the privacy API's limit on requests per address counts inboxes, not spellings.
 --   An internationalised address in another case or in punycode (bomb@EXÄMPLE.de,
 --   bomb@xn--exmple-cua.de) has its own match key and so its own email_hmac, yet it is one
 --   inbox: nine spellings were nine allowances of mailed codes. mailbox_hmac is the keyed HMAC of

@@ -1,4 +1,4 @@
--- 038: an erasure's withdrawal is final (issue 26, item 14). An erasure records a withdrawal of
+-- 035: an erasure's withdrawal is final (issue 26, item 14). An erasure records a withdrawal of
 -- every purpose with source 'erasure' (gdpr.process_privacy_requests); a consent key could then
 -- record a grant for the former user id, and the consumers stored and counted that id's new
 -- events again. After an erasure only a new identity can consent: a grant for a user id with an

@@ -1,4 +1,4 @@
--- 039: the digests of erased events' former ids (sql/037) expire with the raw events of their day.
+-- 036: the digests of erased events' former ids (sql/034) expire with the raw events of their day.
 -- A digest only stops a re-sent copy of an erased event from being stored again; once retention has
 -- removed the day's events, that day is gone from events_raw whatever arrives, and the digest is a
 -- row that would otherwise be kept for ever (one per erased event). Retention deletes them by day.
