@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
+from core import retry
 from core.config import mask_url
 from core.errors import InvalidInput, PlatformError, ServiceUnavailable
 
@@ -45,10 +46,10 @@ CONCURRENCY = 4
 # 503; this leaves room for that answer to arrive.
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
-# A connection that fails mid-run is tried again after 0.5 s, 1 s, 2 s ... at most 10 s apart,
-# like the users refresh: quick to notice a restart, one log line per attempt.
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 10.0
+# A connection that fails mid-run is tried again with the platform's backoff (core.retry: up to
+# 0.5 s, 1 s, 2 s ... at most 10 s apart), with full jitter: the senders of every generator process
+# lost the same collector at once, and should not all come back at the same instant.
+BACKOFF = retry.Backoff(first_s=0.5, max_s=10.0, jitter="full")
 # Retry-After missing or unreadable: wait this long; a Retry-After beyond the maximum is capped,
 # so a misconfigured server cannot park the generator for hours.
 RETRY_AFTER_DEFAULT_S = 1.0
@@ -328,34 +329,47 @@ class CollectorSender:
     def _deliver(self, client: httpx.Client, batch: Batch) -> None:
         """Send one batch until the collector settles every event of it; what is left when the
         run abandons it, or when sending fails for good, counts as undelivered."""
-        started = time.monotonic()
+        unsettled = batch
         failures = 0
+
+        def send() -> None:
+            nonlocal unsettled
+            with self._lock:
+                self.requests += 1
+            resend = self._settle(client.post(self.target.endpoint, content=unsettled.body), unsettled)
+            if resend is not None:
+                delay, unsettled = resend
+                raise retry.RetryAfter(delay)
+
+        def log(r: retry.Retry) -> None:
+            nonlocal failures
+            if isinstance(r.error, retry.RetryAfter):
+                return  # _settle said why
+            failures += 1
+            logger.warning(
+                "cannot reach the collector at %s (attempt %d): %s; sending the batch of %d events again in %.1f s",
+                self.target.display_url, failures, str(r.error) or type(r.error).__name__, unsettled.events, r.delay_s,
+            )  # fmt: skip
+
+        policy = retry.RetryPolicy(
+            transient=lambda e: isinstance(e, (httpx.TransportError, _TransientAnswer)), backoff=BACKOFF, budget_s=self.give_up_s
+        )
         try:
-            while not self._abandon.is_set():
-                try:
-                    with self._lock:
-                        self.requests += 1
-                    resend = self._settle(client.post(self.target.endpoint, content=batch.body), batch)
-                    if resend is None:
-                        return
-                    delay, batch = resend
-                except (httpx.TransportError, _TransientAnswer) as e:
-                    failures += 1
-                    delay = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
-                    logger.warning(
-                        "cannot reach the collector at %s (attempt %d): %s; sending the batch of %d events again in %.1f s",
-                        self.target.display_url, failures, str(e) or type(e).__name__, batch.events, delay,
-                    )  # fmt: skip
-                if time.monotonic() - started + delay > self.give_up_s:
-                    raise ServiceUnavailable(
-                        f"the collector at {self.target.display_url} has not taken a batch for {self.give_up_s:g} s: "
-                        "is it running (`python -m collector`) and is its broker reachable?"
-                    )
-                self._abandon.wait(delay)
+            if not self._abandon.is_set():
+                retry.call(send, policy, stop=self._abandon, on_retry=log)
+                return
+        except retry.Interrupted:
+            pass  # the run is over: what is left is undelivered
+        except retry.GaveUp as e:
+            self._count(undelivered=unsettled.events)
+            raise ServiceUnavailable(
+                f"the collector at {self.target.display_url} has not taken a batch for {self.give_up_s:g} s: "
+                "is it running (`python -m collector`) and is its broker reachable?"
+            ) from e.error
         except (PlatformError, httpx.HTTPError):
-            self._count(undelivered=batch.events)
+            self._count(undelivered=unsettled.events)
             raise
-        self._count(undelivered=batch.events)
+        self._count(undelivered=unsettled.events)
 
     def _settle(self, response: httpx.Response, batch: Batch) -> Resend | None:
         """Count what the answer settled; return what to send again and when (None: nothing).

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple, Protocol
 import psycopg2
 from confluent_kafka import KafkaError, Message, Producer
 
-from core import cli, db, kafka
+from core import cli, db, kafka, retry
 from core.config import Settings
 from core.errors import InvalidInput, PlatformError, ServiceUnavailable
 from data_generators import collector_client
@@ -50,10 +50,10 @@ logger = logging.getLogger(__name__)
 
 # The generator re-reads the users this often, so erased users stop receiving events.
 USERS_REFRESH_S = 30.0
-# While PostgreSQL is away the users are re-read after 0.5 s, 1 s, 2 s ... at most 10 s apart:
-# quick to notice a restart, and one log line per attempt stays readable through a long outage.
-REFRESH_RETRY_FIRST_S = 0.5
-REFRESH_RETRY_MAX_S = 10.0
+# While PostgreSQL is away the users are re-read with the platform's backoff (core.retry: 0.5 s,
+# 1 s, 2 s ... at most 10 s apart); the refresh is rescheduled, never waited for, as it runs between
+# produce calls.
+REFRESH_BACKOFF = retry.Backoff(first_s=0.5, max_s=10.0)
 FLUSH_TIMEOUT_S = 30.0
 # A full producer queue for a moment is normal at full speed; this long means the broker is away.
 QUEUE_FULL_WARNING_S = 5.0
@@ -115,7 +115,7 @@ class UsersRefresh:
             if isinstance(e, psycopg2.Error) and not db.is_transient(e):
                 raise
             self.failures += 1
-            delay = min(REFRESH_RETRY_FIRST_S * 2 ** (self.failures - 1), REFRESH_RETRY_MAX_S)
+            delay = REFRESH_BACKOFF.delay(self.failures)
             reason = str(e) if isinstance(e, ServiceUnavailable) else db.describe_error(e)
             logger.warning(
                 "cannot re-read the users (attempt %d): %s; producing for the %d users known, next attempt in %.1f s",

@@ -59,7 +59,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from core import cli, consent, db, locks, metrics
+from core import cli, consent, db, locks, metrics, retry
 from core.config import Settings, load_settings
 from core.errors import ServiceUnavailable
 from core.pii import (
@@ -85,8 +85,12 @@ logger = logging.getLogger("gdpr.process_privacy_requests")
 # Each transaction costs a commit and a few set-based statements whatever its size: 1,000 a batch
 # (rather than 200) took the erasure of 10,000 people over 10M events from 10.3 s to 10.0 s.
 DEFAULT_BATCH = 1000
-# A batch rolled back by a deadlock, a serialization failure or a lock wait is done again, this many times.
+# A batch rolled back by a deadlock, a serialization failure or a lock wait is done again, this many
+# times, after the platform's backoff (core.retry). Short waits, as a conflict between transactions
+# clears in moments (and a lock wait already waited); decorrelated jitter, as the two parties of a
+# deadlock that came back at the same instant would meet again.
 BATCH_RETRIES = 3
+BATCH_BACKOFF = retry.Backoff(first_s=0.1, max_s=2.0, jitter="decorrelated")
 # The longest a batch waits for the erasure lock, held shared by each ingest batch, retention and
 # each step of gdpr.person_days (a few seconds at most): past it the batch is rolled back and
 # retried, before the statement timeout (which is not retried) would end the processor.
@@ -942,19 +946,21 @@ def process_pending(settings: Settings, batch_size: int = DEFAULT_BATCH) -> Coun
     rewritten = Rewrites()
     with db.connection(settings.database, application_name="gdpr_processor", role=db.GDPR_ROLE) as conn:
         housekeeping.tidy(conn, settings.gdpr_hmac_key)
-        retries = 0
+        # A deadlock with a DPO's action, a serialization failure or the erasure lock not had in
+        # time: the batch was rolled back whole, so it is simply done again (each batch has its own
+        # retries); a lost connection is not, as the batch's connection is gone.
+        policy = retry.RetryPolicy(
+            transient=lambda e: db.is_transient(e) and not conn.closed, backoff=BATCH_BACKOFF, max_retries=BATCH_RETRIES
+        )
+
+        def log(r: retry.Retry) -> None:
+            logger.warning("privacy batch rolled back (%s); doing it again in %.1f s", db.describe_error(r.error), r.delay_s)
+
         while True:
             try:
-                outcomes = process_batch(conn, settings, batch_size, rewritten)
-            except psycopg2.Error as e:
-                # A deadlock with a DPO's action, a serialization failure or the erasure lock not had
-                # in time: the batch was rolled back whole, so it is simply done again.
-                if not db.is_transient(e) or conn.closed or retries >= BATCH_RETRIES:
-                    raise
-                retries += 1
-                logger.warning("privacy batch rolled back (%s); doing it again", db.describe_error(e))
-                continue
-            retries = 0  # each batch has its own retries
+                outcomes = retry.call(lambda: process_batch(conn, settings, batch_size, rewritten), policy, on_retry=log)
+            except retry.GaveUp as e:
+                raise e.error from None
             if not outcomes:
                 break
             total.update(outcomes)

@@ -20,7 +20,7 @@ from typing import IO, TextIO, TypeVar
 import psycopg2
 import psycopg2.extensions
 
-from core import db, metrics
+from core import db, metrics, retry
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
 from scheduler import runs
@@ -35,9 +35,9 @@ POLL_S = 0.2
 # A command asked to stop (SIGTERM) that has not exited by then is killed: every command's work is
 # transactional, so whatever it had not committed is redone by the next run.
 KILL_AFTER_S = 10.0
-# Claiming or recording waits out a database outage with backoff (0.5 s doubling to 10 s) for at
-# most DB_RETRY_TIMEOUT_S, as the consumers do.
-RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
+# Claiming or recording waits out a database outage with the platform's backoff (core.retry:
+# 0.5 s doubling to 10 s) for at most DB_RETRY_TIMEOUT_S, as the consumers do.
+BACKOFF = retry.Backoff(first_s=0.5, max_s=10.0)
 
 
 @dataclass(frozen=True)
@@ -268,18 +268,19 @@ class Runner:
     def _retry(self, what: str, attempt: Callable[[], T]) -> T:
         """``attempt`` until it succeeds, retrying a transient database failure with backoff for at
         most DB_RETRY_TIMEOUT_S (or until stopped); ServiceUnavailable past that."""
-        deadline = time.monotonic() + self.settings.database.retry_timeout_s
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                return attempt()
-            except (ServiceUnavailable, psycopg2.Error) as e:
-                if not (isinstance(e, ServiceUnavailable) or db.is_transient(e)):
-                    raise
-                if not self.retry or self.stop.is_set() or time.monotonic() + delay > deadline:
-                    if isinstance(e, ServiceUnavailable) and not self.retry:
-                        raise
-                    raise ServiceUnavailable(f"{what}: {runs.one_line(str(e)) or type(e).__name__}") from e
-                logger.warning("%s: %s; trying again in %.1f s", what, runs.one_line(str(e)), delay)
-                self.stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        policy = retry.RetryPolicy(
+            transient=lambda e: isinstance(e, ServiceUnavailable) or db.is_transient(e),
+            backoff=BACKOFF,
+            budget_s=self.settings.database.retry_timeout_s,
+            max_retries=None if self.retry else 0,
+        )
+
+        def log(r: retry.Retry) -> None:
+            logger.warning("%s: %s; trying again in %.1f s", what, runs.one_line(str(r.error)), r.delay_s)
+
+        try:
+            return retry.call(attempt, policy, stop=self.stop, on_retry=log)
+        except retry.RetryError as e:
+            if isinstance(e.error, ServiceUnavailable) and not self.retry:
+                raise e.error from e.error.__cause__
+            raise ServiceUnavailable(f"{what}: {runs.one_line(str(e.error)) or type(e.error).__name__}") from e.error

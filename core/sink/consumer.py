@@ -67,7 +67,7 @@ from core.pii import metadata_refusal, redact_payload
 from core.sink.batch import Consumed, DeadLetter, Dropped, Polled, SinkBatch
 from core.sink.checkpoint import Checkpoint, Fence
 from core.sink.metrics import SinkMetrics
-from core.sink.retry import RetryPolicy, with_retry
+from core.sink.retry import database_policy, with_retry
 from core.sink.writer import SinkWriter
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class Sink(Generic[E]):
         # thread, advanced after each commit by the writer thread.
         self._positions: dict[int, int | None] = {}
         self.checkpoint = Checkpoint(group_id, self.topic)
-        self.retry = RetryPolicy(total_s=settings.database.retry_timeout_s)
+        self.retry = database_policy(settings.database.retry_timeout_s)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._conn: psycopg2.extensions.connection | None = None
         self._consumer: Consumer | None = None

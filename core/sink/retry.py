@@ -1,8 +1,8 @@
 """Retry what is transient, for a bounded time (psycopg_pool's ``reconnect_timeout``).
 
 Errors are classified by SQLSTATE (core.db.is_transient): a lost connection, a serialization
-failure or a deadlock is retried with backoff; anything else is raised at once. When the
-failures last longer than the configured total, the caller stops with a clear error and exit
+failure or a deadlock is retried with backoff (core.retry); anything else is raised at once. When
+the failures last longer than the configured total, the caller stops with a clear error and exit
 status: nothing of the work in hand was stored, and a restart resumes from the stored offsets.
 """
 
@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
-from core import db
+from core import db, retry
 from core.errors import PlatformError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Several consumers lose PostgreSQL at the same moment: full jitter spreads their reconnects.
+BACKOFF = retry.Backoff(first_s=0.5, max_s=10.0, jitter="full")
 
 
 class GaveUp(PlatformError):
@@ -31,15 +32,6 @@ class Interrupted(PlatformError):
     """Stopped while waiting for PostgreSQL; nothing of the work in hand was stored."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff from ``initial_s`` doubling to ``max_s``, for at most ``total_s`` in all."""
-
-    total_s: float
-    initial_s: float = 0.5
-    max_s: float = 10.0
-
-
 def retryable(error: BaseException) -> bool:
     """Transient database errors, and a failed reconnect whose cause was transient."""
     if isinstance(error, ServiceUnavailable):
@@ -47,11 +39,20 @@ def retryable(error: BaseException) -> bool:
     return db.is_transient(error)
 
 
+def database_policy(total_s: float) -> retry.RetryPolicy:
+    """The sink's policy: transient database failures, for at most ``total_s`` (DB_RETRY_TIMEOUT_S)."""
+    return retry.RetryPolicy(transient=retryable, backoff=BACKOFF, budget_s=total_s)
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, PlatformError) else db.describe_error(error)
+
+
 def with_retry(
     what: str,
     action: Callable[[], T],
     *,
-    policy: RetryPolicy,
+    policy: retry.RetryPolicy,
     stop: threading.Event,
     reset: Callable[[], None],
     where: str,
@@ -60,24 +61,25 @@ def with_retry(
 
     ``reset`` discards the failed connection's state; ``where`` names the server in messages.
     """
-    deadline = time.monotonic() + policy.total_s
-    delay = policy.initial_s
-    while True:
+
+    def attempt() -> T:
         try:
             return action()
         except Exception as e:
-            if not retryable(e):
-                raise
-            reason = str(e) if isinstance(e, PlatformError) else db.describe_error(e)
-            reset()
-            if stop.is_set():
-                raise Interrupted(f"stopped while PostgreSQL was unavailable ({what}); nothing of it was stored") from e
-            if time.monotonic() + delay > deadline:
-                raise GaveUp(
-                    f"PostgreSQL at {where} kept failing for {policy.total_s:.0f} s while {what} ({reason}); stopping. "
-                    "Nothing of the batch in hand was stored: a restart resumes from the stored offsets. "
-                    "DB_RETRY_TIMEOUT_S sets how long to wait."
-                ) from e
-            logger.warning("PostgreSQL failed while %s (%s); retrying in %.1f s", what, reason, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, policy.max_s)
+            if retryable(e):
+                reset()
+            raise
+
+    def log(r: retry.Retry) -> None:
+        logger.warning("PostgreSQL failed while %s (%s); retrying in %.1f s", what, _reason(r.error), r.delay_s)
+
+    try:
+        return retry.call(attempt, policy, stop=stop, on_retry=log)
+    except retry.Interrupted as e:
+        raise Interrupted(f"stopped while PostgreSQL was unavailable ({what}); nothing of it was stored") from e.error
+    except retry.GaveUp as e:
+        raise GaveUp(
+            f"PostgreSQL at {where} kept failing for {policy.budget_s or 0:.0f} s while {what} ({_reason(e.error)}); "
+            "stopping. Nothing of the batch in hand was stored: a restart resumes from the stored offsets. "
+            "DB_RETRY_TIMEOUT_S sets how long to wait."
+        ) from e.error
