@@ -15,9 +15,8 @@ from typing import Any
 
 from core import db
 from gdpr import actions
+from gdpr.requests import OPEN_STATUSES
 
-STATUSES = ("unverified", "pending", "on_hold", "completed", "not_found", "rejected", "denied", "expired")
-REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection")
 # The queue's default view: the open requests and those answered in the last RECENT_DAYS days.
 RECENT_DAYS = 30
 # Rows one page shows: the open queue is short; history beyond this is filtered by status.
@@ -49,7 +48,7 @@ class QueueRow:
 
     @property
     def is_open(self) -> bool:
-        return self.status in actions.OPEN_STATUSES
+        return self.status in OPEN_STATUSES
 
     @property
     def days_left(self) -> int | None:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from core import db, progress
-from gdpr.actions import OPEN_STATUSES  # a request's deadline runs while it is open, on hold too
+from gdpr.requests import OPEN_STATUSES  # a request's deadline runs while it is open, on hold too
 
 # consumers.status's window: events/s and freshness over the last minute.
 RATE_WINDOW_S = 60

@@ -43,13 +43,13 @@ from core import consent, db
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, normalise
 from gdpr.housekeeping import ACTIVE_HOLD
+from gdpr.requests import OPEN_STATUSES, RequestType, Status
 from gdpr.rights import RESTRICTION_SOURCE
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-OPEN_STATUSES = ("unverified", "pending", "on_hold")
 MAX_REASON_LENGTH = 500  # the legal_holds CHECK; a reason is a sentence, not a file
 MAX_EXTENSION_MONTHS = 2  # Art. 12(3): "by two further months where necessary"
 # A hold is for litigation or an investigation: years, not centuries (a typo in a year).
@@ -249,7 +249,7 @@ def verify_manually(cur: db.Cursor, request_id: int, username: str) -> None:
     """The DPO verified the requester another way: ``unverified`` -> ``pending``."""
     who = actor(username)
     request = _lock(cur, request_id)
-    if request.status != "unverified":
+    if request.status != Status.UNVERIFIED:
         raise ActionRefused(f"request {request_id} is {request.status}: only an unverified request needs verifying")
     cur.execute("UPDATE privacy_requests SET status = 'pending', verified_at = now() WHERE id = %s", (request_id,))
     _audit(cur, who, [(request_id, "verified", {"method": "manual"})])
@@ -312,7 +312,7 @@ def _hold_person(
     row = cur.fetchone()
     assert row is not None  # noqa: S101 - INSERT ... RETURNING
     hold_id = int(row[0])
-    held = [request_id for request_id, status in _open_erasures(cur, proof, hmac_key) if status == "pending"]
+    held = [request_id for request_id, status in _open_erasures(cur, proof, hmac_key) if status == Status.PENDING]
     if held:
         cur.execute("UPDATE privacy_requests SET status = 'on_hold', email_hmac = %s WHERE id = ANY(%s)", (proof, held))
     details = {"hold_id": hold_id, "until": None if until is None else until.isoformat(), "reason": text}
@@ -472,7 +472,7 @@ def lift_restriction(cur: db.Cursor, request_id: int, username: str, consent_mod
     grant is recorded only in CONSENT_MODE=assumed (where no record counted as consent)."""
     who = actor(username)
     request = _lock(cur, request_id)
-    if request.request_type != "restriction" or request.status != "completed":
+    if request.request_type != RequestType.RESTRICTION or request.status != Status.COMPLETED:
         raise ActionRefused(
             f"request {request_id} is a {request.status} {request.request_type} request: "
             "only a completed restriction can be lifted"

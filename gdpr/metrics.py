@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from core.db import Cursor
-from gdpr.actions import OPEN_STATUSES
+from gdpr.requests import OPEN_STATUSES
 
 # Prometheus scrapes every 15 s; deadlines move by the day, so this is about the query's cost.
 DEADLINES_EVERY_S = 15.0
@@ -59,7 +59,7 @@ def read_deadlines(cur: Cursor) -> Deadlines:
         " FROM privacy_requests WHERE status = ANY(%s) GROUP BY status",
         (*DUE_WITHIN_DAYS, list(OPEN_STATUSES)),
     )
-    by_status = dict.fromkeys(OPEN_STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(OPEN_STATUSES, 0)
     due = dict.fromkeys(DUE_WITHIN_DAYS, 0)
     overdue = 0
     for status, total, late, *soon in cur.fetchall():

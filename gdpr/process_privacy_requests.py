@@ -76,6 +76,7 @@ from gdpr import metrics as gdpr_metrics
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
 from gdpr.exports import remove_export
+from gdpr.requests import Status
 
 __all__ = ["AuditLog", "email_hmac", "normalise_email", "process_privacy_requests"]
 
@@ -115,7 +116,7 @@ def normalise_email(raw: str | None) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: Status
     outcome: str
     proof: str | None = None  # HMAC of the normalised email, kept instead of the email
     export_path: str | None = None
@@ -571,7 +572,7 @@ def _erase(
             removed = remove_export(outcome.export_path)
             audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
             results[request_id] = Outcome(
-                "completed", "access export written, then deleted: the person was erased", outcome.proof
+                Status.COMPLETED, "access export written, then deleted: the person was erased", outcome.proof
             )
     for r in erasures:
         done = erased[people[r.email].user_id]
@@ -581,7 +582,7 @@ def _erase(
             )
         audit.add(r.request_id, "erased", asdict(done))
         audit.add(r.request_id, "completed")
-        results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
+        results[r.request_id] = Outcome(Status.COMPLETED, "personal data erased; events re-keyed to a random id", r.proof)
 
 
 def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
@@ -612,7 +613,7 @@ def _accept(
             # The proof of what was asked stays, even unusable: the trail shows that somebody
             # asked, and a later request for the same text can be matched to this one.
             asked = None if raw_email is None else email_hmac(key, raw_email)
-            results[request_id] = Outcome("rejected", str(e), asked)
+            results[request_id] = Outcome(Status.REJECTED, str(e), asked)
             continue
         requests.append(Request(request_id, request_type, email, email_hmac(key, email), corrections))
         if channel == "sql":
@@ -645,11 +646,11 @@ def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Out
         changed = rights.rectify(cur, person.user_id, corrections)
     except rights.InvalidCorrections as e:
         audit.add(r.request_id, "rejected", {"reason": str(e)})
-        return Outcome("rejected", str(e), r.proof)
+        return Outcome(Status.REJECTED, str(e), r.proof)
     audit.add(r.request_id, "rectified", {"fields": changed})
     audit.add(r.request_id, "completed")
     what = ", ".join(changed) if changed else "nothing: the values were already as given"
-    return Outcome("completed", f"corrected: {what}", r.proof)
+    return Outcome(Status.COMPLETED, f"corrected: {what}", r.proof)
 
 
 def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audit: AuditLog) -> Outcome:
@@ -658,7 +659,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
         path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
         audit.add(r.request_id, "exported", {"file": path.name, "download_days": settings.access_export_days})
         audit.add(r.request_id, "completed")
-        return Outcome("completed", "access export written", r.proof, str(path))
+        return Outcome(Status.COMPLETED, "access export written", r.proof, str(path))
     if r.request_type == "rectification":
         return _rectify(cur, r, person, audit)
     if r.request_type == "restriction":
@@ -666,7 +667,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
         audit.add(r.request_id, "restricted")
         audit.add(r.request_id, "completed")
         return Outcome(
-            "completed",
+            Status.COMPLETED,
             "processing restricted: later events are neither stored nor counted until the restriction is lifted;"
             " earlier ones stay",
             r.proof,
@@ -674,7 +675,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
     rights.object_to_analytics(cur, person.user_id)
     audit.add(r.request_id, "objected", {"purpose": consent.ANALYTICS})
     audit.add(r.request_id, "completed")
-    return Outcome("completed", "analytics consent withdrawn (objection)", r.proof)
+    return Outcome(Status.COMPLETED, "analytics consent withdrawn (objection)", r.proof)
 
 
 def _handle(
@@ -693,10 +694,10 @@ def _handle(
         person = people.get(r.email)
         if person is None and r.request_type == "erasure" and r.proof in erased_before:
             audit.add(r.request_id, "completed", {"already_erased": True})
-            results[r.request_id] = Outcome("completed", "already erased by an earlier request", r.proof)
+            results[r.request_id] = Outcome(Status.COMPLETED, "already erased by an earlier request", r.proof)
         elif person is None:
             audit.add(r.request_id, "not_found")
-            results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
+            results[r.request_id] = Outcome(Status.NOT_FOUND, "no user with this email", r.proof)
         elif r.request_type != "erasure":
             results[r.request_id] = _answer(cur, settings, r, person, audit)
     erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
@@ -809,12 +810,12 @@ def process_batch(
             if channel == "api" and email is not None and request_id in expiries
         ]
         for r in held:
-            results[r.request_id] = Outcome("on_hold", "waiting for a legal hold", r.proof)
+            results[r.request_id] = Outcome(Status.ON_HOLD, "waiting for a legal hold", r.proof)
         for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
             answered[(request_type, results[request_id].status)] += 1
-            if rewritten is not None and request_type in REWRITING and results[request_id].status == "completed":
+            if rewritten is not None and request_type in REWRITING and results[request_id].status == Status.COMPLETED:
                 rewritten.requests[request_type] += 1
     gdpr_metrics.count_processed(answered)  # once committed: a rolled-back batch is done again
     _notify(settings, notices)

@@ -42,6 +42,7 @@ from core.errors import PlatformError
 from gdpr import housekeeping
 from gdpr.audit import AuditLog
 from gdpr.exports import export_file, remove_export
+from gdpr.requests import OPEN_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ REQUEST_BATCH = 10_000
 # The actor of the audit entries retention writes (exports deleted).
 ACTOR = "retention"
 RAW_EVENTS_TABLE = "events_raw"
-OPEN_STATUSES = ["unverified", "pending", "on_hold"]
 # Report files: <report>_<day>[_<chart>].<format>, and what a crash left half-written (.partial).
 REPORT_FILE = re.compile(
     r"(?:business_report|gdpr_audit_report)_(\d{4}-\d{2}-\d{2})(?:_[A-Za-z0-9_-]+)?\.(?:md|html|json|png)(?:\.partial)?"
@@ -360,7 +360,7 @@ def remove_request_residue(run: Run) -> Removal:
     codes of requests no longer waiting for them."""
     removal = run.removal("privacy_requests", run.settings.retention.privacy_request_days, unit="requests", verb="cleared")
     removal.note = "id, type, status, channel, dates and proof kept"
-    params = {"since": midnight(removal.cutoff), "open": OPEN_STATUSES, "limit": REQUEST_BATCH}
+    params = {"since": midnight(removal.cutoff), "open": list(OPEN_STATUSES), "limit": REQUEST_BATCH}
     if removal.dry_run:
         with run.conn, run.conn.cursor() as cur:
             cur.execute(f"SELECT {PROCESSED_DAYS} FROM privacy_requests WHERE {PROCESSED_BEFORE}", params)  # noqa: S608 - constants

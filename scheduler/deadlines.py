@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core import db
 from core.config import Settings
-from gdpr.actions import OPEN_STATUSES  # the deadline runs for each (a legal hold does not stop it)
+from gdpr.requests import OPEN_STATUSES  # the deadline runs for each (a legal hold does not stop it)
 from scheduler import runs
 
 logger = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from gdpr.api.store import Database
 from gdpr.audit import AuditLog
 from gdpr.email_address import email_hmac, mailbox
 from gdpr.exports import remove_export
+from gdpr.requests import OPEN_STATUSES, Status
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "privacy_api"
-OPEN = ("unverified", "pending", "on_hold")
 # /readyz must answer before a load balancer's probe gives up (typically 1-5 s).
 READY_TIMEOUT_S = 2.0
 T = TypeVar("T")
@@ -185,9 +185,9 @@ class PrivacyApi:
             row = records.find(cur, request_id, lock=True)
             if row is None or not tokens.secret_matches(secret, row.secret_hash):
                 return not_found()
-            if row.status == "expired":
+            if row.status == Status.EXPIRED:
                 return Refused(410, "request_expired", "this request expired unverified: file a new one")
-            if row.verified_at is not None or row.status != "unverified":
+            if row.verified_at is not None or row.status != Status.UNVERIFIED:
                 return Refused(409, "already_verified", f"this request was verified already; it is {row.status}")
             return self._check_code(cur, row, code)
 
@@ -240,7 +240,7 @@ class PrivacyApi:
 
     def describe(self, row: Request, now: datetime) -> dict[str, Any]:
         """What a requester may see of their request."""
-        is_open = row.status in OPEN
+        is_open = row.status in OPEN_STATUSES
         body: dict[str, Any] = {
             "id": row.id,
             "type": row.request_type,
@@ -297,7 +297,7 @@ class PrivacyApi:
         url = request_path(row.id)
         if row.request_type != "access":
             return Refused(404, "no_export", "only an access request has an export")
-        if row.status in OPEN:
+        if row.status in OPEN_STATUSES:
             return Refused(
                 404, "export_not_ready", f"the request is {row.status}: the export is made once it is processed; see {url}"
             )
@@ -305,7 +305,7 @@ class PrivacyApi:
             return Refused(
                 410, "export_downloaded", "the export was downloaded already, and is handed over once: file a new access request"
             )
-        if row.export_path is None and row.status != "completed":
+        if row.export_path is None and row.status != Status.COMPLETED:
             return Refused(404, "no_export", f"the request ended {row.status}: no export was made; see {url}")
         return self._expired_export(cur, row, audit)
 

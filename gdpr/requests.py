@@ -1,0 +1,49 @@
+"""The privacy request (``privacy_requests``): its lifecycle and every statement on its table.
+
+A request is filed (``unverified`` through the API until its emailed code is confirmed,
+``pending`` when an operator or a DPO files it), waits ``on_hold`` while a legal hold is on its
+person, and is answered once: ``completed``, ``not_found``, ``rejected``, ``denied`` or
+``expired``. The values are those of the table's CHECK constraints (sql/014); the deadline runs
+for every open status, on hold included.
+
+Each component reads the table as its own login, with column-level grants (sql/003, 014, 018,
+022, 024): a function here selects only the columns its caller's login may read, and says whose
+it is. Every function works in the caller's transaction (the caller commits).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Where a request is in its lifecycle (``privacy_requests.status``)."""
+
+    UNVERIFIED = "unverified"
+    PENDING = "pending"
+    ON_HOLD = "on_hold"
+    COMPLETED = "completed"
+    NOT_FOUND = "not_found"
+    REJECTED = "rejected"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+
+class RequestType(StrEnum):
+    """The right a request exercises (``privacy_requests.request_type``)."""
+
+    ERASURE = "erasure"  # Art. 17
+    ACCESS = "access"  # Art. 15/20
+    RECTIFICATION = "rectification"  # Art. 16
+    RESTRICTION = "restriction"  # Art. 18
+    OBJECTION = "objection"  # Art. 21
+
+
+# Requests still to be answered, in the order people read them: the deadline runs for all of
+# them (a legal hold does not stop it), and a DPO may act only on them.
+OPEN_STATUSES: tuple[Status, ...] = (Status.UNVERIFIED, Status.PENDING, Status.ON_HOLD)
+# Every status and every type, in the order the console and the reports list them.
+STATUSES: tuple[Status, ...] = tuple(Status)
+REQUEST_TYPES: tuple[RequestType, ...] = tuple(RequestType)
+# The same open set as SQL, for the statements below (constants: never a value from outside).
+_OPEN_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in OPEN_STATUSES))
