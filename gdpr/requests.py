@@ -13,7 +13,10 @@ it is. Every function works in the caller's transaction (the caller commits).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+
+from core import db
 
 
 class Status(StrEnum):
@@ -47,3 +50,38 @@ STATUSES: tuple[Status, ...] = tuple(Status)
 REQUEST_TYPES: tuple[RequestType, ...] = tuple(RequestType)
 # The same open set as SQL, for the statements below (constants: never a value from outside).
 _OPEN_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in OPEN_STATUSES))
+
+
+# --- Deadlines: the scheduler (scheduler_runner), the dashboard (dashboard_reader) and the
+# --- processor's gauges. The first two may read only id, status, due_at (and request_type).
+
+
+def due_before(cur: db.Cursor, warn_days: int) -> list[tuple[int, bool]]:
+    """(id, overdue) of the open requests due before ``warn_days`` from now (the database's
+    clock), soonest first. Reads id, status and due_at: the scheduler_runner's grant (sql/022)."""
+    cur.execute(
+        "SELECT id, due_at < now() FROM privacy_requests"
+        " WHERE status = ANY(%s) AND due_at < now() + make_interval(days => %s) ORDER BY due_at, id",
+        (list(OPEN_STATUSES), warn_days),
+    )
+    return [(int(request_id), bool(late)) for request_id, late in cur.fetchall()]
+
+
+def open_deadlines(cur: db.Cursor) -> list[tuple[str, datetime]]:
+    """(request type, due date) of every open request. Reads request_type, status and due_at:
+    the dashboard_reader's grant (sql/024)."""
+    cur.execute("SELECT request_type, due_at FROM privacy_requests WHERE status = ANY(%s)", (list(OPEN_STATUSES),))
+    return [(str(kind), due) for kind, due in cur.fetchall()]
+
+
+def deadline_counts(cur: db.Cursor, horizons: tuple[int, int]) -> list[tuple[str, int, int, int, int]]:
+    """Per open status: (status, requests, overdue, due within horizons[0] days, due within
+    horizons[1] days); statuses without a request are left out."""
+    cur.execute(
+        "SELECT status, count(*), count(*) FILTER (WHERE due_at < now()),"
+        " count(*) FILTER (WHERE due_at >= now() AND due_at < now() + make_interval(days => %s)),"
+        " count(*) FILTER (WHERE due_at >= now() AND due_at < now() + make_interval(days => %s))"
+        " FROM privacy_requests WHERE status = ANY(%s) GROUP BY status",
+        (*horizons, list(OPEN_STATUSES)),
+    )
+    return [(str(status), int(total), int(late), int(a), int(b)) for status, total, late, a, b in cur.fetchall()]
