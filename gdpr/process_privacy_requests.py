@@ -73,6 +73,7 @@ from core.pii import (
 )
 from gdpr import housekeeping, mail, person_days, rights
 from gdpr import metrics as gdpr_metrics
+from gdpr import requests as request_store
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
 from gdpr.exports import remove_export
@@ -415,12 +416,8 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     (and named in the audit) for an operator to check, never forgotten."""
     if not proofs:
         return
-    cur.execute(
-        "SELECT id, export_path FROM privacy_requests WHERE email_hmac = ANY(%s) AND export_path IS NOT NULL FOR UPDATE",
-        (proofs,),
-    )
     deleted = []
-    for request_id, path in cur.fetchall():
+    for request_id, path in request_store.lock_exports_of(cur, proofs):
         removed = remove_export(path)
         details = {"reason": "the person was erased", "file_removed": removed}
         if removed:
@@ -429,7 +426,7 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
             details["not_found_at"] = path
         audit.add(request_id, "export_deleted", details)
     if deleted:
-        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", (deleted,))
+        request_store.forget_exports(cur, deleted)
 
 
 def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, directory: Path) -> Path:
@@ -456,11 +453,6 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         }
         for event_id, kind, ts, amount, metadata in cur.fetchall()
     ]
-    cur.execute(
-        "SELECT id, request_type, status, requested_at, processed_at, due_at FROM privacy_requests"
-        " WHERE email_hmac = %s OR id = %s ORDER BY id",
-        (proof, request_id),
-    )
     requests = [
         {
             "request_id": rid,
@@ -470,7 +462,7 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
             "processed_at": processed.isoformat() if processed else None,
             "due_at": due.isoformat(),
         }
-        for rid, kind, status, requested, processed, due in cur.fetchall()
+        for rid, kind, status, requested, processed, due in request_store.requests_of(cur, proof, request_id)
     ]
     letters = _dead_letters_of(cur, user_id)
     cur.execute(
@@ -590,12 +582,7 @@ def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
     gone from users_pii, but the completed erasure kept the proof)."""
     if not proofs:
         return set()
-    cur.execute(
-        "SELECT DISTINCT email_hmac FROM privacy_requests"
-        " WHERE email_hmac = ANY(%s) AND request_type = 'erasure' AND status = 'completed'",
-        (proofs,),
-    )
-    return {row[0] for row in cur.fetchall()}
+    return request_store.erased_proofs(cur, proofs)
 
 
 def _accept(
@@ -625,15 +612,7 @@ def _email_is_bound(cur: db.Cursor, r: Request) -> bool:
     """Whether the person's address must not change now: an open erasure request names it, or a
     legal hold is kept by its proof. Both find the person by that address; a new one would let
     the erasure end not_found, or a new erasure slip past the hold."""
-    cur.execute(
-        "SELECT EXISTS (SELECT FROM privacy_requests WHERE id <> %(id)s AND request_type = 'erasure'"
-        " AND status IN ('unverified', 'pending', 'on_hold')"
-        " AND (email_hmac = %(proof)s OR lower(email) = %(key)s OR normalize(email, NFC) = %(key)s))"
-        " OR EXISTS (SELECT FROM legal_holds WHERE email_hmac = %(proof)s"
-        " AND released_at IS NULL AND (until IS NULL OR until > now()))",
-        {"id": r.request_id, "proof": r.proof, "key": r.email},
-    )
-    return bool(cur.fetchone()[0])  # type: ignore[index]
+    return request_store.email_is_bound(cur, r.request_id, r.proof, r.email)
 
 
 def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Outcome:
@@ -707,21 +686,8 @@ def _handle(
 def _record(cur: db.Cursor, results: dict[int, Outcome], export_days: int) -> dict[int, datetime | None]:
     """Write the outcomes: the email and any corrections go, the proof stays; an export may be
     downloaded for ``export_days``. Return each request's export expiry."""
-    rows = execute_values(
-        cur,
-        sql.SQL(
-            "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, corrections = NULL,"
-            " email_hmac = v.proof, export_path = v.export_path, processed_at = now(),"
-            " export_expires_at = CASE WHEN v.export_path IS NULL THEN NULL ELSE now() + make_interval(days => {}) END"
-            " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id"
-            " RETURNING t.id, t.export_expires_at"
-        ).format(sql.Literal(export_days)),
-        [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
-        template="(%s::bigint, %s, %s, %s, %s)",
-        page_size=len(results),
-        fetch=True,
-    )
-    return {int(request_id): expires for request_id, expires in rows}
+    answers = [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()]
+    return request_store.record_answers(cur, answers, export_days)
 
 
 @dataclass(frozen=True)
@@ -773,12 +739,7 @@ def process_batch(
     answered: Counter[tuple[str, str]] = Counter()
     key = settings.gdpr_hmac_key
     with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id, request_type, email, channel, corrections FROM privacy_requests WHERE status = 'pending'"
-            " ORDER BY requested_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (batch_size,),
-        )
-        rows = cur.fetchall()
+        rows = request_store.lock_pending(cur, batch_size)
         if not rows:
             return outcomes
         # Taken after the requests are locked, so two processors never wait on each other in a cycle;
@@ -798,11 +759,7 @@ def process_batch(
         _handle(cur, settings, requests, results, audit, partitions=None if rewritten is None else rewritten.partitions)
         audit.write(cur)
         if held:
-            cur.execute(
-                "UPDATE privacy_requests SET status = 'on_hold', email_hmac = v.proof FROM unnest(%s::bigint[], %s::text[])"
-                " AS v (id, proof) WHERE privacy_requests.id = v.id",
-                ([r.request_id for r in held], [r.proof for r in held]),
-            )
+            request_store.put_on_hold(cur, [(r.request_id, r.proof) for r in held])
         expiries = _record(cur, results, settings.access_export_days) if results else {}
         notices = [
             Notice(email, request_id, request_type, results[request_id].status, expiries.get(request_id))
