@@ -33,6 +33,7 @@ from core import db, metrics, web
 from core.config import ConsoleSettings
 from core.errors import ServiceUnavailable
 from gdpr import actions
+from gdpr.requests import REQUEST_TYPES, STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -293,9 +294,9 @@ class Queue:
         session = signed_in(req)
         status = req.get_param("status") or ""
         kind = req.get_param("type") or ""
-        if status not in ("", "open", "all", *queries.STATUSES):
+        if status not in ("", "open", "all", *STATUSES):
             _fail(400, f"no status {status[:40]!r}: choose one from the filter")
-        if kind not in ("", *queries.REQUEST_TYPES):
+        if kind not in ("", *REQUEST_TYPES):
             _fail(400, f"no request type {kind[:40]!r}: choose one from the filter")
         rows = await self.services.database.call(lambda cur: queries.queue(cur, status, kind))
         render(
@@ -305,8 +306,8 @@ class Queue:
             rows=rows,
             status=status,
             kind=kind,
-            statuses=queries.STATUSES,
-            types=queries.REQUEST_TYPES,
+            statuses=STATUSES,
+            types=REQUEST_TYPES,
             recent_days=queries.RECENT_DAYS,
             overdue=sum(r.overdue for r in rows),
             open_count=sum(r.is_open for r in rows),

@@ -14,10 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from core import db
-from gdpr import actions
+from gdpr import actions, requests
+from gdpr.requests import OPEN_STATUSES
 
-STATUSES = ("unverified", "pending", "on_hold", "completed", "not_found", "rejected", "denied", "expired")
-REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection")
 # The queue's default view: the open requests and those answered in the last RECENT_DAYS days.
 RECENT_DAYS = 30
 # Rows one page shows: the open queue is short; history beyond this is filtered by status.
@@ -49,7 +48,7 @@ class QueueRow:
 
     @property
     def is_open(self) -> bool:
-        return self.status in actions.OPEN_STATUSES
+        return self.status in OPEN_STATUSES
 
     @property
     def days_left(self) -> int | None:
@@ -71,34 +70,10 @@ class QueueRow:
         return self.processed_at is not None and self.processed_at > self.due_at
 
 
-_QUEUE_COLUMNS = "id, request_type, status, channel, requested_at, due_at, original_due_at, processed_at, now()"
-
-
 def queue(cur: db.Cursor, status: str = "", request_type: str = "") -> list[QueueRow]:
     """Open requests first, the most urgent on top, then the answered ones, latest first.
     ``status``: '' (open, and answered in the last RECENT_DAYS days), 'open', 'all' or a status."""
-    conditions = []
-    params: list[object] = []
-    if status == "":
-        conditions.append("(status IN ('unverified', 'pending', 'on_hold') OR processed_at > now() - make_interval(days => %s))")
-        params.append(RECENT_DAYS)
-    elif status == "open":
-        conditions.append("status IN ('unverified', 'pending', 'on_hold')")
-    elif status != "all":
-        conditions.append("status = %s")
-        params.append(status)
-    if request_type:
-        conditions.append("request_type = %s")
-        params.append(request_type)
-    where = " AND ".join(conditions) or "true"
-    cur.execute(
-        f"SELECT {_QUEUE_COLUMNS} FROM privacy_requests WHERE {where}"  # noqa: S608 - constants; values are parameters
-        " ORDER BY status IN ('unverified', 'pending', 'on_hold') DESC,"
-        " CASE WHEN status IN ('unverified', 'pending', 'on_hold') THEN due_at END, processed_at DESC NULLS LAST, id DESC"
-        " LIMIT %s",
-        [*params, QUEUE_LIMIT],
-    )
-    return [QueueRow(*row) for row in cur.fetchall()]
+    return [QueueRow(*row) for row in requests.queue(cur, status, request_type, recent_days=RECENT_DAYS, limit=QUEUE_LIMIT)]
 
 
 @dataclass(frozen=True)
@@ -114,12 +89,7 @@ class RequestDetail:
 
 
 def request(cur: db.Cursor, request_id: int, hmac_key: bytes) -> RequestDetail | None:
-    cur.execute(
-        f"SELECT {_QUEUE_COLUMNS}, verified_at, outcome, email, corrections IS NOT NULL,"  # noqa: S608 - a constant
-        " export_expires_at, export_downloaded_at, email_hmac FROM privacy_requests WHERE id = %s",
-        (request_id,),
-    )
-    found = cur.fetchone()
+    found = requests.detail(cur, request_id)
     if found is None:
         return None
     row = QueueRow(*found[:9])

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from core import db, progress
-from gdpr.actions import OPEN_STATUSES  # a request's deadline runs while it is open, on hold too
+from gdpr import requests
 
 # consumers.status's window: events/s and freshness over the last minute.
 RATE_WINDOW_S = 60
@@ -58,8 +58,7 @@ def read(cur: db.Cursor, topic: str) -> Snapshot:
     metrics = {str(kind): (int(events), Decimal(amount)) for kind, events, amount in cur.fetchall()}
     groups = progress.overview(cur, topic, RATE_WINDOW_S, count_dead_letters=False)
     per_minute = progress.events_per_minute(cur, topic, THROUGHPUT_MINUTES)
-    cur.execute("SELECT request_type, due_at FROM privacy_requests WHERE status = ANY(%s)", (list(OPEN_STATUSES),))
-    open_requests = [(str(kind), due) for kind, due in cur.fetchall()]
+    open_requests = requests.open_deadlines(cur)  # open on hold too: the deadline still runs
     return Snapshot(
         now=now,
         day=day,

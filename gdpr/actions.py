@@ -40,22 +40,22 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import psycopg2.errors
 
 from core import consent, db
+from gdpr import requests
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, normalise
 from gdpr.housekeeping import ACTIVE_HOLD
+from gdpr.requests import OPEN_STATUSES, RequestType, Status
 from gdpr.rights import RESTRICTION_SOURCE
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-OPEN_STATUSES = ("unverified", "pending", "on_hold")
 MAX_REASON_LENGTH = 500  # the legal_holds CHECK; a reason is a sentence, not a file
 MAX_EXTENSION_MONTHS = 2  # Art. 12(3): "by two further months where necessary"
 # A hold is for litigation or an investigation: years, not centuries (a typo in a year).
 MAX_HOLD_YEARS = 10
 LIFTED_SOURCE = "restriction_lifted"
-NOTIFY_PROCESSOR = "SELECT pg_notify('privacy_requests', '')"
 # The longest an action waits for a lock (the processor holds a request's lock while it answers
 # it, seconds for a large erasure); then the DPO is told to try again.
 LOCK_WAIT_MS = 5000
@@ -130,12 +130,8 @@ def requester(cur: db.Cursor, request_id: int) -> Requester | None:
     before a denial, which removes the address."""
     if not _valid_id(request_id):
         return None
-    cur.execute(
-        "SELECT email, request_type FROM privacy_requests WHERE id = %s AND channel = 'api' AND email IS NOT NULL",
-        (request_id,),
-    )
-    row = cur.fetchone()
-    return None if row is None else Requester(str(row[0]), request_id, str(row[1]))
+    found = requests.requester(cur, request_id)
+    return None if found is None else Requester(found[0], request_id, found[1])
 
 
 def actor(username: str) -> str:
@@ -219,13 +215,10 @@ def _lock(cur: db.Cursor, request_id: int) -> _Request:
     one lock an action waits for (at most LOCK_WAIT_MS, see ``action``)."""
     if not _valid_id(request_id):
         raise UnknownRequest(f"no privacy request {request_id!r}: ids are positive whole numbers")
-    cur.execute(
-        "SELECT id, request_type, status, email, email_hmac FROM privacy_requests WHERE id = %s FOR UPDATE", (request_id,)
-    )
-    row = cur.fetchone()
+    row = requests.lock(cur, request_id)
     if row is None:
         raise UnknownRequest(f"no privacy request {request_id}")
-    return _Request(int(row[0]), row[1], row[2], row[3], row[4])
+    return _Request(*row)
 
 
 def _lock_open(cur: db.Cursor, request_id: int, what: str) -> _Request:
@@ -249,11 +242,11 @@ def verify_manually(cur: db.Cursor, request_id: int, username: str) -> None:
     """The DPO verified the requester another way: ``unverified`` -> ``pending``."""
     who = actor(username)
     request = _lock(cur, request_id)
-    if request.status != "unverified":
+    if request.status != Status.UNVERIFIED:
         raise ActionRefused(f"request {request_id} is {request.status}: only an unverified request needs verifying")
-    cur.execute("UPDATE privacy_requests SET status = 'pending', verified_at = now() WHERE id = %s", (request_id,))
+    requests.mark_verified(cur, request_id)
     _audit(cur, who, [(request_id, "verified", {"method": "manual"})])
-    cur.execute(NOTIFY_PROCESSOR)
+    requests.notify_processor(cur)
 
 
 @action
@@ -262,11 +255,7 @@ def deny(cur: db.Cursor, request_id: int, username: str, reason: str, hmac_key: 
     the outcome says why, the email and any corrections go, the proof stays."""
     who, text = actor(username), check_reason(reason)
     request = _lock_open(cur, request_id, "denied")
-    cur.execute(
-        "UPDATE privacy_requests SET status = 'denied', outcome = %s, processed_at = now(), email = NULL,"
-        " corrections = NULL, email_hmac = %s WHERE id = %s",
-        (f"denied: {text}", request.proof(hmac_key), request_id),
-    )
+    requests.deny(cur, request_id, f"denied: {text}", request.proof(hmac_key))
     _audit(cur, who, [(request_id, "denied", {"reason": text})])
 
 
@@ -277,15 +266,7 @@ def extend(cur: db.Cursor, request_id: int, username: str, months: int, reason: 
     be told within the first month) and when it would not move the deadline later."""
     who, count, text = actor(username), check_months(months), check_reason(reason)
     _lock_open(cur, request_id, "extended")
-    cur.execute(
-        "SELECT due_at, coalesce(original_due_at, due_at), coalesce(original_due_at, due_at) + make_interval(months => %s),"
-        " coalesce(original_due_at, due_at) < now() FROM privacy_requests WHERE id = %s",
-        (count, request_id),
-    )
-    row = cur.fetchone()
-    assert row is not None  # noqa: S101 - locked above
-    due, original, passed = row[0], row[1], row[3]
-    new_due: datetime = row[2]
+    due, original, new_due, passed = requests.extension(cur, request_id, count)  # locked above
     if passed:
         raise ActionRefused(
             f"request {request_id}'s original deadline ({original:%Y-%m-%d}) has passed: an extension must be decided and "
@@ -296,7 +277,7 @@ def extend(cur: db.Cursor, request_id: int, username: str, months: int, reason: 
             f"request {request_id} is already due {due:%Y-%m-%d}; {count} month(s) after the original deadline would not "
             f"move it later (at most {MAX_EXTENSION_MONTHS} months in all)"
         )
-    cur.execute("UPDATE privacy_requests SET due_at = %s WHERE id = %s", (new_due, request_id))
+    requests.set_due(cur, request_id, new_due)
     _audit(cur, who, [(request_id, "extended", {"months": count, "reason": text, "due_at": new_due.isoformat()})])
     return new_due
 
@@ -312,9 +293,9 @@ def _hold_person(
     row = cur.fetchone()
     assert row is not None  # noqa: S101 - INSERT ... RETURNING
     hold_id = int(row[0])
-    held = [request_id for request_id, status in _open_erasures(cur, proof, hmac_key) if status == "pending"]
+    held = [request_id for request_id, status in _open_erasures(cur, proof, hmac_key) if status == Status.PENDING]
     if held:
-        cur.execute("UPDATE privacy_requests SET status = 'on_hold', email_hmac = %s WHERE id = ANY(%s)", (proof, held))
+        requests.hold(cur, held, proof)
     details = {"hold_id": hold_id, "until": None if until is None else until.isoformat(), "reason": text}
     audited = sorted({*held, *([] if acted_on is None else [acted_on])})
     _audit(cur, who, [(request_id, "held", details) for request_id in audited])
@@ -326,24 +307,14 @@ def _open_erasures(cur: db.Cursor, proof: str, hmac_key: bytes) -> list[tuple[in
     proof is stored yet (computed here: the queue of open requests is short). Found first without
     a lock (nobody else's rows are locked), then locked in id order with NOWAIT: a row the
     processor holds now refuses the action (RequestBusy) rather than make it wait holding a lock."""
-    cur.execute(
-        "SELECT id, email, email_hmac FROM privacy_requests WHERE request_type = 'erasure'"
-        " AND status IN ('unverified', 'pending', 'on_hold') AND (email_hmac = %s OR (email_hmac IS NULL AND email IS NOT NULL))",
-        (proof,),
-    )
     theirs = [
-        int(request_id)
-        for request_id, email, stored in cur.fetchall()
-        if (stored if stored is not None else proof_of(hmac_key, email)) == proof
+        request_id
+        for request_id, email, stored in requests.open_erasure_candidates(cur, proof)
+        if (stored if stored is not None else proof_of(hmac_key, email or "")) == proof
     ]
     if not theirs:
         return []
-    cur.execute(
-        "SELECT id, status FROM privacy_requests WHERE id = ANY(%s) AND status IN ('unverified', 'pending', 'on_hold')"
-        " ORDER BY id FOR UPDATE NOWAIT",
-        (theirs,),
-    )
-    return [(int(request_id), status) for request_id, status in cur.fetchall()]
+    return requests.lock_open_now(cur, theirs)
 
 
 @action
@@ -424,18 +395,14 @@ def _release(cur: db.Cursor, hold_id: int, who: str, hmac_key: bytes, request_id
     remaining = active_hold_ids(cur, person)
     resumed: list[int] = []
     if not remaining:
-        cur.execute(
-            "SELECT id FROM privacy_requests WHERE status = 'on_hold' AND email_hmac = %s ORDER BY id FOR UPDATE NOWAIT",
-            (person,),
-        )
-        resumed = [int(r[0]) for r in cur.fetchall()]
+        resumed = requests.lock_held_now(cur, person)
         if resumed:
-            cur.execute("UPDATE privacy_requests SET status = 'pending' WHERE id = ANY(%s)", (resumed,))
+            requests.resume(cur, resumed)
     details = {"hold_id": hold_id, "holds_still_active": remaining}
     audited = sorted({*resumed, *([] if request_id is None else [request_id])})
     _audit(cur, who, [(rid, "hold_released", details) for rid in audited])
     if resumed:
-        cur.execute(NOTIFY_PROCESSOR)
+        requests.notify_processor(cur)
     return HoldReleased(hold_id, resumed, remaining)
 
 
@@ -472,7 +439,7 @@ def lift_restriction(cur: db.Cursor, request_id: int, username: str, consent_mod
     grant is recorded only in CONSENT_MODE=assumed (where no record counted as consent)."""
     who = actor(username)
     request = _lock(cur, request_id)
-    if request.request_type != "restriction" or request.status != "completed":
+    if request.request_type != RequestType.RESTRICTION or request.status != Status.COMPLETED:
         raise ActionRefused(
             f"request {request_id} is a {request.status} {request.request_type} request: "
             "only a completed restriction can be lifted"

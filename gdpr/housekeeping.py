@@ -17,6 +17,7 @@ from collections import Counter
 import psycopg2.extensions
 
 from core import db
+from gdpr import requests
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, normalise
 from gdpr.exports import remove_export
@@ -42,13 +43,7 @@ def active_holds(cur: db.Cursor, proofs: list[str]) -> dict[str, int]:
 
 def release_ended_holds(cur: db.Cursor, audit: AuditLog) -> int:
     """Erasures on hold whose person has no active hold any more go back to pending."""
-    cur.execute(
-        "UPDATE privacy_requests AS r SET status = 'pending' WHERE status = 'on_hold' AND NOT EXISTS ("
-        " SELECT FROM legal_holds AS h WHERE h.email_hmac = r.email_hmac"
-        " AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))"
-        " RETURNING id"
-    )
-    released = [int(row[0]) for row in cur.fetchall()]
+    released = requests.resume_released_holds(cur)
     for request_id in released:
         audit.add(request_id, "hold_released", {"reason": "no legal hold on the person is active any more"})
     return len(released)
@@ -56,50 +51,32 @@ def release_ended_holds(cur: db.Cursor, audit: AuditLog) -> int:
 
 def expire_unverified(cur: db.Cursor, key: bytes, audit: AuditLog) -> int:
     """API requests whose code expired unconfirmed end ``expired``; the email goes."""
-    cur.execute(
-        "SELECT r.id, r.email FROM privacy_requests AS r LEFT JOIN privacy_verifications AS v ON v.request_id = r.id"
-        " WHERE r.status = 'unverified' AND (v.expires_at < now()"
-        " OR (v.request_id IS NULL AND r.requested_at < now() - %s::interval))"
-        " ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
-        (UNVERIFIED_GRACE,),
-    )
-    rows = cur.fetchall()
+    rows = requests.lock_unconfirmed(cur, UNVERIFIED_GRACE)
     for request_id, email in rows:
+        asked: str | None
         try:
             asked = normalise(email)
         except InvalidEmail:
             asked = email
-        cur.execute(
-            "UPDATE privacy_requests SET status = 'expired', email = NULL, corrections = NULL, email_hmac = %s,"
-            " outcome = 'the emailed code was not confirmed in time', processed_at = now() WHERE id = %s",
-            (None if asked is None else email_hmac(key, asked), request_id),
-        )
+        requests.expire_unconfirmed(cur, request_id, None if asked is None else email_hmac(key, asked))
         audit.add(request_id, "expired", {"reason": "the emailed code was not confirmed in time"})
     return len(rows)
 
 
 def delete_expired_exports(cur: db.Cursor, audit: AuditLog) -> int:
     """Access exports past their expiry are deleted, downloaded or not."""
-    cur.execute(
-        "SELECT id, export_path FROM privacy_requests WHERE export_path IS NOT NULL AND export_expires_at < now()"
-        " FOR UPDATE SKIP LOCKED"
-    )
-    rows = cur.fetchall()
+    rows = requests.lock_expired_exports(cur)
     for request_id, path in rows:
         removed = remove_export(path)
         audit.add(request_id, "export_deleted", {"reason": "the download period ended", "file_removed": removed})
     if rows:
-        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", ([r[0] for r in rows],))
+        requests.forget_exports(cur, [r[0] for r in rows])
     return len(rows)
 
 
 def forget_used_codes(cur: db.Cursor) -> int:
     """Delete the verification codes of requests no longer ``unverified``."""
-    cur.execute(
-        "DELETE FROM privacy_verifications AS v USING privacy_requests AS r"
-        " WHERE r.id = v.request_id AND r.status <> 'unverified'"
-    )
-    return int(cur.rowcount)
+    return requests.delete_used_codes(cur)
 
 
 def tidy(conn: psycopg2.extensions.connection, key: bytes) -> Counter[str]:
@@ -113,7 +90,7 @@ def tidy(conn: psycopg2.extensions.connection, key: bytes) -> Counter[str]:
         done["used codes deleted"] = forget_used_codes(cur)
         audit.write(cur)
         if done["holds released"]:
-            cur.execute("SELECT pg_notify('privacy_requests', '')")
+            requests.notify_processor(cur)
     for what, n in done.items():
         if n:
             logger.info("%s: %d", what, n)

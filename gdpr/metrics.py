@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from core.db import Cursor
-from gdpr.actions import OPEN_STATUSES
+from gdpr import requests
+from gdpr.requests import OPEN_STATUSES
 
 # Prometheus scrapes every 15 s; deadlines move by the day, so this is about the query's cost.
 DEADLINES_EVERY_S = 15.0
@@ -52,21 +53,14 @@ class Deadlines:
 
 def read_deadlines(cur: Cursor) -> Deadlines:
     """Count the open requests by status, those due within each horizon and the overdue ones."""
-    cur.execute(
-        "SELECT status, count(*), count(*) FILTER (WHERE due_at < now()),"
-        " count(*) FILTER (WHERE due_at >= now() AND due_at < now() + make_interval(days => %s)),"
-        " count(*) FILTER (WHERE due_at >= now() AND due_at < now() + make_interval(days => %s))"
-        " FROM privacy_requests WHERE status = ANY(%s) GROUP BY status",
-        (*DUE_WITHIN_DAYS, list(OPEN_STATUSES)),
-    )
-    by_status = dict.fromkeys(OPEN_STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(OPEN_STATUSES, 0)
     due = dict.fromkeys(DUE_WITHIN_DAYS, 0)
     overdue = 0
-    for status, total, late, *soon in cur.fetchall():
-        by_status[status] = int(total)
-        overdue += int(late)
+    for status, total, late, *soon in requests.deadline_counts(cur, DUE_WITHIN_DAYS):
+        by_status[status] = total
+        overdue += late
         for days, n in zip(DUE_WITHIN_DAYS, soon, strict=True):
-            due[days] += int(n)
+            due[days] += n
     return Deadlines(by_status, due, overdue)
 
 

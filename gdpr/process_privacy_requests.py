@@ -73,9 +73,11 @@ from core.pii import (
 )
 from gdpr import housekeeping, mail, person_days, rights
 from gdpr import metrics as gdpr_metrics
+from gdpr import requests as request_store
 from gdpr.audit import AuditLog
 from gdpr.email_address import InvalidEmail, email_hmac, is_ascii, normalise
 from gdpr.exports import remove_export
+from gdpr.requests import Status
 
 __all__ = ["AuditLog", "email_hmac", "normalise_email", "process_privacy_requests"]
 
@@ -119,7 +121,7 @@ def normalise_email(raw: str | None) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: Status
     outcome: str
     proof: str | None = None  # HMAC of the normalised email, kept instead of the email
     export_path: str | None = None
@@ -418,12 +420,8 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
     (and named in the audit) for an operator to check, never forgotten."""
     if not proofs:
         return
-    cur.execute(
-        "SELECT id, export_path FROM privacy_requests WHERE email_hmac = ANY(%s) AND export_path IS NOT NULL FOR UPDATE",
-        (proofs,),
-    )
     deleted = []
-    for request_id, path in cur.fetchall():
+    for request_id, path in request_store.lock_exports_of(cur, proofs):
         removed = remove_export(path)
         details = {"reason": "the person was erased", "file_removed": removed}
         if removed:
@@ -432,7 +430,7 @@ def delete_access_exports(cur: db.Cursor, proofs: list[str], audit: AuditLog) ->
             details["not_found_at"] = path
         audit.add(request_id, "export_deleted", details)
     if deleted:
-        cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", (deleted,))
+        request_store.forget_exports(cur, deleted)
 
 
 def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, directory: Path) -> Path:
@@ -459,11 +457,6 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         }
         for event_id, kind, ts, amount, metadata in cur.fetchall()
     ]
-    cur.execute(
-        "SELECT id, request_type, status, requested_at, processed_at, due_at FROM privacy_requests"
-        " WHERE email_hmac = %s OR id = %s ORDER BY id",
-        (proof, request_id),
-    )
     requests = [
         {
             "request_id": rid,
@@ -473,7 +466,7 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
             "processed_at": processed.isoformat() if processed else None,
             "due_at": due.isoformat(),
         }
-        for rid, kind, status, requested, processed, due in cur.fetchall()
+        for rid, kind, status, requested, processed, due in request_store.requests_of(cur, proof, request_id)
     ]
     letters = _dead_letters_of(cur, user_id)
     cur.execute(
@@ -575,7 +568,7 @@ def _erase(
             removed = remove_export(outcome.export_path)
             audit.add(request_id, "export_deleted", {"reason": "the person was erased", "file_removed": removed})
             results[request_id] = Outcome(
-                "completed", "access export written, then deleted: the person was erased", outcome.proof
+                Status.COMPLETED, "access export written, then deleted: the person was erased", outcome.proof
             )
     for r in erasures:
         done = erased[people[r.email].user_id]
@@ -585,7 +578,7 @@ def _erase(
             )
         audit.add(r.request_id, "erased", asdict(done))
         audit.add(r.request_id, "completed")
-        results[r.request_id] = Outcome("completed", "personal data erased; events re-keyed to a random id", r.proof)
+        results[r.request_id] = Outcome(Status.COMPLETED, "personal data erased; events re-keyed to a random id", r.proof)
 
 
 def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
@@ -593,12 +586,7 @@ def already_erased(cur: db.Cursor, proofs: list[str]) -> set[str]:
     gone from users_pii, but the completed erasure kept the proof)."""
     if not proofs:
         return set()
-    cur.execute(
-        "SELECT DISTINCT email_hmac FROM privacy_requests"
-        " WHERE email_hmac = ANY(%s) AND request_type = 'erasure' AND status = 'completed'",
-        (proofs,),
-    )
-    return {row[0] for row in cur.fetchall()}
+    return request_store.erased_proofs(cur, proofs)
 
 
 def _accept(
@@ -616,7 +604,7 @@ def _accept(
             # The proof of what was asked stays, even unusable: the trail shows that somebody
             # asked, and a later request for the same text can be matched to this one.
             asked = None if raw_email is None else email_hmac(key, raw_email)
-            results[request_id] = Outcome("rejected", str(e), asked)
+            results[request_id] = Outcome(Status.REJECTED, str(e), asked)
             continue
         requests.append(Request(request_id, request_type, email, email_hmac(key, email), corrections))
         if channel == "sql":
@@ -628,15 +616,7 @@ def _email_is_bound(cur: db.Cursor, r: Request) -> bool:
     """Whether the person's address must not change now: an open erasure request names it, or a
     legal hold is kept by its proof. Both find the person by that address; a new one would let
     the erasure end not_found, or a new erasure slip past the hold."""
-    cur.execute(
-        "SELECT EXISTS (SELECT FROM privacy_requests WHERE id <> %(id)s AND request_type = 'erasure'"
-        " AND status IN ('unverified', 'pending', 'on_hold')"
-        " AND (email_hmac = %(proof)s OR lower(email) = %(key)s OR normalize(email, NFC) = %(key)s))"
-        " OR EXISTS (SELECT FROM legal_holds WHERE email_hmac = %(proof)s"
-        " AND released_at IS NULL AND (until IS NULL OR until > now()))",
-        {"id": r.request_id, "proof": r.proof, "key": r.email},
-    )
-    return bool(cur.fetchone()[0])  # type: ignore[index]
+    return request_store.email_is_bound(cur, r.request_id, r.proof, r.email)
 
 
 def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Outcome:
@@ -649,11 +629,11 @@ def _rectify(cur: db.Cursor, r: Request, person: Person, audit: AuditLog) -> Out
         changed = rights.rectify(cur, person.user_id, corrections)
     except rights.InvalidCorrections as e:
         audit.add(r.request_id, "rejected", {"reason": str(e)})
-        return Outcome("rejected", str(e), r.proof)
+        return Outcome(Status.REJECTED, str(e), r.proof)
     audit.add(r.request_id, "rectified", {"fields": changed})
     audit.add(r.request_id, "completed")
     what = ", ".join(changed) if changed else "nothing: the values were already as given"
-    return Outcome("completed", f"corrected: {what}", r.proof)
+    return Outcome(Status.COMPLETED, f"corrected: {what}", r.proof)
 
 
 def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audit: AuditLog) -> Outcome:
@@ -662,7 +642,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
         path = export_user(cur, r.request_id, person.user_id, r.proof, settings.reports_dir / "access")
         audit.add(r.request_id, "exported", {"file": path.name, "download_days": settings.access_export_days})
         audit.add(r.request_id, "completed")
-        return Outcome("completed", "access export written", r.proof, str(path))
+        return Outcome(Status.COMPLETED, "access export written", r.proof, str(path))
     if r.request_type == "rectification":
         return _rectify(cur, r, person, audit)
     if r.request_type == "restriction":
@@ -670,7 +650,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
         audit.add(r.request_id, "restricted")
         audit.add(r.request_id, "completed")
         return Outcome(
-            "completed",
+            Status.COMPLETED,
             "processing restricted: later events are neither stored nor counted until the restriction is lifted;"
             " earlier ones stay",
             r.proof,
@@ -678,7 +658,7 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
     rights.object_to_analytics(cur, person.user_id)
     audit.add(r.request_id, "objected", {"purpose": consent.ANALYTICS})
     audit.add(r.request_id, "completed")
-    return Outcome("completed", "analytics consent withdrawn (objection)", r.proof)
+    return Outcome(Status.COMPLETED, "analytics consent withdrawn (objection)", r.proof)
 
 
 def _handle(
@@ -697,10 +677,10 @@ def _handle(
         person = people.get(r.email)
         if person is None and r.request_type == "erasure" and r.proof in erased_before:
             audit.add(r.request_id, "completed", {"already_erased": True})
-            results[r.request_id] = Outcome("completed", "already erased by an earlier request", r.proof)
+            results[r.request_id] = Outcome(Status.COMPLETED, "already erased by an earlier request", r.proof)
         elif person is None:
             audit.add(r.request_id, "not_found")
-            results[r.request_id] = Outcome("not_found", "no user with this email", r.proof)
+            results[r.request_id] = Outcome(Status.NOT_FOUND, "no user with this email", r.proof)
         elif r.request_type != "erasure":
             results[r.request_id] = _answer(cur, settings, r, person, audit)
     erasures = [r for r in requests if r.request_type == "erasure" and r.email in people]
@@ -710,21 +690,8 @@ def _handle(
 def _record(cur: db.Cursor, results: dict[int, Outcome], export_days: int) -> dict[int, datetime | None]:
     """Write the outcomes: the email and any corrections go, the proof stays; an export may be
     downloaded for ``export_days``. Return each request's export expiry."""
-    rows = execute_values(
-        cur,
-        sql.SQL(
-            "UPDATE privacy_requests AS t SET status = v.status, outcome = v.outcome, email = NULL, corrections = NULL,"
-            " email_hmac = v.proof, export_path = v.export_path, processed_at = now(),"
-            " export_expires_at = CASE WHEN v.export_path IS NULL THEN NULL ELSE now() + make_interval(days => {}) END"
-            " FROM (VALUES %s) AS v (id, status, outcome, proof, export_path) WHERE t.id = v.id"
-            " RETURNING t.id, t.export_expires_at"
-        ).format(sql.Literal(export_days)),
-        [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()],
-        template="(%s::bigint, %s, %s, %s, %s)",
-        page_size=len(results),
-        fetch=True,
-    )
-    return {int(request_id): expires for request_id, expires in rows}
+    answers = [(rid, o.status, o.outcome, o.proof, o.export_path) for rid, o in results.items()]
+    return request_store.record_answers(cur, answers, export_days)
 
 
 @dataclass(frozen=True)
@@ -776,12 +743,7 @@ def process_batch(
     answered: Counter[tuple[str, str]] = Counter()
     key = settings.gdpr_hmac_key
     with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id, request_type, email, channel, corrections FROM privacy_requests WHERE status = 'pending'"
-            " ORDER BY requested_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (batch_size,),
-        )
-        rows = cur.fetchall()
+        rows = request_store.lock_pending(cur, batch_size)
         if not rows:
             return outcomes
         # Taken after the requests are locked, so two processors never wait on each other in a cycle;
@@ -801,11 +763,7 @@ def process_batch(
         _handle(cur, settings, requests, results, audit, partitions=None if rewritten is None else rewritten.partitions)
         audit.write(cur)
         if held:
-            cur.execute(
-                "UPDATE privacy_requests SET status = 'on_hold', email_hmac = v.proof FROM unnest(%s::bigint[], %s::text[])"
-                " AS v (id, proof) WHERE privacy_requests.id = v.id",
-                ([r.request_id for r in held], [r.proof for r in held]),
-            )
+            request_store.put_on_hold(cur, [(r.request_id, r.proof) for r in held])
         expiries = _record(cur, results, settings.access_export_days) if results else {}
         notices = [
             Notice(email, request_id, request_type, results[request_id].status, expiries.get(request_id))
@@ -813,12 +771,12 @@ def process_batch(
             if channel == "api" and email is not None and request_id in expiries
         ]
         for r in held:
-            results[r.request_id] = Outcome("on_hold", "waiting for a legal hold", r.proof)
+            results[r.request_id] = Outcome(Status.ON_HOLD, "waiting for a legal hold", r.proof)
         for request_id, request_type, _email, _channel, _corrections in rows:
             logger.info("privacy request %d (%s): %s", request_id, request_type, results[request_id].status)
             outcomes[results[request_id].status] += 1
             answered[(request_type, results[request_id].status)] += 1
-            if rewritten is not None and request_type in REWRITING and results[request_id].status == "completed":
+            if rewritten is not None and request_type in REWRITING and results[request_id].status == Status.COMPLETED:
                 rewritten.requests[request_type] += 1
     gdpr_metrics.count_processed(answered)  # once committed: a rolled-back batch is done again
     _notify(settings, notices)

@@ -39,7 +39,7 @@ from psycopg2 import sql
 from core import cli, db, locks, partitions
 from core.config import Settings
 from core.errors import PlatformError
-from gdpr import housekeeping
+from gdpr import housekeeping, requests
 from gdpr.audit import AuditLog
 from gdpr.exports import export_file, remove_export
 
@@ -53,7 +53,6 @@ REQUEST_BATCH = 10_000
 # The actor of the audit entries retention writes (exports deleted).
 ACTOR = "retention"
 RAW_EVENTS_TABLE = "events_raw"
-OPEN_STATUSES = ["unverified", "pending", "on_hold"]
 # Report files: <report>_<day>[_<chart>].<format>, and what a crash left half-written (.partial).
 REPORT_FILE = re.compile(
     r"(?:business_report|gdpr_audit_report)_(\d{4}-\d{2}-\d{2})(?:_[A-Za-z0-9_-]+)?\.(?:md|html|json|png)(?:\.partial)?"
@@ -316,8 +315,6 @@ def remove_dead_letters(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
 
 # -- access exports ---------------------------------------------------------------------------
 
-EXPIRED_EXPORT = "export_path IS NOT NULL AND export_expires_at < now()"
-
 
 def remove_access_exports(run: Run) -> Removal:
     """Exports past their download period (the processor's sweep, which records export_deleted
@@ -326,14 +323,12 @@ def remove_access_exports(run: Run) -> Removal:
     removal = run.removal("access_exports", run.settings.access_export_days, unit="files")
     with run.conn, run.conn.cursor() as cur:
         if removal.dry_run:
-            cur.execute(f"SELECT count(*) FROM privacy_requests WHERE {EXPIRED_EXPORT}")  # noqa: S608 - a constant
-            expired = _count(cur)
+            expired = requests.count_expired_exports(cur)
         else:
             audit = AuditLog(actor=ACTOR)
             expired = housekeeping.delete_expired_exports(cur, audit)
             audit.write(cur)
-        cur.execute("SELECT export_path FROM privacy_requests WHERE export_path IS NOT NULL")
-        pointed_to = {export_file(path).resolve() for (path,) in cur.fetchall()}
+        pointed_to = {export_file(path).resolve() for path in requests.export_paths(cur)}
     removal.add(expired)
     strays = 0
     directory = run.settings.reports_dir / "access"
@@ -351,46 +346,32 @@ def remove_access_exports(run: Run) -> Removal:
 
 # -- processed privacy requests ---------------------------------------------------------------
 
-PROCESSED_BEFORE = "processed_at < %(since)s AND residue_removed_at IS NULL AND status <> ALL(%(open)s)"
-PROCESSED_DAYS = "count(*), (min(processed_at) AT TIME ZONE 'UTC')::date, (max(processed_at) AT TIME ZONE 'UTC')::date"
-
 
 def remove_request_residue(run: Run) -> Removal:
     """The residue of requests processed before the cutoff; then expired DPO sessions and the
     codes of requests no longer waiting for them."""
     removal = run.removal("privacy_requests", run.settings.retention.privacy_request_days, unit="requests", verb="cleared")
     removal.note = "id, type, status, channel, dates and proof kept"
-    params = {"since": midnight(removal.cutoff), "open": OPEN_STATUSES, "limit": REQUEST_BATCH}
+    since = midnight(removal.cutoff)
     if removal.dry_run:
         with run.conn, run.conn.cursor() as cur:
-            cur.execute(f"SELECT {PROCESSED_DAYS} FROM privacy_requests WHERE {PROCESSED_BEFORE}", params)  # noqa: S608 - constants
-            removal.add(*_one(cur))
+            removal.add(*requests.residue_days(cur, since))
     else:
-        while _clear_requests(run.conn, removal, params) == REQUEST_BATCH:
+        while _clear_requests(run.conn, removal, since) == REQUEST_BATCH:
             pass
     _remove_sessions_and_codes(run)
     return removal
 
 
-def _clear_requests(conn: psycopg2.extensions.connection, removal: Removal, params: dict[str, object]) -> int:
+def _clear_requests(conn: psycopg2.extensions.connection, removal: Removal, since: datetime) -> int:
     """Clear one batch; return how many. A request's export file still there is deleted first:
     its path is about to be forgotten."""
     with conn, conn.cursor() as cur:
-        cur.execute(
-            f"SELECT id, export_path, (processed_at AT TIME ZONE 'UTC')::date FROM privacy_requests WHERE {PROCESSED_BEFORE}"  # noqa: S608 - a constant
-            " ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
-            params,
-        )
-        rows = cur.fetchall()
+        rows = requests.lock_residue(cur, since, REQUEST_BATCH)
         for _id, path, _day in rows:
             if path is not None:
                 remove_export(path)
-        cur.execute(
-            "UPDATE privacy_requests SET email = NULL, outcome = NULL, corrections = NULL, secret_hash = NULL,"
-            " export_path = NULL, export_expires_at = NULL, export_downloaded_at = NULL, residue_removed_at = now()"
-            " WHERE id = ANY(%s)",
-            ([request_id for request_id, _path, _day in rows],),
-        )
+        requests.clear_residue(cur, [request_id for request_id, _path, _day in rows])
     if rows:
         days = [day for _id, _path, day in rows]
         removal.add(len(rows), min(days), max(days))
@@ -404,11 +385,7 @@ def _remove_sessions_and_codes(run: Run) -> None:
         if run.dry_run:
             cur.execute("SELECT count(*) FROM dpo_sessions WHERE expires_at < now()")
             sessions.add(_count(cur))
-            cur.execute(
-                "SELECT count(*) FROM privacy_verifications AS v JOIN privacy_requests AS r ON r.id = v.request_id"
-                " WHERE r.status <> 'unverified'"
-            )
-            codes.add(_count(cur))
+            codes.add(requests.count_used_codes(cur))
         else:
             cur.execute("DELETE FROM dpo_sessions WHERE expires_at < now()")
             sessions.add(cur.rowcount)

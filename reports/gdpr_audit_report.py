@@ -34,13 +34,10 @@ import psycopg2.extensions
 from core import cli, db, partitions
 from core.config import Settings
 from core.consent import ERASURE_SOURCE
+from gdpr.requests import OPEN_STATUSES, REQUEST_TYPES, STATUSES
 from reports import charts
 from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
 
-STATUSES = ("unverified", "pending", "on_hold", "completed", "not_found", "rejected", "denied", "expired")
-REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection")
-# Requests still to be answered: the deadline runs for all of them, on hold included.
-OPEN = ("unverified", "pending", "on_hold")
 HISTORY_DAYS = 30
 # The kinds of data retention records (sql/018), in the order gdpr.retention handles them.
 RETENTION_KINDS = {
@@ -146,7 +143,7 @@ class AuditFigures:
     @property
     def pending(self) -> int:
         """Still to be answered: unverified, pending or on hold."""
-        return sum(self.count(status=status) for status in OPEN)
+        return sum(self.count(status=status) for status in OPEN_STATUSES)
 
     @property
     def processed(self) -> int:

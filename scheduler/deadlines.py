@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core import db
 from core.config import Settings
-from gdpr.actions import OPEN_STATUSES  # the deadline runs for each (a legal hold does not stop it)
+from gdpr import requests
 from scheduler import runs
 
 logger = logging.getLogger(__name__)
@@ -48,15 +48,8 @@ def ids(numbers: list[int]) -> str:
 
 def find(cur: db.Cursor, warn_days: int) -> Deadlines:
     """The open requests due before ``warn_days`` from now (the database's clock), soonest first."""
-    cur.execute(
-        "SELECT id, due_at < now() FROM privacy_requests"
-        " WHERE status = ANY(%s) AND due_at < now() + make_interval(days => %s) ORDER BY due_at, id",
-        (list(OPEN_STATUSES), warn_days),
-    )
-    rows = cur.fetchall()
-    return Deadlines(
-        overdue=[int(i) for i, late in rows if late], due_soon=[int(i) for i, late in rows if not late], warn_days=warn_days
-    )
+    rows = requests.due_before(cur, warn_days)  # every open status: a legal hold does not stop the deadline
+    return Deadlines(overdue=[i for i, late in rows if late], due_soon=[i for i, late in rows if not late], warn_days=warn_days)
 
 
 def check(settings: Settings) -> str:

@@ -19,9 +19,9 @@ import msgspec
 from gdpr.api import tokens
 from gdpr.api.errors import Refused, not_found
 from gdpr.email_address import InvalidEmail, normalise
+from gdpr.requests import REQUEST_TYPES
 from gdpr.rights import InvalidCorrections, parse_corrections
 
-REQUEST_TYPES = ("erasure", "access", "rectification", "restriction", "objection")
 # Request ids are BIGSERIAL: at most 18 digits here, so a number PostgreSQL cannot hold never
 # reaches it (and a leading zero, a sign or a space is no id).
 ID_PATTERN = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)

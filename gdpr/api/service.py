@@ -29,21 +29,21 @@ import psycopg2
 from core import db
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
-from gdpr import mail
+from gdpr import mail, requests
 from gdpr.api import records, tokens
 from gdpr.api.errors import Refused, not_found
 from gdpr.api.payloads import NewRequest
 from gdpr.api.ratelimit import ClientLimiter, client_key, retry_after
-from gdpr.api.records import Request
 from gdpr.api.store import Database
 from gdpr.audit import AuditLog
 from gdpr.email_address import email_hmac, mailbox
 from gdpr.exports import remove_export
+from gdpr.requests import OPEN_STATUSES, Status
+from gdpr.requests import ApiRequest as Request
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "privacy_api"
-OPEN = ("unverified", "pending", "on_hold")
 # /readyz must answer before a load balancer's probe gives up (typically 1-5 s).
 READY_TIMEOUT_S = 2.0
 T = TypeVar("T")
@@ -124,7 +124,7 @@ class PrivacyApi:
 
         def work(cur: db.Cursor) -> tuple[Request, datetime] | Refused:
             records.lock_address(cur, mailbox_proof)
-            count, wait_s = records.recent_requests(cur, mailbox_proof)
+            count, wait_s = requests.recent_to_mailbox(cur, mailbox_proof)
             if count >= self.api.requests_per_address_per_hour:
                 return Refused(
                     429,
@@ -135,7 +135,15 @@ class PrivacyApi:
             refused = self._mail(message)
             if refused is not None:
                 return refused
-            row = records.insert_request(cur, new, proof, mailbox_proof, tokens.secret_hash(secret))
+            row = requests.file_unverified(
+                cur,
+                email=new.email,
+                proof=proof,
+                mailbox_proof=mailbox_proof,
+                request_type=new.request_type,
+                corrections=new.corrections,
+                secret_hash=tokens.secret_hash(secret),
+            )
             expires_at = records.insert_code(cur, row.id, tokens.code_hash(self.key, row.id, code), self.api.code_ttl_s)
             audit = AuditLog(ACTOR)
             audit.add(row.id, "code_sent", {"valid_s": self.api.code_ttl_s, "attempts": self.api.max_attempts})
@@ -182,12 +190,12 @@ class PrivacyApi:
         and its address gone); 409 when the request was verified already (a replayed code)."""
 
         def work(cur: db.Cursor) -> Answer | Refused:
-            row = records.find(cur, request_id, lock=True)
+            row = requests.find_for_api(cur, request_id, lock=True)
             if row is None or not tokens.secret_matches(secret, row.secret_hash):
                 return not_found()
-            if row.status == "expired":
+            if row.status == Status.EXPIRED:
                 return Refused(410, "request_expired", "this request expired unverified: file a new one")
-            if row.verified_at is not None or row.status != "unverified":
+            if row.verified_at is not None or row.status != Status.UNVERIFIED:
                 return Refused(409, "already_verified", f"this request was verified already; it is {row.status}")
             return self._check_code(cur, row, code)
 
@@ -211,7 +219,8 @@ class PrivacyApi:
             self._expire(cur, row.id, "the emailed code was not confirmed in time", audit)
             return Refused(410, "code_expired", "the code has expired: file a new request for a new code")
         if tokens.code_matches(self.key, row.id, code, stored.code_hash):
-            records.mark_verified(cur, row.id)
+            requests.mark_verified(cur, row.id)
+            requests.notify_processor(cur)  # --watch takes it at once
             audit.add(row.id, "verified", {"method": "code mailed to the address"})
             return Answer(200, {"id": row.id, "status": "pending", "due_at": _iso(row.due_at)})
         attempts = records.count_wrong_code(cur, row.id)
@@ -226,21 +235,21 @@ class PrivacyApi:
 
     @staticmethod
     def _expire(cur: db.Cursor, request_id: int, reason: str, audit: AuditLog) -> None:
-        records.mark_expired(cur, request_id, reason)
+        requests.expire_for_api(cur, request_id, reason)
         audit.add(request_id, "expired", {"reason": reason})
 
     # -- status ----------------------------------------------------------------------------
 
     async def status(self, request_id: int, secret: str) -> Answer:
         """The request's status, due date, outcome and export, to its secret's holder."""
-        row = await self._transaction(lambda cur: records.find(cur, request_id), "the status was not read")
+        row = await self._transaction(lambda cur: requests.find_for_api(cur, request_id), "the status was not read")
         if row is None or not tokens.secret_matches(secret, row.secret_hash):
             raise not_found()
         return Answer(200, self.describe(row, datetime.now(UTC)))
 
     def describe(self, row: Request, now: datetime) -> dict[str, Any]:
         """What a requester may see of their request."""
-        is_open = row.status in OPEN
+        is_open = row.status in OPEN_STATUSES
         body: dict[str, Any] = {
             "id": row.id,
             "type": row.request_type,
@@ -279,7 +288,7 @@ class PrivacyApi:
         records the download. 404 while it is not made; 410 once downloaded, expired or deleted."""
 
         def work(cur: db.Cursor) -> Export | Refused:
-            row = records.find(cur, request_id, lock=True)
+            row = requests.find_for_api(cur, request_id, lock=True)
             if row is None or not tokens.secret_matches(secret, row.secret_hash):
                 return not_found()
             audit = AuditLog(ACTOR)
@@ -297,7 +306,7 @@ class PrivacyApi:
         url = request_path(row.id)
         if row.request_type != "access":
             return Refused(404, "no_export", "only an access request has an export")
-        if row.status in OPEN:
+        if row.status in OPEN_STATUSES:
             return Refused(
                 404, "export_not_ready", f"the request is {row.status}: the export is made once it is processed; see {url}"
             )
@@ -305,7 +314,7 @@ class PrivacyApi:
             return Refused(
                 410, "export_downloaded", "the export was downloaded already, and is handed over once: file a new access request"
             )
-        if row.export_path is None and row.status != "completed":
+        if row.export_path is None and row.status != Status.COMPLETED:
             return Refused(404, "no_export", f"the request ended {row.status}: no export was made; see {url}")
         return self._expired_export(cur, row, audit)
 
@@ -318,7 +327,7 @@ class PrivacyApi:
         if expires_at > datetime.now(UTC):
             return None
         removed = remove_export(row.export_path)
-        records.forget_export(cur, row.id)
+        requests.forget_export(cur, row.id)
         audit.add(row.id, "export_deleted", {"reason": "the download period ended", "file_removed": removed})
         return Refused(410, "export_expired", "the export's download period ended and it was deleted: file a new access request")
 
@@ -335,7 +344,7 @@ class PrivacyApi:
             logger.warning("privacy request %d: its export file is missing", row.id)
             return Refused(410, "export_gone", "the export was deleted: file a new access request for a new one")
         path.unlink()
-        records.mark_downloaded(cur, row.id)
+        requests.mark_downloaded(cur, row.id)
         audit.add(row.id, "export_downloaded", {"bytes": len(content)})
         audit.add(row.id, "export_deleted", {"reason": "downloaded", "file_removed": True})
         return Export(content, path.name)

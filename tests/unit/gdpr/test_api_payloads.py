@@ -8,6 +8,7 @@ import pytest
 
 from gdpr.api import payloads, tokens
 from gdpr.api.errors import Refused
+from gdpr.requests import REQUEST_TYPES
 
 
 def body(**fields: object) -> bytes:
@@ -20,7 +21,7 @@ def refused(call: object, *args: object) -> Refused:
     return caught.value
 
 
-@pytest.mark.parametrize("kind", payloads.REQUEST_TYPES[:2] + payloads.REQUEST_TYPES[3:])
+@pytest.mark.parametrize("kind", REQUEST_TYPES[:2] + REQUEST_TYPES[3:])
 def test_every_request_type_but_rectification_needs_an_address_and_its_type_only(kind: str) -> None:
     new = payloads.parse_new_request(body(email="  Jane.Doe@Example.ORG ", type=kind))
     assert (new.address, new.email, new.request_type, new.corrections) == (

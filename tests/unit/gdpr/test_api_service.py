@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.config import DatabaseSettings, KafkaSettings, Settings, SinkSettings
-from gdpr.api.records import Request
 from gdpr.api.service import PrivacyApi
 from gdpr.api.store import Database
+from gdpr.requests import ApiRequest as Request
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(
