@@ -31,7 +31,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -312,11 +312,12 @@ def ensure_destination(settings: Settings, via: CollectorTarget | None) -> None:
         collector_client.ensure_reachable(via)
 
 
-def allowance(rate: float, started: float, sent: int, stop: threading.Event) -> int:
-    """How many events may go now to keep ``rate`` per second (0: unlimited); waits when ahead."""
+def allowance(rate: float, started: float, sent: int, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> int:
+    """How many events may go now to keep ``rate`` per second (0: unlimited); waits when ahead.
+    ``started`` is a reading of ``clock``."""
     if rate <= 0:
         return CHUNK
-    due = int((time.monotonic() - started) * rate) - sent
+    due = int((clock() - started) * rate) - sent
     least = max(1, int(rate * PACE_TICK_S))
     if due < least:
         stop.wait(min(1.0, (least - due) / rate))

@@ -105,6 +105,8 @@ def run_process(argv: list[str], stop: threading.Event, timeout_s: float) -> Exi
             process.kill()
     for tail in tails:
         tail.join()
+    process.stdout.close()  # read to the end by the tails: closed here, not left to the collector
+    process.stderr.close()
     return Exited(code, tails[1].last or tails[0].last, stopped)
 
 

@@ -3,13 +3,14 @@ sent, each event gets its own result, and every documented error status is JSON.
 
 from __future__ import annotations
 
-import contextlib
+import http.client
 import json
 import signal
-import threading
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -17,7 +18,7 @@ import pytest
 
 from core import kafka
 from core.config import Settings
-from tests.helpers import RAW, query, start_service, wait_caught_up
+from tests.helpers import RAW, query, start_service, wait_caught_up, wait_until
 from tests.integration.collector.conftest import (
     ORIGIN,
     Collector,
@@ -256,23 +257,32 @@ def share_of_the_rate(collector: Collector, public: str) -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_lets_the_request_in_flight_finish(settings: Settings, write_key: str, tmp_path: Path, stop: int) -> None:
+    """The request is in flight for sure when the stop comes: the application has started to
+    read its body (the server answered ``100 Continue``), and the body is sent only once the
+    server has stopped listening and waits for it. It is answered in full, then the collector exits 0."""
     running = start_collector(tmp_path)
     body = json.dumps([event() for _ in range(settings.collector.max_events)]).encode()
-    answers: list[httpx.Response] = []
-
-    def send() -> None:
-        # A refused connection: the stop came first, and no request was in flight.
-        with contextlib.suppress(httpx.ConnectError):
-            answers.append(running.post("/v1/events", body, write_key))
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    running.process.send_signal(stop)
-    sender.join(30)
+    address = urlsplit(running.url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
+        conn.sendall(
+            f"POST /v1/events HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {write_key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += conn.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        running.process.send_signal(stop)
+        # uvicorn's line once it stopped listening and waits for the requests in flight.
+        wait_until(
+            lambda: "Waiting for connections to close" in running.output(), timeout=30, what="the collector to wait for us"
+        )
+        conn.sendall(body)
+        answer = http.client.HTTPResponse(conn)
+        answer.begin()
+        assert answer.status == 202, answer.read()
+        assert json.loads(answer.read())["accepted"] == settings.collector.max_events
     assert running.process.wait(30) == 0, running.output()
-    # Either the request was answered before the stop, or it finished during it: never cut off.
-    if answers:
-        assert answers[0].status_code == 202 and answers[0].json()["accepted"] == settings.collector.max_events
 
 
 def test_every_event_of_a_202_survives_a_kill_9_and_is_stored_once(

@@ -7,6 +7,7 @@ both the batch totals and the totals computed independently in the test.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -61,6 +62,15 @@ def assert_exactly_once(settings: Settings, events: list, days: list) -> None:  
     assert metrics_table(settings, "metrics_batch_daily") == expected
 
 
+def kill_each_at_its_moment(settings: Settings, services: dict[str, Service], moments: dict[str, int]) -> bool:
+    """SIGKILL each consumer whose group has stored ``moments[group]`` messages; True once all are dead."""
+    for group, service in services.items():
+        if service.process.returncode is None and stored(settings, group) >= moments[group]:
+            service.process.kill()
+            assert service.process.wait(timeout=10) == -signal.SIGKILL
+    return all(service.process.returncode is not None for service in services.values())
+
+
 def test_sigkill_at_random_moments_neither_loses_nor_double_counts(settings: Settings, group: str, tmp_path: Path) -> None:
     rng = random.Random(2026)
     today = datetime.now(UTC).date()
@@ -71,18 +81,24 @@ def test_sigkill_at_random_moments_neither_loses_nor_double_counts(settings: Set
     kills = 0
     for chunk in chunks[:-1]:
         produce_events(settings, chunk)
-        before = (stored(settings, raw_group), stored(settings, stream_group))
-        raw = start_service(RAW, raw_group, tmp_path, SMALL_BATCHES)
-        streaming = start_service(STREAMING, stream_group, tmp_path, SMALL_BATCHES)
-        # Kill only once both have committed something in this round, then at a random moment.
+        before = {g: stored(settings, g) for g in (raw_group, stream_group)}
+        services = {
+            raw_group: start_service(RAW, raw_group, tmp_path, SMALL_BATCHES),
+            stream_group: start_service(STREAMING, stream_group, tmp_path, SMALL_BATCHES),
+        }
+        # The random moment of each kill is a random point of the consumer's way through the
+        # chunk, polled: early enough that the chunk is not finished, so the kill lands while
+        # the consumer is committing batch after batch (mid-stream), never after it went idle.
+        kill_at = {g: before[g] + rng.randrange(len(chunk) // 20, len(chunk) // 2) for g in services}
+
         wait_until(
-            lambda: stored(settings, raw_group) > before[0] and stored(settings, stream_group) > before[1],  # noqa: B023
-            what="progress before the kill",
+            functools.partial(kill_each_at_its_moment, settings, services, kill_at),
+            interval=0.01,
+            what="each consumer to reach its moment of the kill",
         )
-        time.sleep(rng.uniform(0, 0.5))  # the random moment of the kill, not a wait for anything
-        for service in (raw, streaming):
-            service.process.kill()
-            assert service.process.wait(timeout=10) == -signal.SIGKILL
+        for g in services:
+            done = stored(settings, g) - before[g]
+            assert 0 < done < len(chunk), f"{g}: killed after {done} of {len(chunk)} messages, not mid-stream"
             kills += 1
     produce_events(settings, chunks[-1])
     raw = start_service(RAW, raw_group, tmp_path)

@@ -24,6 +24,7 @@ from data_generators.collector_client import (
     ensure_reachable,
 )
 from data_generators.events import EventFactory
+from tests.helpers import wait_until
 from tests.unit.data_generators.fake_collector import (
     Answer,
     FakeCollector,
@@ -214,13 +215,12 @@ def test_a_collector_lost_mid_run_is_retried_with_backoff_until_it_is_back(caplo
     with serving(collector):
         sender = CollectorSender(target(collector, batch=10, concurrency=1))
         assert sender.add(values(10, seed=1), threading.Event())
-        deadline = time.monotonic() + 10
-        while sender.accepted < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: sender.accepted == 10, timeout=10, interval=0.01, what="the first batch to be taken")
     port = collector.port
     with caplog.at_level(logging.WARNING, logger="data_generators.collector_client"):
         assert sender.add(values(10, seed=2), threading.Event())  # the collector is gone
-        time.sleep(1.2)
+        # Back only once the sender has failed and retried after its backoff.
+        wait_until(lambda: "(attempt 2)" in caplog.text, timeout=10, interval=0.01, what="a retry after the backoff")
         with serving(collector, port=port):
             sender.close(30)
     assert (sender.accepted, sender.undelivered) == (20, 0)
