@@ -67,7 +67,7 @@ RETENTION_STEP_DAYS = 3
 # A cost that stays flat: the larger history may cost at most this much more.
 TARGET_RATIO = 1.5
 # Shown without a target: the nightly index cleanup after a large erasure reads every index of
-# every day the erased people's events are on (gdpr.process_privacy_requests.finish_vacuum).
+# every day the erased people's events are on (gdpr.vacuum.finish_vacuum).
 UNTARGETED = frozenset({"finish_vacuum"})
 # Relative traffic per weekday (Monday first): e-commerce peaks late in the week and on Sundays.
 WEEKDAY_TRAFFIC = (0.95, 0.93, 0.95, 1.0, 1.05, 1.1, 1.02)

@@ -25,7 +25,7 @@ from core.config import Settings
 from core.events import Event, user_uuid
 from data_generators.events import EventFactory
 from data_generators.generate_users import generated_user_id
-from gdpr.process_privacy_requests import ERASED_PAYLOAD
+from gdpr.erasure import ERASED_PAYLOAD
 from tests.helpers import (
     PROJECT_ROOT,
     consume_all,
@@ -335,7 +335,7 @@ def test_watch_processes_a_new_request_within_about_a_second(settings: Settings,
 
 
 def test_watch_finishes_the_vacuum_a_large_erasure_left_when_it_is_idle(settings: Settings, tmp_path: Path) -> None:
-    """A partition queued for index cleanup (gdpr.process_privacy_requests.finish_vacuum) leaves
+    """A partition queued for index cleanup (gdpr.vacuum.finish_vacuum) leaves
     the queue without any request or command: the idle watcher vacuums it."""
     day = cli.today_utc() - timedelta(days=2)
     query(settings, "SELECT events_raw_create_partitions(%s, %s)", (day, day))

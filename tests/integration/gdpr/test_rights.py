@@ -21,6 +21,7 @@ import gdpr.process_privacy_requests as processor
 from core import db
 from core.config import Settings
 from core.events import Event, user_uuid
+from gdpr import vacuum
 from gdpr.email_address import email_hmac
 from gdpr.process_privacy_requests import process_pending
 from tests.helpers import consume_all, produce_events, query, run_command, wait_until
@@ -366,7 +367,7 @@ def test_a_large_erasure_leaves_the_index_cleanup_to_finish_vacuum(settings: Set
     """Past INLINE_INDEX_CLEANUP_BYTES (here 0) the erasure vacuums the partition's heap only and
     queues it: the old row versions leave their pages at once, the index entries of the former id
     stay until ``--finish-vacuum``, which removes them and empties the queue."""
-    monkeypatch.setattr(processor, "INLINE_INDEX_CLEANUP_BYTES", 0)
+    monkeypatch.setattr(vacuum, "INLINE_INDEX_CLEANUP_BYTES", 0)
     user_id = add_person(settings, 11, "queue@example.com")
     query(
         settings,
@@ -427,7 +428,7 @@ def test_finish_vacuum_passes_over_a_partition_dropped_while_it_waits(settings: 
     def finish() -> None:
         try:
             with db.connection(settings.database, application_name="test-finish", role=db.GDPR_ROLE) as conn:
-                outcome.append(processor.finish_vacuum(conn))
+                outcome.append(vacuum.finish_vacuum(conn))
         except BaseException as e:  # reported by the assertion below
             outcome.append(e)
 

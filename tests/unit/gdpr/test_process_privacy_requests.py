@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gdpr.process_privacy_requests import RejectedRequest, email_hmac, normalise_email
+from gdpr.email_address import email_hmac
+from gdpr.process_privacy_requests import RejectedRequest, normalise_email
 
 
 def test_normalise_email_lowercases_and_rejects_garbage() -> None:

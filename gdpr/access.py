@@ -1,0 +1,125 @@
+"""Access (Art. 15/20): the JSON export of everything held about a person, written by the
+processor (gdpr.process_privacy_requests) to ``REPORTS_DIR/access/`` (a relative REPORTS_DIR is
+taken from the project root, so every processor finds the same files); it may be downloaded for
+ACCESS_EXPORT_DAYS, then it is deleted (gdpr.housekeeping; the files themselves: gdpr.exports).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core import db
+from gdpr import person_days
+from gdpr import requests as request_store
+from gdpr.erasure import ERASED_PAYLOAD, user_id_pattern
+
+
+def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, directory: Path) -> Path:
+    """Write everything held about the user as JSON (Art. 15 and 20); return the file. Runs
+    under the erasure lock (process_batch), which ``person_days.days_of`` needs."""
+    cur.execute("SELECT user_id::text, email, full_name, address, created_at FROM users_pii WHERE user_id = %s", (user_id,))
+    pii = cur.fetchone()
+    cur.execute("SELECT country, signup_date FROM users_public WHERE user_id = %s", (user_id,))
+    public = cur.fetchone()
+    # The person's own days and the days no list covers, not every day's user index: the days as
+    # constants, so that the plan holds those days' partitions only.
+    cur.execute(
+        "SELECT event_id, event_type, event_timestamp, amount, metadata FROM events_raw"
+        " WHERE user_id = %s AND event_date = ANY(%s::date[]) ORDER BY event_timestamp, event_id",
+        (user_id, person_days.days_of(cur, user_id)),
+    )
+    events = [
+        {
+            "event_id": str(event_id),
+            "event_type": kind,
+            "event_timestamp": ts.isoformat(),
+            "amount": None if amount is None else str(amount),
+            "metadata": metadata,
+        }
+        for event_id, kind, ts, amount, metadata in cur.fetchall()
+    ]
+    requests = [
+        {
+            "request_id": rid,
+            "request_type": kind,
+            "status": status,
+            "requested_at": requested.isoformat(),
+            "processed_at": processed.isoformat() if processed else None,
+            "due_at": due.isoformat(),
+        }
+        for rid, kind, status, requested, processed, due in request_store.requests_of(cur, proof, request_id)
+    ]
+    letters = _dead_letters_of(cur, user_id)
+    cur.execute(
+        "SELECT purpose, granted, effective_at, source FROM consent_ledger WHERE user_id = %s ORDER BY effective_at, id",
+        (user_id,),
+    )
+    consents = [
+        {"purpose": purpose, "granted": granted, "effective_at": at.isoformat(), "source": source}
+        for purpose, granted, at, source in cur.fetchall()
+    ]
+    document = {
+        "request_id": request_id,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "controller_note": "Everything this analytics platform holds about you (GDPR Art. 15 and 20).",
+        "personal_data": {
+            "user_id": pii[0],
+            "email": pii[1],
+            "full_name": pii[2],
+            "address": pii[3],
+            "created_at": pii[4].isoformat(),
+        }
+        if pii
+        else None,
+        "public_profile": {"country": public[0].strip(), "signup_date": public[1].isoformat()} if public else None,
+        "events": events,
+        "consent_history": consents,
+        "privacy_requests": requests,
+        "dead_letters": letters,
+        "not_included": NOT_IN_EXPORT,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"access_request_{request_id}.json"
+    partial = path.with_suffix(".json.partial")
+    # Only the owner may read an export: it is the person's data.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False)
+    partial.replace(path)
+    return path
+
+
+# What an access export says it leaves out, and why (Art. 15: everything held, or why not).
+NOT_IN_EXPORT = [
+    "Messages we rejected at ingest (dead letters) are included when their stored text names your user id in a"
+    ' "user_id" field, whether or not the rest of the message was valid JSON; one that does not name it (its'
+    " user id missing or malformed, or cut off by the 64 KiB limit) cannot be told apart from anybody else's and is"
+    " not included. They are stored, and shown here, with personal data such as emails and phone numbers redacted.",
+    "The event stream (Kafka) keeps each message it received, keyed by your user id, until its retention deletes it"
+    " (a week by default): the same events as listed here, as they were sent, before redaction. This export is"
+    " made from the database.",
+    "Database backups hold earlier copies of these rows until they expire.",
+]
+
+
+def _dead_letters_of(cur: db.Cursor, user_id: str) -> list[dict[str, Any]]:
+    """The dead letters whose payload names this user id (the pattern erasure scrubs by), oldest
+    first: the payload as stored (redacted), parsed when it is JSON, else as text."""
+    cur.execute(
+        "SELECT received_at, reason, detail, payload FROM dead_letter_events WHERE payload ~* %s AND payload <> %s ORDER BY id",
+        (user_id_pattern([user_id]), ERASED_PAYLOAD),
+    )
+    letters = []
+    for received_at, reason, detail, payload in cur.fetchall():
+        letter: dict[str, Any] = {"received_at": received_at.isoformat(), "reason": reason, "detail": detail}
+        try:
+            letter["payload"] = json.loads(payload)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            letter["payload_text"] = payload
+            letter["note"] = "not valid JSON as received (or cut at the size limit): found by its user_id field's text"
+        letters.append(letter)
+    return letters
