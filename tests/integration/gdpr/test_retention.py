@@ -25,10 +25,15 @@ from tests.helpers import query, run_command
 
 pytestmark = pytest.mark.integration
 
-TODAY = cli.today_utc()
-# Short retentions, so that the days around each cutoff are recent ones.
+# Short retentions, so that the days around each cutoff are recent ones (raw events: 10 days).
 SHORT = RetentionSettings(raw_event_days=10, dead_letter_days=5, privacy_request_days=20, report_days=15)
-CUTOFF = TODAY - timedelta(days=10)  # raw events
+
+
+@pytest.fixture
+def today() -> date:
+    """The UTC day of each test, read when the test starts (a constant read at import was a day
+    off for every test run after midnight UTC)."""
+    return cli.today_utc()
 
 
 def short(settings: Settings) -> Settings:
@@ -100,46 +105,51 @@ def runs(settings: Settings) -> list[tuple[object, ...]]:
 # -- raw events ---------------------------------------------------------------------------------
 
 
-def test_raw_events_before_the_cutoff_are_deleted_in_chunks_and_the_metrics_stay(settings: Settings) -> None:
-    old, older, kept = CUTOFF - timedelta(days=1), CUTOFF - timedelta(days=3), CUTOFF
-    only_the_default_partition_before(settings, CUTOFF)
-    insert_events(settings, {older: 3, old: 5, kept: 4, TODAY: 2})
+def test_raw_events_before_the_cutoff_are_deleted_in_chunks_and_the_metrics_stay(settings: Settings, today: date) -> None:
+    cutoff = today - timedelta(days=10)  # raw events (SHORT)
+    old, older, kept = cutoff - timedelta(days=1), cutoff - timedelta(days=3), cutoff
+    only_the_default_partition_before(settings, cutoff)
+    insert_events(settings, {older: 3, old: 5, kept: 4, today: 2})
     before = insert_metrics(settings, [older, old, kept])
     with as_retention(settings) as conn:
-        removal = retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=False), chunk_rows=2)
-    assert events_per_day(settings) == {kept: 4, TODAY: 2}
-    assert (removal.removed, removal.first, removal.last, removal.cutoff) == (8, older, old, CUTOFF)
-    assert removal.summary() == f"raw events: 8 rows of {older}..{old} removed (cutoff {CUTOFF})"
+        removal = retention.remove_raw_events(Run(conn, short(settings), today, dry_run=False), chunk_rows=2)
+    assert events_per_day(settings) == {kept: 4, today: 2}
+    assert (removal.removed, removal.first, removal.last, removal.cutoff) == (8, older, old, cutoff)
+    assert removal.summary() == f"raw events: 8 rows of {older}..{old} removed (cutoff {cutoff})"
     assert metrics(settings) == before
 
 
-def test_a_dry_run_counts_changes_nothing_and_is_recorded_as_one(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    old = CUTOFF - timedelta(days=2)
-    only_the_default_partition_before(settings, CUTOFF)
-    insert_events(settings, {old: 3, CUTOFF: 1})
+def test_a_dry_run_counts_changes_nothing_and_is_recorded_as_one(
+    settings: Settings, capsys: pytest.CaptureFixture[str], today: date
+) -> None:
+    cutoff = today - timedelta(days=10)  # raw events (SHORT)
+    old = cutoff - timedelta(days=2)
+    only_the_default_partition_before(settings, cutoff)
+    insert_events(settings, {old: 3, cutoff: 1})
     dead_letter(settings, 30)
-    report = settings.reports_dir / f"business_report_{TODAY - timedelta(days=100)}.md"
+    report = settings.reports_dir / f"business_report_{today - timedelta(days=100)}.md"
     report.parent.mkdir(parents=True)
     report.write_text("old")
     with as_retention(settings) as conn:
-        removals = apply_retention(conn, short(settings), today=TODAY, dry_run=True)
-    assert events_per_day(settings) == {old: 3, CUTOFF: 1}
+        removals = apply_retention(conn, short(settings), today=today, dry_run=True)
+    assert events_per_day(settings) == {old: 3, cutoff: 1}
     assert query(settings, "SELECT count(*) FROM dead_letter_events") == [(1,)]
     assert report.exists()
     by_kind = {r.kind: r for r in removals}
-    assert by_kind["raw_events"].summary() == f"raw events: 3 rows of {old} would be removed (cutoff {CUTOFF})"
+    assert by_kind["raw_events"].summary() == f"raw events: 3 rows of {old} would be removed (cutoff {cutoff})"
     assert by_kind["dead_letters"].removed == 1 and by_kind["reports"].removed == 1
     assert {(kind, dry_run) for kind, _cutoff, _n, dry_run in runs(settings)} == {
         (kind, True) for kind in retention.LABELS
     }  # fmt: skip
 
 
-def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Settings) -> None:
+def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Settings, today: date) -> None:
     """Once events_raw is partitioned by day, its old partitions are dropped whole by the owner's
     function (sql/018): here a copy of its shape in a schema of the test's own."""
     schema = f"retention_test_{uuid.uuid4().hex[:8]}"
+    cutoff = today - timedelta(days=10)  # raw events (SHORT)
     table = f"{schema}.events_raw"
-    days = [CUTOFF - timedelta(days=n) for n in (3, 2, 1)] + [CUTOFF, CUTOFF + timedelta(days=1)]
+    days = [cutoff - timedelta(days=n) for n in (3, 2, 1)] + [cutoff, cutoff + timedelta(days=1)]
     query(settings, f"CREATE SCHEMA {schema}")
     try:
         query(settings, f"CREATE TABLE {table} (LIKE public.events_raw INCLUDING DEFAULTS) PARTITION BY RANGE (event_date)")
@@ -154,20 +164,20 @@ def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Sett
         query(settings, f"GRANT USAGE ON SCHEMA {schema} TO retention_worker")
         query(settings, f"GRANT SELECT (event_date, ctid), DELETE ON {table} TO retention_worker")
         insert_events(settings, {days[0]: 2, days[1]: 0, days[2]: 3, days[3]: 4, days[4]: 1}, table)
-        late = CUTOFF - timedelta(days=40)
-        insert_events(settings, {late: 2, CUTOFF + timedelta(days=9): 1}, table)  # land in the DEFAULT partition
+        late = cutoff - timedelta(days=40)
+        insert_events(settings, {late: 2, cutoff + timedelta(days=9): 1}, table)  # land in the DEFAULT partition
 
         with as_retention(settings) as conn:
-            dry = retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=True, events_table=table))
+            dry = retention.remove_raw_events(Run(conn, short(settings), today, dry_run=True, events_table=table))
             assert (dry.removed, dry.first, dry.last) == (7, late, days[2])  # each row counted once
             assert dry.note == "3 partitions would be dropped"
             assert sum(events_per_day(settings, table).values()) == 13  # nothing dropped
             removal = retention.remove_raw_events(
-                Run(conn, short(settings), TODAY, dry_run=False, events_table=table), chunk_rows=1
+                Run(conn, short(settings), today, dry_run=False, events_table=table), chunk_rows=1
             )
-        assert removal.summary() == f"raw events: 7 rows of {late}..{days[2]} removed (cutoff {CUTOFF}; 3 partitions dropped)"
+        assert removal.summary() == f"raw events: 7 rows of {late}..{days[2]} removed (cutoff {cutoff}; 3 partitions dropped)"
         # The default partition's recent row stays; so do the days from the cutoff on.
-        assert events_per_day(settings, table) == {days[3]: 4, days[4]: 1, CUTOFF + timedelta(days=9): 1}
+        assert events_per_day(settings, table) == {days[3]: 4, days[4]: 1, cutoff + timedelta(days=9): 1}
         partitions = query(
             settings, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass"
             " ORDER BY 1", (table,),
@@ -179,10 +189,11 @@ def test_partitioned_raw_events_lose_whole_days_and_keep_the_rest(settings: Sett
         query(settings, f"DROP SCHEMA {schema} CASCADE")
 
 
-def test_the_digests_of_erased_events_go_with_their_days(settings: Settings) -> None:
+def test_the_digests_of_erased_events_go_with_their_days(settings: Settings, today: date) -> None:
     """The digests that stop a re-sent copy of an erased event (sql/034) are kept only while the
     day's events are: one row per erased event would otherwise be kept for ever (sql/036)."""
-    old, kept = CUTOFF - timedelta(days=3), CUTOFF
+    cutoff = today - timedelta(days=10)  # raw events (SHORT)
+    old, kept = cutoff - timedelta(days=3), cutoff
     for day in (old, kept):
         query(
             settings,
@@ -190,9 +201,9 @@ def test_the_digests_of_erased_events_go_with_their_days(settings: Settings) -> 
             (day,),
         )
     with as_retention(settings) as conn:
-        retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=True))
+        retention.remove_raw_events(Run(conn, short(settings), today, dry_run=True))
         assert query(settings, "SELECT count(*) FROM erased_event_digests") == [(2,)]  # a dry run removes nothing
-        retention.remove_raw_events(Run(conn, short(settings), TODAY, dry_run=False))
+        retention.remove_raw_events(Run(conn, short(settings), today, dry_run=False))
     assert query(settings, "SELECT event_date FROM erased_event_digests") == [(kept,)]
 
 
@@ -208,13 +219,13 @@ def dead_letter(settings: Settings, received_days_ago: float) -> None:
     )
 
 
-def test_dead_letters_before_the_cutoff_go_newer_ones_stay(settings: Settings) -> None:
+def test_dead_letters_before_the_cutoff_go_newer_ones_stay(settings: Settings, today: date) -> None:
     for days_ago in (40, 7, 6.1, 4, 0):
         dead_letter(settings, days_ago)
     with as_retention(settings) as conn:
-        removal = retention.remove_dead_letters(Run(conn, short(settings), TODAY, dry_run=False), chunk_rows=2)
+        removal = retention.remove_dead_letters(Run(conn, short(settings), today, dry_run=False), chunk_rows=2)
     # Cutoff: the start of the UTC day 5 days ago; 4 and 0 days ago are after it.
-    kept = query(settings, "SELECT received_at >= %s FROM dead_letter_events", (retention.midnight(TODAY - timedelta(days=5)),))
+    kept = query(settings, "SELECT received_at >= %s FROM dead_letter_events", (retention.midnight(today - timedelta(days=5)),))
     assert kept == [(True,), (True,)]
     assert removal.removed == 3 and removal.first == (datetime.now(UTC) - timedelta(days=40)).date()
 
@@ -227,7 +238,7 @@ def old_file(path: Path, days_ago: int, text: str = "{}") -> Path:
     return path
 
 
-def test_expired_exports_and_stray_export_files_go_through_the_processors_sweep(settings: Settings) -> None:
+def test_expired_exports_and_stray_export_files_go_through_the_processors_sweep(settings: Settings, today: date) -> None:
     access = settings.reports_dir / "access"
     expired, live = old_file(access / "access_request_1.json", 10), old_file(access / "access_request_2.json", 10)
     stray_old, stray_new = old_file(access / "access_request_3.json.partial", 10), old_file(access / "access_request_4.json", 1)
@@ -239,7 +250,7 @@ def test_expired_exports_and_stray_export_files_go_through_the_processors_sweep(
         (str(expired), str(live)),
     )
     with as_retention(settings) as conn:
-        removal = retention.remove_access_exports(Run(conn, short(settings), TODAY, dry_run=False))
+        removal = retention.remove_access_exports(Run(conn, short(settings), today, dry_run=False))
     assert sorted(p.name for p in access.iterdir()) == ["access_request_2.json", "access_request_4.json"]
     assert not stray_old.exists() and stray_new.exists() and live.exists()
     pointers = query(settings, "SELECT email_hmac, export_path IS NULL FROM privacy_requests ORDER BY id")
@@ -247,12 +258,12 @@ def test_expired_exports_and_stray_export_files_go_through_the_processors_sweep(
     deleted = query(settings, "SELECT actor, details->>'file_removed' FROM privacy_audit_log WHERE action = 'export_deleted'")
     assert deleted == [("retention", "true")]
     assert removal.summary() == (
-        f"access exports: 2 files removed (cutoff {TODAY - timedelta(days=3)}; 1 past their download period,"
+        f"access exports: 2 files removed (cutoff {today - timedelta(days=3)}; 1 past their download period,"
         " 1 that no request points to)"
     )
 
 
-def test_processed_requests_lose_their_residue_but_keep_status_dates_and_proof(settings: Settings) -> None:
+def test_processed_requests_lose_their_residue_but_keep_status_dates_and_proof(settings: Settings, today: date) -> None:
     query(
         settings,
         "INSERT INTO privacy_requests (email, email_hmac, request_type, status, channel, outcome, corrections, secret_hash,"
@@ -281,11 +292,11 @@ def test_processed_requests_lose_their_residue_but_keep_status_dates_and_proof(s
     query(settings, "UPDATE privacy_requests SET status = 'unverified' WHERE id = %s", (held_id,))
 
     with as_retention(settings) as conn:
-        job = Run(conn, short(settings), TODAY, dry_run=False)
+        job = Run(conn, short(settings), today, dry_run=False)
         removal = retention.remove_request_residue(job)
     processed = (datetime.now(UTC) - timedelta(days=50)).date()
     assert removal.summary() == (
-        f"processed privacy requests: 1 request of {processed} cleared (cutoff {TODAY - timedelta(days=20)};"
+        f"processed privacy requests: 1 request of {processed} cleared (cutoff {today - timedelta(days=20)};"
         " id, type, status, channel, dates and proof kept)"
     )
     residue = "SELECT id, email, outcome, corrections, secret_hash, export_path, export_expires_at, export_downloaded_at, residue_removed_at IS NOT NULL FROM privacy_requests ORDER BY id"  # noqa: E501
@@ -299,11 +310,11 @@ def test_processed_requests_lose_their_residue_but_keep_status_dates_and_proof(s
     assert query(settings, "SELECT request_id FROM privacy_verifications") == [(held_id,)]
     assert [(r.kind, r.removed) for r in job.started] == [("privacy_requests", 1), ("dpo_sessions", 1), ("verification_codes", 1)]
     with as_retention(settings) as conn:  # what is cleared is not cleared again
-        assert retention.remove_request_residue(Run(conn, short(settings), TODAY, dry_run=False)).removed == 0
+        assert retention.remove_request_residue(Run(conn, short(settings), today, dry_run=False)).removed == 0
 
 
-def test_report_files_before_the_cutoff_go_by_the_day_in_their_name(settings: Settings) -> None:
-    cutoff = TODAY - timedelta(days=15)
+def test_report_files_before_the_cutoff_go_by_the_day_in_their_name(settings: Settings, today: date) -> None:
+    cutoff = today - timedelta(days=15)
     old, kept = cutoff - timedelta(days=1), cutoff
     reports = settings.reports_dir
     names = [
@@ -315,17 +326,18 @@ def test_report_files_before_the_cutoff_go_by_the_day_in_their_name(settings: Se
         old_file(reports / name, 0)
     old_file(reports / "access" / f"business_report_{old}.md", 0)  # not a report: the exports' folder is not searched
     with as_retention(settings) as conn:
-        removal = retention.remove_report_files(Run(conn, short(settings), TODAY, dry_run=False))
+        removal = retention.remove_report_files(Run(conn, short(settings), today, dry_run=False))
     assert sorted(p.name for p in reports.iterdir()) == sorted([*names[4:], "access"])
     assert removal.summary() == f"report files: 4 files of {old} removed (cutoff {cutoff})"
 
 
 def test_each_kind_is_recorded_and_a_failure_records_what_went_before_it(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, today: date
 ) -> None:
-    insert_events(settings, {CUTOFF - timedelta(days=1): 2})
+    cutoff = today - timedelta(days=10)  # raw events (SHORT)
+    insert_events(settings, {cutoff - timedelta(days=1): 2})
     with as_retention(settings) as conn:
-        apply_retention(conn, short(settings), ["raw_events", "reports"], today=TODAY)
+        apply_retention(conn, short(settings), ["raw_events", "reports"], today=today)
 
         def half_done(run: Run) -> Removal:
             removal = run.removal("dead_letters", 5)
@@ -334,39 +346,39 @@ def test_each_kind_is_recorded_and_a_failure_records_what_went_before_it(
 
         monkeypatch.setitem(retention.REMOVERS, "dead_letters", half_done)
         with pytest.raises(RetentionFailed, match="dead letters: disk gone; what was removed before is recorded"):
-            apply_retention(conn, short(settings), ["dead_letters", "reports"], today=TODAY)
+            apply_retention(conn, short(settings), ["dead_letters", "reports"], today=today)
     assert runs(settings) == [
-        ("raw_events", CUTOFF, 2, False),
-        ("reports", TODAY - timedelta(days=15), 0, False),
-        ("dead_letters", TODAY - timedelta(days=5), 7, False),
+        ("raw_events", cutoff, 2, False),
+        ("reports", today - timedelta(days=15), 0, False),
+        ("dead_letters", today - timedelta(days=5), 7, False),
     ]
 
 
 # -- the command --------------------------------------------------------------------------------
 
 
-def test_the_command_says_what_it_would_remove_then_removes_it(settings: Settings) -> None:
-    day = TODAY - timedelta(days=400)
-    only_the_default_partition_before(settings, TODAY - timedelta(days=395))
-    insert_events(settings, {day: 3, TODAY: 1})
+def test_the_command_says_what_it_would_remove_then_removes_it(settings: Settings, today: date) -> None:
+    day = today - timedelta(days=400)
+    only_the_default_partition_before(settings, today - timedelta(days=395))
+    insert_events(settings, {day: 3, today: 1})
     insert_metrics(settings, [day])
     dry = run_command("gdpr.retention", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
-    assert lines[0] == f"raw events: 3 rows of {day} would be removed (cutoff {TODAY - timedelta(days=395)})"
+    assert lines[0] == f"raw events: 3 rows of {day} would be removed (cutoff {today - timedelta(days=395)})"
     assert [line.split(":")[0] for line in lines] == [
         "raw events", "dead letters", "access exports", "processed privacy requests", "expired DPO sessions",
         "used verification codes", "report files",
     ]  # fmt: skip
-    assert events_per_day(settings) == {day: 3, TODAY: 1}
+    assert events_per_day(settings) == {day: 3, today: 1}
 
     result = run_command("gdpr.retention", "--only", "raw_events", "dead_letters")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"raw events: 3 rows of {day} removed (cutoff {TODAY - timedelta(days=395)})",
-        f"dead letters: nothing to remove (cutoff {TODAY - timedelta(days=30)})",
+        f"raw events: 3 rows of {day} removed (cutoff {today - timedelta(days=395)})",
+        f"dead letters: nothing to remove (cutoff {today - timedelta(days=30)})",
     ]
-    assert events_per_day(settings) == {TODAY: 1}
+    assert events_per_day(settings) == {today: 1}
     assert len(metrics(settings)) == 2
     assert [(kind, removed, dry_run) for kind, _c, removed, dry_run in runs(settings)][-2:] == [
         ("raw_events", 3, False),
