@@ -6,8 +6,9 @@ An isolated embedded stack is started in a temporary folder (never ``.local/``).
 users seeded; generator vs a bare producer of pre-serialised messages; raw sink vs a bare COPY
 and vs one INSERT and commit per event (the original design); streaming metrics vs Quix Streams
 (its own virtual environment); batch metrics vs a bare GROUP BY; GDPR erasure of 10,000 requests
-and ``--watch`` latency; the HTTP collector vs the same server answering 202 without validating or
-producing, and its latency at half its maximum rate; the redactor's worst event within the metadata
+and ``--watch`` latency; the HTTP collector vs what a user would write instead (FastAPI,
+pydantic, confluent-kafka with acks=all answering after delivery), and the latency of both at half
+their maximum rate; the redactor's worst event within the metadata
 bounds vs its normal case (bench.redaction). The consumers run with
 ``CONSENT_MODE=required`` and 90 % of the users consenting. Peak memory (RSS) of every process, and its growth over the run.
 """
@@ -71,6 +72,10 @@ CAPACITY_LOAD_SECONDS = 15
 # delivery reports come) half a second after they were stamped; the consumers' first fetches.
 FRESHNESS_WARMUP_S = 2.0
 WATCH_REQUESTS = 40
+# The collector against what a user would write instead (bench.fastapi_baseline): at least this
+# many times its events/s, and both answering within this p99 at half their own maximum rate.
+COLLECTOR_TARGET = 1.5
+COLLECTOR_P99_MS = 50
 
 
 class PipelineBench:
@@ -522,36 +527,41 @@ class PipelineBench:
         )  # fmt: skip
 
     def collector(self) -> None:
-        """POST /v1/events against the same server answering 202 without validating or producing,
-        then latency at half the collector's maximum rate (bench.collector), on a topic of its own."""
+        """POST /v1/events against what a user would write instead (FastAPI, pydantic and
+        confluent-kafka, acks=all, answering after delivery), then the latency of both at half
+        their own maximum rate (bench.collector), on a topic of its own."""
         from bench import collector as http_bench
 
         topic = "bench_http"
         kafka.ensure_topic(self.stack.settings.kafka, topic, 3)
         settings = replace(self.stack.settings, kafka=replace(self.stack.settings.kafka, topic=topic))
-        log("collector: POST /v1/events, batches of 100, 32 connections, vs a server that only answers 202")
+        log("collector: POST /v1/events, batches of 100, 32 connections, vs FastAPI + pydantic + confluent-kafka")
         result = http_bench.measure(settings, seconds=10, clients=32)
         row = ratio_row(
             "collector (events/s through POST /v1/events, batches of 100)",
             result["collector_events_per_s"],
-            "same server answering 202 without validating or producing",
+            "FastAPI + pydantic + confluent-kafka (acks=all, answering after delivery)",
             result["baseline_events_per_s"],
-            0.5,
+            COLLECTOR_TARGET,
         )
         row.peak_rss_mib = result["collector_peak_rss_mib"]
         row.notes = (
             "every event is validated by the consumers' own parser and acknowledged by the broker (acks=all) before the "
-            "202; the baseline only reads the body"
+            "202, as the baseline's are by pydantic and the broker (bench.fastapi_baseline; it has no write keys, rate "
+            f"limits or consent check; peak RSS {result['baseline_peak_rss_mib']:,.0f} MiB); the collector's server "
+            f"answering 202 after only reading the body: {result['read_body_events_per_s']:,.0f} events/s"
         )
         self.rows.append(row)
+        worst = max(result["p99_ms"], result["baseline_p99_ms"])
         self.rows.append(
             Row(
                 f"collector latency at half its maximum rate ({result['latency_rate_events_per_s']:,.0f} events/s)",
                 f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms",
-                "target only",
+                f"FastAPI baseline at half its rate ({result['baseline_latency_rate_events_per_s']:,.0f} events/s): "
+                f"p50 {result['baseline_p50_ms']:.1f} ms, p99 {result['baseline_p99_ms']:.1f} ms",
                 None,
-                "p99 < 50 ms",
-                result["p99_ms"] < 50,
+                f"p99 < {COLLECTOR_P99_MS} ms (both)",
+                worst < COLLECTOR_P99_MS,
                 result["collector_peak_rss_mib"],
             )
         )
