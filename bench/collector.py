@@ -1,14 +1,15 @@
 """The HTTP collector's throughput and latency, against a baseline measured in the same run.
 
-``measure(settings)`` starts (a) the real collector (``python -m collector``) and (b) a baseline:
-the same framework and server (Falcon on uvicorn, uvloop, httptools, the same settings) answering
-202 to the same POST after reading the body, without validating or producing. The same client
-sends both batches of 100 events from concurrent keep-alive connections:
+``measure(settings)`` starts (a) the real collector (``python -m collector``), (b) the baseline,
+what a user would write instead (bench.fastapi_baseline: FastAPI, pydantic validation of the
+event's fields, confluent-kafka with acks=all answering after delivery, to the same topic), and
+(c) for context, the collector's framework and server answering 202 after only reading the body.
+The same client sends each the same batches of 100 events from concurrent keep-alive connections:
 
 1. throughput: every connection sends back to back for ``seconds``; events/s of each server;
-2. latency: paced connections at half the collector's maximum rate; p50/p99 of the time from
-   each request's scheduled start to its answer (a late start counts, so queueing shows);
-3. the collector's peak RSS over the whole run (psutil).
+2. latency of (a) and (b), each at half its own maximum rate: paced connections; p50/p99 of the
+   time from each request's scheduled start to its answer (a late start counts, so queueing shows);
+3. the peak RSS of (a) and (b) over their runs (psutil).
 
 The client is a minimal HTTP/1.1 client on asyncio streams with pre-encoded requests, in this
 process, so the servers' processes measure only themselves; on a 2-core machine the client
@@ -47,8 +48,8 @@ BODIES = 50
 LISTENING = re.compile(rb"listening on http://([\d.]+):(\d+)")
 START_TIMEOUT_S = 60.0
 
-# The baseline: the collector's framework, server and server settings, minus the collector.
-_BASELINE = """
+# Context: the collector's framework, server and server settings, minus the collector.
+_READ_BODY = """
 import asyncio, socket, sys
 import falcon, falcon.asgi, uvicorn, uvloop
 from collector.app import read_body
@@ -63,7 +64,7 @@ class Events:
 app = falcon.asgi.App()
 app.add_route("/v1/events", Events())
 sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
-print("baseline listening on http://%s:%d" % sock.getsockname()[:2], file=sys.stderr, flush=True)
+print("read-body listening on http://%s:%d" % sock.getsockname()[:2], file=sys.stderr, flush=True)
 config = uvicorn.Config(app, http="httptools", ws="none", lifespan="off", access_log=False, log_config=None,
                         server_header=False, backlog=2048)
 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -200,10 +201,30 @@ def _bench_key(settings: Settings) -> str:
         return auth.create_key(cur, f"bench-{uuid.uuid4().hex[:8]}", [], 1_000_000)
 
 
+def _throughput(server: Server, key: str, payloads: list[bytes], clients: int, seconds: float) -> float:
+    """Events/s of a server flooded by every connection for ``seconds``, after a second's warm-up."""
+    prepared = requests(server.host, server.port, key, payloads)
+    asyncio.run(_flood(server.host, server.port, prepared, clients, 1.0))
+    done, took = asyncio.run(_flood(server.host, server.port, prepared, clients, seconds))
+    return done * BATCH / took
+
+
+def _latency(
+    server: Server, key: str, payloads: list[bytes], clients: int, *, seconds: float, events_per_s: float
+) -> dict[str, float]:
+    """p50 and p99 in ms at ``events_per_s``."""
+    prepared = requests(server.host, server.port, key, payloads)
+    rate = events_per_s / BATCH
+    latencies = asyncio.run(_paced(server.host, server.port, prepared, clients, seconds=seconds, rate=rate))
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+
+
 def measure(settings: Settings, key: str | None = None, seconds: float = 10, clients: int = 32) -> dict[str, Any]:
-    """Events/s of the collector and of the baseline, p50/p99 latency at half the collector's
-    rate, and the collector's peak RSS; ``key`` defaults to a fresh unlimited key (created with
-    the DATABASE_URL login). The settings' topic must exist."""
+    """Events/s of the collector, of the FastAPI baseline and of the read-body server; p50/p99
+    latency of the collector and of the baseline, each at half its own rate; their peak RSS.
+    ``key`` defaults to a fresh unlimited key (created with the DATABASE_URL login). The settings'
+    topic must exist."""
     key = key or _bench_key(settings)
     env = {
         **os.environ,
@@ -215,23 +236,20 @@ def measure(settings: Settings, key: str | None = None, seconds: float = 10, cli
     }
     payloads = bodies()
     results: dict[str, Any] = {"batch": BATCH, "clients": clients, "seconds": seconds}
-    with running([sys.executable, "-c", _BASELINE], env) as baseline:
-        prepared = requests(baseline.host, baseline.port, key, payloads)
-        asyncio.run(_flood(baseline.host, baseline.port, prepared, clients, 1.0))  # warm-up
-        done, took = asyncio.run(_flood(baseline.host, baseline.port, prepared, clients, seconds))
-        results["baseline_events_per_s"] = done * BATCH / took
+    with running([sys.executable, "-c", _READ_BODY], env) as read_body:
+        results["read_body_events_per_s"] = _throughput(read_body, key, payloads, clients, seconds)
+    with running([sys.executable, "-m", "bench.fastapi_baseline"], env) as baseline:
+        rate = _throughput(baseline, key, payloads, clients, seconds)
+        results["baseline_events_per_s"] = rate
+        results["baseline_latency_rate_events_per_s"] = rate / 2
+        latency = _latency(baseline, key, payloads, clients, seconds=seconds, events_per_s=rate / 2)
+        results["baseline_p50_ms"], results["baseline_p99_ms"] = latency["p50_ms"], latency["p99_ms"]
+        results["baseline_peak_rss_mib"] = baseline.peak_rss / 2**20
     with running([sys.executable, "-m", "collector", "--port", "0"], env) as collector:
-        prepared = requests(collector.host, collector.port, key, payloads)
-        asyncio.run(_flood(collector.host, collector.port, prepared, clients, 1.0))
-        done, took = asyncio.run(_flood(collector.host, collector.port, prepared, clients, seconds))
-        requests_per_s = done / took
-        results["collector_events_per_s"] = requests_per_s * BATCH
-        rate = requests_per_s / 2
-        latencies = asyncio.run(_paced(collector.host, collector.port, prepared, clients, seconds=seconds, rate=rate))
-        cuts = statistics.quantiles(latencies, n=100)
-        results["latency_rate_events_per_s"] = rate * BATCH
-        results["p50_ms"] = cuts[49] * 1000
-        results["p99_ms"] = cuts[98] * 1000
+        rate = _throughput(collector, key, payloads, clients, seconds)
+        results["collector_events_per_s"] = rate
+        results["latency_rate_events_per_s"] = rate / 2
+        results.update(_latency(collector, key, payloads, clients, seconds=seconds, events_per_s=rate / 2))
         results["collector_peak_rss_mib"] = collector.peak_rss / 2**20
     results["ratio"] = results["collector_events_per_s"] / results["baseline_events_per_s"]
     return results

@@ -1,8 +1,8 @@
 """``make bench SCALE=history``: the costs that must stay flat as history grows (issue 15).
 
 The same days of history (400 by default) are measured at two sizes, 10M and then 50M events
-(``--small-events``, ``--large-events``), on an isolated embedded stack (as ``bench.run`` starts
-it). Each operation is timed at both sizes and passes when the larger history costs at most
+(``--small-events``, ``--large-events``), on an isolated embedded stack (bench.harnesss, as
+every bench starts it). Each operation is timed at both sizes and passes when the larger history costs at most
 1.5x the smaller one: the batch job for one day, the daily report of that day, the erasure of one
 person and of 10,000 people, ``consumers.status`` and the retention run.
 
@@ -30,10 +30,7 @@ with the generator's mix of event types, hours, metadata and amounts. Results go
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -50,11 +47,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
-import psycopg2
 from psycopg2 import sql
 
-import devstack
-from bench.run import CONSENT_SHARE, RESULTS_DIR, Bench, log, python_module, run_measured
+from bench.harness import Stack, log, machine, python_module, seed_users, write_results
 from core import cli, consent, db, partitions
 from core.config import PROJECT_ROOT
 from data_generators.events import BROWSERS, CATEGORIES, DEVICES, EVENT_MIX, HOURLY_TRAFFIC
@@ -226,7 +221,7 @@ def size_label(events: int) -> str:
 
 
 def run_child(command: list[str], env: dict[str, str]) -> tuple[float, str, float]:
-    """bench.run's run_measured, with the peak RSS the kernel kept for the child (``ru_maxrss``
+    """bench.harness's run_measured, with the peak RSS the kernel kept for the child (``ru_maxrss``
     of ``wait4``) instead of Sampler's: a command that ends within 0.2 s is never sampled
     running (Sampler gave 6 MiB for a Python process). Return (seconds, stdout+stderr, peak MiB)."""
     started = time.perf_counter()
@@ -312,13 +307,11 @@ class Load:
         return self.seconds / (self.events / 1e6) if self.events else 0.0
 
 
-class HistoryBench(Bench):
-    """The stack, ``query`` and ``settle`` of bench.run's Bench; its own loads and measurements."""
+class HistoryBench:
+    """Its own loads and measurements on one stack."""
 
-    def __init__(self, args: argparse.Namespace, data_dir: Path) -> None:
-        super().__init__("small", data_dir)
-        self.scale_name = "history"
-        self.scale = {"users": args.users, "events": args.large_events}
+    def __init__(self, args: argparse.Namespace, stack: Stack) -> None:
+        self.stack = stack
         self.args = args
         self.plan = HistoryPlan.ending_before(cli.today_utc(), args.days)
         self.sizes = (args.small_events, args.large_events)
@@ -338,23 +331,13 @@ class HistoryBench(Bench):
             "upkeep": "person days after retention (its days out of the lists)",
         }
 
-    def query(self, statement: str | sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Bench.query, for composed statements too (identifiers through psycopg2.sql)."""
-        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return list(cur.fetchall()) if cur.description else []
-
     # -- set-up ---------------------------------------------------------------------------
 
     def seed_users(self) -> None:
-        n = self.args.users
-        log(f"seeding {n:,} users, {CONSENT_SHARE:.0%} of them with analytics consent")
-        seconds, _out, _peak, _g = run_measured(
-            python_module("data_generators.generate_users", "--count", str(n), "--consent-share", str(CONSENT_SHARE)), self.env
-        )
-        log(f"seeded in {seconds:.1f} s; numbering the users with consent")
+        seeded = seed_users(self.stack, self.args.users)
+        log(f"seeded {seeded.measured}; numbering the users with consent")
         table = sql.Identifier(USERS_TABLE)
-        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+        with db.connection(self.stack.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
             # md5 of the id: a fixed order that is no particular kind of user.
             cur.execute(
@@ -377,11 +360,13 @@ class HistoryBench(Bench):
     def ensure_partitions(self) -> None:
         """The history's daily partitions, when events_raw is partitioned (sql/021), created the
         way an operator loading history does (core.partitions): rows then go to their day."""
-        [(partitioned,)] = self.query("SELECT EXISTS (SELECT FROM pg_partitioned_table WHERE partrelid = 'events_raw'::regclass)")
+        [(partitioned,)] = self.stack.query(
+            "SELECT EXISTS (SELECT FROM pg_partitioned_table WHERE partrelid = 'events_raw'::regclass)"
+        )
         self.partitioned = bool(partitioned)
         if not partitioned:
             return
-        with db.connection(self.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+        with db.connection(self.stack.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
             created = partitions.create_partitions(cur, min(self.plan.days), max(self.plan.days))
         log(f"events_raw is partitioned: created {created} daily partitions")
 
@@ -406,14 +391,14 @@ class HistoryBench(Bench):
             "kinds": list(EVENT_MIX),
             "kind_bounds": lower_bounds(list(EVENT_MIX.values())),
             "hour_bounds": lower_bounds(HOURLY_TRAFFIC),
-            "partitions": self.settings.kafka.partitions,
+            "partitions": self.stack.settings.kafka.partitions,
             "delay": INGEST_DELAY_S,
             "first_user": first_user,
             "users": self.pool - first_user,
         }
 
         def work() -> None:
-            with db.connection(self.settings.database, application_name="bench-history-load") as conn:
+            with db.connection(self.stack.settings.database, application_name="bench-history-load") as conn:
                 with conn, conn.cursor() as cur:
                     # A day's events are sorted by time in memory, not in temporary files.
                     cur.execute("SET work_mem = '64MB'")
@@ -445,7 +430,7 @@ class HistoryBench(Bench):
         self.load(f"{size_label(self.sizes[0])} events", self.plan.small_counts(self.sizes[0]), 0, 0)
 
     def load_large(self) -> None:
-        [(stored,)] = self.query("SELECT count(*) FROM events_raw")
+        [(stored,)] = self.stack.query("SELECT count(*) FROM events_raw")
         added = self.sizes[1] - int(stored)
         reserved = reserved_people(self.args.erasures)
         self.load(f"{added:,} more events", self.plan.added_counts(added), reserved, self.sizes[0])
@@ -462,7 +447,7 @@ class HistoryBench(Bench):
         last = None
         deadline = time.monotonic() + 1.0
         while True:
-            [(touched, read, read_ms)] = self.query(statement)
+            [(touched, read, read_ms)] = self.stack.query(statement)
             disk = psutil.disk_io_counters()
             disk_mib, disk_s = (disk.read_bytes / 2**20, disk.read_time / 1000) if disk else (0.0, 0.0)
             counts = IoCounts(int(touched), int(read), float(read_ms) / 1000, disk_mib, disk_s)
@@ -473,20 +458,13 @@ class HistoryBench(Bench):
 
     def track_io_timing(self) -> None:
         """Time the database's reads for every later session (superuser only)."""
-        url = urlsplit(self.settings.database.url)
-        database = url.path.lstrip("/")
-        admin = psycopg2.connect(devstack.superuser_url(self.data_dir, url.port or 5432))
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cur:
-                cur.execute(sql.SQL("ALTER DATABASE {} SET track_io_timing = on").format(sql.Identifier(database)))
-        finally:
-            admin.close()
+        database = urlsplit(self.stack.settings.database.url).path.lstrip("/")
+        self.stack.as_superuser(sql.SQL("ALTER DATABASE {} SET track_io_timing = on").format(sql.Identifier(database)))
 
     def counted(self, command: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float, IoCounts]:
         """run_child, with the database's block counts over the command."""
         before = self.io_counts()
-        seconds, output, peak = run_child(command, env or self.env)
+        seconds, output, peak = run_child(command, env or self.stack.env)
         return seconds, output, peak, self.io_counts() - before
 
     def record(self, key: str, size: int, result: Result) -> None:
@@ -499,21 +477,21 @@ class HistoryBench(Bench):
     def repeated(self, command: list[str], env: dict[str, str] | None = None) -> Result:
         """Median wall time and highest peak RSS of ``--repeats`` runs of a command that gives the
         same result every time (the first run also warms the cache, as a scheduled job's would not)."""
-        runs = [run_child(command, env or self.env) for _ in range(self.args.repeats)]
+        runs = [run_child(command, env or self.stack.env) for _ in range(self.args.repeats)]
         return Result(statistics.median(s for s, _o, _p in runs), max(peak for _s, _o, peak in runs))
 
     def build_person_days(self, size: int) -> None:
         """The lists of the days each person's events are on (gdpr.person_days), as the nightly
         job keeps them: built here for every closed day the load wrote, in one pass over them."""
-        [(events,)] = self.query("SELECT count(*) FROM events_raw")
+        [(events,)] = self.stack.query("SELECT count(*) FROM events_raw")
         log(f"building the lists of each person's event days over {int(events):,} events")
-        seconds, output, _peak = run_child(python_module("gdpr.person_days"), self.env)
+        seconds, output, _peak = run_child(python_module("gdpr.person_days"), self.stack.env)
         log(output.strip().splitlines()[-1] if output.strip() else "person days: no output")
         self.loads.append(Load(f"person days at {size_label(self.sizes[size])} (one pass, after the load)", int(events), seconds))
 
     def measure_batch(self, size: int) -> None:
         day = self.plan.measured_day
-        [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date = %s", (day,))
+        [(events,)] = self.stack.query("SELECT count(*) FROM events_raw WHERE event_date = %s", (day,))
         result = self.repeated(python_module("batch.batch_metrics", day.isoformat()))
         result.note = f"{day}, {int(events):,} events"
         self.record("batch", size, result)
@@ -523,10 +501,10 @@ class HistoryBench(Bench):
         self.record("report", size, self.repeated(python_module("reports.generate_daily_report", day.isoformat())))
 
     def _erase(self, people: range) -> Result:
-        """File an erasure request for each of ``people`` (positions in USERS_TABLE) as bench.run's
+        """File an erasure request for each of ``people`` (positions in USERS_TABLE) as bench.pipeline's
         gdpr stage does, then time the processor over them."""
         users = sql.Identifier(USERS_TABLE)
-        rows = self.query(
+        rows = self.stack.query(
             sql.SQL(
                 "INSERT INTO privacy_requests (email) SELECT p.email FROM {} AS b JOIN users_pii AS p USING (user_id)"
                 " WHERE b.n >= %s AND b.n < %s ORDER BY b.n RETURNING id"
@@ -534,14 +512,16 @@ class HistoryBench(Bench):
             (people.start, people.stop),
         )
         ids = [int(i) for (i,) in rows]
-        [(events,)] = self.query(
+        [(events,)] = self.stack.query(
             sql.SQL("SELECT count(*) FROM events_raw WHERE user_id IN (SELECT user_id FROM {} WHERE n >= %s AND n < %s)").format(
                 users
             ),
             (people.start, people.stop),
         )
         seconds, _out, peak, io = self.counted(python_module("gdpr.process_privacy_requests"))
-        [(completed,)] = self.query("SELECT count(*) FROM privacy_requests WHERE id = ANY(%s) AND status = 'completed'", (ids,))
+        [(completed,)] = self.stack.query(
+            "SELECT count(*) FROM privacy_requests WHERE id = ANY(%s) AND status = 'completed'", (ids,)
+        )
         if int(completed) != len(people):
             raise RuntimeError(f"{int(completed):,} of {len(people):,} erasures completed")
         return Result(seconds, peak, f"{int(events):,} events re-keyed", io)
@@ -556,7 +536,7 @@ class HistoryBench(Bench):
         """The index cleanup the large erasure left for the scheduler's nightly job: every index of
         every day the erased people's events are on, so the whole history's here. Shown, not
         held to the target."""
-        [(queued,)] = self.query("SELECT count(*) FROM erasure_index_cleanup")
+        [(queued,)] = self.stack.query("SELECT count(*) FROM erasure_index_cleanup")
         seconds, _out, peak, io = self.counted(python_module("gdpr.process_privacy_requests", "--finish-vacuum"))
         self.record("finish_vacuum", size, Result(seconds, peak, f"{int(queued)} partitions", io))
 
@@ -569,9 +549,9 @@ class HistoryBench(Bench):
         first_kept = self.plan.first_kept(size)
         keep = (cli.today_utc() - first_kept).days
         removed = self.plan.removed(size)
-        [(events,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
-        seconds, output, peak, io = self.counted(python_module("gdpr.retention"), {**self.env, "RETENTION_DAYS": str(keep)})
-        [(left,)] = self.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
+        [(events,)] = self.stack.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
+        seconds, output, peak, io = self.counted(python_module("gdpr.retention"), {**self.stack.env, "RETENTION_DAYS": str(keep)})
+        [(left,)] = self.stack.query("SELECT count(*) FROM events_raw WHERE event_date < %s", (first_kept,))
         if int(left):
             raise RuntimeError(f"retention left {int(left):,} events before {first_kept}:\n{output[-1000:]}")
         note = f"{int(events):,} events of {removed[0]}..{removed[-1]} removed (RETENTION_DAYS={keep})"
@@ -580,7 +560,7 @@ class HistoryBench(Bench):
     def measure_upkeep(self, size: int) -> None:
         """The nightly gdpr.person_days after retention: the days retention dropped leave every
         list they are in (no day is left to build)."""
-        [(people,)] = self.query("SELECT count(*) FROM person_days WHERE days[1] < %s", (self.plan.first_kept(size),))
+        [(people,)] = self.stack.query("SELECT count(*) FROM person_days WHERE days[1] < %s", (self.plan.first_kept(size),))
         seconds, _out, peak, io = self.counted(python_module("gdpr.person_days"))
         self.record("upkeep", size, Result(seconds, peak, f"{int(people):,} people's lists", io))
 
@@ -589,7 +569,7 @@ class HistoryBench(Bench):
         Retention comes last: it removes the oldest days, which no other measure reads."""
         self.track_io_timing()
         self.build_person_days(size)
-        self.settle()
+        self.stack.settle()
         steps = (
             self.measure_batch,
             self.measure_report,
@@ -610,11 +590,10 @@ class HistoryBench(Bench):
 
     def render(self, wall: float) -> str:
         small, large = (size_label(s) for s in self.sizes)
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
         lines = [
             f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users)",
             "",
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; embedded stack on the same host; events_raw "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; embedded stack on the same host; events_raw "
             f"{'partitioned' if self.partitioned else 'not partitioned'}; whole run {wall / 60:.1f} min. "
             "Reproduce: `make bench SCALE=history`.",
             "",
@@ -692,13 +671,13 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.users, args.erasures, args.repeats, args.load_workers) < 1:
         parser.error("--users, --erasures, --repeats and --load-workers must be at least 1")
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-history-"))
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-history-")))
     try:
-        bench = HistoryBench(args, data_dir)
+        bench = HistoryBench(args, stack)
     except ValueError as e:
         parser.error(str(e))
     try:
-        bench.start_stack()
+        stack.start()
         bench.seed_users()
         bench.load_small()
         bench.measure(0)
@@ -709,14 +688,8 @@ def main(argv: list[str] | None = None) -> None:
         log("interrupted")
         return
     finally:
-        if not args.keep:
-            devstack.down(data_dir)
-            shutil.rmtree(data_dir, ignore_errors=True)
-    print(text)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "bench-history.md").write_text(text, encoding="utf-8")
-    (RESULTS_DIR / "bench-history.json").write_text(json.dumps(bench.as_json(), indent=2), encoding="utf-8")
-    log(f"results written to {RESULTS_DIR / 'bench-history'}.md and .json")
+        stack.stop(keep=args.keep)
+    write_results("bench-history", text, bench.as_json())
 
 
 if __name__ == "__main__":

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -32,10 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-import psutil
-
-import devstack
-from bench.run import RESULTS_DIR, Bench, Sampler, log, python_module, run_measured
+from bench.harness import Sampler, Stack, log, machine, python_module, run_measured, seed_users, write_results
 from core import db, kafka, progress
 from core.config import PROJECT_ROOT
 
@@ -158,11 +152,11 @@ def table(runs: Sequence[Run]) -> list[str]:
 class ScaleOut:
     """The stage: one topic, its events produced once, then each consumer at each k."""
 
-    def __init__(self, bench: Bench, partitions: int) -> None:
-        self.bench = bench
+    def __init__(self, stack: Stack, partitions: int) -> None:
+        self.stack = stack
         self.partitions = partitions
-        self.env = {**bench.env, "EVENTS_TOPIC": TOPIC, "LOG_LEVEL": "INFO"}  # INFO: assignments in the logs
-        self.logs = bench.data_dir / "logs"
+        self.env = {**stack.env, "EVENTS_TOPIC": TOPIC, "LOG_LEVEL": "INFO"}  # INFO: assignments in the logs
+        self.logs = stack.data_dir / "logs"
         self.logs.mkdir(exist_ok=True)
         self.total = 0  # events in the topic, once produced
 
@@ -171,19 +165,19 @@ class ScaleOut:
         core); return a note saying how fast."""
         processes = os.cpu_count() or 1
         log(f"producing {events:,} events to {TOPIC} ({self.partitions} partitions), {processes} generator processes")
-        kafka.ensure_topic(self.bench.settings.kafka, TOPIC, self.partitions)
+        kafka.ensure_topic(self.stack.settings.kafka, TOPIC, self.partitions)
         command = python_module("data_generators.generate_events", "--rate", "0", "--count", str(events), "--seed", "1")
         seconds, _out, _p, _g = run_measured([*command, "--processes", str(processes)], self.env)
-        self.total = sum(kafka.end_offsets(self.bench.settings.kafka, TOPIC).values())
+        self.total = sum(kafka.end_offsets(self.stack.settings.kafka, TOPIC).values())
         if self.total != events:
             raise RuntimeError(f"{TOPIC} holds {self.total:,} events, {events:,} were produced")
         return f"{events:,} events produced in {seconds:.1f} s by {processes} generator processes"
 
     def reset(self) -> None:
-        """Empty what the consumers write, then let those writes land (Bench.settle): each run
+        """Empty what the consumers write, then let those writes land (Stack.settle): each run
         starts from the same database state, not in the writeback of the run before."""
-        self.bench.query(RESET_SQL)
-        self.bench.settle()
+        self.stack.query(RESET_SQL)
+        self.stack.settle()
 
     def run(self, consumer: str, k: int) -> Run:
         """k instances of ``consumer`` in a fresh group until it has stored the whole topic."""
@@ -208,7 +202,7 @@ class ScaleOut:
                 samplers.append(Sampler(process.pid))
             self.wait_stored(group, processes)
         peaks = [peak for peak, _growth in (s.stop() for s in samplers) if peak is not None]
-        batches = self.bench.query("SELECT committed_at, events FROM consumer_batches WHERE consumer_group = %s", (group,))
+        batches = self.stack.query("SELECT committed_at, events FROM consumer_batches WHERE consumer_group = %s", (group,))
         rate = steady_rate([(at, int(events)) for at, events in batches], k)
         result = Run(consumer, k, rate, None, max(peaks, default=None))
         result.kept, result.problems = self.check(consumer, group)
@@ -220,7 +214,7 @@ class ScaleOut:
         the offsets stop moving."""
         done, moved = 0, time.monotonic()
         next_progress = moved + PROGRESS_EVERY_S
-        with db.connection(self.bench.settings.database, application_name="bench") as conn:
+        with db.connection(self.stack.settings.database, application_name="bench") as conn:
             while done < self.total:
                 time.sleep(0.2)
                 for process, path in processes:
@@ -243,7 +237,7 @@ class ScaleOut:
     def check(self, consumer: str, group: str) -> tuple[int, list[str]]:
         """What the group kept, and what it did not handle exactly once."""
         by_group = (group,)
-        with db.connection(self.bench.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+        with db.connection(self.stack.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
             tally = Tally(
                 offsets=progress.total_stored(cur, group),
                 handled=scalar(cur, "SELECT coalesce(sum(events), 0) FROM consumer_batches WHERE consumer_group = %s", by_group),
@@ -281,14 +275,10 @@ def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def report(runs: Sequence[Run], args: argparse.Namespace, notes: Sequence[str], wall: float) -> str:
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"Python {platform.python_version()}"
-    )
     lines = [
         f"# Scale-out ({args.partitions} partitions, {args.events:,} events, {args.users:,} users)",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; embedded stack (Tansu + PostgreSQL) and every instance "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; embedded stack (Tansu + PostgreSQL) and every instance "
         f"on the same host; whole run {wall / 60:.1f} min. Reproduce: `python -m bench.scaleout --partitions "
         f"{args.partitions} --events {args.events} --users {args.users}` (`make bench SCALE=scaleout` for the defaults).",
         "",
@@ -303,11 +293,10 @@ def report(runs: Sequence[Run], args: argparse.Namespace, notes: Sequence[str], 
     return "\n".join(lines) + "\n"
 
 
-def measure_all(bench: Bench, args: argparse.Namespace, runs: list[Run], notes: list[str]) -> None:
-    bench.start_stack()
-    bench.users()
-    notes.append(f"users seeded: {bench.rows[-1].measured}")
-    stage = ScaleOut(bench, args.partitions)
+def measure_all(stack: Stack, args: argparse.Namespace, runs: list[Run], notes: list[str]) -> None:
+    stack.start()
+    notes.append(f"users seeded: {seed_users(stack, args.users).measured}")
+    stage = ScaleOut(stack, args.partitions)
     notes.append(stage.produce(args.events))
     for consumer in CONSUMERS:
         base = None
@@ -353,40 +342,27 @@ def positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
-    bench = Bench("small", data_dir)
-    bench.scale = {"users": args.users, "events": args.events}
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-scaleout-")))
     runs: list[Run] = []
     notes: list[str] = []
     try:
-        measure_all(bench, args, runs, notes)
+        measure_all(stack, args, runs, notes)
     except KeyboardInterrupt:
         log("interrupted")
     finally:
-        if args.keep:
-            log(f"stack and consumer logs kept in {data_dir}; stop it with python -m devstack --data-dir {data_dir} down")
-        else:
-            devstack.down(data_dir)
-            shutil.rmtree(data_dir, ignore_errors=True)
-    text = report(runs, args, notes, time.perf_counter() - started)
-    print(text)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "bench-scaleout.md").write_text(text, encoding="utf-8")
-    (RESULTS_DIR / "bench-scaleout.json").write_text(
-        json.dumps(
-            {
-                "scale": "scaleout",
-                "partitions": args.partitions,
-                "events": args.events,
-                "users": args.users,
-                "runs": [{**asdict(r), "per_instance_events_per_s": r.per_instance} for r in runs],
-                "notes": notes,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
+        stack.stop(keep=args.keep)  # kept: the consumers' logs are in its folder too
+    write_results(
+        "bench-scaleout",
+        report(runs, args, notes, time.perf_counter() - started),
+        {
+            "scale": "scaleout",
+            "partitions": args.partitions,
+            "events": args.events,
+            "users": args.users,
+            "runs": [{**asdict(r), "per_instance_events_per_s": r.per_instance} for r in runs],
+            "notes": notes,
+        },
     )
-    log(f"results written to {RESULTS_DIR / 'bench-scaleout'}.md and .json")
 
 
 if __name__ == "__main__":
