@@ -39,6 +39,6 @@ WITH erased AS (
 )
 UPDATE events_raw AS e SET event_id = gen_random_uuid(), kafka_partition = NULL, kafka_offset = NULL
 FROM erased WHERE e.event_id = erased.event_id AND e.event_date = erased.event_date;
--- Dead letters scrubbed by earlier erasures (gdpr.process_privacy_requests.ERASED_PAYLOAD).
+-- Dead letters scrubbed by earlier erasures (gdpr.erasure.ERASED_PAYLOAD).
 UPDATE dead_letter_events SET kafka_partition = NULL, kafka_offset = NULL
 WHERE payload = '[erased: this payload mentioned a person who asked to be forgotten]';
