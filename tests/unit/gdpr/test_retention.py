@@ -107,9 +107,10 @@ def test_the_command_runs_every_kind_or_only_those_named() -> None:
         parser.parse_args(["--only", "metrics_batch_daily"])
 
 
-def test_the_readme_documents_each_retention_setting_with_its_default() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_document_each_retention_setting_with_its_default_and_the_login() -> None:
+    configuration = (PROJECT_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for variable in ("RETENTION_DAYS", "DEAD_LETTER_RETENTION_DAYS", "PRIVACY_REQUEST_RETENTION_DAYS", "REPORT_RETENTION_DAYS",
                      "ACCESS_EXPORT_DAYS", "KAFKA_RETENTION_HOURS"):  # fmt: skip
-        assert f"| `{variable}` | `{DEFAULTS[variable]}` |" in readme, variable
-    assert "| `login_retention` | `retention_worker` | `gdpr.retention` |" in readme
+        assert f"| `{variable}` | `{DEFAULTS[variable]}` |" in configuration, variable
+    gdpr = (PROJECT_ROOT / "docs" / "gdpr.md").read_text(encoding="utf-8")
+    assert "| `login_retention` | `retention_worker` | `gdpr.retention` |" in gdpr
