@@ -81,7 +81,7 @@ DEFAULTS: dict[str, str] = {
     # An access export (Art. 15/20) may be downloaded once within this many days; then it is deleted.
     "ACCESS_EXPORT_DAYS": "7",
     # Storage limitation (GDPR Art. 5(1)(e)): python -m gdpr.retention removes what is older than
-    # this many days, per kind of data (README, Retention). Raw events: 13 months, a year to
+    # this many days, per kind of data (docs/gdpr.md, Retention). Raw events: 13 months, a year to
     # compare with the year before plus a month to notice a gap; the daily metrics stay.
     "RETENTION_DAYS": "395",
     # Dead letters diagnose a bad producer: a month is time enough to find and fix it.

@@ -6,7 +6,7 @@ Erasure makes the platform forget the person: email, name and address are set to
 ``users_pii`` row (pseudonymised data is personal data, Recital 26), each event with a fresh
 random event id and no Kafka partition or offset, so the aggregates stay exactly as they were
 and no stored id leads to the person's Kafka messages (their content still matches the rows
-until the topic's retention deletes them: README, What erasure does). Before the values are forgotten they
+until the topic's retention deletes them: docs/gdpr.md, What erasure does). Before the values are forgotten they
 are looked for, in their obvious spellings, in everything stored about the person: they are
 removed from the metadata of the person's events, dead letters that mention them are scrubbed,
 and the erasure checks that none is left (a count, never a value, goes to the audit trail).

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the platform's periodic jobs on time (UTC), each as its own command with its own database "
         "login, and record every run in scheduler_runs. Without a command: run as a service until SIGTERM or Ctrl+C; "
         "on start, each job that missed its latest due time runs once (SCHEDULER_CATCH_UP).",
-        epilog=f"jobs (times are set by the SCHEDULER_* variables, see README):\n{listed}",
+        epilog=f"jobs (times are set by the SCHEDULER_* variables, see docs/running.md, Scheduler):\n{listed}",
     )
     metrics.add_metrics_argument(parser, "scheduler")
     commands = parser.add_subparsers(dest="command", metavar="{run,status,run-once}")

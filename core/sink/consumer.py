@@ -586,7 +586,7 @@ class Sink(Generic[E]):
     def _refresh_lag(self, consumer: Consumer) -> None:
         """Each assigned partition's lag for the metrics: the high watermark librdkafka last
         fetched (no request to the broker) minus the next offset to commit. The embedded broker
-        reports a high watermark short of the end (README, Known limits), so there the lag of a
+        reports a high watermark short of the end (docs/limits.md), so there the lag of a
         consumer that is behind is a little low; caught up, it is 0."""
         for partition, position in list(self._positions.items()):
             try:

@@ -23,7 +23,7 @@ BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 25_000, 50_000, 100
 # One transaction: milliseconds for a small batch, about a second for 50,000 events; beyond a
 # minute (DB_STATEMENT_TIMEOUT_MS) it was split or retried.
 COMMIT_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-# From production to visibility: the README's targets are p99 < 0.5 s at half load and < 2 s at
+# From production to visibility: the targets of docs/benchmarks.md are p99 < 0.5 s at half load and < 2 s at
 # 80 %; minutes mean a backlog.
 FRESHNESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 

@@ -207,7 +207,7 @@ def test_reconciliation_drift_is_a_count_of_days() -> None:
 def test_a_taken_default_port_moves_up_in_steps_of_100_and_the_log_says_which(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A second instance on one host finds its default port taken (the README's scale-out): it
+    """A second instance on one host finds its default port taken (docs/architecture.md, several instances per group): it
     serves on the next free port of its range instead of refusing to start."""
     with socket.create_server(("127.0.0.1", 0)) as first:
         default = int(first.getsockname()[1])
