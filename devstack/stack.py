@@ -398,6 +398,13 @@ def tansu_command(url: str) -> list[str]:
     ]
 
 
+# The broker and the mail server outlive the command that starts them (each in a session of its
+# own). Their Popen objects stay here while this process lives: one dropped while its process runs
+# warns "subprocess ... is still running" (a ResourceWarning, an error in the tests), and a stop
+# from the same process (the tests' stack) reaps its child through it.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
     """Start (or find running) the broker; return its bootstrap address and whether it is new."""
     found = _tansu_pid(data_dir)
@@ -416,6 +423,7 @@ def _start_tansu(data_dir: Path, port: int | None) -> tuple[str, bool]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    _children[process.pid] = process
     (data_dir / "tansu.pid").write_text(f"pid={process.pid}\nport={chosen}\n", encoding="utf-8")
     bootstrap = f"{HOST}:{chosen}"
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -444,14 +452,20 @@ def stop_tansu(data_dir: Path) -> bool:
 
 def _terminate(pid: int) -> None:
     """SIGTERM, then SIGKILL after 10 s."""
+    child = _children.pop(pid, None)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent (tests)
+        if child is not None:
+            child.poll()  # reap it when this process started it (tests)
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
+    if child is not None:
+        child.wait()
 
 
 # -- mail -------------------------------------------------------------------------------------
@@ -489,6 +503,7 @@ def _start_mail(data_dir: Path, port: int | None) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    _children[process.pid] = process
     (data_dir / "mail.pid").write_text(f"pid={process.pid}\nport={chosen}\n", encoding="utf-8")
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,7 +158,3 @@ def wait_for_status(send: Any, status: int, timeout: float = 30) -> httpx.Respon
 
     wait_until(answered, timeout=timeout, interval=0.05, what=f"HTTP {status}")
     return answers[-1]
-
-
-def elapsed(since: float) -> float:
-    return time.monotonic() - since

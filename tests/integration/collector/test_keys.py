@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pytest
 
 from core.config import Settings
 from tests.helpers import query, run_command
-from tests.integration.collector.conftest import Collector, create_key, elapsed, event, wait_for_status
+from tests.integration.collector.conftest import Collector, create_key, event, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +33,12 @@ def test_a_new_key_works_and_a_revoked_one_stops_within_seconds(collector: Colle
 
     revoked = run_command("collector.keys", "revoke", "mobile")
     assert revoked.returncode == 0, revoked.stderr
-    started = time.monotonic()
     refused = wait_for_status(lambda: collector.post("/v1/events", json.dumps(event()).encode(), key), 401, timeout=10)
-    assert elapsed(started) < 5
     assert refused.json()["error"] == "revoked_write_key"
+    # The same process refused it, after its periodic reload saw the change (web is the other live key):
+    # no restart and no per-request lookup, the collector's own refresh (COLLECTOR_KEY_REFRESH_S).
+    assert collector.process.poll() is None
+    assert "write keys changed: 1 live" in collector.output()
     [row] = [line for line in run_command("collector.keys", "list").stdout.splitlines() if line.startswith("mobile ")]
     assert not row.rstrip().endswith("-")  # the revocation time is shown
 

@@ -179,6 +179,26 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(settings: 
     assert requests_table(settings) == before
 
 
+def test_a_post_carrying_another_sessions_valid_token_is_refused(settings: Settings, console: Console) -> None:
+    """The CSRF token is bound to its session: a token lifted from one signed-in browser does not
+    pass in another's POST (here both are the same DPO's, so only the binding can refuse it)."""
+    request_id = file_request(settings)
+    before = requests_table(settings)
+    other = Console(console.process, console.log, console.url)  # a second browser, its own cookies
+    try:
+        assert console.login().status_code == 303 and other.login().status_code == 303
+        theirs = other.csrf(f"/requests/{request_id}")
+        assert theirs != console.csrf(f"/requests/{request_id}")
+        refused = console.http.post(f"/requests/{request_id}/deny", data={"csrf": theirs, "reason": "x"})
+        assert_page(refused, 403, "security token is missing or stale")
+        assert requests_table(settings) == before
+        # The token was valid, in its own session.
+        assert other.http.post(f"/requests/{request_id}/deny", data={"csrf": theirs, "reason": "x"}).status_code == 303
+    finally:
+        other.http.close()
+    assert requests_table(settings) != before
+
+
 def test_the_queue_shows_deadlines_and_overdue_requests_in_red(settings: Settings, console: Console) -> None:
     overdue = file_request(settings, days_ago=40)
     fresh = file_request(settings, email="x@example.com", kind="access", status="unverified", days_ago=2)
