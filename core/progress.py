@@ -44,8 +44,11 @@ def lock(cur: Cursor, group: str, topic: str, first: Mapping[int, int]) -> dict[
     """Lock the stored offsets of the partitions in ``first`` for this transaction and return
     them; a partition never seen before is recorded at its first offset in the batch.
 
-    The lock is the fence: an instance that still holds a revoked partition waits here and then
-    sees what the new owner stored, so it can drop what is already done.
+    The row lock is the fence: an instance that still holds a revoked partition waits here and
+    then sees what the new owner stored, so it can drop what is already done. The INSERT takes
+    it first (ON CONFLICT waits for a writer of the same row to finish); FOR UPDATE keeps it for
+    the partitions that INSERT did not touch. tests/integration/consumers/test_stale_writer.py
+    forces a stale writer through it.
     """
     partitions = sorted(first)
     execute_values(
