@@ -45,10 +45,10 @@ def lock(cur: Cursor, group: str, topic: str, first: Mapping[int, int]) -> dict[
     them; a partition never seen before is recorded at its first offset in the batch.
 
     The row lock is the fence: an instance that still holds a revoked partition waits here and
-    then sees what the new owner stored, so it can drop what is already done. The INSERT takes
-    it first (ON CONFLICT waits for a writer of the same row to finish); FOR UPDATE keeps it for
-    the partitions that INSERT did not touch. tests/integration/consumers/test_stale_writer.py
-    forces a stale writer through it.
+    then sees what the new owner stored, so it can drop what is already done. The INSERT already
+    waits for another writer of the same row to finish (ON CONFLICT), but takes no lock on a row
+    that exists; FOR UPDATE then holds every row until this transaction ends, so the next writer
+    waits for this one. tests/integration/consumers/test_stale_writer.py forces a stale writer.
     """
     partitions = sorted(first)
     execute_values(
