@@ -117,3 +117,21 @@ def test_a_foreign_login_holding_a_run_key_neither_stalls_a_claim_nor_keeps_a_de
         wait_until(abandoned, timeout=10, what="the dead run to be marked failed")
     [(outcome, error)] = query(settings, "SELECT outcome, error FROM scheduler_runs WHERE id = %s", (claim.run_id,))
     assert (outcome, error) == ("failed", runs.INTERRUPTED)
+
+
+HOSTILE_NAMES = ["erasure'; DROP TABLE events_raw; --", "../erasure", "ERASURE", "", "x" * 10_000, "erasure\x01"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_granted_login_cannot_lock_anything_but_a_lock_by_name(settings: Settings, name: str) -> None:
+    """The name is a value looked up in the grants, never an identifier built from input: an
+    injection, another spelling or a huge name is simply not granted."""
+    with connected(settings, db.INGEST_ROLE) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cur.execute("SELECT platform_lock(%s, false, 100)", (name,))
+    assert query(settings, "SELECT to_regclass('events_raw') IS NOT NULL") == [(True,)]
+
+
+@pytest.mark.parametrize("wait_ms", [0, -1, None])
+def test_every_lock_wait_must_be_bounded(settings: Settings, wait_ms: int | None) -> None:
+    with connected(settings, db.INGEST_ROLE) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.InvalidParameterValue):
+        cur.execute("SELECT platform_lock('erasure', false, %s)", (wait_ms,))
