@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
@@ -500,8 +500,6 @@ PERSON_WORDS = frozenset(
 _TOP, _PERSON, _OTHER = 0, 1, 2
 _KEY_WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_KEY_CACHE_SIZE = 4096
-_key_cache: dict[tuple[str, int], tuple[bool, int]] = {}
 
 
 def _key_words(key: str) -> list[str]:
@@ -509,11 +507,11 @@ def _key_words(key: str) -> list[str]:
     return _KEY_WORD.findall(_CAMEL.sub(r"\1 \2", folded).lower())
 
 
+# Metadata repeats a few keys: each (key, place) is judged once; the bound keeps a stream of
+# distinct keys from growing it.
+@lru_cache(maxsize=4096)
 def _judge_key(key: str, place: int) -> tuple[bool, int]:
     """Whether a value under ``key`` at ``place`` is personal, and the place of keys under it."""
-    cached = _key_cache.get((key, place))
-    if cached is not None:
-        return cached
     words = _key_words(key)
     found = set(words)
     person = bool(found & PERSON_WORDS) or place == _PERSON
@@ -523,11 +521,7 @@ def _judge_key(key: str, place: int) -> tuple[bool, int]:
         or (bool(found & NAME_WORDS) and (person or bool(found & PART_WORDS) or (len(found) == 1 and place == _TOP)))
         or (bool(found & PART_WORDS) and person)
     )
-    verdict = (personal, _PERSON if person else _OTHER)
-    if len(_key_cache) >= _KEY_CACHE_SIZE:
-        _key_cache.clear()
-    _key_cache[(key, place)] = verdict
-    return verdict
+    return personal, _PERSON if person else _OTHER
 
 
 def is_pii_key(key: str) -> bool:
