@@ -146,7 +146,8 @@ def lock_expired_exports(cur: db.Cursor) -> list[tuple[int, str]]:
 
 
 def forget_exports(cur: db.Cursor, request_ids: list[int]) -> None:
-    """The export files of these requests are deleted: nothing points at them any more."""
+    """The export files of these requests are deleted (unread, their download period over):
+    nothing points at them any more. The processor's sweep and the privacy API both call it."""
     cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = ANY(%s)", (request_ids,))
 
 
@@ -457,11 +458,6 @@ def expire_for_api(cur: db.Cursor, request_id: int, outcome: str) -> None:
 def mark_downloaded(cur: db.Cursor, request_id: int) -> None:
     """The export was handed over and its file deleted: nothing points at it any more."""
     cur.execute("UPDATE privacy_requests SET export_downloaded_at = now(), export_path = NULL WHERE id = %s", (request_id,))
-
-
-def forget_export(cur: db.Cursor, request_id: int) -> None:
-    """The export's file was deleted unread (its download period ended)."""
-    cur.execute("UPDATE privacy_requests SET export_path = NULL WHERE id = %s", (request_id,))
 
 
 # --- A DPO's actions (gdpr.actions, run by the console's and the dpo command's logins).

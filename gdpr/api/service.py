@@ -327,7 +327,7 @@ class PrivacyApi:
         if expires_at > datetime.now(UTC):
             return None
         removed = remove_export(row.export_path)
-        requests.forget_export(cur, row.id)
+        requests.forget_exports(cur, [row.id])
         audit.add(row.id, "export_deleted", {"reason": "the download period ended", "file_removed": removed})
         return Refused(410, "export_expired", "the export's download period ended and it was deleted: file a new access request")
 
