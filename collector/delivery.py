@@ -2,12 +2,9 @@
 
 confluent-kafka reports each message's delivery through a callback run inside ``poll()``. The
 collector polls on the event loop's own thread, every millisecond while some request waits for
-reports and every 100 ms otherwise, so callbacks resolve futures directly. Polling from a
-background thread was measured first: 10-25 % fewer requests a second and longer tails under
-load, as confluent-kafka takes the GIL once per delivery report and each take waits for the busy
-event loop to drop it (up to the interpreter's 5 ms switch interval), a hundred times per request.
-confluent-kafka 2.16's ``aio.AIOProducer`` was not used either: it buffers messages in Python for
-up to a second before handing them to librdkafka and runs every call in a thread pool.
+reports and every 100 ms otherwise, so callbacks resolve futures directly, on the loop's thread
+(no thread of ours takes the GIL per delivery report; docs/decisions.md says what the other
+designs cost).
 
 The bound on the wait is librdkafka's own ``message.timeout.ms`` (COLLECTOR_DELIVERY_TIMEOUT_MS):
 every produced message gets exactly one report, delivered or failed, within it. A shorter timer

@@ -1,7 +1,7 @@
 """DPO accounts, passwords, sessions and the brake on password guessing.
 
 * Passwords are hashed with Argon2id (argon2-cffi's ``PasswordHasher``, its RFC 9106 defaults:
-  64 MiB, 3 passes, measured here at about 0.12 s a hash); a hash made with weaker parameters is
+  64 MiB, 3 passes); a hash made with weaker parameters is
   replaced at the next successful login.
 * A login for an unknown or disabled account verifies against a dummy hash, so it takes as
   long as one for a real account: the answer time does not tell which names exist.

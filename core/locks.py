@@ -1,12 +1,11 @@
 """Coordination locks that only the components that need them can take (sql/030).
 
-The platform used to coordinate through advisory locks, whose keys every login may take: a
-dashboard's login holding the erasure's key stopped the raw consumer. Each lock is now an empty
-table that ``platform_lock(name, exclusive, wait_ms)`` locks for the transaction, as the table's
+Each lock is an empty table that ``platform_lock(name, exclusive, wait_ms)`` locks for the transaction, as the table's
 owner, for a login whose group role sql/030 granted that lock in that mode: shared (SHARE mode)
 or exclusive (EXCLUSIVE mode). Every wait is bounded: past ``wait_ms`` the statement fails with
 SQLSTATE 55P03 (lock_not_available, which callers classify as transient and retry), one warning
-line names the lock, and ``platform_lock_timeouts`` counts it.
+line names the lock, and ``platform_lock_timeouts`` counts it. Unlike an advisory lock, whose
+key any login may take, only the granted components can hold (or block) one.
 """
 
 from __future__ import annotations

@@ -77,9 +77,8 @@ class Erased:
 
 @contextmanager
 def _walking_the_user_index(cur: db.Cursor, settings: tuple[str, ...] = _JOIN_SETTINGS) -> Iterator[None]:
-    """The planner is told to walk the user_id index for every person. Left to itself it once
-    chose a scan of all of events_raw per batch (65 s for 10,000 erasures over 10M events,
-    measured); per-person statements avoided that but cost a round trip each."""
+    """The planner is told to walk the user_id index for every person: left to itself it may
+    choose a scan of all of events_raw per batch (docs/decisions.md)."""
     for setting in settings:
         cur.execute(f"SET LOCAL {setting} = off")
     yield
@@ -181,9 +180,7 @@ def _rekey_events(cur: db.Cursor, olds: list[str], news: list[str], anchors: lis
     (today, yesterday, days written since their list was built, days never built) is searched in
     full: each of those partitions' user index once for the whole batch of ids (handed over at run
     time, so that planning does not weigh a thousand values for each partition), the rows found
-    joined to the new ids by hash. A nested loop per person over every day had cost 7.5 s against
-    2.4 s for 1,000 people over 400 days (measured); and that full search of every day had read
-    nearly every leaf of every day's index, once per batch (2.5-3.7 s per 1,000 people at 50M).
+    joined to the new ids by hash (docs/decisions.md compares the other plans).
     The re-keying also names the events whose metadata may hold the person's values: those with
     one of the words each of their spellings contains (KnownValues.anchors), a cheap test in
     PostgreSQL. Only those few are read, scrubbed and written back."""

@@ -42,8 +42,7 @@ FINISH_VACUUM_STEP = 4
 class Rewrites:
     """What the processed batches rewrote: completed erasures and rectifications by type, and
     the partitions of events_raw that hold re-keyed events. Only those partitions are vacuumed:
-    one person's events are on a few days, and vacuuming every day of a long history, each with
-    nothing to do, cost seconds per erasure (2.8 s for 400 days, measured)."""
+    one person's events are on a few days, and a long history's other days have nothing to do."""
 
     requests: Counter[str] = field(default_factory=Counter)
     partitions: set[str] = field(default_factory=set)
