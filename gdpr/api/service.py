@@ -29,11 +29,12 @@ import psycopg2
 from core import db
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
+from core.ratelimit import Buckets, retry_after
+from core.web import client_key
 from gdpr import mail, requests
 from gdpr.api import records, tokens
 from gdpr.api.errors import Refused, not_found
 from gdpr.api.payloads import NewRequest
-from gdpr.api.ratelimit import ClientLimiter, client_key, retry_after
 from gdpr.api.store import Database
 from gdpr.audit import AuditLog
 from gdpr.email_address import email_hmac, mailbox
@@ -81,7 +82,9 @@ class PrivacyApi:
         self.settings = settings
         self.api = settings.privacy_api
         self.database = database
-        self.limiter = ClientLimiter(self.api.requests_per_client_per_minute)
+        # One bucket per client: a burst of the per-minute rate, refilled evenly. Each request
+        # filed mails a code; the per-address limit (in the database) holds across processes.
+        self.limiter: Buckets[str] = Buckets()
         # Read once: a missing key (or the public one off the embedded stack) stops the start.
         self.key = settings.gdpr_hmac_key
 
@@ -108,7 +111,8 @@ class PrivacyApi:
         """File a request and mail its code: 202 with the request's id and secret (shown this
         once); 429 over a client's or an address's limit; 422 when the mail server refuses the
         address; 503 when the mail server or the database does not answer (nothing is filed)."""
-        wait = self.limiter.wait(client_key(client), time.monotonic())
+        per_minute = self.api.requests_per_client_per_minute
+        wait = self.limiter.take(client_key(client), per_minute / 60.0, per_minute, time.monotonic())
         if wait > 0:
             raise Refused(
                 429,
