@@ -11,10 +11,7 @@ network only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import socket
-import threading
 
 import psycopg2
 
@@ -48,29 +45,17 @@ def open_dashboard(settings: Settings) -> Dashboard:
     return Dashboard(database, settings)
 
 
-async def _serve(dashboard: Dashboard, sock: socket.socket, stop: threading.Event) -> None:
-    http = dashboard.settings.http
-    config = web.config(
-        create_app(dashboard), graceful_s=GRACEFUL_S, header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s
-    )
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        dashboard.database.close()
-
-
 def serve(settings: Settings, host: str, port: int) -> int:
     """Run the dashboard until stopped; 0 after a clean stop."""
-    sock = web.listen(host, port, "DASHBOARD_PORT")
-    stop = cli.install_stop_handlers()
-    dashboard = open_dashboard(settings)
-    bound_host, bound_port = sock.getsockname()[:2]
-    logger.info(
-        "dashboard listening on http://%s:%d (topic %s, refreshed every %d s)", bound_host, bound_port, dashboard.topic, REFRESH_S
+
+    def open_service(_listening: web.Listening) -> web.Service:
+        dashboard = open_dashboard(settings)
+        summary = f"topic {dashboard.topic}, refreshed every {REFRESH_S} s"
+        return web.Service(create_app(dashboard), dashboard.database.close, graceful_s=GRACEFUL_S, summary=summary)
+
+    return web.serve(
+        "dashboard", open_service, host=host, port=port, port_setting="DASHBOARD_PORT", http=settings.http, log=logger
     )
-    asyncio.run(_serve(dashboard, sock, stop))
-    logger.info("dashboard stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,14 +12,10 @@ exits at once. uvicorn's own signal handling is replaced by the platform's (``co
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import math
-import socket
-import threading
 
 import psycopg2
-import uvloop
 
 from core import cli, db, metrics, web
 from core.config import Settings
@@ -47,41 +43,35 @@ def open_api(settings: Settings) -> PrivacyApi:
     return PrivacyApi(settings, database)
 
 
-async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) -> None:
-    config = web.config(
-        create_app(api),
-        header_timeout_s=api.settings.http.header_timeout_s,
-        body_timeout_s=api.settings.http.body_timeout_s,
-        backlog=BACKLOG,
-        # A request in flight waits at most the SMTP timeout (per step) for the mail server.
-        graceful_s=math.ceil(api.settings.mail.timeout_s) * 3 + 5,
-    )
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        api.database.close()
-
-
 def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the API until stopped; 0 after a clean stop."""
-    sock = web.listen(host, port, "PRIVACY_API_PORT", BACKLOG)
-    stop = cli.install_stop_handlers()
-    api = open_api(settings)
-    metrics.serve(settings, "gdpr.api", metrics_port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    logger.info(
-        "privacy API listening on http://%s:%d (mail via %s, codes valid %d s with %d tries, %d requests an hour per address)",
-        bound_host,
-        bound_port,
-        settings.mail.display,
-        settings.privacy_api.code_ttl_s,
-        settings.privacy_api.max_attempts,
-        settings.privacy_api.requests_per_address_per_hour,
+
+    def open_service(_listening: web.Listening) -> web.Service:
+        api = open_api(settings)
+        metrics.serve(settings, "gdpr.api", metrics_port)
+        return web.Service(
+            create_app(api),
+            api.database.close,
+            # A request in flight waits at most the SMTP timeout (per step) for the mail server.
+            graceful_s=math.ceil(settings.mail.timeout_s) * 3 + 5,
+            summary=(
+                f"mail via {settings.mail.display}, codes valid {settings.privacy_api.code_ttl_s} s with"
+                f" {settings.privacy_api.max_attempts} tries, {settings.privacy_api.requests_per_address_per_hour}"
+                " requests an hour per address"
+            ),
+        )
+
+    return web.serve(
+        "privacy API",
+        open_service,
+        host=host,
+        port=port,
+        port_setting="PRIVACY_API_PORT",
+        http=settings.http,
+        backlog=BACKLOG,
+        uvloop_loop=True,
+        log=logger,
     )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(api, sock, stop))
-    logger.info("privacy API stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
