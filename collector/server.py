@@ -26,7 +26,7 @@ from collector.app import create_app
 from collector.auth import KeyRing
 from collector.delivery import Delivery
 from collector.service import Collector
-from collector.store import Database
+from collector.store import LOGIN
 from core import cli, db, kafka, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
@@ -58,7 +58,7 @@ def open_collector(settings: Settings, stop: threading.Event) -> Collector:
             f"topic {settings.kafka.topic} does not exist on {settings.kafka.bootstrap_servers}: "
             "create it with `python -m core.init` or set EVENTS_TOPIC"
         )
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         live, revoked = database.run(auth.load_keys)
     except psycopg2.Error as e:

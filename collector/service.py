@@ -21,8 +21,7 @@ from collector import auth, body, consent, intake
 from collector.auth import KeyRing, WriteKey
 from collector.delivery import Delivery
 from collector.ratelimit import RateLimiter, retry_after
-from collector.store import Database
-from core import db, web
+from core import db, pool, web
 from core.config import CollectorSettings
 from core.errors import PlatformError, ServiceUnavailable
 from core.web import Problem
@@ -45,7 +44,7 @@ class Answer:
 class Collector:
     """The collector's state: the producer, the database, the live keys and their rate limits."""
 
-    def __init__(self, settings: CollectorSettings, delivery: Delivery, database: Database, keys: KeyRing) -> None:
+    def __init__(self, settings: CollectorSettings, delivery: Delivery, database: pool.Database, keys: KeyRing) -> None:
         self.settings = settings
         self.delivery = delivery
         self.database = database

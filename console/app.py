@@ -28,8 +28,7 @@ import jinja2
 import psycopg2
 
 from console import auth, queries
-from console.store import Database
-from core import db, metrics, web
+from core import db, metrics, pool, web
 from core.config import ConsoleSettings
 from core.errors import ServiceUnavailable
 from gdpr import actions
@@ -99,7 +98,7 @@ class Redirect(Exception):
 class Services:
     """What the handlers call: the pool, the password hasher, the login brake and the settings."""
 
-    database: Database
+    database: pool.Database
     passwords: auth.Passwords
     throttle: auth.Throttle
     settings: ConsoleSettings

@@ -20,7 +20,7 @@ import psycopg2
 
 from console import auth
 from console.app import Services, create_app
-from console.store import Database
+from console.store import LOGIN
 from core import cli, db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
@@ -36,7 +36,7 @@ def open_services(settings: Settings) -> Services:
     """The pool, the hasher and the brake; ServiceUnavailable when the database or its console
     tables do not answer, ConfigError when GDPR_HMAC_KEY cannot be used."""
     key = settings.gdpr_hmac_key
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         accounts = database.run(auth.count_enabled)
     except psycopg2.Error as e:

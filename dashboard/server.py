@@ -21,7 +21,7 @@ from core.errors import ServiceUnavailable
 from dashboard import queries
 from dashboard.app import create_app
 from dashboard.service import REFRESH_S, Dashboard
-from dashboard.store import Database
+from dashboard.store import LOGIN
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ GRACEFUL_S = 10
 def open_dashboard(settings: Settings) -> Dashboard:
     """The dashboard on a database that answers with its tables; ServiceUnavailable (one line,
     naming what to do) when it does not, ConfigError when its login is refused."""
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     topic = settings.kafka.topic
     try:
         database.run(lambda cur: queries.read(cur, topic))

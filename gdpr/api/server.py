@@ -22,7 +22,7 @@ from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr.api.app import create_app
 from gdpr.api.service import PrivacyApi
-from gdpr.api.store import Database
+from gdpr.api.store import LOGIN
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ BACKLOG = 1024
 def open_api(settings: Settings) -> PrivacyApi:
     """The API on a database that answers; ServiceUnavailable (one line, naming what to do) when
     it does not, ConfigError when GDPR_HMAC_KEY cannot be used."""
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         database.run(lambda cur: cur.execute("SELECT count(*) FROM privacy_verifications WHERE false"))
     except psycopg2.Error as e:

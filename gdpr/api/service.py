@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 
-from core import db
+from core import db, pool
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
 from core.ratelimit import Buckets, retry_after
@@ -34,7 +34,6 @@ from core.web import Problem, client_key
 from gdpr import mail, requests
 from gdpr.api import records, tokens
 from gdpr.api.payloads import NewRequest, not_found
-from gdpr.api.store import Database
 from gdpr.audit import AuditLog
 from gdpr.email_address import email_hmac, mailbox
 from gdpr.exports import remove_export
@@ -77,7 +76,7 @@ def request_path(request_id: int) -> str:
 class PrivacyApi:
     """The API's state: settings, the database, and the per-client limits on filing."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: pool.Database) -> None:
         self.settings = settings
         self.api = settings.privacy_api
         self.database = database
