@@ -316,15 +316,12 @@ class Problem(Exception):
     def of(cls, status: int, detail: str, *, retry_after: int | None = None) -> Problem:
         """A problem whose code is its status's reason phrase (``too_many_requests``): for a
         service whose answers are pages a person reads rather than JSON a program branches on."""
-        return cls(status, _snake(falcon.code_to_http_status(status)[4:]), detail, retry_after=retry_after)
+        phrase = falcon.code_to_http_status(status)[4:]
+        return cls(status, phrase.lower().replace(" ", "_").replace("-", "_"), detail, retry_after=retry_after)
 
     def body(self) -> dict[str, Any]:
         """The JSON answer: ``{"error": code, "detail": detail, **extra}``."""
         return {"error": self.code, "detail": self.detail, **self.extra}
-
-
-def _snake(title: str) -> str:
-    return title.lower().replace(" ", "_").replace("-", "_")
 
 
 def answer_json(resp: falcon.asgi.Response, status: int, body: object, retry_after: int | None = None) -> None:
@@ -392,7 +389,8 @@ def add_error_handlers(app: App, policy: ErrorPolicy) -> None:
             detail = policy.not_allowed(req, allowed_methods(ex))
         else:
             detail = ex.description or ex.title
-        policy.render(req, resp, Problem(ex.status_code, policy.codes.get(ex.status_code, _snake(ex.title)), detail))
+        code = policy.codes.get(ex.status_code, ex.title.lower().replace(" ", "_"))
+        policy.render(req, resp, Problem(ex.status_code, code, detail))
         for name, value in dict(ex.headers or {}).items():
             resp.set_header(name, value)
 
