@@ -11,7 +11,6 @@ action would end the process before the producer is flushed.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import math
@@ -27,7 +26,7 @@ from collector.auth import KeyRing
 from collector.delivery import Delivery
 from collector.service import Collector
 from collector.store import LOGIN
-from core import cli, db, kafka, metrics, web
+from core import db, kafka, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 
@@ -115,7 +114,8 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m collector``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m collector",
         description=(
             "Serve the HTTP event collector: POST /v1/events (one JSON event, a JSON array, or NDJSON) and "
@@ -125,16 +125,9 @@ def main(argv: list[str] | None = None) -> None:
             "COLLECTOR_KEY_REFRESH_S, COLLECTOR_RETRY_AFTER_S, COLLECTOR_CLIENT_RATE_PER_S, HTTP_HEADER_TIMEOUT_S, "
             "HTTP_BODY_TIMEOUT_S, KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, DATABASE_URL."
         ),
-    )
-    web.add_listen_arguments(parser, "COLLECTOR", 8000)
-    metrics.add_metrics_argument(parser, "collector")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.collector.host if args.host is None else args.host,
-            settings.collector.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="COLLECTOR",
+        default_port=8000,
+        listens=lambda settings: settings.collector,
+        serve=serve,
+        metrics_name="collector",
     )

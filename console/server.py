@@ -11,7 +11,6 @@ CONSOLE_SECURE_COOKIES=true.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 from datetime import datetime
@@ -21,7 +20,7 @@ import psycopg2
 from console import auth
 from console.app import Services, create_app
 from console.store import LOGIN
-from core import cli, db, metrics, web
+from core import db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr import actions, mail
@@ -81,7 +80,8 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m console``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m console",
         description=(
             "Serve the DPO console: sign in (accounts from `python -m console.accounts create NAME`), the queue of "
@@ -90,16 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, CONSOLE_ALLOWED_HOSTS, HTTP_HEADER_TIMEOUT_S, "
             "HTTP_BODY_TIMEOUT_S, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
         ),
-    )
-    web.add_listen_arguments(parser, "CONSOLE", 8002)
-    metrics.add_metrics_argument(parser, "console")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.console.host if args.host is None else args.host,
-            settings.console.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="CONSOLE",
+        default_port=8002,
+        listens=lambda settings: settings.console,
+        serve=serve,
+        metrics_name="console",
     )

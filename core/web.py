@@ -24,7 +24,7 @@ import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 import falcon.asgi
@@ -34,8 +34,8 @@ import uvloop
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from core import cli
-from core.config import HOST_PATTERN, HttpSettings
+from core import cli, metrics
+from core.config import HOST_PATTERN, HttpSettings, Settings
 from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -246,18 +246,49 @@ async def read_body(req: falcon.asgi.Request, limit: int, too_large: Callable[[i
     return b"".join(chunks)
 
 
-def add_listen_arguments(parser: argparse.ArgumentParser, prefix: str, default_port: int) -> None:
-    """--host and --port, defaulting to the ``<prefix>_HOST`` and ``<prefix>_PORT`` settings."""
+class Listens(Protocol):
+    """A service's settings section with the address it listens on (``COLLECTOR_HOST``...)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+def command(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    prefix: str,
+    default_port: int,
+    listens: Callable[[Settings], Listens],
+    serve: Callable[[Settings, str, int, int | None], int],
+    metrics_name: str | None = None,
+) -> None:
+    """A service's command line: ``--host`` and ``--port`` (defaulting to the ``<prefix>_HOST``
+    and ``<prefix>_PORT`` settings), ``--metrics-port`` when it serves metrics as
+    ``metrics_name``, then ``serve(settings, host, port, metrics_port)`` under ``core.cli.run``
+    (settings loaded, logging set up, an expected failure one line and exit status 2)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", help=f"address to listen on (default: {prefix}_HOST, 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, help=f"port to listen on, 0 for any free one (default: {prefix}_PORT, {default_port})"
     )
-
-
-def check_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """parser.error() for a --port that is no port number."""
+    if metrics_name is not None:
+        metrics.add_metrics_argument(parser, metrics_name)
+    args = parser.parse_args(argv)
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port number")
+
+    def start(settings: Settings) -> int:
+        section = listens(settings)
+        host = section.host if args.host is None else args.host
+        port = section.port if args.port is None else args.port
+        return serve(settings, host, port, getattr(args, "metrics_port", None))
+
+    cli.run(start)
 
 
 def allowed_methods(ex: falcon.HTTPError) -> list[str]:

@@ -10,12 +10,11 @@ network only.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import psycopg2
 
-from core import cli, db, web
+from core import db, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from dashboard import queries
@@ -45,8 +44,8 @@ def open_dashboard(settings: Settings) -> Dashboard:
     return Dashboard(database, settings)
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
-    """Run the dashboard until stopped; 0 after a clean stop."""
+def serve(settings: Settings, host: str, port: int, _metrics_port: int | None = None) -> int:
+    """Run the dashboard until stopped; 0 after a clean stop. It serves no metrics of its own."""
 
     def open_service(_listening: web.Listening) -> web.Service:
         dashboard = open_dashboard(settings)
@@ -60,7 +59,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m dashboard``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m dashboard",
         description=(
             "Serve the live dashboard: today's revenue and funnel (page views, added to cart, purchases), each "
@@ -71,14 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             "HTTP_HEADER_TIMEOUT_S, HTTP_BODY_TIMEOUT_S, DATABASE_URL, DB_PASSWORD_DASHBOARD, "
             "KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC."
         ),
-    )
-    web.add_listen_arguments(parser, "DASHBOARD", 8003)
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.dashboard.host if args.host is None else args.host,
-            settings.dashboard.port if args.port is None else args.port,
-        )
+        prefix="DASHBOARD",
+        default_port=8003,
+        listens=lambda settings: settings.dashboard,
+        serve=serve,
     )

@@ -11,13 +11,12 @@ exits at once. uvicorn's own signal handling is replaced by the platform's (``co
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 
 import psycopg2
 
-from core import cli, db, metrics, web
+from core import db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr.api.app import create_app
@@ -76,7 +75,8 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m gdpr.api``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m gdpr.api",
         description=(
             "Serve the privacy-request API for data subjects: POST /v1/privacy-requests {email, type} files an "
@@ -90,16 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             "SMTP_HOST, SMTP_PORT, SMTP_FROM, SMTP_USER, SMTP_PASSWORD, SMTP_STARTTLS, SMTP_TIMEOUT_S, "
             "GDPR_HMAC_KEY, DATABASE_URL, REPORTS_DIR."
         ),
-    )
-    web.add_listen_arguments(parser, "PRIVACY_API", 8001)
-    metrics.add_metrics_argument(parser, "gdpr.api")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.privacy_api.host if args.host is None else args.host,
-            settings.privacy_api.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="PRIVACY_API",
+        default_port=8001,
+        listens=lambda settings: settings.privacy_api,
+        serve=serve,
+        metrics_name="gdpr.api",
     )
