@@ -126,26 +126,20 @@ def _fail(status: int, message: str) -> NoReturn:
     raise web.Problem.of(status, message)
 
 
+def _form_too_large(limit: int) -> web.Problem:
+    return web.Problem.of(413, f"the form exceeds {limit} bytes: shorten the reason")
+
+
 async def read_form(req: falcon.asgi.Request) -> dict[str, str]:
     """The URL-encoded form of a POST: at most MAX_FORM_BYTES, each field once, valid UTF-8."""
-    if req.content_length is not None and req.content_length > MAX_FORM_BYTES:
-        _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in req.stream:
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
-        chunks.append(chunk)
-    if not size:
+    body = await web.read_body(req, MAX_FORM_BYTES, _form_too_large)
+    if not body:
         return {}  # an empty form: refused for what it lacks (its CSRF token first)
     kind = (req.content_type or "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         _fail(415, "send the form as application/x-www-form-urlencoded (as a browser does)")
     try:
-        pairs = parse_qsl(
-            b"".join(chunks).decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
-        )
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError):
         _fail(400, "the form could not be read (not URL-encoded UTF-8, or too many fields): send it from the console's page")
     form = dict(pairs)

@@ -246,51 +246,6 @@ async def read_body(req: falcon.asgi.Request, limit: int, too_large: Callable[[i
     return b"".join(chunks)
 
 
-class Listens(Protocol):
-    """A service's settings section with the address it listens on (``COLLECTOR_HOST``...)."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-
-def command(
-    argv: list[str] | None,
-    *,
-    prog: str,
-    description: str,
-    prefix: str,
-    default_port: int,
-    listens: Callable[[Settings], Listens],
-    serve: Callable[[Settings, str, int, int | None], int],
-    metrics_name: str | None = None,
-) -> None:
-    """A service's command line: ``--host`` and ``--port`` (defaulting to the ``<prefix>_HOST``
-    and ``<prefix>_PORT`` settings), ``--metrics-port`` when it serves metrics as
-    ``metrics_name``, then ``serve(settings, host, port, metrics_port)`` under ``core.cli.run``
-    (settings loaded, logging set up, an expected failure one line and exit status 2)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--host", help=f"address to listen on (default: {prefix}_HOST, 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, help=f"port to listen on, 0 for any free one (default: {prefix}_PORT, {default_port})"
-    )
-    if metrics_name is not None:
-        metrics.add_metrics_argument(parser, metrics_name)
-    args = parser.parse_args(argv)
-    if args.port is not None and not 0 <= args.port <= 65535:
-        parser.error(f"--port {args.port} is not a port number")
-
-    def start(settings: Settings) -> int:
-        section = listens(settings)
-        host = section.host if args.host is None else args.host
-        port = section.port if args.port is None else args.port
-        return serve(settings, host, port, getattr(args, "metrics_port", None))
-
-    cli.run(start)
-
-
 def allowed_methods(ex: falcon.HTTPError) -> list[str]:
     """The methods a 405 says the path allows (its Allow header), OPTIONS left out."""
     allow = dict(ex.headers or {}).get("Allow", "")
@@ -553,3 +508,48 @@ async def _run(service: Service, sock: socket.socket, stop: threading.Event, htt
         for task in background:
             task.cancel()
         service.close()
+
+
+class Listens(Protocol):
+    """A service's settings section with the address it listens on (``COLLECTOR_HOST``...)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+def command(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    prefix: str,
+    default_port: int,
+    listens: Callable[[Settings], Listens],
+    serve: Callable[[Settings, str, int, int | None], int],
+    metrics_name: str | None = None,
+) -> None:
+    """A service's command line: ``--host`` and ``--port`` (defaulting to the ``<prefix>_HOST``
+    and ``<prefix>_PORT`` settings), ``--metrics-port`` when it serves metrics as
+    ``metrics_name``, then ``serve(settings, host, port, metrics_port)`` under ``core.cli.run``
+    (settings loaded, logging set up, an expected failure one line and exit status 2)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--host", help=f"address to listen on (default: {prefix}_HOST, 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, help=f"port to listen on, 0 for any free one (default: {prefix}_PORT, {default_port})"
+    )
+    if metrics_name is not None:
+        metrics.add_metrics_argument(parser, metrics_name)
+    args = parser.parse_args(argv)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a port number")
+
+    def start(settings: Settings) -> int:
+        section = listens(settings)
+        host = section.host if args.host is None else args.host
+        port = section.port if args.port is None else args.port
+        return serve(settings, host, port, getattr(args, "metrics_port", None))
+
+    cli.run(start)
