@@ -9,22 +9,18 @@ payload).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import falcon
 import falcon.asgi
-import msgspec
 
 from collector import body, consent
 from collector.auth import WriteKey
-from collector.errors import Refused
 from collector.service import Answer, Collector
 from core import metrics, web
+from core.web import Problem
 
 logger = logging.getLogger(__name__)
 
-_ENCODER = msgspec.json.Encoder()
-JSON = "application/json"
 # How long a browser may cache a preflight answer: the key set changes rarely, and a revoked key
 # is refused on the real request anyway.
 PREFLIGHT_MAX_AGE_S = 600
@@ -34,15 +30,7 @@ _HTTP_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allo
 
 
 def _answer(resp: falcon.asgi.Response, answer: Answer) -> None:
-    resp.status = answer.status
-    resp.content_type = JSON
-    resp.data = _ENCODER.encode(answer.body)
-    if answer.retry_after is not None:
-        resp.set_header("Retry-After", str(answer.retry_after))
-
-
-def _refuse(resp: falcon.asgi.Response, status: int, code: str, detail: str, retry_after: int | None = None) -> None:
-    _answer(resp, Answer(status, {"error": code, "detail": detail}, retry_after))
+    web.answer_json(resp, answer.status, answer.body, answer.retry_after)
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
@@ -50,14 +38,14 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     return await web.read_body(req, limit, _too_large)
 
 
-def _too_large(limit: int) -> Refused:
-    return Refused(413, "body_too_large", f"the body exceeds {limit} bytes: send less per request")
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "body_too_large", f"the body exceeds {limit} bytes: send less per request")
 
 
 def _media_type(req: falcon.asgi.Request, accepted: tuple[str, ...]) -> str:
     kind = body.media_type(req.content_type)
     if kind not in accepted:
-        raise Refused(415, "unsupported_media_type", f"send Content-Type {' or '.join(accepted)}, not {kind or 'none'}")
+        raise Problem(415, "unsupported_media_type", f"send Content-Type {' or '.join(accepted)}, not {kind or 'none'}")
     return kind
 
 
@@ -77,7 +65,7 @@ class _Keyed:
     async def on_options(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         origin = req.get_header("Origin")
         if not self.collector.preflight_allowed(origin):
-            raise Refused(403, "origin_not_allowed", f"no write key allows pages at {origin or '(no Origin header)'}")
+            raise Problem(403, "origin_not_allowed", f"no write key allows pages at {origin or '(no Origin header)'}")
         resp.status = 204
         resp.set_header("Access-Control-Allow-Methods", "POST")
         resp.set_header("Access-Control-Allow-Headers", ALLOWED_HEADERS)
@@ -102,13 +90,6 @@ class Consent(_Keyed):
         _media_type(req, (body.JSON,))
         payload = await read_body(req, consent.MAX_BODY_BYTES)
         _answer(resp, await self.collector.record_consent(payload, key))
-
-
-class Health:
-    """``GET /healthz``: the process answers (a liveness probe; it asks nothing else)."""
-
-    async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _answer(resp, Answer(200, {"status": "ok"}))
 
 
 class Ready:
@@ -142,29 +123,15 @@ class Cors:
             resp.set_header("Access-Control-Expose-Headers", "Retry-After")
 
 
-async def _on_refused(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    assert isinstance(ex, Refused)  # noqa: S101 - registered for Refused only
-    _refuse(resp, ex.status, ex.code, ex.detail, ex.retry_after)
-
-
-async def _on_http_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    """Falcon's own errors (no route, wrong method, a malformed header) in the collector's shape."""
-    assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    detail = web.error_detail(
-        ex,
-        not_found=f"no such path: {req.path}; the collector serves POST /v1/events, POST /v1/consent, GET /healthz, GET /readyz",
-        not_allowed=f"{req.method} is not allowed on {req.path}; use {', '.join(web.allowed_methods(ex) or ['POST'])}",
-    )
-    _refuse(resp, ex.status_code, web.error_code(ex, _HTTP_ERROR_CODES), detail)
-    web.copy_error_headers(ex, resp)
-
-
-async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    # The type only: an exception's message or traceback may quote the request's data.
-    logger.error("unforeseen %s while answering %s %s", type(ex).__name__, req.method, req.path)
-    _refuse(resp, 500, "internal_error", "the collector failed on this request; it was logged - send it again later")
+ERRORS = web.ErrorPolicy(
+    not_found=lambda req: (
+        f"no such path: {req.path}; the collector serves POST /v1/events, POST /v1/consent, GET /healthz, GET /readyz"
+    ),
+    not_allowed=lambda req, allowed: f"{req.method} is not allowed on {req.path}; use {', '.join(allowed or ['POST'])}",
+    internal="the collector failed on this request; it was logged - send it again later",
+    logger=logger,
+    codes=_HTTP_ERROR_CODES,
+)
 
 
 def create_app(collector: Collector) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
@@ -173,9 +140,7 @@ def create_app(collector: Collector) -> falcon.asgi.App[falcon.asgi.Request, fal
     app.add_middleware(Cors(collector))
     app.add_route("/v1/events", Events(collector))
     app.add_route("/v1/consent", Consent(collector))
-    app.add_route("/healthz", Health())
+    app.add_route("/healthz", web.Health())
     app.add_route("/readyz", Ready(collector))
-    app.add_error_handler(Exception, _on_defect)
-    app.add_error_handler(falcon.HTTPError, _on_http_error)
-    app.add_error_handler(Refused, _on_refused)
+    web.add_error_handlers(app, ERRORS)
     return app

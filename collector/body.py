@@ -12,7 +12,7 @@ import contextlib
 
 import msgspec
 
-from collector.errors import Refused
+from core.web import Problem
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -35,19 +35,19 @@ def split_events(body: bytes, kind: str, max_events: int) -> list[bytes]:
     """The raw bytes of each event in ``body``, in order.
 
     ``kind`` is ``application/json`` (one event object or an array of them) or
-    ``application/x-ndjson`` (one event per line; blank lines are skipped). Raises Refused: 400
+    ``application/x-ndjson`` (one event per line; blank lines are skipped). Raises Problem: 400
     for an empty or malformed JSON body or one that is neither an object nor an array, 413 for more
     than ``max_events`` events. A malformed NDJSON line is not a 400: each line is an event of its
     own, rejected on its own (reason ``not_json``) while the other lines are accepted.
     """
     stripped = body.strip(_WHITESPACE)
     if not stripped:
-        raise Refused(400, "empty_body", "the body is empty: send one event object, a JSON array of events, or NDJSON lines")
+        raise Problem(400, "empty_body", "the body is empty: send one event object, a JSON array of events, or NDJSON lines")
     events = _split_ndjson(stripped) if kind == NDJSON else _split_json(stripped)
     if not events:
-        raise Refused(400, "no_events", "the body holds no event: send at least one")
+        raise Problem(400, "no_events", "the body holds no event: send at least one")
     if len(events) > max_events:
-        raise Refused(
+        raise Problem(
             413,
             "too_many_events",
             f"{len(events)} events in one request; send at most {max_events} per request (split the batch)",
@@ -67,10 +67,10 @@ def _split_json(body: bytes) -> list[bytes]:
                 _ONE_DECODER.decode(body)
             return [body]
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise Refused(400, "malformed_json", f"the body is not valid JSON ({_reason(e)}); check the request's encoding") from e
+        raise Problem(400, "malformed_json", f"the body is not valid JSON ({_reason(e)}); check the request's encoding") from e
     except RecursionError as e:
-        raise Refused(400, "too_deep", "the body is nested too deeply to be a batch of events") from e
-    raise Refused(400, "not_an_event", "the JSON body must be an event object or an array of event objects")
+        raise Problem(400, "too_deep", "the body is nested too deeply to be a batch of events") from e
+    raise Problem(400, "not_an_event", "the JSON body must be an event object or an array of event objects")
 
 
 def _split_ndjson(body: bytes) -> list[bytes]:

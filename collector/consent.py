@@ -8,12 +8,12 @@ from typing import Any
 
 import msgspec
 
-from collector.errors import Refused
 from core import consent
 from core.db import Cursor
 
 # One rule for a user id, in events and in consent changes.
 from core.events import InvalidEvent, check_user_id
+from core.web import Problem
 
 # The name sql/017 gives the refusal of an analytics grant while a restriction is in force.
 RESTRICTED = "consent_while_restricted"
@@ -53,29 +53,29 @@ class ConsentChange:
 
 
 def parse_change(body: bytes) -> ConsentChange:
-    """Check a request body; raise Refused: 400 when it is not a JSON object, 422 naming the field
+    """Check a request body; raise Problem: 400 when it is not a JSON object, 422 naming the field
     that is missing or wrong."""
     try:
         wire = msgspec.json.decode(body, type=_Wire)
     except msgspec.ValidationError as e:
-        raise Refused(
+        raise Problem(
             400, "not_an_object", 'the body must be a JSON object: {"user_id": ..., "purpose": ..., "granted": ...}'
         ) from e
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise Refused(400, "malformed_json", "the body is not valid JSON; check the request's encoding") from e
+        raise Problem(400, "malformed_json", "the body is not valid JSON; check the request's encoding") from e
     except RecursionError as e:
-        raise Refused(400, "too_deep", "the body is nested too deeply to be a consent change") from e
+        raise Problem(400, "too_deep", "the body is nested too deeply to be a consent change") from e
     for name in ("user_id", "purpose", "granted"):
         if getattr(wire, name) is None:
-            raise Refused(422, "missing_field", f"{name} is required")
+            raise Problem(422, "missing_field", f"{name} is required")
     try:
         user_id = check_user_id(wire.user_id)
     except InvalidEvent as e:
-        raise Refused(422, e.reason, f"{e.detail}; send the same user_id as in the user's events") from e
+        raise Problem(422, e.reason, f"{e.detail}; send the same user_id as in the user's events") from e
     if not isinstance(wire.purpose, str) or not consent.PURPOSE_PATTERN.match(wire.purpose):
-        raise Refused(422, "invalid_purpose", "purpose must be 1-40 lower-case letters, digits or '_', starting with a letter")
+        raise Problem(422, "invalid_purpose", "purpose must be 1-40 lower-case letters, digits or '_', starting with a letter")
     if not isinstance(wire.granted, bool):
-        raise Refused(422, "wrong_type", "granted must be true or false")
+        raise Problem(422, "wrong_type", "granted must be true or false")
     return ConsentChange(user_id, wire.purpose, wire.granted)
 
 

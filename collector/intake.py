@@ -17,10 +17,10 @@ from typing import Any
 
 import msgspec
 
-from collector.errors import Refused
 from core.config import MetadataLimits
 from core.events import MAX_AMOUNT, Event, InvalidEvent, parse_event
 from core.pii import METADATA_ENCODER, metadata_always_fits, metadata_refusal, redact_serialised
+from core.web import Problem
 
 BROKER_UNAVAILABLE = "broker_unavailable"
 
@@ -57,7 +57,7 @@ def validate(
     ones' metadata; ``now`` is the request's time, against which future timestamps are judged,
     ``max_amount`` the most an event may carry (MAX_EVENT_AMOUNT, as in the consumers).
 
-    Raises Refused (413, ``too_large``) when an event's metadata is over a bound of ``limits``:
+    Raises Problem (413, ``too_large``) when an event's metadata is over a bound of ``limits``:
     the redactor's work per event is bounded, and the client must send less, not again.
     """
     outcomes: list[Outcome] = []
@@ -79,7 +79,7 @@ def validate(
     fits = metadata_always_fits(limits)
     for i in [i for i, text in enumerate(serialised) if len(text) > fits]:
         if refusal := metadata_refusal(metadatas[i], limits, serialised[i]):
-            raise Refused(413, "too_large", f"event {parsed[i][0]}: {refusal} (METADATA_MAX_*): send less metadata")
+            raise Problem(413, "too_large", f"event {parsed[i][0]}: {refusal} (METADATA_MAX_*): send less metadata")
     serialised, redacted = redact_serialised(metadatas, Counter(), serialised)
     for i in redacted:
         index, event, raw = parsed[i]

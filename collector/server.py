@@ -11,17 +11,13 @@ action would end the process before the producer is flushed.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import gc
 import logging
 import math
-import socket
 import threading
 from typing import Any
 
 import psycopg2
-import uvloop
 from confluent_kafka import KafkaException
 
 from collector import auth
@@ -29,9 +25,9 @@ from collector.app import create_app
 from collector.auth import KeyRing
 from collector.delivery import Delivery
 from collector.service import Collector
-from collector.store import Database
-from core import cli, db, kafka, metrics, web
-from core.config import HttpSettings, Settings
+from collector.store import LOGIN
+from core import db, kafka, metrics, web
+from core.config import Settings
 from core.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -61,7 +57,7 @@ def open_collector(settings: Settings, stop: threading.Event) -> Collector:
             f"topic {settings.kafka.topic} does not exist on {settings.kafka.bootstrap_servers}: "
             "create it with `python -m core.init` or set EVENTS_TOPIC"
         )
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         live, revoked = database.run(auth.load_keys)
     except psycopg2.Error as e:
@@ -72,57 +68,54 @@ def open_collector(settings: Settings, stop: threading.Event) -> Collector:
     return Collector(settings.collector, delivery, database, KeyRing(live, revoked))
 
 
-async def _serve(collector: Collector, sock: socket.socket, stop: threading.Event, http: HttpSettings) -> None:
-    config = web.config(
-        create_app(collector),
-        header_timeout_s=http.header_timeout_s,
-        body_timeout_s=http.body_timeout_s,
-        backlog=BACKLOG,
-        # Requests in flight wait at most the delivery timeout for the broker.
-        graceful_s=math.ceil(collector.settings.delivery_timeout_ms / 1000) + 5,
-    )
-    background = [asyncio.create_task(collector.refresh_keys()), asyncio.create_task(collector.delivery.poll_forever())]
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        for task in background:
-            task.cancel()
-        # Blocking, on purpose: the server has stopped, and the flush's delivery callbacks must
-        # run on this loop's thread.
-        collector.delivery.close(FLUSH_TIMEOUT_S)
-        collector.database.close()
-
-
 def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the collector until stopped; 0 after a clean stop, 1 when the producer failed for good."""
-    sock = web.listen(host, port, "COLLECTOR_PORT", BACKLOG)
-    stop = cli.install_stop_handlers()
-    collector = open_collector(settings, stop)
-    metrics.serve(settings, "collector", metrics_port)
-    # Each request allocates thousands of short-lived objects (decoded events, their metadata):
-    # with the default threshold (700) a profile under load found 13 % of the event loop's time
-    # in the garbage collector; with start-up's objects frozen and this threshold, under 1 %.
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD)
-    bound_host, bound_port = sock.getsockname()[:2]
-    logger.info(
-        "collector listening on http://%s:%d (topic %s, %d write keys, %d events or %d bytes per request)",
-        bound_host,
-        bound_port,
-        settings.kafka.topic,
-        len(collector.keys),
-        settings.collector.max_events,
-        settings.collector.max_body_bytes,
+
+    def open_service(listening: web.Listening) -> web.Service:
+        collector = open_collector(settings, listening.stop)
+        metrics.serve(settings, "collector", metrics_port)
+        # Each request allocates thousands of short-lived objects (decoded events, their metadata):
+        # with the default threshold (700) a profile under load found 13 % of the event loop's time
+        # in the garbage collector; with start-up's objects frozen and this threshold, under 1 %.
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD)
+
+        def close() -> None:
+            # Blocking, on purpose: the server has stopped, and the flush's delivery callbacks must
+            # run on this loop's thread.
+            collector.delivery.close(FLUSH_TIMEOUT_S)
+            collector.database.close()
+
+        return web.Service(
+            create_app(collector),
+            close,
+            # Requests in flight wait at most the delivery timeout for the broker.
+            graceful_s=math.ceil(collector.settings.delivery_timeout_ms / 1000) + 5,
+            summary=(
+                f"topic {settings.kafka.topic}, {len(collector.keys)} write keys, {settings.collector.max_events} events"
+                f" or {settings.collector.max_body_bytes} bytes per request"
+            ),
+            background=lambda: [collector.refresh_keys(), collector.delivery.poll_forever()],
+            exit_status=lambda: 1 if collector.delivery.fatal else 0,
+        )
+
+    return web.serve(
+        "collector",
+        open_service,
+        host=host,
+        port=port,
+        port_setting="COLLECTOR_PORT",
+        http=settings.http,
+        backlog=BACKLOG,
+        uvloop_loop=True,
+        log=logger,
     )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(collector, sock, stop, settings.http))
-    logger.info("collector stopped")
-    return 1 if collector.delivery.fatal else 0
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m collector``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m collector",
         description=(
             "Serve the HTTP event collector: POST /v1/events (one JSON event, a JSON array, or NDJSON) and "
@@ -132,16 +125,9 @@ def main(argv: list[str] | None = None) -> None:
             "COLLECTOR_KEY_REFRESH_S, COLLECTOR_RETRY_AFTER_S, COLLECTOR_CLIENT_RATE_PER_S, HTTP_HEADER_TIMEOUT_S, "
             "HTTP_BODY_TIMEOUT_S, KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, DATABASE_URL."
         ),
-    )
-    web.add_listen_arguments(parser, "COLLECTOR", 8000)
-    metrics.add_metrics_argument(parser, "collector")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.collector.host if args.host is None else args.host,
-            settings.collector.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="COLLECTOR",
+        default_port=8000,
+        listens=lambda settings: settings.collector,
+        serve=serve,
+        metrics_name="collector",
     )

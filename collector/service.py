@@ -20,12 +20,11 @@ from confluent_kafka import KafkaException
 from collector import auth, body, consent, intake
 from collector.auth import KeyRing, WriteKey
 from collector.delivery import Delivery
-from collector.errors import Refused
 from collector.ratelimit import RateLimiter, retry_after
-from collector.store import Database
-from core import db, web
+from core import db, pool, web
 from core.config import CollectorSettings
 from core.errors import PlatformError, ServiceUnavailable
+from core.web import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Answer:
 class Collector:
     """The collector's state: the producer, the database, the live keys and their rate limits."""
 
-    def __init__(self, settings: CollectorSettings, delivery: Delivery, database: Database, keys: KeyRing) -> None:
+    def __init__(self, settings: CollectorSettings, delivery: Delivery, database: pool.Database, keys: KeyRing) -> None:
         self.settings = settings
         self.delivery = delivery
         self.database = database
@@ -55,23 +54,23 @@ class Collector:
     # -- who may send ----------------------------------------------------------------------
 
     def authorize(self, authorization: str | None, write_key: str | None, origin: str | None, client: str = "") -> WriteKey:
-        """The request's live write key; Refused with 401 (no key, unknown or revoked), 403 (a
+        """The request's live write key; Problem with 401 (no key, unknown or revoked), 403 (a
         browser origin the key does not allow) or 429 (over the client's share of a browser
         key's rate, or the key's rate). ``client`` is the peer's address, never logged."""
         presented = auth.presented_key(authorization, write_key)
         if presented is None:
-            raise Refused(
+            raise Problem(
                 401, "missing_write_key", "send your write key as 'Authorization: Bearer <key>' or 'X-Write-Key: <key>'"
             )
         key = self.keys.find(presented)
         if key is None:
             if self.keys.is_revoked(presented):
-                raise Refused(401, "revoked_write_key", "this write key was revoked: ask the collector's operator for a new one")
-            raise Refused(
+                raise Problem(401, "revoked_write_key", "this write key was revoked: ask the collector's operator for a new one")
+            raise Problem(
                 401, "unknown_write_key", "this write key is not known: check it, or ask the collector's operator for one"
             )
         if origin is not None and not key.allows_origin(origin):
-            raise Refused(
+            raise Problem(
                 403,
                 "origin_not_allowed",
                 f"this write key does not allow pages at {origin}: add it with `python -m collector.keys create --origin`",
@@ -82,7 +81,7 @@ class Collector:
         wait, limit = self.limiter.wait(key.id, key.rate_per_s, time.monotonic(), shared)
         if wait > 0:
             share = min(self.limiter.client_rate_per_s, key.rate_per_s)
-            raise Refused(
+            raise Problem(
                 429,
                 "rate_limited",
                 f"one client may send {share} requests a second with this write key: wait, and send larger batches"
@@ -135,7 +134,7 @@ class Collector:
         """Append a consent change to the ledger, recorded as ``collector:<key name>``; 201 with
         the change and when it takes effect, 503 when the database does not answer."""
         if not key.may_record_consent:
-            raise Refused(
+            raise Problem(
                 403,
                 "consent_not_allowed",
                 "this write key may send events only: record consent with a key issued with "
@@ -148,12 +147,12 @@ class Collector:
             refusal = consent.REFUSALS.get(e.diag.constraint_name or "")
             if refusal is None:
                 raise
-            raise Refused(409, *refusal) from e
+            raise Problem(409, *refusal) from e
         except (ServiceUnavailable, psycopg2.Error) as e:
             if isinstance(e, psycopg2.Error) and not db.is_transient(e):
                 raise  # a defect (a missing grant, a bug), not an outage: answered 500
             logger.warning("consent not recorded, database unavailable: %s", db.describe_error(e))
-            raise Refused(
+            raise Problem(
                 503,
                 "database_unavailable",
                 "the consent change was not recorded: send it again later",

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 import psycopg2.extensions
 
 from console import auth
-from console.store import APPLICATION
+from console.store import LOGIN
 from core import cli, db
 from core.config import Settings
 from core.errors import InvalidInput
@@ -42,7 +42,7 @@ def read_password(from_stdin: bool) -> str:
 def _connection(settings: Settings) -> AbstractContextManager[psycopg2.extensions.connection]:
     """As DATABASE_URL's user, the owner: an operator's tool (sql/031). The console's own login may
     not create accounts, so a leaked console password cannot make a DPO."""
-    return db.connection(settings.database, application_name=f"{APPLICATION}-accounts")
+    return db.connection(settings.database, application_name=f"{LOGIN.application_name}-accounts")
 
 
 def _create(settings: Settings, username: str, from_stdin: bool) -> int:

@@ -28,8 +28,7 @@ import jinja2
 import psycopg2
 
 from console import auth, queries
-from console.store import Database
-from core import db, metrics, web
+from core import db, metrics, pool, web
 from core.config import ConsoleSettings
 from core.errors import ServiceUnavailable
 from gdpr import actions
@@ -64,6 +63,7 @@ ACTION_DONE = {
 # What the reason fields say: the reason is kept in the hash-chained, append-only audit trail.
 REASON_HINT = "A case reference and the ground, never personal data: it is kept in the audit trail for good."
 BUSY_RETRY_S = 5
+UNAVAILABLE_RETRY_S = 5  # the database back after a restart or a failover
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -86,16 +86,6 @@ _TEMPLATES.filters["when"] = _when
 _TEMPLATES.filters["day"] = _day
 
 
-class Refusal(Exception):
-    """A request the console refuses: its HTTP status and a message a person can act on."""
-
-    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
 class Redirect(Exception):
     """Answer 303 See Other to ``location`` (after a POST, or to the login page)."""
 
@@ -108,7 +98,7 @@ class Redirect(Exception):
 class Services:
     """What the handlers call: the pool, the password hasher, the login brake and the settings."""
 
-    database: Database
+    database: pool.Database
     passwords: auth.Passwords
     throttle: auth.Throttle
     settings: ConsoleSettings
@@ -133,29 +123,23 @@ def see_other(resp: falcon.asgi.Response, location: str) -> None:
 
 
 def _fail(status: int, message: str) -> NoReturn:
-    raise Refusal(status, message)
+    raise web.Problem.of(status, message)
+
+
+def _form_too_large(limit: int) -> web.Problem:
+    return web.Problem.of(413, f"the form exceeds {limit} bytes: shorten the reason")
 
 
 async def read_form(req: falcon.asgi.Request) -> dict[str, str]:
     """The URL-encoded form of a POST: at most MAX_FORM_BYTES, each field once, valid UTF-8."""
-    if req.content_length is not None and req.content_length > MAX_FORM_BYTES:
-        _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in req.stream:
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            _fail(413, f"the form exceeds {MAX_FORM_BYTES} bytes: shorten the reason")
-        chunks.append(chunk)
-    if not size:
+    body = await web.read_body(req, MAX_FORM_BYTES, _form_too_large)
+    if not body:
         return {}  # an empty form: refused for what it lacks (its CSRF token first)
     kind = (req.content_type or "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         _fail(415, "send the form as application/x-www-form-urlencoded (as a browser does)")
     try:
-        pairs = parse_qsl(
-            b"".join(chunks).decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict"
-        )
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError):
         _fail(400, "the form could not be read (not URL-encoded UTF-8, or too many fields): send it from the console's page")
     form = dict(pairs)
@@ -180,17 +164,14 @@ def _same(sent: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
 
 
-class SecurityHeaders:
-    """On every answer: no script, no framing, no caching of pages that show requests."""
-
-    async def process_response(
-        self, _req: falcon.asgi.Request, resp: falcon.asgi.Response, _resource: object, _req_succeeded: bool
-    ) -> None:
-        resp.set_header("Content-Security-Policy", CSP)
-        resp.set_header("X-Frame-Options", "DENY")
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("Referrer-Policy", "no-referrer")
-        resp.set_header("Cache-Control", "no-store")
+# On every answer: no script, no framing, no caching of pages that show requests.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 class Sessions:
@@ -247,7 +228,7 @@ class Login:
         throttle = self.services.throttle
         wait = throttle.attempt(username)  # counted now: simultaneous guesses cannot all pass
         if wait > 0:
-            raise Refusal(
+            raise web.Problem.of(
                 429, f"too many failed logins for this account: try again in {int(wait) + 1} s", retry_after=int(wait) + 1
             )
         services = self.services
@@ -404,7 +385,7 @@ TOLD = ("deny", "extend")
 
 
 def _action_work(action: str, form: dict[str, str], request_id: int, username: str, services: Services) -> Work:
-    """What an action does in its transaction, its form's fields parsed (Refusal 400 when not)."""
+    """What an action does in its transaction, its form's fields parsed (a Problem 400 when not)."""
     reason = form.get("reason", "")
     key = services.hmac_key
     if action == "verify":
@@ -464,14 +445,6 @@ class Action:
         see_other(resp, f"/requests/{request_id}?{urlencode({'done': done})}")
 
 
-class Health:
-    """``GET /healthz``: the process answers (a liveness probe)."""
-
-    async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.content_type = "text/plain; charset=utf-8"
-        resp.text = "ok\n"
-
-
 def _error_page(req: falcon.asgi.Request, resp: falcon.asgi.Response, status: int, message: str) -> None:
     session = getattr(req.context, "session", None)
     render(
@@ -485,11 +458,10 @@ def _error_page(req: falcon.asgi.Request, resp: falcon.asgi.Response, status: in
     )
 
 
-async def _on_refusal(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    assert isinstance(ex, Refusal)  # noqa: S101 - registered for Refusal only
-    _error_page(req, resp, ex.status, ex.message)
-    if ex.retry_after is not None:
-        resp.set_header("Retry-After", str(ex.retry_after))
+def _problem_page(req: falcon.asgi.Request, resp: falcon.asgi.Response, problem: web.Problem) -> None:
+    _error_page(req, resp, problem.status, problem.detail)
+    if problem.retry_after is not None:
+        resp.set_header("Retry-After", str(problem.retry_after))
 
 
 async def _on_redirect(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
@@ -497,36 +469,21 @@ async def _on_redirect(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex
     see_other(resp, ex.location)
 
 
-async def _on_http_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    """Falcon's own errors (no route, a wrong method, a malformed header) as pages."""
-    assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    message = web.error_detail(
-        ex,
-        not_found="there is no such page: start from the queue",
-        not_allowed=f"{req.method} is not allowed here: use the console's links and buttons",
-    )
-    _error_page(req, resp, ex.status_code, message)
-    web.copy_error_headers(ex, resp)
+ERRORS = web.ErrorPolicy(
+    not_found=lambda _req: "there is no such page: start from the queue",
+    not_allowed=lambda req, _allowed: f"{req.method} is not allowed here: use the console's links and buttons",
+    internal="the console failed on this request; it was logged. Nothing was changed if an action failed.",
+    logger=logger,
+    unavailable=(psycopg2.OperationalError, psycopg2.InterfaceError, ServiceUnavailable),
+    when_unavailable=web.Problem.of(
+        503, "the database does not answer: nothing was changed; try again in a moment", retry_after=UNAVAILABLE_RETRY_S
+    ),
+    render=_problem_page,
+)
 
 
-async def _on_unavailable(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    logger.warning("database unavailable while answering %s %s: %s", req.method, req.path, type(ex).__name__)
-    _error_page(req, resp, 503, "the database does not answer: nothing was changed; try again in a moment")
-    resp.set_header("Retry-After", "5")
-
-
-async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    # The type only: an exception's message or traceback may quote the request's data.
-    logger.error("unforeseen %s while answering %s %s", type(ex).__name__, req.method, req.path)
-    _error_page(req, resp, 500, "the console failed on this request; it was logged. Nothing was changed if an action failed.")
-
-
-def _foreign_host() -> Refusal:
-    return Refusal(400, "the console does not answer at this host name: open it at an address in CONSOLE_ALLOWED_HOSTS")
+def _foreign_host() -> web.Problem:
+    return web.Problem.of(400, "the console does not answer at this host name: open it at an address in CONSOLE_ALLOWED_HOSTS")
 
 
 # Request ids are BIGINT: a larger number is no request (404), never an error of the database.
@@ -538,19 +495,14 @@ def create_app(services: Services) -> falcon.asgi.App[falcon.asgi.Request, falco
     app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
     app.add_middleware(web.AllowedHosts(services.settings.allowed_hosts, _foreign_host))
     app.add_middleware(Sessions(services))
-    app.add_middleware(SecurityHeaders())
+    app.add_middleware(web.SecurityHeaders(SECURITY_HEADERS))
     app.add_route("/", Queue(services))
     app.add_route("/login", Login(services))
     app.add_route("/logout", Logout(services))
     app.add_route(f"/requests/{REQUEST_ID}", Request(services))
     app.add_route(f"/requests/{REQUEST_ID}/{{action}}", Action(services))
-    app.add_route("/healthz", Health())
+    app.add_route("/healthz", web.Health(plain=True))
     app.add_static_route("/static", str(HERE / "static"))
-    app.add_error_handler(Exception, _on_defect)
-    app.add_error_handler(psycopg2.OperationalError, _on_unavailable)
-    app.add_error_handler(psycopg2.InterfaceError, _on_unavailable)
-    app.add_error_handler(ServiceUnavailable, _on_unavailable)
-    app.add_error_handler(falcon.HTTPError, _on_http_error)
-    app.add_error_handler(Refusal, _on_refusal)
+    web.add_error_handlers(app, ERRORS)
     app.add_error_handler(Redirect, _on_redirect)
     return app

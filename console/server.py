@@ -11,21 +11,17 @@ CONSOLE_SECURE_COOKIES=true.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import ipaddress
 import logging
-import socket
-import threading
 from datetime import datetime
 
 import psycopg2
 
 from console import auth
 from console.app import Services, create_app
-from console.store import Database
-from core import cli, db, metrics, web
-from core.config import HttpSettings, Settings
+from console.store import LOGIN
+from core import db, metrics, web
+from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr import actions, mail
 
@@ -39,7 +35,7 @@ def open_services(settings: Settings) -> Services:
     """The pool, the hasher and the brake; ServiceUnavailable when the database or its console
     tables do not answer, ConfigError when GDPR_HMAC_KEY cannot be used."""
     key = settings.gdpr_hmac_key
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         accounts = database.run(auth.count_enabled)
     except psycopg2.Error as e:
@@ -66,34 +62,26 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _serve(services: Services, sock: socket.socket, stop: threading.Event, http: HttpSettings) -> None:
-    config = web.config(
-        create_app(services), graceful_s=GRACEFUL_S, header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s
-    )
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        services.database.close()
-
-
 def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the console until stopped; 0 after a clean stop."""
-    sock = web.listen(host, port, "CONSOLE_PORT")
-    stop = cli.install_stop_handlers()
-    services = open_services(settings)
-    metrics.serve(settings, "console", metrics_port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    if not _loopback(bound_host) and not settings.console.secure_cookies:
-        logger.warning("listening beyond the loopback with CONSOLE_SECURE_COOKIES=false: serve it behind TLS and set it to true")
-    logger.info("console listening on http://%s:%d (sessions of %d h)", bound_host, bound_port, settings.console.session_hours)
-    asyncio.run(_serve(services, sock, stop, settings.http))
-    logger.info("console stopped")
-    return 0
+
+    def open_service(listening: web.Listening) -> web.Service:
+        services = open_services(settings)
+        metrics.serve(settings, "console", metrics_port)
+        if not _loopback(listening.host) and not settings.console.secure_cookies:
+            logger.warning(
+                "listening beyond the loopback with CONSOLE_SECURE_COOKIES=false: serve it behind TLS and set it to true"
+            )
+        summary = f"sessions of {settings.console.session_hours} h"
+        return web.Service(create_app(services), services.database.close, graceful_s=GRACEFUL_S, summary=summary)
+
+    return web.serve("console", open_service, host=host, port=port, port_setting="CONSOLE_PORT", http=settings.http, log=logger)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m console``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m console",
         description=(
             "Serve the DPO console: sign in (accounts from `python -m console.accounts create NAME`), the queue of "
@@ -102,16 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             "CONSOLE_SESSION_HOURS, CONSOLE_SECURE_COOKIES, CONSOLE_ALLOWED_HOSTS, HTTP_HEADER_TIMEOUT_S, "
             "HTTP_BODY_TIMEOUT_S, DATABASE_URL, GDPR_HMAC_KEY, CONSENT_MODE."
         ),
-    )
-    web.add_listen_arguments(parser, "CONSOLE", 8002)
-    metrics.add_metrics_argument(parser, "console")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.console.host if args.host is None else args.host,
-            settings.console.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="CONSOLE",
+        default_port=8002,
+        listens=lambda settings: settings.console,
+        serve=serve,
+        metrics_name="console",
     )

@@ -2,8 +2,8 @@
 
 psycopg2 blocks, so every transaction runs in a thread (``asyncio.to_thread``) and the event loop
 keeps answering. A connection serves one thread at a time; a few are kept open, and a broken one
-is dropped and opened again on next use. The collector, the privacy API and the DPO console each
-hold one (their ``store`` modules say which login and how many).
+is dropped and opened again on next use. Each HTTP service holds one: its ``store`` module
+declares its ``Login`` (which role, under which application name, how many connections).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg2.extensions
@@ -66,6 +67,20 @@ class Database:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+@dataclass(frozen=True)
+class Login:
+    """One service's pool: ``role``'s login, ``application_name`` in pg_stat_activity, at most
+    ``size`` connections."""
+
+    role: str
+    application_name: str
+    size: int
+
+    def open(self, settings: DatabaseSettings, size: int | None = None) -> Database:
+        """The pool (no connection is opened until one is needed); ``size`` instead of the login's."""
+        return Database(settings, role=self.role, application_name=self.application_name, size=size or self.size)
 
 
 def _healthy(conn: psycopg2.extensions.connection) -> bool:

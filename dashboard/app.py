@@ -19,12 +19,12 @@ from typing import Any
 import falcon
 import falcon.asgi
 import jinja2
-import msgspec
 import psycopg2
 from markupsafe import Markup
 
 from core import db, web
 from core.errors import PlatformError
+from core.web import Problem
 from dashboard import display
 from dashboard.service import Dashboard
 
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 HTML = "text/html; charset=utf-8"
-JSON = "application/json"
 ROUTES = "GET / (the page), GET /api/summary (its figures, JSON), GET /healthz"
 # The dashboard takes no parameters; a query string longer than this is not a browser's.
 MAX_QUERY_BYTES = 1024
@@ -50,7 +49,6 @@ PAGE_CSP = (
 # Anything but the page (the JSON, the stylesheet, errors) runs nothing and embeds nothing.
 CSP = "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-_ENCODER = msgspec.json.Encoder()
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=True,
@@ -60,22 +58,6 @@ _TEMPLATES = jinja2.Environment(
 )
 for _name in ("count", "money", "rate", "pct", "seconds", "when", "finished", "lag", "kinds", "series", "bars"):
     _TEMPLATES.filters[_name] = getattr(display, _name)
-
-
-class Refused(Exception):
-    """A request the dashboard refuses: its HTTP status, a code word and a sentence to act on."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-
-def _json(resp: falcon.asgi.Response, status: int, body: object) -> None:
-    resp.status = status
-    resp.content_type = JSON
-    resp.data = _ENCODER.encode(body)
 
 
 def render_page(figures: dict[str, Any]) -> str:
@@ -106,53 +88,15 @@ class Summary:
         self.dashboard = dashboard
 
     async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _json(resp, 200, await self.dashboard.summary())
-
-
-class Health:
-    """``GET /healthz``: the process answers (a liveness probe; it asks nothing else)."""
-
-    async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _json(resp, 200, {"status": "ok"})
+        web.answer_json(resp, 200, await self.dashboard.summary())
 
 
 class Guard:
-    """Before routing: a query string no browser sends is refused. After: the security headers on
-    every answer, and no cache keeps any of it."""
+    """Before routing: a query string no browser sends is refused."""
 
     async def process_request(self, req: falcon.asgi.Request, _resp: falcon.asgi.Response) -> None:
         if len(req.query_string) > MAX_QUERY_BYTES:
-            raise Refused(414, "query_too_long", f"the query string exceeds {MAX_QUERY_BYTES} bytes; the dashboard takes none")
-
-    async def process_response(
-        self, _req: falcon.asgi.Request, resp: falcon.asgi.Response, _resource: object, _req_succeeded: bool
-    ) -> None:
-        if resp.get_header("Content-Security-Policy") is None:
-            resp.set_header("Content-Security-Policy", CSP)
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("X-Frame-Options", "DENY")
-        resp.set_header("Referrer-Policy", "no-referrer")
-        resp.set_header("Cross-Origin-Resource-Policy", "same-origin")
-        resp.set_header("Cache-Control", "no-store")
-
-
-async def _on_refused(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    assert isinstance(ex, Refused)  # noqa: S101 - registered for Refused only
-    _json(resp, ex.status, {"error": ex.error, "detail": ex.detail})
-
-
-async def _on_http_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    """Falcon's own errors (no route, a wrong method, a malformed request) in the dashboard's shape."""
-    assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    detail = web.error_detail(
-        ex,
-        not_found=f"no such path; the dashboard serves {ROUTES}",
-        not_allowed=f"{req.method[:20]} is not allowed here; the dashboard only answers GET",
-    )
-    _json(resp, ex.status_code, {"error": web.error_code(ex, _HTTP_ERROR_CODES), "detail": detail})
-    web.copy_error_headers(ex, resp)
+            raise Problem(414, "query_too_long", f"the query string exceeds {MAX_QUERY_BYTES} bytes; the dashboard takes none")
 
 
 def _reason(ex: BaseException) -> str:
@@ -163,40 +107,46 @@ def _reason(ex: BaseException) -> str:
     return str(ex) if isinstance(ex, PlatformError) else type(ex).__name__
 
 
-async def _on_unavailable(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    reason = _reason(ex)
-    logger.warning("database unavailable while answering %s %s: %s", req.method, req.uri_template or req.path[:100], reason)
-    detail = "the database does not answer; the figures come back when it does - try again in a moment"
-    _json(resp, 503, {"error": "database_unavailable", "detail": detail})
-    resp.set_header("Retry-After", str(RETRY_AFTER_S))
+# On every answer; a page sets its own Content-Security-Policy (its script's hash). No cache keeps
+# any of it: the figures are live.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+ERRORS = web.ErrorPolicy(
+    not_found=lambda _req: f"no such path; the dashboard serves {ROUTES}",
+    not_allowed=lambda req, _allowed: f"{req.method[:20]} is not allowed here; the dashboard only answers GET",
+    internal="the dashboard failed on this request; it was logged",
+    logger=logger,
+    codes=_HTTP_ERROR_CODES,
+    unavailable=(psycopg2.OperationalError, psycopg2.InterfaceError, PlatformError),
+    when_unavailable=Problem(
+        503,
+        "database_unavailable",
+        "the database does not answer; the figures come back when it does - try again in a moment",
+        retry_after=RETRY_AFTER_S,
+    ),
+    describe=_reason,
+)
 
 
-async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    # Never a traceback or an exception's message: either could quote what was read.
-    reason = _reason(ex)
-    logger.error("unforeseen %s while answering %s %s", reason, req.method, req.uri_template or "(no route)")
-    _json(resp, 500, {"error": "internal_error", "detail": "the dashboard failed on this request; it was logged"})
-
-
-def _foreign_host() -> Refused:
+def _foreign_host() -> Problem:
     detail = "the dashboard does not answer at this host name: open it at an address in DASHBOARD_ALLOWED_HOSTS"
-    return Refused(400, "host_not_allowed", detail)
+    return Problem(400, "host_not_allowed", detail)
 
 
 def create_app(dashboard: Dashboard) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application serving ``dashboard``."""
     app = falcon.asgi.App(middleware=[web.AllowedHosts(dashboard.settings.dashboard.allowed_hosts, _foreign_host)])
     app.add_middleware(Guard())
+    app.add_middleware(web.SecurityHeaders(SECURITY_HEADERS, overridable=["Content-Security-Policy"]))
     app.add_route("/", Page(dashboard))
     app.add_route("/api/summary", Summary(dashboard))
-    app.add_route("/healthz", Health())
+    app.add_route("/healthz", web.Health())
     app.add_static_route("/static", str(HERE / "static"))
-    app.add_error_handler(Exception, _on_defect)
-    app.add_error_handler(psycopg2.OperationalError, _on_unavailable)
-    app.add_error_handler(psycopg2.InterfaceError, _on_unavailable)
-    app.add_error_handler(PlatformError, _on_unavailable)
-    app.add_error_handler(falcon.HTTPError, _on_http_error)
-    app.add_error_handler(Refused, _on_refused)
+    web.add_error_handlers(app, ERRORS)
     return app

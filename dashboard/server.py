@@ -10,21 +10,17 @@ network only.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import socket
-import threading
 
 import psycopg2
 
-from core import cli, db, web
+from core import db, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from dashboard import queries
 from dashboard.app import create_app
 from dashboard.service import REFRESH_S, Dashboard
-from dashboard.store import Database
+from dashboard.store import LOGIN
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +32,7 @@ GRACEFUL_S = 10
 def open_dashboard(settings: Settings) -> Dashboard:
     """The dashboard on a database that answers with its tables; ServiceUnavailable (one line,
     naming what to do) when it does not, ConfigError when its login is refused."""
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     topic = settings.kafka.topic
     try:
         database.run(lambda cur: queries.read(cur, topic))
@@ -48,34 +44,23 @@ def open_dashboard(settings: Settings) -> Dashboard:
     return Dashboard(database, settings)
 
 
-async def _serve(dashboard: Dashboard, sock: socket.socket, stop: threading.Event) -> None:
-    http = dashboard.settings.http
-    config = web.config(
-        create_app(dashboard), graceful_s=GRACEFUL_S, header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s
-    )
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        dashboard.database.close()
+def serve(settings: Settings, host: str, port: int, _metrics_port: int | None = None) -> int:
+    """Run the dashboard until stopped; 0 after a clean stop. It serves no metrics of its own."""
 
+    def open_service(_listening: web.Listening) -> web.Service:
+        dashboard = open_dashboard(settings)
+        summary = f"topic {dashboard.topic}, refreshed every {REFRESH_S} s"
+        return web.Service(create_app(dashboard), dashboard.database.close, graceful_s=GRACEFUL_S, summary=summary)
 
-def serve(settings: Settings, host: str, port: int) -> int:
-    """Run the dashboard until stopped; 0 after a clean stop."""
-    sock = web.listen(host, port, "DASHBOARD_PORT")
-    stop = cli.install_stop_handlers()
-    dashboard = open_dashboard(settings)
-    bound_host, bound_port = sock.getsockname()[:2]
-    logger.info(
-        "dashboard listening on http://%s:%d (topic %s, refreshed every %d s)", bound_host, bound_port, dashboard.topic, REFRESH_S
+    return web.serve(
+        "dashboard", open_service, host=host, port=port, port_setting="DASHBOARD_PORT", http=settings.http, log=logger
     )
-    asyncio.run(_serve(dashboard, sock, stop))
-    logger.info("dashboard stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m dashboard``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m dashboard",
         description=(
             "Serve the live dashboard: today's revenue and funnel (page views, added to cart, purchases), each "
@@ -86,14 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             "HTTP_HEADER_TIMEOUT_S, HTTP_BODY_TIMEOUT_S, DATABASE_URL, DB_PASSWORD_DASHBOARD, "
             "KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC."
         ),
-    )
-    web.add_listen_arguments(parser, "DASHBOARD", 8003)
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.dashboard.host if args.host is None else args.host,
-            settings.dashboard.port if args.port is None else args.port,
-        )
+        prefix="DASHBOARD",
+        default_port=8003,
+        listens=lambda settings: settings.dashboard,
+        serve=serve,
     )

@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core import kafka
+from core import kafka, pool
 from core.config import KafkaSettings, Settings
 from core.errors import ServiceUnavailable
 from dashboard import queries, summary
-from dashboard.store import Database
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class EndOffsets:
 class Dashboard:
     """The pool, the end offsets and the topic: everything a summary is made of; and the settings."""
 
-    def __init__(self, database: Database, settings: Settings, ends: EndOffsets | None = None) -> None:
+    def __init__(self, database: pool.Database, settings: Settings, ends: EndOffsets | None = None) -> None:
         self.database = database
         self.settings = settings
         self.topic = settings.kafka.topic

@@ -10,21 +10,18 @@ alone (a message could quote what was sent). No answer may be cached: each is ab
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import falcon
 import falcon.asgi
-import msgspec
 
 from core import metrics, web
+from core.web import Problem
 from gdpr.api import payloads
-from gdpr.api.errors import Refused
 from gdpr.api.service import Answer, PrivacyApi
 
 logger = logging.getLogger(__name__)
 
-_ENCODER = msgspec.json.Encoder()
-JSON = "application/json"
+JSON = web.JSON
 ROUTES = (
     "POST /v1/privacy-requests, POST /v1/privacy-requests/{id}/verify, GET /v1/privacy-requests/{id},"
     " GET /v1/privacy-requests/{id}/export, GET /healthz, GET /readyz"
@@ -34,11 +31,7 @@ _HTTP_ERROR_CODES = {400: "bad_request", 404: "no_such_path", 405: "method_not_a
 
 
 def _answer(resp: falcon.asgi.Response, answer: Answer) -> None:
-    resp.status = answer.status
-    resp.content_type = JSON
-    resp.data = _ENCODER.encode(answer.body)
-    if answer.retry_after is not None:
-        resp.set_header("Retry-After", str(answer.retry_after))
+    web.answer_json(resp, answer.status, answer.body, answer.retry_after)
 
 
 async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
@@ -46,14 +39,14 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     return await web.read_body(req, limit, _too_large)
 
 
-def _too_large(limit: int) -> Refused:
-    return Refused(413, "body_too_large", f"the body exceeds {limit} bytes: a request is an address, a type and corrections")
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "body_too_large", f"the body exceeds {limit} bytes: a request is an address, a type and corrections")
 
 
 def _json_body(req: falcon.asgi.Request) -> None:
     kind = (req.content_type or "").split(";", 1)[0].strip().lower()
     if kind != JSON:
-        raise Refused(415, "unsupported_media_type", f"send Content-Type {JSON}, not {kind or 'none'}")
+        raise Problem(415, "unsupported_media_type", f"send Content-Type {JSON}, not {kind or 'none'}")
 
 
 class _Resource:
@@ -105,13 +98,6 @@ class Export(_Resource):
         resp.data = export.content
 
 
-class Health:
-    """``GET /healthz``: the process answers (a liveness probe; it asks nothing else)."""
-
-    async def on_get(self, _req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _answer(resp, Answer(200, {"status": "ok"}))
-
-
 class Ready(_Resource):
     """``GET /readyz``: the database and the mail server answer (a readiness probe)."""
 
@@ -119,54 +105,27 @@ class Ready(_Resource):
         _answer(resp, await self.api.readiness())
 
 
-class NoStore:
-    """Every answer is about one person's request (or carries its secret): no cache keeps it,
-    no browser guesses its type."""
-
-    async def process_response(
-        self, _req: falcon.asgi.Request, resp: falcon.asgi.Response, _resource: object, _req_succeeded: bool
-    ) -> None:
-        resp.set_header("Cache-Control", "no-store")
-        resp.set_header("X-Content-Type-Options", "nosniff")
-
-
-async def _on_refused(_req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    assert isinstance(ex, Refused)  # noqa: S101 - registered for Refused only
-    _answer(resp, Answer(ex.status, ex.body(), ex.retry_after))
-
-
-async def _on_http_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]
-) -> None:
-    """Falcon's own errors (no route, wrong method, a malformed header) in the API's shape."""
-    assert isinstance(ex, falcon.HTTPError)  # noqa: S101 - registered for HTTPError only
-    detail = web.error_detail(
-        ex,
-        not_found=f"no such path; the privacy API serves {ROUTES}",
-        not_allowed=f"{req.method} is not allowed here; use {', '.join(web.allowed_methods(ex)) or 'another path'}",
-    )
-    _answer(resp, Answer(ex.status_code, {"error": web.error_code(ex, _HTTP_ERROR_CODES), "detail": detail}))
-    web.copy_error_headers(ex, resp)
-
-
-async def _on_defect(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BaseException, _params: dict[str, Any]) -> None:
-    # The type only: an exception's message or traceback may quote the request's data.
-    logger.error("unforeseen %s while answering %s %s", type(ex).__name__, req.method, req.uri_template or "(no route)")
-    body = {"error": "internal_error", "detail": "the privacy API failed on this request; it was logged - send it again later"}
-    _answer(resp, Answer(500, body))
+# Every answer is about one person's request (or carries its secret): no cache keeps it, no
+# browser guesses its type.
+SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+ERRORS = web.ErrorPolicy(
+    not_found=lambda _req: f"no such path; the privacy API serves {ROUTES}",
+    not_allowed=lambda req, allowed: f"{req.method} is not allowed here; use {', '.join(allowed) or 'another path'}",
+    internal="the privacy API failed on this request; it was logged - send it again later",
+    logger=logger,
+    codes=_HTTP_ERROR_CODES,
+)
 
 
 def create_app(api: PrivacyApi) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI application serving ``api``."""
     app = falcon.asgi.App(middleware=[metrics.HttpMetrics()])
-    app.add_middleware(NoStore())
+    app.add_middleware(web.SecurityHeaders(SECURITY_HEADERS))
     app.add_route("/v1/privacy-requests", PrivacyRequests(api))
     app.add_route("/v1/privacy-requests/{request_id}", PrivacyRequest(api))
     app.add_route("/v1/privacy-requests/{request_id}/verify", Verify(api))
     app.add_route("/v1/privacy-requests/{request_id}/export", Export(api))
-    app.add_route("/healthz", Health())
+    app.add_route("/healthz", web.Health())
     app.add_route("/readyz", Ready(api))
-    app.add_error_handler(Exception, _on_defect)
-    app.add_error_handler(falcon.HTTPError, _on_http_error)
-    app.add_error_handler(Refused, _on_refused)
+    web.add_error_handlers(app, ERRORS)
     return app

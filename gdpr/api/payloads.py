@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import msgspec
 
+from core.web import Problem
 from gdpr.api import tokens
-from gdpr.api.errors import Refused, not_found
 from gdpr.email_address import InvalidEmail, normalise
 from gdpr.requests import REQUEST_TYPES
 from gdpr.rights import InvalidCorrections, parse_corrections
@@ -29,6 +29,12 @@ ID_PATTERN = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)
 MAX_REASON = 200
 
 T = TypeVar("T")
+
+
+def not_found() -> Problem:
+    """The one answer for an unknown request id and for a wrong secret alike: whoever guesses ids
+    learns nothing about which exist."""
+    return Problem(404, "not_found", "no request with this id and secret: check both")
 
 
 class _NewRequestBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,15 +63,15 @@ class NewRequest:
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes, shape: str) -> T:
     if not body.strip():
-        raise Refused(400, "empty_body", f"the body is empty: send a JSON object {shape}")
+        raise Problem(400, "empty_body", f"the body is empty: send a JSON object {shape}")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as e:
-        raise Refused(400, "invalid_body", f"{_reason(e)}; send a JSON object {shape}") from e
+        raise Problem(400, "invalid_body", f"{_reason(e)}; send a JSON object {shape}") from e
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise Refused(400, "malformed_json", f"the body is not valid JSON ({_reason(e)}); send a JSON object {shape}") from e
+        raise Problem(400, "malformed_json", f"the body is not valid JSON ({_reason(e)}); send a JSON object {shape}") from e
     except RecursionError as e:
-        raise Refused(400, "malformed_json", f"the body is nested too deeply; send a JSON object {shape}") from e
+        raise Problem(400, "malformed_json", f"the body is nested too deeply; send a JSON object {shape}") from e
 
 
 def _reason(error: Exception) -> str:
@@ -75,40 +81,40 @@ def _reason(error: Exception) -> str:
 
 
 def parse_new_request(body: bytes) -> NewRequest:
-    """A new request from its JSON body ``{"email", "type", "corrections"?}``; Refused (400) for
+    """A new request from its JSON body ``{"email", "type", "corrections"?}``; Problem (400) for
     anything else."""
     shape = '{"email": ..., "type": ...} (and "corrections" for a rectification)'
     parsed = _decode(_NEW_REQUEST, body, shape)
     if parsed.type not in REQUEST_TYPES:
-        raise Refused(400, "invalid_type", f"type must be one of {', '.join(REQUEST_TYPES)}")
+        raise Problem(400, "invalid_type", f"type must be one of {', '.join(REQUEST_TYPES)}")
     try:
         email = normalise(parsed.email)
     except InvalidEmail as e:
-        raise Refused(400, "invalid_email", f"{e}: give the address the code can be mailed to") from e
+        raise Problem(400, "invalid_email", f"{e}: give the address the code can be mailed to") from e
     address = unicodedata.normalize("NFC", parsed.email.strip())
     corrections = None
     if parsed.type == "rectification":
         if parsed.corrections is None:
-            raise Refused(
+            raise Problem(
                 400, "invalid_corrections", "a rectification names what to correct: corrections {email, full_name, address}"
             )
         try:
             corrections = parse_corrections(parsed.corrections)
         except InvalidCorrections as e:
-            raise Refused(400, "invalid_corrections", str(e)) from e
+            raise Problem(400, "invalid_corrections", str(e)) from e
     elif parsed.corrections is not None:
-        raise Refused(400, "invalid_corrections", "only a rectification carries corrections")
+        raise Problem(400, "invalid_corrections", "only a rectification carries corrections")
     return NewRequest(address, email, parsed.type, corrections)
 
 
 def parse_code(body: bytes) -> str:
     """The code of a verification body ``{"code": "12345678"}`` (spaces and hyphens allowed, as
-    people copy it); Refused (400) for anything that cannot be a code. A malformed code is not a
+    people copy it); Problem (400) for anything that cannot be a code. A malformed code is not a
     try: it could never have matched."""
     parsed = _decode(_VERIFY, body, '{"code": "<the 8 digits of the mail>"}')
     code = re.sub(r"[\s-]", "", parsed.code)
     if not tokens.CODE_PATTERN.fullmatch(code):
-        raise Refused(400, "malformed_code", f"the code is the {tokens.CODE_DIGITS} digits of the mail")
+        raise Problem(400, "malformed_code", f"the code is the {tokens.CODE_DIGITS} digits of the mail")
     return code
 
 
@@ -124,7 +130,7 @@ def bearer_secret(authorization: str | None) -> str:
     404 of an unknown request when it cannot be a secret (nothing is looked up for it)."""
     scheme, _, secret = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise Refused(
+        raise Problem(
             401, "missing_secret", "send the request's secret, as given when it was filed, as 'Authorization: Bearer <secret>'"
         )
     secret = secret.strip()

@@ -11,22 +11,17 @@ exits at once. uvicorn's own signal handling is replaced by the platform's (``co
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import math
-import socket
-import threading
 
 import psycopg2
-import uvloop
 
-from core import cli, db, metrics, web
+from core import db, metrics, web
 from core.config import Settings
 from core.errors import ServiceUnavailable
 from gdpr.api.app import create_app
 from gdpr.api.service import PrivacyApi
-from gdpr.api.store import Database
+from gdpr.api.store import LOGIN
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +32,7 @@ BACKLOG = 1024
 def open_api(settings: Settings) -> PrivacyApi:
     """The API on a database that answers; ServiceUnavailable (one line, naming what to do) when
     it does not, ConfigError when GDPR_HMAC_KEY cannot be used."""
-    database = Database(settings.database)
+    database = LOGIN.open(settings.database)
     try:
         database.run(lambda cur: cur.execute("SELECT count(*) FROM privacy_verifications WHERE false"))
     except psycopg2.Error as e:
@@ -47,46 +42,41 @@ def open_api(settings: Settings) -> PrivacyApi:
     return PrivacyApi(settings, database)
 
 
-async def _serve(api: PrivacyApi, sock: socket.socket, stop: threading.Event) -> None:
-    config = web.config(
-        create_app(api),
-        header_timeout_s=api.settings.http.header_timeout_s,
-        body_timeout_s=api.settings.http.body_timeout_s,
-        backlog=BACKLOG,
-        # A request in flight waits at most the SMTP timeout (per step) for the mail server.
-        graceful_s=math.ceil(api.settings.mail.timeout_s) * 3 + 5,
-    )
-    try:
-        await web.StoppableServer(config, stop).serve(sockets=[sock])
-    finally:
-        api.database.close()
-
-
 def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> int:
     """Run the API until stopped; 0 after a clean stop."""
-    sock = web.listen(host, port, "PRIVACY_API_PORT", BACKLOG)
-    stop = cli.install_stop_handlers()
-    api = open_api(settings)
-    metrics.serve(settings, "gdpr.api", metrics_port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    logger.info(
-        "privacy API listening on http://%s:%d (mail via %s, codes valid %d s with %d tries, %d requests an hour per address)",
-        bound_host,
-        bound_port,
-        settings.mail.display,
-        settings.privacy_api.code_ttl_s,
-        settings.privacy_api.max_attempts,
-        settings.privacy_api.requests_per_address_per_hour,
+
+    def open_service(_listening: web.Listening) -> web.Service:
+        api = open_api(settings)
+        metrics.serve(settings, "gdpr.api", metrics_port)
+        return web.Service(
+            create_app(api),
+            api.database.close,
+            # A request in flight waits at most the SMTP timeout (per step) for the mail server.
+            graceful_s=math.ceil(settings.mail.timeout_s) * 3 + 5,
+            summary=(
+                f"mail via {settings.mail.display}, codes valid {settings.privacy_api.code_ttl_s} s with"
+                f" {settings.privacy_api.max_attempts} tries, {settings.privacy_api.requests_per_address_per_hour}"
+                " requests an hour per address"
+            ),
+        )
+
+    return web.serve(
+        "privacy API",
+        open_service,
+        host=host,
+        port=port,
+        port_setting="PRIVACY_API_PORT",
+        http=settings.http,
+        backlog=BACKLOG,
+        uvloop_loop=True,
+        log=logger,
     )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(api, sock, stop))
-    logger.info("privacy API stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m gdpr.api``."""
-    parser = argparse.ArgumentParser(
+    web.command(
+        argv,
         prog="python -m gdpr.api",
         description=(
             "Serve the privacy-request API for data subjects: POST /v1/privacy-requests {email, type} files an "
@@ -100,16 +90,9 @@ def main(argv: list[str] | None = None) -> None:
             "SMTP_HOST, SMTP_PORT, SMTP_FROM, SMTP_USER, SMTP_PASSWORD, SMTP_STARTTLS, SMTP_TIMEOUT_S, "
             "GDPR_HMAC_KEY, DATABASE_URL, REPORTS_DIR."
         ),
-    )
-    web.add_listen_arguments(parser, "PRIVACY_API", 8001)
-    metrics.add_metrics_argument(parser, "gdpr.api")
-    args = parser.parse_args(argv)
-    web.check_port(parser, args)
-    cli.run(
-        lambda settings: serve(
-            settings,
-            settings.privacy_api.host if args.host is None else args.host,
-            settings.privacy_api.port if args.port is None else args.port,
-            args.metrics_port,
-        )
+        prefix="PRIVACY_API",
+        default_port=8001,
+        listens=lambda settings: settings.privacy_api,
+        serve=serve,
+        metrics_name="gdpr.api",
     )

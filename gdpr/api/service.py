@@ -26,15 +26,14 @@ from typing import Any, TypeVar
 
 import psycopg2
 
-from core import db
+from core import db, pool
 from core.config import PROJECT_ROOT, Settings
 from core.errors import PlatformError, ServiceUnavailable
+from core.ratelimit import Buckets, retry_after
+from core.web import Problem, client_key
 from gdpr import mail, requests
 from gdpr.api import records, tokens
-from gdpr.api.errors import Refused, not_found
-from gdpr.api.payloads import NewRequest
-from gdpr.api.ratelimit import ClientLimiter, client_key, retry_after
-from gdpr.api.store import Database
+from gdpr.api.payloads import NewRequest, not_found
 from gdpr.audit import AuditLog
 from gdpr.email_address import email_hmac, mailbox
 from gdpr.exports import remove_export
@@ -77,11 +76,13 @@ def request_path(request_id: int) -> str:
 class PrivacyApi:
     """The API's state: settings, the database, and the per-client limits on filing."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: pool.Database) -> None:
         self.settings = settings
         self.api = settings.privacy_api
         self.database = database
-        self.limiter = ClientLimiter(self.api.requests_per_client_per_minute)
+        # One bucket per client: a burst of the per-minute rate, refilled evenly. Each request
+        # filed mails a code; the per-address limit (in the database) holds across processes.
+        self.limiter: Buckets[str] = Buckets()
         # Read once: a missing key (or the public one off the embedded stack) stops the start.
         self.key = settings.gdpr_hmac_key
 
@@ -99,8 +100,8 @@ class PrivacyApi:
             logger.warning("database unavailable: %s", db.describe_error(e))
             raise self._unavailable("database_unavailable", undone) from e
 
-    def _unavailable(self, code: str, undone: str) -> Refused:
-        return Refused(503, code, f"{undone}: send it again later", retry_after=self.api.retry_after_s)
+    def _unavailable(self, code: str, undone: str) -> Problem:
+        return Problem(503, code, f"{undone}: send it again later", retry_after=self.api.retry_after_s)
 
     # -- filing ----------------------------------------------------------------------------
 
@@ -108,9 +109,10 @@ class PrivacyApi:
         """File a request and mail its code: 202 with the request's id and secret (shown this
         once); 429 over a client's or an address's limit; 422 when the mail server refuses the
         address; 503 when the mail server or the database does not answer (nothing is filed)."""
-        wait = self.limiter.wait(client_key(client), time.monotonic())
+        per_minute = self.api.requests_per_client_per_minute
+        wait = self.limiter.take(client_key(client), per_minute / 60.0, per_minute, time.monotonic())
         if wait > 0:
-            raise Refused(
+            raise Problem(
                 429,
                 "rate_limited",
                 f"at most {self.api.requests_per_client_per_minute} requests a minute may be filed from one client: wait",
@@ -122,11 +124,11 @@ class PrivacyApi:
         mailbox_proof = email_hmac(self.key, mailbox(new.email))
         message = mail.verification_message(self.settings, new.address, code, new.request_type)
 
-        def work(cur: db.Cursor) -> tuple[Request, datetime] | Refused:
+        def work(cur: db.Cursor) -> tuple[Request, datetime] | Problem:
             records.lock_address(cur, mailbox_proof)
             count, wait_s = requests.recent_to_mailbox(cur, mailbox_proof)
             if count >= self.api.requests_per_address_per_hour:
-                return Refused(
+                return Problem(
                     429,
                     "address_rate_limited",
                     f"at most {self.api.requests_per_address_per_hour} requests an hour may be filed for one address: wait",
@@ -151,7 +153,7 @@ class PrivacyApi:
             return row, expires_at
 
         result = await self._transaction(work, "the request was not filed")
-        if isinstance(result, Refused):
+        if isinstance(result, Problem):
             raise result
         row, expires_at = result
         logger.info("privacy request %d (%s) filed through the API: code mailed", row.id, row.request_type)
@@ -171,12 +173,12 @@ class PrivacyApi:
             },
         )
 
-    def _mail(self, message: EmailMessage) -> Refused | None:
+    def _mail(self, message: EmailMessage) -> Problem | None:
         """Send the code (blocking, in the transaction's thread); the refusal when it did not go."""
         try:
             mail.send(self.settings.mail, message)
         except mail.MailRefused as e:
-            return Refused(422, "address_refused", f"{e}; nothing was filed")
+            return Problem(422, "address_refused", f"{e}; nothing was filed")
         except ServiceUnavailable as e:
             logger.warning("verification code not mailed, nothing filed: %s", e)
             return self._unavailable("mail_unavailable", "the code could not be mailed, so nothing was filed")
@@ -189,35 +191,35 @@ class PrivacyApi:
         when wrong; 410 once it expired or the tries ran out (the request is then ``expired``
         and its address gone); 409 when the request was verified already (a replayed code)."""
 
-        def work(cur: db.Cursor) -> Answer | Refused:
+        def work(cur: db.Cursor) -> Answer | Problem:
             row = requests.find_for_api(cur, request_id, lock=True)
             if row is None or not tokens.secret_matches(secret, row.secret_hash):
                 return not_found()
             if row.status == Status.EXPIRED:
-                return Refused(410, "request_expired", "this request expired unverified: file a new one")
+                return Problem(410, "request_expired", "this request expired unverified: file a new one")
             if row.verified_at is not None or row.status != Status.UNVERIFIED:
-                return Refused(409, "already_verified", f"this request was verified already; it is {row.status}")
+                return Problem(409, "already_verified", f"this request was verified already; it is {row.status}")
             return self._check_code(cur, row, code)
 
         result = await self._transaction(work, "the code was not checked")
-        if isinstance(result, Refused):
+        if isinstance(result, Problem):
             if result.status != 404:
                 logger.info("privacy request %d: verification refused (%s)", request_id, result.code)
             raise result
         logger.info("privacy request %d verified: pending", request_id)
         return result
 
-    def _check_code(self, cur: db.Cursor, row: Request, code: str) -> Answer | Refused:
+    def _check_code(self, cur: db.Cursor, row: Request, code: str) -> Answer | Problem:
         audit = AuditLog(ACTOR)
         result = self._judge_code(cur, row, code, audit)
         audit.write(cur)
         return result
 
-    def _judge_code(self, cur: db.Cursor, row: Request, code: str, audit: AuditLog) -> Answer | Refused:
+    def _judge_code(self, cur: db.Cursor, row: Request, code: str, audit: AuditLog) -> Answer | Problem:
         stored = records.code_of(cur, row.id)
         if stored is None or stored.expired or stored.attempts >= self.api.max_attempts:
             self._expire(cur, row.id, "the emailed code was not confirmed in time", audit)
-            return Refused(410, "code_expired", "the code has expired: file a new request for a new code")
+            return Problem(410, "code_expired", "the code has expired: file a new request for a new code")
         if tokens.code_matches(self.key, row.id, code, stored.code_hash):
             requests.mark_verified(cur, row.id)
             requests.notify_processor(cur)  # --watch takes it at once
@@ -228,8 +230,8 @@ class PrivacyApi:
         audit.add(row.id, "verification_failed", {"attempts": attempts, "attempts_left": left})
         if left == 0:
             self._expire(cur, row.id, "too many wrong codes", audit)
-            return Refused(410, "too_many_attempts", "that was the last try: the request has expired; file a new one")
-        return Refused(
+            return Problem(410, "too_many_attempts", "that was the last try: the request has expired; file a new one")
+        return Problem(
             403, "wrong_code", f"this is not the code that was mailed: {left} tries left", extra={"attempts_left": left}
         )
 
@@ -287,7 +289,7 @@ class PrivacyApi:
         """Hand the access export over, once: its file is deleted in the same transaction that
         records the download. 404 while it is not made; 410 once downloaded, expired or deleted."""
 
-        def work(cur: db.Cursor) -> Export | Refused:
+        def work(cur: db.Cursor) -> Export | Problem:
             row = requests.find_for_api(cur, request_id, lock=True)
             if row is None or not tokens.secret_matches(secret, row.secret_hash):
                 return not_found()
@@ -297,52 +299,52 @@ class PrivacyApi:
             return result
 
         result = await self._transaction(work, "the export was not handed over")
-        if isinstance(result, Refused):
+        if isinstance(result, Problem):
             raise result
         logger.info("privacy request %d: access export downloaded, file deleted", request_id)
         return result
 
-    def _export_refusal(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Refused | None:
+    def _export_refusal(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Problem | None:
         url = request_path(row.id)
         if row.request_type != "access":
-            return Refused(404, "no_export", "only an access request has an export")
+            return Problem(404, "no_export", "only an access request has an export")
         if row.status in OPEN_STATUSES:
-            return Refused(
+            return Problem(
                 404, "export_not_ready", f"the request is {row.status}: the export is made once it is processed; see {url}"
             )
         if row.export_downloaded_at is not None:
-            return Refused(
+            return Problem(
                 410, "export_downloaded", "the export was downloaded already, and is handed over once: file a new access request"
             )
         if row.export_path is None and row.status != Status.COMPLETED:
-            return Refused(404, "no_export", f"the request ended {row.status}: no export was made; see {url}")
+            return Problem(404, "no_export", f"the request ended {row.status}: no export was made; see {url}")
         return self._expired_export(cur, row, audit)
 
-    def _expired_export(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Refused | None:
+    def _expired_export(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Problem | None:
         """The refusal for an export that is gone or past its download period (deleted now:
         the processor's sweep may not have run yet); None while it may be downloaded."""
         expires_at = self._export_expiry(row)
         if row.export_path is None or expires_at is None:
-            return Refused(410, "export_gone", "the export was deleted: file a new access request for a new one")
+            return Problem(410, "export_gone", "the export was deleted: file a new access request for a new one")
         if expires_at > datetime.now(UTC):
             return None
         removed = remove_export(row.export_path)
         requests.forget_exports(cur, [row.id])
         audit.add(row.id, "export_deleted", {"reason": "the download period ended", "file_removed": removed})
-        return Refused(410, "export_expired", "the export's download period ended and it was deleted: file a new access request")
+        return Problem(410, "export_expired", "the export's download period ended and it was deleted: file a new access request")
 
-    def _hand_over(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Export | Refused:
+    def _hand_over(self, cur: db.Cursor, row: Request, audit: AuditLog) -> Export | Problem:
         assert row.export_path is not None  # noqa: S101 - checked by _export_refusal
         path = _export_file(row.export_path)
         # The processor names every export after its request: anything else in the column is not one.
         if path.name != f"access_request_{row.id}.json":
             logger.error("privacy request %d: its export path does not name its export; not served", row.id)
-            return Refused(410, "export_gone", "the export is not available: ask the data protection officer")
+            return Problem(410, "export_gone", "the export is not available: ask the data protection officer")
         try:
             content = path.read_bytes()
         except FileNotFoundError:
             logger.warning("privacy request %d: its export file is missing", row.id)
-            return Refused(410, "export_gone", "the export was deleted: file a new access request for a new one")
+            return Problem(410, "export_gone", "the export was deleted: file a new access request for a new one")
         path.unlink()
         requests.mark_downloaded(cur, row.id)
         audit.add(row.id, "export_downloaded", {"bytes": len(content)})

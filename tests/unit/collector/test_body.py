@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from collector.body import JSON, NDJSON, media_type, split_events
-from collector.errors import Refused
+from core.web import Problem
 
 
-def refused(body: bytes, kind: str = JSON, max_events: int = 10) -> Refused:
-    with pytest.raises(Refused) as caught:
+def refused(body: bytes, kind: str = JSON, max_events: int = 10) -> Problem:
+    with pytest.raises(Problem) as caught:
         split_events(body, kind, max_events)
     return caught.value
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from collector.consent import ConsentChange, parse_change
-from collector.errors import Refused
+from core.web import Problem
 
 USER = "5b7c5a52-6d3e-4a57-9a0e-0d3c2b1f8e11"
 
@@ -40,13 +40,13 @@ def test_a_valid_change_has_the_canonical_user_id() -> None:
     ],
 )
 def test_a_wrong_field_is_422_naming_it(changes: dict[str, object], code: str) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Problem) as caught:
         parse_change(body(**changes))
     assert (caught.value.status, caught.value.code) == (422, code)
 
 
 @pytest.mark.parametrize(("raw", "code"), [(b"{", "malformed_json"), (b"[]", "not_an_object"), (b'"x"', "not_an_object")])
 def test_a_body_that_is_not_a_json_object_is_400(raw: bytes, code: str) -> None:
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(Problem) as caught:
         parse_change(raw)
     assert (caught.value.status, caught.value.code) == (400, code)

@@ -14,8 +14,8 @@ from falcon import testing
 
 from console import auth
 from console.app import Services, create_app
-from console.store import Database
 from core.config import ConsoleSettings
+from core.pool import Database
 
 SECRET = "jane.doe@example.com"
 

@@ -15,7 +15,7 @@ from gdpr.api import tokens
 from gdpr.api.app import create_app
 from gdpr.api.payloads import NewRequest
 from gdpr.api.service import Answer, PrivacyApi
-from gdpr.api.store import Database
+from gdpr.api.store import LOGIN
 
 SETTINGS = Settings(
     database=DatabaseSettings("postgresql://u:p@127.0.0.1:1/nowhere", 1000),
@@ -38,7 +38,7 @@ class Broken(PrivacyApi):
 
 @pytest.fixture
 def client() -> testing.TestClient:
-    return testing.TestClient(create_app(Broken(SETTINGS, Database(SETTINGS.database))))
+    return testing.TestClient(create_app(Broken(SETTINGS, LOGIN.open(SETTINGS.database))))
 
 
 def assert_error(result: testing.Result, status: int, code: str) -> None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from core.web import Problem
 from gdpr.api import payloads, tokens
-from gdpr.api.errors import Refused
 from gdpr.requests import REQUEST_TYPES
 
 
@@ -15,8 +15,8 @@ def body(**fields: object) -> bytes:
     return json.dumps(fields).encode()
 
 
-def refused(call: object, *args: object) -> Refused:
-    with pytest.raises(Refused) as caught:
+def refused(call: object, *args: object) -> Problem:
+    with pytest.raises(Problem) as caught:
         call(*args)  # type: ignore[operator]
     return caught.value
 

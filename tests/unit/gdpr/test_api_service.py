@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.config import DatabaseSettings, KafkaSettings, Settings, SinkSettings
 from gdpr.api.service import PrivacyApi
-from gdpr.api.store import Database
+from gdpr.api.store import LOGIN
 from gdpr.requests import ApiRequest as Request
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ SETTINGS = Settings(
     access_export_days=7,
     hmac_key_text="unit-test-key",
 )
-API = PrivacyApi(SETTINGS, Database(SETTINGS.database))  # never connects here
+API = PrivacyApi(SETTINGS, LOGIN.open(SETTINGS.database))  # never connects here
 
 
 def request(**changes: object) -> Request:
