@@ -736,8 +736,8 @@ def _kafka_within_retention(kafka: KafkaSettings, retention: RetentionSettings) 
 
 
 class Settings(Section):
-    """Every setting of the platform, validated once at start-up: the variables of no section,
-    then each section's."""
+    """Every setting of the platform, validated once at start-up. These variables belong to no
+    one component; each section after them is one component's or one concern's."""
 
     reports_dir: Annotated[Path, BeforeValidator(_project_path)] = Field(
         Path("reports/output"),
