@@ -219,7 +219,8 @@ class _Values(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {key.lower(): value for key, value in self._given.items()}
+        # Exact names only: a stack file's or environment's "database_url" is not DATABASE_URL.
+        return {key.lower(): value for key, value in self._given.items() if key in DEFAULTS}
 
 
 class Section(BaseSettings):
@@ -485,7 +486,7 @@ class PrivacyApiSettings(Section):
 
     host: Name = Field("127.0.0.1", description="where `python -m gdpr.api` listens")
     port: Port = Field(8001, description="its port")
-    public_url: str = Field(
+    public_url: Annotated[str, BeforeValidator(lambda url: str(url).strip().rstrip("/"))] = Field(
         "http://localhost:8001",
         description="where people reach the API: the completion notice names the export's address under it",
     )
@@ -509,11 +510,10 @@ class PrivacyApiSettings(Section):
 
     @model_validator(mode="after")
     def _http_url(self) -> Self:
-        url = self.public_url.strip().rstrip("/")
+        url = self.public_url
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError(f"PRIVACY_API_PUBLIC_URL={url!r} is not an http(s) URL such as https://privacy.example.com")
-        object.__setattr__(self, "public_url", url)
         return self
 
 
@@ -525,7 +525,9 @@ class MailSettings(Section):
 
     host: Name = Field("localhost", description="where mail goes (`make up` records its own server)")
     port: Port = Field(1025, description="the SMTP server's port")
-    sender: str = Field("privacy@localhost", validation_alias="SMTP_FROM", description="the sender of the platform's mail")
+    sender: Annotated[str, BeforeValidator(_strip)] = Field(
+        "privacy@localhost", validation_alias="SMTP_FROM", description="the sender of the platform's mail"
+    )
     user: Annotated[str, BeforeValidator(_strip)] = Field(
         "", description="a login to the SMTP server, with SMTP_PASSWORD or not at all"
     )
@@ -539,10 +541,9 @@ class MailSettings(Section):
 
     @model_validator(mode="after")
     def _safe_login(self) -> Self:
-        sender = self.sender.strip()
+        sender = self.sender
         if sender.count("@") != 1 or not sender.isprintable() or any(c.isspace() or c in "<>,;" for c in sender):
             raise ValueError(f"SMTP_FROM={sender!r} is not a plain address such as privacy@example.com")
-        object.__setattr__(self, "sender", sender)
         password = self.password.get_secret_value()
         if bool(self.user) != bool(password):
             raise ValueError("set both SMTP_USER and SMTP_PASSWORD for a login to the SMTP server, or neither")
