@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test test-unit lint format clean bench prometheus
+.PHONY: help install up down status demo test test-unit lint format docs clean bench prometheus
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ lint: install ## ruff (with security rules) and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+docs: install ## write docs/configuration.md from the settings models (core/config.py)
+	$(PY) -m core.settings_doc
 
 format: install ## apply ruff's formatting and safe fixes
 	$(PY) -m ruff format .

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -534,7 +534,7 @@ class PipelineBench:
 
         topic = "bench_http"
         kafka.ensure_topic(self.stack.settings.kafka, topic, 3)
-        settings = replace(self.stack.settings, kafka=replace(self.stack.settings.kafka, topic=topic))
+        settings = self.stack.settings.model_copy(update={"kafka": self.stack.settings.kafka.model_copy(update={"topic": topic})})
         log("collector: POST /v1/events, batches of 100, 32 connections, vs FastAPI + pydantic + confluent-kafka")
         result = http_bench.measure(settings, seconds=10, clients=32)
         row = ratio_row(

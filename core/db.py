@@ -16,7 +16,7 @@ import psycopg2.extensions
 from psycopg2 import errorcodes, sql
 
 from core import cli
-from core.config import LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT, DatabaseSettings, Settings, mask_url
+from core.config import COMPONENT_LOGINS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT, DatabaseSettings, Settings, mask_url
 from core.errors import ConfigError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -46,22 +46,9 @@ SCHEDULER_ROLE = "scheduler_runner"
 # letters, never personal data (sql/024).
 DASHBOARD_ROLE = "dashboard_reader"
 
-# The login of each group role (sql/015, sql/018, sql/022, sql/024); its password is configured in
-# the variable that core.config.LOGIN_PASSWORD_VARIABLES names.
-LOGINS: dict[str, str] = {
-    COLLECTOR_ROLE: "login_collector",
-    INGEST_ROLE: "login_consumers",
-    GDPR_ROLE: "login_gdpr",
-    PRIVACY_API_ROLE: "login_privacy_api",
-    CONSOLE_ROLE: "login_console",
-    ANALYTICS_ROLE: "login_reports",
-    AUDITOR_ROLE: "login_auditor",
-    BATCH_ROLE: "login_batch",
-    MONITOR_ROLE: "login_monitor",
-    RETENTION_ROLE: "login_retention",
-    SCHEDULER_ROLE: "login_scheduler",
-    DASHBOARD_ROLE: "login_dashboard",
-}
+# The login of each group role (sql/015, sql/018, sql/022, sql/024), from the one table of logins
+# (core.config.COMPONENT_LOGINS, which also names each one's password variable).
+LOGINS: dict[str, str] = {entry.role: entry.login for entry in COMPONENT_LOGINS}
 
 SQL_DIR = PROJECT_ROOT / "sql"
 START_HINT = "start it with `make up` (embedded) or `docker compose up -d`, or set DATABASE_URL"

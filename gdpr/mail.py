@@ -117,7 +117,7 @@ def send(settings: MailSettings, message: EmailMessage) -> None:
             if settings.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.user:
-                smtp.login(settings.user, settings.password)
+                smtp.login(settings.user, settings.password.get_secret_value())
             smtp.send_message(message)
     # The exceptions' texts are never passed on: a refusal quotes the recipients.
     except smtplib.SMTPRecipientsRefused as e:

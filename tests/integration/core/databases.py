@@ -9,7 +9,6 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +38,8 @@ def database_before(settings: Settings, tmp_path: Path, first_not_applied: str) 
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(url.username or "")))
-    old = replace(settings, database=replace(settings.database, url=urlunsplit(url._replace(path=f"/{name}"))))
+    database = settings.database.model_copy(update={"url": urlunsplit(url._replace(path=f"/{name}"))})
+    old = settings.model_copy(update={"database": database})
     before = tmp_path / f"sql-before-{first_not_applied}"
     before.mkdir()
     for path in db.migration_files():

@@ -45,7 +45,7 @@ def test_errors_are_classified_by_sqlstate(
 
 
 def test_a_refused_connection_is_transient_and_described_without_secrets(settings: Settings) -> None:
-    closed = DatabaseSettings("postgresql://de_user:s3cret@127.0.0.1:1/de_db", statement_timeout_ms=1000)
+    closed = DatabaseSettings(url="postgresql://de_user:s3cret@127.0.0.1:1/de_db", statement_timeout_ms=1000)
     connect: Callable[[], object] = lambda: psycopg2.connect(closed.url, connect_timeout=2)  # noqa: E731
     with pytest.raises(psycopg2.OperationalError) as caught:
         connect()

@@ -10,7 +10,6 @@ import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg2
@@ -147,7 +146,7 @@ def test_no_login_and_no_owner_holds_a_privilege_to_rewrite_the_audit_trail(sett
 
 
 def test_a_wrong_password_is_one_line_naming_the_login_and_its_variable(settings: Settings) -> None:
-    wrong = replace(settings.database, login_passwords={**settings.database.login_passwords, "login_reports": "not-it-4711"})
+    wrong = settings.database.with_passwords({"DB_PASSWORD_REPORTS": "not-it-4711"})
     try:
         conn = db.connect(wrong, role=db.ANALYTICS_ROLE)
     except ConfigError as e:
@@ -162,18 +161,16 @@ def test_a_wrong_password_is_one_line_naming_the_login_and_its_variable(settings
 
 
 def test_a_login_without_a_configured_password_is_named_before_connecting(settings: Settings) -> None:
-    none = replace(settings.database, login_passwords={})
+    none = settings.database.with_passwords(dict.fromkeys(LOGIN_PASSWORD_VARIABLES.values(), ""))
     with pytest.raises(ConfigError, match="login 'login_batch': set DB_PASSWORD_BATCH"):
         db.connect(none, role=db.BATCH_ROLE)
 
 
 def test_the_migrator_sets_each_logins_password_from_configuration(settings: Settings) -> None:
-    rotated = replace(
-        settings.database, login_passwords={**settings.database.login_passwords, "login_auditor": f"rotated-{uuid.uuid4().hex}"}
-    )
+    rotated = settings.database.with_passwords({"DB_PASSWORD_AUDITOR": f"rotated-{uuid.uuid4().hex}"})
     try:
         db.migrate(rotated)
-        with login(replace(settings, database=rotated), db.AUDITOR_ROLE) as cur:
+        with login(settings.model_copy(update={"database": rotated}), db.AUDITOR_ROLE) as cur:
             cur.execute("SELECT current_user")
             assert cur.fetchone() == ("login_auditor",)
         if stacks.chosen() != "existing":

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
 
 def settings_for(port: int) -> Any:
     base = load_settings({"STACK_FILE": "/nonexistent", "GDPR_HMAC_KEY": "test"})
-    return replace(base, mail=MailSettings(host=devstack.HOST, port=port, timeout_s=5))
+    return base.model_copy(update={"mail": MailSettings(host=devstack.HOST, port=port, timeout_s=5)})
 
 
 def test_the_mail_server_writes_what_is_sent_to_ascii_and_internationalised_addresses(

@@ -8,7 +8,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def today() -> date:
 
 
 def short(settings: Settings) -> Settings:
-    return replace(settings, retention=SHORT, access_export_days=3)
+    return settings.model_copy(update={"retention": SHORT, "access_export_days": 3})
 
 
 @contextmanager

@@ -107,7 +107,7 @@ class StubProducer:
 
 
 def send_with(producer: StubProducer, values: list[bytes]) -> list[str | None]:
-    delivery = Delivery(KafkaSettings("127.0.0.1:1", "events", 1), timeout_ms=1000)
+    delivery = Delivery(KafkaSettings(bootstrap_servers="127.0.0.1:1", topic="events", partitions=1), timeout_ms=1000)
     delivery._producer = cast(Any, producer)
 
     async def scenario() -> list[str | None]:

@@ -15,12 +15,14 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 
 def test_defaults_listen_on_the_loopback_with_working_day_sessions(tmp_path: Path) -> None:
-    assert load_settings(env(tmp_path)).console == ConsoleSettings("127.0.0.1", 8002, 8, False)
+    assert load_settings(env(tmp_path)).console == ConsoleSettings(
+        host="127.0.0.1", port=8002, session_hours=8, secure_cookies=False
+    )
 
 
 def test_the_environment_sets_them(tmp_path: Path) -> None:
     values = env(tmp_path, CONSOLE_HOST="0.0.0.0", CONSOLE_PORT="9002", CONSOLE_SESSION_HOURS="2", CONSOLE_SECURE_COOKIES="TRUE")  # noqa: S104
-    assert load_settings(values).console == ConsoleSettings("0.0.0.0", 9002, 2, True)  # noqa: S104
+    assert load_settings(values).console == ConsoleSettings(host="0.0.0.0", port=9002, session_hours=2, secure_cookies=True)  # noqa: S104
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,12 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 
 def test_defaults_listen_on_the_loopback_on_port_8003(tmp_path: Path) -> None:
-    assert load_settings(env(tmp_path)).dashboard == DashboardSettings("127.0.0.1", 8003)
+    assert load_settings(env(tmp_path)).dashboard == DashboardSettings(host="127.0.0.1", port=8003)
 
 
 def test_the_environment_sets_them(tmp_path: Path) -> None:
     values = env(tmp_path, DASHBOARD_HOST="0.0.0.0", DASHBOARD_PORT="9003")  # noqa: S104
-    assert load_settings(values).dashboard == DashboardSettings("0.0.0.0", 9003)  # noqa: S104
+    assert load_settings(values).dashboard == DashboardSettings(host="0.0.0.0", port=9003)  # noqa: S104
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,10 @@ def test_every_group_role_has_one_login_created_by_the_migration_with_a_password
     assert set(LOGIN_PASSWORD_VARIABLES) == set(db.LOGINS.values())
     assert all(variable in DEFAULTS for variable in LOGIN_PASSWORD_VARIABLES.values())
     assert len(set(LOGIN_PASSWORD_VARIABLES.values())) == len(LOGIN_PASSWORD_VARIABLES)
+    # The one table names every role constant of core.db, and the settings read exactly its variables.
+    roles = {value for name, value in vars(db).items() if name.endswith("_ROLE") and isinstance(value, str)}
+    assert roles == set(db.LOGINS)
+    assert {v for v in DEFAULTS if v.startswith("DB_PASSWORD_")} == set(LOGIN_PASSWORD_VARIABLES.values())
 
 
 def test_login_passwords_come_from_their_variables_and_the_environment_wins(tmp_path: Path) -> None:

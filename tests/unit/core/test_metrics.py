@@ -75,7 +75,7 @@ def test_a_given_port_wins_then_the_services_default_unless_metrics_are_disabled
 
 
 def test_metrics_settings_are_validated(tmp_path: Path) -> None:
-    assert settings(tmp_path).metrics == MetricsSettings("127.0.0.1", True)
+    assert settings(tmp_path).metrics == MetricsSettings(host="127.0.0.1", enabled=True)
     assert settings(tmp_path, METRICS_HOST="0.0.0.0").metrics.host == "0.0.0.0"  # noqa: S104 - compose's containers
     with pytest.raises(ConfigError, match="METRICS_ENABLED"):
         settings(tmp_path, METRICS_ENABLED="perhaps")

@@ -34,7 +34,7 @@ def test_a_login_over_starttls_and_its_password_never_shown(tmp_path: Path) -> N
     settings = load_settings(
         env(tmp_path, SMTP_HOST="smtp.example.com", SMTP_USER="api", SMTP_PASSWORD="hunter2", SMTP_STARTTLS="TRUE")
     )
-    assert settings.mail.starttls and settings.mail.password == "hunter2"
+    assert settings.mail.starttls and settings.mail.password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(settings)
     assert settings.mail.display == "smtp://api@smtp.example.com:1025 (STARTTLS)"
 

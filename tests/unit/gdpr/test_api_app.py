@@ -18,9 +18,9 @@ from gdpr.api.service import Answer, PrivacyApi
 from gdpr.api.store import LOGIN
 
 SETTINGS = Settings(
-    database=DatabaseSettings("postgresql://u:p@127.0.0.1:1/nowhere", 1000),
-    kafka=KafkaSettings("localhost:9092", "t", 1),
-    sink=SinkSettings(1, 1.0),
+    database=DatabaseSettings(url="postgresql://u:p@127.0.0.1:1/nowhere", statement_timeout_ms=1000),
+    kafka=KafkaSettings(bootstrap_servers="localhost:9092", topic="t", partitions=1),
+    sink=SinkSettings(batch_size=1, batch_seconds=1.0),
     reports_dir=Path("reports"),
     log_level="INFO",
     hmac_key_text="unit-test-key",

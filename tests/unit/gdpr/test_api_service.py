@@ -12,9 +12,9 @@ from gdpr.requests import ApiRequest as Request
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(
-    database=DatabaseSettings("postgresql://u:p@127.0.0.1:1/db", 1000),
-    kafka=KafkaSettings("localhost:9092", "t", 1),
-    sink=SinkSettings(1, 1.0),
+    database=DatabaseSettings(url="postgresql://u:p@127.0.0.1:1/db", statement_timeout_ms=1000),
+    kafka=KafkaSettings(bootstrap_servers="localhost:9092", topic="t", partitions=1),
+    sink=SinkSettings(batch_size=1, batch_seconds=1.0),
     reports_dir=Path("reports"),
     log_level="INFO",
     access_export_days=7,

@@ -10,13 +10,13 @@ from core.config import DatabaseSettings, KafkaSettings, MailSettings, PrivacyAp
 from gdpr import mail
 
 SETTINGS = Settings(
-    database=DatabaseSettings("postgresql://u:p@localhost/db", 1000),
-    kafka=KafkaSettings("localhost:9092", "t", 1),
-    sink=SinkSettings(1, 1.0),
+    database=DatabaseSettings(url="postgresql://u:p@localhost/db", statement_timeout_ms=1000),
+    kafka=KafkaSettings(bootstrap_servers="localhost:9092", topic="t", partitions=1),
+    sink=SinkSettings(batch_size=1, batch_seconds=1.0),
     reports_dir=Path("reports"),
     log_level="INFO",
     privacy_api=PrivacyApiSettings(public_url="https://privacy.example.com", code_ttl_s=600, max_attempts=4),
-    mail=MailSettings(sender="privacy@shop.example", password="smtp-secret"),
+    mail=MailSettings(sender="privacy@shop.example", user="privacy", password="smtp-secret"),
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def test_reports_retention_and_the_deadline_check() -> None:
 
 def test_each_job_runs_at_its_configured_time() -> None:
     settings = SchedulerSettings(
-        batch_at=time(0, 30), daily_report_at=time(6, 0), audit_report_weekday=4, audit_report_at=time(7, 45),
+        batch_at=time(0, 30), daily_report_at=time(6, 0), audit_report=(4, time(7, 45)),
         retention_at=time(4, 10), erasure_upkeep_at=time(4, 40), deadline_check_minute=50,
     )  # fmt: skip
     described = {name: job.schedule.describe() for name, job in jobs(settings).items()}
@@ -95,9 +94,9 @@ def test_scheduler_settings_have_defaults_and_come_from_the_environment(tmp_path
             SCHEDULER_CATCH_UP="false", SCHEDULER_DEADLINE_CHECK_MINUTE="0", SCHEDULER_JOB_TIMEOUT_S="90",
         )
     ).scheduler  # fmt: skip
-    assert chosen == replace(
-        SchedulerSettings(), batch_at=time(1, 5), repair=True, audit_report_weekday=6, audit_report_at=time(23, 59),
-        catch_up=False, deadline_check_minute=0, job_timeout_s=90.0,
+    assert chosen == SchedulerSettings(
+        batch_at=time(1, 5), repair=True, audit_report=(6, time(23, 59)), catch_up=False, deadline_check_minute=0,
+        job_timeout_s=90.0,
     )  # fmt: skip
 
 
@@ -113,7 +112,7 @@ def test_scheduler_settings_have_defaults_and_come_from_the_environment(tmp_path
         ("SCHEDULER_DEADLINE_WARN_DAYS", "0", "SCHEDULER_DEADLINE_WARN_DAYS=0 must be at least 1"),
         ("SCHEDULER_REPAIR", "yes", "SCHEDULER_REPAIR='yes' is not true or false"),
         ("SCHEDULER_CATCH_UP", "", "SCHEDULER_CATCH_UP='' is not true or false"),
-        ("SCHEDULER_JOB_TIMEOUT_S", "0", "SCHEDULER_JOB_TIMEOUT_S=0.0 must be positive"),
+        ("SCHEDULER_JOB_TIMEOUT_S", "0", "SCHEDULER_JOB_TIMEOUT_S=0 must be positive"),
     ],
 )
 def test_bad_scheduler_settings_name_the_variable(tmp_path: Path, key: str, value: str, message: str) -> None:
