@@ -34,6 +34,7 @@ import psycopg2.extensions
 from core import cli, db, partitions
 from core.config import Settings
 from core.consent import ERASURE_SOURCE
+from gdpr import requests
 from gdpr.requests import OPEN_STATUSES, REQUEST_TYPES, STATUSES
 from reports import charts
 from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
@@ -158,18 +159,9 @@ def _scalar(cur: db.Cursor, query: str) -> int:
 
 def collect(conn: psycopg2.extensions.connection, today: date) -> AuditFigures:
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT request_type, status, count(*) FROM privacy_requests GROUP BY 1, 2")
-        by_type_status = {(kind, status): int(n) for kind, status, n in cur.fetchall()}
-        overdue = _scalar(
-            cur, "SELECT count(*) FROM privacy_requests WHERE status IN ('unverified', 'pending', 'on_hold') AND due_at < now()"
-        )
-        cur.execute(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s)"
-            " FROM (SELECT extract(epoch FROM processed_at - requested_at)::float8 AS s FROM privacy_requests"
-            " WHERE processed_at IS NOT NULL) AS t"
-        )
-        row = cur.fetchone()
-        processing = (float(row[0]), float(row[1]), float(row[2])) if row and row[0] is not None else None
+        by_type_status = requests.counts_by_type_and_status(cur)
+        overdue = requests.count_overdue(cur)
+        processing = requests.processing_seconds(cur)
         anonymized = _scalar(cur, "SELECT count(*) FROM users_pii WHERE anonymized_at IS NOT NULL")
         residual = _scalar(
             cur,
@@ -208,15 +200,11 @@ def _retention(cur: db.Cursor) -> RetentionFigures:
     )
     found = {kind: RetentionKind(kind, at, cutoff, int(last), int(total)) for kind, at, cutoff, last, total in cur.fetchall()}
     events = partitions.oldest_event_day(cur)
-    cur.execute(
-        "SELECT (SELECT (min(received_at) AT TIME ZONE 'UTC')::date FROM dead_letter_events),"
-        " (SELECT (min(processed_at) AT TIME ZONE 'UTC')::date FROM privacy_requests"
-        "  WHERE processed_at IS NOT NULL AND residue_removed_at IS NULL)"
-    )
+    cur.execute("SELECT (min(received_at) AT TIME ZONE 'UTC')::date FROM dead_letter_events")
     row = cur.fetchone()
-    letters, requests = row if row else (None, None)
+    letters = row[0] if row else None
     kinds = [found[kind] for kind in RETENTION_KINDS if kind in found]
-    return RetentionFigures(kinds, events, letters, requests)
+    return RetentionFigures(kinds, events, letters, requests.oldest_residue_day(cur))
 
 
 def _consent(cur: db.Cursor, today: date) -> tuple[ConsentTotals, list[ConsentDay]]:
@@ -246,19 +234,12 @@ def _consent(cur: db.Cursor, today: date) -> tuple[ConsentTotals, list[ConsentDa
 
 def _history(cur: db.Cursor, today: date) -> list[RequestDay]:
     first = today - timedelta(days=HISTORY_DAYS - 1)
-    cur.execute(
-        "SELECT (requested_at AT TIME ZONE 'UTC')::date, request_type, count(*),"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - requested_at))"
-        " FILTER (WHERE processed_at IS NOT NULL)"
-        " FROM privacy_requests WHERE requested_at >= %s::date AT TIME ZONE 'UTC' GROUP BY 1, 2",
-        (first,),
-    )
     received: dict[date, dict[str, int]] = {}
     p95: dict[date, float] = {}
-    for day, kind, n, seconds in cur.fetchall():
-        received.setdefault(day, {})[kind] = int(n)
+    for day, kind, n, seconds in requests.received_per_day(cur, first):
+        received.setdefault(day, {})[kind] = n
         if seconds is not None:
-            p95[day] = max(p95.get(day, 0.0), float(seconds))
+            p95[day] = max(p95.get(day, 0.0), seconds)
     days = [first + timedelta(days=i) for i in range(HISTORY_DAYS)]
     return [RequestDay(d, {k: received.get(d, {}).get(k, 0) for k in REQUEST_TYPES}, p95.get(d)) for d in days]
 

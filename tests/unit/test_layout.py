@@ -94,7 +94,6 @@ NAMES_PRIVACY_REQUESTS = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|USING|TABLE)\s+
 # Modules that may still name privacy_requests in SQL, and why.
 PRIVACY_REQUESTS_EXCEPTIONS = {
     "gdpr.requests": "the owner of the table: every statement on it",
-    "reports.gdpr_audit_report": "the auditor's figures, read across tables in one statement (not moved yet)",
     "bench.pipeline": "the bench files requests as an operator would, by SQL, and counts the outcomes",
     "bench.history": "the bench files requests as an operator would, by SQL, and counts the outcomes",
     "demo.__main__": "the demo shows the design's way to file a request: an operator's INSERT",
