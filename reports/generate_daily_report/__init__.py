@@ -14,7 +14,6 @@ none of those figures; the report shows them per reason beside the totals, with 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -26,7 +25,7 @@ from core import cli, db
 from core.config import Settings
 from reports import business, charts, privacy
 from reports.business import BusinessFigures, DayKpis
-from reports.render import Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
+from reports.render import Document, Section, Table, render_markdown, write_document
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 # What each CONSENT_MODE means for the figures, in the report's words.
@@ -295,51 +294,3 @@ def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple
     stem = f"business_report_{day.isoformat()}"
     files = write_document(settings.reports_dir, stem, doc, build_data(figures, k), formats)
     return render_markdown(doc, stem), files
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m reports.generate_daily_report",
-        description="Print the daily business report (KPIs vs the previous day and the same weekday last week, "
-        "events dropped for missing consent, funnel, countries, hourly charts, 14-day trend, batch vs streaming) "
-        "and write it to "
-        "REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}. Several days with --from/--to.",
-    )
-    cli.add_day_range_arguments(parser)
-    add_format_argument(parser)
-    parser.add_argument(
-        "--min-cell-users",
-        type=int,
-        default=None,
-        metavar="K",
-        help="suppress breakdown cells describing fewer than K users (default: REPORT_MIN_CELL_USERS, 5)",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    days = cli.days_from_arguments(parser, args)
-    if args.min_cell_users is not None and args.min_cell_users < 1:
-        parser.error("--min-cell-users must be 1 or more")
-
-    def execute(settings: Settings) -> int:
-        k = args.min_cell_users or settings.report_min_cell_users
-        progress = cli.Progress("reports", total=len(days)) if len(days) > 1 else None
-        for day in days:
-            text, files = generate(settings, day, args.formats, k)
-            if progress is None:
-                print(text)
-            else:
-                progress.advance(1, day.isoformat())
-            print_written(files)
-        if progress is not None:
-            progress.show("done")
-        return 0
-
-    cli.run(execute)
-
-
-if __name__ == "__main__":
-    main()

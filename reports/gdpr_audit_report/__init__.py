@@ -23,7 +23,6 @@ the raw events, of the dead letters, and of the processed requests whose residue
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -31,13 +30,13 @@ from typing import Any
 
 import psycopg2.extensions
 
-from core import cli, db, partitions
+from core import db, partitions
 from core.config import Settings
 from core.consent import ERASURE_SOURCE
 from gdpr import requests
 from gdpr.requests import OPEN_STATUSES, REQUEST_TYPES, STATUSES
 from reports import charts
-from reports.render import FORMATS, Document, Section, Table, add_format_argument, print_written, render_markdown, write_document
+from reports.render import FORMATS, Document, Section, Table, render_markdown, write_document
 
 HISTORY_DAYS = 30
 # The kinds of data retention records (sql/018), in the order gdpr.retention handles them.
@@ -431,31 +430,3 @@ def generate(settings: Settings, day: date, formats: list[str] | None = None) ->
     stem = f"gdpr_audit_report_{day.isoformat()}"
     files = write_document(settings.reports_dir, stem, doc, build_data(figures, day), formats or list(FORMATS))
     return render_markdown(doc, stem), files
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m reports.gdpr_audit_report",
-        description="Print the GDPR audit report (requests by type and status, overdue requests, processing time, "
-        "erasures and exports, redactions at ingest, dead letters, residual-PII check, a chart of the last 30 days, "
-        "consent grants and withdrawals per day, what retention removed and the oldest data held) "
-        "and write it to REPORTS_DIR/gdpr_audit_report_YYYY-MM-DD.{md,html,json}.",
-    )
-    add_format_argument(parser)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-
-    def execute(settings: Settings) -> int:
-        text, files = generate(settings, cli.today_utc(), args.formats)
-        print(text)
-        print_written(files)
-        return 0
-
-    cli.run(execute)
-
-
-if __name__ == "__main__":
-    main()
