@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from core.errors import ServiceUnavailable
+from data_generators import generate_events
 from data_generators.collector_client import (
     CollectorRefused,
     CollectorSender,
@@ -23,7 +24,6 @@ from data_generators.collector_client import (
     ensure_reachable,
 )
 from data_generators.events import EventFactory
-from data_generators.generate_events import __main__ as generate_events
 from tests.helpers import wait_until
 from tests.unit.data_generators.fake_collector import (
     Answer,

@@ -1,4 +1,4 @@
-"""``python -m data_generators.generate_events``: the command line of :mod:`data_generators.generate_events`."""
+"""``python -m data_generators.generate_events``: the command line of :mod:`data_generators.producer`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.config import Settings
 from data_generators import collector_client
 from data_generators.collector_client import CollectorTarget
 from data_generators.events import MAX_BACKFILL_DAYS
-from data_generators.generate_events import FLUSH_TIMEOUT_S, USERS_REFRESH_S, generate_in_processes
+from data_generators.producer import FLUSH_TIMEOUT_S, USERS_REFRESH_S, generate_in_processes
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``python -m reports.gdpr_audit_report``: the command line of :mod:`reports.gdpr_audit_report`."""
+"""``python -m reports.gdpr_audit_report``: the command line of :mod:`reports.audit_report`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from core import cli
 from core.config import Settings
-from reports.gdpr_audit_report import generate
+from reports.audit_report import generate
 from reports.render import FORMATS
 
 

@@ -1,4 +1,4 @@
-"""``python -m reports.generate_daily_report``: the command line of :mod:`reports.generate_daily_report`."""
+"""``python -m reports.generate_daily_report``: the command line of :mod:`reports.daily_report`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from core import cli
 from core.config import Settings
-from reports.generate_daily_report import generate
+from reports.daily_report import generate
 from reports.render import FORMATS
 
 
