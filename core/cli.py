@@ -10,9 +10,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from core.config import Settings, load_settings, log_format
 from core.errors import PlatformError
@@ -173,3 +174,29 @@ class Progress:
         of = f"/{self.total:,}" if self.total is not None else ""
         tail = f", {extra}" if extra else ""
         print(f"{self.label}: {self.done:,}{of} ({self.rate:,.0f}/s{tail})", file=sys.stderr, flush=True)
+
+
+def add_format_argument(parser: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+    """``--format md,html,json`` (default: all of ``formats``): which files a command writes."""
+
+    def chosen_formats(text: str) -> list[str]:
+        chosen = [part.strip().lower() for part in text.split(",") if part.strip()]
+        unknown = [part for part in chosen if part not in formats]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {', '.join(formats)}; got {text!r}")
+        return chosen
+
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=chosen_formats,
+        default=list(formats),
+        help=f"comma-separated files to write: {','.join(formats)} (default: all)",
+    )
+
+
+def print_written(files: Iterable[Path]) -> None:
+    """Name the files a command wrote (a report's chart PNGs, embedded in its HTML, go without saying)."""
+    for path in files:
+        if path.suffix != ".png":
+            print(f"written to {path}")

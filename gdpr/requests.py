@@ -549,3 +549,53 @@ def lock_held_now(cur: db.Cursor, proof: str) -> list[int]:
 def resume(cur: db.Cursor, request_ids: list[int]) -> None:
     """These requests on hold go back to ``pending``."""
     cur.execute("UPDATE privacy_requests SET status = 'pending' WHERE id = ANY(%s)", (request_ids,))
+
+
+# --- The GDPR audit report (reports.gdpr_audit_report, privacy_auditor: counts and durations,
+# --- never an email; the auditor may read request_type, status and the dates).
+
+
+def counts_by_type_and_status(cur: db.Cursor) -> dict[tuple[str, str], int]:
+    """How many requests there are of each (type, status)."""
+    cur.execute("SELECT request_type, status, count(*) FROM privacy_requests GROUP BY 1, 2")
+    return {(kind, status): int(n) for kind, status, n in cur.fetchall()}
+
+
+def count_overdue(cur: db.Cursor) -> int:
+    """Open requests past their due time (Art. 12(3))."""
+    cur.execute("SELECT count(*) FROM privacy_requests WHERE status = ANY(%s) AND due_at < now()", (list(OPEN_STATUSES),))
+    return _count(cur)
+
+
+def processing_seconds(cur: db.Cursor) -> tuple[float, float, float] | None:
+    """(p50, p95, max) seconds from filing to answer of the processed requests; None if none is."""
+    cur.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s)"
+        " FROM (SELECT extract(epoch FROM processed_at - requested_at)::float8 AS s FROM privacy_requests"
+        " WHERE processed_at IS NOT NULL) AS t"
+    )
+    row = cur.fetchone()
+    return (float(row[0]), float(row[1]), float(row[2])) if row and row[0] is not None else None
+
+
+def received_per_day(cur: db.Cursor, first: date) -> list[tuple[date, str, int, float | None]]:
+    """(UTC day, type, requests received, p95 seconds to answer the processed ones) per day and
+    type since ``first``."""
+    cur.execute(
+        "SELECT (requested_at AT TIME ZONE 'UTC')::date, request_type, count(*),"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - requested_at))"
+        " FILTER (WHERE processed_at IS NOT NULL)"
+        " FROM privacy_requests WHERE requested_at >= %s::date AT TIME ZONE 'UTC' GROUP BY 1, 2",
+        (first,),
+    )
+    return [(day, kind, int(n), None if seconds is None else float(seconds)) for day, kind, n, seconds in cur.fetchall()]
+
+
+def oldest_residue_day(cur: db.Cursor) -> date | None:
+    """The first UTC day a processed request whose residue is still kept was answered."""
+    cur.execute(
+        "SELECT (min(processed_at) AT TIME ZONE 'UTC')::date FROM privacy_requests"
+        " WHERE processed_at IS NOT NULL AND residue_removed_at IS NULL"
+    )
+    row = cur.fetchone()
+    return None if row is None else row[0]

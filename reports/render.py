@@ -8,7 +8,6 @@ mailed as one file; JSON carries the figures themselves for other tools.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import functools
 import json
@@ -166,30 +165,3 @@ def write_document(directory: Path, stem: str, doc: Document, data: dict[str, An
     if "json" in formats:
         written.append(write_report(directory, f"{stem}.json", render_json(data)))
     return written
-
-
-def add_format_argument(parser: argparse.ArgumentParser) -> None:
-    """``--format md,html,json`` (default: all three), as both reports take it."""
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        type=parse_formats,
-        default=list(FORMATS),
-        help=f"comma-separated files to write: {','.join(FORMATS)} (default: all)",
-    )
-
-
-def print_written(files: Sequence[Path]) -> None:
-    """Name the report files written (their charts' PNGs go without saying)."""
-    for path in files:
-        if path.suffix != ".png":
-            print(f"written to {path}")
-
-
-def parse_formats(text: str) -> list[str]:
-    """argparse type for ``--format md,html,json``."""
-    chosen = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [part for part in chosen if part not in FORMATS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
-    return chosen

@@ -1,10 +1,11 @@
 """The layout is the architecture: imports only point down (core is the library every stage
-imports; no stage reaches into another stage's command-line entry point)."""
+imports; no module imports a command, and only commands parse arguments and print)."""
 
 from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,15 +66,61 @@ def test_stages_import_no_application(name: str) -> None:
     assert not apps, f"{name} imports {sorted(apps)}"
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_no_module_imports_another_stages_entry_point(name: str) -> None:
-    """Shared code lives in library modules (batch.metrics, batch.reconcile, ...), not in commands.
-    core's two maintenance commands (core.db, core.init) are library modules with a CLI."""
-    package = name.split(".", maxsplit=1)[0]
-    entry_points = {
-        i for i in imported(ALL[name]) if i in ALL and i.split(".")[0] not in (package, "core") and is_entry_point(ALL[i])
+# The bench's scripts are commands that compose its harness (bench.harness); they are the bench's own.
+COMMAND_IMPORT_EXCEPTIONS = ("bench",)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if n.split(".")[0] not in COMMAND_IMPORT_EXCEPTIONS))
+def test_no_module_imports_a_command(name: str) -> None:
+    """A command module (what ``python -m`` runs) holds the parser, main() and the printing, nothing
+    another module needs: shared code lives in library modules (batch.metrics, gdpr.retention's
+    package, ...). Where a documented command is also a library (core.db, gdpr.retention), the name
+    is a package: the library in its ``__init__.py``, the command in its ``__main__.py``."""
+    commands = {i for i in imported(ALL[name]) if i in ALL and i != name and is_entry_point(ALL[i])}
+    assert not commands, f"{name} imports the command(s) {sorted(commands)}: move what it needs to a library module"
+
+
+# Modules that may import argparse without being a command, and why.
+ARGPARSE_EXCEPTIONS = {
+    "core.cli": "the commands' shared kit: day and format arguments, one-line errors",
+    "core.metrics": "the --metrics-port option every service and consumer takes",
+    "core.web": "the HTTP services' one command line (web.command: --host, --port, --metrics-port)",
+    "devstack.stack": "the embedded stack's options, shared by python -m devstack and make up",
+}
+
+
+def imports_argparse(path: Path) -> bool:
+    return "argparse" in {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import)
+        for alias in node.names
     }
-    assert not entry_points, f"{name} imports the command-line entry point(s) {sorted(entry_points)}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if n not in ARGPARSE_EXCEPTIONS and not is_entry_point(ALL[n])))
+def test_only_commands_parse_arguments(name: str) -> None:
+    """A library takes its inputs as parameters: the command line is its command's business."""
+    assert not imports_argparse(ALL[name]), f"{name} is a library but imports argparse: move its parser to its command"
+
+
+def test_the_argparse_exceptions_still_parse_arguments() -> None:
+    """An exception that no longer needs to be one is removed from the list."""
+    stale = [n for n in ARGPARSE_EXCEPTIONS if not imports_argparse(ALL[n])]
+    assert stale == []
+
+
+def test_print_is_allowed_in_commands_only() -> None:
+    """Each file pyproject.toml exempts from ruff's print rule (T20) by name is a command, or the
+    commands' kit; the patterns are __main__.py files, tests and the applications (bench, demo,
+    devstack) that are commands through and through."""
+    settings = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    ignores = settings["tool"]["ruff"]["lint"]["per-file-ignores"]
+    named = [path for path, rules in ignores.items() if "T20" in rules and "*" not in path]
+    libraries = [path for path in named if path != "core/cli.py" and not is_entry_point(PROJECT_ROOT / path)]
+    assert named and libraries == [], f"print() exempted in library modules: {libraries}"
+    patterns = sorted(path for path, rules in ignores.items() if "T20" in rules and "*" in path)
+    assert patterns == ["**/__main__.py", "bench/*.py", "demo/*.py", "devstack/*.py", "tests/**"]
 
 
 def test_the_design_config_module_is_for_outside_code_only() -> None:
@@ -94,7 +141,6 @@ NAMES_PRIVACY_REQUESTS = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|USING|TABLE)\s+
 # Modules that may still name privacy_requests in SQL, and why.
 PRIVACY_REQUESTS_EXCEPTIONS = {
     "gdpr.requests": "the owner of the table: every statement on it",
-    "reports.gdpr_audit_report": "the auditor's figures, read across tables in one statement (not moved yet)",
     "bench.pipeline": "the bench files requests as an operator would, by SQL, and counts the outcomes",
     "bench.history": "the bench files requests as an operator would, by SQL, and counts the outcomes",
     "demo.__main__": "the demo shows the design's way to file a request: an operator's INSERT",

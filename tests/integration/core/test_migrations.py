@@ -18,7 +18,7 @@ from psycopg2 import sql
 from core import db
 from core.config import Settings
 from core.events import user_uuid
-from gdpr.process_privacy_requests import process_privacy_requests
+from gdpr.processing import process_privacy_requests
 from tests.helpers import RAW, produce, query, start_service, wait_caught_up
 from tests.integration.core.databases import database_before
 

@@ -18,7 +18,7 @@ from core import db
 from core.config import Settings
 from gdpr import actions
 from gdpr.email_address import email_hmac
-from gdpr.process_privacy_requests import process_pending
+from gdpr.processing import process_pending
 from tests.helpers import query, run_command, wait_until
 
 pytestmark = pytest.mark.integration

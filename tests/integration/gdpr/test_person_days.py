@@ -15,7 +15,7 @@ import pytest
 from core import cli, db
 from core.config import Settings
 from gdpr import person_days
-from gdpr.process_privacy_requests import process_pending
+from gdpr.processing import process_pending
 from tests.helpers import query, run_command, wait_until
 from tests.integration.gdpr.test_rights import add_person, request, status
 

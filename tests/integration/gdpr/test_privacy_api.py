@@ -34,7 +34,7 @@ from core import db
 from core.config import Settings
 from core.events import user_uuid
 from gdpr.email_address import email_hmac
-from gdpr.process_privacy_requests import process_pending
+from gdpr.processing import process_pending
 from tests.helpers import PROJECT_ROOT, HttpService, query, run_command, start_http_service, wait_until
 
 pytestmark = pytest.mark.integration

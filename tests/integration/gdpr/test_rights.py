@@ -17,13 +17,13 @@ import pytest
 from psycopg2 import sql
 
 import devstack
-import gdpr.process_privacy_requests as processor
+import gdpr.processing as processor
 from core import db
 from core.config import Settings
 from core.events import Event, user_uuid
 from gdpr import vacuum
 from gdpr.email_address import email_hmac
-from gdpr.process_privacy_requests import process_pending
+from gdpr.processing import process_pending
 from tests.helpers import consume_all, produce_events, query, run_command, wait_until
 
 pytestmark = pytest.mark.integration

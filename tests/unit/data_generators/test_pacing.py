@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 
 from data_generators.events import CHUNK
-from data_generators.generate_events import PACE_TICK_S, allowance
+from data_generators.producer import PACE_TICK_S, allowance
 
 
 class Stop(threading.Event):

@@ -10,7 +10,7 @@ import pytest
 
 from gdpr import actions, dpo
 from gdpr.email_address import email_hmac
-from gdpr.process_privacy_requests import normalise_email
+from gdpr.processing import normalise_email
 
 KEY = b"unit-test-key"
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

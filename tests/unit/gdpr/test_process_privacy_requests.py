@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gdpr.email_address import email_hmac
-from gdpr.process_privacy_requests import RejectedRequest, normalise_email
+from gdpr.processing import RejectedRequest, normalise_email
 
 
 def test_normalise_email_lowercases_and_rejects_garbage() -> None:

@@ -11,7 +11,8 @@ import pytest
 from core import kafka
 from core.config import DEFAULTS, PROJECT_ROOT, RetentionSettings, load_kafka_settings, load_settings
 from core.errors import ConfigError
-from gdpr.retention import KINDS, Removal, build_parser, cutoff_day, midnight, report_day
+from gdpr.retention import KINDS, Removal, cutoff_day, midnight, report_day
+from gdpr.retention.__main__ import build_parser
 
 DAY = date(2026, 5, 31)
 

@@ -22,7 +22,6 @@ when the check cannot run.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import logging
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from core import cli, db
+from core import db
 from core.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -134,20 +133,6 @@ def verify(settings: Settings) -> Verdict:
         return check_chain(cur)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m gdpr.verify_audit",
-        description="Check the hash chain of the GDPR audit trail (privacy_audit_log): exit 0 when it is whole, "
-        "1 naming the first broken row.",
-    )
-    parser.add_argument(
-        "--expect-head",
-        metavar="HASH",
-        help="the last hash a previous check printed: also fail if the chain no longer contains it",
-    )
-    return parser
-
-
 def verify_seals(settings: Settings, key: bytes) -> tuple[int, str | None]:
     """How many seals there are, and why they do not hold (None: they all do)."""
     with _auditor_cursor(settings) as cur:
@@ -169,43 +154,9 @@ def seal(settings: Settings, key: bytes, audit_id: int, row_hash: str) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m gdpr.verify_audit``."""
-    args = build_parser().parse_args(argv)
-
-    def execute(settings: Settings) -> int:
-        key = settings.audit_seal_key
-        verdict = verify(settings)
-        if verdict.broken_at is not None:
-            print(
-                f"audit trail BROKEN at row {verdict.broken_at}: {verdict.reason} ({verdict.rows - 1} rows before it are whole)"
-            )
-            return 1
-        if args.expect_head and not _contains(settings, args.expect_head):
-            print(f"audit trail BROKEN: no row has the hash {args.expect_head} any more (rows were removed)")
-            return 1
-        seals, wrong = verify_seals(settings, key)
-        if wrong is not None:
-            print(f"audit trail BROKEN: {wrong}")
-            return 1
-        if verdict.last_id is not None:
-            seal(settings, key, verdict.last_id, verdict.head)
-        sealed = "; head sealed" if verdict.last_id is not None else ""
-        print(
-            f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'};"
-            f" {seals:,} earlier seals hold{sealed}"
-        )
-        return 0
-
-    cli.run(execute)
-
-
-def _contains(settings: Settings, head: str) -> bool:
+def contains(settings: Settings, head: str) -> bool:
+    """Whether a row of the trail still has the hash ``head``."""
     with _auditor_cursor(settings) as cur:
         cur.execute("SELECT EXISTS (SELECT FROM privacy_audit_log WHERE row_hash = %s)", (head,))
         row = cur.fetchone()
         return bool(row and row[0])
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -15,8 +14,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import errorcodes, sql
 
-from core import cli
-from core.config import COMPONENT_LOGINS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT, DatabaseSettings, Settings, mask_url
+from core.config import COMPONENT_LOGINS, LOGIN_PASSWORD_VARIABLES, PROJECT_ROOT, DatabaseSettings, mask_url
 from core.errors import ConfigError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -261,23 +259,3 @@ def set_login_passwords(conn: psycopg2.extensions.connection, settings: Database
     if hashed:
         logger.info("set the passwords of %d component logins", len(hashed))
     return len(hashed)
-
-
-def _main(settings: Settings) -> int:
-    applied = migrate(settings.database)
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema up to date)'}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m core.db``: apply the migrations in sql/."""
-    parser = argparse.ArgumentParser(
-        prog="python -m core.db",
-        description="Apply the numbered SQL migrations in sql/ that are not applied yet (idempotent).",
-    )
-    parser.parse_args(argv)
-    cli.run(_main)
-
-
-if __name__ == "__main__":
-    main()

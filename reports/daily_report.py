@@ -1,0 +1,296 @@
+"""Daily business report: KPIs with their change, funnel, countries, charts, batch vs streaming.
+
+``python -m reports.generate_daily_report [YYYY-MM-DD | --from D --to D] [--format md,html,json]``
+prints the Markdown on the console and writes ``REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}``
+(the Markdown with its charts as PNG files beside it; the HTML self-contained).
+
+Headline figures come from the batch metrics for a closed day the batch job has run for, from
+the streaming metrics otherwise (today); the report says which. Breakdowns by people (unique
+users, funnel, hours, countries) come from ``events_raw`` and ``users_public``, never from
+personal data, and any cell describing fewer than k users (default 5) is suppressed. Events
+the raw-events consumer dropped for lack of consent (``consent_dropped_daily``) are counted in
+none of those figures; the report shows them per reason beside the totals, with CONSENT_MODE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from batch.reconcile import Comparison
+from core import cli, db
+from core.config import Settings
+from reports import business, charts, privacy
+from reports.business import BusinessFigures, DayKpis
+from reports.render import Document, Section, Table, render_markdown, write_document
+
+FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
+# What each CONSENT_MODE means for the figures, in the report's words.
+CONSENT_MODES = {
+    "required": "an event counts only if its user had analytics consent at its time",
+    "assumed": "users without a consent record count; withdrawals and erasures apply",
+}
+
+
+# A cell is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
+Figure = int | Decimal | str | None
+SUPPRESSED = privacy.SUPPRESSED
+
+
+def _change(now: Figure, before: Figure) -> str:
+    """Relative change of a KPI (KPIs are day totals, never suppressed)."""
+    if not isinstance(now, int | Decimal) or not isinstance(before, int | Decimal) or before == 0:
+        return "n/a"
+    return f"{(Decimal(now) - Decimal(before)) / Decimal(before) * 100:+.1f} %"
+
+
+def kpi_values(kpis: DayKpis) -> dict[str, Figure]:
+    """The headline KPIs of a day. Day totals are not breakdowns: small-cell protection applies
+    to the funnel, the hours and the countries."""
+    return {
+        "events": kpis.events,
+        "unique users": kpis.users,
+        "purchases": kpis.purchases,
+        "revenue (EUR)": kpis.revenue,
+        "average order value (EUR)": kpis.average_order_value,
+    }
+
+
+def _shown(value: Figure, k: int) -> str:
+    if value is None:
+        return "n/a"
+    if value == SUPPRESSED:
+        return privacy.marker(k)
+    return f"{value:,.2f}" if isinstance(value, Decimal) else f"{value:,}"
+
+
+def _versus(now: Figure, before: Figure, what: str) -> str:
+    change = _change(now, before)
+    return "" if change == "n/a" else f" ({change} vs {what})"
+
+
+def funnel_values(kpis: DayKpis, k: int) -> list[tuple[str, int | str]]:
+    hidden = privacy.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
+    return [(step, SUPPRESSED if step in hidden else n) for step, n in zip(FUNNEL_STEPS, kpis.funnel, strict=True)]
+
+
+def _counts(values: list[tuple[str, int | str]]) -> list[tuple[str, int | None]]:
+    return [(label, n if isinstance(n, int) else None) for label, n in values]
+
+
+def country_rows(figures: BusinessFigures, k: int) -> list[dict[str, Any]]:
+    """Per country: users and revenue, each suppressed below k (revenue: below k buyers)."""
+    rows = figures.countries
+    hidden_users = privacy.suppressed_cells({r.country: r.users for r in rows}, k)
+    hidden_revenue = privacy.suppressed_cells({r.country: r.purchasers for r in rows}, k)
+    total_revenue = sum((r.revenue for r in rows), Decimal(0))
+    return [
+        {
+            "country": r.country,
+            "users": SUPPRESSED if r.country in hidden_users else r.users,
+            "purchases": SUPPRESSED if r.country in hidden_revenue else r.purchases,
+            "revenue": SUPPRESSED if r.country in hidden_revenue else r.revenue,
+            "revenue_share": None if r.country in hidden_revenue or not total_revenue else r.revenue / total_revenue,
+        }
+        for r in rows
+    ]
+
+
+def hourly_values(figures: BusinessFigures, k: int) -> tuple[dict[str, list[int | None]], list[Decimal | None]]:
+    """Events per hour per type and revenue per hour, suppressed where fewer than k users."""
+    events: dict[str, list[int | None]] = {}
+    for kind, cells in figures.hourly.items():
+        hidden = privacy.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
+        events[kind] = [None if hour in hidden else cell.events for hour, cell in enumerate(cells)]
+    hidden_revenue = privacy.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
+    revenue = [None if hour in hidden_revenue else amount for hour, (amount, _b) in enumerate(figures.hourly_revenue)]
+    return events, revenue
+
+
+def _comparison_table(rows: list[Comparison]) -> Table:
+    return Table(
+        ["event type", "batch count", "streaming count", "count diff", "batch EUR", "streaming EUR", "EUR diff"],
+        [
+            (
+                r.event_type,
+                f"{r.batch_count:,}",
+                f"{r.stream_count:,}",
+                f"{r.count_diff:+,}",
+                f"{r.batch_revenue:,.2f}",
+                f"{r.stream_revenue:,.2f}",
+                f"{r.revenue_diff:+,.2f}",
+            )
+            for r in rows
+        ],
+    )
+
+
+# Restriction (Art. 18) and objection (Art. 21) act like a withdrawal: from their time on.
+RETROACTIVE_NOTE = (
+    ". A withdrawal, objection or restriction stops counting a person's events from its time on;"
+    " nothing counted before it is excluded retroactively"
+)
+
+
+def consent_line(figures: BusinessFigures) -> str:
+    """The day's events dropped for lack of consent, per reason, and the consent mode: beside
+    the totals, which do not include them."""
+    dropped = figures.consent_dropped
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in dropped.items())
+    mode = figures.consent_mode
+    mode_text = f"; consent mode: **{mode}** ({CONSENT_MODES.get(mode, 'see CONSENT_MODE')})" if mode else ""
+    return (
+        f"Events dropped for missing consent (not stored, not in any figure here): **{sum(dropped.values()):,}**"
+        f"{' (' + reasons + ')' if reasons else ''}{mode_text}{RETROACTIVE_NOTE if mode else ''}"
+    )
+
+
+def _no_data_document(figures: BusinessFigures, latest: date | None) -> Document:
+    hint = f" The most recent day with events is {latest.isoformat()}." if latest else " There are no events at all yet."
+    return Document(
+        f"Business report {figures.day.isoformat()}",
+        [f"**No events were recorded for {figures.day.isoformat()}** (UTC).{hint}", consent_line(figures)],
+        [Section("Batch vs streaming per event type", table=_comparison_table(figures.comparison))],
+    )
+
+
+def build_document(figures: BusinessFigures, k: int, latest: date | None = None) -> Document:
+    """The report as a Document (rendered to Markdown and HTML)."""
+    if not figures.has_data:
+        return _no_data_document(figures, latest)
+    day = figures.day
+    today, previous, last_week = (kpi_values(x) for x in (figures.kpis, figures.previous_day, figures.same_weekday_last_week))
+    agrees = all(r.agrees for r in figures.comparison)
+    dead = sum(figures.dead_letters.values())
+    bullets = [
+        f"Figures from: **{figures.kpis.source}** ({figures.source_reason})",
+        f"Events: **{_shown(today['events'], k)}**{_versus(today['events'], previous['events'], 'previous day')}",
+        consent_line(figures),
+        f"Unique users: **{_shown(today['unique users'], k)}**",
+        f"Purchases: **{_shown(today['purchases'], k)}**",
+        f"Revenue: **{_shown(today['revenue (EUR)'], k)} EUR**"
+        f"{_versus(today['revenue (EUR)'], previous['revenue (EUR)'], 'previous day')}",
+        f"Average order value: **{_shown(today['average order value (EUR)'], k)} EUR**",
+        f"Batch vs streaming: **{'agree exactly' if agrees else 'DIFFER'}**",
+        f"Events rejected at ingest (dead letters received this day): **{dead:,}**",
+    ]
+    kpi_table = Table(
+        ["KPI", day.isoformat(), "previous day", "change", "same weekday last week", "change"],
+        [
+            (name, _shown(value, k), _shown(previous[name], k), _change(value, previous[name]),
+             _shown(last_week[name], k), _change(value, last_week[name]))
+            for name, value in today.items()
+        ],
+    )  # fmt: skip
+    funnel = _counts(funnel_values(figures.kpis, k))
+    first = funnel[0][1]
+    funnel_table = Table(
+        ["step", "users", "of the step before", "of all viewers"],
+        [
+            (
+                step,
+                _shown(SUPPRESSED if n is None else n, k),
+                "" if i == 0 or n is None or not (before := funnel[i - 1][1]) else f"{n / before:.1%}",
+                "" if n is None or not first else f"{n / first:.1%}",
+            )
+            for i, (step, n) in enumerate(funnel)
+        ],
+    )
+    countries = country_rows(figures, k)
+    country_table = Table(
+        ["country", "users", "purchases", "revenue (EUR)", "share of revenue"],
+        [
+            (
+                c["country"],
+                _shown(c["users"], k),
+                _shown(c["purchases"], k),
+                _shown(c["revenue"], k),
+                "" if c["revenue_share"] is None else f"{c['revenue_share']:.1%}",
+            )
+            for c in countries
+        ],
+    )
+    hourly_events, hourly_revenue = hourly_values(figures, k)
+    trend = figures.trend
+    sections = [
+        Section("Key figures compared", table=kpi_table),
+        Section("Events per hour by type", chart=charts.events_per_hour(hourly_events, k)),
+        Section("Revenue per hour", chart=charts.revenue_per_hour(hourly_revenue, k)),
+        Section(
+            "Conversion funnel (users)",
+            paragraphs=["Users who viewed a product; of them, who added to cart; of them, who purchased (UTC day)."],
+            chart=charts.funnel(funnel, k),
+            table=funnel_table,
+        ),
+        Section(
+            "Revenue and users by country",
+            paragraphs=["Country from `users_public` (never from personal data); `unknown`: events of erased people."],
+            table=country_table,
+        ),
+        Section(
+            f"Last {len(trend)} days",
+            paragraphs=["Batch metrics for closed days the batch job has covered, streaming metrics otherwise."],
+            chart=charts.daily_trend([t.day for t in trend], [t.events for t in trend], [t.revenue for t in trend]),
+        ),
+        Section(
+            "Batch vs streaming per event type",
+            paragraphs=[f"Headline figures above come from the **{figures.kpis.source}** metrics."],
+            table=_comparison_table(figures.comparison),
+        ),
+    ]
+    footer = (
+        f"Small-cell protection: any breakdown cell describing fewer than {k} users is shown as "
+        f"'{privacy.marker(k)}', and further cells are hidden until the hidden ones together describe at "
+        f"least {k} users, so no total gives them back."
+    )
+    return Document(f"Business report {day.isoformat()}", bullets, sections, footer)
+
+
+def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
+    """The figures for the JSON file, with the same suppression (null + a flag) as the pages."""
+
+    def kpis(x: DayKpis) -> dict[str, Any]:
+        return {"day": x.day, "source": x.source, **{name.split(" (")[0]: v for name, v in kpi_values(x).items()}}
+
+    hourly_events, hourly_revenue = hourly_values(figures, k)
+    return {
+        "report": "business",
+        "day": figures.day,
+        "generated_at": datetime.now(UTC),
+        "has_data": figures.has_data,
+        "source": figures.kpis.source,
+        "source_reason": figures.source_reason,
+        "min_cell_users": k,
+        "kpis": kpis(figures.kpis),
+        "previous_day": kpis(figures.previous_day),
+        "same_weekday_last_week": kpis(figures.same_weekday_last_week),
+        "funnel": [{"step": step, "users": n} for step, n in funnel_values(figures.kpis, k)],
+        "countries": country_rows(figures, k),
+        "events_per_hour": {kind: [SUPPRESSED if v is None else v for v in values] for kind, values in hourly_events.items()},
+        "revenue_per_hour": [SUPPRESSED if v is None else v for v in hourly_revenue],
+        "trend": [asdict(t) for t in figures.trend],
+        "batch_vs_streaming": [{**asdict(r), "agrees": r.agrees} for r in figures.comparison],
+        "dead_letters": figures.dead_letters,
+        "consent": {
+            "mode": figures.consent_mode,
+            "consumer_group": figures.consent_group,
+            "dropped_events": sum(figures.consent_dropped.values()),
+            "dropped_by_reason": figures.consent_dropped,
+        },
+    }
+
+
+def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple[str, list[Path]]:
+    """Collect, render and write the report for ``day``; return the Markdown and the files."""
+    with db.connection(settings.database, application_name="daily_report", role=db.ANALYTICS_ROLE) as conn:
+        figures = business.collect(
+            conn, day, cli.today_utc(), consent_group=settings.groups.raw_events, consent_mode=settings.consent_mode
+        )
+        latest = None if figures.has_data else business.latest_day_with_events(conn)
+    doc = build_document(figures, k, latest)
+    stem = f"business_report_{day.isoformat()}"
+    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k), formats)
+    return render_markdown(doc, stem), files
