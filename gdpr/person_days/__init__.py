@@ -105,7 +105,7 @@ def build(
     which days are closed.
 
     The days' events are read in one pass, in one REPEATABLE READ snapshot and without the
-    erasure lock (the first build reads the whole history: 70 s over 50M events), into a
+    erasure lock (the first build reads the whole history, which takes minutes), into a
     temporary table. The lists are then merged ``chunk`` people per transaction, each holding
     the erasure lock shared as an ingest batch does, so that an erasure waits for one chunk: a
     person erased after the snapshot (their events re-keyed, their ``users_pii`` row anonymised)
