@@ -11,10 +11,10 @@ from pathlib import Path
 
 from core.config import PROJECT_ROOT
 
-DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
-# The doc as git names it, left out of the "-dirty" check: an earlier bench of the same checkout
-# has written it.
+# The doc as git names it (left out of the "-dirty" check: an earlier bench of the same checkout
+# has written it), and on disk.
 DOC_IN_GIT = "docs/benchmarks.md"
+DOC = PROJECT_ROOT / DOC_IN_GIT
 # How many levels a report's own headings move down: the report's "# Benchmark" becomes a
 # subsection of the doc's "## Latest runs".
 HEADING_SHIFT = 2

@@ -9,7 +9,6 @@ import pytest
 
 from bench import doc
 from bench.doc import MissingBlock, markers, replace_block
-from core.config import PROJECT_ROOT
 
 REPORT = """# Benchmark (small: 1,000 users, 1,000 events)
 
@@ -108,7 +107,3 @@ def test_the_committed_doc_has_one_block_per_bench() -> None:
 def test_the_commit_is_read_from_git(tmp_path: Path) -> None:
     assert doc.commit_of(tmp_path) == "unknown"  # not a checkout
     assert doc.commit_of() not in {"", "unknown"}
-
-
-def test_the_doc_left_out_of_the_dirty_check_is_the_doc() -> None:
-    assert PROJECT_ROOT / doc.DOC_IN_GIT == doc.DOC
