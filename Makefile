@@ -55,7 +55,7 @@ clean: ## remove the virtual environment and caches (not .local/ data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 SCALE ?= small
-bench: install ## benchmarks with same-run baselines (SCALE=small|large), the consumers scaled out (SCALE=scaleout), costs over 400 days of history (SCALE=history); results in bench/results/
+bench: install ## benchmarks with same-run baselines (SCALE=small|large), the consumers scaled out (SCALE=scaleout), costs over 400 days of history (SCALE=history); results in bench/results/ and docs/benchmarks.md
 	$(PY) -m bench.run --scale $(SCALE)
 
 prometheus: ## Prometheus with the alert rules, scraping the services on this machine (Debian: apt-get install prometheus); data in .local/prometheus

@@ -1,8 +1,8 @@
 """What every bench composes: an isolated embedded stack (start, stop, query, settle), the users
 seeded as production has them, a command run to completion with its memory sampled, a consumer
 group's rate from its commit log, the results table's row, and the results written to
-``bench/results/``. The benches (bench.pipeline, bench.scaleout, bench.history) use these and
-import no other bench; bench.run only chooses one."""
+``bench/results/`` and into ``docs/benchmarks.md`` (bench.doc). The benches (bench.pipeline,
+bench.scaleout, bench.history) use these and import no other bench; bench.run only chooses one."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import psycopg2
 from psycopg2 import sql
 
 import devstack
+from bench import doc
 from core import db
 from core.config import PROJECT_ROOT, Settings, child_environment, load_settings
 
@@ -245,10 +246,17 @@ def machine() -> str:
     )
 
 
-def write_results(stem: str, text: str, data: dict[str, Any]) -> None:
-    """The report, printed and written to ``bench/results/<stem>.md``, and its figures to ``.json``."""
+def write_results(scale: str, text: str, data: dict[str, Any]) -> None:
+    """The report, printed and written to ``bench/results/bench-<scale>.md``, its figures to
+    ``.json``, and the report into its block of ``docs/benchmarks.md`` (bench.doc)."""
     print(text)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{stem}.md").write_text(text, encoding="utf-8")
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-    log(f"results written to {RESULTS_DIR / stem}.md and .json")
+    stem = RESULTS_DIR / f"bench-{scale}"
+    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    log(f"results written to {stem}.md and .json")
+    try:
+        doc.update(scale, text)
+    except doc.MissingBlock as e:
+        raise SystemExit(f"the results are in {stem}.md, but {doc.DOC} was not updated: {e}") from e
+    log(f"{doc.DOC} updated: commit it with the change it measures")

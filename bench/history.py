@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     finally:
         stack.stop(keep=args.keep)
-    write_results("bench-history", text, bench.as_json())
+    write_results("history", text, bench.as_json())
 
 
 if __name__ == "__main__":

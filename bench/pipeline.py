@@ -655,7 +655,7 @@ def main(scale: str, events: int | None, *, keep: bool) -> None:
     finally:
         stack.stop(keep=keep)
     write_results(
-        f"bench-{scale}",
+        scale,
         bench.report(time.perf_counter() - started),
         {"scale": scale, **bench.scale, "rows": [asdict(r) for r in bench.rows]},
     )

@@ -1,5 +1,5 @@
 """``make bench``: every stage on the same generated events, each against a baseline measured in
-the same run, printed as ratios and written to ``bench/results/`` (JSON and Markdown).
+the same run, printed as ratios and written to ``bench/results/`` (JSON and Markdown) and into ``docs/benchmarks.md``.
 
 The command that chooses a bench: ``--scale small|large`` runs bench.pipeline (every stage of the
 pipeline against its baseline), ``scaleout`` bench.scaleout (the consumers with 1, 2, 4, ...

@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stack.stop(keep=args.keep)  # kept: the consumers' logs are in its folder too
     write_results(
-        "bench-scaleout",
+        "scaleout",
         report(runs, args, notes, time.perf_counter() - started),
         {
             "scale": "scaleout",

@@ -293,6 +293,7 @@ def test_every_event_of_a_202_survives_a_kill_9_and_is_stored_once(
     response = running.post("/v1/events", msgspec.json.encode(batch), write_key)
     running.process.kill()  # SIGKILL the moment the 202 arrived: no flush, no goodbye
     running.process.wait(10)
+    running.http.close()  # its connection to the killed server (else an unclosed socket at exit)
     assert response.status_code == 202, response.text
     accepted = {r["event_id"] for r in response.json()["results"] if r["status"] == "accepted"}
     assert len(accepted) == 900

@@ -14,6 +14,7 @@ import email
 import email.policy
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -651,3 +652,63 @@ def test_the_api_reads_no_address_and_rewrites_no_history(settings: Settings, st
         conn.cursor() as cur,
     ):
         cur.execute(statement)
+
+
+# -- one limit for every process, and a stop that need not wait ------------------------------
+
+
+def test_the_address_limit_holds_across_processes_and_a_restart(
+    settings: Settings, mail_server: MailServer, tmp_path: Path
+) -> None:
+    """The per-address count lives in PostgreSQL, not in a process: two APIs on one database share
+    one allowance, and a restarted one still remembers it."""
+    env = {**mail_server.env, **GENEROUS, "PRIVACY_API_REQUESTS_PER_ADDRESS_PER_HOUR": "4"}
+    first, second = start_api(tmp_path, env), start_api(tmp_path, env)
+    try:
+        jane = address()
+        assert [api.file(jane).status_code for api in (first, second, first, second)] == [202] * 4
+        assert_error(first.file(jane), 429, "address_rate_limited")
+        assert_error(second.file(jane.upper()), 429, "address_rate_limited")
+
+        assert second.stop() == 0
+        second = start_api(tmp_path, env)
+        assert_error(second.file(jane), 429, "address_rate_limited")
+        assert_error(first.file(jane), 429, "address_rate_limited")
+        assert second.file(address()).status_code == 202  # another address is not affected
+    finally:
+        codes = [first.stop(), second.stop()]
+    assert codes == [0, 0], first.output() + second.output()
+    assert query(settings, "SELECT count(*) FROM privacy_requests") == [(5,)]
+
+
+def test_a_second_ctrl_c_exits_at_once_while_a_request_waits_for_the_mail_server(settings: Settings, tmp_path: Path) -> None:
+    """The first SIGINT lets the request in flight get its answer, here after SMTP_TIMEOUT_S, as
+    the mail server accepted the connection and never greets; the second exits at once with
+    status 130 (core.cli), and the transaction it held is rolled back."""
+    with socket.socket() as silent:
+        silent.bind((devstack.HOST, 0))
+        silent.listen()
+        silent.settimeout(60)
+        smtp_port = silent.getsockname()[1]
+        api = start_api(tmp_path, {"SMTP_HOST": devstack.HOST, "SMTP_PORT": str(smtp_port), "SMTP_TIMEOUT_S": "600", **GENEROUS})
+        try:
+            payload = json.dumps({"email": address(), "type": "erasure"}).encode()
+            host, port = api.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=60) as client:
+                client.sendall(
+                    b"POST /v1/privacy-requests HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                mail_connection, _ = silent.accept()  # the request is in flight, waiting for a greeting
+                with mail_connection:
+                    api.process.send_signal(signal.SIGINT)
+                    wait_until(lambda: "SIGINT received" in api.output(), timeout=60, what="the first SIGINT to be taken")
+                    assert api.process.poll() is None  # still waiting for the request in flight
+
+                    api.process.send_signal(signal.SIGINT)
+                    assert api.process.wait(timeout=60) == 130, api.output()
+        finally:
+            api.stop(signal.SIGKILL)
+    assert "second SIGINT: exiting now" in api.output()
+    assert query(settings, "SELECT count(*) FROM privacy_requests") == [(0,)]
