@@ -14,6 +14,7 @@ COPY data_generators ./data_generators
 COPY collector ./collector
 COPY consumers ./consumers
 COPY batch ./batch
+COPY analytics ./analytics
 COPY gdpr ./gdpr
 COPY reports ./reports
 COPY console ./console

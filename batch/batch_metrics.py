@@ -14,7 +14,7 @@ from datetime import date
 import psycopg2
 import psycopg2.extensions
 
-from batch.metrics import changed_days, recompute_day, record_run
+from batch.metrics import changed_days, close_day, record_run
 from core import cli, db
 from core.config import Settings
 from core.errors import InvalidInput
@@ -23,7 +23,8 @@ from core.errors import InvalidInput
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m batch.batch_metrics",
-        description="Recompute metrics_batch_daily (event count and revenue per event type) from events_raw, "
+        description="Recompute metrics_batch_daily (event count and revenue per event type) and the analyses' "
+        "per-person-day summaries (analytics_person_days) from events_raw, "
         "for one UTC day, a range of days, or every closed day that received events since the last --changed run.",
     )
     cli.add_day_range_arguments(parser)
@@ -36,15 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def recompute_days(conn: psycopg2.extensions.connection, days: list[date]) -> list[str]:
-    """Recompute each day in a transaction of its own and print its figures; return the days
+def recompute_days(conn: psycopg2.extensions.connection, days: list[date], funnel_window_s: int) -> list[str]:
+    """Recompute each day (its metrics and, in the same transaction, the analyses' per-person-day
+    summaries built with ``funnel_window_s``) in a transaction of its own and print its figures; return the days
     PostgreSQL refused, each with its reason. One refused day (its totals out of range, a
     timeout) does not hold up the others: it is said in one line and looked at again next run."""
     progress = cli.Progress("days", total=len(days))
     failed: list[str] = []
     for day in days:
         try:
-            rows = recompute_day(conn, day)
+            rows = close_day(conn, day, funnel_window_s=funnel_window_s)
         except psycopg2.Error as e:
             failed.append(f"{day} ({db.describe_error(e)})")
             print(f"batch metrics for {day}: not recomputed, PostgreSQL refused it ({db.describe_error(e)})")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                     else f"events stored since {looked_from:%Y-%m-%d %H:%M} UTC"
                 )
                 print(f"days changed ({since}): {', '.join(map(str, days)) if days else 'none'}")
-            failed = recompute_days(conn, days)
+            failed = recompute_days(conn, days, settings.analytics_funnel_window_s)
             if failed:
                 # Not recorded: the next --changed run looks at the failed days again.
                 raise InvalidInput(

@@ -1,6 +1,7 @@
 """The batch layer's computation: a UTC day's metrics recomputed from ``events_raw`` in SQL.
 
-Used by ``python -m batch.batch_metrics``, by the repair in batch.reconcile and by the bench.
+Used by ``python -m batch.batch_metrics`` (with the analyses' per-person-day summaries:
+``close_day``), by the repair in batch.reconcile and by the bench.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import date, datetime, timedelta
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
+from analytics import summaries
 from core import db
 
 # A plain SELECT, not INSERT ... SELECT: PostgreSQL never runs a data-modifying statement in
@@ -45,6 +47,17 @@ def recompute_day(conn: psycopg2.extensions.connection, day: date) -> list[tuple
     """Replace the batch metrics of ``day`` in a transaction of its own; return (type, count, revenue)."""
     with conn, conn.cursor() as cur:
         return recompute_day_in(cur, day)
+
+
+def close_day(conn: psycopg2.extensions.connection, day: date, *, funnel_window_s: int) -> list[tuple[str, int, str]]:
+    """What the batch job does for a day, in one transaction: its metrics recomputed, and the
+    per-person-day summaries of the analyses (analytics.summaries) rebuilt with the funnel's
+    window, so the two never disagree about a day. A day with no raw event stored keeps both."""
+    with conn, conn.cursor() as cur:
+        rows = recompute_day_in(cur, day)
+        if rows:
+            summaries.build_day(cur, day, funnel_window_s=funnel_window_s)
+        return rows
 
 
 # A transaction stamps its events with its start (ingested_at = now()) and may commit later: each

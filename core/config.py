@@ -753,6 +753,15 @@ class Settings(Section):
     )
     # k-anonymity style.
     report_min_cell_users: Count = Field(5, description="report breakdown cells describing fewer users are suppressed")
+    # An hour, as PostHog's and Mixpanel's funnels default to; at most a day, as a sequence must lie
+    # within its page view's UTC day (docs/analytics.md).
+    analytics_funnel_window_s: Annotated[int, Field(ge=1, le=86400)] = Field(
+        3600,
+        description="the ordered funnel's conversion window in seconds (1 to 86400): page_view, add_to_cart and"
+        " purchase count as one sequence when all three happen in that order within it, on the page view's UTC day."
+        " The per-person-day summaries are built with it (`python -m batch.batch_metrics`); after a change, rebuild"
+        " the days to analyse with `--from`/`--to`: `python -m analytics.funnel` refuses days built with another window",
+    )
     # required: production. assumed: the design document's flow, which creates users without consent.
     consent_mode: Annotated[str, BeforeValidator(_one_of(CONSENT_MODES, str.lower))] = Field(
         "assumed",

@@ -5,7 +5,8 @@
 * ``raw_events``: the events of days before RETENTION_DAYS ago. ``events_raw`` is partitioned
   by day (sql/021): whole partitions are dropped, and the old rows of the default partition
   (late events of days without a partition) deleted day by day, at most 50,000 per transaction,
-  with progress, as are all old rows of a table that is not partitioned. The daily metrics, aggregates, stay.
+  with progress, as are all old rows of a table that is not partitioned. The daily metrics, aggregates, stay;
+  the analyses' per-person-day summaries of those days (analytics_person_days) go with them.
 * ``dead_letters``: dead letters received before DEAD_LETTER_RETENTION_DAYS ago.
 * ``access_exports``: exports past their download period (the GDPR processor's own sweep,
   ``gdpr.housekeeping``), and files in ``REPORTS_DIR/access/`` that no request points to, last
@@ -35,6 +36,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from analytics import summaries
 from core import cli, db, locks, partitions
 from core.config import Settings
 from core.errors import PlatformError
@@ -187,10 +189,25 @@ def remove_raw_events(run: Run, chunk_rows: int = CHUNK_ROWS) -> Removal:
     # What is left before the cutoff is in the default partition: late events of days that had
     # no partition of their own. A dry run still sees the partitions' rows: they are not counted twice.
     _delete_events(run.conn, removal, run.events_table, chunk_rows, counted=in_partitions if removal.dry_run else 0)
+    if run.events_table == RAW_EVENTS_TABLE:
+        _remove_person_day_summaries(run.conn, removal)
     if run.events_table == RAW_EVENTS_TABLE and not removal.dry_run:
         _remove_erased_digests(run.conn, removal.cutoff)
         _partition_default_days(run.conn, removal.cutoff)
     return removal
+
+
+def _remove_person_day_summaries(conn: psycopg2.extensions.connection, removal: Removal) -> None:
+    """The analyses' per-person-day summaries (sql/037) of the days before the cutoff: per-person
+    data derived from the raw events, it goes with them (the daily metrics, aggregates, stay)."""
+    with conn, conn.cursor() as cur:
+        count = summaries.count_before(cur, removal.cutoff) if removal.dry_run else summaries.remove_before(cur, removal.cutoff)
+    if count:
+        note = f"{count:,} per-person-day summary rows {'would go' if removal.dry_run else 'removed'} with them"
+        removal.note = f"{removal.note}; {note}" if removal.note else note
+        logger.info(
+            "%s per-person-day summary rows of days before %s", "counted" if removal.dry_run else "removed", removal.cutoff
+        )
 
 
 def _remove_erased_digests(conn: psycopg2.extensions.connection, cutoff: date) -> None:
