@@ -12,7 +12,7 @@ import pytest
 
 from core.config import PROJECT_ROOT
 
-STAGES = ("data_generators", "collector", "consumers", "batch", "gdpr", "reports", "console")
+STAGES = ("data_generators", "collector", "consumers", "batch", "gdpr", "reports", "analytics", "console")
 # The scheduler runs the stages' commands on time, as the demo runs them in order; the dashboard
 # watches every stage at once.
 APPLICATIONS = ("demo", "devstack", "bench", "scheduler", "dashboard")
