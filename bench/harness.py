@@ -204,7 +204,7 @@ class Stack:
         with db.connection(self.settings.database, application_name="bench") as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("VACUUM (ANALYZE) events_raw, users_pii, users_public")
+                cur.execute("VACUUM (ANALYZE) events_raw, users_pii, users_public, analytics_person_days")
         self.as_superuser("CHECKPOINT")
         os.sync()
 

@@ -6,6 +6,12 @@ every bench starts it). Each operation is timed at both sizes and passes when th
 1.5x the smaller one: the batch job for one day, the daily report of that day, the erasure of one
 person and of 10,000 people, ``consumers.status`` and the retention run.
 
+The analyses of ``analytics/`` are measured too (bench.analyses): their summaries are built for
+every day (the first build's cost is shown), then the retention matrix for 52 weeks, the ordered
+funnel for 30 days and the customer histories are answered from the summaries and by a naive SQL
+over ``events_raw``; the answers must be the same, the summaries' wall time and pages flat from
+one size to the other, and at the larger size at least 10x faster than the naive SQL.
+
 What each operation has to do is the same at both sizes; only the history around it grows (a
 day five times as busy would cost a per-day job five times as much, which says nothing about
 history):
@@ -49,6 +55,7 @@ from urllib.parse import urlsplit
 import psutil
 from psycopg2 import sql
 
+from bench import analyses
 from bench.harness import Stack, log, machine, python_module, seed_users, write_results
 from core import cli, consent, db, partitions
 from core.config import PROJECT_ROOT
@@ -63,7 +70,9 @@ RETENTION_STEP_DAYS = 3
 TARGET_RATIO = 1.5
 # Shown without a target: the nightly index cleanup after a large erasure reads every index of
 # every day the erased people's events are on (gdpr.vacuum.finish_vacuum).
-UNTARGETED = frozenset({"finish_vacuum"})
+UNTARGETED = frozenset({"finish_vacuum", "summaries_build"})
+# The summaries' answers against the naive SQL over events_raw at the larger size: at least this much faster.
+NAIVE_TARGET = 10.0
 # Relative traffic per weekday (Monday first): e-commerce peaks late in the week and on Sundays.
 WEEKDAY_TRAFFIC = (0.95, 0.93, 0.95, 1.0, 1.05, 1.1, 1.02)
 # A consumer commits an event within a second or two of its time.
@@ -317,6 +326,8 @@ class HistoryBench:
         self.sizes = (args.small_events, args.large_events)
         self.operations: dict[str, Operation] = {}
         self.loads: list[Load] = []
+        # The naive SQL's result for each analysis at each size, and whether the answers agreed.
+        self.naive: dict[str, list[Result]] = {}
         self.pool = 0  # users with analytics consent, numbered in USERS_TABLE
         self.partitioned = False
         # Each operation's line in the table, in the order they are measured.
@@ -329,6 +340,8 @@ class HistoryBench:
             "status": "consumers.status",
             "retention": f"retention run ({self.plan.step} oldest days)",
             "upkeep": "person days after retention (its days out of the lists)",
+            "summaries_build": "analyses' summaries, first build of every day (batch_metrics --from --to)",
+            **{a.key: f"{a.name} (summaries)" for a in analyses.analyses(self.plan.measured_day, 1)},
         }
 
     # -- set-up ---------------------------------------------------------------------------
@@ -564,13 +577,65 @@ class HistoryBench:
         seconds, _out, peak, io = self.counted(python_module("gdpr.person_days"))
         self.record("upkeep", size, Result(seconds, peak, f"{int(people):,} people's lists", io))
 
+    def build_summaries(self, size: int) -> None:
+        """The analyses' per-person-day summaries of every day the history holds, as a first build
+        would make them: ``batch_metrics --from --to`` (close_day per day: its metrics and its
+        summaries; there is no bulk path). Shown, not held to the target: it is the history's work."""
+        [(first, last, events)] = self.stack.query("SELECT min(event_date), max(event_date), count(*) FROM events_raw")
+        log(f"building the analyses' summaries of {first}..{last} ({int(events):,} events)")
+        seconds, _out, peak, io = self.counted(python_module("batch.batch_metrics", "--from", str(first), "--to", str(last)))
+        [(rows,)] = self.stack.query("SELECT count(*) FROM analytics_person_days")
+        note = f"{(last - first).days + 1} days, {int(events):,} events, {int(rows):,} person-days"
+        self.record("summaries_build", size, Result(seconds, peak, note, io))
+        self.loads.append(Load(f"analyses' summaries at {size_label(self.sizes[size])} (first build)", int(events), seconds))
+
+    def _answer(self, answer: Any) -> tuple[Result, analyses.Answer]:
+        """``answer`` (a cursor -> rows function) run ``--repeats`` times as the analytics login,
+        each on a connection of its own (its block counts land as it closes): the median wall time
+        of the query and its fetch, the block counts and the answer of the last run."""
+        times: list[float] = []
+        rows: analyses.Answer = []
+        io = None
+        for _ in range(self.args.repeats):
+            before = self.io_counts()
+            settings = self.stack.settings.database
+            with db.connection(settings, application_name="bench", role=db.ANALYTICS_ROLE) as conn, conn, conn.cursor() as cur:
+                started = time.perf_counter()
+                rows = answer(cur)
+                times.append(time.perf_counter() - started)
+            io = self.io_counts() - before
+        return Result(statistics.median(times), None, f"{len(rows):,} rows", io), rows
+
+    def measure_analyses(self, size: int) -> None:
+        """Each analysis from the summaries and from a naive SQL over events_raw (bench.analyses):
+        timed, counted, and the answers compared; a row whose answers differ is recorded FAILED."""
+        for analysis in analyses.analyses(self.plan.measured_day, self.stack.settings.analytics_funnel_window_s):
+            log(f"{analysis.name}: from the summaries, then naive over events_raw")
+            try:
+                ours, found = self._answer(analysis.summaries)
+                naive, expected = self._answer(analysis.naive)
+                difference = analyses.first_difference(expected, found)
+            except Exception as e:  # one failed analysis must not lose the others
+                failed = Result(note=f"FAILED: {str(e).splitlines()[0][:200]}")
+                self.record(analysis.key, size, failed)
+                self.naive.setdefault(analysis.key, [Result(), Result()])[size] = failed
+                continue
+            if difference is not None:
+                ours = Result(note=f"FAILED: not the naive answer: {difference}", io=ours.io)
+            else:
+                ours.note += ", the same answer as the naive SQL"
+            self.record(analysis.key, size, ours)
+            self.naive.setdefault(analysis.key, [Result(), Result()])[size] = naive
+
     def measure(self, size: int) -> None:
         """Every operation at ``size``; one that fails is recorded as failed, the others still run.
         Retention comes last: it removes the oldest days, which no other measure reads."""
         self.track_io_timing()
         self.build_person_days(size)
+        self.build_summaries(size)
         self.stack.settle()
         steps = (
+            self.measure_analyses,
             self.measure_batch,
             self.measure_report,
             self.measure_erasure_one,
@@ -612,6 +677,7 @@ class HistoryBench:
                 f"| {op.name} | {times[0]} | {times[1]} | {'' if op.ratio is None else f'{op.ratio:.2f}x'} | "
                 f"{f'<= {TARGET_RATIO}x' if op.targeted else 'none'} | {'' if op.passed is None else ('yes' if op.passed else 'NO')} | {rss} |"
             )
+        lines += self.render_analyses()
         lines += [
             "",
             *(
@@ -626,6 +692,33 @@ class HistoryBench:
         ]
         return "\n".join(lines) + "\n"
 
+    def render_analyses(self) -> list[str]:
+        """The analyses from the summaries against the naive SQL over events_raw: wall time and
+        pages touched at both sizes, and how many times faster the summaries are."""
+        if not self.naive:
+            return []
+        small, large = (size_label(s) for s in self.sizes)
+        lines = [
+            "",
+            f"Analyses from the per-person-day summaries against a naive SQL over events_raw giving the same answer "
+            f"(bench.analyses; compared row by row, a row that differs is FAILED); wall time of the query and its fetch, "
+            f"median of {self.args.repeats} runs; pages: shared blocks touched (hit + read) of the last run.",
+            "",
+            f"| analysis | summaries at {small} / {large} | pages at {small} / {large} | naive at {small} / {large} | "
+            f"naive pages at {small} / {large} | naive / summaries at {large} | target | ok |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for key, naive in self.naive.items():
+            ours = self.operations[key].results
+            speedup = analyses_speedup(ours[1], naive[1])
+            lines.append(
+                f"| {self.names[key].removesuffix(' (summaries)')} | {pair(r.seconds for r in ours)} | "
+                f"{pages(ours)} | {pair(r.seconds for r in naive)} | {pages(naive)} | "
+                f"{'' if speedup is None else f'{speedup:,.1f}x'} | >= {NAIVE_TARGET:.0f}x | "
+                f"{'' if speedup is None else ('yes' if speedup >= NAIVE_TARGET else 'NO')} |"
+            )
+        return lines
+
     def as_json(self) -> dict[str, Any]:
         return {
             "scale": "history",
@@ -636,7 +729,27 @@ class HistoryBench:
             "loads": [{**asdict(load), "seconds_per_million": load.seconds_per_million} for load in self.loads],
             "rows": [{"operation": op.name, "ratio": op.ratio, "passed": op.passed, "results": [asdict(r) for r in op.results]}
                      for op in self.operations.values()],
+            "naive": {key: {"speedup": analyses_speedup(self.operations[key].results[1], naive[1]),
+                            "results": [asdict(r) for r in naive]} for key, naive in self.naive.items()},
         }  # fmt: skip
+
+
+def analyses_speedup(ours: Result, naive: Result) -> float | None:
+    """How many times faster the summaries answered than the naive SQL; None when either has no
+    time (failed, or a different answer)."""
+    if ours.seconds is None or naive.seconds is None or ours.seconds <= 0:
+        return None
+    return naive.seconds / ours.seconds
+
+
+def pair(seconds: Any) -> str:
+    """Two sizes' wall times, "0.12 s / 0.50 s" (FAILED for a missing one)."""
+    return " / ".join("FAILED" if s is None else f"{s:.2f} s" for s in seconds)
+
+
+def pages(results: Sequence[Result]) -> str:
+    """Two sizes' pages touched, "1,234 / 5,678" (- where not counted)."""
+    return " / ".join("-" if r.io is None else f"{r.io.touched:,}" for r in results)
 
 
 def describe(result: Result) -> str:

@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from psycopg2 import sql
@@ -468,6 +468,41 @@ class PipelineBench:
                 ours / bare <= 1.5,
             )
         )
+        self.summaries_upkeep(day, int(events))
+
+    def summaries_upkeep(self, day: date, events: int) -> None:
+        """The analyses' per-person-day summaries kept as the day closes: batch.metrics.close_day
+        (the day's metrics and its summaries, one transaction) against recompute_day (the metrics
+        alone), both as the batch job's login, alternated, best of three. Shown, with no target:
+        the summaries sort each person's day where the metrics only group (docs/analytics.md)."""
+        from batch.metrics import close_day, recompute_day
+
+        window = self.stack.settings.analytics_funnel_window_s
+        log(f"summaries' upkeep for {day} ({events:,} events): close_day vs recompute_day alone")
+        metrics_times, close_times = [], []
+        with db.connection(self.stack.settings.database, application_name="bench", role=db.BATCH_ROLE) as conn:
+            for _ in range(3):
+                started = time.perf_counter()
+                recompute_day(conn, day)
+                metrics_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                close_day(conn, day, funnel_window_s=window)
+                close_times.append(time.perf_counter() - started)
+        [(people,)] = self.stack.query("SELECT count(*) FROM analytics_person_days WHERE event_date = %s", (day,))
+        metrics, closed = min(metrics_times), min(close_times)
+        row = Row(
+            f"summaries' nightly upkeep, one day of {events:,} events (close_day)",
+            f"{closed:.2f} s ({closed / max(events / 1e6, 1e-9):.1f} s per million events)",
+            f"metrics recompute alone (recompute_day): {metrics:.2f} s",
+            closed / metrics if metrics else None,
+            "none (shown)",
+            None,
+        )
+        row.notes = (
+            f"the day's metrics and its {int(people):,} per-person-day summaries in one transaction, as batch_metrics "
+            f"runs it (funnel window {window} s), best of three alternated with the metrics alone"
+        )
+        self.rows.append(row)
 
     def gdpr(self) -> None:
         self.stack.settle()
