@@ -10,9 +10,9 @@ from datetime import date
 from typing import Any
 
 from analytics import summaries
+from analytics.release import marker, suppressed_cells
 from core import db
 from core.errors import InvalidInput
-from reports.privacy import marker, suppressed_cells
 
 STEPS = ("page_view", "add_to_cart", "purchase")
 
@@ -90,7 +90,7 @@ def funnel(cur: db.Cursor, first: date, last: date, *, window_s: int, by_country
 
 def publishable(result: Funnel, k: int) -> dict[str, Any]:
     """The funnel as it may leave the pseudonymous zone (JSON-ready): a step's count describing
-    fewer than ``k`` people is suppressed as the reports do (reports.privacy, across the countries
+    fewer than ``k`` people is suppressed by the release rules (analytics.release, across the countries
     of a day), and so are the rates and median times that rest on it."""
     hidden: set[tuple[date, str | None, int]] = set()
     for step in range(3):

@@ -1,6 +1,6 @@
 """Charts for the reports, drawn with matplotlib's object API into PNG bytes (no display needed).
 
-Suppressed cells (see reports.privacy) arrive as ``None`` and are left out of a chart rather
+Suppressed cells (see analytics.release) arrive as ``None`` and are left out of a chart rather
 than drawn as zero; the chart says so.
 """
 

@@ -20,10 +20,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from analytics import release
 from batch.reconcile import Comparison
 from core import cli, db
 from core.config import Settings
-from reports import business, charts, privacy
+from reports import business, charts
 from reports.business import BusinessFigures, DayKpis
 from reports.render import Document, Section, Table, render_markdown, write_document
 
@@ -37,7 +38,7 @@ CONSENT_MODES = {
 
 # A cell is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
 Figure = int | Decimal | str | None
-SUPPRESSED = privacy.SUPPRESSED
+SUPPRESSED = release.SUPPRESSED
 
 
 def _change(now: Figure, before: Figure) -> str:
@@ -63,7 +64,7 @@ def _shown(value: Figure, k: int) -> str:
     if value is None:
         return "n/a"
     if value == SUPPRESSED:
-        return privacy.marker(k)
+        return release.marker(k)
     return f"{value:,.2f}" if isinstance(value, Decimal) else f"{value:,}"
 
 
@@ -73,7 +74,7 @@ def _versus(now: Figure, before: Figure, what: str) -> str:
 
 
 def funnel_values(kpis: DayKpis, k: int) -> list[tuple[str, int | str]]:
-    hidden = privacy.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
+    hidden = release.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
     return [(step, SUPPRESSED if step in hidden else n) for step, n in zip(FUNNEL_STEPS, kpis.funnel, strict=True)]
 
 
@@ -84,8 +85,8 @@ def _counts(values: list[tuple[str, int | str]]) -> list[tuple[str, int | None]]
 def country_rows(figures: BusinessFigures, k: int) -> list[dict[str, Any]]:
     """Per country: users and revenue, each suppressed below k (revenue: below k buyers)."""
     rows = figures.countries
-    hidden_users = privacy.suppressed_cells({r.country: r.users for r in rows}, k)
-    hidden_revenue = privacy.suppressed_cells({r.country: r.purchasers for r in rows}, k)
+    hidden_users = release.suppressed_cells({r.country: r.users for r in rows}, k)
+    hidden_revenue = release.suppressed_cells({r.country: r.purchasers for r in rows}, k)
     total_revenue = sum((r.revenue for r in rows), Decimal(0))
     return [
         {
@@ -103,9 +104,9 @@ def hourly_values(figures: BusinessFigures, k: int) -> tuple[dict[str, list[int 
     """Events per hour per type and revenue per hour, suppressed where fewer than k users."""
     events: dict[str, list[int | None]] = {}
     for kind, cells in figures.hourly.items():
-        hidden = privacy.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
+        hidden = release.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
         events[kind] = [None if hour in hidden else cell.events for hour, cell in enumerate(cells)]
-    hidden_revenue = privacy.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
+    hidden_revenue = release.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
     revenue = [None if hour in hidden_revenue else amount for hour, (amount, _b) in enumerate(figures.hourly_revenue)]
     return events, revenue
 
@@ -243,7 +244,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
     ]
     footer = (
         f"Small-cell protection: any breakdown cell describing fewer than {k} users is shown as "
-        f"'{privacy.marker(k)}', and further cells are hidden until the hidden ones together describe at "
+        f"'{release.marker(k)}', and further cells are hidden until the hidden ones together describe at "
         f"least {k} users, so no total gives them back."
     )
     return Document(f"Business report {day.isoformat()}", bullets, sections, footer)

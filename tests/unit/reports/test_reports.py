@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from analytics.release import marker, suppressed_cells
 from batch.reconcile import Comparison
 from reports.audit_report import AuditFigures, ConsentDay, ConsentTotals, RetentionFigures, RetentionKind
 from reports.audit_report import build_data as build_audit_data
@@ -19,7 +20,6 @@ from reports.audit_report import build_document as build_audit_document
 from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
 from reports.daily_report import build_data, build_document
-from reports.privacy import marker, suppressed_cells
 from reports.render import render_html, render_json, render_markdown
 
 DAY = date(2026, 5, 4)  # a Monday
