@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from analytics.release import marker, suppressed_cells
 from core import db
-from reports.privacy import marker, suppressed_cells
 
 BY = ("signup", "first-purchase")
 
@@ -100,7 +100,7 @@ def _together(counts: dict[Any, int]) -> dict[Any, int]:
 def publishable(result: Retention, k: int) -> dict[str, Any]:
     """The table as it may leave the pseudonymous zone (JSON-ready): a cohort of fewer than ``k``
     people is shown by its week only, and a cell describing fewer than ``k`` people (not zero)
-    is suppressed as the reports do (reports.privacy), with its share; future cells are null."""
+    is suppressed by the release rules (analytics.release), with its share; future cells are null."""
     shown = marker(k)
     cohorts = []
     for cohort in result.cohorts:

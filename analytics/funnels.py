@@ -10,9 +10,9 @@ from datetime import date
 from typing import Any
 
 from analytics import summaries
+from analytics.release import marker, suppressed_cells
 from core import db
 from core.errors import InvalidInput
-from reports.privacy import marker, suppressed_cells
 
 STEPS = ("page_view", "add_to_cart", "purchase")
 
@@ -88,9 +88,21 @@ def funnel(cur: db.Cursor, first: date, last: date, *, window_s: int, by_country
     return Funnel(window_s, first, last, rows, missing)
 
 
+def open_day(cur: db.Cursor, *, window_s: int) -> Funnel:
+    """Today's (UTC) ordered funnel, every country together: the day is open and has no
+    summaries, so it is computed from today's events_raw partition alone by the rules the summaries
+    are built with (the owner's ``analytics_funnel_today``, sql/038: the same row function as the
+    batch job's build, aggregated as ``funnel`` aggregates the summaries); nothing is written. For
+    the dashboard's login, which executes the function and reads no events."""
+    cur.execute("SELECT * FROM analytics_funnel_today(%s)", (window_s,))
+    [(day, viewed, carted, bought, m1, m2)] = cur.fetchall()
+    rows = [] if not viewed else [FunnelRow(day, None, int(viewed), int(carted), int(bought), m1, m2)]
+    return Funnel(window_s, day, day, rows, [])
+
+
 def publishable(result: Funnel, k: int) -> dict[str, Any]:
     """The funnel as it may leave the pseudonymous zone (JSON-ready): a step's count describing
-    fewer than ``k`` people is suppressed as the reports do (reports.privacy, across the countries
+    fewer than ``k`` people is suppressed by the release rules (analytics.release, across the countries
     of a day), and so are the rates and median times that rest on it."""
     hidden: set[tuple[date, str | None, int]] = set()
     for step in range(3):

@@ -56,7 +56,21 @@ _TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
-for _name in ("count", "money", "rate", "pct", "seconds", "when", "finished", "lag", "kinds", "series", "bars"):
+for _name in (
+    "count",
+    "people",
+    "duration",
+    "money",
+    "rate",
+    "pct",
+    "seconds",
+    "when",
+    "finished",
+    "lag",
+    "kinds",
+    "series",
+    "bars",
+):
     _TEMPLATES.filters[_name] = getattr(display, _name)
 
 

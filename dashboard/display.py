@@ -19,6 +19,18 @@ def count(n: int | None) -> str:
     return DASH if n is None else f"{n:,}"
 
 
+def people(value: int | str) -> str:
+    """People at a funnel step, as count writes them; a suppressed cell's marker as it comes."""
+    return value if isinstance(value, str) else count(value)
+
+
+def duration(value: float | None) -> str:
+    """A median time between steps: 42 s under two minutes, 5.2 min after; a dash without one."""
+    if value is None:
+        return DASH
+    return f"{value:,.0f} s" if value < 120 else f"{value / 60:,.1f} min"
+
+
 def money(amount: str) -> str:
     """An exact decimal string as 1,234.50 (the JSON's money is never a float)."""
     return f"{Decimal(amount):,.2f}"

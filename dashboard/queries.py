@@ -1,9 +1,10 @@
 """What the dashboard reads, in one read-only transaction as the dashboard_reader login (sql/024).
 
 Every statement reads counts and progress: the consumers' offsets, batches and heartbeats (through
-core.progress, their one owner), today's streaming metrics, the type and due date of each open
-privacy request, the latest run of each scheduled job and the last hour's dead letters by reason.
-The login cannot read anything else, personal data above all.
+core.progress, their one owner), today's streaming metrics, today's ordered funnel of people (counts
+and medians from the owner's function, analytics.funnels.open_day), the type and due date of each
+open privacy request, the latest run of each scheduled job and the last hour's dead letters by
+reason. The login cannot read anything else, personal data above all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from analytics import funnels
 from core import db, progress
 from gdpr import requests
 
@@ -40,6 +42,7 @@ class Snapshot:
     now: datetime  # the database's clock
     day: date  # today, UTC
     metrics: dict[str, tuple[int, Decimal]]  # today's streaming metrics: event type -> (events, amount)
+    people_funnel: funnels.Funnel  # today's ordered funnel of people, every country together
     groups: dict[str, progress.GroupProgress]
     per_minute: dict[str, list[int]]  # events each group handled per minute, oldest first
     open_requests: list[tuple[str, datetime]]  # (request type, due date) of every open request
@@ -47,8 +50,9 @@ class Snapshot:
     dead_letters: list[tuple[str, int]]  # (reason, count) over the last DEAD_LETTER_MINUTES, most first
 
 
-def read(cur: db.Cursor, topic: str) -> Snapshot:
-    """Everything the page shows, from one snapshot of the database."""
+def read(cur: db.Cursor, topic: str, funnel_window_s: int) -> Snapshot:
+    """Everything the page shows, from one snapshot of the database; the ordered funnel with the
+    conversion window ``funnel_window_s`` (ANALYTICS_FUNNEL_WINDOW_S, as the summaries use)."""
     # One snapshot for every statement, so the figures agree with each other; nothing is written.
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
     # The connection's time zone is UTC (core.db.connect): current_date is today's UTC day.
@@ -56,6 +60,7 @@ def read(cur: db.Cursor, topic: str) -> Snapshot:
     [(now, day)] = cur.fetchall()
     cur.execute("SELECT event_type, total_events, total_amount FROM metrics_streaming_daily WHERE event_date = current_date")
     metrics = {str(kind): (int(events), Decimal(amount)) for kind, events, amount in cur.fetchall()}
+    people_funnel = funnels.open_day(cur, window_s=funnel_window_s)
     groups = progress.overview(cur, topic, RATE_WINDOW_S, count_dead_letters=False)
     per_minute = progress.events_per_minute(cur, topic, THROUGHPUT_MINUTES)
     open_requests = requests.open_deadlines(cur)  # open on hold too: the deadline still runs
@@ -63,6 +68,7 @@ def read(cur: db.Cursor, topic: str) -> Snapshot:
         now=now,
         day=day,
         metrics=metrics,
+        people_funnel=people_funnel,
         groups=groups,
         per_minute=per_minute,
         open_requests=open_requests,

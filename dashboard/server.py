@@ -33,9 +33,9 @@ def open_dashboard(settings: Settings) -> Dashboard:
     """The dashboard on a database that answers with its tables; ServiceUnavailable (one line,
     naming what to do) when it does not, ConfigError when its login is refused."""
     database = LOGIN.open(settings.database)
-    topic = settings.kafka.topic
+    topic, window_s = settings.kafka.topic, settings.analytics_funnel_window_s
     try:
-        database.run(lambda cur: queries.read(cur, topic))
+        database.run(lambda cur: queries.read(cur, topic, window_s))
     except psycopg2.Error as e:
         database.close()
         raise ServiceUnavailable(

@@ -86,6 +86,6 @@ class Dashboard:
 
     async def summary(self) -> dict[str, Any]:
         """The summary now (dashboard.summary.build); the database and Kafka are asked side by side."""
-        topic = self.topic
-        snapshot, ends = await asyncio.gather(self.database.call(lambda cur: queries.read(cur, topic)), self.ends.get())
-        return summary.build(snapshot, ends, topic, REFRESH_S)
+        topic, window_s = self.topic, self.settings.analytics_funnel_window_s
+        snapshot, ends = await asyncio.gather(self.database.call(lambda cur: queries.read(cur, topic, window_s)), self.ends.get())
+        return summary.build(snapshot, ends, topic, REFRESH_S, min_cell_users=self.settings.report_min_cell_users)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from analytics import funnels, release
 from core import progress
 from dashboard.queries import DEAD_LETTER_MINUTES, RATE_WINDOW_S, THROUGHPUT_MINUTES, Snapshot
 
@@ -28,9 +29,12 @@ BUCKET_LABELS = {
     "due_within_7_days": "Due within 7 days",
     "later": "Due later",
 }
-# The funnel of today's events, step by step; a step's share is of the step before it.
-FUNNEL = ("page_view", "add_to_cart", "purchase")
-FUNNEL_LABELS = {"page_view": "Page views", "add_to_cart": "Added to cart", "purchase": "Purchases"}
+# Today's ordered funnel of people, step by step (analytics.funnels): a step's share is of the
+# people at the step before it, its time the median from the step before.
+FUNNEL = funnels.STEPS
+FUNNEL_LABELS = {"page_view": "Viewed a page", "add_to_cart": "Then added to cart", "purchase": "Then purchased"}
+_RATE = {"add_to_cart": "rate_view_to_cart", "purchase": "rate_cart_to_purchase"}
+_MEDIAN = {"add_to_cart": "median_view_to_cart_s", "purchase": "median_cart_to_purchase_s"}
 CENT = Decimal("0.01")
 
 
@@ -73,24 +77,29 @@ def share(part: int, whole: int | None) -> float | None:
     return round(100 * part / whole, 1)
 
 
-def funnel(events: Mapping[str, int]) -> list[dict[str, Any]]:
-    """Today's funnel, page views to purchases, in events (not people): each step with its share
-    of the step before, and the width of its bar relative to the largest step."""
-    largest = max((events.get(step, 0) for step in FUNNEL), default=0)
+def funnel(people: funnels.Funnel, k: int) -> list[dict[str, Any]]:
+    """Today's ordered funnel of people as the k-rule releases it (analytics.funnels.publishable):
+    each step's people (the suppression marker where fewer than ``k``), its share of the step
+    before and the median seconds from it (None where there is no base or it is suppressed), and
+    the width of its bar relative to the largest step shown."""
+    published = funnels.publishable(people, k)
+    row: dict[str, Any] = published["rows"][0] if published["rows"] else {"people": dict.fromkeys(FUNNEL, 0)}
+    counts: dict[str, int | str] = row["people"]
+    largest = max((n for n in counts.values() if isinstance(n, int)), default=0)
     steps: list[dict[str, Any]] = []
-    previous: int | None = None
     for step in FUNNEL:
-        count = events.get(step, 0)
+        count = counts[step]
+        rate, median = row.get(_RATE.get(step, "")), row.get(_MEDIAN.get(step, ""))
         steps.append(
             {
                 "step": step,
                 "label": FUNNEL_LABELS[step],
-                "events": count,
-                "of_previous_pct": share(count, previous),
-                "bar_pct": share(count, largest) or 0.0,
+                "people": count,
+                "of_previous_pct": round(100 * rate, 1) if isinstance(rate, float) else None,
+                "median_from_previous_s": round(median, 1) if isinstance(median, float) else None,
+                "bar_pct": (share(count, largest) or 0.0) if isinstance(count, int) else 0.0,
             }
         )
-        previous = count
     return steps
 
 
@@ -124,9 +133,17 @@ def group(status: progress.GroupStatus, per_minute: list[int] | None) -> dict[st
     }
 
 
-def build(snapshot: Snapshot, ends: Mapping[int, int] | None, topic: str, refresh_s: int) -> dict[str, Any]:
+def build(
+    snapshot: Snapshot,
+    ends: Mapping[int, int] | None,
+    topic: str,
+    refresh_s: int,
+    *,
+    min_cell_users: int = release.DEFAULT_MIN_CELL_USERS,
+) -> dict[str, Any]:
     """The summary: today's figures, the pipeline, privacy deadlines, scheduler runs, dead letters.
-    ``ends`` is Kafka's end offset per partition, None when Kafka did not answer (lag unknown)."""
+    ``ends`` is Kafka's end offset per partition, None when Kafka did not answer (lag unknown); a
+    count of fewer than ``min_cell_users`` people is suppressed (REPORT_MIN_CELL_USERS)."""
     events = {kind: count for kind, (count, _amount) in snapshot.metrics.items()}
     revenue = sum((amount for _count, amount in snapshot.metrics.values()), Decimal(0)).quantize(CENT)
     statuses = progress.statuses(snapshot.groups, ends, RATE_WINDOW_S)
@@ -140,7 +157,9 @@ def build(snapshot: Snapshot, ends: Mapping[int, int] | None, topic: str, refres
             "revenue": str(revenue),
             "purchases": events.get("purchase", 0),
             "by_type": dict(sorted(events.items())),
-            "funnel": funnel(events),
+            "funnel": funnel(snapshot.people_funnel, min_cell_users),
+            "funnel_window_s": snapshot.people_funnel.window_s,
+            "min_cell_users": min_cell_users,
         },
         "pipeline": {
             "topic": topic,

@@ -5,7 +5,9 @@ batch job has run for (the source of truth), the streaming metrics for today or 
 batch job has not covered yet. Everything that needs people rather than totals (unique users,
 the funnel, hours, countries) comes from ``events_raw`` joined to ``users_public``, never to
 ``users_pii``. Events the raw-events consumer dropped for lack of consent are in none of those:
-they are read, per reason, from ``consent_dropped_daily``.
+they are read, per reason, from ``consent_dropped_daily``. The people analyses (retention by
+signup week, the ordered funnel) are those of ``analytics``, read from its per-person-day
+summaries for a day the batch job has closed, never from a scan of ``events_raw``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from decimal import Decimal
 
 import psycopg2.extensions
 
+from analytics import cohorts, funnels, summaries
 from batch.reconcile import Comparison, compare_in
 from core import consent, db
 from core.events import EVENT_TYPES
@@ -23,6 +26,9 @@ from core.events import EVENT_TYPES
 TREND_DAYS = 14
 CENT = Decimal("0.01")
 UNKNOWN_COUNTRY = "unknown"
+# The retention heatmap: the last 12 weekly signup cohorts, each over its own week and the 11 after
+# (a quarter: long enough to see a cohort settle, short enough to read).
+RETENTION_COHORTS = 12
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,19 @@ class TrendDay:
 
 
 @dataclass(frozen=True)
+class Analyses:
+    """The people analyses of the report's day, from the per-person-day summaries (analytics/).
+    ``missing`` says in one line why there are none (the day has no summaries); ``funnel_refused``
+    why the funnel is not shown when the day was summarised with another conversion window."""
+
+    retention: cohorts.Retention | None = None
+    funnel: funnels.Funnel | None = None  # every country together
+    funnel_by_country: funnels.Funnel | None = None
+    missing: str | None = None
+    funnel_refused: str | None = None
+
+
+@dataclass(frozen=True)
 class BusinessFigures:
     """Everything the daily business report shows."""
 
@@ -86,6 +105,7 @@ class BusinessFigures:
     consent_dropped: dict[str, int] = field(default_factory=dict)
     consent_group: str = ""
     consent_mode: str | None = None
+    analyses: Analyses = field(default_factory=Analyses)
 
     @property
     def has_data(self) -> bool:
@@ -199,11 +219,40 @@ def _consent_dropped(cur: db.Cursor, day: date, group: str) -> dict[str, int]:
     return dropped
 
 
+def analyses(cur: db.Cursor, day: date, today: date, funnel_window_s: int) -> Analyses:
+    """Retention by signup week as of ``day`` (the last RETENTION_COHORTS cohorts) and ``day``'s
+    ordered funnel, from the summaries; a day without summaries (still open, or not closed by the
+    batch job yet) gives none, with the reason in one line."""
+    if not summaries.coverage(cur, day, day).days:
+        why = (
+            "the day is still open: summaries are built when it closes"
+            if day >= today
+            else "the batch job has not closed it yet (`python -m batch.batch_metrics --changed`), or it is past retention"
+        )
+        return Analyses(missing=f"No per-person summaries for {day.isoformat()}: {why}.")
+    weeks = RETENTION_COHORTS - 1
+    first = cohorts.week_of(day) - timedelta(weeks=weeks)
+    retention = cohorts.retention(cur, first=first, as_of=day, weeks=weeks, by="signup")
+    try:
+        funnel = funnels.funnel(cur, day, day, window_s=funnel_window_s)
+        by_country = funnels.funnel(cur, day, day, window_s=funnel_window_s, by_country=True)
+    except funnels.WindowMismatch as e:
+        return Analyses(retention=retention, funnel_refused=str(e))
+    return Analyses(retention=retention, funnel=funnel, funnel_by_country=by_country)
+
+
 def collect(
-    conn: psycopg2.extensions.connection, day: date, today: date, *, consent_group: str, consent_mode: str | None = None
+    conn: psycopg2.extensions.connection,
+    day: date,
+    today: date,
+    *,
+    consent_group: str,
+    funnel_window_s: int,
+    consent_mode: str | None = None,
 ) -> BusinessFigures:
     """All figures for ``day`` in one read-only transaction (one consistent snapshot); the
-    consent drops are those of consumer group ``consent_group`` (the raw-events sink's)."""
+    consent drops are those of consumer group ``consent_group`` (the raw-events sink's); the
+    ordered funnel is read for the conversion window ``funnel_window_s``."""
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         kpis, comparison = _day_kpis(cur, day, today)
@@ -225,6 +274,7 @@ def collect(
             consent_dropped=_consent_dropped(cur, day, consent_group),
             consent_group=consent_group,
             consent_mode=consent_mode,
+            analyses=analyses(cur, day, today, funnel_window_s),
         )
 
 

@@ -1,6 +1,6 @@
 """Charts for the reports, drawn with matplotlib's object API into PNG bytes (no display needed).
 
-Suppressed cells (see reports.privacy) arrive as ``None`` and are left out of a chart rather
+Suppressed cells (see analytics.release) arrive as ``None`` and are left out of a chart rather
 than drawn as zero; the chart says so.
 """
 
@@ -15,7 +15,8 @@ from typing import Literal
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter, StrMethodFormatter
 
 from reports.render import Chart
 
@@ -85,8 +86,16 @@ def revenue_per_hour(values: Sequence[Decimal | None], k: int) -> Chart:
     return Chart("revenue_per_hour", "Revenue per hour", _png(fig))
 
 
-def funnel(steps: Sequence[tuple[str, int | None]], k: int) -> Chart:
-    """Users reaching each step, widest at the top, with the conversion from the step before."""
+def funnel(
+    steps: Sequence[tuple[str, int | None]],
+    k: int,
+    *,
+    name: str = "funnel",
+    title: str = "Conversion funnel (users)",
+    unit: str = "users",
+) -> Chart:
+    """Users (or people: ``unit``) reaching each step, widest at the top, with the conversion from
+    the step before."""
     fig = _figure()
     ax = fig.add_subplot()
     labels = [label for label, _n in steps][::-1]
@@ -100,10 +109,47 @@ def funnel(steps: Sequence[tuple[str, int | None]], k: int) -> Chart:
             text += f"  ({n / before:.1%} of the step before)"
         ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=9)
     ax.set_xlim(0, top * 1.45)
-    ax.set_xlabel("users")
+    ax.set_xlabel(unit)
     _style(ax, value_axis="x")
     _note_suppressed(fig, any(n is None for _label, n in steps), k)
-    return Chart("funnel", "Conversion funnel (users)", _png(fig))
+    return Chart(name, title, _png(fig))
+
+
+# The heatmap's scale: white (nobody came back) to dark blue (everybody did).
+HEATMAP_COLOURS = "Blues"
+SUPPRESSED_CELL = "#d9dde3"
+
+
+def retention_heatmap(rows: Sequence[tuple[str, Sequence[float | str | None]]], k: int) -> Chart:
+    """Cohorts (rows, oldest first) by weeks since the cohort's own (columns): the share of the
+    cohort active, as a colour with its percentage written in. None (a week that has not begun) is
+    left blank; a string (a suppressed cell) is grey, marked with ``< k``."""
+    weeks = max((len(cells) for _label, cells in rows), default=0)
+    fig = Figure(figsize=(WIDTH_IN, max(HEIGHT_IN, 0.9 + 0.3 * len(rows))), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    shares = [[v if isinstance(v, float) else None for v in cells] for _label, cells in rows]
+    matrix = [[float("nan") if v is None else v for v in line] + [float("nan")] * (weeks - len(line)) for line in shares]
+    top = max([0.01, *(v for line in shares for v in line if v is not None)])
+    image = ax.imshow(matrix, cmap=HEATMAP_COLOURS, vmin=0.0, vmax=top, aspect="auto")
+    for r, (_label, cells) in enumerate(rows):
+        for w, value in enumerate(cells):
+            if isinstance(value, str):
+                ax.add_patch(Rectangle((w - 0.5, r - 0.5), 1, 1, color=SUPPRESSED_CELL))
+                ax.text(w, r, f"< {k}", ha="center", va="center", fontsize=7, color=GREY)
+            elif value is not None:
+                dark = value > top * 0.6
+                ax.text(w, r, f"{value:.0%}", ha="center", va="center", fontsize=7, color="white" if dark else "#1f2933")
+    ax.set_xticks(range(weeks), [str(w) for w in range(weeks)])
+    ax.set_yticks(range(len(rows)), [label for label, _cells in rows])
+    ax.tick_params(labelsize=8, length=0)
+    ax.set_xlabel("weeks since the signup week")
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, format=PercentFormatter(1.0, decimals=0))
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label("share of the cohort active", fontsize=8)
+    _note_suppressed(fig, any(isinstance(v, str) for _label, cells in rows for v in cells), k)
+    return Chart("retention", "Retention by signup week (people)", _png(fig))
 
 
 def daily_trend(days: Sequence[date], events: Sequence[int], revenue: Sequence[Decimal]) -> Chart:

@@ -7,7 +7,10 @@ prints the Markdown on the console and writes ``REPORTS_DIR/business_report_YYYY
 Headline figures come from the batch metrics for a closed day the batch job has run for, from
 the streaming metrics otherwise (today); the report says which. Breakdowns by people (unique
 users, funnel, hours, countries) come from ``events_raw`` and ``users_public``, never from
-personal data, and any cell describing fewer than k users (default 5) is suppressed. Events
+personal data, and any cell describing fewer than k users (default 5) is suppressed. The people
+analyses (retention by signup week as a heatmap, the ordered funnel by country) are those of
+``analytics`` (analytics.cohorts, analytics.funnels) over its per-person-day summaries, released
+under the same k-rule (analytics.release); a day without summaries says so in one line. Events
 the raw-events consumer dropped for lack of consent (``consent_dropped_daily``) are counted in
 none of those figures; the report shows them per reason beside the totals, with CONSENT_MODE.
 """
@@ -20,11 +23,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from analytics import cohorts, funnels, release
 from batch.reconcile import Comparison
 from core import cli, db
 from core.config import Settings
-from reports import business, charts, privacy
-from reports.business import BusinessFigures, DayKpis
+from reports import business, charts
+from reports.business import Analyses, BusinessFigures, DayKpis
 from reports.render import Document, Section, Table, render_markdown, write_document
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
@@ -37,7 +41,7 @@ CONSENT_MODES = {
 
 # A cell is a figure, None (nothing to compute it from, e.g. no purchases) or SUPPRESSED.
 Figure = int | Decimal | str | None
-SUPPRESSED = privacy.SUPPRESSED
+SUPPRESSED = release.SUPPRESSED
 
 
 def _change(now: Figure, before: Figure) -> str:
@@ -63,7 +67,7 @@ def _shown(value: Figure, k: int) -> str:
     if value is None:
         return "n/a"
     if value == SUPPRESSED:
-        return privacy.marker(k)
+        return release.marker(k)
     return f"{value:,.2f}" if isinstance(value, Decimal) else f"{value:,}"
 
 
@@ -73,7 +77,7 @@ def _versus(now: Figure, before: Figure, what: str) -> str:
 
 
 def funnel_values(kpis: DayKpis, k: int) -> list[tuple[str, int | str]]:
-    hidden = privacy.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
+    hidden = release.suppressed_cells(dict(zip(FUNNEL_STEPS, kpis.funnel, strict=True)), k)
     return [(step, SUPPRESSED if step in hidden else n) for step, n in zip(FUNNEL_STEPS, kpis.funnel, strict=True)]
 
 
@@ -84,8 +88,8 @@ def _counts(values: list[tuple[str, int | str]]) -> list[tuple[str, int | None]]
 def country_rows(figures: BusinessFigures, k: int) -> list[dict[str, Any]]:
     """Per country: users and revenue, each suppressed below k (revenue: below k buyers)."""
     rows = figures.countries
-    hidden_users = privacy.suppressed_cells({r.country: r.users for r in rows}, k)
-    hidden_revenue = privacy.suppressed_cells({r.country: r.purchasers for r in rows}, k)
+    hidden_users = release.suppressed_cells({r.country: r.users for r in rows}, k)
+    hidden_revenue = release.suppressed_cells({r.country: r.purchasers for r in rows}, k)
     total_revenue = sum((r.revenue for r in rows), Decimal(0))
     return [
         {
@@ -103,11 +107,138 @@ def hourly_values(figures: BusinessFigures, k: int) -> tuple[dict[str, list[int 
     """Events per hour per type and revenue per hour, suppressed where fewer than k users."""
     events: dict[str, list[int | None]] = {}
     for kind, cells in figures.hourly.items():
-        hidden = privacy.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
+        hidden = release.suppressed_cells({hour: cell.users for hour, cell in enumerate(cells)}, k)
         events[kind] = [None if hour in hidden else cell.events for hour, cell in enumerate(cells)]
-    hidden_revenue = privacy.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
+    hidden_revenue = release.suppressed_cells({hour: buyers for hour, (_r, buyers) in enumerate(figures.hourly_revenue)}, k)
     revenue = [None if hour in hidden_revenue else amount for hour, (amount, _b) in enumerate(figures.hourly_revenue)]
     return events, revenue
+
+
+RETENTION_TITLE = "Retention by signup week (people)"
+ORDERED_FUNNEL_TITLE = "Ordered funnel (people)"
+ORDERED_STEPS = ("viewed a page", "then added to cart", "then purchased")
+
+
+def _report_marks(value: Any, k: int) -> Any:
+    """An analysis as published (analytics.release marks a hidden cell with its marker) in the
+    report's JSON, which marks every hidden cell alike: SUPPRESSED."""
+    if value == release.marker(k):
+        return SUPPRESSED
+    if isinstance(value, dict):
+        return {key: _report_marks(v, k) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_report_marks(v, k) for v in value]
+    return value
+
+
+def retention_values(analyses: Analyses, k: int) -> dict[str, Any] | None:
+    """The retention table as analytics.cohorts publishes it (future cells None), hidden cells
+    SUPPRESSED; None when the day has no summaries."""
+    if analyses.retention is None:
+        return None
+    published: dict[str, Any] = _report_marks(cohorts.publishable(analyses.retention, k), k)
+    return published
+
+
+def ordered_funnel_values(analyses: Analyses, k: int) -> dict[str, Any] | None:
+    """The day's ordered funnel as analytics.funnels publishes it: every country together, and
+    per country (small cells suppressed across the day's countries); None without summaries."""
+    if analyses.funnel is None or analyses.funnel_by_country is None:
+        return None
+    together = funnels.publishable(analyses.funnel, k)
+    by_country = funnels.publishable(analyses.funnel_by_country, k)
+    values: dict[str, Any] = _report_marks(
+        {
+            "day": together["from"],
+            "window_s": together["window_s"],
+            "all": together["rows"][0] if together["rows"] else None,
+            "by_country": by_country["rows"],
+        },
+        k,
+    )
+    return values
+
+
+def _share(value: Any, k: int) -> str:
+    """A share or rate as the report writes it: 12.5%, blank where there is none (a week not begun),
+    the marker where suppressed."""
+    if value is None:
+        return ""
+    return _shown(SUPPRESSED, k) if value == SUPPRESSED else f"{value:.1%}"
+
+
+def _duration(value: Any, k: int) -> str:
+    """A median time between steps: seconds under two minutes, minutes after."""
+    if value is None:
+        return ""
+    if value == SUPPRESSED:
+        return _shown(SUPPRESSED, k)
+    return f"{value:,.0f} s" if value < 120 else f"{value / 60:,.1f} min"
+
+
+def _analyses_line(analyses: Analyses) -> str:
+    return analyses.missing or "No per-person summaries were read for this day."
+
+
+def retention_section(analyses: Analyses, k: int) -> Section:
+    """Weekly signup cohorts by weeks since: a heatmap (shares as colours, with the numbers) and
+    its table; weeks not begun are blank, small cells suppressed."""
+    values = retention_values(analyses, k)
+    if values is None:
+        return Section(RETENTION_TITLE, paragraphs=[_analyses_line(analyses)])
+    weeks = values["weeks"]
+    about = (
+        f"Of the people who signed up in each of the last {business.RETENTION_COHORTS} weeks (Monday to Sunday, UTC), the"
+        f" share active (any event) in each week since, as of {values['as_of']}. Weeks not begun are blank;"
+        " from the per-person-day summaries (`python -m analytics.retention`)."
+    )
+    if not values["cohorts"]:
+        return Section(RETENTION_TITLE, paragraphs=[about, "Nobody signed up in these weeks."])
+    rows = [(c["week"], c["share"]) for c in values["cohorts"]]
+    table = Table(
+        ["signup week", "people", *(f"week {w}" for w in range(weeks + 1))],
+        [(c["week"], _shown(c["size"], k), *(_share(s, k) for s in c["share"])) for c in values["cohorts"]],
+    )
+    return Section(RETENTION_TITLE, paragraphs=[about], chart=charts.retention_heatmap(rows, k), table=table)
+
+
+def ordered_funnel_section(analyses: Analyses, k: int) -> Section:
+    """The day's ordered funnel of people: every country together (chart and first row), then by
+    country; conversion rates and median times between steps."""
+    values = ordered_funnel_values(analyses, k)
+    if values is None:
+        return Section(ORDERED_FUNNEL_TITLE, paragraphs=[analyses.funnel_refused or _analyses_line(analyses)])
+    about = (
+        f"People who viewed a page on {values['day']}; of them, who then added to the cart, and then purchased, in that"
+        f" order within {values['window_s'] / 60:g} minutes of the page view (ANALYTICS_FUNNEL_WINDOW_S) on its UTC day,"
+        " with the median time between steps (`python -m analytics.funnel`)."
+    )
+    together = values["all"]
+    if together is None:
+        return Section(ORDERED_FUNNEL_TITLE, paragraphs=[about, f"Nobody viewed a page on {values['day']}."])
+    steps = [
+        (label, n if isinstance(n, int) else None) for label, n in zip(ORDERED_STEPS, together["people"].values(), strict=True)
+    ]
+
+    def line(name: str, row: dict[str, Any]) -> tuple[str, ...]:
+        people = row["people"]
+        return (
+            name,
+            *(_shown(people[step], k) for step in funnels.STEPS),
+            _share(row["rate_view_to_cart"], k),
+            _share(row["rate_cart_to_purchase"], k),
+            _share(row["rate_view_to_purchase"], k),
+            _duration(row["median_view_to_cart_s"], k),
+            _duration(row["median_cart_to_purchase_s"], k),
+        )
+
+    table = Table(
+        ["country", "viewed", "then carted", "then bought", "view > cart", "cart > buy", "view > buy",
+         "median view > cart", "median cart > buy"],
+        [line("all countries", together), *(line(row["country"], row) for row in values["by_country"])],
+    )  # fmt: skip
+    chart = charts.funnel(steps, k, name="ordered_funnel", title=ORDERED_FUNNEL_TITLE, unit="people")
+    return Section(ORDERED_FUNNEL_TITLE, paragraphs=[about], chart=chart, table=table)
 
 
 def _comparison_table(rows: list[Comparison]) -> Table:
@@ -235,6 +366,8 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
             paragraphs=["Batch metrics for closed days the batch job has covered, streaming metrics otherwise."],
             chart=charts.daily_trend([t.day for t in trend], [t.events for t in trend], [t.revenue for t in trend]),
         ),
+        ordered_funnel_section(figures.analyses, k),
+        retention_section(figures.analyses, k),
         Section(
             "Batch vs streaming per event type",
             paragraphs=[f"Headline figures above come from the **{figures.kpis.source}** metrics."],
@@ -243,7 +376,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
     ]
     footer = (
         f"Small-cell protection: any breakdown cell describing fewer than {k} users is shown as "
-        f"'{privacy.marker(k)}', and further cells are hidden until the hidden ones together describe at "
+        f"'{release.marker(k)}', and further cells are hidden until the hidden ones together describe at "
         f"least {k} users, so no total gives them back."
     )
     return Document(f"Business report {day.isoformat()}", bullets, sections, footer)
@@ -272,6 +405,9 @@ def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
         "events_per_hour": {kind: [SUPPRESSED if v is None else v for v in values] for kind, values in hourly_events.items()},
         "revenue_per_hour": [SUPPRESSED if v is None else v for v in hourly_revenue],
         "trend": [asdict(t) for t in figures.trend],
+        "analyses_note": figures.analyses.missing or figures.analyses.funnel_refused,
+        "ordered_funnel": ordered_funnel_values(figures.analyses, k),
+        "retention": retention_values(figures.analyses, k),
         "batch_vs_streaming": [{**asdict(r), "agrees": r.agrees} for r in figures.comparison],
         "dead_letters": figures.dead_letters,
         "consent": {
@@ -287,7 +423,12 @@ def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple
     """Collect, render and write the report for ``day``; return the Markdown and the files."""
     with db.connection(settings.database, application_name="daily_report", role=db.ANALYTICS_ROLE) as conn:
         figures = business.collect(
-            conn, day, cli.today_utc(), consent_group=settings.groups.raw_events, consent_mode=settings.consent_mode
+            conn,
+            day,
+            cli.today_utc(),
+            consent_group=settings.groups.raw_events,
+            funnel_window_s=settings.analytics_funnel_window_s,
+            consent_mode=settings.consent_mode,
         )
         latest = None if figures.has_data else business.latest_day_with_events(conn)
     doc = build_document(figures, k, latest)

@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reports.generate_daily_report",
         description="Print the daily business report (KPIs vs the previous day and the same weekday last week, "
-        "events dropped for missing consent, funnel, countries, hourly charts, 14-day trend, batch vs streaming) "
+        "events dropped for missing consent, funnel, countries, hourly charts, 14-day trend, the ordered funnel of people "
+        "and a retention heatmap from the analytics summaries, batch vs streaming) "
         "and write it to "
         "REPORTS_DIR/business_report_YYYY-MM-DD.{md,html,json}. Several days with --from/--to.",
     )

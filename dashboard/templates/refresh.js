@@ -12,6 +12,13 @@
   const format = {
     text: (v) => (none(v) ? "" : String(v)),
     count: (v) => (none(v) ? "–" : grouped(String(v))),
+    people: (v) => (typeof v === "string" ? v : format.count(v)),
+    duration: (v) => {
+      if (none(v)) return "–";
+      if (Number(v) < 120) return `${grouped(Number(v).toFixed(0))} s`;
+      const [whole, tenths] = (Number(v) / 60).toFixed(1).split(".");
+      return `${grouped(whole)}.${tenths} min`;
+    },
     money: (v) => {
       const [whole, cents] = String(v).split(".");
       return `${grouped(whole)}.${(cents || "").padEnd(2, "0")}`;

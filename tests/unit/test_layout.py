@@ -66,6 +66,19 @@ def test_stages_import_no_application(name: str) -> None:
     assert not apps, f"{name} imports {sorted(apps)}"
 
 
+# Between stages the arrows run one way: a stage named here imports none of the stages listed
+# with it. The reports read the analyses and their release rules (analytics.release); an analysis
+# never reads a report, so each can change without the other going in a circle.
+STAGE_IMPORTS_FORBIDDEN = {"analytics": ("reports", "console")}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ALL if n.split(".")[0] in STAGE_IMPORTS_FORBIDDEN))
+def test_stage_dependencies_run_one_way(name: str) -> None:
+    forbidden = STAGE_IMPORTS_FORBIDDEN[name.split(".", maxsplit=1)[0]]
+    found = {i for i in imported(ALL[name]) if i.split(".")[0] in forbidden}
+    assert not found, f"{name} imports {sorted(found)}: what both need belongs in the lower stage (e.g. analytics.release)"
+
+
 # The bench's scripts are commands that compose its harness (bench.harness); they are the bench's own.
 COMMAND_IMPORT_EXCEPTIONS = ("bench",)
 

@@ -8,13 +8,17 @@ its log, and readiness is polled, never slept for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from analytics import funnels
 from core.config import Settings
 from tests.helpers import HttpService, query, start_http_service
 
@@ -66,3 +70,50 @@ def record_run(settings: Settings, job: str, outcome: str, *, error: str | None 
         " VALUES (%s, date_trunc('hour', now()), now() - interval '3 seconds', now(), %s, %s)",
         (job, outcome, error),
     )
+
+
+def naive_people_funnel(events: Iterable[tuple[str, str, datetime]], day: date, window_s: int) -> funnels.Funnel:
+    """The ordered funnel of ``day``'s (user_id, event_type, time) events counted naively in Python:
+    for every page view, every cart at or after it within the window and every purchase at or after
+    that cart still within the window from the view; a person's furthest step, and for the medians
+    the sequence completed first, then the latest view (docs/analytics.md)."""
+    window = timedelta(seconds=window_s)
+    by_person: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    for user, kind, at in events:
+        by_person[user].append((kind, at))
+    best: dict[str, tuple[int, float | None, float | None]] = {}
+    for user, mine in by_person.items():
+        candidates = []
+        for kind, viewed in mine:
+            if kind != "page_view":
+                continue
+            carts = sorted(at for k, at in mine if k == "add_to_cart" and viewed <= at <= viewed + window)
+            carted = carts[0] if carts else None
+            bought = None
+            if carted is not None:
+                buys = sorted(at for k, at in mine if k == "purchase" and carted <= at <= viewed + window)
+                bought = buys[0] if buys else None
+            step = 3 if bought else 2 if carted else 1
+            candidates.append((-step, bought or carted or viewed, -viewed.timestamp(), viewed, carted, bought))
+        if candidates:
+            step, _done, _late, viewed, carted, bought = min(candidates)
+            to_cart = None if carted is None else (carted - viewed).total_seconds()
+            to_buy = None if bought is None or carted is None else (bought - carted).total_seconds()
+            best[user] = (-step, to_cart, to_buy)
+    steps = [s for s, _a, _b in best.values()]
+    v2c = [a for s, a, _b in best.values() if s >= 2 and a is not None]
+    c2b = [b for s, _a, b in best.values() if s >= 3 and b is not None]
+    rows = []
+    if steps:
+        rows = [
+            funnels.FunnelRow(
+                day,
+                None,
+                sum(s >= 1 for s in steps),
+                sum(s >= 2 for s in steps),
+                sum(s >= 3 for s in steps),
+                statistics.median(v2c) if v2c else None,
+                statistics.median(c2b) if c2b else None,
+            )
+        ]
+    return funnels.Funnel(window_s, day, day, rows, [])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from core.cli import today_utc
 from core.config import Settings
-from dashboard import display
+from dashboard import display, summary
 from tests.browser import Browser, chromium_or_skip
 from tests.helpers import (
     PROJECT_ROOT,
@@ -33,7 +32,7 @@ from tests.helpers import (
     start_service,
     wait_caught_up,
 )
-from tests.integration.dashboard.conftest import Dashboard, file_request, record_run
+from tests.integration.dashboard.conftest import Dashboard, file_request, naive_people_funnel, record_run
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +102,7 @@ def test_the_open_page_shows_new_events_the_funnel_and_the_overdue_request_witho
         # The first render is complete: the overdue request is there before any refresh.
         assert text(browser, "#overdue") == "1"
         assert "alert" in str(browser.evaluate("document.querySelector('.tile[data-alert]').className"))
-        assert text(browser, "#funnel tr[data-row=purchase] .events") == "0"
+        assert text(browser, "#funnel tr[data-row=page_view] .people") == "0"
         browser.evaluate("window.stillTheSamePage = true")
 
         events = known_events(2000, seed=1616, days=[today_utc()])
@@ -112,12 +111,16 @@ def test_the_open_page_shows_new_events_the_funnel_and_the_overdue_request_witho
         wait_caught_up(settings, raw_group)
         wait_caught_up(settings, stream_group)
 
-        kinds = Counter(e.event_type for e in events)
-        purchases = display.count(kinds["purchase"])
+        # Today's ordered funnel of people, as a naive count over the same events says, under the k-rule.
+        people = summary.funnel(
+            naive_people_funnel(((e.user_id, e.event_type, e.event_timestamp) for e in events), today_utc(), 3600),
+            settings.report_min_cell_users,
+        )
+        viewed = display.people(people[0]["people"])
         browser.wait_for(
-            f"document.querySelector('#funnel tr[data-row=purchase] .events').textContent === {json.dumps(purchases)}",
+            f"document.querySelector('#funnel tr[data-row=page_view] .people').textContent === {json.dumps(viewed)}",
             timeout=60,
-            what=f"the funnel to show {purchases} purchases",
+            what=f"the funnel to show {viewed} people who viewed a page",
         )
         browser.wait_for(
             "[...document.querySelectorAll('#groups tbody tr[data-row] .lag')].every(c => c.textContent === '0')",
@@ -128,10 +131,11 @@ def test_the_open_page_shows_new_events_the_funnel_and_the_overdue_request_witho
         assert int(browser.evaluate("document.body.dataset.refreshed")) >= 1
 
         # The funnel, step by step, as the summary writes it.
-        for step in ("page_view", "add_to_cart", "purchase"):
-            assert text(browser, f"#funnel tr[data-row={step}] .events") == display.count(kinds[step])
-        share = round(100 * kinds["add_to_cart"] / kinds["page_view"], 1)
-        assert text(browser, "#funnel tr[data-row=add_to_cart] .share") == display.pct(share)
+        for step in people:
+            assert text(browser, f"#funnel tr[data-row={step['step']}] .people") == display.people(step["people"])
+            assert text(browser, f"#funnel tr[data-row={step['step']}] .share") == display.pct(step["of_previous_pct"])
+            median = display.duration(step["median_from_previous_s"])
+            assert text(browser, f"#funnel tr[data-row={step['step']}] .median") == median
         revenue = sum((e.amount or Decimal(0) for e in events), Decimal(0))
         assert text(browser, "#revenue") == display.money(str(revenue))
         assert text(browser, "#events") == display.count(len(events))

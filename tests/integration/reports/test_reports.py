@@ -13,15 +13,20 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg2.errors
 import pytest
 
+from analytics import cohorts, funnels
+from analytics.release import marker
 from core import db
+from core.cli import today_utc
 from core.config import Settings
 from core.events import user_uuid
 from data_generators.generate_users import generated_user_id
 from tests.helpers import query, run_command
+from tests.integration.analytics.test_summaries import shoppers
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +174,10 @@ def test_business_report_figures_breakdowns_and_files(settings: Settings) -> Non
     for png in re.findall(r"\]\((business_report_2026-05-04_[a-z_0-9]+\.png)\)", markdown):
         assert (settings.reports_dir / png).read_bytes().startswith(b"\x89PNG")
     html = stem.with_suffix(".html").read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 4
+    # The four charts of every day, the ordered funnel's (people viewed), and the retention heatmap's
+    # where anybody signed up in its twelve weeks (the generated signups are relative to today).
+    assert data["ordered_funnel"]["all"]["people"]["page_view"] == 40
+    assert html.count('src="data:image/png;base64,') == 5 + bool(data["retention"]["cohorts"])
     assert "http" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html).lower()
 
 
@@ -214,7 +222,7 @@ def test_html_report_renders_in_headless_chromium_with_every_chart(settings: Set
     assert body, f"chromium rendered no page: {dom[:300]!r}"
     expected = re.search(r'data-charts="(\d+)"', body.group(0))
     rendered = re.search(r'data-charts-rendered="(\d+)"', body.group(0))
-    assert expected and int(expected.group(1)) == 4
+    assert expected and int(expected.group(1)) >= 5  # the day's four, the ordered funnel's, the heatmap's if any cohort
     assert rendered, "the page's load handler did not run"
     assert rendered.group(1) == expected.group(1), "some charts did not decode"
     assert "Business report 2026-05-04" in dom
@@ -406,3 +414,51 @@ def test_gdpr_audit_report_shows_what_retention_removed_and_the_oldest_data_held
     [data_file] = list(settings.reports_dir.glob("gdpr_audit_report_*.json"))
     data = json.loads(data_file.read_text(encoding="utf-8"))
     assert [k["kind"] for k in data["retention"]["kinds"]] == ["raw_events"]
+
+
+def test_the_people_sections_equal_what_the_analyses_answer_and_today_says_it_has_none(settings: Settings) -> None:
+    today = today_utc()
+    day = today - timedelta(days=1)
+    shoppers(settings, today)
+    assert run_command("batch.batch_metrics", "--changed").returncode == 0
+    result = run_command("reports.generate_daily_report", day.isoformat(), "--format", "md,html,json")
+    assert result.returncode == 0, result.stderr
+    stem = settings.reports_dir / f"business_report_{day.isoformat()}"
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+
+    k, window = settings.report_min_cell_users, settings.analytics_funnel_window_s
+    with db.connection(settings.database, application_name="test", role=db.ANALYTICS_ROLE) as conn, conn, conn.cursor() as cur:
+        retention = cohorts.retention(cur, first=cohorts.week_of(day) - timedelta(weeks=11), as_of=day, weeks=11)
+        together = funnels.publishable(funnels.funnel(cur, day, day, window_s=window), k)
+        by_country = funnels.publishable(funnels.funnel(cur, day, day, window_s=window, by_country=True), k)
+    assert data["analyses_note"] is None
+    assert data["retention"] == report_marks(cohorts.publishable(retention, k), k)
+    assert len(data["retention"]["cohorts"]) >= 3 and data["retention"]["weeks"] == 11
+    expected_funnel = {"day": day.isoformat(), "window_s": window, "by_country": by_country["rows"]}
+    expected_funnel["all"] = together["rows"][0] if together["rows"] else None
+    assert data["ordered_funnel"] == report_marks(expected_funnel, k)
+    markdown = stem.with_suffix(".md").read_text(encoding="utf-8")
+    assert "## Retention by signup week (people)" in markdown and "## Ordered funnel (people)" in markdown
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    assert 'alt="Retention by signup week (people)"' in html
+    assert ('alt="Ordered funnel (people)"' in html) == (expected_funnel["all"] is not None)
+
+    # Today is open: no summaries, one line in each section, and the rest of the report as ever.
+    insert_events(settings, today, [(1, "page_view", None, 0)])
+    result = run_command("reports.generate_daily_report", "--format", "md,json")
+    assert result.returncode == 0, result.stderr
+    line = f"No per-person summaries for {today.isoformat()}: the day is still open: summaries are built when it closes."
+    assert result.stdout.count(line) == 2
+    data = json.loads((settings.reports_dir / f"business_report_{today.isoformat()}.json").read_text(encoding="utf-8"))
+    assert (data["analyses_note"], data["retention"], data["ordered_funnel"]) == (line, None, None)
+
+
+def report_marks(value: Any, k: int) -> Any:
+    """What analytics publishes, its marker written as the report's JSON writes a hidden cell."""
+    if value == marker(k):
+        return "suppressed"
+    if isinstance(value, dict):
+        return {key: report_marks(v, k) for key, v in value.items()}
+    if isinstance(value, list):
+        return [report_marks(v, k) for v in value]
+    return value

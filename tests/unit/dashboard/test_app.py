@@ -67,7 +67,7 @@ def test_the_page_is_complete_as_rendered(client: testing.TestClient) -> None:
     assert '<dd id="revenue" data-bind="today.revenue" data-format="money">2,345.67</dd>' in text
     assert '<span id="overdue" data-bind="privacy_requests.overdue" data-format="count">1</span>' in text
     assert '<div class="tile alert" data-alert="privacy_requests.overdue">' in text
-    assert re.search(r'<tr data-row="purchase">\s*<th scope="row" data-bind="label">Purchases</th>\s*<td[^>]*>45</td>', text)
+    assert re.search(r'<tr data-row="purchase">\s*<th scope="row" data-bind="label">Then purchased</th>\s*<td[^>]*>45</td>', text)
     assert re.search(r'<tr data-row="raw-events-sink">', text) and ">10.0<" in text and "2026-11-23 10:00:05 UTC" in text
     assert '<tr data-row="overdue" data-alert="alert" class="alert">' in text
     assert '<tr data-row="batch" class="outcome-ok" data-class="outcome">' in text

@@ -45,3 +45,9 @@ def test_bars_scale_to_the_busiest_minute_and_a_busy_minute_is_never_flat() -> N
     assert display.bars([0, 0]) == [(24, 0), (24, 0)]
     # Half a unit rounds up, as Math.round in the page's script does.
     assert display.bars([5, 48]) == [(21, 3), (0, 24)]
+
+
+def test_people_and_the_median_time_between_steps() -> None:
+    assert display.people(12345) == "12,345" and display.people("< 5 users, suppressed") == "< 5 users, suppressed"
+    assert display.duration(None) == display.DASH and display.duration(42.4) == "42 s"
+    assert display.duration(310.4) == "5.2 min" and display.duration(3600) == "60.0 min"

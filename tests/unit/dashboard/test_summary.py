@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from analytics import funnels
+from analytics.release import marker
 from core import progress
 from dashboard import summary
 from dashboard.queries import JobRun, Snapshot
@@ -49,24 +51,41 @@ def test_deadlines_count_every_bucket_with_its_types_and_only_overdue_is_an_aler
     assert not summary.deadlines([], NOW)[0]["alert"]
 
 
-def test_the_funnel_gives_each_steps_share_of_the_step_before_and_its_bar_against_the_largest() -> None:
-    steps = summary.funnel({"page_view": 1200, "add_to_cart": 300, "purchase": 45})
-    assert [(s["step"], s["events"], s["of_previous_pct"], s["bar_pct"]) for s in steps] == [
-        ("page_view", 1200, None, 100.0),
-        ("add_to_cart", 300, 25.0, 25.0),
-        ("purchase", 45, 15.0, 3.8),
+def people(viewed: int, carted: int, bought: int, m1: float | None = 95.0, m2: float | None = 310.44) -> funnels.Funnel:
+    """Today's ordered funnel of people, as analytics.funnels.open_day returns it."""
+    day = date(2026, 11, 23)
+    rows = [funnels.FunnelRow(day, None, viewed, carted, bought, m1, m2)] if viewed else []
+    return funnels.Funnel(3600, day, day, rows, [])
+
+
+def test_the_funnel_gives_each_steps_people_share_of_the_step_before_median_and_bar() -> None:
+    steps = summary.funnel(people(1200, 300, 45), 5)
+    assert [(s["step"], s["people"], s["of_previous_pct"], s["median_from_previous_s"], s["bar_pct"]) for s in steps] == [
+        ("page_view", 1200, None, None, 100.0),
+        ("add_to_cart", 300, 25.0, 95.0, 25.0),
+        ("purchase", 45, 15.0, 310.4, 3.8),
     ]
 
 
+def test_a_step_of_fewer_than_k_people_is_suppressed_with_its_share_and_median() -> None:
+    steps = summary.funnel(people(40, 6, 2), 5)
+    assert [s["people"] for s in steps] == [40, 6, marker(5)]
+    assert [s["of_previous_pct"] for s in steps] == [None, 15.0, None]
+    assert [s["median_from_previous_s"] for s in steps] == [None, 95.0, None]
+    assert steps[2]["bar_pct"] == 0.0
+    assert [s["people"] for s in summary.funnel(people(40, 6, 2), 1)] == [40, 6, 2]
+
+
 def test_an_empty_day_has_a_funnel_of_zeros_without_shares() -> None:
-    steps = summary.funnel({})
-    assert [(s["events"], s["of_previous_pct"], s["bar_pct"]) for s in steps] == [(0, None, 0.0)] * 3
+    steps = summary.funnel(people(0, 0, 0), 5)
+    assert [(s["people"], s["of_previous_pct"], s["bar_pct"]) for s in steps] == [(0, None, 0.0)] * 3
 
 
 def snapshot(**changes: object) -> Snapshot:
     values: dict[str, object] = {
         "now": NOW,
         "day": date(2026, 11, 23),
+        "people_funnel": people(1200, 300, 45),
         "metrics": {
             "page_view": (1200, Decimal("0.00")),
             "add_to_cart": (300, Decimal("0.00")),
@@ -92,7 +111,8 @@ def test_the_summary_holds_todays_figures_the_pipeline_deadlines_runs_and_dead_l
     assert built["as_of"] == "2026-11-23T10:00:05+00:00" and built["refresh_s"] == 5
     today = built["today"]
     assert (today["day"], today["events"], today["revenue"], today["purchases"]) == ("2026-11-23", 1545, "2345.67", 45)
-    assert [s["events"] for s in today["funnel"]] == [1200, 300, 45]
+    assert [s["people"] for s in today["funnel"]] == [1200, 300, 45]
+    assert (today["funnel_window_s"], today["min_cell_users"]) == (3600, 5)
     raw, streaming = built["pipeline"]["groups"]
     assert built["pipeline"]["kafka_reachable"] is True
     assert raw == {
@@ -133,14 +153,21 @@ def test_without_kafka_the_lag_is_unknown_and_the_rest_is_still_shown() -> None:
 def test_revenue_is_exact_to_the_cent_and_an_empty_day_is_zero() -> None:
     cents = snapshot(metrics={"purchase": (3, Decimal("0.10")), "page_view": (1, Decimal("0.20"))})
     assert summary.build(cents, {}, "t", 5)["today"]["revenue"] == "0.30"
-    empty = summary.build(snapshot(metrics={}, groups={}, per_minute={}, open_requests=[], runs=[], dead_letters=[]), {}, "t", 5)
+    empty = summary.build(
+        snapshot(metrics={}, people_funnel=people(0, 0, 0), groups={}, per_minute={}, open_requests=[], runs=[], dead_letters=[]),
+        {},
+        "t",
+        5,
+    )
     assert empty["today"] == {
         "day": "2026-11-23",
         "events": 0,
         "revenue": "0.00",
         "purchases": 0,
         "by_type": {},
-        "funnel": summary.funnel({}),
+        "funnel": summary.funnel(people(0, 0, 0), 5),
+        "funnel_window_s": 3600,
+        "min_cell_users": 5,
     }
     assert empty["pipeline"]["groups"] == [] and empty["privacy_requests"]["overdue"] == 0
 

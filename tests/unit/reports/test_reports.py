@@ -12,14 +12,17 @@ from decimal import Decimal
 
 import pytest
 
+from analytics import cohorts, funnels
+from analytics.cohorts import Cohort, Retention
+from analytics.funnels import Funnel, FunnelRow
+from analytics.release import marker, suppressed_cells
 from batch.reconcile import Comparison
 from reports.audit_report import AuditFigures, ConsentDay, ConsentTotals, RetentionFigures, RetentionKind
 from reports.audit_report import build_data as build_audit_data
 from reports.audit_report import build_document as build_audit_document
-from reports.business import BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
+from reports.business import Analyses, BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
 from reports.daily_report import build_data, build_document
-from reports.privacy import marker, suppressed_cells
 from reports.render import render_html, render_json, render_markdown
 
 DAY = date(2026, 5, 4)  # a Monday
@@ -237,3 +240,97 @@ def test_the_audit_report_shows_what_retention_removed_and_the_oldest_data_held(
     never = render_markdown(build_audit_document(audit(ConsentTotals(), []), DAY))
     assert "Retention (storage limitation, Art. 5(1)(e)): never run (`python -m gdpr.retention`); removed: nothing yet;" in never
     assert "Retention has not run yet." in never
+
+
+def people_analyses() -> Analyses:
+    """Three signup cohorts (one of 3 people: shown by its week only) as of DAY, weeks not begun
+    None; the day's ordered funnel together and in three countries (IT small)."""
+    weeks = 11
+    first = DAY - timedelta(weeks=2)
+    retention = Retention(
+        "signup",
+        DAY,
+        weeks,
+        [
+            Cohort(first, None, 40, [40, 22, 12, *([None] * (weeks - 2))]),
+            Cohort(first + timedelta(weeks=1), None, 3, [3, 1, *([None] * (weeks - 1))]),
+            Cohort(DAY, None, 25, [25, *([None] * weeks)]),
+        ],
+    )
+    rows = [FunnelRow(DAY, None, 60, 30, 12, 95.0, 310.5)]
+    by_country = [
+        FunnelRow(DAY, "DE", 40, 20, 9, 80.0, 300.0),
+        FunnelRow(DAY, "FR", 17, 8, 2, 120.0, 400.0),
+        FunnelRow(DAY, "IT", 3, 2, 1, 30.0, 20.0),
+    ]
+    return Analyses(
+        retention=retention,
+        funnel=Funnel(3600, DAY, DAY, rows, []),
+        funnel_by_country=Funnel(3600, DAY, DAY, by_country, []),
+    )
+
+
+def with_analyses(analyses: Analyses) -> BusinessFigures:
+    return replace(figures(), analyses=analyses)
+
+
+def as_report_marks(value: object) -> object:
+    """What analytics publishes, with its marker written as the report's JSON writes a hidden cell."""
+    if value == marker(K):
+        return "suppressed"
+    if isinstance(value, dict):
+        return {key: as_report_marks(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [as_report_marks(v) for v in value]
+    return value
+
+
+def test_the_people_sections_are_what_analytics_publishes_with_the_report_s_marks() -> None:
+    analyses = people_analyses()
+    assert analyses.retention is not None and analyses.funnel is not None and analyses.funnel_by_country is not None
+    data = build_data(with_analyses(analyses), K)
+    assert data["retention"] == as_report_marks(cohorts.publishable(analyses.retention, K))
+    together = funnels.publishable(analyses.funnel, K)
+    by_country = funnels.publishable(analyses.funnel_by_country, K)
+    assert data["ordered_funnel"] == as_report_marks(
+        {"day": "2026-05-04", "window_s": 3600, "all": together["rows"][0], "by_country": by_country["rows"]}
+    )
+    assert data["analyses_note"] is None
+    # The small cohort and country are hidden; weeks not begun are null, not 0.
+    small = data["retention"]["cohorts"][1]
+    assert small["size"] == "suppressed" and small["share"][:2] == ["suppressed"] * 2 and small["share"][2] is None
+    italy = data["ordered_funnel"]["by_country"][2]
+    assert italy["people"] == {"page_view": "suppressed", "add_to_cart": "suppressed", "purchase": "suppressed"}
+    json.loads(render_json(data))
+
+
+def test_the_people_sections_render_a_heatmap_and_a_funnel_with_their_tables() -> None:
+    doc = build_document(with_analyses(people_analyses()), K)
+    text = render_markdown(doc, "business_report_2026-05-04")
+    assert [c.name for c in doc.charts][-2:] == ["ordered_funnel", "retention"]
+    retention = text.split("## Retention by signup week (people)")[1].split("\n## ")[0]
+    first = (DAY - timedelta(weeks=2)).isoformat()
+    # Shares as the report writes them, weeks not begun blank, a small cohort by its week only.
+    assert f"| {first} | 40 | 100.0% | 55.0% | 30.0% |  |" in retention
+    assert f"| {(DAY - timedelta(weeks=1)).isoformat()} | {marker(K)} | {marker(K)} | {marker(K)} |  |" in retention
+    funnel = text.split("## Ordered funnel (people)")[1].split("\n## ")[0]
+    assert "within 60 minutes of the page view" in funnel
+    assert "| all countries | 60 | 30 | 12 | 50.0% | 40.0% | 20.0% | 95 s | 5.2 min |" in funnel
+    assert f"| IT | {marker(K)} | {marker(K)} | {marker(K)} |" in funnel
+    html = render_html(doc)
+    assert html.count('src="data:image/png;base64,') == 6
+
+
+def test_a_day_without_summaries_says_so_in_one_line_per_section() -> None:
+    line = "No per-person summaries for 2026-05-04: the day is still open: summaries are built when it closes."
+    doc = build_document(with_analyses(Analyses(missing=line)), K)
+    text = render_markdown(doc)
+    for title in ("Retention by signup week (people)", "Ordered funnel (people)"):
+        assert f"## {title}\n\n{line}\n\n## " in text
+    assert len(doc.charts) == 4
+    data = build_data(with_analyses(Analyses(missing=line)), K)
+    assert (data["analyses_note"], data["retention"], data["ordered_funnel"]) == (line, None, None)
+    # A funnel refused for its window still shows the retention.
+    refused = build_document(with_analyses(replace(people_analyses(), funnel=None, funnel_refused="window 600 s")), K)
+    assert "## Ordered funnel (people)\n\nwindow 600 s\n" in render_markdown(refused)
+    assert [c.name for c in refused.charts][-1] == "retention"
