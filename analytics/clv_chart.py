@@ -3,7 +3,7 @@
 The standard check of a BG/NBD fit (Fader, Hardie & Lee 2005, figure 4): people are grouped by how
 many repeat purchases they made in the calibration period, and each group's mean actual holdout
 purchases is drawn beside the model's mean prediction for it. Groups that describe fewer than ``k``
-people are suppressed as in the reports (reports.privacy), and the chart says so.
+people are suppressed as in the reports (analytics.release), and the chart says so.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analytics.clv_model import Array
-from reports.privacy import DEFAULT_MIN_CELL_USERS, suppressed_cells
+from analytics.release import DEFAULT_MIN_CELL_USERS, suppressed_cells
 
 # Groups 0 .. 6 repeat purchases and "7+": beyond that the groups are thin in any real population
 # (and in the published figures, which stop at 7+ too).

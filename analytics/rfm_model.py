@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reports.privacy import DEFAULT_MIN_CELL_USERS, suppressed_cells
+from analytics.release import DEFAULT_MIN_CELL_USERS, suppressed_cells
 
 SCORES = (1, 2, 3, 4, 5)
 
@@ -144,7 +144,7 @@ def segment_summary(
     """Size and total/mean monetary value of every segment (all eleven, in SEGMENTS order).
 
     A segment of fewer than ``k`` people (but not none) is suppressed, with secondary suppression
-    so that the total of all people cannot give it back (reports.privacy's k-rule).
+    so that the total of all people cannot give it back (analytics.release's k-rule).
     """
     if len(people) != len(scores):
         raise ValueError("people and scores must describe the same people")

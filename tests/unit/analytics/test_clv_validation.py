@@ -10,7 +10,7 @@ import pytest
 from analytics import clv_chart, clv_model
 from analytics.clv_model import Customers
 from analytics.clv_validation import PersonDay, compare_holdout, naive_holdout, split_calibration_holdout
-from reports.privacy import suppressed_cells
+from analytics.release import suppressed_cells
 from tests.clv_simulation import simulate
 
 START = date(2026, 1, 1)

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from analytics import rfm_model
+from analytics.release import suppressed_cells
 from analytics.rfm_model import SCORES, SEGMENTS, Rfm, quintile_scores, score, segment, segment_summary
-from reports.privacy import suppressed_cells
 
 
 def test_distinct_values_split_into_five_equal_quintiles_best_last() -> None:
