@@ -10,7 +10,6 @@ output is sizes, totals and means of groups, with the reports' small-cell rule.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -270,11 +269,6 @@ def validate_clv(cur: db.Cursor, as_of: date, holdout_days: int, *, k: int) -> V
     )
     groups = calibration_holdout_groups(inputs.x, actual, predicted, k=k)
     return ValidationResult(fit_id, as_of, calibration_end, holdout_days, models, comparison, groups)
-
-
-def finite(value: float | None) -> float | None:
-    """A figure for JSON: None stays None, NaN and infinities become None."""
-    return None if value is None or not math.isfinite(value) else value
 
 
 def money(value: Decimal | float | None) -> float | None:
