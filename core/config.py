@@ -68,6 +68,7 @@ COMPONENT_LOGINS: tuple[Login, ...] = (
     Login("retention_worker", "login_retention", "DB_PASSWORD_RETENTION"),
     Login("scheduler_runner", "login_scheduler", "DB_PASSWORD_SCHEDULER"),
     Login("dashboard_reader", "login_dashboard", "DB_PASSWORD_DASHBOARD"),
+    Login("analytics_modeller", "login_analytics", "DB_PASSWORD_ANALYTICS"),
 )
 LOGIN_PASSWORD_VARIABLES: dict[str, str] = {entry.login: entry.variable for entry in COMPONENT_LOGINS}
 _PASSWORD_PREFIX = "DB_PASSWORD_"  # noqa: S105 - a variable name, not a password
@@ -323,6 +324,9 @@ class LoginPasswords(Section):
     retention: SecretStr = Field(SecretStr("retention-dev-password"), description="the retention run's login")
     scheduler: SecretStr = Field(SecretStr("scheduler-dev-password"), description="the scheduler's login")
     dashboard: SecretStr = Field(SecretStr("dashboard-dev-password"), description="the live dashboard's login")
+    analytics: SecretStr = Field(
+        SecretStr("analytics-dev-password"), description="the per-person RFM and lifetime-value scoring's login"
+    )
 
     def by_login(self) -> dict[str, str]:
         """Login name -> password, leaving out the empty ones."""
@@ -681,6 +685,11 @@ class SchedulerSettings(Section):
         description="`true`: the nightly comparison runs with `--repair`; otherwise a drift fails the run for a person"
         " to look at",
     )
+    analytics_at: TimeOfDay = Field(
+        time(0, 45),
+        description="when the RFM scores and the lifetime-value fit are recomputed, best after the nightly batch"
+        " (which summarises the closed day), `HH:MM` UTC",
+    )
     daily_report_at: TimeOfDay = Field(
         time(1, 0), description="when the daily business report of the closed day is made, `HH:MM` UTC"
     )
@@ -718,7 +727,8 @@ class SchedulerSettings(Section):
     def describe(self) -> str:
         """One log line with the scheduler's settings (it has no secret)."""
         return (
-            f"batch={self.batch_at:%H:%M} repair={self.repair} daily_report={self.daily_report_at:%H:%M} "
+            f"batch={self.batch_at:%H:%M} repair={self.repair} analytics={self.analytics_at:%H:%M} "
+            f"daily_report={self.daily_report_at:%H:%M} "
             f"audit_report={WEEKDAYS[self.audit_report_weekday]} {self.audit_report_at:%H:%M} "
             f"retention={self.retention_at:%H:%M} erasure_upkeep={self.erasure_upkeep_at:%H:%M} "
             f"deadline_check=:{self.deadline_check_minute:02d} "

@@ -5,7 +5,8 @@ Erasure makes the platform forget the person: email, name and address are set to
 ``users_pii``; their public profile and events are moved to a fresh random user id with no
 ``users_pii`` row (pseudonymised data is personal data, Recital 26), each event with a fresh
 random event id and no Kafka partition or offset, so the aggregates stay exactly as they were
-(the analyses' per-person-day summaries move to the same new id, analytics.summaries)
+(the analyses' per-person-day summaries move to the same new id, analytics.summaries; their RFM and
+lifetime-value scores are deleted, analytics.scores)
 and no stored id leads to the person's Kafka messages (their content still matches the rows
 until the topic's retention deletes them: docs/gdpr.md, What erasure does). Before the values are forgotten they
 are looked for, in their obvious spellings, in everything stored about the person: they are
@@ -31,7 +32,7 @@ import msgspec
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from analytics import summaries
+from analytics import scores, summaries
 from core import consent, db
 from core.pii import (
     SQL_WORD_SEPARATORS,
@@ -113,6 +114,9 @@ def erase_people(cur: db.Cursor, people: list[Person], partitions: set[str] | No
     # Their per-person-day summaries follow their events to the same new ids: every analysis
     # recomputed after the erasure counts them as before, under a random id.
     summaries.rekey(cur, olds, news)
+    # No per-person score follows them: their RFM and lifetime-value rows go (the next scoring
+    # scores the new random id from the re-keyed summaries, as anybody's).
+    scores.remove_people(cur, olds)
     returned = [(old, suspect, day) for old, suspect, day, _table in rows]
     if partitions is not None:
         partitions.update(table for *_rest, table in rows)

@@ -16,6 +16,7 @@ from scheduler import deadlines
 from scheduler.schedule import Schedule
 
 BATCH = "batch"
+ANALYTICS = "analytics"
 DAILY_REPORT = "daily-report"
 AUDIT_REPORT = "gdpr-audit-report"
 RETENTION = "retention"
@@ -57,7 +58,7 @@ def daily(at_hour: int, at_minute: int) -> Schedule:
 
 
 def jobs(settings: SchedulerSettings) -> dict[str, Job]:
-    """Every job, by name, in the order catch-up runs them (the batch before the reports)."""
+    """Every job, by name, in the order catch-up runs them (the batch before the analytics and the reports)."""
     repair = ("--repair",) if settings.repair else ()
     table = (
         Job(
@@ -69,6 +70,14 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
                 Step("batch.batch_metrics", lambda _due: ("--changed",)),
                 Step("batch.compare_batch_vs_stream", lambda _due: ("--changed", *repair)),
             ),
+        ),
+        Job(
+            ANALYTICS,
+            daily(settings.analytics_at.hour, settings.analytics_at.minute),
+            "per-person RFM scores and the lifetime-value fit, from the summaries the batch keeps",
+            # Each replaces its own per-person rows; a fit that cannot be made (too few repeat
+            # buyers) fails the job after the RFM scores are stored.
+            steps=(Step("analytics.rfm"), Step("analytics.clv")),
         ),
         Job(
             DAILY_REPORT,

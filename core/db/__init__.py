@@ -43,8 +43,10 @@ SCHEDULER_ROLE = "scheduler_runner"
 # The live dashboard reads pipeline progress, today's metrics and counts of requests, runs and dead
 # letters, never personal data (sql/024).
 DASHBOARD_ROLE = "dashboard_reader"
+# Per-person RFM scores and lifetime values: reads the summaries' user ids, writes the scores (sql/039).
+ANALYTICS_MODEL_ROLE = "analytics_modeller"
 
-# The login of each group role (sql/015, sql/018, sql/022, sql/024), from the one table of logins
+# The login of each group role (sql/015, sql/018, sql/022, sql/024, sql/039), from the one table of logins
 # (core.config.COMPONENT_LOGINS, which also names each one's password variable).
 LOGINS: dict[str, str] = {entry.role: entry.login for entry in COMPONENT_LOGINS}
 

@@ -116,6 +116,8 @@ LOGIN_OF_MODULE = {
     "gdpr.retention": db.RETENTION_ROLE,
     "scheduler": db.SCHEDULER_ROLE,
     "dashboard": db.DASHBOARD_ROLE,
+    "analytics.rfm": db.ANALYTICS_MODEL_ROLE,
+    "analytics.clv": db.ANALYTICS_MODEL_ROLE,
     "devstack.mail": None,  # the development mail server: no database at all
 }
 # A service that runs other commands as subprocesses (the scheduler's jobs), each logging in as its
@@ -256,7 +258,7 @@ def test_the_scheduler_runs_as_a_service_with_its_settings_and_what_its_jobs_nee
     assert scheduler["depends_on"]["init"] == {"condition": "service_completed_successfully"}
     env = scheduler["environment"]
     settings = [key for key in DEFAULTS if key.startswith("SCHEDULER_")]
-    assert len(settings) == 10
+    assert len(settings) == 11
     # Every setting of the scheduler and of the retention it runs, with core.config's default.
     for variable in [*settings, "RETENTION_DAYS", "DEAD_LETTER_RETENTION_DAYS", "ACCESS_EXPORT_DAYS",
                      "PRIVACY_REQUEST_RETENTION_DAYS", "REPORT_RETENTION_DAYS", "REPORT_MIN_CELL_USERS"]:  # fmt: skip

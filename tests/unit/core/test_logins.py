@@ -1,5 +1,5 @@
 """The component logins, without a server: one name in the code, the configuration and the
-migrations that create them (sql/015, sql/018, sql/022, sql/024) alike; passwords from DB_PASSWORD_* (the
+migrations that create them (sql/015, sql/018, sql/022, sql/024, sql/039) alike; passwords from DB_PASSWORD_* (the
 environment winning), never shown; the embedded stack's own random ones, kept private."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ MIGRATIONS = [
     db.SQL_DIR / "018_retention.sql",
     db.SQL_DIR / "022_scheduler.sql",
     db.SQL_DIR / "024_dashboard.sql",
+    db.SQL_DIR / "039_analytics_scores.sql",
 ]
 
 
