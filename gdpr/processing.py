@@ -416,7 +416,10 @@ def watch(
         logger.info("watching privacy_requests (sweep every %.0f s)", sweep_s)
         while not stop.is_set():
             try:
-                total.update(process_pending(settings, batch_size))
+                answered = process_pending(settings, batch_size)
+                total.update(answered)
+                if answered:  # the open counts changed: the gauges say so now, not a sweep later
+                    next_deadlines = time.monotonic()
             except (ServiceUnavailable, psycopg2.Error) as e:
                 if isinstance(e, psycopg2.Error) and not db.is_transient(e):
                     raise
