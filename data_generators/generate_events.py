@@ -9,7 +9,7 @@ from core.config import Settings
 from data_generators import collector_client
 from data_generators.collector_client import CollectorTarget
 from data_generators.events import MAX_BACKFILL_DAYS
-from data_generators.producer import FLUSH_TIMEOUT_S, USERS_REFRESH_S, generate_in_processes
+from data_generators.producer import BEHAVIOURS, FLUSH_TIMEOUT_S, USERS_REFRESH_S, generate_in_processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="stamp events at random moments of the last DAYS days, busier at busy hours, instead of now "
         "(for demos and reports with history; default: 0)",
+    )
+    parser.add_argument(
+        "--behaviour",
+        choices=BEHAVIOURS,
+        default="uniform",
+        help="uniform: each event's user and type drawn at random, page_view 70%%, add_to_cart 20%%, purchase 10%% "
+        "(the default); shoppers: sessions of people with their own purchase rates, spend and drop-out (BG/NBD and "
+        "Gamma-Gamma), view then cart then purchase, on a weekly rhythm, never before their signup (docs/analytics.md)",
     )
     parser.add_argument(
         "--refresh-users",
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             backfill_days=args.backfill_days,
             refresh_users_s=args.refresh_users,
             via=via,
+            behaviour=args.behaviour,
         )
         processes = f"{args.processes} process{'es' if args.processes > 1 else ''}"
         if via is None:

@@ -10,6 +10,11 @@ runs N generator processes (generation is CPU-bound Python; one per core is fast
 ``--backfill-days D`` stamps events over the last D days along a daily traffic curve, for demos
 and reports with history. Event ids are UUIDv7.
 
+``--behaviour shoppers`` (the demo's) makes sessions of BG/NBD shoppers instead of the uniform
+mix (``data_generators.shoppers``): each user is one person in every run; with several
+processes each process has its own share of the people, so a person's events all come from one
+process, in order.
+
 ``--via-http URL --key KEY`` sends the same events through the HTTP collector instead
 (``POST URL/v1/events``, JSON arrays of ``--http-batch`` events, a few requests in flight; see
 ``data_generators.collector_client``): what the collector accepts, rejects or could not take
@@ -32,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, Protocol
 
 import psycopg2
@@ -41,11 +46,15 @@ from confluent_kafka import KafkaError, Message, Producer
 from core import cli, db, kafka, retry
 from core.config import Settings
 from core.errors import InvalidInput, PlatformError, ServiceUnavailable
-from data_generators import collector_client
+from data_generators import collector_client, population
 from data_generators.collector_client import CollectorSender, CollectorTarget
 from data_generators.events import BACKFILL_CHUNK, CHUNK, EventFactory
+from data_generators.shoppers import POPULATION_SEED, ShopperFactory
 
 logger = logging.getLogger(__name__)
+
+# What the events look like: the design's uniform 70/20/10 mix, or sessions of shoppers.
+BEHAVIOURS = ("uniform", "shoppers")
 
 # The generator re-reads the users this often, so erased users stop receiving events.
 USERS_REFRESH_S = 30.0
@@ -86,6 +95,22 @@ def active_user_ids(settings: Settings) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
+def active_users_with_signup(settings: Settings, part: int = 0, parts: int = 1) -> tuple[list[str], list[date]]:
+    """The users who exist and are not erased with their signup dates; of them, the ``part``-th
+    of ``parts`` shares (by a stable hash of the id: one person is always in the same share)."""
+    with (
+        db.connection(settings.database, application_name="generate_events", role=db.ANALYTICS_ROLE) as conn,
+        conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT user_id::text, signup_date FROM users_public WHERE NOT is_erased ORDER BY user_id")
+        rows = cur.fetchall()
+    if parts > 1:
+        shares = population.slots([row[0] for row in rows], POPULATION_SEED) >> population.TABLE_BITS
+        rows = [row for row, share in zip(rows, (shares % parts).tolist(), strict=True) if share == part]
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
 class UsersRefresh:
     """Re-reads the users now and then, so erased users stop receiving events.
 
@@ -93,9 +118,12 @@ class UsersRefresh:
     each failed attempt and tries again with backoff; the next success takes the new list.
     """
 
-    def __init__(self, settings: Settings, factory: EventFactory, version: tuple[int, int], every_s: float) -> None:
+    def __init__(
+        self, settings: Settings, factory: EventFactory, version: tuple[int, int], every_s: float, reload: Callable[[], None]
+    ) -> None:
         self.settings = settings
         self.factory = factory
+        self.reload = reload
         self.version = version
         self.every_s = every_s
         self.failures = 0
@@ -108,7 +136,7 @@ class UsersRefresh:
         try:
             version = users_version(self.settings)
             if version != self.version:
-                self.factory.user_ids = active_user_ids(self.settings) or self.factory.user_ids
+                self.reload()
                 self.version = version
         except (ServiceUnavailable, psycopg2.Error) as e:
             if isinstance(e, psycopg2.Error) and not db.is_transient(e):
@@ -336,15 +364,15 @@ def generate(
     backfill_days: float = 0.0,
     refresh_users_s: float = USERS_REFRESH_S,
     via: CollectorTarget | None = None,
+    behaviour: str = "uniform",
+    part: tuple[int, int] = (0, 1),
 ) -> DeliveryReport:
     """Send events until ``count`` is reached or ``stop`` is set, to the topic or through the
-    collector ``via``; deliver what is queued before returning."""
+    collector ``via``; deliver what is queued before returning. With ``behaviour="shoppers"``
+    this process makes the sessions of its ``part`` (number, of how many) of the people."""
     ensure_destination(settings, via)
     version = users_version(settings)
-    users = active_user_ids(settings)
-    if not users:
-        raise InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
-    factory = EventFactory(users, seed)
+    factory, reload = _factory(settings, behaviour, part, seed, count=count, backfill_days=backfill_days)
     # The user lists are large and live for the whole run: keep them out of every collection.
     gc.collect()
     gc.freeze()
@@ -352,7 +380,8 @@ def generate(
     with open_sink(settings, report, via) as sink:
         progress = cli.Progress(label, total=count, every_s=5.0)
         report.started = time.time()
-        refresh_users = UsersRefresh(settings, factory, version, refresh_users_s)
+        refresh_users = UsersRefresh(settings, factory, version, refresh_users_s, reload)
+        finished = factory.finished if isinstance(factory, ShopperFactory) else lambda: False
         started = time.monotonic()
         stopped = False
         while not stopped and not stop.is_set() and (count is None or report.produced < count):
@@ -360,10 +389,16 @@ def generate(
             if count is not None:
                 n = min(n, count - report.produced)
             stamp = datetime.now(UTC)
-            if backfill_days:
+            if backfill_days and not isinstance(factory, ShopperFactory):
                 # Small chunks: every chunk shares one moment, and history should not come in lumps.
                 stamp, n = factory.backfill_time(stamp, backfill_days), min(n, BACKFILL_CHUNK)
-            if n and not sink.send(factory.messages(n, stamp), stop):
+            messages = factory.messages(n, stamp) if n else []
+            if n and not messages:
+                logger.warning("no person of this generator can start a session (all dropped out, or the window is full)")
+                stopped = True
+            elif messages and not sink.send(messages, stop):
+                stopped = True
+            if finished():
                 stopped = True
             sink.poll()
             progress.advance(n, sink.status())
@@ -373,6 +408,42 @@ def generate(
     progress.done = report.produced
     progress.show(f"delivered {report.delivered:,}, not delivered {report.not_delivered:,}")
     return report
+
+
+def _factory(
+    settings: Settings, behaviour: str, part: tuple[int, int], seed: int | None, *, count: int | None, backfill_days: float
+) -> tuple[EventFactory, Callable[[], None]]:
+    """The event factory for ``behaviour`` on the users, and how it re-reads them."""
+    missing = InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
+    if behaviour == "shoppers":
+        users, signups = active_users_with_signup(settings, *part)
+        if not users_version(settings)[0]:
+            raise missing
+        shoppers = ShopperFactory(users, signups, seed, backfill_days=backfill_days, count=count)
+        if backfill_days:
+            logger.info(
+                "shoppers: %d people, %d events over %.1f days: %.2fx the population's purchase rates",
+                len(users),
+                shoppers.window_events,
+                backfill_days,
+                shoppers.time_scale,
+            )
+
+        def reload_people() -> None:
+            shoppers.set_users(*active_users_with_signup(settings, *part))
+
+        return shoppers, reload_people
+    if behaviour != "uniform":
+        raise InvalidInput(f"unknown behaviour {behaviour!r}: one of {', '.join(BEHAVIOURS)}")
+    users = active_user_ids(settings)
+    if not users:
+        raise missing
+    factory = EventFactory(users, seed)
+
+    def reload_users() -> None:
+        factory.user_ids = active_user_ids(settings) or factory.user_ids
+
+    return factory, reload_users
 
 
 def _shares(total: int | None, parts: int) -> list[int | None]:
@@ -397,6 +468,8 @@ class WorkerJob(NamedTuple):
     backfill_days: float
     refresh_users_s: float
     via: CollectorTarget | None = None
+    behaviour: str = "uniform"
+    processes: int = 1
 
 
 def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
@@ -417,6 +490,8 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
             backfill_days=job.backfill_days,
             refresh_users_s=job.refresh_users_s,
             via=job.via,
+            behaviour=job.behaviour,
+            part=(job.number, job.processes),
         )
     except PlatformError as e:
         logger.error("generator process %d: %s", job.number, e)
@@ -461,6 +536,7 @@ def generate_in_processes(
     backfill_days: float = 0.0,
     refresh_users_s: float = USERS_REFRESH_S,
     via: CollectorTarget | None = None,
+    behaviour: str = "uniform",
 ) -> DeliveryReport:
     """Run ``processes`` generators, each with its own producer (or collector connections) and an
     equal share of ``count`` and ``rate``. Generation is CPU-bound Python: one process per core
@@ -476,6 +552,7 @@ def generate_in_processes(
             backfill_days=backfill_days,
             refresh_users_s=refresh_users_s,
             via=via,
+            behaviour=behaviour,
         )
     ensure_destination(settings, via)
     if not users_version(settings)[0]:
@@ -496,6 +573,8 @@ def generate_in_processes(
                     backfill_days,
                     refresh_users_s,
                     via,
+                    behaviour,
+                    processes,
                 ),
                 results,
             ),

@@ -317,11 +317,12 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
         # Two weeks of history, so the reports have a trend and a previous day to compare with.
         command(
             env, "data_generators.generate_events", "--rate", "0", "--count", str(events - http_events),
-            "--backfill-days", str(DEMO_DAYS),
+            "--backfill-days", str(DEMO_DAYS), "--behaviour", "shoppers",
         )  # fmt: skip
         print(f"(the write key is shown masked here: {mask_key(key)})")
         command(
             env, "data_generators.generate_events", "--rate", "0", "--count", str(http_events), "--via-http", url, "--key", key,
+            "--behaviour", "shoppers",
             shown=("--key", mask_key(key)),
         )  # fmt: skip
         withdraw_consent(settings, url, key)

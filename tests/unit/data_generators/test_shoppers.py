@@ -1,0 +1,96 @@
+"""Shoppers' sessions: view, then cart, then purchase, seconds to minutes apart; no one comes back
+after dropping out or shows up before signing up; the window filled in order; reproducible by seed."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+from core.events import Event, parse_event
+from data_generators.population import Parameters
+from data_generators.shoppers import STEP_MIN_S, WEEKDAY_TRAFFIC, ShopperFactory
+
+USERS = [str(uuid.UUID(int=n, version=4)) for n in range(1, 501)]
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+LONG_AGO = [date(2024, 1, 1)] * len(USERS)
+
+
+def events_of(factory: ShopperFactory, n: int) -> list[Event]:
+    return [parse_event(m["value"], now=NOW) for m in factory.messages(n, NOW)]
+
+
+def by_person(events: list[Event]) -> dict[str, list[Event]]:
+    people: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        people[e.user_id].append(e)
+    return {user: sorted(own, key=lambda e: e.event_timestamp) for user, own in people.items()}
+
+
+def test_a_purchase_follows_an_add_to_cart_which_follows_a_view_seconds_to_minutes_apart() -> None:
+    events = events_of(ShopperFactory(USERS, LONG_AGO, 1, backfill_days=14, count=30_000, now=NOW), 30_000)
+    kinds = {e.event_type for e in events}
+    assert kinds == {"page_view", "add_to_cart", "purchase"}
+    for own in by_person(events).values():
+        for before, event in itertools.pairwise(own):
+            gap = event.event_timestamp - before.event_timestamp
+            if event.event_type == "purchase":
+                assert before.event_type == "add_to_cart" and timedelta(seconds=STEP_MIN_S) <= gap < timedelta(hours=1)
+            if event.event_type == "add_to_cart":
+                assert before.event_type == "page_view" and timedelta(seconds=STEP_MIN_S) <= gap < timedelta(hours=1)
+        assert own[0].event_type == "page_view"
+    purchases = [e for e in events if e.event_type == "purchase"]
+    assert purchases and all(e.amount is not None and e.amount > 0 for e in purchases)
+    assert all(e.amount is None for e in events if e.event_type != "purchase")
+    assert len({e.event_id for e in events}) == len(events)
+
+
+def test_a_backfill_fills_its_window_with_the_count_in_time_order_busier_at_weekends() -> None:
+    factory = ShopperFactory(USERS, LONG_AGO, 2, backfill_days=28, count=40_000, now=NOW)
+    chunks = [events_of(factory, 500) for _ in range(80)]
+    events = [e for chunk in chunks for e in chunk]
+    assert len(events) == 40_000
+    assert all(NOW - timedelta(days=28) <= e.event_timestamp <= NOW for e in events)
+    # Chunks sweep the window: a later chunk's sessions begin after an earlier chunk's.
+    assert min(e.event_timestamp for e in chunks[-1]) > max(e.event_timestamp for e in chunks[0])
+    per_day = [sum(e.event_timestamp.weekday() == d for e in events) for d in range(7)]
+    saturday, tuesday = per_day[5] / WEEKDAY_TRAFFIC[5], per_day[1] / WEEKDAY_TRAFFIC[1]
+    assert per_day[6] > per_day[1] and 0.8 < saturday / tuesday < 1.25
+
+
+def test_people_who_drop_out_do_not_come_back() -> None:
+    """Drop-out certain after a purchase: one purchase per person at most, and nothing after it
+    but the rest of a session begun before; never dropping out: people buy again."""
+    certain = Parameters(a=1e6, b=1e-6)
+    events = events_of(ShopperFactory(USERS, LONG_AGO, 3, backfill_days=60, count=20_000, now=NOW, params=certain), 20_000)
+    people = by_person(events)
+    for own in people.values():
+        bought = [e.event_timestamp for e in own if e.event_type == "purchase"]
+        assert len(bought) <= 1
+        assert not bought or own[-1].event_timestamp < bought[0] + timedelta(hours=1)
+    assert sum(any(e.event_type == "purchase" for e in own) for own in people.values()) > 50
+    never = Parameters(a=1e-6, b=1e6)
+    loyal = ShopperFactory(USERS, LONG_AGO, 3, backfill_days=60, count=20_000, now=NOW, params=never)
+    again = by_person(events_of(loyal, 20_000))
+    assert sum(sum(e.event_type == "purchase" for e in own) > 1 for own in again.values()) > 20
+
+
+def test_nobody_shows_up_before_signing_up() -> None:
+    start = (NOW - timedelta(days=14)).date()
+    signups = [start + timedelta(days=i % 14) for i in range(len(USERS))]
+    events = events_of(ShopperFactory(USERS, signups, 4, backfill_days=14, count=20_000, now=NOW), 20_000)
+    signup = dict(zip(USERS, signups, strict=True))
+    assert all(e.event_timestamp.date() >= signup[e.user_id] for e in events)
+    # Late signers are there too, from their signup on.
+    assert any(signup[e.user_id] >= start + timedelta(days=10) for e in events)
+
+
+def test_live_sessions_end_now_and_the_same_seed_makes_the_same_events() -> None:
+    def run(seed: int) -> list[tuple[str, str, datetime, object]]:
+        factory = ShopperFactory(USERS, LONG_AGO, seed, now=NOW)
+        return [(e.user_id, e.event_type, e.event_timestamp, e.amount) for e in events_of(factory, 5_000)]
+
+    first = run(5)
+    assert first == run(5) and first != run(6)
+    assert all(NOW - timedelta(hours=2) < stamp <= NOW for _u, _k, stamp, _a in first)
