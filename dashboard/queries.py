@@ -9,6 +9,7 @@ reason. The login cannot read anything else, personal data above all.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -48,11 +49,14 @@ class Snapshot:
     open_requests: list[tuple[str, datetime]]  # (request type, due date) of every open request
     runs: list[JobRun]
     dead_letters: list[tuple[str, int]]  # (reason, count) over the last DEAD_LETTER_MINUTES, most first
+    funnel_cost_s: float | None = None  # seconds the funnel took to read now; None: the cached one
 
 
-def read(cur: db.Cursor, topic: str, funnel_window_s: int) -> Snapshot:
+def read(cur: db.Cursor, topic: str, funnel_window_s: int, people_funnel: funnels.Funnel | None = None) -> Snapshot:
     """Everything the page shows, from one snapshot of the database; the ordered funnel with the
-    conversion window ``funnel_window_s`` (ANALYTICS_FUNNEL_WINDOW_S, as the summaries use)."""
+    conversion window ``funnel_window_s`` (ANALYTICS_FUNNEL_WINDOW_S, as the summaries use), unless
+    ``people_funnel`` gives today's funnel already (the service's FunnelCache): then
+    ``funnel_cost_s`` is None, else how long reading it took."""
     # One snapshot for every statement, so the figures agree with each other; nothing is written.
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
     # The connection's time zone is UTC (core.db.connect): current_date is today's UTC day.
@@ -60,7 +64,11 @@ def read(cur: db.Cursor, topic: str, funnel_window_s: int) -> Snapshot:
     [(now, day)] = cur.fetchall()
     cur.execute("SELECT event_type, total_events, total_amount FROM metrics_streaming_daily WHERE event_date = current_date")
     metrics = {str(kind): (int(events), Decimal(amount)) for kind, events, amount in cur.fetchall()}
-    people_funnel = funnels.open_day(cur, window_s=funnel_window_s)
+    funnel_cost_s = None
+    if people_funnel is None or people_funnel.first != day:
+        started = time.monotonic()
+        people_funnel = funnels.open_day(cur, window_s=funnel_window_s)
+        funnel_cost_s = time.monotonic() - started
     groups = progress.overview(cur, topic, RATE_WINDOW_S, count_dead_letters=False)
     per_minute = progress.events_per_minute(cur, topic, THROUGHPUT_MINUTES)
     open_requests = requests.open_deadlines(cur)  # open on hold too: the deadline still runs
@@ -69,6 +77,7 @@ def read(cur: db.Cursor, topic: str, funnel_window_s: int) -> Snapshot:
         day=day,
         metrics=metrics,
         people_funnel=people_funnel,
+        funnel_cost_s=funnel_cost_s,
         groups=groups,
         per_minute=per_minute,
         open_requests=open_requests,

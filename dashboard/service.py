@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from analytics import funnels
 from core import kafka, pool
 from core.config import KafkaSettings, Settings
 from core.errors import ServiceUnavailable
@@ -30,6 +31,34 @@ KAFKA_FRESH_S = 3.0
 KAFKA_RETRY_S = 15.0
 
 EndOffsetsProbe = Callable[[KafkaSettings, str], dict[int, int]]
+# Today's funnel of people is computed from today's raw events (the day has no summaries yet),
+# which costs more as the day fills: it is read again once it is older than this many times what
+# its last reading cost, so it takes at most a tenth of a connection's time; a cheap one is read
+# with every summary. Never older than FUNNEL_MAX_AGE_S.
+FUNNEL_COST_FACTOR = 10.0
+FUNNEL_MAX_AGE_S = 60.0
+
+
+class FunnelCache:
+    """Today's ordered funnel of people, kept while it is young compared with its cost."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._value: funnels.Funnel | None = None
+        self._read_at = 0.0
+        self._cost_s = 0.0
+
+    def fresh(self) -> funnels.Funnel | None:
+        """The cached funnel while it may still be shown; None when it is to be read again."""
+        if self._value is None:
+            return None
+        age = self.clock() - self._read_at
+        return self._value if age < min(FUNNEL_MAX_AGE_S, FUNNEL_COST_FACTOR * self._cost_s) else None
+
+    def keep(self, funnel: funnels.Funnel, cost_s: float | None) -> None:
+        """Remember a funnel read just now at ``cost_s`` seconds (None: the cached one was shown)."""
+        if cost_s is not None:
+            self._value, self._read_at, self._cost_s = funnel, self.clock(), cost_s
 
 
 class EndOffsets:
@@ -83,9 +112,14 @@ class Dashboard:
         self.settings = settings
         self.topic = settings.kafka.topic
         self.ends = EndOffsets(settings.kafka, self.topic) if ends is None else ends
+        self.funnel = FunnelCache()
 
     async def summary(self) -> dict[str, Any]:
         """The summary now (dashboard.summary.build); the database and Kafka are asked side by side."""
         topic, window_s = self.topic, self.settings.analytics_funnel_window_s
-        snapshot, ends = await asyncio.gather(self.database.call(lambda cur: queries.read(cur, topic, window_s)), self.ends.get())
+        cached = self.funnel.fresh()
+        snapshot, ends = await asyncio.gather(
+            self.database.call(lambda cur: queries.read(cur, topic, window_s, cached)), self.ends.get()
+        )
+        self.funnel.keep(snapshot.people_funnel, snapshot.funnel_cost_s)
         return summary.build(snapshot, ends, topic, REFRESH_S, min_cell_users=self.settings.report_min_cell_users)
