@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout-days", type=int, help="validate: hold out the last N days and compare")
     parser.add_argument("--chart", type=Path, help="with --holdout-days: write the calibration/holdout chart (PNG) here")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--skip-if-too-few",
+        action="store_true",
+        help="when there is too little data (no summarised day yet, or too few repeat buyers to fit), print one line saying so "
+        "and exit 0 instead of failing with status 2: for the scheduler's nightly job on a young platform",
+    )
     return parser
 
 
@@ -67,12 +73,7 @@ def parameters(models: scoring.Models) -> list[dict[str, Any]]:
 
 def derived(models: scoring.Models) -> dict[str, float]:
     """The parameters read as a business reads them."""
-    v = {name: value for name, (value, _low, _high) in models.parameters().items()}
-    return {
-        "mean_purchase_rate_per_year": 365 * v["r"] / v["alpha"],
-        "mean_dropout_chance_per_repeat_purchase": v["a"] / (v["a"] + v["b"]),
-        "mean_purchase_value": v["p"] * v["gamma"] / (v["q"] - 1),
-    }
+    return scoring.derived(models.parameters())
 
 
 def publishable_fit(result: scoring.ClvResult, k: int) -> dict[str, Any]:
@@ -193,16 +194,23 @@ def main(argv: list[str] | None = None) -> None:
     def execute(settings: Settings) -> int:
         k = settings.report_min_cell_users
         connect = db.connection(settings.database, application_name="analytics_clv", role=db.ANALYTICS_MODEL_ROLE)
-        with connect as conn, conn, conn.cursor() as cur:
-            as_of = args.as_of or scoring.last_summarised(cur)
-            scoring.check_as_of(cur, as_of)
-            if args.holdout_days is None:
-                published = publishable_fit(scoring.score_clv(cur, as_of, k=k, horizon_days=args.horizon_days), k)
-                text = fit_table(published)
-            else:
-                validation = scoring.validate_clv(cur, as_of, args.holdout_days, k=k)
-                published = publishable_validation(validation, k)
-                text = validation_table(published)
+        try:
+            with connect as conn, conn, conn.cursor() as cur:
+                as_of = args.as_of or scoring.last_summarised(cur)
+                scoring.check_as_of(cur, as_of)
+                if args.holdout_days is None:
+                    published = publishable_fit(scoring.score_clv(cur, as_of, k=k, horizon_days=args.horizon_days), k)
+                    text = fit_table(published)
+                else:
+                    validation = scoring.validate_clv(cur, as_of, args.holdout_days, k=k)
+                    published = publishable_validation(validation, k)
+                    text = validation_table(published)
+        except scoring.NotEnoughData as e:
+            # Nothing was stored (the transaction rolled back): the previous fit and scores stay.
+            if not args.skip_if_too_few:
+                raise
+            print(f"skipped: {e}")
+            return 0
         if args.chart is not None:
             png = calibration_holdout_png(validation.groups, holdout_days=args.holdout_days, k=k)
             try:

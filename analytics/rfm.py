@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the histories up to this UTC day (default: the last summarised day)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--skip-if-too-few",
+        action="store_true",
+        help="when there is too little data (no summarised day yet), print one line saying so "
+        "and exit 0 instead of failing with status 2: for the scheduler's nightly job on a young platform",
+    )
     return parser
 
 
@@ -75,10 +81,16 @@ def main(argv: list[str] | None = None) -> None:
 
     def execute(settings: Settings) -> int:
         connect = db.connection(settings.database, application_name="analytics_rfm", role=db.ANALYTICS_MODEL_ROLE)
-        with connect as conn, conn, conn.cursor() as cur:
-            as_of = args.as_of or scoring.last_summarised(cur)
-            scoring.check_as_of(cur, as_of)
-            result = scoring.score_rfm(cur, as_of, k=settings.report_min_cell_users)
+        try:
+            with connect as conn, conn, conn.cursor() as cur:
+                as_of = args.as_of or scoring.last_summarised(cur)
+                scoring.check_as_of(cur, as_of)
+                result = scoring.score_rfm(cur, as_of, k=settings.report_min_cell_users)
+        except scoring.NotEnoughData as e:
+            if not args.skip_if_too_few:
+                raise
+            print(f"skipped: {e}")
+            return 0
         published = publishable(result, settings.report_min_cell_users)
         print(json.dumps(published, indent=2) if args.json else table(published))
         return 0

@@ -274,3 +274,90 @@ def validate_clv(cur: db.Cursor, as_of: date, holdout_days: int, *, k: int) -> V
 def money(value: Decimal | float | None) -> float | None:
     """A money figure rounded to the cent, for output."""
     return None if value is None else round(float(value), 2)
+
+
+# --- The stored scorings, as the reports read them --------------------------------------------------
+
+
+def derived(parameters: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+    """The fitted parameters (name -> value, low, high) read as a business reads them: purchase days
+    a year while active, the chance of dropping out after a repeat purchase, the mean purchase value."""
+    v = {name: value for name, (value, _low, _high) in parameters.items()}
+    return {
+        "mean_purchase_rate_per_year": 365 * v["r"] / v["alpha"],
+        "mean_dropout_chance_per_repeat_purchase": v["a"] / (v["a"] + v["b"]),
+        "mean_purchase_value": v["p"] * v["gamma"] / (v["q"] - 1),
+    }
+
+
+@dataclass(frozen=True)
+class StoredRfm:
+    """The stored RFM scoring, without user ids: its day and each person's measures and scores."""
+
+    as_of: date
+    measures: list[rfm_model.Rfm]
+    scores: list[rfm_model.RfmScore]
+
+    @property
+    def people(self) -> int:
+        return len(self.measures)
+
+    def segments(self, *, k: int) -> list[rfm_model.SegmentSummary]:
+        """The segment table (``rfm_model.segment_summary``: the k-rule applied)."""
+        return rfm_model.segment_summary(self.measures, self.scores, k=k)
+
+
+def stored_rfm(cur: db.Cursor) -> StoredRfm | None:
+    """The stored RFM scores as they are (never a new scoring); None while nothing is stored. Reads
+    no user id."""
+    cur.execute(
+        "SELECT as_of, recency_days, frequency, monetary, r_score, f_score, m_score, segment FROM analytics_rfm_scores"
+        " ORDER BY user_id"
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    measures = [rfm_model.Rfm(recency, frequency, float(monetary)) for _d, recency, frequency, monetary, *_s in rows]
+    scored = [rfm_model.RfmScore(r, f, m, segment) for *_x, r, f, m, segment in rows]
+    return StoredRfm(max(row[0] for row in rows), measures, scored)
+
+
+@dataclass(frozen=True)
+class StoredClv:
+    """The stored lifetime values, without user ids, and the full fit that made them."""
+
+    fit_id: int
+    as_of: date
+    horizon_days: int
+    people: int
+    repeat_buyers: int
+    parameters: dict[str, tuple[float, float, float]]
+    clv: list[float]
+
+    def distribution(self, *, k: int) -> ClvDistribution:
+        """Buyers, total and mean CLV per bucket (``clv_distribution``: the k-rule applied)."""
+        return clv_distribution(self.clv, k=k)
+
+
+def stored_clv(cur: db.Cursor) -> StoredClv | None:
+    """The stored lifetime values (never a new fit) and their fit; None while nothing is stored.
+    Reads no user id."""
+    cur.execute("SELECT fit_id, clv FROM analytics_clv_scores ORDER BY user_id")
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    fit_id = int(rows[0][0])
+    columns = [f"{name}{end}" for name in scores.PARAMETERS for end in ("", "_low", "_high")]
+    # The column names are scores.PARAMETERS, constants, never input.
+    cur.execute(
+        f"SELECT as_of, horizon_days, people, repeat_buyers, {', '.join(columns)} FROM analytics_clv_fits WHERE id = %s",  # noqa: S608
+        (fit_id,),
+    )
+    fit = cur.fetchone()
+    if fit is None:  # fits are kept and referenced: only a damaged database lacks it
+        raise InvalidInput(f"the stored lifetime values name fit {fit_id}, which analytics_clv_fits does not hold")
+    as_of, horizon_days, people, repeat_buyers, *values = fit
+    triples = [tuple(float(v) for v in values[i : i + 3]) for i in range(0, len(values), 3)]
+    parameters = {name: (value, low, high) for name, (value, low, high) in zip(scores.PARAMETERS, triples, strict=True)}
+    clv = [float(value) for _f, value in rows]
+    return StoredClv(fit_id, as_of, int(horizon_days), int(people), int(repeat_buyers), parameters, clv)

@@ -3,7 +3,8 @@
 Starts the stack, seeds users (most of them consenting to analytics), runs both consumers, the
 HTTP collector and the generator concurrently (most events straight into Kafka, some through
 the collector with a write key, and a consent withdrawal through it), waits until the consumers
-have caught up, runs the batch job and the comparison (which must show zero difference), files
+have caught up, runs the batch job and the comparison (which must show zero difference), scores
+every buyer (RFM segments, lifetime values: the report's sections on them), files
 and processes privacy requests (an operator's by SQL; a person's through the privacy API, with
 the code read from the mail the stack's SMTP server wrote; an erasure held by a DPO's legal
 hold), checks the audit trail's hash chain, and prints both reports. The scheduler runs
@@ -329,10 +330,14 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
         wait_for_consumers(settings, consumers, log_dir)
 
     days = [day.isoformat() for day in days_written_since(settings, started)]
-    banner("5. batch job and Lambda reconciliation")
+    banner("5. batch job, Lambda reconciliation, RFM scores and lifetime values")
     if days:
         command(env, "batch.batch_metrics", "--from", days[0], "--to", days[-1])
         command(env, "batch.compare_batch_vs_stream", "--from", days[0], "--to", days[-1])
+        # The nightly analytics job's steps, now rather than at 00:45: the report shows the RFM
+        # segments and the lifetime values they store (a fit needs enough repeat buyers: else one line).
+        command(env, "analytics.rfm", "--skip-if-too-few")
+        command(env, "analytics.clv", "--skip-if-too-few")
 
     banner("6. privacy requests filed by an operator (SQL): erasure and access")
     emails = some_emails(settings, 5)

@@ -7,7 +7,8 @@ the funnel, hours, countries) comes from ``events_raw`` joined to ``users_public
 ``users_pii``. Events the raw-events consumer dropped for lack of consent are in none of those:
 they are read, per reason, from ``consent_dropped_daily``. The people analyses (retention by
 signup week, the ordered funnel) are those of ``analytics``, read from its per-person-day
-summaries for a day the batch job has closed, never from a scan of ``events_raw``.
+summaries for a day the batch job has closed, never from a scan of ``events_raw``; the RFM
+segments and lifetime values are its stored scores (sql/039) as the last scoring left them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from decimal import Decimal
 
 import psycopg2.extensions
 
-from analytics import cohorts, funnels, summaries
+from analytics import cohorts, funnels, scoring, summaries
 from batch.reconcile import Comparison, compare_in
 from core import consent, db
 from core.events import EVENT_TYPES
@@ -86,6 +87,15 @@ class Analyses:
 
 
 @dataclass(frozen=True)
+class CustomerScores:
+    """The stored per-person scorings (``python -m analytics.rfm``, ``python -m analytics.clv``, the
+    scheduler's nightly analytics job), read as they are; None where none is stored yet."""
+
+    rfm: scoring.StoredRfm | None = None
+    clv: scoring.StoredClv | None = None
+
+
+@dataclass(frozen=True)
 class BusinessFigures:
     """Everything the daily business report shows."""
 
@@ -106,6 +116,7 @@ class BusinessFigures:
     consent_group: str = ""
     consent_mode: str | None = None
     analyses: Analyses = field(default_factory=Analyses)
+    scores: CustomerScores = field(default_factory=CustomerScores)
 
     @property
     def has_data(self) -> bool:
@@ -275,6 +286,7 @@ def collect(
             consent_group=consent_group,
             consent_mode=consent_mode,
             analyses=analyses(cur, day, today, funnel_window_s),
+            scores=CustomerScores(scoring.stored_rfm(cur), scoring.stored_clv(cur)),
         )
 
 

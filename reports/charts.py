@@ -115,6 +115,43 @@ def funnel(
     return Chart(name, title, _png(fig))
 
 
+def rfm_segments(segments: Sequence[tuple[str, int | None, float | None]], k: int) -> Chart:
+    """People per RFM segment (horizontal bars, in the model's order from the best), each with its
+    mean value; a suppressed segment has no bar and says so."""
+    fig = Figure(figsize=(WIDTH_IN, max(HEIGHT_IN, 0.6 + 0.28 * len(segments))), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    labels = [name for name, _n, _mean in segments][::-1]
+    counts = [0 if n is None else n for _name, n, _mean in segments][::-1]
+    bars = ax.barh(labels, counts, color=COLOURS["page_view"])
+    top = max([1, *counts])
+    for bar, (_name, n, mean) in zip(bars, list(segments)[::-1], strict=True):
+        text = "suppressed" if n is None else f"{n:,}" + ("" if mean is None else f"  (mean value {mean:,.2f})")
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
+    ax.set_xlim(0, top * 1.5)
+    ax.set_xlabel("people")
+    ax.tick_params(axis="y", labelsize=8)
+    _style(ax, value_axis="x")
+    _note_suppressed(fig, any(n is None for _name, n, _mean in segments), k)
+    return Chart("rfm_segments", "RFM segments (people)", _png(fig))
+
+
+def clv_distribution(buckets: Sequence[tuple[str, int | None]], k: int, *, horizon_days: int) -> Chart:
+    """Buyers per lifetime-value bucket (bars), a suppressed bucket left out."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    labels = [label for label, _n in buckets]
+    counts = [0 if n is None else n for _label, n in buckets]
+    bars = ax.bar(labels, counts, color=COLOURS["purchase"])
+    for bar, (_label, n) in zip(bars, buckets, strict=True):
+        text = "suppressed" if n is None else f"{n:,}"
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), text, ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel(f"expected value over the next {horizon_days} days (EUR)")
+    ax.set_ylabel("buyers")
+    _style(ax)
+    _note_suppressed(fig, any(n is None for _label, n in buckets), k)
+    return Chart("lifetime_value", "Customer lifetime value (buyers)", _png(fig))
+
+
 # The heatmap's scale: white (nobody came back) to dark blue (everybody did).
 HEATMAP_COLOURS = "Blues"
 SUPPRESSED_CELL = "#d9dde3"

@@ -10,7 +10,10 @@ users, funnel, hours, countries) come from ``events_raw`` and ``users_public``, 
 personal data, and any cell describing fewer than k users (default 5) is suppressed. The people
 analyses (retention by signup week as a heatmap, the ordered funnel by country) are those of
 ``analytics`` (analytics.cohorts, analytics.funnels) over its per-person-day summaries, released
-under the same k-rule (analytics.release); a day without summaries says so in one line. Events
+under the same k-rule (analytics.release); a day without summaries says so in one line. The RFM
+segments and the lifetime-value distribution are those of the stored scores (analytics.scoring, as
+the last ``python -m analytics.rfm`` / ``analytics.clv`` left them), never a new scoring; without
+any, one line says so. Events
 the raw-events consumer dropped for lack of consent (``consent_dropped_daily``) are counted in
 none of those figures; the report shows them per reason beside the totals, with CONSENT_MODE.
 """
@@ -23,12 +26,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from analytics import cohorts, funnels, release
+from analytics import cohorts, funnels, release, scoring
 from batch.reconcile import Comparison
 from core import cli, db
 from core.config import Settings
 from reports import business, charts
-from reports.business import Analyses, BusinessFigures, DayKpis
+from reports.business import Analyses, BusinessFigures, CustomerScores, DayKpis
 from reports.render import Document, Section, Table, render_markdown, write_document
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
@@ -241,6 +244,180 @@ def ordered_funnel_section(analyses: Analyses, k: int) -> Section:
     return Section(ORDERED_FUNNEL_TITLE, paragraphs=[about], chart=chart, table=table)
 
 
+RFM_TITLE = "RFM segments (people)"
+CLV_TITLE = "Customer lifetime value (buyers)"
+NO_RFM = (
+    "No RFM scores are stored yet: `python -m analytics.rfm` scores every buyer (the scheduler's nightly"
+    " analytics job runs it after the batch)."
+)
+NO_CLV = (
+    "No lifetime values are stored yet: `python -m analytics.clv` fits them (the scheduler's nightly analytics"
+    " job runs it after the batch) once enough buyers have come back to fit the models."
+)
+
+
+def _hidden(value: Any) -> Any:
+    """A figure of a summary, SUPPRESSED where the k-rule hid it (None)."""
+    return SUPPRESSED if value is None else value
+
+
+def _count_of_all(n: int, k: int) -> int | str:
+    """How many people were scored: not even that leaves when fewer than k (but some) were."""
+    return SUPPRESSED if 0 < n < k else n
+
+
+def rfm_values(scores: CustomerScores, k: int) -> dict[str, Any] | None:
+    """The stored RFM scoring's segment table as analytics.rfm_model's segment_summary gives it
+    (people, total and mean value per segment, k-rule applied), hidden cells SUPPRESSED; None
+    while no scores are stored."""
+    if scores.rfm is None:
+        return None
+    return {
+        "as_of": scores.rfm.as_of,
+        "people": _count_of_all(scores.rfm.people, k),
+        "segments": [
+            {
+                "segment": s.segment,
+                "people": _hidden(s.people),
+                "total_value": _hidden(scoring.money(s.total_value)),
+                "mean_value": None if s.people == 0 else _hidden(scoring.money(s.mean_value)),
+            }
+            for s in scores.rfm.segments(k=k)
+        ],
+    }
+
+
+def _bucket_label(low: float, high: float | None) -> str:
+    return f"{low:,.0f}+" if high is None else f"{low:,.0f}-{high:,.0f}"
+
+
+def clv_values(scores: CustomerScores, k: int) -> dict[str, Any] | None:
+    """The stored lifetime values' distribution as analytics.scoring's clv_distribution gives it
+    (buyers, total and mean CLV per bucket, k-rule applied) and the fit that made them (parameters
+    with 95 % intervals, and what they mean); None while no lifetime values are stored."""
+    stored = scores.clv
+    if stored is None:
+        return None
+    d = stored.distribution(k=k)
+    return {
+        "fit_id": stored.fit_id,
+        "as_of": stored.as_of,
+        "horizon_days": stored.horizon_days,
+        "buyers": _count_of_all(stored.people, k),
+        "repeat_buyers": _count_of_all(stored.repeat_buyers, k),
+        "parameters": {name: {"value": v, "low": low, "high": high} for name, (v, low, high) in stored.parameters.items()},
+        "derived": scoring.derived(stored.parameters),
+        "clv": {
+            "people": _hidden(d.people),
+            "total": _hidden(scoring.money(d.total)),
+            "mean": _hidden(scoring.money(d.mean)),
+            "buckets": [
+                {
+                    "low": b.low,
+                    "high": b.high,
+                    "people": _hidden(b.people),
+                    "total": _hidden(scoring.money(b.total)),
+                    "mean": None if b.people == 0 else _hidden(scoring.money(b.mean)),
+                }
+                for b in d.buckets
+            ],
+        },
+    }
+
+
+def _of(part: int | str, whole: int | str) -> float | str | None:
+    """A segment's share of everybody scored: SUPPRESSED where the segment is hidden."""
+    if part == SUPPRESSED:
+        return SUPPRESSED
+    return part / whole if isinstance(part, int) and isinstance(whole, int) and whole else None
+
+
+def _money_cell(value: Any, k: int) -> str:
+    if value is None:
+        return ""
+    return _shown(SUPPRESSED, k) if value == SUPPRESSED else f"{value:,.2f}"
+
+
+def rfm_section(scores: CustomerScores, k: int) -> Section:
+    """Each RFM segment's people and value, from the stored scores: a bar chart and its table."""
+    values = rfm_values(scores, k)
+    if values is None:
+        return Section(RFM_TITLE, paragraphs=[NO_RFM])
+    people = values["people"]
+    about = (
+        f"Every buyer scored 1-5 on recency, frequency and monetary value and placed in a segment by recency and"
+        f" frequency, as of {values['as_of']} ({_shown(people, k)} buyers; the stored scores of `python -m analytics.rfm`;"
+        " docs/analytics.md explains the segments). Value: what the segment's people spent, in EUR."
+    )
+    rows = values["segments"]
+    table = Table(
+        ["segment", "people", "share", "total value (EUR)", "mean value (EUR)"],
+        [
+            (
+                s["segment"],
+                _shown(s["people"], k),
+                _share(_of(s["people"], people), k),
+                _money_cell(s["total_value"], k),
+                _money_cell(s["mean_value"], k),
+            )
+            for s in rows
+        ],
+    )
+    chart_rows = [
+        (
+            s["segment"],
+            s["people"] if isinstance(s["people"], int) else None,
+            s["mean_value"] if isinstance(s["mean_value"], float) else None,
+        )
+        for s in rows
+    ]
+    return Section(RFM_TITLE, paragraphs=[about], chart=charts.rfm_segments(chart_rows, k), table=table)
+
+
+def _interval(name: str, value: dict[str, float]) -> str:
+    return f"{name} = {value['value']:.4g} [{value['low']:.4g}, {value['high']:.4g}]"
+
+
+def clv_section(scores: CustomerScores, k: int) -> Section:
+    """The lifetime values' distribution in buckets (chart and table) and the fit's parameters line."""
+    values = clv_values(scores, k)
+    if values is None:
+        return Section(CLV_TITLE, paragraphs=[NO_CLV])
+    d = values["derived"]
+    about = (
+        f"Each buyer's expected purchases over the next {values['horizon_days']} days (BG/NBD) times their expected"
+        f" spend (Gamma-Gamma), undiscounted, from fit {values['fit_id']} as of {values['as_of']} on"
+        f" {_shown(values['buyers'], k)} buyers, {_shown(values['repeat_buyers'], k)} of whom came back"
+        " (the stored values of `python -m analytics.clv`)."
+    )
+    fit = (
+        "Fit (95 % intervals): "
+        + ", ".join(_interval(name, value) for name, value in values["parameters"].items())
+        + f". A buyer makes {d['mean_purchase_rate_per_year']:.2f} purchase days a year while active, drops out after a"
+        f" repeat purchase with chance {d['mean_dropout_chance_per_repeat_purchase']:.1%} and spends"
+        f" {d['mean_purchase_value']:,.2f} EUR a purchase day."
+    )
+    clv = values["clv"]
+    buckets = clv["buckets"]
+    labels = [_bucket_label(b["low"], b["high"]) for b in buckets]
+    table = Table(
+        ["CLV (EUR)", "buyers", "total CLV (EUR)", "mean CLV (EUR)"],
+        [
+            *(
+                (label, _shown(b["people"], k), _money_cell(b["total"], k), _money_cell(b["mean"], k))
+                for label, b in zip(labels, buckets, strict=True)
+            ),
+            ("all", _shown(clv["people"], k), _money_cell(clv["total"], k), _money_cell(clv["mean"], k)),
+        ],
+    )
+    chart = charts.clv_distribution(
+        [(label, b["people"] if isinstance(b["people"], int) else None) for label, b in zip(labels, buckets, strict=True)],
+        k,
+        horizon_days=values["horizon_days"],
+    )
+    return Section(CLV_TITLE, paragraphs=[about, fit], chart=chart, table=table)
+
+
 def _comparison_table(rows: list[Comparison]) -> Table:
     return Table(
         ["event type", "batch count", "streaming count", "count diff", "batch EUR", "streaming EUR", "EUR diff"],
@@ -368,6 +545,8 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
         ),
         ordered_funnel_section(figures.analyses, k),
         retention_section(figures.analyses, k),
+        rfm_section(figures.scores, k),
+        clv_section(figures.scores, k),
         Section(
             "Batch vs streaming per event type",
             paragraphs=[f"Headline figures above come from the **{figures.kpis.source}** metrics."],
@@ -408,6 +587,10 @@ def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
         "analyses_note": figures.analyses.missing or figures.analyses.funnel_refused,
         "ordered_funnel": ordered_funnel_values(figures.analyses, k),
         "retention": retention_values(figures.analyses, k),
+        "rfm_segments": rfm_values(figures.scores, k),
+        "rfm_note": None if figures.scores.rfm else NO_RFM,
+        "lifetime_value": clv_values(figures.scores, k),
+        "lifetime_value_note": None if figures.scores.clv else NO_CLV,
         "batch_vs_streaming": [{**asdict(r), "agrees": r.agrees} for r in figures.comparison],
         "dead_letters": figures.dead_letters,
         "consent": {

@@ -53,6 +53,11 @@ def closed_day(scheduled_for: datetime) -> tuple[str, ...]:
     return ((scheduled_for.date() - timedelta(days=1)).isoformat(),)
 
 
+def skip_if_too_few(_due: datetime) -> tuple[str, ...]:
+    """The scoring commands' flag to succeed quietly while there is too little data to score."""
+    return ("--skip-if-too-few",)
+
+
 def daily(at_hour: int, at_minute: int) -> Schedule:
     return Schedule(minute=at_minute, hour=at_hour)
 
@@ -75,9 +80,10 @@ def jobs(settings: SchedulerSettings) -> dict[str, Job]:
             ANALYTICS,
             daily(settings.analytics_at.hour, settings.analytics_at.minute),
             "per-person RFM scores and the lifetime-value fit, from the summaries the batch keeps",
-            # Each replaces its own per-person rows; a fit that cannot be made (too few repeat
-            # buyers) fails the job after the RFM scores are stored.
-            steps=(Step("analytics.rfm"), Step("analytics.clv")),
+            # Each replaces its own per-person rows. On a young platform (no summarised day yet, or
+            # too few repeat buyers to fit) a step says so in one line and succeeds, keeping what
+            # was stored before, rather than failing the job (and its alert) every night.
+            steps=(Step("analytics.rfm", skip_if_too_few), Step("analytics.clv", skip_if_too_few)),
         ),
         Job(
             DAILY_REPORT,

@@ -232,6 +232,10 @@ def test_the_commands_have_help_and_one_line_errors(settings: Settings, today: d
         assert empty.returncode == 2 and empty.stderr.strip().splitlines() == [
             "error: no day is summarised yet: run `python -m batch.batch_metrics --changed` first"
         ]
+        skipped = run_command(module, "--skip-if-too-few")
+        assert (skipped.returncode, skipped.stderr, skipped.stdout.strip().splitlines()) == (
+            0, "", ["skipped: no day is summarised yet: run `python -m batch.batch_metrics --changed` first"]
+        )  # fmt: skip
     assert run_command("analytics.clv", "--chart", "x.png").returncode == 2
     assert run_command("analytics.clv", "--horizon-days", "0").returncode == 2
 
@@ -252,6 +256,14 @@ def test_the_commands_have_help_and_one_line_errors(settings: Settings, today: d
     assert too_few.returncode == 2
     [line] = too_few.stderr.strip().splitlines()
     assert line.startswith("error: cannot fit the lifetime-value models on the 3 buyers") and "repeat purchase" in line
+    # The scheduler's step: the same line on stdout, status 0, nothing stored; other errors still fail.
+    quiet = run_command("analytics.clv", "--skip-if-too-few")
+    assert (quiet.returncode, quiet.stderr, quiet.stdout.strip().splitlines()) == (0, "", [line.replace("error: ", "skipped: ")])
+    assert query(settings, "SELECT count(*) FROM analytics_clv_fits") == [(0,)]
+    assert run_command("analytics.clv", "--skip-if-too-few", "--as-of", str(today)).returncode == 2
+    job = run_command("scheduler", "run-once", "analytics", timeout=300)
+    assert job.returncode == 0, job.stderr
+    assert query(settings, "SELECT outcome FROM scheduler_runs WHERE job = 'analytics'") == [("ok",)]
     late = run_command("analytics.clv", "--as-of", str(today))
     assert late.returncode == 2 and "after the last summarised day" in late.stderr
     holdout = run_command("analytics.clv", "--holdout-days", "30")

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2.errors
 import pytest
 
-from analytics import cohorts, funnels
+from analytics import cohorts, funnels, scoring
 from analytics.release import marker
 from core import db
 from core.cli import today_utc
@@ -451,6 +451,57 @@ def test_the_people_sections_equal_what_the_analyses_answer_and_today_says_it_ha
     assert result.stdout.count(line) == 2
     data = json.loads((settings.reports_dir / f"business_report_{today.isoformat()}.json").read_text(encoding="utf-8"))
     assert (data["analyses_note"], data["retention"], data["ordered_funnel"]) == (line, None, None)
+
+
+def test_the_score_sections_are_the_library_s_summaries_of_the_stored_scores(settings: Settings) -> None:
+    today = today_utc()
+    day = today - timedelta(days=1)
+    shoppers(settings, today)
+    assert run_command("batch.batch_metrics", "--changed").returncode == 0
+    # Before any scoring: one line each, and the report as ever.
+    assert run_command("reports.generate_daily_report", day.isoformat(), "--format", "json").returncode == 0
+    stem = settings.reports_dir / f"business_report_{day.isoformat()}"
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    assert (data["rfm_segments"], data["lifetime_value"]) == (None, None)
+    assert data["rfm_note"].startswith("No RFM scores are stored yet") and data["lifetime_value_note"]
+
+    for module in ("analytics.rfm", "analytics.clv"):
+        scored = run_command(module, "--skip-if-too-few")
+        assert scored.returncode == 0, scored.stderr
+    result = run_command("reports.generate_daily_report", day.isoformat(), "--format", "md,html,json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    k = settings.report_min_cell_users
+    with db.connection(settings.database, application_name="test", role=db.ANALYTICS_ROLE) as conn, conn, conn.cursor() as cur:
+        rfm = scoring.stored_rfm(cur)
+        clv = scoring.stored_clv(cur)
+    assert rfm is not None and rfm.people > 0
+    hidden = "suppressed"
+    assert data["rfm_segments"]["as_of"] == rfm.as_of.isoformat() == day.isoformat()
+    assert data["rfm_segments"]["segments"] == [
+        {
+            "segment": s.segment,
+            "people": hidden if s.people is None else s.people,
+            "total_value": hidden if s.people is None else scoring.money(s.total_value),
+            "mean_value": None if s.people == 0 else hidden if s.people is None else scoring.money(s.mean_value),
+        }
+        for s in rfm.segments(k=k)
+    ]
+    markdown = stem.with_suffix(".md").read_text(encoding="utf-8")
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    assert "## RFM segments (people)" in markdown and 'alt="RFM segments (people)"' in html
+    if clv is None:  # the seed's shoppers too few to fit: the section says so, the job did not fail
+        assert data["lifetime_value"] is None and data["lifetime_value_note"] in markdown
+    else:
+        d = clv.distribution(k=k)
+        assert data["lifetime_value"]["fit_id"] == clv.fit_id
+        assert [b["people"] for b in data["lifetime_value"]["clv"]["buckets"]] == [
+            hidden if b.people is None else b.people for b in d.buckets
+        ]
+        assert data["lifetime_value"]["clv"]["total"] == (hidden if d.total is None else scoring.money(d.total))
+        assert 'alt="Customer lifetime value (buyers)"' in html
+    charts = 4 + (data["ordered_funnel"]["all"] is not None) + bool(data["retention"]["cohorts"]) + 1 + (clv is not None)
+    assert html.count('src="data:image/png;base64,') == charts
 
 
 def report_marks(value: Any, k: int) -> Any:

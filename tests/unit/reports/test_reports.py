@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from analytics import cohorts, funnels
+from analytics import cohorts, funnels, rfm_model, scoring
 from analytics.cohorts import Cohort, Retention
 from analytics.funnels import Funnel, FunnelRow
 from analytics.release import marker, suppressed_cells
@@ -20,7 +20,7 @@ from batch.reconcile import Comparison
 from reports.audit_report import AuditFigures, ConsentDay, ConsentTotals, RetentionFigures, RetentionKind
 from reports.audit_report import build_data as build_audit_data
 from reports.audit_report import build_document as build_audit_document
-from reports.business import Analyses, BusinessFigures, CountryRow, DayKpis, HourCell, TrendDay, choose_source
+from reports.business import Analyses, BusinessFigures, CountryRow, CustomerScores, DayKpis, HourCell, TrendDay, choose_source
 from reports.charts import _duration_unit
 from reports.daily_report import build_data, build_document
 from reports.render import render_html, render_json, render_markdown
@@ -334,3 +334,79 @@ def test_a_day_without_summaries_says_so_in_one_line_per_section() -> None:
     refused = build_document(with_analyses(replace(people_analyses(), funnel=None, funnel_refused="window 600 s")), K)
     assert "## Ordered funnel (people)\n\nwindow 600 s\n" in render_markdown(refused)
     assert [c.name for c in refused.charts][-1] == "retention"
+
+
+def stored_scores() -> CustomerScores:
+    """Scores as the commands store them: 80 buyers scored by the RFM model (some segments small,
+    some empty), and lifetime values spread over the buckets (the 500+ bucket small)."""
+    measures = [rfm_model.Rfm(float((i * 13) % 120), 1 + (i * 4) % 6 if i % 3 else 1, 10.0 + (i * 13) % 200) for i in range(80)]
+    rfm = scoring.StoredRfm(DAY, measures, rfm_model.score(measures))
+    clv = [0.5 * i for i in range(40)] + [30.0 + 9 * i for i in range(30)] + [600.0, 900.0]
+    parameters = {name: (0.5 + i, 0.4 + i, 0.6 + i) for i, name in enumerate(("r", "alpha", "a", "b", "p", "q", "gamma"))}
+    return CustomerScores(rfm, scoring.StoredClv(7, DAY, 365, 80, 31, parameters, clv))
+
+
+def hidden(value: object) -> object:
+    return "suppressed" if value is None else value
+
+
+def test_the_score_sections_are_the_library_s_summaries_of_the_stored_scores() -> None:
+    scores = stored_scores()
+    assert scores.rfm is not None and scores.clv is not None
+    data = build_data(replace(figures(), scores=scores), K)
+    summary = rfm_model.segment_summary(scores.rfm.measures, scores.rfm.scores, k=K)
+    assert data["rfm_segments"] == {
+        "as_of": DAY,
+        "people": 80,
+        "segments": [
+            {
+                "segment": s.segment,
+                "people": hidden(s.people),
+                "total_value": hidden(scoring.money(s.total_value)),
+                "mean_value": None if s.people == 0 else hidden(scoring.money(s.mean_value)),
+            }
+            for s in summary
+        ],
+    }
+    assert any(s.suppressed for s in summary) and any(s.people == 0 for s in summary), "the example shows both"
+    distribution = scoring.clv_distribution(scores.clv.clv, k=K)
+    lifetime = data["lifetime_value"]
+    assert lifetime["clv"]["people"] == distribution.people == 72
+    assert lifetime["clv"]["total"] == scoring.money(distribution.total)
+    assert [b["people"] for b in lifetime["clv"]["buckets"]] == [hidden(b.people) for b in distribution.buckets]
+    assert [b["total"] for b in lifetime["clv"]["buckets"]] == [hidden(scoring.money(b.total)) for b in distribution.buckets]
+    assert lifetime["clv"]["buckets"][-1]["people"] == "suppressed"
+    assert lifetime["derived"] == scoring.derived(scores.clv.parameters)
+    assert lifetime["parameters"]["gamma"] == {"value": 6.5, "low": 6.4, "high": 6.6}
+    assert (data["rfm_note"], data["lifetime_value_note"]) == (None, None)
+    json.loads(render_json(data))
+
+    doc = build_document(replace(figures(), scores=scores), K)
+    assert [c.name for c in doc.charts][-2:] == ["rfm_segments", "lifetime_value"]
+    assert render_html(doc).count('src="data:image/png;base64,') == len(doc.charts) == 6
+    text = render_markdown(doc)
+    rfm = text.split("## RFM segments (people)")[1].split("\n## ")[0]
+    loyal = next(s for s in summary if s.segment == rfm_model.LOYAL)
+    assert loyal.people and loyal.total_value is not None and loyal.mean_value is not None
+    assert (
+        f"| loyal customers | {loyal.people} | {loyal.people / 80:.1%} | {loyal.total_value:,.2f} | {loyal.mean_value:,.2f} |"
+    ) in rfm
+    assert all(f"| {s.segment} | {marker(K)} |" in rfm for s in summary if s.suppressed)
+    clv = text.split("## Customer lifetime value (buyers)")[1].split("\n## ")[0]
+    assert "gamma = 6.5 [6.4, 6.6]" in clv and f"| 500+ | {marker(K)} |" in clv
+    assert f"| all | 72 | {distribution.total:,.2f} |" in clv
+
+
+def test_without_stored_scores_each_score_section_says_so_in_one_line() -> None:
+    data = build_data(figures(), K)
+    assert (data["rfm_segments"], data["lifetime_value"]) == (None, None)
+    doc = build_document(figures(), K)
+    text = render_markdown(doc)
+    notes = {"RFM segments (people)": data["rfm_note"], "Customer lifetime value (buyers)": data["lifetime_value_note"]}
+    for title, note in notes.items():
+        assert note and f"## {title}\n\n{note}\n\n## " in text
+    assert [c.name for c in doc.charts] == ["events_per_hour", "revenue_per_hour", "funnel", "trend_14_days"]
+    # RFM stored, the fit not yet (too few repeat buyers): the table, and the line for the rest.
+    only_rfm = replace(stored_scores(), clv=None)
+    data = build_data(replace(figures(), scores=only_rfm), K)
+    assert data["rfm_segments"] is not None and data["lifetime_value"] is None and data["lifetime_value_note"]
