@@ -3,8 +3,11 @@ stored per person (analytics.scores), and what may leave the pseudonymous zone a
 
 Each scoring runs in the caller's transaction as the analytics_modeller login, holding the erasure
 lock shared (as a summaries build does): an erasure waits for it, or it reads the re-keyed
-summaries, so no score is ever written for a person erased meanwhile. What this module returns for
-output is sizes, totals and means of groups, with the reports' small-cell rule.
+summaries, so no score is ever written for a person erased meanwhile. Nobody whose analytics
+consent is withdrawn now is scored or fitted on (``profiled``): an objection (Art. 21) and a
+restriction (Art. 18) are such withdrawals, and the privacy processor, which deletes their scores,
+holds the same lock exclusively. What this module returns for output is sizes, totals and means of
+groups, with the reports' small-cell rule.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from analytics import clv_model, clv_validation, customers, rfm_model, scores, summaries
 from analytics.clv_chart import FrequencyGroup, calibration_holdout_groups
 from analytics.release import suppressed_cells
-from core import db, locks
+from core import consent, db, locks
 from core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,23 @@ def check_as_of(cur: db.Cursor, as_of: date) -> None:
         raise InvalidInput(f"--as-of {as_of} is after the last summarised day, {last}")
 
 
+def not_profiled(cur: db.Cursor) -> set[str]:
+    """The people whose analytics consent is withdrawn now: by an objection (Art. 21), a
+    restriction in force (Art. 18; its withdrawal stands until a DPO lifts it), or their own
+    withdrawal. Their summaries still count in the aggregates (earlier events stay counted), but
+    no model scores them or is fitted on them until they grant consent again."""
+    cur.execute("SELECT user_id::text FROM consent_current WHERE purpose = %s AND NOT granted", (consent.ANALYTICS,))
+    return {user_id for (user_id,) in cur.fetchall()}
+
+
+def profiled(cur: db.Cursor, as_of: date, calibration_end: date | None = None) -> list[customers.Customer]:
+    """The customer histories the models may use: every buyer's (analytics.customers) but those
+    ``not_profiled``. Read after the erasure lock is taken, so an objection or a restriction
+    committed before the scoring is seen by it."""
+    stopped = not_profiled(cur)
+    return [c for c in customers.customers(cur, as_of, calibration_end) if c.user_id not in stopped]
+
+
 # --- RFM ------------------------------------------------------------------------------------------
 
 
@@ -71,10 +91,10 @@ class RfmResult:
 
 
 def score_rfm(cur: db.Cursor, as_of: date, *, k: int) -> RfmResult:
-    """Score every buyer as of ``as_of`` and replace the stored RFM rows, in the caller's transaction."""
+    """Score every buyer who may be ``profiled`` as of ``as_of`` and replace the stored RFM rows, in the caller's transaction."""
     started = time.monotonic()
     locks.take(cur, locks.ERASURE)
-    people = customers.customers(cur, as_of)
+    people = profiled(cur, as_of)
     measures = rfm_measures(people)
     scored = rfm_model.score(measures)
     rows = [
@@ -188,11 +208,11 @@ class ClvResult:
 
 
 def score_clv(cur: db.Cursor, as_of: date, *, k: int, horizon_days: int = HORIZON_DAYS) -> ClvResult:
-    """Fit on every buyer's history up to ``as_of``, store the fit and replace the per-person
+    """Fit on the history up to ``as_of`` of every buyer who may be ``profiled``, store the fit and replace the per-person
     predictions (expected purchases, P(alive), expected spend, CLV over ``horizon_days``)."""
     started = time.monotonic()
     locks.take(cur, locks.ERASURE)
-    people = customers.customers(cur, as_of)
+    people = profiled(cur, as_of)
     inputs = model_inputs(people)
     models = fit_models(inputs, as_of)
     predictions = clv_model.predict(models.bgnbd.bgnbd(), models.gamma_gamma.gamma_gamma(), inputs, horizon_days=horizon_days)
@@ -246,7 +266,7 @@ def validate_clv(cur: db.Cursor, as_of: date, holdout_days: int, *, k: int) -> V
             f"a holdout of {holdout_days} days before {as_of} leaves no calibration period: the summaries start on {first}"
         )
     locks.take(cur, locks.ERASURE)
-    people = customers.customers(cur, as_of, calibration_end)
+    people = profiled(cur, as_of, calibration_end)
     inputs = model_inputs(people)
     models = fit_models(inputs, calibration_end)
     predicted = clv_model.expected_purchases(models.bgnbd.bgnbd(), inputs.x, inputs.t_x, inputs.age, t=float(holdout_days))

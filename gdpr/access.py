@@ -80,6 +80,7 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         "consent_history": consents,
         "privacy_requests": requests,
         "dead_letters": letters,
+        "analytics": analytics_of(cur, user_id),
         "not_included": NOT_IN_EXPORT,
     }
     directory.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,114 @@ def export_user(cur: db.Cursor, request_id: int, user_id: str, proof: str, direc
         json.dump(document, handle, indent=2, ensure_ascii=False)
     partial.replace(path)
     return path
+
+
+# Art. 15(1)(h): meaningful information about the logic of the profiling, in the export itself.
+ANALYTICS_LOGIC = [
+    "Day summaries (person_days): for each day you used the service we keep how many pages you viewed, how often you"
+    " added to the cart and bought, what your purchases were worth, and how far you got in the order page view, add"
+    " to cart, purchase within the conversion window. They feed statistics about groups of people (who comes back"
+    " week after week, how many buy after viewing); no figure that leaves the analytics system describes fewer than"
+    " a minimum number of people.",
+    "RFM scores (rfm): from your purchases we compute how many days ago you last bought (recency), how many purchases"
+    " you made (frequency) and their total value (monetary). Each is compared with every other buyer's and becomes a"
+    " score from 1 to 5 (5: better than about four fifths of buyers; equal values get equal scores). Recency and"
+    " frequency together place you in a named segment, such as 'champions' or 'at risk'.",
+    "Lifetime value (lifetime_value): a statistical model (BG/NBD for how often people buy and when they stop;"
+    " Gamma-Gamma for how much they spend) is fitted on all buyers' purchase histories. From your own history (the"
+    " days you bought again after your first purchase, the days since your first and your last purchase, the mean"
+    " value of a repeat purchase) it estimates the chance that you are still a customer, how many purchase days to"
+    " expect from you over the horizon and what they would be worth. It is an estimate, not a fact about you; 'fit'"
+    " says when the model was fitted and on how many buyers.",
+    "Scores are recomputed from the day summaries (nightly), each time replacing the previous ones. Only the sizes and"
+    " values of segments and groups leave the analytics system; no decision about you is taken from your scores.",
+    "An objection to analytics (Art. 21), a restriction of processing (Art. 18) or a withdrawal of your analytics"
+    " consent stops the scoring of you: an objection or a restriction deletes your scores at once, and no later"
+    " scoring computes them while it lasts. Your day summaries stay, as your events do, and keep counting in the"
+    " statistics about groups. An erasure deletes your scores and detaches your summaries from you.",
+]
+
+
+def analytics_of(cur: db.Cursor, user_id: str) -> dict[str, Any]:
+    """The person's rows in the analyses (sql/037, sql/039): their day summaries (oldest first),
+    their RFM scores and their lifetime value with the fit it came from (None without), and
+    ANALYTICS_LOGIC. Money and seconds as text, exactly as stored."""
+    cur.execute(
+        "SELECT event_date, page_views, add_to_carts, purchases, revenue, funnel_step, view_to_cart_s, cart_to_purchase_s"
+        " FROM analytics_person_days WHERE user_id = %s ORDER BY event_date",
+        (user_id,),
+    )
+    days = [
+        {
+            "date": day.isoformat(),
+            "page_views": views,
+            "add_to_carts": carts,
+            "purchases": purchases,
+            "revenue": str(revenue),
+            "funnel_step": step,
+            "view_to_cart_s": _text(to_cart),
+            "cart_to_purchase_s": _text(to_purchase),
+        }
+        for day, views, carts, purchases, revenue, step, to_cart, to_purchase in cur.fetchall()
+    ]
+    cur.execute(
+        "SELECT as_of, computed_at, recency_days, frequency, monetary, r_score, f_score, m_score, segment"
+        " FROM analytics_rfm_scores WHERE user_id = %s",
+        (user_id,),
+    )
+    row = cur.fetchone()
+    rfm = (
+        None
+        if row is None
+        else {
+            "as_of": row[0].isoformat(),
+            "computed_at": row[1].isoformat(),
+            "recency_days": row[2],
+            "frequency": row[3],
+            "monetary": str(row[4]),
+            "r_score": row[5],
+            "f_score": row[6],
+            "m_score": row[7],
+            "segment": row[8],
+        }
+    )
+    cur.execute(
+        "SELECT s.as_of, s.computed_at, s.frequency, s.recency_days, s.age_days, s.mean_spend, s.p_alive,"
+        " s.expected_purchases, s.expected_spend, s.clv, f.id, f.as_of, f.computed_at, f.horizon_days, f.people,"
+        " f.repeat_buyers FROM analytics_clv_scores AS s JOIN analytics_clv_fits AS f ON f.id = s.fit_id"
+        " WHERE s.user_id = %s",
+        (user_id,),
+    )
+    row = cur.fetchone()
+    value = (
+        None
+        if row is None
+        else {
+            "as_of": row[0].isoformat(),
+            "computed_at": row[1].isoformat(),
+            "repeat_purchase_days": row[2],
+            "days_first_to_last_purchase": row[3],
+            "days_since_first_purchase": row[4],
+            "mean_repeat_purchase_value": _text(row[5]),
+            "probability_still_a_customer": row[6],
+            "expected_purchase_days": row[7],
+            "expected_value_per_purchase_day": row[8],
+            "value_over_horizon": row[9],
+            "horizon_days": row[13],
+            "fit": {
+                "fit_id": row[10],
+                "data_up_to": row[11].isoformat(),
+                "fitted_at": row[12].isoformat(),
+                "buyers": row[14],
+                "repeat_buyers": row[15],
+            },
+        }
+    )
+    return {"about": ANALYTICS_LOGIC, "person_days": days, "rfm": rfm, "lifetime_value": value}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 # What an access export says it leaves out, and why (Art. 15: everything held, or why not).

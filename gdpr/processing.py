@@ -214,14 +214,14 @@ def _answer(cur: db.Cursor, settings: Settings, r: Request, person: Person, audi
         audit.add(r.request_id, "completed")
         return Outcome(
             Status.COMPLETED,
-            "processing restricted: later events are neither stored nor counted until the restriction is lifted;"
-            " earlier ones stay",
+            "processing restricted: later events are neither stored nor counted, and no profile (RFM, lifetime value)"
+            " is kept, until the restriction is lifted; earlier events stay",
             r.proof,
         )
     rights.object_to_analytics(cur, person.user_id)
     audit.add(r.request_id, "objected", {"purpose": consent.ANALYTICS})
     audit.add(r.request_id, "completed")
-    return Outcome(Status.COMPLETED, "analytics consent withdrawn (objection)", r.proof)
+    return Outcome(Status.COMPLETED, "analytics consent withdrawn (objection); profile (RFM, lifetime value) deleted", r.proof)
 
 
 def _handle(

@@ -10,6 +10,11 @@
   excluded retroactively.
 * Objection to analytics withdraws analytics consent (source ``objection``) for good; a new
   grant, from the person, is the only way back.
+
+Both stop profiling at once: the person's RFM and lifetime-value rows are deleted in the
+request's transaction, and the scoring scores nobody whose analytics consent is withdrawn
+(``analytics.scoring.not_profiled``), so no later scoring brings them back while it lasts. Their
+per-person-day summaries stay, as their events do, and count in the aggregates as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Mapping
 import psycopg2.errors
 from psycopg2 import sql
 
+from analytics import scores
 from core import consent, db
 from gdpr.email_address import InvalidEmail, normalise
 
@@ -86,8 +92,9 @@ def rectify(cur: db.Cursor, user_id: str, corrections: Mapping[str, str]) -> lis
     return sorted(changed)
 
 
-def restrict(cur: db.Cursor, request_id: int, user_id: str) -> None:
-    """Stop processing the person's data from now on, until the restriction is lifted."""
+def restrict(cur: db.Cursor, request_id: int, user_id: str) -> int:
+    """Stop processing the person's data from now on, until the restriction is lifted; their
+    scores go. Return the score rows deleted."""
     cur.execute(
         "INSERT INTO consent_ledger (user_id, purpose, granted, source) VALUES (%s, %s, false, %s)",
         (user_id, consent.ANALYTICS, RESTRICTION_SOURCE),
@@ -96,11 +103,14 @@ def restrict(cur: db.Cursor, request_id: int, user_id: str) -> None:
         "INSERT INTO processing_restrictions (request_id, user_id) VALUES (%s, %s) ON CONFLICT (request_id) DO NOTHING",
         (request_id, user_id),
     )
+    return scores.remove_people(cur, [user_id])
 
 
-def object_to_analytics(cur: db.Cursor, user_id: str) -> None:
-    """The person objects to analytics: their analytics consent is withdrawn from now on."""
+def object_to_analytics(cur: db.Cursor, user_id: str) -> int:
+    """The person objects to analytics: their analytics consent is withdrawn from now on and
+    their scores go. Return the score rows deleted."""
     cur.execute(
         "INSERT INTO consent_ledger (user_id, purpose, granted, source) VALUES (%s, %s, false, %s)",
         (user_id, consent.ANALYTICS, OBJECTION_SOURCE),
     )
+    return scores.remove_people(cur, [user_id])
