@@ -11,6 +11,8 @@
 --     events (gdpr.erasure), retention drops the rows of the days it drops (gdpr.retention).
 --   * analytics_person_days_built: the days summarised, with the funnel window each was built
 --     with (a funnel query for another window is refused: analytics.funnels).
+--   * analytics_person_day_rows(day, window): a day's rows computed from events_raw, returned not
+--     written; the one statement of the rules (the dashboard's open-day funnel uses it too, sql/038).
 --   * analytics_build_person_days(day, window): rebuilds one day from events_raw, as its owner,
 --     in the caller's transaction (the batch job's recompute of the day: batch.metrics.close_day).
 --     batch_writer executes it and still reads no user_id itself ("never who", sql/015).
@@ -37,15 +39,12 @@ CREATE TABLE IF NOT EXISTS analytics_person_days_built (
     built_at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE OR REPLACE FUNCTION analytics_build_person_days(p_day DATE, p_window_s INTEGER) RETURNS INTEGER
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
-DECLARE
-    built INTEGER;
-BEGIN
-    IF p_window_s IS NULL OR p_window_s < 1 OR p_window_s > 86400 THEN
-        RAISE EXCEPTION 'a funnel window is 1 to 86400 seconds, not %', p_window_s USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    DELETE FROM analytics_person_days WHERE event_date = p_day;
+-- A day's summary rows computed from events_raw and returned, not written. Only its owner runs it
+-- (it returns user ids): through the build below and the dashboard's open-day funnel (sql/038).
+CREATE OR REPLACE FUNCTION analytics_person_day_rows(p_day DATE, p_window_s INTEGER)
+RETURNS TABLE (user_id UUID, page_views BIGINT, add_to_carts BIGINT, purchases BIGINT, revenue NUMERIC,
+               funnel_step INTEGER, view_to_cart_s NUMERIC(16, 6), cart_to_purchase_s NUMERIC(16, 6))
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
     WITH ev AS (
         SELECT user_id, event_type, event_timestamp AS ts, amount FROM events_raw WHERE event_date = p_day
     ), marked AS (
@@ -84,11 +83,26 @@ BEGIN
                coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue
         FROM ev GROUP BY user_id
     )
+    SELECT t.user_id, t.page_views, t.add_to_carts, t.purchases, t.revenue, coalesce(b.step, 0),
+           b.view_to_cart_s, b.cart_to_purchase_s
+    FROM totals AS t LEFT JOIN best AS b USING (user_id)
+$$;
+REVOKE ALL ON FUNCTION analytics_person_day_rows(DATE, INTEGER) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION analytics_build_person_days(p_day DATE, p_window_s INTEGER) RETURNS INTEGER
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    built INTEGER;
+BEGIN
+    IF p_window_s IS NULL OR p_window_s < 1 OR p_window_s > 86400 THEN
+        RAISE EXCEPTION 'a funnel window is 1 to 86400 seconds, not %', p_window_s USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM analytics_person_days WHERE event_date = p_day;
     INSERT INTO analytics_person_days (event_date, user_id, page_views, add_to_carts, purchases, revenue, funnel_step,
                                        view_to_cart_s, cart_to_purchase_s)
-    SELECT p_day, t.user_id, t.page_views, t.add_to_carts, t.purchases, t.revenue, coalesce(b.step, 0),
-           b.view_to_cart_s, b.cart_to_purchase_s
-    FROM totals AS t LEFT JOIN best AS b USING (user_id);
+    SELECT p_day, r.user_id, r.page_views, r.add_to_carts, r.purchases, r.revenue, r.funnel_step,
+           r.view_to_cart_s, r.cart_to_purchase_s
+    FROM analytics_person_day_rows(p_day, p_window_s) AS r;
     GET DIAGNOSTICS built = ROW_COUNT;
     INSERT INTO analytics_person_days_built (event_date, funnel_window_s, people) VALUES (p_day, p_window_s, built)
     ON CONFLICT (event_date) DO UPDATE SET funnel_window_s = EXCLUDED.funnel_window_s, people = EXCLUDED.people,
