@@ -136,6 +136,31 @@ def start_dashboard(env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[b
         time.sleep(0.2)
 
 
+def start_analysts_api(env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    """The analysts' API, for the demo's duration, once it answers; an analyst's account for it."""
+    settings = load_settings(env)
+    url = f"http://{settings.analysts_api.host}:{settings.analysts_api.port}"
+    process = start_service(env, "analytics.api", log_dir)
+    deadline = time.monotonic() + DASHBOARD_READY_TIMEOUT_S
+    while True:
+        try:
+            with urlrequest.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310 - our own http:// URL
+                if answer.status == 200:
+                    break
+        except (urlerror.URLError, OSError):
+            pass
+        if process.poll() is not None:
+            raise PlatformError(f"the analysts' API exited early; see its log under {log_dir}")
+        if time.monotonic() > deadline:
+            stop_service(process)
+            raise PlatformError(f"the analysts' API at {url} did not answer within {DASHBOARD_READY_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+    # The token is printed once, by the command itself: the demo's output shows how to make one.
+    command(env, "analytics.accounts", "create", f"demo-analyst-{datetime.now(UTC):%Y%m%d%H%M%S}", "--budget", "10")
+    print(f"analysts' API: {url} (its OpenAPI document at {url}/openapi.json; docs/analysts_api.md)", flush=True)
+    return process
+
+
 def create_write_key(env: Mapping[str, str]) -> str:
     """A write key for the demo's shop, from the keys command (the key is its last line): a server
     key (no browser origins), as the shop's back end and its consent platform use, so its one
@@ -215,7 +240,7 @@ def demo(users: int, events: int, keep_running: bool, data_dir: Path = devstack.
     # collector and the dashboard take their default ports unless those are taken. The services it
     # starts serve no metrics: they stop with the demo, and their default metrics ports may be
     # taken by the services a developer runs beside it.
-    ports = {name: port_or_free(name) for name in ("COLLECTOR_PORT", "DASHBOARD_PORT")}
+    ports = {name: port_or_free(name) for name in ("COLLECTOR_PORT", "DASHBOARD_PORT", "ANALYSTS_API_PORT")}
     env = config.child_environment(
         {
             **info.env(),
@@ -285,12 +310,14 @@ def run_steps(env: Mapping[str, str], users: int, events: int, log_dir: Path, ma
     with ExitStack() as running:
         banner(
             "2. the scheduler: the periodic jobs on time; on start, each job whose due time passed runs once;"
-            " and the live dashboard"
+            " the live dashboard and the analysts' API"
         )
         scheduler = start_service(env, "scheduler", log_dir)
         running.callback(stop_service, scheduler)
         dashboard = start_dashboard(env, log_dir)
         running.callback(stop_service, dashboard)
+        analysts_api = start_analysts_api(env, log_dir)
+        running.callback(stop_service, analysts_api)
         pipeline_steps(env, users, events, log_dir, mail_dir)
         banner("10. what the scheduler ran, then it stops")
         command(env, "scheduler", "status", "--runs", "1")
