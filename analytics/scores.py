@@ -7,7 +7,6 @@ the previous one whole; read by analytics_reader; a person's rows deleted by the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -78,15 +77,13 @@ def read_rfm(cur: db.Cursor) -> list[RfmRow]:
 
 # The fits' parameter columns, in the models' order (BG/NBD, then Gamma-Gamma); each has _low and _high.
 PARAMETERS = ("r", "alpha", "a", "b", "p", "q", "gamma")
-# A fit without intervals (clv_model: the data cannot identify every parameter) stores NaN in the
-# _low and _high columns: sql/039 declared them NOT NULL, and an applied migration is not edited.
-# NaN is no bound at all (every comparison with it is false), and reading turns it back into None.
-NO_BOUND = math.nan
+# A fit without intervals (clv_model: the data cannot identify every parameter) stores NULL in the
+# _low and _high columns (sql/046; both ends or neither).
 
 
 def stored_bound(value: float | None) -> float | None:
-    """An interval's end as read from analytics_clv_fits: None where the fit gave no interval (NaN)."""
-    return None if value is None or math.isnan(value) else float(value)
+    """An interval's end as read from analytics_clv_fits: None where the fit gave no interval."""
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ def insert_fit(cur: db.Cursor, fit: FitRow) -> int:
     for name in PARAMETERS:
         columns += [name, f"{name}_low", f"{name}_high"]
         value, low, high = fit.parameters[name]
-        values += [value, NO_BOUND if low is None else low, NO_BOUND if high is None else high]
+        values += [value, low, high]
     if fit.holdout is not None:
         columns += [f"holdout_{name}" for name in HOLDOUT]
         values += [fit.holdout[name] for name in HOLDOUT]
