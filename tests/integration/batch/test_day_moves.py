@@ -17,7 +17,7 @@ import psycopg2.extensions
 import pytest
 
 from batch import metrics
-from core import db
+from core import db, locks, partitions
 from core.config import Settings
 from core.events import Event
 from tests.helpers import expected_metrics, known_events, query, wait_until
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.integration
 BATCH_DAY = date(2006, 4, 5)
 SNAPSHOT_DAY = date(2006, 4, 6)
 BUSY_DAY, QUIET_DAY = date(2006, 4, 7), date(2006, 4, 8)
-SUMMARY_DAY = date(2006, 4, 9)
 
 
 def store_in_default(settings: Settings, events: list[Event]) -> None:
@@ -102,3 +101,53 @@ def test_the_batch_never_reads_a_day_as_empty_while_it_moves_out_of_the_default_
     assert query(settings, "SELECT count(*) FROM events_raw_default WHERE event_date = %s", (BATCH_DAY,)) == [(0,)]
     built = query(settings, "SELECT count(DISTINCT user_id) FROM analytics_person_days WHERE event_date = %s", (BATCH_DAY,))
     assert built == [(len({e.user_id for e in events}),)]
+
+
+def day_count(cur: db.Cursor, day: date) -> int:
+    cur.execute("SELECT count(*) FROM events_raw WHERE event_date = %s", (day,))
+    row = cur.fetchone()
+    return -1 if row is None else int(row[0])
+
+
+def test_a_snapshot_taken_before_a_move_is_told_to_start_again_and_then_reads_the_day_whole(settings: Settings) -> None:
+    events = known_events(120, seed=48, days=[SNAPSHOT_DAY])
+    store_in_default(settings, events)
+    with db.connection(settings.database, application_name="test-snapshot-reader", role=db.ANALYTICS_ROLE) as reader:
+        with move_held_open(settings, SNAPSHOT_DAY) as mover, reader.cursor() as cur:
+            # A report's transaction: its snapshot is taken as it asks for the days, before it waits.
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            thread, out = in_thread(lambda: locks.hold_event_days(cur))
+            wait_until(lambda: waiting_for_a_lock(settings, "test-snapshot-reader"), what="the report to wait for the move")
+            mover.commit()
+            thread.join(timeout=60)
+        assert isinstance(out.get("error"), psycopg2.errors.SerializationFailure), out
+        reader.rollback()
+        with reader, reader.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            locks.hold_event_days(cur)
+            assert day_count(cur, SNAPSHOT_DAY) == len(events)
+
+
+def test_the_nightly_move_leaves_the_days_being_read_for_the_next_night(settings: Settings) -> None:
+    events = known_events(200, seed=49, days=[BUSY_DAY, QUIET_DAY])
+    store_in_default(settings, events)
+    per_day = {day: sum(1 for e in events if e.event_date == day) for day in (BUSY_DAY, QUIET_DAY)}
+    reader = db.connection(settings.database, application_name="test-long-batch", role=db.BATCH_ROLE)
+    with reader as conn, conn, conn.cursor() as cur:
+        locks.hold_event_days(cur)
+        assert day_count(cur, BUSY_DAY) == per_day[BUSY_DAY]
+        with db.connection(settings.database, role=db.RETENTION_ROLE) as mover, mover, mover.cursor() as moving:
+            # Each day's move waits its 2 s for the lock and gives up; nothing fails.
+            assert partitions.partition_default_days(moving, BUSY_DAY) == 0
+        assert day_count(cur, BUSY_DAY) == per_day[BUSY_DAY]
+    held = query(settings, "SELECT event_date, count(*) FROM events_raw_default GROUP BY 1 ORDER BY 1")
+    assert held == sorted(per_day.items())
+    with db.connection(settings.database, role=db.RETENTION_ROLE) as mover, mover, mover.cursor() as moving:
+        assert partitions.partition_default_days(moving, BUSY_DAY) == 2
+    assert query(settings, "SELECT count(*) FROM events_raw_default") == [(0,)]
+    moved = query(
+        settings,
+        "SELECT event_date, count(*) FROM events_raw WHERE event_date = ANY(%s) GROUP BY 1 ORDER BY 1",
+        ([BUSY_DAY, QUIET_DAY],),
+    )
+    assert moved == sorted(per_day.items())
