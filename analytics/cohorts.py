@@ -1,7 +1,9 @@
 """Retention: weekly cohorts (by signup week, or by the week of the first purchase) and the share
 of each cohort active in each following week. Weeks start on Monday (UTC); a person is active in a
-week when any event of theirs is on a summarised day of it. Read from the per-person-day summaries
-(analytics.summaries) and users_public (signup date, country), never from events_raw."""
+week when any event of theirs is on a summarised day of it. Read from the rollups of the
+per-person-day summaries (sql/041: a row per person and week, a row per person; the summaries only
+for the days of as_of's week when it has not ended, analytics.rollups) and users_public (signup
+date, country), never from events_raw."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from analytics import rollups
 from analytics.release import marker, suppressed_cells
 from core import db
 
@@ -16,15 +19,24 @@ BY = ("signup", "first-purchase")
 
 # The people of each cohort (user_id, cohort week, country): by signup, every person of
 # users_public who signed up in the range (active or not); by first purchase, every person whose
-# first purchase on a summarised day falls in it.
+# first purchase on a summarised day falls in it (the totals' rollup holds that day).
 _PEOPLE = {
     "signup": "SELECT user_id, date_trunc('week', signup_date)::date AS cohort, coalesce(country, 'unknown') AS country"
     " FROM users_public WHERE signup_date BETWEEN %(first)s AND %(as_of)s",
-    "first-purchase": "SELECT f.user_id, f.cohort, coalesce(u.country, 'unknown') AS country FROM ("
-    " SELECT user_id, date_trunc('week', min(event_date))::date AS cohort FROM analytics_person_days"
-    " WHERE purchases > 0 AND event_date <= %(as_of)s GROUP BY user_id) AS f"
-    " LEFT JOIN users_public AS u ON u.user_id = f.user_id WHERE f.cohort >= %(first)s",
+    "first-purchase": "SELECT t.user_id, date_trunc('week', t.first_purchase)::date AS cohort,"
+    " coalesce(u.country, 'unknown') AS country FROM analytics_person_totals AS t"
+    " LEFT JOIN users_public AS u ON u.user_id = t.user_id"
+    " WHERE t.first_purchase BETWEEN %(first)s AND %(as_of)s",
 }
+
+# Who was active in which week, from the first cohort's Monday to as_of: the whole weeks from the
+# weeks' rollup, the days of as_of's week (when it has not ended) from the summaries.
+_ACTIVITY = (
+    "SELECT user_id, week FROM analytics_person_weeks WHERE week BETWEEN %(range_weeks_first)s AND %(range_weeks_last)s"
+    " UNION ALL SELECT DISTINCT user_id, date_trunc('week', event_date)::date FROM analytics_person_days"
+    " WHERE event_date BETWEEN %(range_tail_first)s AND %(range_tail_last)s"
+    " OR event_date BETWEEN %(range_head_first)s AND %(range_head_last)s"
+)
 
 
 def week_of(day: date) -> date:
@@ -58,7 +70,7 @@ def retention(cur: db.Cursor, *, first: date, as_of: date, weeks: int, by: str =
     if by not in BY:
         raise ValueError(f"by is one of {BY}, not {by!r}")
     start = week_of(first)
-    params = {"first": start, "as_of": as_of}
+    params: dict[str, date] = {"first": start, "as_of": as_of, **rollups.split(start, as_of).params("range")}
     cur.execute(
         f"WITH people AS ({_PEOPLE[by]})"  # noqa: S608 - one of two constants
         " SELECT p.cohort, p.country, count(*) FROM people AS p GROUP BY 1, 2",
@@ -66,9 +78,7 @@ def retention(cur: db.Cursor, *, first: date, as_of: date, weeks: int, by: str =
     )
     sizes = {(week, country): int(n) for week, country, n in cur.fetchall()}
     cur.execute(
-        f"WITH people AS ({_PEOPLE[by]}),"  # noqa: S608 - one of two constants
-        " activity AS (SELECT DISTINCT s.user_id, date_trunc('week', s.event_date)::date AS week"
-        "  FROM analytics_person_days AS s WHERE s.event_date BETWEEN %(first)s AND %(as_of)s)"
+        f"WITH people AS ({_PEOPLE[by]}), activity AS ({_ACTIVITY})"  # noqa: S608 - constants
         " SELECT p.cohort, p.country, (a.week - p.cohort) / 7, count(*)"
         " FROM people AS p JOIN activity AS a ON a.user_id = p.user_id AND a.week >= p.cohort GROUP BY 1, 2, 3",
         params,

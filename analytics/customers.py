@@ -1,13 +1,16 @@
 """Per-person purchase histories for the RFM and lifetime-value models, from the per-person-day
-summaries (analytics.summaries): the BG/NBD inputs counted in days, as ``lifetimes`` and
+summaries (analytics.summaries), read from their rollups (sql/041, analytics.rollups): the
+totals per person for the whole history, the weeks per person and the days at a range's edges
+for a calibration end before the last summarised day (the holdout). The BG/NBD inputs counted in days, as ``lifetimes`` and
 pymc-marketing count them with a daily period. Pseudonymous rows: for the analytics login only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
+from analytics import rollups
 from core import db
 
 
@@ -28,22 +31,39 @@ class Customer:
     holdout_revenue: Decimal
 
 
+# One person's piece of history in one shape, from the totals' rollup, a week's or a day's row.
+_DAY_PIECE = (
+    "SELECT user_id, (purchases > 0)::int AS purchase_days, purchases, revenue,"
+    " CASE WHEN purchases > 0 THEN event_date END AS first_purchase,"
+    " CASE WHEN purchases > 0 THEN revenue END AS first_purchase_revenue,"
+    " CASE WHEN purchases > 0 THEN event_date END AS last_purchase, event_date AS last_active"
+    " FROM analytics_person_days WHERE event_date BETWEEN %({p}_head_first)s AND %({p}_head_last)s"
+    " OR event_date BETWEEN %({p}_tail_first)s AND %({p}_tail_last)s"
+)
+_WEEK_PIECE = (
+    "SELECT user_id, purchase_days, purchases, revenue, first_purchase, first_purchase_revenue, last_purchase, last_active"
+    " FROM analytics_person_weeks WHERE week BETWEEN %({p}_weeks_first)s AND %({p}_weeks_last)s"
+)
+_TOTALS = (
+    "SELECT user_id, purchase_days, purchases, revenue, first_purchase, first_purchase_revenue, last_purchase, last_active"
+    " FROM analytics_person_totals"
+)
+_RANGE = f"{_WEEK_PIECE} UNION ALL {_DAY_PIECE}"
+
+# The histories from the pieces of the calibration (up to its end) and of the holdout (after it,
+# up to as_of). Revenue is that of purchases only, so a repeat purchase day's revenue is the
+# calibration's minus that of the first purchase day.
 CUSTOMERS_SQL = """
-WITH calibration AS (
-    SELECT user_id, event_date, purchases, revenue FROM analytics_person_days WHERE event_date <= %(end)s
-), firsts AS (
-    SELECT user_id, min(event_date) AS first_purchase FROM calibration WHERE purchases > 0 GROUP BY user_id
-), histories AS (
-    SELECT c.user_id, f.first_purchase,
-           count(*) FILTER (WHERE c.purchases > 0 AND c.event_date > f.first_purchase) AS frequency,
-           max(c.event_date) FILTER (WHERE c.purchases > 0) AS last_purchase,
-           sum(c.revenue) FILTER (WHERE c.purchases > 0 AND c.event_date > f.first_purchase) AS repeat_revenue,
-           sum(c.purchases) AS purchases, sum(c.revenue) AS revenue, max(c.event_date) AS last_active
-    FROM calibration AS c JOIN firsts AS f USING (user_id)
-    GROUP BY c.user_id, f.first_purchase
+WITH calibration AS ({calibration}), holdout_pieces AS ({holdout}),
+histories AS (
+    SELECT user_id, min(first_purchase) AS first_purchase, sum(purchase_days) - 1 AS frequency,
+           max(last_purchase) AS last_purchase,
+           sum(revenue) - (array_agg(first_purchase_revenue ORDER BY first_purchase)
+                           FILTER (WHERE first_purchase IS NOT NULL))[1] AS repeat_revenue,
+           sum(purchases) AS purchases, sum(revenue) AS revenue, max(last_active) AS last_active
+    FROM calibration GROUP BY user_id HAVING min(first_purchase) IS NOT NULL
 ), holdout AS (
-    SELECT user_id, count(*) FILTER (WHERE purchases > 0) AS days, sum(revenue) AS revenue
-    FROM analytics_person_days WHERE event_date > %(end)s AND event_date <= %(as_of)s GROUP BY user_id
+    SELECT user_id, sum(purchase_days) AS days, sum(revenue) AS revenue FROM holdout_pieces GROUP BY user_id
 )
 SELECT h.user_id::text, h.first_purchase, h.frequency, h.last_purchase - h.first_purchase, %(end)s::date - h.first_purchase,
        round(h.repeat_revenue / nullif(h.frequency, 0), 6), h.purchases, h.revenue, h.last_active,
@@ -51,6 +71,13 @@ SELECT h.user_id::text, h.first_purchase, h.frequency, h.last_purchase - h.first
 FROM histories AS h LEFT JOIN holdout AS o USING (user_id)
 ORDER BY h.user_id
 """
+
+
+def customers_sql(whole_history: bool) -> str:
+    """The statement: the calibration from the totals' rollup when it is the whole history, else
+    from the weeks' rollup and the edge days (analytics.rollups)."""
+    calibration = _TOTALS if whole_history else _RANGE.format(p="cal")
+    return CUSTOMERS_SQL.format(calibration=calibration, holdout=_RANGE.format(p="hold"))
 
 
 def customers(cur: db.Cursor, as_of: date, calibration_end: date | None = None) -> list[Customer]:
@@ -61,7 +88,17 @@ def customers(cur: db.Cursor, as_of: date, calibration_end: date | None = None) 
     end = as_of if calibration_end is None else calibration_end
     if end > as_of:
         raise ValueError(f"the calibration end {end} is after as_of {as_of}")
-    cur.execute(CUSTOMERS_SQL, {"end": end, "as_of": as_of})
+    # The totals hold every summarised day: they are the calibration when no day after it is summarised.
+    cur.execute("SELECT %s::date >= coalesce(max(event_date), %s::date) FROM analytics_person_days_built", (end, end))
+    row = cur.fetchone()
+    whole = bool(row and row[0])
+    params = {
+        "end": end,
+        "as_of": as_of,
+        **rollups.split(date.min, end).params("cal"),
+        **rollups.split(end + timedelta(days=1), as_of).params("hold"),
+    }
+    cur.execute(customers_sql(whole), params)
     return [
         Customer(
             row[0],

@@ -77,6 +77,13 @@ def read_rfm(cur: db.Cursor) -> list[RfmRow]:
 
 # The fits' parameter columns, in the models' order (BG/NBD, then Gamma-Gamma); each has _low and _high.
 PARAMETERS = ("r", "alpha", "a", "b", "p", "q", "gamma")
+# A fit without intervals (clv_model: the data cannot identify every parameter) stores NULL in the
+# _low and _high columns (sql/046; both ends or neither).
+
+
+def stored_bound(value: float | None) -> float | None:
+    """An interval's end as read from analytics_clv_fits: None where the fit gave no interval."""
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class FitRow:
     horizon_days: int
     people: int
     repeat_buyers: int
-    parameters: dict[str, tuple[float, float, float]]
+    parameters: dict[str, tuple[float, float | None, float | None]]  # low, high None: no interval
     holdout: dict[str, float] | None = None  # actual, predicted, naive, mae, naive_mae
 
 
@@ -103,7 +110,8 @@ def insert_fit(cur: db.Cursor, fit: FitRow) -> int:
     values: list[object] = [fit.as_of, fit.calibration_end, fit.horizon_days, fit.people, fit.repeat_buyers]
     for name in PARAMETERS:
         columns += [name, f"{name}_low", f"{name}_high"]
-        values += list(fit.parameters[name])
+        value, low, high = fit.parameters[name]
+        values += [value, low, high]
     if fit.holdout is not None:
         columns += [f"holdout_{name}" for name in HOLDOUT]
         values += [fit.holdout[name] for name in HOLDOUT]

@@ -1,11 +1,14 @@
-"""The per-person-day summaries (sql/037) the analyses read: built by the batch job as each day
-closes, in the transaction that recomputes the day's metrics (batch.metrics.close_day), re-keyed by
-an erasure (gdpr.erasure), dropped with their raw days by retention (gdpr.retention)."""
+"""The per-person-day summaries (sql/037) and their rollups per person and week and per person
+(sql/041) the analyses read: built by the batch job as each day closes, in the transaction that
+recomputes the day's metrics (batch.metrics.close_day; the build rolls the day's people up),
+re-keyed by an erasure (gdpr.erasure), dropped with their raw days by retention (gdpr.retention)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+
+from psycopg2 import sql
 
 from core import db, locks
 
@@ -48,24 +51,29 @@ def coverage(cur: db.Cursor, first: date | None = None, last: date | None = None
 
 
 def rekey(cur: db.Cursor, olds: list[str], news: list[str]) -> int:
-    """Move erased people's summary rows to their new random ids (the ids their events moved to),
-    inside the erasure's transaction; return the rows moved."""
+    """Move erased people's summary rows, and their rollups, to their new random ids (the ids their
+    events moved to), inside the erasure's transaction; return the summary rows moved."""
     if not olds:
         return 0
-    cur.execute(
-        "UPDATE analytics_person_days AS s SET user_id = m.new FROM unnest(%s::uuid[], %s::uuid[]) AS m (old, new)"
-        " WHERE s.user_id = m.old",
-        (olds, news),
-    )
-    return cur.rowcount
+    moved: list[int] = []
+    for table in ("analytics_person_days", "analytics_person_weeks", "analytics_person_totals"):
+        cur.execute(
+            sql.SQL(
+                "UPDATE {} AS s SET user_id = m.new FROM unnest(%s::uuid[], %s::uuid[]) AS m (old, new) WHERE s.user_id = m.old"
+            ).format(sql.Identifier(table)),
+            (olds, news),
+        )
+        moved.append(cur.rowcount)
+    return moved[0]
 
 
 def remove_before(cur: db.Cursor, cutoff: date) -> int:
-    """Drop the summaries of the days before ``cutoff`` (retention drops their raw events); return
-    the rows dropped."""
+    """Drop the summaries of the days before ``cutoff`` (retention drops their raw events), and
+    their rollups (the cutoff's week recomputed from the days left); return the summary rows dropped."""
     cur.execute("DELETE FROM analytics_person_days WHERE event_date < %s", (cutoff,))
     removed = cur.rowcount
     cur.execute("DELETE FROM analytics_person_days_built WHERE event_date < %s", (cutoff,))
+    cur.execute("SELECT analytics_rollups_drop_before(%s)", (cutoff,))
     return removed
 
 

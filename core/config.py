@@ -69,6 +69,7 @@ COMPONENT_LOGINS: tuple[Login, ...] = (
     Login("scheduler_runner", "login_scheduler", "DB_PASSWORD_SCHEDULER"),
     Login("dashboard_reader", "login_dashboard", "DB_PASSWORD_DASHBOARD"),
     Login("analytics_modeller", "login_analytics", "DB_PASSWORD_ANALYTICS"),
+    Login("analysts_api", "login_analysts_api", "DB_PASSWORD_ANALYSTS_API"),
 )
 LOGIN_PASSWORD_VARIABLES: dict[str, str] = {entry.login: entry.variable for entry in COMPONENT_LOGINS}
 _PASSWORD_PREFIX = "DB_PASSWORD_"  # noqa: S105 - a variable name, not a password
@@ -327,6 +328,7 @@ class LoginPasswords(Section):
     analytics: SecretStr = Field(
         SecretStr("analytics-dev-password"), description="the per-person RFM and lifetime-value scoring's login"
     )
+    analysts_api: SecretStr = Field(SecretStr("analysts-api-dev-password"), description="the analysts' API's login")
 
     def by_login(self) -> dict[str, str]:
         """Login name -> password, leaving out the empty ones."""
@@ -596,6 +598,28 @@ class DashboardSettings(Section):
     host: Name = Field("127.0.0.1", description="where `python -m dashboard` listens")
     port: Port = Field(8003, description="its port")
     allowed_hosts: Hosts = Field(LOOPBACK_HOSTS, description="the Host headers the dashboard answers, as `CONSOLE_ALLOWED_HOSTS`")
+
+
+class AnalystsApiSettings(Section):
+    """Where the analysts' API (`python -m analytics.api`) listens and what it accepts: the
+    noise-protected releases for analysts and the budgets and ledger for the DPO (see
+    [The analysts' API](analysts_api.md))."""
+
+    model_config = SettingsConfigDict(env_prefix="ANALYSTS_API_")
+
+    host: Name = Field("127.0.0.1", description="where `python -m analytics.api` listens")
+    port: Port = Field(8004, description="its port")
+    # A dashboard of an analyst asks a handful of figures at once; a token guesser gets 2 a second.
+    requests_per_client_per_minute: Count = Field(
+        120, description="requests one client (IPv4 address, IPv6 /64) may send a minute, per process (429 beyond)"
+    )
+    # The issue's utility table goes up to 4: above it the noise protects little.
+    max_epsilon: Annotated[float, Field(gt=0, le=100)] = Field(
+        4.0, description="the largest privacy loss (epsilon) one release may spend (400 beyond)"
+    )
+    # A year of days by country is 365 x 27 cells; longer ranges are a typo or a scraper.
+    max_days: Annotated[int, Field(ge=1, le=3660)] = Field(366, description="the longest date range one release may cover")
+    retry_after_s: Count = Field(30, description="the `Retry-After` of a 503 (database or release module unavailable)")
 
 
 class HttpSettings(Section):
@@ -883,6 +907,7 @@ class Settings(Section):
     mail: MailSettings = Field(default_factory=MailSettings, description="outgoing mail")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="the DPO console")
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="the live dashboard")
+    analysts_api: AnalystsApiSettings = Field(default_factory=AnalystsApiSettings, description="the analysts' API")
     http: HttpSettings = Field(default_factory=HttpSettings, description="every HTTP service")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="the Prometheus exporters")
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings, description="the scheduler")

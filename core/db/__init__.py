@@ -45,8 +45,10 @@ SCHEDULER_ROLE = "scheduler_runner"
 DASHBOARD_ROLE = "dashboard_reader"
 # Per-person RFM scores and lifetime values: reads the summaries' user ids, writes the scores (sql/039).
 ANALYTICS_MODEL_ROLE = "analytics_modeller"
+# The analysts' API: reads who holds a token (sql/045); its releases go through analytics.release.
+ANALYSTS_API_ROLE = "analysts_api"
 
-# The login of each group role (sql/015, sql/018, sql/022, sql/024, sql/039), from the one table of logins
+# The login of each group role (sql/015, sql/018, sql/022, sql/024, sql/039, sql/045), from the one table of logins
 # (core.config.COMPONENT_LOGINS, which also names each one's password variable).
 LOGINS: dict[str, str] = {entry.role: entry.login for entry in COMPONENT_LOGINS}
 

@@ -116,6 +116,7 @@ LOGIN_OF_MODULE = {
     "gdpr.retention": db.RETENTION_ROLE,
     "scheduler": db.SCHEDULER_ROLE,
     "dashboard": db.DASHBOARD_ROLE,
+    "analytics.api": db.ANALYSTS_API_ROLE,
     "analytics.rfm": db.ANALYTICS_MODEL_ROLE,
     "analytics.clv": db.ANALYTICS_MODEL_ROLE,
     "devstack.mail": None,  # the development mail server: no database at all

@@ -140,6 +140,56 @@ def naive(settings: Settings, today: date, window: int = WINDOW) -> dict[tuple[d
     return {key: (*totals[:4], *chosen.get(key, (0, None, None))) for key, totals in rows.items()}
 
 
+def reading(settings: Settings) -> Any:
+    """A connection of the analytics login."""
+    return db.connection(settings.database, application_name="test", role=db.ANALYTICS_ROLE)
+
+
+def naive_rollups(settings: Settings, today: date) -> tuple[dict[tuple[date, str], tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+    """The rollups (sql/041) recomputed from events_raw in Python: per person and week, and per
+    person, the active days, purchase days, purchases, revenue, the first purchase day and its
+    revenue, the last purchase day and the last active day."""
+    days: dict[str, dict[date, tuple[int, Decimal]]] = defaultdict(dict)
+    for day, user, _v, _c, p, r in query(settings, NAIVE_TOTALS, {"today": today}):
+        days[user][day] = (int(p), Decimal(r))
+
+    def rolled(history: dict[date, tuple[int, Decimal]]) -> tuple[Any, ...]:
+        bought = sorted(day for day, (p, _r) in history.items() if p)
+        return (
+            len(history), len(bought), sum(p for p, _r in history.values()), sum((r for _p, r in history.values()), Decimal(0)),
+            bought[0] if bought else None, history[bought[0]][1] if bought else None, bought[-1] if bought else None,
+            max(history),
+        )  # fmt: skip
+
+    weeks: dict[tuple[date, str], tuple[Any, ...]] = {}
+    totals: dict[str, tuple[Any, ...]] = {}
+    for user, history in days.items():
+        for week in {cohorts.week_of(day) for day in history}:
+            weeks[(week, user)] = rolled({day: v for day, v in history.items() if cohorts.week_of(day) == week})
+        totals[user] = rolled(history)[1:]
+    return weeks, totals
+
+
+def rolled_up(settings: Settings) -> tuple[dict[tuple[date, str], tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+    weeks = {
+        (row[0], row[1]): (int(row[2]), int(row[3]), int(row[4]), *row[5:])
+        for row in query(
+            settings,
+            "SELECT week, user_id::text, active_days, purchase_days, purchases, revenue, first_purchase,"
+            " first_purchase_revenue, last_purchase, last_active FROM analytics_person_weeks",
+        )
+    }
+    totals = {
+        row[0]: (int(row[1]), int(row[2]), *row[3:])
+        for row in query(
+            settings,
+            "SELECT user_id::text, purchase_days, purchases, revenue, first_purchase, first_purchase_revenue, last_purchase,"
+            " last_active FROM analytics_person_totals",
+        )
+    }
+    return weeks, totals
+
+
 def summarised(settings: Settings) -> dict[tuple[date, str], tuple[Any, ...]]:
     rows = query(
         settings,
@@ -170,13 +220,19 @@ def test_the_summaries_equal_a_naive_recompute_late_events_and_erasures_included
     expected = naive(settings, today)
     assert len(expected) > 50 and any(row[4] == 3 for row in expected.values())
     assert summarised(settings) == expected
+    assert rolled_up(settings) == naive_rollups(settings, today)
 
     # A late event for a closed day: the changed-days run rebuilds that day, and only the days it names.
     late_day = today - timedelta(days=3)
     insert(settings, [(people[0], "purchase", moment(late_day, 100), Decimal("12.34"))])
     assert summarised(settings) != naive(settings, today)
+    assert rolled_up(settings) != naive_rollups(settings, today)
     batch_changed()
     assert summarised(settings) == naive(settings, today)
+    assert rolled_up(settings) == naive_rollups(settings, today)
+    # Rebuilding the day again replaces its people's rollups, never adds to them.
+    assert run_command("batch.batch_metrics", "--from", str(late_day), "--to", str(late_day)).returncode == 0
+    assert rolled_up(settings) == naive_rollups(settings, today)
 
     # An erasure moves a person's rows with their events: every analysis answers as before.
     first, last = today - timedelta(days=SPAN), today - timedelta(days=1)
@@ -187,6 +243,9 @@ def test_the_summaries_equal_a_naive_recompute_late_events_and_erasures_included
     assert process_pending(settings) == {"completed": 2}
     assert query(settings, "SELECT count(*) FROM analytics_person_days WHERE user_id = ANY(%s::uuid[])", (erased,)) == [(0,)]
     assert summarised(settings) == naive(settings, today)
+    assert rolled_up(settings) == naive_rollups(settings, today)
+    for table in ("analytics_person_weeks", "analytics_person_totals"):
+        assert query(settings, f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s::uuid[])", (erased,)) == [(0,)]  # noqa: S608
     assert analyses(settings, first, last) == before
 
 
@@ -237,29 +296,38 @@ def test_the_funnel_counts_steps_in_order_within_the_window_and_the_view_s_day(s
     assert "ANALYTICS_FUNNEL_WINDOW_S" in refused.stderr
 
 
-def naive_retention(settings: Settings, first: date, as_of: date, weeks: int) -> dict[date, tuple[int, list[int | None]]]:
-    """Retention by signup week from events_raw and users_public, in Python."""
-    signups = dict(query(settings, "SELECT user_id::text, signup_date FROM users_public"))
+def naive_retention(
+    settings: Settings, first: date, as_of: date, weeks: int, *, by_country: bool = False
+) -> dict[Any, tuple[int, list[int | None]]]:
+    """Retention by signup week (and country) from events_raw and users_public, in Python."""
+    signups, countries = {}, {}
+    for user, signup, country in query(settings, "SELECT user_id::text, signup_date, country FROM users_public"):
+        signups[user], countries[user] = signup, country
     active: dict[str, set[date]] = defaultdict(set)
     for user, day in query(
         settings, "SELECT DISTINCT user_id::text, event_date FROM events_raw WHERE event_date <= %s", (as_of,)
     ):
         active[user].add(cohorts.week_of(day))
-    table: dict[date, tuple[int, list[int | None]]] = {}
+    table: dict[Any, tuple[int, list[int | None]]] = {}
     start = cohorts.week_of(first)
     for user, signup in signups.items():
         week = cohorts.week_of(signup)
         if not start <= week or signup > as_of:
             continue
-        size, cells = table.get(week, (0, [0] * (weeks + 1)))
+        key = (week, countries[user]) if by_country else week
+        size, cells = table.get(key, (0, [0] * (weeks + 1)))
         for k in range(weeks + 1):
             if week + timedelta(weeks=k) in active[user]:
                 cells[k] = (cells[k] or 0) + 1
-        table[week] = (size + 1, cells)
+        table[key] = (size + 1, cells)
     last = cohorts.week_of(as_of)
+
+    def week_of_key(key: Any) -> date:
+        return key[0] if by_country else key  # type: ignore[no-any-return]
+
     return {
-        week: (size, [n if week + timedelta(weeks=k) <= last else None for k, n in enumerate(cells)])
-        for week, (size, cells) in table.items()
+        key: (size, [n if week_of_key(key) + timedelta(weeks=k) <= last else None for k, n in enumerate(cells)])
+        for key, (size, cells) in table.items()
     }
 
 
@@ -270,6 +338,13 @@ def test_retention_equals_the_naive_answer_and_leaves_the_future_empty(settings:
     with db.connection(settings.database, application_name="test", role=db.ANALYTICS_ROLE) as conn, conn, conn.cursor() as cur:
         result = cohorts.retention(cur, first=first, as_of=as_of, weeks=4)
     assert {c.week: (c.size, c.active) for c in result.cohorts} == naive_retention(settings, first, as_of, 4)
+    # By country, and with as_of on a day before the end of its week (its days read from the summaries).
+    for day in (as_of, as_of - timedelta(days=3), cohorts.week_of(as_of) - timedelta(days=1)):
+        with reading(settings) as conn, conn, conn.cursor() as cur:
+            by_country = cohorts.retention(cur, first=first, as_of=day, weeks=4, by_country=True)
+        expected = naive_retention(settings, first, day, 4, by_country=True)
+        assert len({country for _week, country in expected}) == 2
+        assert {(c.week, c.country): (c.size, c.active) for c in by_country.cohorts} == expected
     latest = max(result.cohorts, key=lambda c: c.week)
     assert latest.active[0] is not None and latest.active[1:] == [None] * 4
 
@@ -292,34 +367,36 @@ def test_retention_equals_the_naive_answer_and_leaves_the_future_empty(settings:
 def test_customers_equal_the_naive_histories(settings: Settings, today: date) -> None:
     shoppers(settings, today, seed=11)
     batch_changed()
-    as_of, end = today - timedelta(days=1), today - timedelta(days=8)
+    as_of = today - timedelta(days=1)
     days: dict[str, dict[date, tuple[int, Decimal]]] = defaultdict(dict)
     for user, day, n, revenue in query(
         settings,
         "SELECT user_id::text, event_date, count(*), sum(amount) FROM events_raw WHERE event_type = 'purchase' GROUP BY 1, 2",
     ):
         days[user][day] = (int(n), Decimal(revenue))
-    with db.connection(settings.database, application_name="test", role=db.ANALYTICS_ROLE) as conn, conn, conn.cursor() as cur:
-        found = {c.user_id: c for c in customers.customers(cur, as_of, end)}
-    expected = {}
-    for user, history in days.items():
-        before = sorted(day for day in history if day <= end)
-        if not before:
-            continue
-        repeat = [history[day][1] for day in before[1:]]
-        expected[user] = (
-            before[0], len(repeat), (before[-1] - before[0]).days, (end - before[0]).days,
-            None if not repeat else (sum(repeat, Decimal(0)) / len(repeat)).quantize(Decimal("0.000001")),
-            sum(history[day][0] for day in before), sum(history[day][1] for day in before),
-            len([day for day in history if end < day <= as_of]),
-            sum((history[day][1] for day in history if end < day <= as_of), Decimal(0)),
-        )  # fmt: skip
-    assert expected and any(row[1] > 0 for row in expected.values())
-    assert {
-        user: (c.first_purchase, c.frequency, c.recency_days, c.age_days, c.repeat_mean_spend, c.purchases, c.total_revenue,
-               c.holdout_purchase_days, c.holdout_revenue)
-        for user, c in found.items()
-    } == expected  # fmt: skip
+    # The whole history (the totals' rollup), and calibration ends on each weekday (weeks and edge days).
+    for end in (as_of, *(as_of - timedelta(days=n) for n in range(2, 9))):
+        with reading(settings) as conn, conn, conn.cursor() as cur:
+            found = {c.user_id: c for c in customers.customers(cur, as_of, end)}
+        expected = {}
+        for user, history in days.items():
+            before = sorted(day for day in history if day <= end)
+            if not before:
+                continue
+            repeat = [history[day][1] for day in before[1:]]
+            expected[user] = (
+                before[0], len(repeat), (before[-1] - before[0]).days, (end - before[0]).days,
+                None if not repeat else (sum(repeat, Decimal(0)) / len(repeat)).quantize(Decimal("0.000001")),
+                sum(history[day][0] for day in before), sum(history[day][1] for day in before),
+                len([day for day in history if end < day <= as_of]),
+                sum((history[day][1] for day in history if end < day <= as_of), Decimal(0)),
+            )  # fmt: skip
+        assert expected and any(row[1] > 0 for row in expected.values())
+        assert {
+            user: (c.first_purchase, c.frequency, c.recency_days, c.age_days, c.repeat_mean_spend, c.purchases, c.total_revenue,
+                   c.holdout_purchase_days, c.holdout_revenue)
+            for user, c in found.items()
+        } == expected, end  # fmt: skip
 
 
 def test_retention_of_storage_drops_the_summaries_of_the_days_it_drops(settings: Settings, today: date) -> None:
@@ -336,6 +413,8 @@ def test_retention_of_storage_drops_the_summaries_of_the_days_it_drops(settings:
     assert query(settings, "SELECT count(*) FROM analytics_person_days WHERE event_date < %s", (cutoff,)) == [(0,)]
     assert query(settings, "SELECT count(*) FROM analytics_person_days_built WHERE event_date < %s", (cutoff,)) == [(0,)]
     assert query(settings, "SELECT count(*) FROM analytics_person_days WHERE event_date >= %s", (cutoff,)) == kept
+    # The rollups are those of the days kept (the cutoff's week recomputed, the weeks before it gone).
+    assert rolled_up(settings) == naive_rollups(settings, today)
 
 
 def test_the_commands_have_help_and_one_line_errors(settings: Settings) -> None:

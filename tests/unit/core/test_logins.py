@@ -21,6 +21,7 @@ MIGRATIONS = [
     db.SQL_DIR / "022_scheduler.sql",
     db.SQL_DIR / "024_dashboard.sql",
     db.SQL_DIR / "039_analytics_scores.sql",
+    db.SQL_DIR / "045_analyst_accounts.sql",
 ]
 
 
