@@ -366,11 +366,6 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
     days = [day.isoformat() for day in days_written_since(settings, started)]
     banner("5. batch job, Lambda reconciliation, RFM scores and lifetime values")
     if days:
-        # The older days' late-arrival rows wait in events_raw's default partition until the nightly
-        # retention run gives them partitions of their own; the scheduler's catch-up runs it at some
-        # moment of this demo, and a day moved while the batch reads it reads as empty. Moved first
-        # here, the scheduler's run finds nothing left to move.
-        command(env, "gdpr.retention")
         command(env, "batch.batch_metrics", "--from", days[0], "--to", days[-1])
         command(env, "batch.compare_batch_vs_stream", "--from", days[0], "--to", days[-1])
         # The nightly analytics job's steps, now rather than at 00:45: the report shows the RFM
