@@ -20,6 +20,7 @@ none of those figures; the report shows them per reason beside the totals, with 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -33,6 +34,8 @@ from core.config import Settings
 from reports import business, charts
 from reports.business import Analyses, BusinessFigures, CustomerScores, DayKpis
 from reports.render import Document, Section, Table, render_markdown, write_document
+
+logger = logging.getLogger(__name__)
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 # What each CONSENT_MODE means for the figures, in the report's words.
@@ -490,7 +493,9 @@ def _no_data_document(figures: BusinessFigures, latest: date | None) -> Document
     )
 
 
-def build_document(figures: BusinessFigures, k: int, latest: date | None = None, released: dp.Release | None = None) -> Document:
+def build_document(
+    figures: BusinessFigures, k: int, latest: date | None = None, released: dp.Release | None = None, withheld: str | None = None
+) -> Document:
     """The report as a Document (rendered to Markdown and HTML); the breakdown by country from
     ``released`` (differential privacy) when given, under the k-rule otherwise."""
     if not figures.has_data:
@@ -533,7 +538,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None,
             for i, (step, n) in enumerate(funnel)
         ],
     )
-    country_section = _country_section(figures, k, released)
+    country_section = _country_section(figures, k, released, withheld)
     hourly_events, hourly_revenue = hourly_values(figures, k)
     trend = figures.trend
     sections = [
@@ -570,9 +575,12 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None,
     return Document(f"Business report {day.isoformat()}", bullets, sections, footer)
 
 
-def _country_section(figures: BusinessFigures, k: int, released: dp.Release | None) -> Section:
+def _country_section(figures: BusinessFigures, k: int, released: dp.Release | None, withheld: str | None = None) -> Section:
     """The breakdown by country: released with differential privacy (each figure +- its 95 %
-    interval, every public country), or under the k-rule where the DPO allowed it."""
+    interval, every public country), under the k-rule where the DPO allowed it, or withheld
+    (``withheld``: why) when the release's budget cannot pay for it."""
+    if withheld is not None:
+        return Section("People, purchases and revenue by country (withheld)", paragraphs=[f"Not released: {withheld}."])
     if released is not None:
         rows = dp_country_rows(released, figures.day)
         return Section(
@@ -611,7 +619,9 @@ def _country_section(figures: BusinessFigures, k: int, released: dp.Release | No
     )
 
 
-def build_data(figures: BusinessFigures, k: int, released: dp.Release | None = None) -> dict[str, Any]:
+def build_data(
+    figures: BusinessFigures, k: int, released: dp.Release | None = None, withheld: str | None = None
+) -> dict[str, Any]:
     """The figures for the JSON file, with the same suppression (null + a flag) as the pages, and
     the by-country release (figures with intervals, its declaration) when made with DP."""
 
@@ -631,7 +641,10 @@ def build_data(figures: BusinessFigures, k: int, released: dp.Release | None = N
         "previous_day": kpis(figures.previous_day),
         "same_weekday_last_week": kpis(figures.same_weekday_last_week),
         "funnel": [{"step": step, "users": n} for step, n in funnel_values(figures.kpis, k)],
-        "countries": country_rows(figures, k) if released is None else dp_country_rows(released, figures.day),
+        "countries": None
+        if withheld is not None
+        else (country_rows(figures, k) if released is None else dp_country_rows(released, figures.day)),
+        "countries_withheld": withheld,
         "countries_release": None
         if released is None
         else {"ledger_id": released.ledger_id, "budget": released.analyst, **released.declaration},
@@ -668,10 +681,16 @@ def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple
             consent_mode=settings.consent_mode,
         )
         latest = None if figures.has_data else business.latest_day_with_events(conn)
-        released = None
+        released, withheld = None, None
         if figures.has_data and settings.report_release_mode == "dp":
-            released = business.release_countries(conn, day, epsilon=settings.report_epsilon, bounds=settings.release)
-    doc = build_document(figures, k, latest, released)
+            try:
+                released = business.release_countries(conn, day, epsilon=settings.report_epsilon, bounds=settings.release)
+            except business.ReportBudgetMissing as e:
+                # The design's report (totals, batch vs streaming) is still written; only the
+                # breakdown that needs the budget is withheld, and the log says why.
+                withheld = str(e)
+                logger.warning("daily report %s: the by-country breakdown is withheld: %s", day, withheld)
+    doc = build_document(figures, k, latest, released, withheld)
     stem = f"business_report_{day.isoformat()}"
-    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k, released), formats)
+    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k, released, withheld), formats)
     return render_markdown(doc, stem), files

@@ -57,14 +57,19 @@ def test_the_report_releases_every_country_with_an_interval_and_a_ledger_row_per
     assert spent == [(ledger.REPORT_ANALYST, pytest.approx(epsilon))] * 2
 
 
-def test_without_the_report_s_budget_the_report_refuses_in_one_line_naming_the_command(settings: Settings) -> None:
+def test_without_the_report_s_budget_the_breakdown_is_withheld_naming_the_command(settings: Settings) -> None:
+    """The design's command still writes the design's report (totals, batch vs streaming); only the
+    breakdown that needs the budget is withheld, with the command that sets it, and nothing is spent."""
     seed_day(settings)
-    code, _out, err = report()
-    assert code == 2
-    [line] = err.strip().splitlines()
-    assert f"budget set --analyst {ledger.REPORT_ANALYST}" in line and "0 left" in line
+    code, out, err = report()
+    assert code == 0, err
+    assert "by country (withheld)" in out and " ± " not in out
+    assert f"budget set --analyst {ledger.REPORT_ANALYST}" in out and "0 left" in out
+    assert "withheld" in err, "the log says why"
+    data = json.loads((settings.reports_dir / f"business_report_{FIRST.isoformat()}.json").read_text(encoding="utf-8"))
+    assert data["countries"] is None and "budget set" in data["countries_withheld"]
+    assert data["kpis"]["day"] == FIRST.isoformat()
     assert query(settings, "SELECT count(*) FROM privacy_ledger") == [(0,)]
-    assert not (settings.reports_dir / f"business_report_{FIRST.isoformat()}.md").exists()
 
 
 def test_the_k_rule_where_the_dpo_allowed_it_spends_nothing(settings: Settings) -> None:
