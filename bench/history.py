@@ -636,11 +636,12 @@ class HistoryBench:
     def render(self, wall: float) -> str:
         small, large = (size_label(s) for s in self.sizes)
         lines = [
-            f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users)",
+            f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users, "
+            f"{self.args.people:,} of them shoppers)",
             "",
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; embedded stack on the same host; events_raw "
             f"{'partitioned' if self.partitioned else 'not partitioned'}; whole run {wall / 60:.1f} min. "
-            "Reproduce: `make bench SCALE=history`.",
+            f"Reproduce: `{self.command()}`.",
             "",
             f"Each operation does the same work at both sizes (the newest {RECENT_DAYS} days, the days retention removes "
             "and the people erased hold the same events); only the history around it grows. Wall time of the command, "
@@ -671,6 +672,18 @@ class HistoryBench:
             for load in self.loads
         ]
         return "\n".join(lines) + "\n"
+
+    def command(self) -> str:
+        """The command that repeats this run (``make bench SCALE=history`` when every option is its default)."""
+        defaults = vars(build_parser().parse_args([]))
+        changed = [
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in vars(self.args).items()
+            if key not in {"keep", "load_workers"} and value != defaults[key]
+        ]
+        if not changed:
+            return "make bench SCALE=history"
+        return f"python -m bench.run --scale history {' '.join(changed)}"
 
     def render_analyses(self) -> list[str]:
         """The analyses from the summaries against the naive SQL over events_raw: wall time and
