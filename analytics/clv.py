@@ -86,6 +86,7 @@ def publishable_fit(result: scoring.ClvResult, k: int) -> dict[str, Any]:
         "buyers": result.models.people if result.models.people >= k else None,
         "repeat_buyers": result.models.repeat_buyers if result.models.repeat_buyers >= k else None,
         "parameters": parameters(result.models),
+        "intervals": result.models.intervals,
         "derived": derived(result.models),
         "clv": {
             "people": d.people,
@@ -109,6 +110,7 @@ def publishable_validation(result: scoring.ValidationResult, k: int) -> dict[str
         "min_cell_users": k,
         "buyers": c.people if c.people >= k else None,
         "parameters": parameters(result.models),
+        "intervals": result.models.intervals,
         "holdout": {
             "actual": c.actual_total,
             "predicted": c.predicted_total,
@@ -125,11 +127,19 @@ def publishable_validation(result: scoring.ValidationResult, k: int) -> dict[str
     }
 
 
+NO_INTERVALS = (
+    "no 95 % intervals: the history cannot identify every parameter (the likelihood is flat along some direction,"
+    " e.g. drop-out in a short history); the estimates are a maximum of it, to be read with care"
+)
+
+
 def _parameter_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"{'parameter':<10} {'estimate':>11} {'95% interval':>25}  meaning"]
     for p in result["parameters"]:
-        interval = f"[{p['low']:.4g}, {p['high']:.4g}]"
+        interval = "unavailable" if p["low"] is None or p["high"] is None else f"[{p['low']:.4g}, {p['high']:.4g}]"
         lines.append(f"{p['name']:<10} {p['value']:>11.4g} {interval:>25}  {p['meaning']}")
+    if not result["intervals"]:
+        lines.append(NO_INTERVALS)
     return lines
 
 

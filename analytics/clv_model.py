@@ -17,10 +17,18 @@ space (``gammaln``/``betaln``/``logaddexp``); parameters are optimised as logari
 positive, and the 95 % intervals come from the inverse of the numerical Hessian of the negative
 log-likelihood in that log scale (so an interval is ``exp(log_estimate +- 1.96 se)``: positive and
 asymmetric, as a positive parameter's should be).
+
+When that Hessian is not positive definite the likelihood is flat along some direction: a short
+history cannot tell a population that drops out from one that buys rarely, and ``a`` and ``b``
+slide along a ridge. The fit then keeps the optimiser's point estimates (they still predict: the
+ridge is where the data are explained equally well) and marks every interval unavailable
+(``Estimate.low``/``high`` None, ``Fit.intervals`` False): an interval from an indefinite matrix
+would be a number without a meaning. The issue's check for such a fit is "within 25 % of the truth".
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
+
+logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[np.float64]
 ArrayLike = Sequence[float] | npt.NDArray[np.float64] | npt.NDArray[np.int64]
@@ -38,6 +48,16 @@ Z95 = 1.959963984540054
 # relative error is ~1e-2 at 20,000 people, so a step of 1e-4 resolves the curvature while staying
 # far above the optimiser's tolerance.
 HESSIAN_STEP = 1e-4
+# The smallest curvature, relative to the largest, that counts as curvature: the central differences
+# carry a relative error of about 1e-16 / HESSIAN_STEP**2 = 1e-8 of the objective, so an eigenvalue
+# ratio under 1e-6 (100 times that) is a flat ridge, not a maximum. A well-identified fit's ratio is
+# orders of magnitude above it (about 1e-3 on the 20,000-person test population).
+RIDGE_TOLERANCE = 1e-6
+# A log-parameter above this (a parameter above e^300) is the optimiser running off to infinity,
+# not an estimate; exp() of it and the intervals around it would overflow.
+MAX_LOG_PARAMETER = 300.0
+# Without an interval, the issue's honesty check for an estimate: within this share of the truth.
+NO_INTERVAL_TOLERANCE = 0.25
 
 
 class FitError(RuntimeError):
@@ -46,14 +66,22 @@ class FitError(RuntimeError):
 
 @dataclass(frozen=True)
 class Estimate:
-    """One fitted parameter: the maximum-likelihood value and its 95 % interval."""
+    """One fitted parameter: the maximum-likelihood value and its 95 % interval (None, None where the
+    fit gives none: the information matrix was not positive definite)."""
 
     name: str
     value: float
-    low: float
-    high: float
+    low: float | None
+    high: float | None
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None and self.high is not None
 
     def covers(self, truth: float) -> bool:
+        """Whether ``truth`` lies in the interval; without one, whether the estimate is within 25 % of it."""
+        if self.low is None or self.high is None:
+            return abs(self.value - truth) <= NO_INTERVAL_TOLERANCE * abs(truth)
         return self.low <= truth <= self.high
 
 
@@ -64,6 +92,11 @@ class Fit:
     estimates: tuple[Estimate, ...]
     log_likelihood: float
     people: int
+
+    @property
+    def intervals(self) -> bool:
+        """Whether the fit has its 95 % intervals (False: point estimates only, see the module's docstring)."""
+        return all(e.has_interval for e in self.estimates)
 
     def __getitem__(self, name: str) -> Estimate:
         for estimate in self.estimates:
@@ -256,24 +289,52 @@ def _maximise(names: tuple[str, ...], mean_negative_ll: Callable[[Array], float]
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise FitError(f"the optimiser did not converge: {result.message}")
     theta: Array = result.x
+    if np.any(theta > MAX_LOG_PARAMETER):
+        raise FitError("the optimiser ran off along a flat direction: the data cannot identify the parameters")
+    log_likelihood = -float(result.fun) * people
     information = _numerical_hessian(mean_negative_ll, theta) * people
-    try:
-        covariance = np.linalg.inv(information)
-    except np.linalg.LinAlgError as e:
-        raise FitError("the information matrix is singular: the data cannot identify the parameters") from e
-    variances = np.diag(covariance)
-    if not np.all(np.isfinite(variances)) or np.any(variances <= 0):
-        raise FitError("the fit is not at a maximum (the information matrix is not positive definite)")
-    se = np.sqrt(variances)
+    se = _standard_errors(information)
+    if se is not None:
+        with np.errstate(over="ignore"):
+            lows, highs = np.exp(theta - Z95 * se), np.exp(theta + Z95 * se)
+        if not np.all(np.isfinite(highs)):  # a curvature so slight that the interval has no upper end
+            se = None
+    if se is None:
+        logger.warning(
+            "fit of %s on %d people: the information matrix is not positive definite (the data cannot identify every"
+            " parameter); point estimates without intervals",
+            ", ".join(names),
+            people,
+        )
+        return Fit(tuple(Estimate(n, math.exp(v), None, None) for n, v in zip(names, theta, strict=True)), log_likelihood, people)
     estimates = tuple(
-        Estimate(name, math.exp(v), math.exp(v - Z95 * s), math.exp(v + Z95 * s))
-        for name, v, s in zip(names, theta, se, strict=True)
+        Estimate(name, math.exp(v), float(low), float(high)) for name, v, low, high in zip(names, theta, lows, highs, strict=True)
     )
-    return Fit(estimates, -float(result.fun) * people, people)
+    return Fit(estimates, log_likelihood, people)
+
+
+def _standard_errors(information: Array) -> Array | None:
+    """The standard errors from the inverse of the information matrix; None unless it is positive
+    definite beyond the numerical Hessian's noise (its smallest eigenvalue above RIDGE_TOLERANCE
+    times its largest): only then is the optimum a maximum with curvature in every direction."""
+    if not np.all(np.isfinite(information)):
+        return None
+    eigenvalues = np.linalg.eigvalsh(information)
+    if eigenvalues[0] <= RIDGE_TOLERANCE * max(float(eigenvalues[-1]), 0.0):
+        return None
+    try:
+        variances = np.diag(np.linalg.inv(information))
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(variances)) or np.any(variances <= 0):
+        return None
+    se: Array = np.sqrt(variances)
+    return se
 
 
 def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, age: ArrayLike) -> Fit:
-    """Maximum-likelihood BG/NBD parameters (r, alpha, a, b) with 95 % intervals."""
+    """Maximum-likelihood BG/NBD parameters (r, alpha, a, b) with 95 % intervals (none where the data
+    cannot identify them: ``Fit.intervals``)."""
     xs, ts, ages = _arrays(x, t_x, age)
     _check_summary(xs, ts, ages)
     if not np.any(xs > 0):
@@ -295,7 +356,8 @@ def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, age: ArrayLike) -> Fit:
 
 
 def fit_gamma_gamma(x: ArrayLike, m: ArrayLike) -> Fit:
-    """Maximum-likelihood Gamma-Gamma parameters (p, q, gamma) with 95 % intervals, on repeat buyers."""
+    """Maximum-likelihood Gamma-Gamma parameters (p, q, gamma) with 95 % intervals (none where the data
+    cannot identify them: ``Fit.intervals``), on repeat buyers."""
     xs, ms = _arrays(x, m)
     keep = xs > 0
     xs, ms = xs[keep], ms[keep]

@@ -2,7 +2,9 @@
 
 Written by the scoring (analytics.scoring) as the analytics_modeller login, each scoring replacing
 the previous one whole; read by analytics_reader; a person's rows deleted by their erasure
-(gdpr.erasure) in its transaction. Kept apart from the scoring so that the erasure imports no model.
+(gdpr.erasure), objection or restriction (gdpr.rights) in its transaction, and by any withdrawal of
+their analytics consent in the transaction that records it (sql/042's trigger). Kept apart from the
+scoring so that the erasure imports no model.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from core import db
+from core import consent, db
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,25 @@ class ClvRow:
     clv: float
 
 
+def lock_for_writing(cur: db.Cursor) -> None:
+    """Take both score tables for a scoring's write, RFM first (as sql/042's trigger does): a
+    withdrawal recorded meanwhile waits for the write and then deletes what it wrote, and one
+    recorded before is seen by the write's own statements, which store nobody withdrawn then.
+    A scoring reads consent long before it writes: without this, a withdrawal in between would
+    be undone by the write until the next scoring."""
+    cur.execute("LOCK TABLE analytics_rfm_scores, analytics_clv_scores IN SHARE ROW EXCLUSIVE MODE")
+
+
 def replace_rfm(cur: db.Cursor, as_of: date, rows: Sequence[RfmRow]) -> int:
-    """Replace every stored RFM row with ``rows`` (as of ``as_of``), in the caller's transaction."""
+    """Replace every stored RFM row with ``rows`` (as of ``as_of``), in the caller's transaction,
+    leaving out anyone whose analytics consent is withdrawn by now (lock_for_writing)."""
+    lock_for_writing(cur)
     cur.execute("DELETE FROM analytics_rfm_scores")
     cur.execute(
         "INSERT INTO analytics_rfm_scores (user_id, as_of, recency_days, frequency, monetary, r_score, f_score, m_score,"
         " segment) SELECT u, %s, rd, f, m, rs, fs, ms, s FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::numeric[],"
-        " %s::smallint[], %s::smallint[], %s::smallint[], %s::text[]) AS t (u, rd, f, m, rs, fs, ms, s)",
+        " %s::smallint[], %s::smallint[], %s::smallint[], %s::text[]) AS t (u, rd, f, m, rs, fs, ms, s)"
+        " WHERE u NOT IN (SELECT user_id FROM consent_current WHERE purpose = %s AND NOT granted)",
         (
             as_of,
             [r.user_id for r in rows],
@@ -61,6 +75,7 @@ def replace_rfm(cur: db.Cursor, as_of: date, rows: Sequence[RfmRow]) -> int:
             [r.f_score for r in rows],
             [r.m_score for r in rows],
             [r.segment for r in rows],
+            consent.ANALYTICS,
         ),
     )
     return cur.rowcount
@@ -77,6 +92,13 @@ def read_rfm(cur: db.Cursor) -> list[RfmRow]:
 
 # The fits' parameter columns, in the models' order (BG/NBD, then Gamma-Gamma); each has _low and _high.
 PARAMETERS = ("r", "alpha", "a", "b", "p", "q", "gamma")
+# A fit without intervals (clv_model: the data cannot identify every parameter) stores NULL in the
+# _low and _high columns (sql/046; both ends or neither).
+
+
+def stored_bound(value: float | None) -> float | None:
+    """An interval's end as read from analytics_clv_fits: None where the fit gave no interval."""
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,7 @@ class FitRow:
     horizon_days: int
     people: int
     repeat_buyers: int
-    parameters: dict[str, tuple[float, float, float]]
+    parameters: dict[str, tuple[float, float | None, float | None]]  # low, high None: no interval
     holdout: dict[str, float] | None = None  # actual, predicted, naive, mae, naive_mae
 
 
@@ -103,7 +125,8 @@ def insert_fit(cur: db.Cursor, fit: FitRow) -> int:
     values: list[object] = [fit.as_of, fit.calibration_end, fit.horizon_days, fit.people, fit.repeat_buyers]
     for name in PARAMETERS:
         columns += [name, f"{name}_low", f"{name}_high"]
-        values += list(fit.parameters[name])
+        value, low, high = fit.parameters[name]
+        values += [value, low, high]
     if fit.holdout is not None:
         columns += [f"holdout_{name}" for name in HOLDOUT]
         values += [fit.holdout[name] for name in HOLDOUT]
@@ -116,13 +139,16 @@ def insert_fit(cur: db.Cursor, fit: FitRow) -> int:
 
 
 def replace_clv(cur: db.Cursor, fit_id: int, as_of: date, rows: Sequence[ClvRow]) -> int:
-    """Replace every stored lifetime value with ``rows``, the predictions of fit ``fit_id``."""
+    """Replace every stored lifetime value with ``rows``, the predictions of fit ``fit_id``,
+    leaving out anyone whose analytics consent is withdrawn by now (lock_for_writing)."""
+    lock_for_writing(cur)
     cur.execute("DELETE FROM analytics_clv_scores")
     cur.execute(
         "INSERT INTO analytics_clv_scores (user_id, fit_id, as_of, frequency, recency_days, age_days, mean_spend, p_alive,"
         " expected_purchases, expected_spend, clv) SELECT u, %s, %s, f, r, t, m, pa, ep, es, c FROM unnest(%s::uuid[],"
         " %s::int[], %s::int[], %s::int[], %s::numeric[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-        " AS x (u, f, r, t, m, pa, ep, es, c)",
+        " AS x (u, f, r, t, m, pa, ep, es, c) WHERE u NOT IN (SELECT user_id FROM consent_current WHERE purpose = %s"
+        " AND NOT granted)",
         (
             fit_id,
             as_of,
@@ -135,6 +161,7 @@ def replace_clv(cur: db.Cursor, fit_id: int, as_of: date, rows: Sequence[ClvRow]
             [r.expected_purchases for r in rows],
             [r.expected_spend for r in rows],
             [r.clv for r in rows],
+            consent.ANALYTICS,
         ),
     )
     return cur.rowcount

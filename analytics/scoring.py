@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -121,6 +121,10 @@ def model_inputs(people: Sequence[customers.Customer]) -> clv_model.Customers:
     )
 
 
+# A fitted parameter: its estimate and its 95 % interval's ends (None, None: the fit gives none).
+Parameter = tuple[float, float | None, float | None]
+
+
 @dataclass(frozen=True)
 class Models:
     """Both fits, on the same buyers."""
@@ -130,8 +134,14 @@ class Models:
     people: int
     repeat_buyers: int
 
-    def parameters(self) -> dict[str, tuple[float, float, float]]:
+    def parameters(self) -> dict[str, Parameter]:
+        """Name -> (estimate, low, high); low and high None where the fit gives no interval."""
         return {e.name: (e.value, e.low, e.high) for e in (*self.bgnbd.estimates, *self.gamma_gamma.estimates)}
+
+    @property
+    def intervals(self) -> bool:
+        """Whether both fits have their 95 % intervals (clv_model: none where the data cannot identify a parameter)."""
+        return self.bgnbd.intervals and self.gamma_gamma.intervals
 
 
 def fit_models(inputs: clv_model.Customers, as_of: date) -> Models:
@@ -299,7 +309,7 @@ def money(value: Decimal | float | None) -> float | None:
 # --- The stored scorings, as the reports read them --------------------------------------------------
 
 
-def derived(parameters: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+def derived(parameters: Mapping[str, Parameter]) -> dict[str, float]:
     """The fitted parameters (name -> value, low, high) read as a business reads them: purchase days
     a year while active, the chance of dropping out after a repeat purchase, the mean purchase value."""
     v = {name: value for name, (value, _low, _high) in parameters.items()}
@@ -351,7 +361,7 @@ class StoredClv:
     horizon_days: int
     people: int
     repeat_buyers: int
-    parameters: dict[str, tuple[float, float, float]]
+    parameters: Mapping[str, Parameter]
     clv: list[float]
 
     def distribution(self, *, k: int) -> ClvDistribution:
@@ -377,7 +387,9 @@ def stored_clv(cur: db.Cursor) -> StoredClv | None:
     if fit is None:  # fits are kept and referenced: only a damaged database lacks it
         raise InvalidInput(f"the stored lifetime values name fit {fit_id}, which analytics_clv_fits does not hold")
     as_of, horizon_days, people, repeat_buyers, *values = fit
-    triples = [tuple(float(v) for v in values[i : i + 3]) for i in range(0, len(values), 3)]
-    parameters = {name: (value, low, high) for name, (value, low, high) in zip(scores.PARAMETERS, triples, strict=True)}
+    parameters = {
+        name: (float(values[i]), scores.stored_bound(values[i + 1]), scores.stored_bound(values[i + 2]))
+        for name, i in zip(scores.PARAMETERS, range(0, len(values), 3), strict=True)
+    }
     clv = [float(value) for _f, value in rows]
     return StoredClv(fit_id, as_of, int(horizon_days), int(people), int(repeat_buyers), parameters, clv)

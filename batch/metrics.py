@@ -12,7 +12,7 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from analytics import summaries
-from core import db
+from core import db, locks
 
 # A plain SELECT, not INSERT ... SELECT: PostgreSQL never runs a data-modifying statement in
 # parallel, and on a large day the parallel scan is most of the speed (measured: 1.6x slower).
@@ -26,9 +26,12 @@ ORDER BY event_type
 
 
 def recompute_day_in(cur: db.Cursor, day: date) -> list[tuple[str, int, str]]:
-    """Replace the batch metrics of ``day`` inside the caller's transaction. A day with no raw
-    event stored keeps the metrics it has: its events are past retention (gdpr.retention drops
-    raw events, never the aggregates), and an erasure never removes an event."""
+    """Replace the batch metrics of ``day`` inside the caller's transaction (READ COMMITTED). A day
+    with no raw event stored keeps the metrics it has: its events are past retention
+    (gdpr.retention drops raw events, never the aggregates), and an erasure never removes an
+    event. The day is held where it is until the transaction ends (core.locks.hold_event_days): a
+    day moving out of the default partition under the read once read as empty."""
+    locks.hold_event_days(cur)
     cur.execute(AGGREGATE_SQL, {"day": day})
     rows = [(kind, int(count), revenue) for kind, count, revenue in cur.fetchall()]
     if not rows:

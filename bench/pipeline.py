@@ -3,7 +3,8 @@ events, each against a baseline measured in the same run, printed as ratios and 
 ``bench/results/bench-<scale>.md`` and ``.json``.
 
 An isolated embedded stack is started in a temporary folder (never ``.local/``). Stages:
-users seeded; generator vs a bare producer of pre-serialised messages; raw sink vs a bare COPY
+users seeded; generator vs a bare producer of pre-serialised messages, in both of its modes
+(the uniform mix, whose events the later stages read, and ``--behaviour shoppers``); raw sink vs a bare COPY
 and vs one INSERT and commit per event (the original design); streaming metrics vs Quix Streams
 (its own virtual environment); batch metrics vs a bare GROUP BY; GDPR erasure of 10,000 requests
 and ``--watch`` latency; the HTTP collector vs what a user would write instead (FastAPI,
@@ -48,6 +49,7 @@ from bench.harness import (
 from core import db, kafka, progress
 from core.config import PROJECT_ROOT
 from data_generators.events import EventFactory
+from data_generators.shoppers import ShopperFactory
 
 QUIX_VENV = PROJECT_ROOT / "bench" / ".venv-quix"
 QUIX_REQUIREMENT = "quixstreams==3.28.1"
@@ -95,47 +97,62 @@ class PipelineBench:
         self.rows.append(seed_users(self.stack, self.scale["users"]))
 
     def generator(self) -> None:
+        """The generator in both modes, each against a bare producer of pre-serialised messages of
+        the same mode: the design's uniform mix (its events feed every later stage) and the
+        shoppers' sessions (``--behaviour shoppers``, the demo's, to a topic of its own)."""
+        self.rows.append(self._generator_row("uniform", self.topic, "realistic events"))
+        self.rows.append(self._generator_row("shoppers", "bench_shoppers", "shoppers' sessions, --behaviour shoppers"))
+
+    def _generator_row(self, behaviour: str, topic: str, label: str) -> Row:
         n = self.scale["events"]
         processes = os.cpu_count() or 1
-        log(f"generator: {n:,} events, {processes} processes (one per core)")
+        mode = ("--behaviour", behaviour)
+        every_core = ("--rate", "0", "--count", str(n), "--seed", "1", "--processes", str(processes), *mode)
+        kafka.ensure_topic(self.stack.settings.kafka, topic, 3)
+        log(f"generator ({behaviour}): {n:,} events, {processes} processes (one per core)")
         _s, output, peak, growth = run_measured(
-            python_module(
-                "data_generators.generate_events", "--rate", "0", "--count", str(n), "--seed", "1", "--processes", str(processes)
-            ),
-            self.stack.env,
+            python_module("data_generators.generate_events", *every_core), {**self.stack.env, "EVENTS_TOPIC": topic}
         )
         rate = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
         single_n = min(n, 1_000_000)
-        log(f"generator again with one process: {single_n:,} events to a separate topic")
-        kafka.ensure_topic(self.stack.settings.kafka, "bench_single", 3)
+        log(f"generator ({behaviour}) again with one process: {single_n:,} events to a separate topic")
+        kafka.ensure_topic(self.stack.settings.kafka, f"bench_single_{behaviour}", 3)
         _s, output, _p, _g = run_measured(
-            python_module("data_generators.generate_events", "--rate", "0", "--count", str(single_n), "--seed", "2"),
-            {**self.stack.env, "EVENTS_TOPIC": "bench_single"},
+            python_module("data_generators.generate_events", "--rate", "0", "--count", str(single_n), "--seed", "2", *mode),
+            {**self.stack.env, "EVENTS_TOPIC": f"bench_single_{behaviour}"},
         )
         single = float(re.findall(r"\(([\d,]+)/s", output)[-1].replace(",", ""))
-        log("baseline: bare producer of pre-serialised messages")
-        kafka.ensure_topic(self.stack.settings.kafka, "bench_bare", 3)
-        # The same population of users: how well a batch compresses depends on it.
-        messages = EventFactory([str(uuid.uuid4()) for _ in range(self.scale["users"])], seed=2).messages(
-            min(n, 1_000_000), datetime.now(UTC)
-        )
-        pairs = [(m["key"], m["value"]) for m in messages]
+        log(f"baseline: bare producer of pre-serialised messages ({behaviour})")
+        bare = self._bare_producer(behaviour, min(n, 1_000_000))
+        row = ratio_row(f"generator ({label}, {processes} processes)", rate, "bare producer, pre-serialised", bare, 0.6)
+        row.peak_rss_mib, row.rss_growth_pct = peak, growth
+        row.notes = f"one generator process: {single:,.0f} events/s = {single / bare:.2f}x the bare producer (one process)"
+        return row
+
+    def _bare_producer(self, behaviour: str, n: int) -> float:
+        """Events/s of a bare producer handing ``n`` pre-serialised messages of ``behaviour``'s
+        factory to the broker, on a topic of its own."""
+        topic = f"bench_bare_{behaviour}"
+        kafka.ensure_topic(self.stack.settings.kafka, topic, 3)
+        # The same number of users: how well a batch compresses depends on it.
+        users = [str(uuid.uuid4()) for _ in range(self.scale["users"])]
+        factory = EventFactory(users, seed=2) if behaviour == "uniform" else ShopperFactory(users, None, seed=2)
+        now = datetime.now(UTC)
+        pairs: list[tuple[bytes, bytes]] = []
+        while len(pairs) < n:
+            pairs += [(m["key"], m["value"]) for m in factory.messages(min(n - len(pairs), 100_000), now)]
         producer = kafka.producer(self.stack.settings.kafka)
         started = time.perf_counter()
         for key, value in pairs:
             while True:
                 try:
-                    producer.produce("bench_bare", value, key)
+                    producer.produce(topic, value, key)
                     break
                 except BufferError:
                     producer.poll(0.05)
             producer.poll(0)
         producer.flush(60)
-        bare = len(pairs) / (time.perf_counter() - started)
-        row = ratio_row(f"generator (realistic events, {processes} processes)", rate, "bare producer, pre-serialised", bare, 0.6)
-        row.peak_rss_mib, row.rss_growth_pct = peak, growth
-        row.notes = f"one generator process: {single:,.0f} events/s = {single / bare:.2f}x the bare producer (one process)"
-        self.rows.append(row)
+        return len(pairs) / (time.perf_counter() - started)
 
     def _consume(self, module: str, group: str) -> tuple[float, float | None, float | None]:
         """Run a consumer until it has stored the whole topic; rate from its commit log."""

@@ -26,9 +26,14 @@ logger = logging.getLogger(__name__)
 ERASURE = "erasure"
 PERSON_DAYS_BUILD = "person_days_build"
 USER_SEED = "user_seed"
+EVENT_DAYS = "event_days"
 # A wait for a lock held by another component's short transaction: seconds at most. Services
 # keep it under their statement timeout (wait_ms_for), so the bounded wait is what ends it.
 DEFAULT_WAIT_MS = 10_000
+# A reader of events_raw's days waits for a move under way: the nightly run moves every day left in
+# the default partition in one transaction (sql/029), seconds for the demo's 42 days. Half the
+# default statement timeout, so the wait ends with its own error (lock_not_available).
+EVENT_DAYS_WAIT_MS = 30_000
 
 LOCK_TIMEOUTS = Counter(
     "platform_lock_timeouts",
@@ -75,3 +80,17 @@ def held(
         finally:
             if not conn.closed:
                 conn.rollback()
+
+
+def hold_event_days(cur: db.Cursor, *, wait_ms: int = EVENT_DAYS_WAIT_MS) -> None:
+    """Keep events_raw's days where they are until the transaction ends (sql/047): a move of a
+    day's rows out of the default partition either committed before, or waits for this
+    transaction. Call it first in the transaction, before any statement reads events_raw. In a
+    REPEATABLE READ transaction whose snapshot was taken before a move committed it fails with
+    40001 (SerializationFailure): start the transaction again."""
+    try:
+        cur.execute("SELECT events_raw_hold_days(%s)", (wait_ms,))
+    except psycopg2.errors.LockNotAvailable:
+        LOCK_TIMEOUTS.labels(EVENT_DAYS).inc()
+        logger.warning("waited %d ms for the shared lock %r without getting it: events are being moved", wait_ms, EVENT_DAYS)
+        raise

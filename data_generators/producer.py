@@ -31,6 +31,7 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.queues
+import multiprocessing.synchronize
 import queue
 import signal
 import threading
@@ -366,10 +367,13 @@ def generate(
     via: CollectorTarget | None = None,
     behaviour: str = "uniform",
     part: tuple[int, int] = (0, 1),
+    ready: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
     """Send events until ``count`` is reached or ``stop`` is set, to the topic or through the
     collector ``via``; deliver what is queued before returning. With ``behaviour="shoppers"``
-    this process makes the sessions of its ``part`` (number, of how many) of the people."""
+    this process makes the sessions of its ``part`` (number, of how many) of the people.
+    ``ready``, if given, is called once everything is set up, before the first event (a
+    worker's StartGate); False: send nothing."""
     ensure_destination(settings, via)
     version = users_version(settings)
     factory, reload = _factory(settings, behaviour, part, seed, count=count, backfill_days=backfill_days)
@@ -379,6 +383,8 @@ def generate(
     report = DeliveryReport()
     with open_sink(settings, report, via) as sink:
         progress = cli.Progress(label, total=count, every_s=5.0)
+        if ready is not None and not ready():
+            stop.set()
         report.started = time.time()
         refresh_users = UsersRefresh(settings, factory, version, refresh_users_s, reload)
         finished = factory.finished if isinstance(factory, ShopperFactory) else lambda: False
@@ -472,7 +478,44 @@ class WorkerJob(NamedTuple):
     processes: int = 1
 
 
-def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None]) -> None:
+class Running(Protocol):
+    """A worker process, as the gate sees it."""
+
+    def is_alive(self) -> bool: ...
+
+
+class StartGate(NamedTuple):
+    """The generator processes start sending together, once each is set up: a set-up reads the
+    users and, for shoppers, maps a million of them onto people (seconds, varying by a second
+    between processes on a busy host), and the combined rate runs from the first event to the
+    last, so a process still setting up would count as the others' sending time."""
+
+    ready: multiprocessing.queues.Queue[int]
+    go: multiprocessing.synchronize.Event
+
+    def wait(self, number: int, stop: threading.Event) -> bool:
+        """In a worker: say it is set up, then wait for the others; False if stopped meanwhile."""
+        self.ready.put(number)
+        while not self.go.wait(0.2):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
+
+    def open(self, workers: Sequence[Running], stop: threading.Event) -> None:
+        """In the parent: let the workers go once each is set up, one has ended (it failed; the
+        others go on and its failure is reported with their reports), or a stop is asked."""
+        waiting = len(workers)
+        while waiting and not stop.is_set():
+            try:
+                self.ready.get(timeout=0.5)
+                waiting -= 1
+            except queue.Empty:
+                if not all(worker.is_alive() for worker in workers):
+                    break
+        self.go.set()
+
+
+def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport | None], gate: StartGate) -> None:
     """One generator process. It stops on SIGTERM from the parent only: a Ctrl+C reaches every
     process of the terminal at once, and the parent forwards it exactly once."""
     cli.setup_logging(job.settings.log_level)
@@ -492,6 +535,7 @@ def _worker(job: WorkerJob, results: multiprocessing.queues.Queue[DeliveryReport
             via=job.via,
             behaviour=job.behaviour,
             part=(job.number, job.processes),
+            ready=lambda: gate.wait(job.number, stop),
         )
     except PlatformError as e:
         logger.error("generator process %d: %s", job.number, e)
@@ -559,6 +603,7 @@ def generate_in_processes(
         raise InvalidInput("there are no users to generate events for: run `python -m data_generators.generate_users` first")
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[DeliveryReport | None] = context.Queue()
+    gate = StartGate(context.Queue(), context.Event())
     workers = [
         context.Process(
             target=_worker,
@@ -577,6 +622,7 @@ def generate_in_processes(
                     processes,
                 ),
                 results,
+                gate,
             ),
             name=f"generator-{i}",
         )
@@ -584,6 +630,7 @@ def generate_in_processes(
     ]
     for worker in workers:
         worker.start()
+    gate.open(workers, stop)
     reports = _collect_reports(workers, results, stop)
     done = [r for r in reports if r is not None]
     if len(done) < len(workers):

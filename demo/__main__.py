@@ -45,8 +45,12 @@ from demo import privacy
 logger = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S = 600.0
-# Days of event history the demo generates (see generate_events --backfill-days).
-DEMO_DAYS = 14
+# Days of event history the demo generates (see generate_events --backfill-days): twelve weeks,
+# the daily report's retention heatmap (reports.business.RETENTION_COHORTS weekly cohorts), and
+# long enough for the lifetime-value fit to tell drop-out from rare buying (with 14 days its
+# information matrix was not positive definite: no intervals). The users sign up over the same
+# days (generate_users --signup-days), so every cohort of the heatmap is filled.
+DEMO_DAYS = 84
 # Share of the demo's users who consent to analytics (generate_users --consent-share).
 CONSENT_SHARE = 0.8
 # Events the demo sends through the HTTP collector, in batches of 100; the rest go to Kafka.
@@ -327,7 +331,10 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
     settings = load_settings(env)
 
     banner(f"3. {users:,} users")
-    command(env, "data_generators.generate_users", "--count", str(users), "--consent-share", str(CONSENT_SHARE))
+    command(
+        env, "data_generators.generate_users", "--count", str(users), "--consent-share", str(CONSENT_SHARE),
+        "--signup-days", str(DEMO_DAYS),
+    )  # fmt: skip
 
     with ExitStack() as running:
         banner(f"4. both consumers, the HTTP collector and the generator, {events:,} events (CONSENT_MODE=required)")
@@ -342,7 +349,7 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
         url = f"http://{settings.collector.host}:{settings.collector.port}"
         wait_for_collector(url, collector, log_dir)
         http_events = min(HTTP_EVENTS, events // 10)
-        # Two weeks of history, so the reports have a trend and a previous day to compare with.
+        # Twelve weeks of history: a trend, a previous day to compare with, filled signup cohorts.
         command(
             env, "data_generators.generate_events", "--rate", "0", "--count", str(events - http_events),
             "--backfill-days", str(DEMO_DAYS), "--behaviour", "shoppers",

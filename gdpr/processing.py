@@ -314,6 +314,10 @@ def process_batch(
         # Shorter than the statement timeout, which is not retried and would end --watch.
         timeout_ms = settings.database.statement_timeout_ms  # 0: no statement timeout
         wait_ms = min(ERASURE_LOCK_WAIT_MS, max(timeout_ms // 2, 1)) if timeout_ms > 0 else ERASURE_LOCK_WAIT_MS
+        # events_raw's days held first (a sink moving a day takes it before the erasure lock too):
+        # a day moving out of the default partition would hide its events from the re-keying and
+        # from an access export (sql/047).
+        locks.hold_event_days(cur, wait_ms=wait_ms)
         locks.take(cur, locks.ERASURE, exclusive=True, wait_ms=wait_ms)
         audit = AuditLog()
         results: dict[int, Outcome] = {}

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+import psycopg2.errors
 import psycopg2.extensions
 
 from analytics import cohorts, funnels, scoring, summaries
 from batch.reconcile import Comparison, compare_in
-from core import consent, db
+from core import consent, db, locks
 from core.events import EVENT_TYPES
 
 TREND_DAYS = 14
@@ -30,6 +31,9 @@ UNKNOWN_COUNTRY = "unknown"
 # The retention heatmap: the last 12 weekly signup cohorts, each over its own week and the 11 after
 # (a quarter: long enough to see a cohort settle, short enough to read).
 RETENTION_COHORTS = 12
+# Snapshots taken again when a day moved out of events_raw's default partition under one (sql/047):
+# a move waits for the transaction that holds the days, so a second attempt meets none.
+SNAPSHOT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -264,8 +268,32 @@ def collect(
     """All figures for ``day`` in one read-only transaction (one consistent snapshot); the
     consent drops are those of consumer group ``consent_group`` (the raw-events sink's); the
     ordered funnel is read for the conversion window ``funnel_window_s``."""
+    attempt = 1
+    while True:
+        try:
+            return _collect(
+                conn, day, today, consent_group=consent_group, funnel_window_s=funnel_window_s, consent_mode=consent_mode
+            )
+        except psycopg2.errors.SerializationFailure:
+            # A day moved out of events_raw's default partition after the snapshot (sql/047).
+            if attempt >= SNAPSHOT_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+def _collect(
+    conn: psycopg2.extensions.connection,
+    day: date,
+    today: date,
+    *,
+    consent_group: str,
+    funnel_window_s: int,
+    consent_mode: str | None,
+) -> BusinessFigures:
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # First: the days stay where they are for the snapshot (core.locks.hold_event_days).
+        locks.hold_event_days(cur)
         kpis, comparison = _day_kpis(cur, day, today)
         previous, _ = _day_kpis(cur, day - timedelta(days=1), today)
         last_week, _ = _day_kpis(cur, day - timedelta(days=7), today)

@@ -374,8 +374,10 @@ def rfm_section(scores: CustomerScores, k: int) -> Section:
     return Section(RFM_TITLE, paragraphs=[about], chart=charts.rfm_segments(chart_rows, k), table=table)
 
 
-def _interval(name: str, value: dict[str, float]) -> str:
-    return f"{name} = {value['value']:.4g} [{value['low']:.4g}, {value['high']:.4g}]"
+def _interval(name: str, value: dict[str, float | None]) -> str:
+    low, high = value["low"], value["high"]
+    interval = "no interval" if low is None or high is None else f"{low:.4g}, {high:.4g}"
+    return f"{name} = {value['value']:.4g} [{interval}]"
 
 
 def clv_section(scores: CustomerScores, k: int) -> Section:
@@ -390,8 +392,9 @@ def clv_section(scores: CustomerScores, k: int) -> Section:
         f" {_shown(values['buyers'], k)} buyers, {_shown(values['repeat_buyers'], k)} of whom came back"
         " (the stored values of `python -m analytics.clv`)."
     )
+    with_intervals = all(v["low"] is not None for v in values["parameters"].values())
     fit = (
-        "Fit (95 % intervals): "
+        ("Fit (95 % intervals): " if with_intervals else "Fit (no 95 % intervals: the history cannot identify every parameter): ")
         + ", ".join(_interval(name, value) for name, value in values["parameters"].items())
         + f". A buyer makes {d['mean_purchase_rate_per_year']:.2f} purchase days a year while active, drops out after a"
         f" repeat purchase with chance {d['mean_dropout_chance_per_repeat_purchase']:.1%} and spends"

@@ -14,6 +14,13 @@ The grant is effective from the user's signup (midnight UTC of ``signup_date``),
 signup lies before the longest history ``generate_events --backfill-days`` can make: with
 ``CONSENT_MODE=required`` no event the generator makes for a consenting user is dropped.
 Users that already exist are not given consent by a re-run.
+
+``--signup-days N`` spreads the signups of the users a run adds over the last N days instead
+(today included), so that signup-week cohorts (analytics.cohorts, the daily report's retention
+heatmap) are recent and filled: ``make demo`` uses it. Events must then respect the signups:
+``generate_events --behaviour shoppers`` starts no session before a person's signup (so none
+before their grant); the uniform behaviour ignores signups, and with ``CONSENT_MODE=required`` its
+events before a grant are dropped and counted as such.
 """
 
 from __future__ import annotations
@@ -117,10 +124,19 @@ class ChunkRows(NamedTuple):
 
 
 def generate_rows(
-    first_id: int, last_id: int, pools: dict[str, LocalePool], seed: int, today: date, *, consent_share: float = 1.0
+    first_id: int,
+    last_id: int,
+    pools: dict[str, LocalePool],
+    seed: int,
+    today: date,
+    *,
+    consent_share: float = 1.0,
+    signup_days: int | None = None,
 ) -> ChunkRows:
     """CSV text for users_pii, users_public and consent_ledger for users number first_id..last_id
-    (inclusive).
+    (inclusive). Signups lie SIGNUP_WINDOW_DAYS before the longest event history, or, with
+    ``signup_days``, in the last ``signup_days`` days up to ``today`` (the same draw: the other
+    columns do not change).
 
     The generator is seeded by (seed, first_id); chunks start at fixed numbers, so a user's data
     does not depend on how often the command ran.
@@ -141,7 +157,10 @@ def generate_rows(
             f"{pool.streets[int(rand() * len(pool.streets))]}, {pool.postcodes[int(rand() * len(pool.postcodes))]} "
             f"{pool.cities[int(rand() * len(pool.cities))]}"
         )
-        signup = today - timedelta(days=SIGNUP_BEFORE_HISTORY_DAYS + int(rand() * SIGNUP_WINDOW_DAYS))
+        if signup_days is None:
+            signup = today - timedelta(days=SIGNUP_BEFORE_HISTORY_DAYS + int(rand() * SIGNUP_WINDOW_DAYS))
+        else:
+            signup = today - timedelta(days=int(rand() * signup_days))
         email = f"{email_part(first)}.{email_part(last)}.{number}@{domain}"
         pii.append(f"{user_id},{_csv(email)},{_csv(f'{first} {last}')},{_csv(address)}\n")
         public.append(f"{user_id},{country},{signup.isoformat()}\n")
@@ -178,8 +197,17 @@ class SeedResult(NamedTuple):
     consented: int
 
 
-def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = True, consent_share: float = 1.0) -> SeedResult:
-    """Make sure ``count`` users exist, ``consent_share`` of the new ones with analytics consent.
+def seed_users(
+    settings: Settings,
+    count: int,
+    seed: int,
+    show_progress: bool = True,
+    consent_share: float = 1.0,
+    *,
+    signup_days: int | None = None,
+) -> SeedResult:
+    """Make sure ``count`` users exist, ``consent_share`` of the new ones with analytics consent;
+    with ``signup_days``, the new ones signed up in the last ``signup_days`` days.
 
     Generation (Python) and loading (PostgreSQL) overlap: one chunk is generated while the
     previous one is copied.
@@ -211,7 +239,7 @@ def seed_users(settings: Settings, count: int, seed: int, show_progress: bool = 
         with ThreadPoolExecutor(max_workers=1) as loader:
             pending: Future[None] | None = None
             for start, end in chunks:
-                rows = generate_rows(start, end, pools, seed, today, consent_share=consent_share)
+                rows = generate_rows(start, end, pools, seed, today, consent_share=consent_share, signup_days=signup_days)
                 consented += rows.consent.count("\n")
                 if pending is not None:
                     pending.result()

@@ -6,7 +6,7 @@ import argparse
 
 from core import cli
 from core.config import Settings
-from data_generators.generate_users import seed_users
+from data_generators.generate_users import SIGNUP_WINDOW_DAYS, seed_users
 
 
 def consent_share(text: str) -> float:
@@ -37,16 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="share (0 to 1) of the users added that grant analytics consent from their signup, recorded in "
         "consent_ledger with source 'generator'; the same users for a seed on every run (default: 1)",
     )
+    parser.add_argument(
+        "--signup-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"spread the added users' signups over the last N days, today included (1 to {SIGNUP_WINDOW_DAYS}), for recent "
+        "signup-week cohorts; generate_events --behaviour shoppers starts nobody's sessions before their signup (default: "
+        "signups 1 to 3 years before the longest history generate_events can make)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.count < 1:
-        build_parser().error("--count must be at least 1")
+        parser.error("--count must be at least 1")
+    if args.signup_days is not None and not 1 <= args.signup_days <= SIGNUP_WINDOW_DAYS:
+        parser.error(f"--signup-days must be between 1 and {SIGNUP_WINDOW_DAYS}")
 
     def execute(settings: Settings) -> int:
-        result = seed_users(settings, args.count, args.seed, consent_share=args.consent_share)
+        result = seed_users(settings, args.count, args.seed, consent_share=args.consent_share, signup_days=args.signup_days)
         print(
             f"users: {result.added:,} added, {args.count:,} requested ({result.existing:,} already existed); "
             f"{result.consented:,} of the added with analytics consent"

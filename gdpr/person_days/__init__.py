@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg2.errors
 import psycopg2.extensions
 
 from core import db, locks, partitions
@@ -39,6 +40,9 @@ BUILD_LOCK_WAIT_MS = 60_000
 # A build merges its lists into person_days this many people per transaction (about a second
 # each), holding the erasure lock shared: the most an erasure waits for a build.
 MERGE_CHUNK = 50_000
+# The read's snapshot taken again when a day moved out of events_raw's default partition just
+# before it (sql/047): a move waits for the transaction that holds the days, so a retry meets none.
+SNAPSHOT_ATTEMPTS = 3
 # The session's buffers for the staged lists (about 250 bytes a person).
 TEMP_BUFFERS = "1GB"
 
@@ -139,11 +143,7 @@ def build(
                     # After a long pause or a shorter retention, many lists lose days at once.
                     cur.execute("SET LOCAL statement_timeout = 0")
                     people += _forget_dropped_days(cur)
-                with conn:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    days = days_to_build(cur, now)
-                    if days:
-                        seen = _read_days(cur, days)
+                days, seen = _read_in_snapshot(conn, now)
                 if days:
                     people += _merge(conn, chunk)
                     with _erasure_lock_shared(conn):
@@ -162,6 +162,24 @@ def build(
             # The temporary table would go with the session; a kept connection drops it now.
             _quietly(conn, "DROP TABLE IF EXISTS pg_temp.person_days_staged")
     return days, people
+
+
+def _read_in_snapshot(conn: psycopg2.extensions.connection, now: datetime) -> tuple[list[date], list[tuple[date, str]]]:
+    """The days to build and their lists staged (``_read_days``), in one REPEATABLE READ snapshot
+    that holds events_raw's days where they are (sql/047), taken again if a day moved out of the
+    default partition just before it."""
+    attempt = 1
+    while True:
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                locks.hold_event_days(cur)
+                days = days_to_build(cur, now)
+                return days, (_read_days(cur, days) if days else [])
+        except psycopg2.errors.SerializationFailure:
+            if attempt >= SNAPSHOT_ATTEMPTS:
+                raise
+            attempt += 1
 
 
 def _read_days(cur: db.Cursor, days: list[date]) -> list[tuple[date, str]]:

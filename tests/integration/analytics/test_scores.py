@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg2.errors
 import pytest
 
-from analytics import clv_model, customers, rfm_model
+from analytics import clv_model, customers, rfm_model, scores, scoring
 from analytics.release import suppressed_cells
 from core import cli, db
 from core.config import Settings
@@ -268,3 +269,27 @@ def test_the_commands_have_help_and_one_line_errors(settings: Settings, today: d
     assert late.returncode == 2 and "after the last summarised day" in late.stderr
     holdout = run_command("analytics.clv", "--holdout-days", "30")
     assert holdout.returncode == 2 and "leaves no calibration period" in holdout.stderr
+
+
+def test_a_fit_without_intervals_is_stored_and_read_back_without_them(settings: Settings, today: date) -> None:
+    """A fit that has no intervals stores NULL in its interval columns (sql/046), which reads back
+    as "no interval", never as a bound; the reports' reader shows the same."""
+    parameters: dict[str, tuple[float, float | None, float | None]] = {
+        name: (1.0 + i, None, None) if name in clv_model.BGNBD_PARAMS else (1.0 + i, 0.5 + i, 1.5 + i)
+        for i, name in enumerate(scores.PARAMETERS)
+    }
+    person = user_uuid(90_001)
+    modeller = db.connection(settings.database, application_name="test", role=db.ANALYTICS_MODEL_ROLE)
+    with modeller as conn, conn, conn.cursor() as cur:
+        fit_id = scores.insert_fit(cur, scores.FitRow(today, None, 365, 1, 1, parameters))
+        scores.replace_clv(cur, fit_id, today, [scores.ClvRow(person, 1, 3, 10, Decimal("20.00"), 0.9, 2.0, 20.0, 40.0)])
+    [(a_low, a_high, p_low)] = query(settings, "SELECT a_low, a_high, p_low FROM analytics_clv_fits WHERE id = %s", (fit_id,))
+    assert a_low is None and a_high is None and p_low == parameters["p"][1]
+    with as_analytics(settings) as conn, conn, conn.cursor() as cur:
+        stored = scoring.stored_clv(cur)
+    assert stored is not None and stored.fit_id == fit_id
+    assert dict(stored.parameters) == parameters
+    # Half an interval is no interval: the table refuses it.
+    owner = db.connection(settings.database, application_name="test")
+    with owner as conn, conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.CheckViolation):
+        cur.execute("UPDATE analytics_clv_fits SET r_low = 1.0 WHERE id = %s", (fit_id,))

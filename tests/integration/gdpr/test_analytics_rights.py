@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from core import cli
+from analytics import scores
+from core import cli, consent, db
 from core.config import Settings
 from gdpr.processing import process_pending
 from tests.helpers import query
@@ -143,3 +144,46 @@ def test_an_objection_or_a_restriction_deletes_the_scores_and_no_rescoring_bring
     fitted = run_json("analytics.clv")
     assert set(stored_clv(settings)) == everybody - set(gone)
     assert query(settings, "SELECT people FROM analytics_clv_fits WHERE id = %s", (fitted["fit_id"],)) == [(scored - 2,)]
+
+
+def test_a_withdrawal_of_analytics_consent_deletes_the_person_s_scores_in_the_transaction_that_records_it(
+    settings: Settings, today: date
+) -> None:
+    """A person's own withdrawal, recorded as the collector records it (its login, core.consent):
+    their RFM and lifetime-value rows go with it, not at the next scoring; a rolled-back withdrawal
+    takes nothing; other people's rows, a grant and another purpose's withdrawal change nothing."""
+    scored_population(settings, today)
+    person, granting, other_purpose = repeat_buyers(settings, 3)
+    rfm, clv = stored_rfm(settings), stored_clv(settings)
+
+    with db.connection(settings.database, role=db.COLLECTOR_ROLE) as conn:
+        with conn.cursor() as cur:
+            consent.record(cur, person, granted=False, source="collector:web")
+        conn.rollback()
+    assert (stored_rfm(settings), stored_clv(settings)) == (rfm, clv)
+
+    with db.connection(settings.database, role=db.COLLECTOR_ROLE) as conn, conn, conn.cursor() as cur:
+        consent.record(cur, person, granted=False, source="collector:web")
+        consent.record(cur, granting, granted=True, source="collector:web")
+        consent.record(cur, other_purpose, granted=False, source="collector:web", purpose="marketing_email")
+    assert stored_rfm(settings) == {user: row for user, row in rfm.items() if user != person}
+    assert stored_clv(settings) == {user: row for user, row in clv.items() if user != person}
+
+
+def test_a_scoring_that_read_before_a_withdrawal_does_not_write_the_person_back(settings: Settings, today: date) -> None:
+    """A scoring reads consent long before it writes: a withdrawal recorded in between is seen by
+    its write, which stores everybody else's rows and not the person's."""
+    scored_population(settings, today)
+    [person] = repeat_buyers(settings, 1)
+    rfm, clv = stored_rfm(settings), stored_clv(settings)
+    [(fit_id, as_of)] = query(settings, "SELECT DISTINCT fit_id, as_of FROM analytics_clv_scores")
+
+    with db.connection(settings.database, role=db.ANALYTICS_MODEL_ROLE) as scoring, scoring, scoring.cursor() as cur:
+        rfm_rows, clv_rows = scores.read_rfm(cur), scores.read_clv(cur)  # what a scoring computed, person included
+        assert person in {row.user_id for row in rfm_rows} and person in {row.user_id for row in clv_rows}
+        with db.connection(settings.database, role=db.COLLECTOR_ROLE) as conn, conn, conn.cursor() as other:
+            consent.record(other, person, granted=False, source="collector:web")
+        assert scores.replace_rfm(cur, as_of, rfm_rows) == len(rfm_rows) - 1
+        assert scores.replace_clv(cur, fit_id, as_of, clv_rows) == len(clv_rows) - 1
+    assert stored_rfm(settings) == {user: row for user, row in rfm.items() if user != person}
+    assert stored_clv(settings) == {user: row for user, row in clv.items() if user != person}

@@ -162,3 +162,32 @@ def test_the_fits_agree_with_pymc_marketing_on_the_same_small_population() -> No
         assert bgnbd[name].value == pytest.approx(reference, rel=2e-3, abs=1e-3), name
     for name, reference in PYMC_MARKETING_GAMMA_GAMMA_MAP.items():
         assert spend[name].value == pytest.approx(reference, rel=2e-3, abs=1e-3), name
+
+
+def test_a_history_that_cannot_identify_drop_out_gives_the_estimates_without_intervals() -> None:
+    """With nobody past one repeat purchase the likelihood sees a and b only through a / (a + b):
+    a flat ridge, so the information matrix is singular. The fit still returns its point
+    estimates, usable for predictions, and says that it has no intervals."""
+    population = simulate(3_000, seed=7)
+    x = np.minimum(population.x, 1)
+    t_x = np.where(x > 0, population.t_x, 0.0)
+    fit = clv_model.fit_bgnbd(x, t_x, population.age)
+    assert not fit.intervals
+    assert [e.name for e in fit.estimates] == list(clv_model.BGNBD_PARAMS)
+    assert all(e.low is None and e.high is None for e in fit.estimates)
+    assert all(math.isfinite(e.value) and e.value > 0 for e in fit.estimates)
+    predicted = clv_model.expected_purchases(fit.bgnbd(), x, t_x, population.age, t=30.0)
+    assert np.all(np.isfinite(predicted))
+    assert np.all(predicted >= 0)
+    # The same people with their full histories are identified: intervals again.
+    assert clv_model.fit_bgnbd(population.x, population.t_x, population.age).intervals
+
+
+def test_an_estimate_without_an_interval_covers_a_truth_within_25_percent() -> None:
+    estimate = clv_model.Estimate("a", 1.0, None, None)
+    assert estimate.covers(0.81)
+    assert estimate.covers(1.3)
+    assert not estimate.covers(0.79)
+    assert not estimate.covers(1.34)
+    assert clv_model.Estimate("a", 1.0, 0.9, 1.1).covers(1.05)
+    assert not clv_model.Estimate("a", 1.0, 0.9, 1.1).covers(1.2)

@@ -3,10 +3,12 @@ granted before any event the generator can make for them."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 from data_generators.events import MAX_BACKFILL_DAYS, EventFactory
 from data_generators.generate_users import ChunkRows, build_pools, consents, email_part, generate_rows, generated_user_id
+from data_generators.shoppers import ShopperFactory
 
 
 def test_generated_users_are_reproducible_and_emails_unique() -> None:
@@ -61,3 +63,43 @@ def test_every_event_the_generator_makes_for_a_user_comes_after_the_signup_and_i
     assert latest_grant < now - timedelta(days=MAX_BACKFILL_DAYS)
     signups = [date.fromisoformat(line.split(",")[2]) for line in rows.public.splitlines()]
     assert max(signups) < today - timedelta(days=MAX_BACKFILL_DAYS)
+
+
+def test_signups_spread_over_the_last_days_leave_the_other_columns_and_the_default_as_they_are() -> None:
+    today = date(2026, 3, 1)
+    pools = build_pools(4)
+    default = generate_rows(1, 2000, pools, 4, today, consent_share=0.8)
+    assert default == generate_rows(1, 2000, pools, 4, today, consent_share=0.8, signup_days=None)
+    recent = generate_rows(1, 2000, pools, 4, today, consent_share=0.8, signup_days=30)
+    signups = [date.fromisoformat(line.split(",")[2]) for line in recent.public.splitlines()]
+    assert min(signups) == today - timedelta(days=29)
+    assert max(signups) == today
+    # Only the signup differs: the same people, countries and consents.
+    assert recent.pii == default.pii
+    assert [line.split(",")[:2] for line in recent.public.splitlines()] == [
+        line.split(",")[:2] for line in default.public.splitlines()
+    ]
+    assert grants(recent).keys() == grants(default).keys()
+    by_id = {line.split(",")[0]: line.split(",")[2] for line in recent.public.splitlines()}
+    assert all(fields[3] == f"{by_id[user_id]}T00:00:00+00:00" for user_id, fields in grants(recent).items())
+
+
+def test_shoppers_of_recently_signed_up_users_act_only_after_their_signup_and_grant() -> None:
+    """The demo's users (--signup-days) and events (--behaviour shoppers --backfill-days): no event
+    before the person's signup, so none that CONSENT_MODE=required would drop for coming before the grant."""
+    today = date(2026, 3, 1)
+    rows = generate_rows(1, 1500, build_pools(5), 5, today, signup_days=60)
+    fields = [line.split(",") for line in rows.public.splitlines()]
+    users, signups = [f[0] for f in fields], [date.fromisoformat(f[2]) for f in fields]
+    grant_at = {user_id: datetime.fromisoformat(g[3]) for user_id, g in grants(rows).items()}
+    now = datetime(2026, 3, 1, 20, tzinfo=UTC)
+    factory = ShopperFactory(users, signups, 5, backfill_days=60, count=30_000, now=now)
+    messages = factory.messages(30_000, now)
+    assert len(messages) > 20_000
+    events = [json.loads(m["value"]) for m in messages]
+    stamps = [(e["user_id"], datetime.fromisoformat(e["event_timestamp"])) for e in events]
+    assert all(stamp >= grant_at[user] for user, stamp in stamps)
+    # Early and late signers both act, each from their signup on.
+    signup = dict(zip(users, signups, strict=True))
+    assert min(signup[u] for u, _ in stamps) < today - timedelta(days=45)
+    assert max(signup[u] for u, _ in stamps) > today - timedelta(days=15)

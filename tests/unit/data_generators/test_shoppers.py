@@ -4,6 +4,7 @@ after dropping out or shows up before signing up; the window filled in order; re
 from __future__ import annotations
 
 import itertools
+import random
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -94,3 +95,23 @@ def test_live_sessions_end_now_and_the_same_seed_makes_the_same_events() -> None
     first = run(5)
     assert first == run(5) and first != run(6)
     assert all(NOW - timedelta(hours=2) < stamp <= NOW for _u, _k, stamp, _a in first)
+
+
+def test_people_who_sign_up_during_the_window_join_it_and_the_traffic_grows_with_them() -> None:
+    """generate_users --signup-days spreads signups over the backfill window (the demo's 84 days):
+    each person joins at their signup with their own rate, so the traffic grows week by week, and
+    the count fills the window to its end without crowding its last days."""
+    days, count = 84, 56_000
+    rng = random.Random(1)
+    users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2_000)]
+    signups = [NOW.date() - timedelta(days=int(rng.random() * days)) for _ in users]
+    events = events_of(ShopperFactory(users, signups, 6, backfill_days=days, count=count, now=NOW), count)
+    assert len(events) == count
+    signup = dict(zip(users, signups, strict=True))
+    assert all(e.event_timestamp.date() >= signup[e.user_id] for e in events)
+    start = NOW - timedelta(days=days)
+    weeks = [0] * (days // 7)
+    for e in events:
+        weeks[min((e.event_timestamp - start).days // 7, len(weeks) - 1)] += 1
+    assert weeks[0] < weeks[4] < weeks[8] < weeks[10]
+    assert weeks[11] < 1.6 * weeks[10], weeks
