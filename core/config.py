@@ -638,6 +638,56 @@ class HttpSettings(Section):
     body_timeout_s: Seconds = Field(30, description="its body within this many seconds of its headers")
 
 
+def _countries(raw: Any) -> tuple[str, ...]:
+    """Comma-separated ISO 3166-1 alpha-2 codes, upper case; refused for one that is none, or none at all."""
+    if isinstance(raw, tuple):
+        return raw
+    codes = [item.strip().upper() for item in str(raw).split(",") if item.strip()]
+    wrong = [code for code in codes if re.fullmatch(r"[A-Z]{2}", code) is None]
+    if wrong or not codes:
+        raise ValueError(f"{VAR} must be comma-separated two-letter country codes (e.g. DE,FR), not {raw!r}")
+    return tuple(dict.fromkeys(codes))
+
+
+Countries = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_countries)]
+# The EU's 27 member states: a public list, never "the countries present in the data" (which would
+# tell who is there). The shop sells to 14 of them; the others are released as (noisy) zeros.
+EU_COUNTRIES = (
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU",
+    "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+)  # fmt: skip
+
+
+class ReleaseSettings(Section):
+    """How a differentially private release (analytics.dp, see [Privacy releases](privacy_releases.md))
+    bounds each person's contribution, and its public key set. A person contributes at most
+    `max_days` day summaries to one release, each with at most `max_events_per_day` events,
+    `max_purchases_per_day` purchases and `max_spend_per_day` euros; more is clamped (the bound, not
+    the data, sets the noise)."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEASE_")
+
+    countries: Countries = Field(
+        EU_COUNTRIES, description="the public list of countries a by-country release reports (comma-separated)"
+    )
+    # The shoppers model buys at 0.0625 a day while active, most people far less: a person is seen on a
+    # few days of a month; 7 keeps nearly all and sets a count's noise to 7 times a single day's.
+    max_days: Annotated[int, Field(ge=1, le=366)] = Field(
+        7, description="the most day summaries of one person a release counts (the earliest in its range)"
+    )
+    # A session is a handful of page views, a cart and perhaps a purchase: 20 covers a busy day.
+    max_events_per_day: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        20, description="a person-day's events are clamped to this many"
+    )
+    max_purchases_per_day: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        2, description="a person-day's purchases are clamped to this many"
+    )
+    # The average order is 60 EUR (Gamma-Gamma, docs/analytics.md); 300 keeps most days whole.
+    max_spend_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        300, description="a person-day's revenue is clamped to [0, this many euros]"
+    )
+
+
 class MetricsSettings(Section):
     """Where the services' Prometheus exporters listen (core.metrics; see [Metrics and
     alerts](running.md#metrics-and-alerts)); each one's port is its `--metrics-port`, by default
@@ -861,6 +911,7 @@ class Settings(Section):
     http: HttpSettings = Field(default_factory=HttpSettings, description="every HTTP service")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="the Prometheus exporters")
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings, description="the scheduler")
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings, description="differentially private releases")
 
     @model_validator(mode="after")
     def _kafka_keeps_no_more_than_events_raw(self) -> Self:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+from analytics import ledger
 from core import cli, db
 from core.config import Settings
 from core.errors import InvalidInput
@@ -185,7 +186,36 @@ def _lift(settings: Settings, args: argparse.Namespace) -> int:
     return _act(settings, args.dpo, work)
 
 
+def epsilon_value(text: str) -> float:
+    """argparse type: a budget, an epsilon from 0 to below 1e9."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (an epsilon such as 1 or 0.5)") from e
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an epsilon from 0 to below 1e9")
+    return value
+
+
+def _budget(settings: Settings, args: argparse.Namespace) -> int:
+    def work(cur: db.Cursor) -> str:
+        if args.action == "set":
+            analyst = ledger.OVERALL if args.overall else args.analyst
+            ledger.set_budget(cur, analyst, args.epsilon, f"dpo:{args.dpo}", args.period)
+        rows = ledger.budgets(cur)
+        if not rows:
+            return "no privacy budget is set: every release is refused (set one with `budget set`)"
+        lines = [f"{'analyst':<24} {'epsilon':>10} {'period':<8} {'spent':>10} {'left':>10}"]
+        for b in rows:
+            name = "(overall)" if b.analyst == ledger.OVERALL else b.analyst
+            lines.append(f"{name:<24} {b.epsilon:>10g} {b.period:<8} {b.spent:>10g} {b.left:>10g}")
+        return "\n".join(lines)
+
+    return _act(settings, args.dpo, work)
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "budget": _budget,
     "hold": _hold,
     "release": _release,
     "deny": _deny,
@@ -243,6 +273,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     lift = commands.add_parser("lift-restriction", help="lift the restriction of processing of a completed restriction request")
     lift.add_argument("request", type=request_id, metavar="ID")
+
+    budget = commands.add_parser(
+        "budget",
+        help="set or show the privacy budgets (epsilon per period) of the analysts' differentially private releases",
+        description="A release that would take an analyst, or all of them together (--overall), past the budget of "
+        f"the current period is refused. The daily report's releases draw from {ledger.REPORT_ANALYST!r}.",
+    )
+    actions_ = budget.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions_.add_parser("show", help="every budget with what its period has spent and has left")
+    setter = actions_.add_parser("set", help="set one budget (kept with the DPO's name in privacy_budget_changes)")
+    whose = setter.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--analyst", metavar="NAME", help="the analyst's account name")
+    whose.add_argument("--overall", action="store_true", help="the budget of all analysts together")
+    setter.add_argument("--epsilon", type=epsilon_value, required=True, help="the privacy loss allowed per period")
+    setter.add_argument(
+        "--period", choices=ledger.PERIODS, default=ledger.DEFAULT_PERIOD, help="the period (UTC), default: a calendar year"
+    )
     return parser
 
 

@@ -154,6 +154,60 @@ def seal(settings: Settings, key: bytes, audit_id: int, row_hash: str) -> None:
         )
 
 
+class LedgerRow(NamedTuple):
+    """A row of the privacy ledger (sql/043) as the check reads it (epsilon and details as text)."""
+
+    id: int
+    analyst: str
+    query: str
+    mechanism: str
+    epsilon: str
+    details: str
+    at: datetime
+    prev_hash: str
+    row_hash: str
+
+
+def expected_ledger_hash(row: LedgerRow) -> str:
+    """The hash a ledger row must carry: the same formula as privacy_ledger_row_hash in sql/043."""
+    stamp = row.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    fields = (row.prev_hash, str(row.id), row.analyst, row.query, row.mechanism, row.epsilon, row.details, stamp)
+    return hashlib.sha256(SEPARATOR.join(fields).encode("utf-8")).hexdigest()
+
+
+def check_ledger_chain(rows: Iterable[tuple[int, str, str, str, str, str, datetime, str, str]]) -> Verdict:
+    """Walk the ledger's rows (LedgerRow's fields) in id order, as check_chain walks the trail's."""
+    previous = ""
+    count = 0
+    last_id: int | None = None
+    for fields in rows:
+        row = LedgerRow._make(fields)
+        count += 1
+        if row.prev_hash != previous:
+            reason = "its link to the row before it is wrong: a row before it was changed, removed or inserted"
+            return Verdict(count, row.id, reason, previous)
+        if expected_ledger_hash(row) != row.row_hash:
+            return Verdict(count, row.id, "its contents do not match its hash: the row was changed", previous)
+        previous = row.row_hash
+        last_id = row.id
+    return Verdict(count, None, "", previous, last_id)
+
+
+def verify_ledger(settings: Settings) -> Verdict:
+    """Check the privacy ledger's chain (issue 29), as the auditor's role."""
+    with (
+        db.connection(settings.database, application_name="verify_audit", role=db.AUDITOR_ROLE) as conn,
+        conn,
+        conn.cursor(name="ledger_chain") as cur,
+    ):
+        cur.itersize = _FETCH
+        cur.execute(
+            "SELECT id, analyst, query, mechanism, epsilon::text, details::text, at, prev_hash, row_hash"
+            " FROM privacy_ledger ORDER BY id"
+        )
+        return check_ledger_chain(cur)
+
+
 def contains(settings: Settings, head: str) -> bool:
     """Whether a row of the trail still has the hash ``head``."""
     with _auditor_cursor(settings) as cur:

@@ -6,13 +6,14 @@ import argparse
 
 from core import cli
 from core.config import Settings
-from gdpr.verify_audit import contains, seal, verify, verify_seals
+from gdpr.verify_audit import contains, seal, verify, verify_ledger, verify_seals
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gdpr.verify_audit",
-        description="Check the hash chain of the GDPR audit trail (privacy_audit_log): exit 0 when it is whole, "
+        description="Check the hash chains of the GDPR audit trail (privacy_audit_log) and the privacy ledger"
+        " (privacy_ledger): exit 0 when it is whole, "
         "1 naming the first broken row.",
     )
     parser.add_argument(
@@ -42,12 +43,19 @@ def main(argv: list[str] | None = None) -> None:
         if wrong is not None:
             print(f"audit trail BROKEN: {wrong}")
             return 1
+        ledger = verify_ledger(settings)
+        if ledger.broken_at is not None:
+            print(
+                f"privacy ledger BROKEN at row {ledger.broken_at}: {ledger.reason} ({ledger.rows - 1} rows before it are whole)"
+            )
+            return 1
         if verdict.last_id is not None:
             seal(settings, key, verdict.last_id, verdict.head)
         sealed = "; head sealed" if verdict.last_id is not None else ""
         print(
             f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'};"
-            f" {seals:,} earlier seals hold{sealed}"
+            f" {seals:,} earlier seals hold{sealed}; privacy ledger whole: {ledger.rows:,} rows,"
+            f" last hash {ledger.head or '(empty ledger)'}"
         )
         return 0
 
