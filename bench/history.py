@@ -25,17 +25,22 @@ history):
 * the events added for the larger size (so that events_raw then holds 50M) go to the days in
   between.
 
-Events are made on the server (INSERT ... SELECT from generate_series), one statement per day and
-transaction, by one connection per core, and always written through the parent table
-``events_raw`` (partitioned by day or not; missing daily partitions are created first). Users are
-seeded by ``data_generators.generate_users``; events are only for users with analytics consent,
-with the generator's mix of event types, hours, metadata and amounts. Results go to
-``bench/results/bench-history.md`` and ``.json``.
+The traffic is shoppers' (bench.traffic): a fixed population of ``--people`` among the users with
+analytics consent (seeded by ``data_generators.generate_users``), each a BG/NBD person of
+``data_generators.population`` born at a uniform moment of the history, visiting in sessions (page
+views, a cart, a purchase) at the weekly rhythm until they drop out; the rates are scaled by one
+factor so that the smaller size holds its events. The larger size adds visits of the same people,
+in the same lives, on the days in between. The sessions are drawn in numpy and staged by COPY;
+their events are made on the server (INSERT ... SELECT), one statement per day and transaction, by
+one connection per core, always written through the parent table ``events_raw`` (partitioned by
+day or not; missing daily partitions are created first), with the generator's metadata. Results
+go to ``bench/results/bench-history.md`` and ``.json`` and ``docs/benchmarks.md``'s history block.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import subprocess
@@ -52,14 +57,16 @@ from queue import Empty, SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import psutil
 from psycopg2 import sql
 
-from bench import analyses
+from bench import analyses, traffic
 from bench.harness import Stack, log, machine, python_module, seed_users, write_results
 from core import cli, consent, db, partitions
 from core.config import PROJECT_ROOT
-from data_generators.events import BROWSERS, CATEGORIES, DEVICES, EVENT_MIX, HOURLY_TRAFFIC
+from data_generators.events import BROWSERS, CATEGORIES, DEVICES
+from data_generators.population import Parameters
 
 # The report reads its day, the day before, the same weekday a week before and 14 days of
 # metrics: these newest days hold the same events at both sizes.
@@ -73,8 +80,6 @@ TARGET_RATIO = 1.5
 UNTARGETED = frozenset({"finish_vacuum", "summaries_build"})
 # The summaries' answers against the naive SQL over events_raw at the larger size: at least this much faster.
 NAIVE_TARGET = 10.0
-# Relative traffic per weekday (Monday first): e-commerce peaks late in the week and on Sundays.
-WEEKDAY_TRAFFIC = (0.95, 0.93, 0.95, 1.0, 1.05, 1.1, 1.02)
 # A consumer commits an event within a second or two of its time.
 INGEST_DELAY_S = 2.0
 # Users with analytics consent, numbered in a fixed order: the first ones are reserved for erasure.
@@ -82,74 +87,7 @@ USERS_TABLE = "bench_history_users"
 # Batch job, report and status change nothing: each runs this often and counts its median.
 DEFAULT_REPEATS = 3
 
-# One day of events, made on the server. Hours follow HOURLY_TRAFFIC and event types EVENT_MIX
-# (width_bucket over cumulative shares); ids are UUIDv7 of the event's time, as the generator
-# makes them, so each day's ids are appended in order rather than all over the primary key. A
-# user is looked up by number per event (an index probe), never by hashing the whole user table
-# per day. Subqueries with random() in their select list are evaluated once per row (PostgreSQL
-# does not flatten them), so an event's time, id, day and ingestion agree.
-INSERT_DAY = sql.SQL("""
-INSERT INTO events_raw (event_id, user_id, event_type, event_timestamp, event_date, amount, metadata,
-                        kafka_partition, kafka_offset, ingested_at, created_at)
-SELECT (substr(e.ms, 1, 8) || '-' || substr(e.ms, 9, 4) || '-7' || substr(gen_random_uuid()::text, 16))::uuid,
-       e.user_id, e.kind, e.ts, %(day)s,
-       CASE WHEN e.kind = 'purchase' THEN round((5 + random() * 495)::numeric, 2) END,
-       jsonb_build_object(
-           'page', CASE WHEN e.kind = 'purchase' THEN '/checkout/confirmation'
-                        ELSE '/' || e.category || '/product/' || e.product END,
-           'device', (%(devices)s::text[])[1 + floor(random() * cardinality(%(devices)s::text[]))::int],
-           'browser', (%(browsers)s::text[])[1 + floor(random() * cardinality(%(browsers)s::text[]))::int]
-       ) || CASE WHEN e.kind = 'page_view' THEN '{{}}'::jsonb ELSE jsonb_build_object('product_id', e.product) END,
-       (hashtext(e.user_id::text) & 2147483647) %% %(partitions)s,
-       (%(offset)s + e.i) / %(partitions)s,
-       e.ingested,
-       e.ingested
-FROM (
-    SELECT t.ts, lpad(to_hex(floor(extract(epoch FROM t.ts) * 1000)::bigint), 12, '0') AS ms,
-           (%(kinds)s::text[])[width_bucket(random(), %(kind_bounds)s::float8[])] AS kind,
-           (%(categories)s::text[])[1 + floor(random() * cardinality(%(categories)s::text[]))::int] AS category,
-           1 + floor(random() * 4999)::int AS product,
-           (SELECT u.user_id FROM {users} AS u WHERE u.n = t.pick) AS user_id,
-           t.ts + random() * make_interval(secs => %(delay)s) AS ingested,
-           row_number() OVER (ORDER BY t.ts) AS i
-    FROM (
-        SELECT (%(day)s::date::timestamp AT TIME ZONE 'UTC')
-               + make_interval(hours => width_bucket(random(), %(hour_bounds)s::float8[]) - 1)
-               + random() * interval '1 hour' AS ts,
-               %(first_user)s + floor(random() * %(users)s)::int AS pick
-        FROM generate_series(1, %(count)s)
-    ) AS t
-) AS e
-ORDER BY e.ts
-""").format(users=sql.Identifier(USERS_TABLE))
-
-
 # -- the plan: pure, and unit-tested ----------------------------------------------------------
-
-
-def apportion(total: int, weights: Sequence[float]) -> list[int]:
-    """``total`` split in proportion to ``weights`` (largest remainders): whole numbers that sum
-    to ``total`` exactly, 0 wherever the weight is 0."""
-    if total < 0 or any(w < 0 for w in weights):
-        raise ValueError("a total and weights of at least 0 are needed")
-    whole = sum(weights)
-    if total and not whole:
-        raise ValueError(f"{total:,} cannot be split over weights that are all 0")
-    if not total:
-        return [0] * len(weights)
-    shares = [total * w / whole for w in weights]
-    counts = [int(s) for s in shares]
-    by_remainder = sorted(range(len(weights)), key=lambda i: shares[i] - counts[i], reverse=True)
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def lower_bounds(weights: Sequence[float]) -> list[float]:
-    """Where each weight's share of [0, 1) starts: ``width_bucket(random(), bounds)`` then picks
-    bucket i (from 1) with probability weights[i-1] / sum(weights)."""
-    whole = sum(weights)
-    return [0.0, *(c / whole for c in accumulate(weights[:-1]))]
 
 
 @dataclass(frozen=True)
@@ -183,18 +121,10 @@ class HistoryPlan:
         """The oldest day left after retention at ``size``."""
         return self.days[(size + 1) * self.step]
 
-    def weights(self) -> list[float]:
-        return [WEEKDAY_TRAFFIC[d.weekday()] for d in self.days]
-
-    def small_counts(self, total: int) -> list[int]:
-        """Events per day for the smaller size: every day, by weekday."""
-        return apportion(total, self.weights())
-
-    def added_counts(self, total: int) -> list[int]:
-        """Events per day added for the larger size: only the days between the ones retention
-        removes at either size and the recent ones, whose events must stay what they were."""
-        growing = range(2 * self.step, len(self.days) - self.recent)
-        return apportion(total, [w if i in growing else 0.0 for i, w in enumerate(self.weights())])
+    def growing(self) -> tuple[date, date]:
+        """The days the larger size adds events to, [first, last): those between the ones
+        retention removes at either size and the recent ones, whose events must stay what they were."""
+        return self.days[2 * self.step], self.days[-self.recent]
 
 
 def erasure_people(erasures: int, size: int) -> tuple[range, range]:
@@ -329,6 +259,11 @@ class HistoryBench:
         # The naive SQL's result for each analysis at each size, and whether the answers agreed.
         self.naive: dict[str, list[Result]] = {}
         self.pool = 0  # users with analytics consent, numbered in USERS_TABLE
+        # The shoppers: the first --people of those users, their lives drawn at the first load.
+        self.params = Parameters()
+        self.rng = np.random.default_rng(args.seed)
+        self.clock = traffic.Clock(self.plan.days)
+        self.lives: traffic.Lives | None = None
         self.partitioned = False
         # Each operation's line in the table, in the order they are measured.
         self.names = {
@@ -369,6 +304,11 @@ class HistoryBench:
             raise RuntimeError(
                 f"{self.pool:,} users with consent cannot hold {reserved:,} people to erase and others: raise --users"
             )
+        if not reserved < self.args.people <= self.pool:
+            raise RuntimeError(
+                f"--people must be more than the {reserved:,} people reserved for erasure and at most the "
+                f"{self.pool:,} users with consent"
+            )
 
     def ensure_partitions(self) -> None:
         """The history's daily partitions, when events_raw is partitioned (sql/021), created the
@@ -383,31 +323,56 @@ class HistoryBench:
             created = partitions.create_partitions(cur, min(self.plan.days), max(self.plan.days))
         log(f"events_raw is partitioned: created {created} daily partitions")
 
-    def load(self, what: str, counts: list[int], first_user: int, offset: int) -> None:
-        """Insert ``counts[i]`` events on day i, one statement per day, for users numbered from
-        ``first_user``; Kafka offsets continue from ``offset`` events."""
+    def stage(self, sessions: traffic.Sessions) -> list[tuple[date, int, int]]:
+        """The sessions into their staging table (COPY, replacing the last load's); return the
+        days that have sessions with their events and the events before them (Kafka offsets)."""
+        table = sql.Identifier(traffic.SESSIONS_TABLE)
+        with db.connection(self.stack.settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            cur.execute(
+                sql.SQL(
+                    "CREATE UNLOGGED TABLE {} (day date NOT NULL, n int NOT NULL, start_ms bigint NOT NULL,"
+                    " views int NOT NULL, kind smallint NOT NULL, cents bigint NOT NULL)"
+                ).format(table)
+            )
+            cur.copy_expert(
+                sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(table).as_string(cur),
+                io.StringIO(traffic.sessions_csv(sessions)),
+            )
+            cur.execute(sql.SQL("CREATE INDEX ON {} (day)").format(table))
+            cur.execute(sql.SQL("ANALYZE {}").format(table))
+        sizes = sessions.views + (sessions.kind >= 1) + (sessions.kind == 2)
+        days, where = np.unique(sessions.days(), return_inverse=True)
+        events = np.bincount(where, weights=sizes).astype(np.int64).tolist()
+        epoch = date(1970, 1, 1).toordinal()
+        bases = list(accumulate(events, initial=0))
+        return [(date.fromordinal(epoch + int(d)), n, base) for d, n, base in zip(days.tolist(), events, bases, strict=False)]
+
+    def load(self, what: str, sessions: traffic.Sessions, offset: int) -> None:
+        """Insert the events of ``sessions``, one statement per day (bench.traffic.INSERT_DAY);
+        Kafka offsets continue from ``offset`` events."""
+        started = time.perf_counter()
+        days = self.stage(sessions)
+        staged = time.perf_counter() - started
         jobs: SimpleQueue[tuple[date, int, int]] = SimpleQueue()
-        bases = accumulate(counts, initial=offset)
-        for day, count, base in zip(self.plan.days, counts, bases, strict=False):
-            if count:
-                jobs.put((day, count, base))
-        total = sum(counts)
-        workers = max(1, min(self.args.load_workers, len(self.plan.days)))
-        log(f"loading {what}: {total:,} events over {sum(1 for c in counts if c)} days, {workers} connections")
+        for day, count, base in days:
+            jobs.put((day, count, offset + base))
+        total = sessions.events
+        workers = max(1, min(self.args.load_workers, len(days)))
+        log(
+            f"loading {what}: {len(sessions):,} sessions staged in {staged:.1f} s, {total:,} events over {len(days)} days, {workers} connections"
+        )
         progress = cli.Progress(f"[bench] {what}", total=total, every_s=10)
         lock = threading.Lock()
         stop = threading.Event()
+        statement = traffic.insert_day(USERS_TABLE)
         params = {
             "devices": list(DEVICES),
             "browsers": list(BROWSERS),
             "categories": list(CATEGORIES),
-            "kinds": list(EVENT_MIX),
-            "kind_bounds": lower_bounds(list(EVENT_MIX.values())),
-            "hour_bounds": lower_bounds(HOURLY_TRAFFIC),
             "partitions": self.stack.settings.kafka.partitions,
             "delay": INGEST_DELAY_S,
-            "first_user": first_user,
-            "users": self.pool - first_user,
+            **traffic.STEP_PARAMS,
         }
 
         def work() -> None:
@@ -421,11 +386,10 @@ class HistoryBench:
                     except Empty:
                         return
                     with conn, conn.cursor() as cur:
-                        cur.execute(INSERT_DAY, {**params, "day": day, "count": count, "offset": base})
+                        cur.execute(statement, {**params, "day": day, "offset": base})
                     with lock:
                         progress.advance(count, extra=f"last {day}")
 
-        started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             futures = [pool.submit(work) for _ in range(workers)]
             try:
@@ -435,18 +399,34 @@ class HistoryBench:
                 stop.set()  # after a failed day or Ctrl+C the others end with their day, not the load
         seconds = time.perf_counter() - started
         progress.show("done")
+        self.stack.query(sql.SQL("DROP TABLE {}").format(sql.Identifier(traffic.SESSIONS_TABLE)))
         self.loads.append(Load(what, total, seconds))
         log(f"{what}: {total:,} events in {seconds:.1f} s ({seconds / max(total / 1e6, 1e-9):.1f} s per million)")
 
     def load_small(self) -> None:
+        """The people's lives and every session of them over the history."""
         self.ensure_partitions()
-        self.load(f"{size_label(self.sizes[0])} events", self.plan.small_counts(self.sizes[0]), 0, 0)
+        started = time.perf_counter()
+        self.lives = traffic.draw_lives(self.args.people, len(self.plan.days), self.sizes[0], self.params, self.rng)
+        sessions = traffic.lifetime_sessions(self.lives, self.clock, self.params, self.rng)
+        log(
+            f"drew {self.args.people:,} people's lives in {time.perf_counter() - started:.1f} s: rates x {self.lives.scale:.4f}, "
+            f"{len(sessions):,} sessions, {int((sessions.kind == 2).sum()):,} purchases"
+        )
+        self.load(f"{size_label(self.sizes[0])} events of shoppers", sessions, 0)
 
     def load_large(self) -> None:
+        """More visits of the same people on the days in between, none by the people reserved for erasure."""
         [(stored,)] = self.stack.query("SELECT count(*) FROM events_raw")
         added = self.sizes[1] - int(stored)
+        first, last = (self.clock.midnight(d) for d in self.plan.growing())
+        if self.lives is None:
+            raise RuntimeError("the larger size adds to the smaller one's shoppers: load the smaller size first")
         reserved = reserved_people(self.args.erasures)
-        self.load(f"{added:,} more events", self.plan.added_counts(added), reserved, self.sizes[0])
+        sessions = traffic.extra_sessions(
+            self.lives, self.clock, first=first, last=last, skip=reserved, events=added, params=self.params, rng=self.rng
+        )
+        self.load(f"{sessions.events:,} more events of the same shoppers", sessions, int(stored))
 
     # -- measurements ---------------------------------------------------------------------
 
@@ -656,11 +636,12 @@ class HistoryBench:
     def render(self, wall: float) -> str:
         small, large = (size_label(s) for s in self.sizes)
         lines = [
-            f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users)",
+            f"# Benchmark (history: {self.args.days} days, {small} then {large} events, {self.args.users:,} users, "
+            f"{self.args.people:,} of them shoppers)",
             "",
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; embedded stack on the same host; events_raw "
             f"{'partitioned' if self.partitioned else 'not partitioned'}; whole run {wall / 60:.1f} min. "
-            "Reproduce: `make bench SCALE=history`.",
+            f"Reproduce: `{self.command()}`.",
             "",
             f"Each operation does the same work at both sizes (the newest {RECENT_DAYS} days, the days retention removes "
             "and the people erased hold the same events); only the history around it grows. Wall time of the command, "
@@ -692,30 +673,46 @@ class HistoryBench:
         ]
         return "\n".join(lines) + "\n"
 
+    def command(self) -> str:
+        """The command that repeats this run (``make bench SCALE=history`` when every option is its default)."""
+        defaults = vars(build_parser().parse_args([]))
+        changed = [
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in vars(self.args).items()
+            if key not in {"keep", "load_workers"} and value != defaults[key]
+        ]
+        if not changed:
+            return "make bench SCALE=history"
+        return f"python -m bench.run --scale history {' '.join(changed)}"
+
     def render_analyses(self) -> list[str]:
         """The analyses from the summaries against the naive SQL over events_raw: wall time and
-        pages touched at both sizes, and how many times faster the summaries are."""
+        pages touched at both sizes with their growth from the smaller to the larger, and how many
+        times faster the summaries are at each size."""
         if not self.naive:
             return []
         small, large = (size_label(s) for s in self.sizes)
         lines = [
             "",
-            f"Analyses from the per-person-day summaries against a naive SQL over events_raw giving the same answer "
-            f"(bench.analyses; compared row by row, a row that differs is FAILED); wall time of the query and its fetch, "
-            f"median of {self.args.repeats} runs; pages: shared blocks touched (hit + read) of the last run.",
+            f"Analyses from the summaries (per person-day, person-week and person) against a naive SQL over events_raw "
+            f"giving the same answer (bench.analyses; compared row by row, a row that differs is FAILED); wall time of the "
+            f"query and its fetch, median of {self.args.repeats} runs; pages: shared blocks touched (hit + read) of the "
+            f"last run; growth: at {large} over at {small} (target <= {TARGET_RATIO}x for the summaries).",
             "",
-            f"| analysis | summaries at {small} / {large} | pages at {small} / {large} | naive at {small} / {large} | "
-            f"naive pages at {small} / {large} | naive / summaries at {large} | target | ok |",
+            f"| analysis | summaries at {small} / {large} (growth) | pages at {small} / {large} (growth) | "
+            f"naive at {small} / {large} (growth) | naive pages at {small} / {large} (growth) | "
+            f"naive / summaries at {small} / {large} | target at {large} | ok |",
             "|---|---:|---:|---:|---:|---:|---|---|",
         ]
         for key, naive in self.naive.items():
             ours = self.operations[key].results
-            speedup = analyses_speedup(ours[1], naive[1])
+            speedups = [analyses_speedup(o, n) for o, n in zip(ours, naive, strict=True)]
+            shown = " / ".join("-" if x is None else f"{x:,.1f}x" for x in speedups)
             lines.append(
-                f"| {self.names[key].removesuffix(' (summaries)')} | {pair(r.seconds for r in ours)} | "
-                f"{pages(ours)} | {pair(r.seconds for r in naive)} | {pages(naive)} | "
-                f"{'' if speedup is None else f'{speedup:,.1f}x'} | >= {NAIVE_TARGET:.0f}x | "
-                f"{'' if speedup is None else ('yes' if speedup >= NAIVE_TARGET else 'NO')} |"
+                f"| {self.names[key].removesuffix(' (summaries)')} | {pair(r.seconds for r in ours)}{growth(ours, 'seconds')} | "
+                f"{pages(ours)}{growth(ours, 'pages')} | {pair(r.seconds for r in naive)}{growth(naive, 'seconds')} | "
+                f"{pages(naive)}{growth(naive, 'pages')} | {shown} | >= {NAIVE_TARGET:.0f}x | "
+                f"{'' if speedups[1] is None else ('yes' if speedups[1] >= NAIVE_TARGET else 'NO')} |"
             )
         return lines
 
@@ -729,7 +726,14 @@ class HistoryBench:
             "loads": [{**asdict(load), "seconds_per_million": load.seconds_per_million} for load in self.loads],
             "rows": [{"operation": op.name, "ratio": op.ratio, "passed": op.passed, "results": [asdict(r) for r in op.results]}
                      for op in self.operations.values()],
+            "people": self.args.people,
+            "rate_scale": None if self.lives is None else self.lives.scale,
             "naive": {key: {"speedup": analyses_speedup(self.operations[key].results[1], naive[1]),
+                            "speedups": [analyses_speedup(o, n) for o, n in zip(self.operations[key].results, naive, strict=True)],
+                            "growth": {"seconds": growth_factor(self.operations[key].results, "seconds"),
+                                       "pages": growth_factor(self.operations[key].results, "pages"),
+                                       "naive_seconds": growth_factor(naive, "seconds"),
+                                       "naive_pages": growth_factor(naive, "pages")},
                             "results": [asdict(r) for r in naive]} for key, naive in self.naive.items()},
         }  # fmt: skip
 
@@ -740,6 +744,22 @@ def analyses_speedup(ours: Result, naive: Result) -> float | None:
     if ours.seconds is None or naive.seconds is None or ours.seconds <= 0:
         return None
     return naive.seconds / ours.seconds
+
+
+def growth_factor(results: Sequence[Result], what: str) -> float | None:
+    """The larger size's wall time (``what`` "seconds") or pages touched ("pages") over the
+    smaller one's; None where either is missing or the smaller is 0."""
+    if what == "seconds":
+        small, large = (r.seconds for r in results)
+    else:
+        small, large = (None if r.io is None else float(r.io.touched) for r in results)
+    return flatness(small, large)[0]
+
+
+def growth(results: Sequence[Result], what: str) -> str:
+    """growth_factor as " (1.23x)", or nothing."""
+    factor = growth_factor(results, what)
+    return "" if factor is None else f" ({factor:.2f}x)"
 
 
 def pair(seconds: Any) -> str:
@@ -766,6 +786,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--large-events", type=int, default=50_000_000, help="events at the second size (default 50,000,000)")
     parser.add_argument("--days", type=int, default=400, help="days of history, the last yesterday (default 400)")
     parser.add_argument("--users", type=int, default=1_000_000, help="users seeded (default 1,000,000)")
+    parser.add_argument(
+        "--people",
+        type=int,
+        default=100_000,
+        help="shoppers among the users with consent, the same at both sizes (default 100,000)",
+    )
+    parser.add_argument("--seed", type=int, default=28, help="seed of the shoppers' lives and sessions (default 28)")
     parser.add_argument("--erasures", type=int, default=10_000, help="people erased at once at each size (default 10,000)")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="runs of the read-only commands (default 3)")
     parser.add_argument(

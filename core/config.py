@@ -675,16 +675,17 @@ class ReleaseSettings(Section):
     max_days: Annotated[int, Field(ge=1, le=366)] = Field(
         7, description="the most day summaries of one person a release counts (the earliest in its range)"
     )
-    # A session is a handful of page views, a cart and perhaps a purchase: 20 covers a busy day.
+    # `python -m bench.utility` on the demo's data: the 99th percentile of person-days is 23 events
+    # (rounded up: 25, keeps 99.4 % of days whole), 1-2 purchases and 263 EUR on the days with a purchase.
     max_events_per_day: Annotated[int, Field(ge=1, le=100_000)] = Field(
-        20, description="a person-day's events are clamped to this many"
+        25, description="a person-day's events are clamped to this many"
     )
     max_purchases_per_day: Annotated[int, Field(ge=1, le=100_000)] = Field(
         2, description="a person-day's purchases are clamped to this many"
     )
-    # The average order is 60 EUR (Gamma-Gamma, docs/analytics.md); 300 keeps most days whole.
+    # The 99th percentile of the demo's days with a purchase is 263 EUR (rounded up: 500, 99.99 % whole).
     max_spend_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        300, description="a person-day's revenue is clamped to [0, this many euros]"
+        500, description="a person-day's revenue is clamped to [0, this many euros]"
     )
     # Retention follows a cohort for a quarter, as the retention command's default (12 weeks) does;
     # a person counts in their cohort's size and in up to this many weeks after signing up.
@@ -850,6 +851,19 @@ class Settings(Section):
     )
     # k-anonymity style.
     report_min_cell_users: Count = Field(5, description="report breakdown cells describing fewer users are suppressed")
+    # dp: the default for breakdowns (issue 29); k only where the DPO allowed the k-rule for the figure.
+    report_release_mode: Annotated[str, BeforeValidator(_one_of(("dp", "k"), str.lower))] = Field(
+        "dp",
+        description="how the daily report releases its breakdown by country. `dp`: through differential privacy"
+        " (OpenDP) from the budget `report:daily`, each figure with its 95 % interval (see [Privacy releases]"
+        "(privacy_releases.md)); `k`: the k-rule (REPORT_MIN_CELL_USERS), only where the DPO allowed it",
+    )
+    # One day's four KPIs at 1: a count within about +-12 (95 %); a year of daily reports spends 365.
+    report_epsilon: Annotated[float, Field(gt=0, le=100)] = Field(
+        1.0,
+        description="the epsilon one daily report's by-country release spends from the budget `report:daily`"
+        " (a report rerun for the same day spends it again)",
+    )
     # An hour, as PostHog's and Mixpanel's funnels default to; at most a day, as a sequence must lie
     # within its page view's UTC day (docs/analytics.md).
     analytics_funnel_window_s: Annotated[int, Field(ge=1, le=86400)] = Field(

@@ -393,6 +393,8 @@ def pipeline_steps(env: Mapping[str, str], users: int, events: int, log_dir: Pat
     command(env, "gdpr.verify_audit")
 
     banner("9. reports")
+    # The report releases its breakdown by country from a budget of its own (docs/privacy_releases.md).
+    privacy.set_report_budget(env, settings.report_epsilon)
     # The last closed day (batch figures) and today (streaming figures); --from/--to for all.
     for day in days[-2:]:
         command(env, "reports.generate_daily_report", day)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from analytics.ledger import REPORT_ANALYST
 from core.config import PROJECT_ROOT
 from core.errors import PlatformError
 
@@ -124,6 +125,9 @@ def download_once(url: str, request_id: int, secret: str) -> None:
     print(f"the same download again -> {again.status_code} {again.json().get('error')}", flush=True)
 
 
+DAYS_A_YEAR = 365
+
+
 def _run(env: Mapping[str, str], args: list[str], stdin: str, shown: str) -> None:
     print(f"$ {shown}", flush=True)
     result = subprocess.run(
@@ -151,3 +155,26 @@ def place_hold(env: Mapping[str, str], address: str) -> None:
         address + "\n",
         f"echo {mask_email(address)} | python -m gdpr.dpo --dpo {dpo} hold --email-stdin --reason '{reason}'",
     )
+
+
+# Room in the overall budget beside the report's year: the demo analyst's releases through the API.
+ANALYSTS_EPSILON = 100.0
+
+
+def set_report_budget(env: Mapping[str, str], report_epsilon: float) -> None:
+    """A DPO account of this run sets the daily report's budget for a year of daily reports
+    (REPORT_EPSILON x 365) and the overall budget above it, as a DPO would before the scheduler runs."""
+    dpo = f"{DPO_PREFIX}-budgets-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    _run(
+        env,
+        ["console.accounts", "create", dpo, "--password-stdin"],
+        secrets.token_urlsafe(18) + "\n",
+        f"python -m console.accounts create {dpo} --password-stdin   (a random password)",
+    )
+    yearly = report_epsilon * DAYS_A_YEAR
+    for whose in (
+        ["--analyst", REPORT_ANALYST, "--epsilon", f"{yearly:g}"],
+        ["--overall", "--epsilon", f"{yearly + ANALYSTS_EPSILON:g}"],
+    ):
+        args = ["gdpr.dpo", "--dpo", dpo, "budget", "set", *whose]
+        _run(env, args, "", "python -m " + " ".join(args))

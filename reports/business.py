@@ -20,9 +20,10 @@ from decimal import Decimal
 import psycopg2.errors
 import psycopg2.extensions
 
-from analytics import cohorts, funnels, scoring, summaries
+from analytics import cohorts, dp, funnels, ledger, scoring, summaries
 from batch.reconcile import Comparison, compare_in
 from core import consent, db, locks
+from core.config import ReleaseSettings
 from core.events import EVENT_TYPES
 
 TREND_DAYS = 14
@@ -327,3 +328,33 @@ def latest_day_with_events(conn: psycopg2.extensions.connection) -> date | None:
         )
         row = cur.fetchone()
         return row[0] if row else None
+
+
+# The command that gives the report its budget, named when a release is refused for lack of one.
+REPORT_BUDGET_COMMAND = f"python -m gdpr.dpo --dpo NAME budget set --analyst {ledger.REPORT_ANALYST} --epsilon EPS"
+
+
+class ReportBudgetMissing(ledger.BudgetExhausted):
+    """The report's by-country release was refused: its budget (or the overall one) is not set or spent."""
+
+    def __init__(self, refused: ledger.BudgetExhausted) -> None:
+        super().__init__(refused.analyst, refused.scope, refused.requested, refused.left)
+        self.args = (
+            f"the report's by-country release was refused ({refused}): set it with `{REPORT_BUDGET_COMMAND}`"
+            " (and `--overall`, which every release also draws from)",
+        )
+
+
+def release_countries(conn: psycopg2.extensions.connection, day: date, *, epsilon: float, bounds: ReleaseSettings) -> dp.Release:
+    """The day's KPIs by country released with differential privacy (analytics.dp) from the
+    report's own budget (``report:daily``), in a transaction of its own that keeps the ledger row.
+
+    One day: a person has one summary in it, so the release declares one day per person (the
+    noise of a single day, not of RELEASE_MAX_DAYS). ReportBudgetMissing, naming the command that
+    sets the budget, before anything is read when the budget cannot pay ``epsilon``."""
+    one_day = bounds.model_copy(update={"max_days": 1})
+    try:
+        with conn, conn.cursor() as cur:
+            return dp.release_daily_kpis(cur, ledger.REPORT_ANALYST, first=day, last=day, epsilon=epsilon, bounds=one_day)
+    except ledger.BudgetExhausted as e:
+        raise ReportBudgetMissing(e) from e

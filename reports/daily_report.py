@@ -20,19 +20,22 @@ none of those figures; the report shows them per reason beside the totals, with 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from analytics import cohorts, funnels, release, scoring
+from analytics import cohorts, dp, funnels, release, scoring
 from batch.reconcile import Comparison
 from core import cli, db
 from core.config import Settings
 from reports import business, charts
 from reports.business import Analyses, BusinessFigures, CustomerScores, DayKpis
 from reports.render import Document, Section, Table, render_markdown, write_document
+
+logger = logging.getLogger(__name__)
 
 FUNNEL_STEPS = ("viewed a product", "added to cart", "purchased")
 # What each CONSENT_MODE means for the figures, in the report's words.
@@ -104,6 +107,28 @@ def country_rows(figures: BusinessFigures, k: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def dp_country_rows(released: dp.Release, day: date) -> list[dict[str, Any]]:
+    """Per public country (RELEASE_COUNTRIES): people, purchases and revenue as released with
+    differential privacy, each with its 95 % interval; most people first (post-processing)."""
+    rows = [
+        {
+            "country": country,
+            **{
+                kpi: {"value": figure.value, "plus_minus": figure.half_width}
+                for kpi, figure in released.cells[(d, country)].items()
+                if kpi in ("people", "purchases", "revenue")
+            },
+        }
+        for (d, country) in released.cells
+        if d == day
+    ]
+    return sorted(rows, key=lambda r: (-r["people"]["value"], r["country"]))
+
+
+def _plus_minus(figure: dict[str, float], places: int) -> str:
+    return f"{figure['value']:,.{places}f} ± {figure['plus_minus']:,.{places}f}"
 
 
 def hourly_values(figures: BusinessFigures, k: int) -> tuple[dict[str, list[int | None]], list[Decimal | None]]:
@@ -468,8 +493,11 @@ def _no_data_document(figures: BusinessFigures, latest: date | None) -> Document
     )
 
 
-def build_document(figures: BusinessFigures, k: int, latest: date | None = None) -> Document:
-    """The report as a Document (rendered to Markdown and HTML)."""
+def build_document(
+    figures: BusinessFigures, k: int, latest: date | None = None, released: dp.Release | None = None, withheld: str | None = None
+) -> Document:
+    """The report as a Document (rendered to Markdown and HTML); the breakdown by country from
+    ``released`` (differential privacy) when given, under the k-rule otherwise."""
     if not figures.has_data:
         return _no_data_document(figures, latest)
     day = figures.day
@@ -510,20 +538,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
             for i, (step, n) in enumerate(funnel)
         ],
     )
-    countries = country_rows(figures, k)
-    country_table = Table(
-        ["country", "users", "purchases", "revenue (EUR)", "share of revenue"],
-        [
-            (
-                c["country"],
-                _shown(c["users"], k),
-                _shown(c["purchases"], k),
-                _shown(c["revenue"], k),
-                "" if c["revenue_share"] is None else f"{c['revenue_share']:.1%}",
-            )
-            for c in countries
-        ],
-    )
+    country_section = _country_section(figures, k, released, withheld)
     hourly_events, hourly_revenue = hourly_values(figures, k)
     trend = figures.trend
     sections = [
@@ -536,11 +551,7 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
             chart=charts.funnel(funnel, k),
             table=funnel_table,
         ),
-        Section(
-            "Revenue and users by country",
-            paragraphs=["Country from `users_public` (never from personal data); `unknown`: events of erased people."],
-            table=country_table,
-        ),
+        country_section,
         Section(
             f"Last {len(trend)} days",
             paragraphs=["Batch metrics for closed days the batch job has covered, streaming metrics otherwise."],
@@ -564,8 +575,55 @@ def build_document(figures: BusinessFigures, k: int, latest: date | None = None)
     return Document(f"Business report {day.isoformat()}", bullets, sections, footer)
 
 
-def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
-    """The figures for the JSON file, with the same suppression (null + a flag) as the pages."""
+def _country_section(figures: BusinessFigures, k: int, released: dp.Release | None, withheld: str | None = None) -> Section:
+    """The breakdown by country: released with differential privacy (each figure +- its 95 %
+    interval, every public country), under the k-rule where the DPO allowed it, or withheld
+    (``withheld``: why) when the release's budget cannot pay for it."""
+    if withheld is not None:
+        return Section("People, purchases and revenue by country (withheld)", paragraphs=[f"Not released: {withheld}."])
+    if released is not None:
+        rows = dp_country_rows(released, figures.day)
+        return Section(
+            "People, purchases and revenue by country (differential privacy)",
+            paragraphs=[
+                f"Released with differential privacy (OpenDP, epsilon {released.epsilon:g} from the budget"
+                f" `{released.analyst}`, ledger row {released.ledger_id}): each figure is noisy and shown with its 95 %"
+                " interval (± x); every country of RELEASE_COUNTRIES is listed, whoever was active."
+                " Country from `users_public`; people with their day's figures clamped (docs/privacy_releases.md)."
+            ],
+            table=Table(
+                ["country", "people", "purchases", "revenue (EUR)"],
+                [
+                    (r["country"], _plus_minus(r["people"], 0), _plus_minus(r["purchases"], 0), _plus_minus(r["revenue"], 2))
+                    for r in rows
+                ],
+            ),
+        )
+    countries = country_rows(figures, k)
+    return Section(
+        "Revenue and users by country",
+        paragraphs=["Country from `users_public` (never from personal data); `unknown`: events of erased people."],
+        table=Table(
+            ["country", "users", "purchases", "revenue (EUR)", "share of revenue"],
+            [
+                (
+                    c["country"],
+                    _shown(c["users"], k),
+                    _shown(c["purchases"], k),
+                    _shown(c["revenue"], k),
+                    "" if c["revenue_share"] is None else f"{c['revenue_share']:.1%}",
+                )
+                for c in countries
+            ],
+        ),
+    )
+
+
+def build_data(
+    figures: BusinessFigures, k: int, released: dp.Release | None = None, withheld: str | None = None
+) -> dict[str, Any]:
+    """The figures for the JSON file, with the same suppression (null + a flag) as the pages, and
+    the by-country release (figures with intervals, its declaration) when made with DP."""
 
     def kpis(x: DayKpis) -> dict[str, Any]:
         return {"day": x.day, "source": x.source, **{name.split(" (")[0]: v for name, v in kpi_values(x).items()}}
@@ -583,7 +641,13 @@ def build_data(figures: BusinessFigures, k: int) -> dict[str, Any]:
         "previous_day": kpis(figures.previous_day),
         "same_weekday_last_week": kpis(figures.same_weekday_last_week),
         "funnel": [{"step": step, "users": n} for step, n in funnel_values(figures.kpis, k)],
-        "countries": country_rows(figures, k),
+        "countries": None
+        if withheld is not None
+        else (country_rows(figures, k) if released is None else dp_country_rows(released, figures.day)),
+        "countries_withheld": withheld,
+        "countries_release": None
+        if released is None
+        else {"ledger_id": released.ledger_id, "budget": released.analyst, **released.declaration},
         "events_per_hour": {kind: [SUPPRESSED if v is None else v for v in values] for kind, values in hourly_events.items()},
         "revenue_per_hour": [SUPPRESSED if v is None else v for v in hourly_revenue],
         "trend": [asdict(t) for t in figures.trend],
@@ -617,7 +681,16 @@ def generate(settings: Settings, day: date, formats: list[str], k: int) -> tuple
             consent_mode=settings.consent_mode,
         )
         latest = None if figures.has_data else business.latest_day_with_events(conn)
-    doc = build_document(figures, k, latest)
+        released, withheld = None, None
+        if figures.has_data and settings.report_release_mode == "dp":
+            try:
+                released = business.release_countries(conn, day, epsilon=settings.report_epsilon, bounds=settings.release)
+            except business.ReportBudgetMissing as e:
+                # The design's report (totals, batch vs streaming) is still written; only the
+                # breakdown that needs the budget is withheld, and the log says why.
+                withheld = str(e)
+                logger.warning("daily report %s: the by-country breakdown is withheld: %s", day, withheld)
+    doc = build_document(figures, k, latest, released, withheld)
     stem = f"business_report_{day.isoformat()}"
-    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k), formats)
+    files = write_document(settings.reports_dir, stem, doc, build_data(figures, k, released, withheld), formats)
     return render_markdown(doc, stem), files

@@ -21,6 +21,7 @@ import httpx
 from confluent_kafka import KafkaError, Message
 from psycopg2 import sql
 
+from analytics import ledger
 from core import db, kafka, progress
 from core.config import Settings, load_settings
 from core.events import Event, user_uuid
@@ -63,6 +64,13 @@ class Service:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def set_report_budget(settings: Settings, epsilon: float = 365.0, overall: float = 1000.0) -> None:
+    """The daily report's budget (report:daily) and the overall one, as the DPO sets them."""
+    with db.connection(settings.database, role=db.CONSOLE_ROLE) as conn, conn, conn.cursor() as cur:
+        ledger.set_budget(cur, ledger.REPORT_ANALYST, epsilon, "dpo:test")
+        ledger.set_budget(cur, ledger.OVERALL, overall, "dpo:test")
 
 
 def start_service(module: str, group: str, log_dir: Path, env: dict[str, str] | None = None, args: Iterable[str] = ()) -> Service:

@@ -26,6 +26,7 @@ from tests.helpers import (
     produce_events,
     query,
     run_command,
+    set_report_budget,
     start_service,
     wait_caught_up,
 )
@@ -128,6 +129,7 @@ def test_mixed_stream_splits_exactly_into_events_and_dead_letters(settings: Sett
     best, worst, window = (float(x) for x in found.groups())
     assert 0 <= best <= worst <= window < 60
 
+    set_report_budget(settings)
     report = run_command("reports.generate_daily_report")
     assert f"dead letters received this day): **{len(invalid):,}**" in report.stdout
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from datetime import date, timedelta
 
 import pytest
@@ -13,35 +12,13 @@ from bench.history import (
     HistoryPlan,
     Operation,
     Result,
-    apportion,
     erasure_people,
     flatness,
-    lower_bounds,
     reserved_people,
     size_label,
 )
 
 TODAY = date(2026, 5, 31)
-
-
-def test_apportion_splits_a_total_exactly_in_proportion() -> None:
-    assert sorted(apportion(10, [1, 1, 1])) == [3, 3, 4]
-    assert sum(apportion(10_000_000, [0.95, 1.1, 1.02] * 133 + [1.0])) == 10_000_000
-    assert apportion(100, [3, 1]) == [75, 25]
-
-
-def test_apportion_gives_nothing_to_a_zero_weight() -> None:
-    counts = apportion(1_000, [1, 0, 2, 0])
-    assert counts[1] == counts[3] == 0
-    assert sum(counts) == 1_000
-
-
-def test_apportion_refuses_what_cannot_be_split() -> None:
-    assert apportion(0, [0, 0]) == [0, 0]
-    with pytest.raises(ValueError):
-        apportion(5, [0, 0])
-    with pytest.raises(ValueError):
-        apportion(5, [1, -1])
 
 
 def test_the_history_is_whole_days_ending_yesterday() -> None:
@@ -57,22 +34,14 @@ def test_too_short_a_history_is_refused() -> None:
         HistoryPlan.ending_before(TODAY, 2 * RETENTION_STEP_DAYS + RECENT_DAYS)
 
 
-def test_the_small_size_puts_events_on_every_day_summing_to_its_total() -> None:
-    counts = HistoryPlan.ending_before(TODAY, 400).small_counts(10_000_000)
-    assert sum(counts) == 10_000_000
-    assert min(counts) > 0
-    assert max(counts) / min(counts) < 1.25  # a weekly pattern, not a skew
-
-
 def test_the_large_size_adds_nothing_to_the_days_whose_work_is_measured() -> None:
     plan = HistoryPlan.ending_before(TODAY, 400)
-    added = plan.added_counts(40_000_000)
-    assert sum(added) == 40_000_000
-    by_day = dict(zip(plan.days, added, strict=True))
+    first, last = plan.growing()
+    growing = [d for d in plan.days if first <= d < last]
     fixed = [*plan.removed(0), *plan.removed(1), *plan.days[-RECENT_DAYS:]]
-    assert all(by_day[d] == 0 for d in fixed)
+    assert not set(growing) & set(fixed)
     assert plan.measured_day in fixed and plan.measured_day - timedelta(days=7) in fixed
-    assert sum(1 for n in added if n) == 400 - len(fixed)
+    assert len(growing) == 400 - len(fixed)
 
 
 def test_retention_removes_different_oldest_days_at_each_size() -> None:
@@ -90,13 +59,6 @@ def test_each_size_erases_different_people_among_the_reserved() -> None:
     assert len(one_small) == len(one_large) == 1 and len(many_small) == len(many_large) == 10_000
     assert len(set(everyone)) == len(everyone) == reserved_people(10_000)
     assert max(everyone) < reserved_people(10_000)
-
-
-def test_lower_bounds_pick_each_bucket_with_its_weights_share() -> None:
-    bounds = lower_bounds([70, 20, 10])
-    assert bounds == pytest.approx([0.0, 0.7, 0.9])
-    # width_bucket(x, bounds) is the number of bounds at or below x.
-    assert [bisect_right(bounds, x) for x in (0.0, 0.69, 0.7, 0.89, 0.9, 0.999)] == [1, 1, 2, 2, 3, 3]
 
 
 def test_a_cost_is_flat_up_to_one_and_a_half_times() -> None:
