@@ -20,7 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--count is given.",
     )
     parser.add_argument("--rate", type=float, default=100.0, help="events per second; 0 = as fast as possible (default: 100)")
-    parser.add_argument("--count", type=int, default=None, help="stop after this many events (default: run until Ctrl+C)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="stop after this many events (default: run until Ctrl+C); with --behaviour shoppers and --backfill-days, "
+        "the purchase rates are scaled so that the window holds this many on average, and the run stops at the count "
+        "or at the window's end, whichever comes first",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible events")
     parser.add_argument(
         "--backfill-days",

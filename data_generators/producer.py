@@ -399,7 +399,7 @@ def generate(
                 # Small chunks: every chunk shares one moment, and history should not come in lumps.
                 stamp, n = factory.backfill_time(stamp, backfill_days), min(n, BACKFILL_CHUNK)
             messages = factory.messages(n, stamp) if n else []
-            if n and not messages:
+            if n and not messages and not finished():
                 logger.warning("no person of this generator can start a session (all dropped out, or the window is full)")
                 stopped = True
             elif messages and not sink.send(messages, stop):
@@ -428,7 +428,7 @@ def _factory(
         shoppers = ShopperFactory(users, signups, seed, backfill_days=backfill_days, count=count)
         if backfill_days:
             logger.info(
-                "shoppers: %d people, %d events over %.1f days: %.2fx the population's purchase rates",
+                "shoppers: %d people, %d events expected over %.1f days: %.3gx the population's purchase rates",
                 len(users),
                 shoppers.window_events,
                 backfill_days,

@@ -6,23 +6,29 @@ same person in every run and process). People arrive in sessions, at a rate prop
 their purchase rate (a session ends in a purchase with probability CONVERSION, so purchases
 keep the person's rate); a session is some page views, in a share of sessions an add-to-cart,
 and in purchasing ones the purchase after it, seconds to minutes apart; its amount is drawn
-from the person's Gamma-Gamma spend. After each purchase the person stops coming back with
-their drop-out probability. No session starts before the person's signup.
+from the person's Gamma-Gamma spend. After each repeat purchase (not the first: the BG/NBD's
+convention, which the lifetime-value fit assumes) the person stops coming back with their
+drop-out probability. No session starts before the person's signup.
 
 With ``backfill_days`` the sessions sweep the window from its start to now in time order, as
 busy as the weekly rhythm (HOURLY_TRAFFIC times WEEKDAY_TRAFFIC) says, so a person's later
-session is always produced later; ``count`` events fill the window exactly, which scales every
-purchase rate by one factor (``time_scale``: the stored history is the same BG/NBD population
-with alpha divided by it). People who sign up inside the window (generate_users --signup-days)
-join at their signup: the traffic grows with the share of the people signed up (``signed_share``)
-and each person keeps their own rate, rather than the few early signers filling the early days.
-Without a count the window is filled at the population's own rates and ``finished`` turns true
-at its end. Without ``backfill_days`` every session ends now.
+session is always produced later. The sweep's pace is fixed in time: sessions are drawn from
+everybody by rate, and the dead, the busy and the not-yet-signed-up simply make none, so the
+history from each person's signup (or the window's start) is the BG/NBD process itself.
+``count`` sets one factor on every purchase rate (``time_scale``), chosen before the first
+session so that the expected number of events in the window is ``count`` (``expected_events``);
+the stored history is then the same BG/NBD population with alpha divided by it. The run stops at
+``count`` events or at the window's end, whichever comes first (``finished``): within a few per
+cent of each other, unless the population cannot make ``count`` events even at MAX_TIME_SCALE
+(logged). Without a count the window is filled at the population's own rates. Without
+``backfill_days`` every session ends now.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,6 +39,8 @@ import numpy.typing as npt
 from data_generators import population
 from data_generators.events import HOURLY_TRAFFIC, METADATA_VARIANTS, EventFactory
 from data_generators.population import Parameters
+
+logger = logging.getLogger(__name__)
 
 # Who is who does not depend on --seed (which varies the sessions): a user stays one person.
 POPULATION_SEED = 28
@@ -58,6 +66,14 @@ BATCH = 2_000
 IDLE_BATCHES = 50
 # The picking table skips the dead until their weight reaches this share, then is rebuilt.
 REBUILD_DEAD_SHARE = 0.05
+# The largest factor on the purchase rates a count may ask for: beyond it people would buy many
+# times an hour, their sessions would collide, and the few who never drop out would make it all.
+MAX_TIME_SCALE = 1_000.0
+# Bisection steps for time_scale, halving a log-range of ln(MAX_TIME_SCALE / MIN_TIME_SCALE) = 25:
+# 25 steps leave it within a relative 1e-6 of the solution, far below the sampling noise of any
+# count (each step is a pass over the people: 40 ms for a million).
+MIN_TIME_SCALE = 1e-8
+SCALE_STEPS = 25
 _MS_PER_DAY = 86_400_000
 _KINDS = ("page_view", "add_to_cart", "purchase")
 # "SS.mmm" for every millisecond of a minute: a timestamp is its minute's prefix and one of these.
@@ -92,10 +108,10 @@ class ShopperFactory(EventFactory):
         self.count = count
         self.backfill_days = backfill_days
         self.produced = 0
-        # The backfill's progress: the share of the window's rhythm swept, and the events the
-        # sessions drawn so far made and would have made.
+        # Who has bought (their next purchase is a repeat one, after which they may drop out).
+        self._bought: set[str] = set()
+        # The backfill's progress: the share of the window's rhythm swept.
         self._swept = 0.0
-        self._kept = self._tried = 0
         super().__init__(user_ids, seed)
         self.set_users(user_ids, signups)
         self._window(now or datetime.now(UTC))
@@ -121,11 +137,8 @@ class ShopperFactory(EventFactory):
         else:
             days = np.array([d.toordinal() - date(1970, 1, 1).toordinal() for d in signups], dtype=np.int64)
             self.signup_ms = days * _MS_PER_DAY
-        # The people's rates in order of signup, for signed_share.
-        order = np.argsort(self.signup_ms, kind="stable")
-        self._signup_sorted = self.signup_ms[order]
-        self._signup_weight = np.cumsum(self.people.lam[order])
         self.alive = np.array([u not in self._dead for u in user_ids], dtype=bool)
+        self.bought = np.array([u in self._bought for u in user_ids], dtype=bool)
         # When each person's last session ended (ms since the epoch): the next starts after it.
         self.free_ms = np.zeros(len(user_ids), dtype=np.int64)
         self._rebuild()
@@ -137,7 +150,9 @@ class ShopperFactory(EventFactory):
         self._dead_weight = 0.0
 
     def _window(self, now: datetime) -> None:
-        """The backfill window's hours and their cumulative share of the rhythm."""
+        """The backfill window's hours and their cumulative share of the rhythm; the time scale."""
+        self.time_scale = 1.0
+        self.window_events = 0
         if not self.backfill_days:
             return
         end_ms = int(now.timestamp() * 1000)
@@ -148,33 +163,69 @@ class ShopperFactory(EventFactory):
         self._end_ms = end_ms
         self._edges = np.array(edges, dtype=np.float64)
         self._share = np.concatenate(([0.0], np.cumsum(weights) / sum(weights)))
-        # Without a count: the population's own rates decide how many events fill the window. The
-        # people not signed up yet make none: over the window, the rhythm-weighted mean share of
-        # the people signed up (``signed``) of what everyone would make. window_events is what
-        # everyone signed up from the start would make: the sweep's pace (_starts).
-        signed = float(np.dot(weights, [self.signed_share(lo) for lo in edges[:-1]]) / sum(weights)) if weights else 1.0
-        everyone = self._total / CONVERSION * EVENTS_PER_SESSION * self.backfill_days
-        natural = everyone * signed
-        self.time_scale = self.count / natural if self.count is not None and natural else 1.0
-        self.window_events = max(1, int(everyone * self.time_scale))
+        # Each person's time in the window, in days of the window's mean rhythm (the sweep's clock):
+        # from their signup, or the window's start, to its end.
+        self.observed_days = self.backfill_days * (1.0 - np.interp(self.signup_ms, self._edges, self._share))
+        if self.count is not None:
+            self.time_scale = self._solve_scale(self.count)
+        self.window_events = round(self.expected_events(self.time_scale))
 
-    def signed_share(self, moment_ms: int) -> float:
-        """The share of the people's purchase rates (so of their sessions) signed up by ``moment_ms``."""
-        if not len(self._signup_sorted) or not self._signup_weight[-1]:
-            return 1.0
-        n = int(np.searchsorted(self._signup_sorted, moment_ms, side="right"))
-        return float(self._signup_weight[n - 1] / self._signup_weight[-1]) if n else 0.0
+    def expected_events(self, scale: float) -> float:
+        """The events the window's sessions make on average with every purchase rate times ``scale``.
+
+        A person of rate lam and drop-out chance p observed t days buys first at rate lam, and
+        from then on is the BG/NBD process: (1/p)(1 - exp(-lam p s)) repeat purchases on average
+        in the s days after the first purchase. Averaged over the first purchase's moment:
+        E[purchases] = (1 - e^-u) + ((1 - e^-u) - (e^-up - e^-u) / (1 - p)) / p with u = lam t.
+        Sessions are purchases / CONVERSION (each session buys with that chance, and only a
+        purchase ends a person's visits), EVENTS_PER_SESSION events each.
+        """
+        u = self.people.lam * scale * self.observed_days
+        p = np.clip(self.people.dropout, 1e-9, 1.0 - 1e-9)
+        first = -np.expm1(-u)
+        # e^-up - e^-u = -e^-up (e^-u(1-p) - 1): expm1 keeps it exact as p nears 1.
+        repeat = (first + np.exp(-u * p) * np.expm1(-u * (1.0 - p)) / (1.0 - p)) / p
+        purchases = float(np.sum(first + np.maximum(repeat, 0.0)))
+        return purchases / CONVERSION * EVENTS_PER_SESSION
+
+    def _solve_scale(self, count: int) -> float:
+        """The factor on the purchase rates that makes ``count`` events expected (bisection in
+        log scale: the expectation grows with the scale); MAX_TIME_SCALE if it cannot."""
+        if count <= 0:
+            return MIN_TIME_SCALE
+        most = self.expected_events(MAX_TIME_SCALE)
+        if most < count:
+            logger.warning(
+                "shoppers: %d events asked, but these people make about %d in %.1f days even at %.0fx their "
+                "purchase rates: the run ends at the window's end",
+                count,
+                round(most),
+                self.backfill_days,
+                MAX_TIME_SCALE,
+            )
+            return MAX_TIME_SCALE
+        low, high = math.log(MIN_TIME_SCALE), math.log(MAX_TIME_SCALE)
+        for _ in range(SCALE_STEPS):
+            middle = (low + high) / 2
+            if self.expected_events(math.exp(middle)) < count:
+                low = middle
+            else:
+                high = middle
+        return math.exp((low + high) / 2)
 
     def finished(self) -> bool:
-        """True once a backfill without a count has reached now (live mode never finishes)."""
-        return bool(self.backfill_days) and self.count is None and self._swept >= 1.0 and not self._pending
+        """True once a backfill has reached now and handed out its last event (live mode never finishes)."""
+        return self._window_done() and not self._pending
+
+    def _window_done(self) -> bool:
+        return bool(self.backfill_days) and self._swept >= 1.0
 
     # -- the sessions ----------------------------------------------------------------------
 
     def messages(self, n: int, now: datetime) -> list[dict[str, Any]]:
         """The next ``n`` events, in sessions (a session cut at the end goes on in the next call)."""
         idle = 0
-        while len(self._pending) < n and self._total > 0 and idle < IDLE_BATCHES:
+        while len(self._pending) < n and self._total > 0 and idle < IDLE_BATCHES and not self._window_done():
             batch = self._sessions(max(n - len(self._pending), BATCH), now)
             idle = 0 if batch else idle + 1
             self._pending.extend(batch)
@@ -182,16 +233,17 @@ class ShopperFactory(EventFactory):
         self.produced += len(out)
         return out
 
-    def _starts(self, k: int, events: int, now: datetime) -> npt.NDArray[np.int64]:
-        """Session starts (ms since the epoch, ascending) for ``k`` sessions of about ``events`` events."""
+    def _sessions_per_share(self) -> float:
+        """Sessions the picking table's people make per unit of the window's rhythm share: a pace
+        fixed in time (the dead still in the table, the busy and the not-yet-signed-up make none)."""
+        return self._total * self.time_scale / CONVERSION * self.backfill_days
+
+    def _starts(self, k: int, now: datetime) -> npt.NDArray[np.int64]:
+        """Session starts (ms since the epoch, ascending) for ``k`` sessions drawn from the table."""
         if not self.backfill_days:
             return np.full(k, int(now.timestamp() * 1000), dtype=np.int64)
-        # The sweep advances by the events these sessions would make if all happened, times the
-        # share of the signed-up people's that happened so far (busy or gone make none), so that
-        # the count and the window end about together; the sessions of people not signed up yet
-        # are drawn and dropped, so the traffic grows with the signups (window_events).
         first = self._swept
-        last = min(first + events * (self._kept + 1) / (self._tried + 1) / self.window_events, 1.0)
+        last = min(first + k / self._sessions_per_share(), 1.0)
         self._swept = last
         shares = np.sort(self.np_rng.uniform(first, last, k))
         return np.interp(shares, self._share, self._edges).astype(np.int64)
@@ -200,6 +252,9 @@ class ShopperFactory(EventFactory):
         """About ``events`` events of whole sessions, as messages."""
         rng = self.np_rng
         k = max(1, int(events / EVENTS_PER_SESSION))
+        if self.backfill_days:
+            # No more sessions than the rest of the window holds at the sweep's pace.
+            k = max(1, min(k, math.ceil((1.0 - self._swept) * self._sessions_per_share())))
         # Sorted draws find their people in one pass over the table, then are shuffled back.
         who = np.searchsorted(self._cumulative, np.sort(rng.uniform(0, self._total, k)), side="right")
         who = np.minimum(who, len(self._user_ids) - 1)
@@ -219,14 +274,12 @@ class ShopperFactory(EventFactory):
             # Live: each session ends now, so no event is stamped in the future.
             offsets -= np.repeat(offsets[last_event], sizes)
         durations = (offsets[last_event] - offsets[first_event]).astype(np.int64)
-        starts = self._starts(k, events, now) + offsets[first_event].astype(np.int64)
+        starts = self._starts(k, now) + offsets[first_event].astype(np.int64)
         if self.backfill_days:
             # A session begun just before now would end after it: it begins earlier instead.
             starts = np.minimum(starts, self._end_ms - durations)
         ends = starts + durations
         keep = self._keep(who, kind, starts, ends, rng)
-        self._tried += int(sizes[starts >= self.signup_ms[who]].sum())
-        self._kept += int(sizes[keep].sum())
         if not keep.any():
             return []
         np.maximum.at(self.free_ms, who[keep], ends[keep])
@@ -259,12 +312,25 @@ class ShopperFactory(EventFactory):
             if not len(clash):
                 break
             keep[kept[clash + 1]] = False
-        dies = keep & (kind == 2) & (rng.random(len(who)) < self.people.dropout[who])
+        buys = keep & (kind == 2)
+        # A person's first purchase cannot end their visits (BG/NBD: their "birth"): the earliest
+        # of this batch's purchases of someone who has not bought before.
+        buying = order[buys[order]]
+        people, earliest = np.unique(who[buying], return_index=True)
+        immune = buying[earliest[~self.bought[people]]]
+        self._buy(people)
+        dies = buys & (rng.random(len(who)) < self.people.dropout[who])
+        dies[immune] = False
         for j in np.flatnonzero(dies)[np.argsort(starts[dies], kind="stable")]:
             if keep[j]:
                 keep &= ~((who == who[j]) & (starts > starts[j]))
                 self._die(int(who[j]))
         return keep
+
+    def _buy(self, people: npt.NDArray[np.int64]) -> None:
+        new = people[~self.bought[people]]
+        self.bought[new] = True
+        self._bought.update(self._user_ids[i] for i in new.tolist())
 
     def _die(self, person: int) -> None:
         self.alive[person] = False

@@ -1,10 +1,12 @@
 """generate_events --behaviour shoppers against the stack: the stored events of each person are
 sessions in order (a purchase right after their add-to-cart, that right after a page view) and
-none precedes the person's signup."""
+none precedes the person's signup; the run ends at the count or at the window's end, a few per
+cent apart (the count sets the expected events)."""
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +34,11 @@ def test_shoppers_stored_events_are_ordered_sessions_after_signup(settings: Sett
         "SELECT e.user_id::text, e.event_type, e.event_timestamp, u.signup_date FROM events_raw AS e"
         " JOIN users_public AS u USING (user_id) ORDER BY e.user_id, e.event_timestamp, e.event_id",
     )
-    assert len(rows) == EVENTS
+    report = re.search(r"events: ([\d,]+) delivered", result.stdout)
+    assert report, result.stdout
+    delivered = int(report[1].replace(",", ""))
+    assert len(rows) == delivered
+    assert 0.8 * EVENTS <= delivered <= EVENTS
     people: dict[str, list[tuple[str, object]]] = defaultdict(list)
     for user, kind, stamp, signup in rows:
         assert stamp.date() >= signup
