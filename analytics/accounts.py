@@ -1,8 +1,9 @@
 """``python -m analytics.accounts create|list|disable``: the operator's commands for the analysts'
 API's accounts.
 
-``create NAME --budget EPS`` makes an analyst's account with a yearly privacy budget (``--role
-dpo`` a DPO's, which spends none) and prints its bearer token once: only the token's hash is
+``create NAME --budget EPS`` makes an analyst's account with a yearly privacy budget (set in
+privacy_budgets by analytics.ledger.set_budget, as the DPO's ``python -m gdpr.dpo budget set``
+would; ``--role dpo`` a DPO's account, which spends none) and prints its bearer token once: only the token's hash is
 stored, so a lost token is replaced by disabling the account and making another. It connects as
 DATABASE_URL's user, the owner (the API's own login may only read the accounts).
 """
@@ -18,12 +19,15 @@ from contextlib import AbstractContextManager
 
 import psycopg2.extensions
 
-from analytics import analysts, budget
+from analytics import analysts, ledger
 from analytics.analysts import Role
 from analytics.api.store import LOGIN
 from core import cli, db
 from core.config import Settings
 from core.errors import InvalidInput
+
+# Who set a budget made with an account, as privacy_budget_changes records it.
+SET_BY = "operator:analytics.accounts"
 
 
 def _connection(settings: Settings) -> AbstractContextManager[psycopg2.extensions.connection]:
@@ -36,7 +40,7 @@ def _create(settings: Settings, name: str, role: Role, epsilon: float | None) ->
             with conn, conn.cursor() as cur:
                 account, token = analysts.create(cur, name, role)
                 if epsilon is not None:
-                    budget.set_budget(cur, name, epsilon)
+                    ledger.set_budget(cur, name, epsilon, set_by=SET_BY)
         except analysts.AccountError as e:
             raise InvalidInput(str(e)) from e
     spends = f"a yearly budget of epsilon {epsilon:g}" if epsilon is not None else "the budgets and the ledger to read"
@@ -66,7 +70,7 @@ def _list(settings: Settings) -> int:
     print(f"{'name'.ljust(width)}  role     budget  created               disabled")
     for a in accounts:
         disabled = f"{a.disabled_at:%Y-%m-%dT%H:%M:%SZ}" if a.disabled_at else "-"
-        asked = f"{a.requested_epsilon:g}" if a.requested_epsilon is not None else "-"
+        asked = f"{a.budget:g}" if a.budget is not None else "-"
         print(f"{a.name.ljust(width)}  {a.role.value.ljust(7)}  {asked.rjust(6)}  {a.created_at:%Y-%m-%dT%H:%M:%SZ}  {disabled}")
     return 0
 

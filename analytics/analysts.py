@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 import psycopg2.errors
@@ -50,7 +51,7 @@ class Account:
     role: Role
     created_at: datetime
     disabled_at: datetime | None = None
-    requested_epsilon: float | None = None
+    budget: float | None = None  # the yearly epsilon of the analyst's budget (privacy_budgets), if any
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def disable(cur: db.Cursor, name: str) -> Account:
     when there is no such account or it is disabled already."""
     cur.execute(
         "UPDATE analyst_accounts SET disabled_at = now() WHERE name = %s AND disabled_at IS NULL"
-        " RETURNING id, name, role, created_at, disabled_at, requested_epsilon",
+        " RETURNING id, name, role, created_at, disabled_at, NULL::numeric",
         (name,),
     )
     row = cur.fetchone()
@@ -117,7 +118,10 @@ def disable(cur: db.Cursor, name: str) -> Account:
 
 def list_accounts(cur: db.Cursor) -> list[Account]:
     """Every account, by name."""
-    cur.execute("SELECT id, name, role, created_at, disabled_at, requested_epsilon FROM analyst_accounts ORDER BY name")
+    cur.execute(
+        "SELECT a.id, a.name, a.role, a.created_at, a.disabled_at, b.epsilon"
+        " FROM analyst_accounts a LEFT JOIN privacy_budgets b ON b.analyst = a.name ORDER BY a.name"
+    )
     return [_account(row) for row in cur.fetchall()]
 
 
@@ -144,7 +148,7 @@ def holder(cur: db.Cursor, token: str) -> Caller | None:
 
 
 def _account(row: tuple[object, ...]) -> Account:
-    account_id, name, role, created_at, disabled_at, requested = row
+    account_id, name, role, created_at, disabled_at, budget = row
     assert isinstance(account_id, int) and isinstance(name, str) and isinstance(role, str)  # noqa: S101 - the table's types
     assert isinstance(created_at, datetime)  # noqa: S101
     return Account(
@@ -153,5 +157,5 @@ def _account(row: tuple[object, ...]) -> Account:
         Role(role),
         created_at,
         disabled_at if isinstance(disabled_at, datetime) else None,
-        float(requested) if isinstance(requested, float | int) else None,
+        float(budget) if isinstance(budget, float | int | Decimal) else None,
     )

@@ -172,3 +172,16 @@ def record(cur: db.Cursor, analyst: str, query: str, *, mechanism: str, epsilon:
     if row is None:
         raise RuntimeError("the ledger returned no id")
     return int(row[0])
+
+
+def entries(cur: db.Cursor, *, analyst: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The ledger's latest releases, newest first (``analyst``'s only when given): who, which query,
+    mechanism, epsilon, the declaration, when, and the row's place in the chain. Analysts and
+    queries, never a person."""
+    cur.execute(
+        "SELECT id, analyst, query, mechanism, epsilon, details, at, row_hash FROM privacy_ledger"
+        " WHERE %(a)s::text IS NULL OR analyst = %(a)s ORDER BY id DESC LIMIT %(n)s",
+        {"a": analyst, "n": limit},
+    )
+    names = ("id", "analyst", "query", "mechanism", "epsilon", "details", "at", "row_hash")
+    return [dict(zip(names, row, strict=True)) | {"epsilon": float(row[4])} for row in cur.fetchall()]

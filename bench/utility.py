@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from datetime import date, timedelta
+from typing import cast
 
 import psycopg2.extensions
 
@@ -44,7 +45,8 @@ def _errors(
         made = dp.release_daily_kpis(cur, BENCH_ANALYST, first=first, last=last, epsilon=epsilon, bounds=bounds)
         conn.rollback()  # nothing spent, nothing kept
         for kpi in dp.KPIS:
-            noisy = {cell: figures[kpi].value for cell, figures in made.cells.items()}
+            # The release keys its cells (day, country), as the true figures are.
+            noisy = {cast(tuple[date, str], cell): figures[kpi].value for cell, figures in made.cells.items()}
             error = tuning.relative_error(noisy, {c: v for c, v in true[kpi].items() if c in noisy})
             if error is not None:
                 errors[kpi].append(error)

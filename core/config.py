@@ -619,7 +619,7 @@ class AnalystsApiSettings(Section):
     )
     # A year of days by country is 365 x 27 cells; longer ranges are a typo or a scraper.
     max_days: Annotated[int, Field(ge=1, le=3660)] = Field(366, description="the longest date range one release may cover")
-    retry_after_s: Count = Field(30, description="the `Retry-After` of a 503 (database or release module unavailable)")
+    retry_after_s: Count = Field(30, description="the `Retry-After` of a 503 (the database does not answer)")
 
 
 class HttpSettings(Section):
@@ -686,6 +686,19 @@ class ReleaseSettings(Section):
     # The 99th percentile of the demo's days with a purchase is 263 EUR (rounded up: 500, 99.99 % whole).
     max_spend_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         500, description="a person-day's revenue is clamped to [0, this many euros]"
+    )
+    # Retention follows a cohort for a quarter, as the retention command's default (12 weeks) does;
+    # a person counts in their cohort's size and in up to this many weeks after signing up.
+    retention_weeks: Annotated[int, Field(ge=1, le=104)] = Field(
+        12, description="the weeks after a cohort's own that a retention release counts (a person's contribution)"
+    )
+    # RFM's monetary value is a year's purchases: ten average orders (60 EUR) keep most people whole.
+    max_monetary: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        600, description="a person's RFM monetary value is clamped to [0, this many euros] in a release"
+    )
+    # The fitted lifetime values (BG/NBD x Gamma-Gamma) of the demo's shoppers lie mostly under 500 EUR.
+    max_clv: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        500, description="a person's lifetime value is clamped to [0, this many euros] in a release"
     )
 
 

@@ -8,6 +8,7 @@ Bearer``. No answer is cached: each is a release drawn from somebody's budget.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import falcon
@@ -82,5 +83,11 @@ def create_app(api: AnalystsApi) -> falcon.asgi.App[falcon.asgi.Request, falcon.
         app.add_route(endpoint.path, Route(api, endpoint))
     app.add_route("/openapi.json", OpenApi(api))
     app.add_route("/healthz", web.Health())
-    web.add_error_handlers(app, ERRORS)
+    unavailable = Problem(
+        503,
+        "database_unavailable",
+        "the database does not answer: nothing was computed or spent; try again later",
+        retry_after=api.settings.retry_after_s,
+    )
+    web.add_error_handlers(app, dataclasses.replace(ERRORS, when_unavailable=unavailable))
     return app

@@ -13,10 +13,10 @@ PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _ERRORS = {
     "400": "a parameter is missing, unknown (a user id included) or out of range: `invalid_parameter`, `unknown_parameter`",
     "401": "no token, or not one of an enabled account: `missing_token`, `invalid_token`",
-    "403": "the token's role may not call this endpoint (`wrong_role`), or the release would exceed a budget"
-    " (`privacy_budget_exhausted`, with what is left)",
+    "403": "the token's role may not call this endpoint (`wrong_role`), or the release would exceed the caller's or"
+    " the overall budget (`privacy_budget_exhausted`, with `budget_left` and `scope`): nothing computed or recorded",
     "429": "the client sent more than ANALYSTS_API_REQUESTS_PER_CLIENT_PER_MINUTE: `rate_limited`, with Retry-After",
-    "503": "the database or the release module is unavailable: `database_unavailable`, `release_module_unavailable`",
+    "503": "the database does not answer: `database_unavailable`, with Retry-After",
 }
 
 
@@ -65,7 +65,13 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         }
         for name, prop in schema.get("properties", {}).items()
     ]
-    responses: dict[str, Any] = {"200": {"description": "the figures (or the reading), as JSON"}}
+    answer = (
+        "the reading, as JSON"
+        if endpoint.role.value == "dpo"
+        else "the release: `cells` (public keys and figures, each `value`, `low`, `high`, `half_width`: the 95 %"
+        " interval), `declaration` (unit, bounds, mechanism, scales, epsilon), `epsilon`, `budget_left`, `ledger_id`"
+    )
+    responses: dict[str, Any] = {"200": {"description": answer}}
     for status, description in _ERRORS.items():
         responses[status] = {"description": description, "content": {"application/json": {"schema": PROBLEM}}}
     return {

@@ -32,7 +32,7 @@ def open_api(settings: Settings) -> AnalystsApi:
         raise ServiceUnavailable(
             f"the analysts' API cannot read its accounts ({db.describe_error(e)}): apply the migrations with `python -m core.db`"
         ) from e
-    return AnalystsApi(settings.analysts_api, database)
+    return AnalystsApi(settings.analysts_api, database, settings.release)
 
 
 def serve(settings: Settings, host: str, port: int, _metrics_port: int | None = None) -> int:

@@ -2,9 +2,11 @@
 ``analytics.api.app``: who the caller is (its bearer token), whether its role may ask for what it
 asks, whether its client is within its rate, and the release or the DPO's reading.
 
-Releases and the DPO's readings (budgets, ledger) are the release module's (analytics.release:
-OpenDP, the privacy ledger, the budgets). Until it is merged they are answered 503
-``release_module_unavailable``: an intermediate step, said as such in docs/analysts_api.md.
+Releases are the release module's (analytics.dp: OpenDP, each figure with its 95 % interval, the
+declaration, a ledger row, the budget reserved before anything is computed); each runs in one
+transaction of the API's login, a member of privacy_releaser (sql/048). A release past a budget is
+403 ``privacy_budget_exhausted`` with what is left, nothing computed or recorded. The DPO's
+readings are analytics.ledger's budgets and entries (analysts and queries, never a person).
 
 Logs name accounts, endpoints and outcomes; never a token, a client address or a figure.
 """
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
-from analytics import analysts
+from analytics import analysts, dp, ledger
 from analytics.analysts import Caller, Role
 from analytics.api import params
-from core import pool
-from core.config import AnalystsApiSettings
+from core import db, pool
+from core.config import AnalystsApiSettings, ReleaseSettings
 from core.ratelimit import Buckets, retry_after
 from core.web import Problem, client_key
 
@@ -60,9 +65,10 @@ ENDPOINTS = RELEASES + READINGS
 class AnalystsApi:
     """The API's state: its settings, the database, and the per-client rate limit."""
 
-    def __init__(self, settings: AnalystsApiSettings, database: pool.Database) -> None:
+    def __init__(self, settings: AnalystsApiSettings, database: pool.Database, bounds: ReleaseSettings) -> None:
         self.settings = settings
         self.database = database
+        self.bounds = bounds
         self.limits = params.Limits(settings.max_epsilon, settings.max_days)
         # One bucket per client, checked before the token: a guesser of tokens is held to the rate.
         self.limiter: Buckets[str] = Buckets()
@@ -101,16 +107,106 @@ class AnalystsApi:
         except params.InvalidParameters as e:
             raise Problem(400, e.code, e.detail) from None
 
-    async def answer(self, caller: Caller, endpoint: Endpoint, _query: params.Query) -> dict[str, object]:
-        """The release (or the DPO's reading) ``endpoint`` makes for ``caller``."""
-        logger.info("%s asked for %s: the release module is not merged yet", caller.name, endpoint.path)
-        raise Problem(
-            503,
-            "release_module_unavailable",
-            "releases, budgets and the ledger come from the release module (analytics.release), which this"
-            " installation does not have yet: nothing was computed and no budget was spent",
-            retry_after=self.settings.retry_after_s,
-        )
+    async def answer(self, caller: Caller, endpoint: Endpoint, query: params.Query) -> dict[str, object]:
+        """The release (or the DPO's reading) ``endpoint`` makes for ``caller``, in one transaction;
+        403 ``privacy_budget_exhausted`` (with what is left) when a budget cannot pay it."""
+        work = WORK[endpoint.path]
+        try:
+            answered = await self.database.call(lambda cur: work(cur, caller, query, self.bounds))
+        except ledger.BudgetExhausted as e:
+            logger.info("refused %s on %s: the %s budget is exhausted", caller.name, endpoint.path, e.scope)
+            whose = "the overall budget" if e.scope == ledger.OVERALL else "your budget"
+            raise Problem(
+                403,
+                "privacy_budget_exhausted",
+                f"{whose} has epsilon {e.left:g} left this period, less than the {e.requested:g} asked: nothing was"
+                " computed or spent; ask for less or ask the DPO for more",
+                extra={"budget_left": e.left, "scope": "overall" if e.scope == ledger.OVERALL else "analyst"},
+            ) from None
+        if endpoint.role == Role.ANALYST:
+            logger.info("released %s to %s (ledger row %s)", endpoint.path, caller.name, answered.get("ledger_id"))
+        return answered
+
+
+Work = Callable[[db.Cursor, Caller, Any, ReleaseSettings], dict[str, object]]
+
+
+def _kpis(cur: db.Cursor, caller: Caller, query: params.KpisByCountry, bounds: ReleaseSettings) -> dict[str, object]:
+    chosen = bounds.model_copy(update={"countries": tuple(query.country)}) if query.country else bounds
+    made = dp.release_daily_kpis(cur, caller.name, first=query.start, last=query.end, epsilon=query.epsilon, bounds=chosen)
+    return release_json(made)
+
+
+def _funnel(cur: db.Cursor, caller: Caller, query: params.Funnel, bounds: ReleaseSettings) -> dict[str, object]:
+    made = dp.release_funnel(cur, caller.name, first=query.start, last=query.end, epsilon=query.epsilon, bounds=bounds)
+    return release_json(made)
+
+
+def _retention(cur: db.Cursor, caller: Caller, query: params.Retention, bounds: ReleaseSettings) -> dict[str, object]:
+    made = dp.release_retention(cur, caller.name, first=query.start, last=query.end, epsilon=query.epsilon, bounds=bounds)
+    return release_json(made)
+
+
+def _segments(value: str) -> Work:
+    def work(cur: db.Cursor, caller: Caller, query: params.Segments, bounds: ReleaseSettings) -> dict[str, object]:
+        return release_json(dp.release_segment_values(cur, caller.name, value=value, epsilon=query.epsilon, bounds=bounds))
+
+    return work
+
+
+def _budgets(cur: db.Cursor, _caller: Caller, _query: params.Budgets, _bounds: ReleaseSettings) -> dict[str, object]:
+    return {
+        "budgets": [
+            {
+                "analyst": b.analyst,
+                "overall": b.analyst == ledger.OVERALL,
+                "period": b.period,
+                "period_start": _json(b.period_start),
+                "epsilon": b.epsilon,
+                "spent": b.spent,
+                "left": b.left,
+            }
+            for b in ledger.budgets(cur)
+        ]
+    }
+
+
+def _ledger(cur: db.Cursor, _caller: Caller, query: params.Ledger, _bounds: ReleaseSettings) -> dict[str, object]:
+    entries = ledger.entries(cur, analyst=query.analyst, limit=query.limit)
+    return {"entries": [{name: _json(value) for name, value in entry.items()} for entry in entries]}
+
+
+WORK: dict[str, Work] = {
+    "/v1/kpis/daily-by-country": _kpis,
+    "/v1/funnel": _funnel,
+    "/v1/retention": _retention,
+    "/v1/rfm/segments": _segments("monetary"),
+    "/v1/clv/segments": _segments("clv"),
+    "/v1/budgets": _budgets,
+    "/v1/ledger": _ledger,
+}
+
+
+def _json(value: object) -> object:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def release_json(made: dp.Release) -> dict[str, object]:
+    """A release as the API answers it: each cell's public key and figures (value, 95 % interval),
+    the declaration, the epsilon spent, the budget left and the ledger row."""
+    cells = [
+        {name: _json(part) for name, part in zip(made.key_names, key, strict=True)}
+        | {figure: {"value": f.value, "low": f.low, "high": f.high, "half_width": f.half_width} for figure, f in figures.items()}
+        for key, figures in made.cells.items()
+    ]
+    return {
+        "query": made.query,
+        "epsilon": made.epsilon,
+        "budget_left": made.budget_left,
+        "ledger_id": made.ledger_id,
+        "declaration": made.declaration,
+        "cells": cells,
+    }
 
 
 def _role_detail(role: Role) -> str:

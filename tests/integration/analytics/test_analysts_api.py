@@ -1,7 +1,10 @@
 """The analysts' API end to end: accounts made by ``python -m analytics.accounts`` on the real
 PostgreSQL, ``python -m analytics.api`` on a free port, a real HTTP client.
 
-Tokens are stored as hashes only and printed once; a missing, wrong or disabled token is a 401; an
+Tokens are stored as hashes only and printed once, an analyst's budget set in privacy_budgets;
+every release answers figures with their 95 % intervals, the declaration and the budget left, the
+budget going down with each; a release past a budget is a 403 privacy_budget_exhausted with what is
+left and nothing recorded; the DPO reads the budgets and the ledger; a missing, wrong or disabled token is a 401; an
 analyst's token is refused the DPO's readings and a DPO's the releases (403); a client over its
 rate gets a 429; every endpoint answers hostile parameters (huge, negative, NaN or infinite
 epsilon, injections, 10,000 characters, a user id) with a 4xx JSON reason, never a 500; the
@@ -20,10 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
+from analytics import dp, ledger
 from analytics.analysts import TOKEN_PATTERN
 from analytics.api.service import ENDPOINTS, READINGS, RELEASES
+from core import db
 from core.config import Settings
 from tests.helpers import HttpService, query, run_command, start_http_service
+from tests.integration.analytics.test_releases import DAYS, FIRST, seed
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +99,8 @@ def test_accounts_store_only_the_tokens_hash_and_print_it_once(settings: Setting
     [(role, stored, requested, disabled)] = query(
         settings, "SELECT role, token_hash, requested_epsilon, disabled_at FROM analyst_accounts WHERE name = 'ana'"
     )
-    assert (role, requested, disabled) == ("analyst", 2.5, None)
+    assert (role, requested, disabled) == ("analyst", None, None)
+    assert query(settings, "SELECT epsilon, period FROM privacy_budgets WHERE analyst = 'ana'") == [(2.5, "year")]
     assert stored == hashlib.sha256(token.encode()).hexdigest() and token not in stored
     listed = run_command("analytics.accounts", "list")
     assert listed.returncode == 0 and "ana" in listed.stdout and "2.5" in listed.stdout and token not in listed.stdout
@@ -149,7 +156,8 @@ def test_a_missing_malformed_unknown_or_disabled_token_is_a_401(settings: Settin
 
 
 def test_each_role_is_refused_the_other_roles_endpoints(settings: Settings, api: Api) -> None:
-    analyst = create("ana", "--budget", "1")
+    analyst = create("ana", "--budget", "10")
+    overall_budget(settings, 10)
     dpo = create("dee", "--role", "dpo")
 
     for endpoint in READINGS:
@@ -160,14 +168,97 @@ def test_each_role_is_refused_the_other_roles_endpoints(settings: Settings, api:
         assert api.get(endpoint.path, analyst, **good_params(endpoint.path)).status_code != 403
 
 
-def test_the_release_endpoints_say_the_release_module_is_missing_until_it_is_merged(settings: Settings, api: Api) -> None:
-    """The intermediate step: every release and reading is refused, nothing computed or spent."""
+def overall_budget(settings: Settings, epsilon: float) -> None:
+    """The DPO's overall budget (every release draws from it too), set as the console's login does."""
+    with db.connection(settings.database, role=db.CONSOLE_ROLE) as conn, conn, conn.cursor() as cur:
+        ledger.set_budget(cur, ledger.OVERALL, epsilon, "dpo:test")
+
+
+def ledger_rows(settings: Settings) -> int:
+    [(count,)] = query(settings, "SELECT count(*) FROM privacy_ledger")
+    return int(count)
+
+
+def assert_figures(cell: dict[str, Any], names: set[str]) -> None:
+    for name in names:
+        figure = cell[name]
+        assert figure["low"] <= figure["value"] <= figure["high"] and figure["half_width"] > 0, cell
+        assert figure["high"] - figure["low"] == pytest.approx(2 * figure["half_width"])
+
+
+def test_every_release_answers_figures_with_intervals_and_the_budget_goes_down(settings: Settings, api: Api) -> None:
+    seed(settings, {"DE": 8, "FR": 3})
+    analyst = create("ana", "--budget", "3")
+    overall_budget(settings, 100)
+    first, last = FIRST.isoformat(), (FIRST + timedelta(days=DAYS - 1)).isoformat()
+    asked = 0.5
+    left = 3.0
+    for endpoint in RELEASES:
+        params = {**good_params(endpoint.path), "epsilon": str(asked)}
+        if "from" in params:
+            params |= {"from": first, "to": last}
+        answer = api.get(endpoint.path, analyst, **params)
+        assert answer.status_code == 200, answer.text + api.output()[-4000:]
+        body = answer.json()
+        left -= asked
+        assert body["epsilon"] == pytest.approx(asked) and body["budget_left"] == pytest.approx(left), body["query"]
+        declared = body["declaration"]
+        assert declared["unit"] == "person" and declared["mechanism"] == dp.MECHANISM and declared["scale"]
+        assert body["cells"], endpoint.path
+        for cell in body["cells"]:
+            assert_figures(cell, {name for name, value in cell.items() if isinstance(value, dict)})
+        assert "user" not in answer.text.lower(), "nothing per person leaves"
+    assert ledger_rows(settings) == len(RELEASES)
+
+    kpis = api.get("/v1/kpis/daily-by-country", analyst, epsilon="0.1", **{"from": first, "to": last}, country="DE,FR").json()
+    expected = {((FIRST + timedelta(days=d)).isoformat(), c) for d in range(DAYS) for c in ("DE", "FR")}
+    assert {(cell["day"], cell["country"]) for cell in kpis["cells"]} == expected, "the named countries' cells, all of them"
+    funnel = api.get("/v1/funnel", analyst, epsilon="0.1", **{"from": first, "to": last}).json()
+    steps = {((FIRST + timedelta(days=d)).isoformat(), s) for d in range(DAYS) for s in dp.FUNNEL_STEPS}
+    assert {(cell["day"], cell["step"]) for cell in funnel["cells"]} == steps
+    rfm = api.get("/v1/rfm/segments", analyst, epsilon="0.1").json()
+    assert {cell["segment"] for cell in rfm["cells"]} == set(dp.SEGMENT_SOURCES["monetary"][2])
+    assert {"people", "total", "mean"} <= set(rfm["cells"][0])
+
+
+def test_a_release_past_the_budget_is_a_403_with_what_is_left_and_nothing_recorded(settings: Settings, api: Api) -> None:
+    seed(settings, {"DE": 3})
     analyst = create("ana", "--budget", "1")
+    overall_budget(settings, 100)
+    path = "/v1/funnel"
+    assert api.get(path, analyst, **{**good_params(path), "epsilon": "0.75"}).status_code == 200
+    assert ledger_rows(settings) == 1
+
+    refused = assert_problem(api.get(path, analyst, **{**good_params(path), "epsilon": "0.5"}), 403, "privacy_budget_exhausted")
+    assert refused["budget_left"] == pytest.approx(0.25) and refused["scope"] == "analyst"
+    assert "0.25" in refused["detail"] and "nothing was computed" in refused["detail"]
+    assert ledger_rows(settings) == 1, "a refused release records nothing"
+
+    overall_budget(settings, 0.8)  # the overall budget is the tighter one now
+    refused = assert_problem(api.get(path, analyst, **{**good_params(path), "epsilon": "0.1"}), 403, "privacy_budget_exhausted")
+    assert refused["scope"] == "overall" and refused["budget_left"] == pytest.approx(0.05)
+    assert ledger_rows(settings) == 1
+
+
+def test_the_dpo_reads_the_budgets_and_the_ledger(settings: Settings, api: Api) -> None:
+    analyst = create("ana", "--budget", "2")
     dpo = create("dee", "--role", "dpo")
-    for endpoint in ENDPOINTS:
-        token = dpo if endpoint in READINGS else analyst
-        answer = assert_problem(api.get(endpoint.path, token, **good_params(endpoint.path)), 503, "release_module_unavailable")
-        assert "no budget was spent" in answer["detail"]
+    overall_budget(settings, 50)
+    for epsilon in ("0.5", "0.25"):
+        assert api.get("/v1/rfm/segments", analyst, epsilon=epsilon).status_code == 200
+
+    budgets = api.get("/v1/budgets", dpo)
+    assert budgets.status_code == 200, budgets.text
+    by_analyst = {b["analyst"]: b for b in budgets.json()["budgets"]}
+    assert by_analyst["ana"]["spent"] == pytest.approx(0.75) and by_analyst["ana"]["left"] == pytest.approx(1.25)
+    assert by_analyst[ledger.OVERALL]["overall"] and by_analyst[ledger.OVERALL]["left"] == pytest.approx(49.25)
+
+    entries = api.get("/v1/ledger", dpo, limit="1").json()["entries"]
+    assert len(entries) == 1 and entries[0]["epsilon"] == pytest.approx(0.25), "newest first"
+    everything = api.get("/v1/ledger", dpo, analyst="ana").json()["entries"]
+    assert [e["query"] for e in everything] == [dp.QUERY_RFM, dp.QUERY_RFM]
+    assert everything[0]["details"]["unit"] == "person" and everything[0]["row_hash"]
+    assert api.get("/v1/ledger", dpo, analyst="bob").json()["entries"] == []
 
 
 def test_a_client_over_its_rate_gets_a_429_with_retry_after(settings: Settings, tmp_path: Path) -> None:
@@ -244,6 +335,10 @@ def test_the_openapi_document_describes_every_route_and_its_parameters(settings:
         names = {p["name"] for p in operation["parameters"]}
         assert names == {field.alias or name for name, field in endpoint.query.model_fields.items()}
         assert {"400", "401", "403", "429"} <= set(operation["responses"])
+        assert "privacy_budget_exhausted" in operation["responses"]["403"]["description"]
+        assert "release_module_unavailable" not in str(operation["responses"])
+        if endpoint in RELEASES:
+            assert "budget_left" in operation["responses"]["200"]["description"]
         assert not any("user" in name.lower() for name in names)
     kpis = document["paths"]["/v1/kpis/daily-by-country"]["get"]
     epsilon = next(p for p in kpis["parameters"] if p["name"] == "epsilon")
