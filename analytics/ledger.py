@@ -143,25 +143,6 @@ def reserve(cur: db.Cursor, analyst: str, epsilon: float) -> float:
     return max(0.0, left_after)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A release as the ledger lists it to the DPO: who, what, how, at what privacy loss, when."""
-
-    id: int
-    analyst: str
-    query: str
-    mechanism: str
-    epsilon: float
-    at: datetime
-
-
-def recent(cur: db.Cursor, limit: int) -> list[Entry]:
-    """The ledger's last ``limit`` releases, the latest first (their details left out: the DPO's
-    page shows what was spent, the verifier checks the rest)."""
-    cur.execute("SELECT id, analyst, query, mechanism, epsilon, at FROM privacy_ledger ORDER BY id DESC LIMIT %s", (limit,))
-    return [Entry(i, analyst, query, mechanism, float(eps), at) for i, analyst, query, mechanism, eps, at in cur.fetchall()]
-
-
 def record(cur: db.Cursor, analyst: str, query: str, *, mechanism: str, epsilon: float, details: dict[str, Any]) -> int:
     """Append a release to the ledger (hash-chained by its trigger); its id."""
     cur.execute(

@@ -175,10 +175,10 @@ class BudgetsPage:
     """The budgets with their spending, the ledger's latest releases, and whom a budget may be set for."""
 
     budgets: list[ledger.Budget]
-    entries: list[ledger.Entry]
+    entries: list[dict[str, Any]]  # analytics.ledger.entries: analysts, queries and epsilons, never a person
     holders: list[str]
 
 
 def budgets_page(cur: db.Cursor) -> BudgetsPage:
     """What the privacy budgets page shows: aggregates and names only, never a person's data."""
-    return BudgetsPage(ledger.budgets(cur), ledger.recent(cur, LEDGER_ROWS), actions.budget_holders(cur))
+    return BudgetsPage(ledger.budgets(cur), ledger.entries(cur, limit=LEDGER_ROWS), actions.budget_holders(cur))
