@@ -125,6 +125,13 @@ def list_accounts(cur: db.Cursor) -> list[Account]:
     return [_account(row) for row in cur.fetchall()]
 
 
+def enabled_analysts(cur: db.Cursor) -> list[str]:
+    """The names of the enabled analyst accounts, by name: whom a budget may be set for (the DPO
+    console's login reads only these columns, sql/049)."""
+    cur.execute("SELECT name FROM analyst_accounts WHERE role = 'analyst' AND disabled_at IS NULL ORDER BY name")
+    return [name for (name,) in cur.fetchall()]
+
+
 def holder(cur: db.Cursor, token: str) -> Caller | None:
     """The enabled account holding ``token``, or None (a malformed, unknown or disabled one). The
     lookup is by the token's hash; the stored hash is compared in constant time all the same."""

@@ -1,7 +1,8 @@
 """The console's HTTP layer (Falcon, ASGI): pages rendered on the server, forms, sessions, CSRF.
 
 Handlers are thin: they parse the request, call ``console.auth``, ``console.queries`` or
-``gdpr.actions`` through the database pool, and answer with a page or a redirect. The pages
+``gdpr.actions`` through the database pool, and answer with a page or a redirect. ``/budgets`` is
+the privacy budgets page (issue 29): the budgets, the ledger's latest releases, a form to set one. The pages
 carry no script at all, so the Content-Security-Policy forbids every script; every POST form
 carries the session's CSRF token (the login form a double-submit token of its own), and a POST
 without it is refused with 403 before anything is read from the database. Every error is a page
@@ -27,6 +28,7 @@ import falcon.asgi
 import jinja2
 import psycopg2
 
+from analytics import ledger
 from console import auth, queries
 from core import db, metrics, pool, web
 from core.config import ConsoleSettings
@@ -445,6 +447,76 @@ class Action:
         see_other(resp, f"/requests/{request_id}?{urlencode({'done': done})}")
 
 
+BUDGET_SET = "Budget set: it is kept in the audit trail in your name; releases past it are refused from now on."
+
+
+async def show_budgets(
+    services: Services,
+    resp: falcon.asgi.Response,
+    session: auth.Session,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+) -> None:
+    page = await services.database.call(queries.budgets_page)
+    render(
+        resp,
+        "budgets.html.j2",
+        status,
+        session=session,
+        page=page,
+        overall=ledger.OVERALL,
+        periods=ledger.PERIODS,
+        default_period=ledger.DEFAULT_PERIOD,
+        max_epsilon=actions.MAX_BUDGET_EPSILON,
+        notice=notice,
+        error=error,
+        form=form or {},
+    )
+
+
+def _epsilon(form: dict[str, str]) -> float:
+    """The form's epsilon as a number (InvalidArgument when it is none); its range is the action's to check."""
+    text = form.get("epsilon", "").strip()
+    try:
+        return float(text) if len(text) <= 40 else float("nan")
+    except ValueError:
+        raise actions.InvalidArgument(
+            f"the budget must be a number, an epsilon above 0 and at most {actions.MAX_BUDGET_EPSILON:g} (such as 1 or 0.5)"
+        ) from None
+
+
+class Budgets:
+    """``GET /budgets``: the privacy budgets and the ledger's latest releases; ``POST /budgets``: set one."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        session = signed_in(req)
+        await show_budgets(self.services, resp, session, notice=BUDGET_SET if req.get_param("done") == "set" else None)
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        session = signed_in(req)
+        form = await read_form(req)
+        check_csrf(form, session)
+        analyst = form.get("analyst", "")
+        period = form.get("period", ledger.DEFAULT_PERIOD)
+        try:
+            epsilon = _epsilon(form)
+            await self.services.database.call(lambda cur: actions.set_budget(cur, session.username, analyst, epsilon, period))
+        except actions.ActionRefused as e:
+            status = 400 if isinstance(e, actions.InvalidArgument) else 409
+            await show_budgets(self.services, resp, session, error=str(e), status=status, form=form)
+            if isinstance(e, actions.RequestBusy):
+                resp.set_header("Retry-After", str(BUSY_RETRY_S))
+            return
+        logger.info("DPO %s set a privacy budget", session.username)
+        see_other(resp, "/budgets?done=set")
+
+
 def _error_page(req: falcon.asgi.Request, resp: falcon.asgi.Response, status: int, message: str) -> None:
     session = getattr(req.context, "session", None)
     render(
@@ -501,6 +573,7 @@ def create_app(services: Services) -> falcon.asgi.App[falcon.asgi.Request, falco
     app.add_route("/logout", Logout(services))
     app.add_route(f"/requests/{REQUEST_ID}", Request(services))
     app.add_route(f"/requests/{REQUEST_ID}/{{action}}", Action(services))
+    app.add_route("/budgets", Budgets(services))
     app.add_route("/healthz", web.Health(plain=True))
     app.add_static_route("/static", str(HERE / "static"))
     web.add_error_handlers(app, ERRORS)

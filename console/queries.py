@@ -1,4 +1,5 @@
-"""What the console shows, read from PostgreSQL: the queue, one request, its timeline, holds.
+"""What the console shows, read from PostgreSQL: the queue, one request, its timeline, holds, and
+the privacy budgets with the ledger's latest releases.
 
 The requester's email is never shown whole: while a request is open it appears masked
 (``j***@example.com``), enough to tell two requests apart or match a letter, and after it is
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from analytics import ledger
 from core import db
 from gdpr import actions, requests
 from gdpr.requests import OPEN_STATUSES
@@ -21,6 +23,9 @@ from gdpr.requests import OPEN_STATUSES
 RECENT_DAYS = 30
 # Rows one page shows: the open queue is short; history beyond this is filtered by status.
 QUEUE_LIMIT = 500
+# The ledger's releases the budgets page lists, the latest first: a few days' work of a team;
+# the whole ledger is the verifier's (python -m gdpr.verify_audit).
+LEDGER_ROWS = 50
 DAY_S = 86_400
 
 
@@ -163,3 +168,17 @@ def holds(cur: db.Cursor, proof: str | None) -> list[Hold]:
 def restriction_in_force(cur: db.Cursor, request_id: int) -> bool:
     cur.execute("SELECT 1 FROM processing_restrictions WHERE request_id = %s AND lifted_at IS NULL", (request_id,))
     return cur.fetchone() is not None
+
+
+@dataclass(frozen=True)
+class BudgetsPage:
+    """The budgets with their spending, the ledger's latest releases, and whom a budget may be set for."""
+
+    budgets: list[ledger.Budget]
+    entries: list[dict[str, Any]]  # analytics.ledger.entries: analysts, queries and epsilons, never a person
+    holders: list[str]
+
+
+def budgets_page(cur: db.Cursor) -> BudgetsPage:
+    """What the privacy budgets page shows: aggregates and names only, never a person's data."""
+    return BudgetsPage(ledger.budgets(cur), ledger.entries(cur, limit=LEDGER_ROWS), actions.budget_holders(cur))

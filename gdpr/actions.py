@@ -13,6 +13,8 @@
   resume only when no other hold on them is active.
 * ``lift_restriction``: a restriction of processing (Art. 18) ends and the person's analytics
   consent is what it was before it.
+* ``set_budget``: a privacy budget (epsilon per period) for an analyst, the daily report or all
+  analysts together (analytics.ledger); audited with request id 0, no request's (sql/049).
 
 Every function works in the caller's transaction (the caller commits), locks the rows it
 changes, checks what it is asked before changing anything and raises ``ActionRefused`` (a
@@ -39,6 +41,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg2.errors
 
+from analytics import analysts, ledger
 from core import consent, db
 from gdpr import requests
 from gdpr.audit import AuditLog
@@ -56,6 +59,11 @@ MAX_EXTENSION_MONTHS = 2  # Art. 12(3): "by two further months where necessary"
 # A hold is for litigation or an investigation: years, not centuries (a typo in a year).
 MAX_HOLD_YEARS = 10
 LIFTED_SOURCE = "restriction_lifted"
+# A budget above this is a typo, not a policy: the largest the platform itself needs is a year of
+# daily reports at the largest REPORT_EPSILON (100 x 366) with room for the analysts beside it
+# (public deployments spend 0.1 to 10 a year; the demo's report 365).
+MAX_BUDGET_EPSILON = 100_000.0
+NO_REQUEST = 0  # the request id of an audit entry that belongs to no request (a budget), sql/049
 # The longest an action waits for a lock (the processor holds a request's lock while it answers
 # it, seconds for a large erasure); then the DPO is told to try again.
 LOCK_WAIT_MS = 5000
@@ -491,3 +499,32 @@ def is_active_dpo(cur: db.Cursor, username: str) -> bool:
     """Whether a DPO account of this name exists and is not disabled (the actors the trail accepts)."""
     cur.execute("SELECT 1 FROM dpo_accounts WHERE username = %s AND disabled_at IS NULL", (username,))
     return cur.fetchone() is not None
+
+
+def budget_holders(cur: db.Cursor) -> list[str]:
+    """Whom a budget may be set for: all analysts together, the daily report, each enabled analyst."""
+    return [ledger.OVERALL, ledger.REPORT_ANALYST, *analysts.enabled_analysts(cur)]
+
+
+def check_budget_epsilon(epsilon: float) -> float:
+    """``epsilon`` when it is a budget the DPO may set: finite, above 0, at most MAX_BUDGET_EPSILON."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0 < epsilon <= MAX_BUDGET_EPSILON:
+        raise InvalidArgument(f"a budget is an epsilon above 0 and at most {MAX_BUDGET_EPSILON:g}, such as 1 or 0.5")
+    return float(epsilon)
+
+
+@action
+def set_budget(cur: db.Cursor, username: str, analyst: str, epsilon: float, period: str = ledger.DEFAULT_PERIOD) -> None:
+    """Set ``analyst``'s budget (ledger.OVERALL: all analysts together) to ``epsilon`` per
+    ``period``: kept in privacy_budget_changes and the audit trail in the DPO's name."""
+    who = actor(username)
+    value = check_budget_epsilon(epsilon)
+    if period not in ledger.PERIODS:
+        raise InvalidArgument(f"a budget's period is one of {', '.join(ledger.PERIODS)}")
+    if analyst not in budget_holders(cur):
+        raise InvalidArgument(
+            f"there is no analyst {analyst[:40]!r}: choose an enabled account (python -m analytics.accounts list),"
+            " the daily report's budget or the overall one"
+        )
+    ledger.set_budget(cur, analyst, value, who, period)
+    _audit(cur, who, [(NO_REQUEST, "budget_set", {"analyst": analyst, "epsilon": value, "period": period})])

@@ -187,21 +187,20 @@ def _lift(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def epsilon_value(text: str) -> float:
-    """argparse type: a budget, an epsilon from 0 to below 1e9."""
+    """argparse type: a budget, an epsilon above 0 and at most actions.MAX_BUDGET_EPSILON."""
     try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (an epsilon such as 1 or 0.5)") from e
-    if not 0 <= value < 1e9:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an epsilon from 0 to below 1e9")
-    return value
+        return actions.check_budget_epsilon(float(text))
+    except (ValueError, actions.InvalidArgument) as e:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not an epsilon above 0 and at most {actions.MAX_BUDGET_EPSILON:g} (such as 1 or 0.5)"
+        ) from e
 
 
 def _budget(settings: Settings, args: argparse.Namespace) -> int:
     def work(cur: db.Cursor) -> str:
         if args.action == "set":
             analyst = ledger.OVERALL if args.overall else args.analyst
-            ledger.set_budget(cur, analyst, args.epsilon, f"dpo:{args.dpo}", args.period)
+            actions.set_budget(cur, args.dpo, analyst, args.epsilon, args.period)
         rows = ledger.budgets(cur)
         if not rows:
             return "no privacy budget is set: every release is refused (set one with `budget set`)"
@@ -282,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions_ = budget.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions_.add_parser("show", help="every budget with what its period has spent and has left")
-    setter = actions_.add_parser("set", help="set one budget (kept with the DPO's name in privacy_budget_changes)")
+    setter = actions_.add_parser(
+        "set", help="set one budget (kept with the DPO's name in privacy_budget_changes and the audit trail)"
+    )
     whose = setter.add_mutually_exclusive_group(required=True)
     whose.add_argument("--analyst", metavar="NAME", help="the analyst's account name")
     whose.add_argument("--overall", action="store_true", help="the budget of all analysts together")

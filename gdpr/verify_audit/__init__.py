@@ -16,6 +16,10 @@ sealed row to carry the sealed hash: a chain recomputed from any row before the 
 and so does a seal made without the key. Rows after the last seal are only as safe as the chain;
 the seals themselves can be deleted by the owner, which ``--expect-head`` catches.
 
+The privacy ledger (sql/043) is chained the same way and its head sealed by the same code
+(:class:`Chain`: the chained table and its seals' table, ``privacy_ledger_seals``, sql/049), so a
+ledger rewritten and recomputed, or cut short below a sealed row, is reported too.
+
 Exit status: 0 when the chain is whole, 1 when it is broken (the first broken row is named), 2
 when the check cannot run.
 """
@@ -30,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
+
+from psycopg2 import sql
 
 from core import db
 from core.config import Settings
@@ -133,24 +139,41 @@ def verify(settings: Settings) -> Verdict:
         return check_chain(cur)
 
 
-def verify_seals(settings: Settings, key: bytes) -> tuple[int, str | None]:
-    """How many seals there are, and why they do not hold (None: they all do)."""
+@dataclass(frozen=True)
+class Chain:
+    """A hash-chained table and the table of its seals (``sealed``: the seals' column naming the row)."""
+
+    table: str
+    seals: str
+    sealed: str
+
+
+AUDIT_TRAIL = Chain("privacy_audit_log", "privacy_audit_seals", "audit_id")  # sql/031
+PRIVACY_LEDGER = Chain("privacy_ledger", "privacy_ledger_seals", "ledger_id")  # sql/049
+
+
+def verify_seals(settings: Settings, key: bytes, chain: Chain = AUDIT_TRAIL) -> tuple[int, str | None]:
+    """How many seals ``chain`` has, and why they do not hold (None: they all do)."""
     with _auditor_cursor(settings) as cur:
         cur.execute(
-            "SELECT s.id, s.audit_id, s.row_hash, s.mac, l.row_hash FROM privacy_audit_seals s"
-            " LEFT JOIN privacy_audit_log l ON l.id = s.audit_id ORDER BY s.id"
+            sql.SQL(
+                "SELECT s.id, s.{sealed}, s.row_hash, s.mac, l.row_hash FROM {seals} s"
+                " LEFT JOIN {table} l ON l.id = s.{sealed} ORDER BY s.id"
+            ).format(sealed=sql.Identifier(chain.sealed), seals=sql.Identifier(chain.seals), table=sql.Identifier(chain.table))
         )
         seals = cur.fetchall()
     return len(seals), check_seals(key, seals)
 
 
-def seal(settings: Settings, key: bytes, audit_id: int, row_hash: str) -> None:
-    """Seal row ``audit_id`` (just checked to carry ``row_hash``), unless it is sealed already."""
+def seal(settings: Settings, key: bytes, row_id: int, row_hash: str, chain: Chain = AUDIT_TRAIL) -> None:
+    """Seal ``chain``'s row ``row_id`` (just checked to carry ``row_hash``), unless it is sealed already."""
     with _auditor_cursor(settings) as cur:
         cur.execute(
-            "INSERT INTO privacy_audit_seals (audit_id, row_hash, mac) SELECT %(id)s, %(hash)s, %(mac)s"
-            " WHERE NOT EXISTS (SELECT FROM privacy_audit_seals WHERE audit_id = %(id)s AND row_hash = %(hash)s)",
-            {"id": audit_id, "hash": row_hash, "mac": seal_mac(key, audit_id, row_hash)},
+            sql.SQL(
+                "INSERT INTO {seals} ({sealed}, row_hash, mac) SELECT %(id)s, %(hash)s, %(mac)s"
+                " WHERE NOT EXISTS (SELECT FROM {seals} WHERE {sealed} = %(id)s AND row_hash = %(hash)s)"
+            ).format(seals=sql.Identifier(chain.seals), sealed=sql.Identifier(chain.sealed)),
+            {"id": row_id, "hash": row_hash, "mac": seal_mac(key, row_id, row_hash)},
         )
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from core import cli
 from core.config import Settings
-from gdpr.verify_audit import contains, seal, verify, verify_ledger, verify_seals
+from gdpr.verify_audit import PRIVACY_LEDGER, contains, seal, verify, verify_ledger, verify_seals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +49,20 @@ def main(argv: list[str] | None = None) -> None:
                 f"privacy ledger BROKEN at row {ledger.broken_at}: {ledger.reason} ({ledger.rows - 1} rows before it are whole)"
             )
             return 1
+        ledger_seals, ledger_wrong = verify_seals(settings, key, PRIVACY_LEDGER)
+        if ledger_wrong is not None:
+            print(f"privacy ledger BROKEN: {ledger_wrong}")
+            return 1
         if verdict.last_id is not None:
             seal(settings, key, verdict.last_id, verdict.head)
+        if ledger.last_id is not None:
+            seal(settings, key, ledger.last_id, ledger.head, PRIVACY_LEDGER)
         sealed = "; head sealed" if verdict.last_id is not None else ""
+        ledger_sealed = "; head sealed" if ledger.last_id is not None else ""
         print(
             f"audit trail whole: {verdict.rows:,} rows; last hash {verdict.head or '(empty trail)'};"
             f" {seals:,} earlier seals hold{sealed}; privacy ledger whole: {ledger.rows:,} rows,"
-            f" last hash {ledger.head or '(empty ledger)'}"
+            f" last hash {ledger.head or '(empty ledger)'}; {ledger_seals:,} earlier seals hold{ledger_sealed}"
         )
         return 0
 

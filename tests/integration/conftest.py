@@ -116,7 +116,14 @@ def settings(stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monk
         # The append-only tables (audit trail, consent ledger) refuse TRUNCATE, and the audit
         # trail's owner has no TRUNCATE privilege either (sql/015); only the owner can lift both,
         # here, for a test reset, inside this one transaction.
-        append_only = ("privacy_audit_log", "consent_ledger", "privacy_audit_seals", "privacy_ledger", "privacy_budget_changes")
+        append_only = (
+            "privacy_audit_log",
+            "consent_ledger",
+            "privacy_audit_seals",
+            "privacy_ledger",
+            "privacy_ledger_seals",
+            "privacy_budget_changes",
+        )
         cur.execute("GRANT TRUNCATE ON privacy_audit_log TO CURRENT_USER")
         for table in append_only:
             cur.execute(

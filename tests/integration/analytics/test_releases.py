@@ -17,6 +17,7 @@ from analytics import dp as release_dp
 from analytics import ledger
 from core import db
 from core.config import ReleaseSettings, Settings
+from gdpr import verify_audit
 from tests.helpers import query, run_command
 
 pytestmark = pytest.mark.integration
@@ -140,13 +141,94 @@ def test_the_ledger_is_append_only_and_a_changed_row_breaks_the_chain(settings: 
 def test_the_dpo_sets_and_shows_budgets(settings: Settings) -> None:
     with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
         cur.execute("INSERT INTO dpo_accounts (username, password_hash) VALUES ('dee', 'x')")
+        cur.execute("INSERT INTO analyst_accounts (name, role, token_hash) VALUES ('ana', 'analyst', repeat('a', 64))")
     done = run_command("gdpr.dpo", "--dpo", "dee", "budget", "set", "--analyst", "ana", "--epsilon", "2")
     assert done.returncode == 0, done.stderr
     shown = run_command("gdpr.dpo", "--dpo", "dee", "budget", "show")
     assert "ana" in shown.stdout and "2" in shown.stdout
     bad = run_command("gdpr.dpo", "--dpo", "dee", "budget", "set", "--analyst", "ana", "--epsilon", "-1")
     assert bad.returncode == 2 and "is not an epsilon" in bad.stderr
+    unknown = run_command("gdpr.dpo", "--dpo", "dee", "budget", "set", "--analyst", "nobody", "--epsilon", "1")
+    assert unknown.returncode == 2 and "there is no analyst 'nobody'" in unknown.stderr
+    audited = query(settings, "SELECT request_id, action, actor, details->>'analyst' FROM privacy_audit_log")
+    assert audited == [(0, "budget_set", "dpo:dee", "ana")]
 
 
 def test_release_bounds_default_to_the_settings() -> None:
     assert ReleaseSettings().max_days >= 1
+
+
+def ledger_of_three(settings: Settings) -> list[tuple[int, str]]:
+    """Three ledger rows, written as a release writes them; their ids and hashes."""
+    with as_releaser(settings) as conn, conn, conn.cursor() as cur:
+        for epsilon in (0.5, 0.25, 0.125):
+            ledger.record(cur, "ana", "daily_kpis", mechanism="integer laplace", epsilon=epsilon, details={"days": 1})
+    return [(int(i), str(h)) for i, h in query(settings, "SELECT id, row_hash FROM privacy_ledger ORDER BY id")]
+
+
+def owner_rewrites_the_ledger(settings: Settings, statement: str) -> None:
+    """``statement`` run by the owner with the ledger's triggers off, then every hash recomputed:
+    a chain that is whole again, as only its owner could make it."""
+    with db.connection(settings.database) as conn, conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE privacy_ledger DISABLE TRIGGER USER")
+        cur.execute(statement)
+        cur.execute(
+            "DO $$ DECLARE r RECORD; last TEXT := ''; BEGIN"
+            " FOR r IN SELECT * FROM privacy_ledger ORDER BY id LOOP"
+            "  UPDATE privacy_ledger SET prev_hash = last,"
+            "   row_hash = privacy_ledger_row_hash(last, r.id, r.analyst, r.query, r.mechanism, r.epsilon, r.details, r.at)"
+            "  WHERE id = r.id RETURNING row_hash INTO last;"
+            " END LOOP; END $$"
+        )
+        cur.execute("ALTER TABLE privacy_ledger ENABLE TRIGGER USER")
+
+
+def test_the_ledgers_head_is_sealed_with_the_audit_trails_key_and_checked_later(settings: Settings) -> None:
+    rows = ledger_of_three(settings)
+    first = run_command("gdpr.verify_audit")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "privacy ledger whole: 3 rows" in first.stdout and "0 earlier seals hold; head sealed" in first.stdout
+    head_id, head_hash = rows[-1]
+    [(mac,)] = query(settings, "SELECT mac FROM privacy_ledger_seals WHERE ledger_id = %s AND row_hash = %s", rows[-1])
+    assert mac == verify_audit.seal_mac(settings.audit_seal_key, head_id, head_hash)
+    again = run_command("gdpr.verify_audit")
+    assert again.returncode == 0 and "1 earlier seals hold; head sealed" in again.stdout.split("privacy ledger")[1]
+    assert query(settings, "SELECT count(*) FROM privacy_ledger_seals") == [(1,)], "the same head is sealed once"
+
+
+def only_ledger_seal(settings: Settings) -> int:
+    [(seal_id,)] = query(settings, "SELECT id FROM privacy_ledger_seals")
+    return int(seal_id)
+
+
+def test_a_ledger_head_rewritten_and_recomputed_fails_its_seal(settings: Settings) -> None:
+    head_id, _ = ledger_of_three(settings)[-1]
+    assert run_command("gdpr.verify_audit").returncode == 0
+    seal_id = only_ledger_seal(settings)
+    owner_rewrites_the_ledger(
+        settings, "UPDATE privacy_ledger SET epsilon = 0.001 WHERE id = (SELECT max(id) FROM privacy_ledger)"
+    )
+    result = run_command("gdpr.verify_audit")
+    assert result.returncode == 1, result.stdout
+    assert f"privacy ledger BROKEN: row {head_id} no longer has the hash seal {seal_id} sealed" in result.stdout
+
+
+def test_a_ledger_cut_short_below_its_seal_is_reported(settings: Settings) -> None:
+    head_id, _ = ledger_of_three(settings)[-1]
+    assert run_command("gdpr.verify_audit").returncode == 0
+    seal_id = only_ledger_seal(settings)
+    owner_rewrites_the_ledger(settings, "DELETE FROM privacy_ledger WHERE id = (SELECT max(id) FROM privacy_ledger)")
+    result = run_command("gdpr.verify_audit")
+    assert result.returncode == 1, result.stdout
+    assert f"privacy ledger BROKEN: row {head_id}, sealed by seal {seal_id}, is gone" in result.stdout
+
+
+def test_a_ledger_seal_made_without_the_key_is_named_forged(settings: Settings) -> None:
+    head_id, head_hash = ledger_of_three(settings)[-1]
+    with db.connection(settings.database, role=db.AUDITOR_ROLE) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO privacy_ledger_seals (ledger_id, row_hash, mac) VALUES (%s, %s, %s)", (head_id, head_hash, "0" * 64)
+        )
+    result = run_command("gdpr.verify_audit")
+    forged = only_ledger_seal(settings)
+    assert result.returncode == 1 and f"privacy ledger BROKEN: seal {forged} was not made with AUDIT_SEAL_KEY" in result.stdout

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from core.config import Settings
+from tests.browser import Browser, chromium_or_skip
 from tests.helpers import PROJECT_ROOT, HttpService, query, start_http_service
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -84,6 +85,16 @@ def console(settings: Settings, account: str, tmp_path: Path) -> Iterator[Consol
         code = running.stop()
     assert code == 0, running.output()
     assert "unforeseen" not in running.output(), running.output()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """Headless Chromium with a fresh profile (the test is skipped where none is installed)."""
+    running = Browser(chromium_or_skip(), tmp_path / "profile")
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def file_request(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,22 +17,13 @@ import pytest
 from core import db
 from core.config import Settings
 from gdpr import actions
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser
 from tests.helpers import PROJECT_ROOT, query
 from tests.integration.console.conftest import DPO, PASSWORD, Console, accounts, file_request
 
 pytestmark = pytest.mark.integration
 
 RED = "rgb(179, 38, 30)"  # --late in console.css
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    running = Browser(chromium_or_skip(), tmp_path / "profile")
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def a_realistic_queue(settings: Settings) -> int:
