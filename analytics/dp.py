@@ -22,6 +22,8 @@ is written in the same transaction.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -213,20 +215,86 @@ def plan(
     return context, query.resolve()
 
 
-def measure(
+@dataclass(frozen=True)
+class _Planned:
+    """A resolved measurement and what OpenDP states about it, none of which depends on the data."""
+
+    measurement: Any
+    accuracy: dict[str, float]
+    accuracy_half_alpha: dict[str, float]
+    scale: dict[str, float]
+    epsilon: float
+
+
+# The measurements resolved so far, by query shape (least recently used dropped first): planning is
+# most of a release's cost (~3 s), running a resolved measurement on new rows ~0.1 s.
+PLAN_CACHE_SIZE = 64
+_plans: OrderedDict[tuple[Any, ...], _Planned] = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _shape(
+    rows: pl.LazyFrame, keys: pl.DataFrame, contributions: int, epsilon: float, figures: dict[str, Sum | None]
+) -> tuple[Any, ...]:
+    """What a measurement depends on: the public keys, the bounds, the epsilon and the rows'
+    schema. Never the rows themselves: a measurement is a function of any data of that schema."""
+    return (
+        tuple((name, str(dtype)) for name, dtype in rows.collect_schema().items()),
+        tuple((name, str(dtype)) for name, dtype in keys.schema.items()),
+        tuple(keys.iter_rows()),
+        contributions,
+        epsilon,
+        tuple(figures.items()),
+    )
+
+
+def _planned(
     rows: pl.LazyFrame, keys: pl.DataFrame, *, contributions: int, epsilon: float, figures: dict[str, Sum | None]
-) -> Measured:
-    """The one place where a release meets OpenDP (see :func:`plan`): it adds the noise, states
-    the accuracy, and its privacy map gives the loss."""
-    context, measurement = plan(rows, keys, contributions=contributions, epsilon=epsilon, figures=figures)
+) -> _Planned:
+    """The measurement of this query shape, planned once (see :func:`plan`) and kept."""
+    shape = _shape(rows, keys, contributions, epsilon, figures)
+    with _plans_lock:
+        found = _plans.get(shape)
+        if found is not None:
+            _plans.move_to_end(shape)
+            return found
+    _, measurement = plan(rows, keys, contributions=contributions, epsilon=epsilon, figures=figures)
     summary: Any = summarize_polars_measurement(measurement, ALPHA)
     wider: Any = summarize_polars_measurement(measurement, ALPHA / 2)
-    return Measured(
-        rows=context(measurement).collect(),
+    planned = _Planned(
+        measurement=measurement,
         accuracy=dict(zip(summary["column"], summary["accuracy"], strict=True)),
         accuracy_half_alpha=dict(zip(wider["column"], wider["accuracy"], strict=True)),
         scale=dict(zip(summary["column"], summary["scale"], strict=True)),
         epsilon=float(measurement.map(contributions)),
+    )
+    with _plans_lock:
+        _plans[shape] = planned
+        while len(_plans) > PLAN_CACHE_SIZE:
+            _plans.popitem(last=False)
+    return planned
+
+
+def clear_plans() -> None:
+    """Forget the planned measurements (the next release of each shape plans again)."""
+    with _plans_lock:
+        _plans.clear()
+
+
+def measure(
+    rows: pl.LazyFrame, keys: pl.DataFrame, *, contributions: int, epsilon: float, figures: dict[str, Sum | None]
+) -> Measured:
+    """The one place where a release meets OpenDP (see :func:`plan`): it adds the noise, states
+    the accuracy, and its privacy map gives the loss. The measurement of a query shape is planned
+    once and run on each release's rows: every run draws fresh noise, and every release is charged
+    its epsilon (the measurement's privacy map) by its caller, as a fresh plan would be."""
+    planned = _planned(rows, keys, contributions=contributions, epsilon=epsilon, figures=figures)
+    return Measured(
+        rows=planned.measurement(rows).collect(),
+        accuracy=dict(planned.accuracy),
+        accuracy_half_alpha=dict(planned.accuracy_half_alpha),
+        scale=dict(planned.scale),
+        epsilon=planned.epsilon,
     )
 
 

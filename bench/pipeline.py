@@ -30,7 +30,9 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 from psycopg2 import sql
 
 from bench.harness import (
@@ -47,7 +49,7 @@ from bench.harness import (
     write_results,
 )
 from core import db, kafka, progress
-from core.config import PROJECT_ROOT
+from core.config import PROJECT_ROOT, Settings
 from data_generators.events import EventFactory
 from data_generators.shoppers import ShopperFactory
 
@@ -74,6 +76,13 @@ CAPACITY_LOAD_SECONDS = 15
 # delivery reports come) half a second after they were stamped; the consumers' first fetches.
 FRESHNESS_WARMUP_S = 2.0
 WATCH_REQUESTS = 40
+# The release path (analytics.dp): a 30-day daily-KPIs-by-country release at epsilon 1 against
+# the same read and a plain group by; its cost at most RELEASE_TARGET times the aggregate's.
+RELEASE_DAYS = 30
+RELEASE_EPSILON = 1.0
+RELEASE_TARGET = 2.0
+RELEASE_REPEATS = 10
+RELEASE_ANALYST = "bench:releases"
 # The collector against what a user would write instead (bench.fastapi_baseline): at least this
 # many times its events/s, and both answering within this p99 at half their own maximum rate.
 COLLECTOR_TARGET = 1.5
@@ -521,6 +530,10 @@ class PipelineBench:
         )
         self.rows.append(row)
 
+    def releases(self) -> None:
+        log("DP releases vs the same non-private aggregate")
+        self.rows.extend(release_rows(self.stack.settings))
+
     def gdpr(self) -> None:
         self.stack.settle()
         log(f"GDPR: {ERASURES:,} erasure requests")
@@ -675,6 +688,74 @@ class PipelineBench:
         return "\n".join(lines) + "\n"
 
 
+def release_rows(settings: Settings) -> list[Row]:
+    """The release path's rows on the day summaries in ``settings``' database: a release's cost
+    (its measurement already planned: analytics.dp plans a query shape once) against the same
+    non-private aggregate (the same bounded read, then a plain Polars group by), and releases per
+    second. The releases are made in a transaction rolled back: nothing is spent or kept."""
+    from analytics import dp, ledger
+
+    [(newest,)] = _query(settings, "SELECT max(event_date) FROM analytics_person_days")
+    if newest is None:
+        raise RuntimeError("no day summaries to release")
+    last, bounds = newest, settings.release
+    first = last - timedelta(days=RELEASE_DAYS - 1)
+    params = {"first": first, "last": last, "max_days": bounds.max_days, "max_events": bounds.max_events_per_day,
+              "max_purchases": bounds.max_purchases_per_day, "max_spend": bounds.max_spend_per_day}  # fmt: skip
+    schema = {"event_date": pl.Date, "country": pl.String, "events": pl.Int64, "purchases": pl.Int64, "revenue_cents": pl.Int64}
+    plain_times, release_times = [], []
+    with db.connection(settings.database, application_name="bench") as conn, conn.cursor() as cur:
+        ledger.set_budget(cur, RELEASE_ANALYST, 1e6, "bench")
+        ledger.set_budget(cur, ledger.OVERALL, 1e6, "bench")
+        dp.clear_plans()
+        started = time.perf_counter()
+        dp.release_daily_kpis(cur, RELEASE_ANALYST, first=first, last=last, epsilon=RELEASE_EPSILON, bounds=bounds)
+        cold = time.perf_counter() - started
+        for _ in range(RELEASE_REPEATS):  # alternated, each the median of its runs
+            started = time.perf_counter()
+            cur.execute(dp.BOUNDED_DAYS, params)
+            frame = pl.LazyFrame(cur.fetchall(), schema=schema, orient="row")
+            frame.group_by(["event_date", "country"]).agg(
+                pl.len(), pl.col("events", "purchases", "revenue_cents").sum()
+            ).collect()
+            plain_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            dp.release_daily_kpis(cur, RELEASE_ANALYST, first=first, last=last, epsilon=RELEASE_EPSILON, bounds=bounds)
+            release_times.append(time.perf_counter() - started)
+        [(rows,)] = _query(settings, dp.BOUNDED_DAYS.join(["SELECT count(*) FROM (", ") r"]), params)
+        conn.rollback()  # nothing spent, nothing kept
+    plain, release = statistics.median(plain_times), statistics.median(release_times)
+    cells = RELEASE_DAYS * len(bounds.countries)
+    cost = Row(
+        f"DP release, {RELEASE_DAYS} days x {len(bounds.countries)} countries at epsilon {RELEASE_EPSILON:g}",
+        f"{release * 1000:,.0f} ms",
+        f"same read + plain group by: {plain * 1000:,.0f} ms",
+        release / plain,
+        f"<= {RELEASE_TARGET:g}x the aggregate's time",
+        release / plain <= RELEASE_TARGET,
+    )
+    cost.notes = (
+        f"{int(rows):,} bounded person-day rows, {cells} public cells x 4 figures; the first release of the shape "
+        f"(OpenDP planning it) took {cold:.2f} s, the others reuse its measurement; median of {RELEASE_REPEATS}, alternated"
+    )
+    rate = Row(
+        f"DP releases per second ({RELEASE_DAYS}-day country breakdown, epsilon {RELEASE_EPSILON:g})",
+        f"{RELEASE_REPEATS / sum(release_times):.1f} releases/s",
+        f"{len(plain_times) / sum(plain_times):.1f} plain aggregates/s",
+        None,
+        "none (shown)",
+        None,
+    )
+    rate.notes = "each release with its budget check and ledger row, in one transaction rolled back at the end"
+    return [cost, rate]
+
+
+def _query(settings: Settings, statement: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    with db.connection(settings.database, application_name="bench") as conn, conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        return list(cur.fetchall())
+
+
 def main(scale: str, events: int | None, *, keep: bool) -> None:
     """``python -m bench.run --scale small|large``: every stage, one failed stage recorded as
     failed while the others still run."""
@@ -692,6 +773,7 @@ def main(scale: str, events: int | None, *, keep: bool) -> None:
             bench.streaming,
             bench.freshness,
             bench.batch,
+            bench.releases,
             bench.end_to_end_check,
             bench.gdpr,
             bench.collector,

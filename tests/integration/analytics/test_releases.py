@@ -91,6 +91,22 @@ def test_a_release_past_the_budget_is_refused_before_anything_is_recorded(settin
         release(settings, "nobody", 0.1)  # no budget set: nothing to spend
 
 
+def test_a_release_of_a_shape_already_planned_declares_the_same_and_is_charged_again(settings: Settings) -> None:
+    """The second release reuses the planned measurement (analytics.dp's cache): same declaration
+    and epsilon, a ledger row of its own, and the budget drawn down each time."""
+    seed(settings, {"DE": 5})
+    set_budgets(settings, "ana", 2.5)
+    release_dp.clear_plans()
+    first = release(settings, "ana", 1.0)
+    second = release(settings, "ana", 1.0)
+    assert len(release_dp._plans) == 1, "the second release was not planned again"
+    assert second.declaration == first.declaration and second.epsilon == first.epsilon
+    assert first.budget_left == pytest.approx(1.5) and second.budget_left == pytest.approx(0.5)
+    assert query(settings, "SELECT count(*), sum(epsilon) FROM privacy_ledger") == [(2, pytest.approx(2.0))]
+    with pytest.raises(ledger.BudgetExhausted):
+        release(settings, "ana", 1.0)
+
+
 def test_two_releases_racing_for_the_last_of_a_budget_do_not_both_pass(settings: Settings) -> None:
     seed(settings, {"DE": 5})
     set_budgets(settings, "ana", 1.0)

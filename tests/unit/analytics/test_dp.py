@@ -143,3 +143,35 @@ def test_a_mean_stays_within_the_clamping_bounds() -> None:
     for total, people in ((-50.0, 3.0), (10_000.0, 1.0), (5.0, 0.0), (5.0, -4.0)):
         got = release_dp.mean(total, 10.0, people, 3.0, 600)
         assert 0 <= got.value <= 600 and got.low >= -600 and got.high <= 1200
+
+
+def one_cell_rows(people: int) -> pl.LazyFrame:
+    return pl.LazyFrame(
+        {"event_date": [date(2026, 3, 1)] * people, "country": ["DE"] * people, "events": [1] * people},
+        schema={"event_date": pl.Date, "country": pl.String, "events": pl.Int64},
+    )
+
+
+def test_a_planned_measurement_is_reused_for_its_shape_and_runs_on_the_new_rows() -> None:
+    """The second release of a shape plans nothing: it states what a fresh plan states and
+    releases the new rows (5,000 people in the cell, not the first release's 10)."""
+    keys = release_dp.public_keys(date(2026, 3, 1), date(2026, 3, 2), ("DE", "FR"))
+    figures: dict[str, release_dp.Sum | None] = {"people": release_dp.COUNT, "events": release_dp.Sum("events", 5)}
+    release_dp.clear_plans()
+    fresh = release_dp.measure(one_cell_rows(10), keys, contributions=2, epsilon=1.0, figures=figures)
+    assert len(release_dp._plans) == 1
+    cached = release_dp.measure(one_cell_rows(5_000), keys, contributions=2, epsilon=1.0, figures=figures)
+    assert len(release_dp._plans) == 1, "the same shape is planned once"
+    assert (cached.accuracy, cached.accuracy_half_alpha, cached.scale, cached.epsilon) == (
+        fresh.accuracy,
+        fresh.accuracy_half_alpha,
+        fresh.scale,
+        fresh.epsilon,
+    )
+    assert cached.epsilon == pytest.approx(1.0)
+    people = {(r["event_date"], r["country"]): r["people"] for r in cached.rows.iter_rows(named=True)}
+    assert abs(people[(date(2026, 3, 1), "DE")] - 5_000) <= 10 * cached.accuracy["people"], "the new rows were released"
+    other = release_dp.measure(one_cell_rows(10), keys, contributions=2, epsilon=0.5, figures=figures)
+    assert len(release_dp._plans) == 2, "another epsilon is another shape"
+    assert other.epsilon == pytest.approx(0.5) and other.scale["people"] > fresh.scale["people"]
+    release_dp.clear_plans()
