@@ -618,7 +618,9 @@ class AnalystsApiSettings(Section):
         4.0, description="the largest privacy loss (epsilon) one release may spend (400 beyond)"
     )
     # A year of days by country is 365 x 27 cells; longer ranges are a typo or a scraper.
-    max_days: Annotated[int, Field(ge=1, le=3660)] = Field(366, description="the longest date range one release may cover")
+    # analytics.dp releases at most 366 days (MAX_RANGE_DAYS): a longer setting would let a request
+    # through the parameters that the release then refuses.
+    max_days: Annotated[int, Field(ge=1, le=366)] = Field(366, description="the longest date range one release may cover")
     retry_after_s: Count = Field(30, description="the `Retry-After` of a 503 (the database does not answer)")
 
 

@@ -47,7 +47,7 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION privacy_budget_reserve(TEXT) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION privacy_budget_reserve(TEXT) TO privacy_releaser, dpo_console;
+GRANT EXECUTE ON FUNCTION privacy_budget_reserve(TEXT) TO privacy_releaser;
 
 REVOKE ALL ON privacy_budgets, privacy_budget_changes FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE ON privacy_budgets TO dpo_console;

@@ -88,12 +88,19 @@ BEGIN
         IF NOT day = ANY(covered) THEN
             name := 'events_raw_' || to_char(day, 'YYYYMMDD');
             EXECUTE format('CREATE TABLE %I (LIKE events_raw INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
+            -- The day lock is taken BEFORE the rows are deleted (and before ATTACH locks the default
+            -- partition): a reader or an erasure holding the day (shared, then updating its rows)
+            -- waits for nothing of ours, so the two cannot deadlock; one that comes later waits for
+            -- our commit (header above). A plain EXISTS locks no row.
+            IF EXISTS (SELECT 1 FROM events_raw_default WHERE event_date = day) THEN
+                LOCK TABLE platform_lock_event_days IN EXCLUSIVE MODE;
+                PERFORM setval('events_raw_day_moves', pg_current_xact_id()::text::bigint);
+            END IF;
             EXECUTE format('WITH moved AS (DELETE FROM events_raw_default WHERE event_date = %L RETURNING *)'
                            ' INSERT INTO %I SELECT * FROM moved', day, name);
             GET DIAGNOSTICS moved = ROW_COUNT;
             IF moved > 0 THEN
-                -- Before ATTACH locks the default partition: a reader holding the day waits for
-                -- nothing of ours, and one that comes later waits for our commit (header above).
+                -- Rows that arrived after the EXISTS: the lock now (a no-op when already held).
                 LOCK TABLE platform_lock_event_days IN EXCLUSIVE MODE;
                 PERFORM setval('events_raw_day_moves', pg_current_xact_id()::text::bigint);
             END IF;
@@ -130,7 +137,7 @@ BEGIN
     LOOP
         BEGIN
             created := created + events_raw_create_partitions(day, day);
-        EXCEPTION WHEN lock_not_available THEN
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
             -- A reader holds the days (or a sink the partitions): this day waits for the next run.
             RAISE NOTICE 'the events of % stay in the default partition: a reader holds them', day;
         END;

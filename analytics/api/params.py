@@ -17,6 +17,8 @@ from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from analytics import ledger
+
 # The countries a breakdown may name and always shows: a public key set (the EU's 27 member
 # states), never the countries present in the data, whose presence would itself be a release.
 PUBLIC_COUNTRIES = (
@@ -76,7 +78,8 @@ class Release(Query):
     """A release: the privacy loss it may spend."""
 
     epsilon: float = Field(
-        gt=0, description="the privacy loss this release spends, from the caller's budget (at most ANALYSTS_API_MAX_EPSILON)"
+        ge=float(ledger.EPSILON_PLACES),
+        description="the privacy loss this release spends, from the caller's budget (at most ANALYSTS_API_MAX_EPSILON)",
     )
 
     @model_validator(mode="after")
@@ -130,7 +133,11 @@ class Segments(Release):
 class Ledger(Query):
     """The privacy ledger's latest entries (the DPO's)."""
 
-    analyst: str | None = Field(None, pattern=_NAME.pattern, description="only this analyst's releases")
+    analyst: str | None = Field(
+        None,
+        pattern=f"^(?:{_NAME.pattern}|{re.escape(ledger.REPORT_ANALYST)})$",
+        description=f"only this analyst's releases (an account's name, or {ledger.REPORT_ANALYST} for the daily report's)",
+    )
     limit: int = Field(100, ge=1, le=1000, description="how many entries, newest first")
 
 

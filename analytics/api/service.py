@@ -25,6 +25,7 @@ from analytics.analysts import Caller, Role
 from analytics.api import params
 from core import db, pool
 from core.config import AnalystsApiSettings, ReleaseSettings
+from core.errors import InvalidInput
 from core.ratelimit import Buckets, retry_after
 from core.web import Problem, client_key
 
@@ -123,6 +124,11 @@ class AnalystsApi:
                 " computed or spent; ask for less or ask the DPO for more",
                 extra={"budget_left": e.left, "scope": "overall" if e.scope == ledger.OVERALL else "analyst"},
             ) from None
+        except InvalidInput as e:
+            # The release module's own checks (a range or an epsilon it cannot take) are the
+            # caller's input: a 400 with the reason, never a 500. Nothing was spent: the
+            # transaction rolled back.
+            raise Problem(400, "invalid_parameter", str(e)) from None
         if endpoint.role == Role.ANALYST:
             logger.info("released %s to %s (ledger row %s)", endpoint.path, caller.name, answered.get("ledger_id"))
         return answered

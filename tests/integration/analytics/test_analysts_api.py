@@ -275,7 +275,7 @@ def test_a_client_over_its_rate_gets_a_429_with_retry_after(settings: Settings, 
 # -- hostile parameters ---------------------------------------------------------------------
 
 HUGE = "9" * 400
-HOSTILE_EPSILONS = ["0", "-1", "-0.0", "NaN", "nan", "inf", "-inf", "Infinity", "1e309", HUGE, "1e-400", "", "one",
+HOSTILE_EPSILONS = ["0", "-1", "-0.0", "NaN", "nan", "inf", "-inf", "Infinity", "1e309", HUGE, "1e-400", "1e-11", "", "one",
                     "1; DROP TABLE analyst_accounts", "x" * 10_000, "0x10", "1_0"]  # fmt: skip
 HOSTILE_DAYS = ["1700000000", "2024-02-30", "0000-01-01", "9999-12-31", "2024-1-1", "' OR 1=1 --", "x" * 10_000,
                 "2024-01-01T00:00:00", "-2024-01-01"]  # fmt: skip
@@ -292,12 +292,13 @@ def hostile_queries(path: str) -> list[dict[str, Any]]:
         cases += [{**good, "to": value} for value in HOSTILE_DAYS]
         cases += [{**good, "from": good["to"], "to": good["from"]}]  # reversed
         cases += [{**good, "from": "1900-01-01"}]  # a century and more
+        cases += [{**good, "from": (TODAY - timedelta(days=400)).isoformat()}]  # past the release module's 366 days
         cases += [{**good, "to": (TODAY + timedelta(days=1)).isoformat()}]  # the future
     if path == "/v1/kpis/daily-by-country":
         cases += [{**good, "country": value} for value in ("XX", "de' OR '1'='1", "D" * 10_000, "DE,", "GB")]
     if path == "/v1/ledger":
         cases += [{"limit": value} for value in ("0", "-1", HUGE, "NaN", "1.5")]
-        cases += [{"analyst": value} for value in ("x" * 10_000, "a'; --", "A")]
+        cases += [{"analyst": value} for value in ("x" * 10_000, "a'; --", "A", "ana; drop", "report:daily'")]
     return cases
 
 
