@@ -343,7 +343,7 @@ def test_the_openapi_document_describes_every_route_and_its_parameters(settings:
         assert not any("user" in name.lower() for name in names)
     kpis = document["paths"]["/v1/kpis/daily-by-country"]["get"]
     epsilon = next(p for p in kpis["parameters"] if p["name"] == "epsilon")
-    assert epsilon["required"] and epsilon["schema"]["exclusiveMinimum"] == 0
+    assert epsilon["required"] and epsilon["schema"]["minimum"] == float(ledger.EPSILON_PLACES)
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     country = next(p for p in kpis["parameters"] if p["name"] == "country")
     assert not country["required"] and country["schema"]["type"] == "array"
