@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 BATCH_DAY = date(2006, 4, 5)
 SNAPSHOT_DAY = date(2006, 4, 6)
 BUSY_DAY, QUIET_DAY = date(2006, 4, 7), date(2006, 4, 8)
+ERASED_DAY = date(2006, 4, 9)
 
 
 def store_in_default(settings: Settings, events: list[Event]) -> None:
@@ -151,3 +152,33 @@ def test_the_nightly_move_leaves_the_days_being_read_for_the_next_night(settings
         ([BUSY_DAY, QUIET_DAY],),
     )
     assert moved == sorted(per_day.items())
+
+
+def test_a_move_waits_for_an_erasure_holding_the_day_without_a_deadlock(settings: Settings) -> None:
+    """An erasure holds the days shared, then re-keys a person's rows. A move of that day that
+    deleted the rows first and then waited for the day lock deadlocked with it (one side got
+    40P01); the move takes the lock before it touches a row, so it simply waits."""
+    events = known_events(60, seed=50, days=[ERASED_DAY])
+    store_in_default(settings, events)
+    person = events[0].user_id
+    theirs = sum(1 for e in events if e.user_id == person)
+    eraser = db.connection(settings.database, application_name="test-erasure", role=db.GDPR_ROLE)
+    mover = db.connection(settings.database, application_name="test-day-mover", role=db.RETENTION_ROLE)
+    with eraser as erasing, erasing.cursor() as cur, mover as conn:
+        locks.hold_event_days(cur)
+
+        def move() -> int:
+            with conn, conn.cursor() as moving:
+                return partitions.create_partitions(moving, ERASED_DAY, ERASED_DAY)
+
+        thread, out = in_thread(move)
+        wait_until(lambda: waiting_for_a_lock(settings, "test-day-mover"), what="the move to wait for the erasure")
+        # The re-keying touches the day's rows while the move waits: no row of them is locked.
+        cur.execute("UPDATE events_raw SET metadata = '{}' WHERE user_id = %s AND event_date = %s", (person, ERASED_DAY))
+        assert cur.rowcount == theirs
+        erasing.commit()
+        thread.join(timeout=60)
+    assert "error" not in out, out.get("error")
+    assert out["result"] == 1
+    assert query(settings, "SELECT count(*) FROM events_raw_default WHERE event_date = %s", (ERASED_DAY,)) == [(0,)]
+    assert query(settings, "SELECT count(*) FROM events_raw WHERE event_date = %s", (ERASED_DAY,)) == [(len(events),)]
