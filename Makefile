@@ -33,8 +33,8 @@ demo: install ## the whole pipeline end to end on the embedded stack, then both 
 # workers, each starting its own isolated stack, pay even on two cores: 2,031 tests took 11.4
 # minutes in two workers and 9.4 in three (1,365 tests once took 11.5 in one, 7.3 in two).
 # TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 3
-test: install ## the whole test suite in TEST_WORKERS workers (3), each with its own isolated stack on free ports
+TEST_WORKERS ?= 4
+test: install ## the whole test suite in TEST_WORKERS workers (4), each with its own isolated stack on free ports
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-unit: install ## only the tests that need no services

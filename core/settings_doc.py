@@ -29,7 +29,7 @@ the command with one line naming the variable.
 TESTS = """\
 ## Tests
 
-`make test` runs the suite in three workers (`TEST_WORKERS`, pytest-xdist), each starting an
+`make test` runs the suite in four workers (`TEST_WORKERS`, pytest-xdist), each starting an
 isolated embedded stack on free ports in a temporary folder (never `.local/`); the first lines of
 the run say which stack it is (`stack: embedded (Tansu + PostgreSQL 18.x ...)`, or the existing
 URLs with the password masked). `TEST_DATABASE_URL` + `TEST_KAFKA_BOOTSTRAP_SERVERS` run the suite
