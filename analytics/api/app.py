@@ -65,12 +65,7 @@ ERRORS = web.ErrorPolicy(
     logger=logger,
     codes=_HTTP_ERROR_CODES,
     unavailable=(psycopg2.OperationalError, psycopg2.InterfaceError, ServiceUnavailable),
-    when_unavailable=Problem(
-        503,
-        "database_unavailable",
-        "the database does not answer: nothing was computed or spent; try again later",
-        retry_after=30,
-    ),
+    # when_unavailable: set by create_app, whose Retry-After is the setting's.
     render=_render,
 )
 
